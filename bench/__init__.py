@@ -1,0 +1,1 @@
+"""Benchmarks: run by hand or in CI as a report, never as timed assertions."""

@@ -1,0 +1,107 @@
+"""Encoding and decoding of stored records: one typed decoder, upcasters for old schemas.
+
+A record's stored bytes are the JSON encoding of an :class:`Envelope`. The fast path
+decodes straight into the typed union. Records written under an older ``schema``
+number are decoded to plain data, lifted by the registered upcasters one version at a
+time, then converted into the current types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgspec
+
+from threadline.events.errors import CorruptEvent
+from threadline.events.schema import SCHEMA_VERSION, Envelope
+
+#: An upcaster takes a record (as plain data) of schema N and returns it as schema N+1.
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+#: ``UPCASTERS[n]`` lifts schema ``n`` to ``n + 1``. Empty while only schema 1 exists.
+UPCASTERS: Final[dict[int, Upcaster]] = {}
+
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder(Envelope)
+_raw_decoder: Final = msgspec.json.Decoder(dict[str, Any])
+
+
+def encode(envelope: Envelope) -> bytes:
+    return _encoder.encode(envelope)
+
+
+def encode_value(value: object) -> bytes:
+    return _encoder.encode(value)
+
+
+class _SealedEnvelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """:class:`Envelope` with the event already encoded (so it is encoded only once)."""
+
+    schema: int
+    session: str
+    version: int
+    at: int
+    actor: str
+    key: str
+    prev: str
+    event: msgspec.Raw
+    turn: str | None = None
+    attempt: int | None = None
+
+
+def encode_sealed(fields: dict[str, Any], event_body: bytes) -> bytes:
+    """Encode an envelope from its fields and the event's already encoded bytes."""
+    return _encoder.encode(_SealedEnvelope(event=msgspec.Raw(event_body), **fields))
+
+
+def decode(data: bytes, position: int = 0) -> Envelope:
+    """Decode stored bytes into an envelope, upcasting older schemas.
+
+    Raises :class:`CorruptEvent` (with the position) for bytes that are not a record of
+    a known kind, or of a schema newer than this code understands.
+    """
+    try:
+        envelope = _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        return _decode_slow(data, position, str(exc))
+    if envelope.schema == SCHEMA_VERSION:
+        return envelope
+    return _decode_slow(data, position, f"schema {envelope.schema}")
+
+
+def _decode_slow(data: bytes, position: int, first_error: str) -> Envelope:
+    try:
+        raw = _raw_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise CorruptEvent(position, str(exc)) from None
+    schema = raw.get("schema")
+    if not isinstance(schema, int):
+        raise CorruptEvent(position, first_error)
+    if schema > SCHEMA_VERSION:
+        raise CorruptEvent(
+            position, f"written with schema {schema}; this build reads up to {SCHEMA_VERSION}"
+        )
+    if schema == SCHEMA_VERSION:
+        raise CorruptEvent(position, first_error)
+    for version in range(schema, SCHEMA_VERSION):
+        upcast = UPCASTERS.get(version)
+        if upcast is None:
+            raise CorruptEvent(position, f"no upcaster from schema {version}")
+        raw = upcast(raw)
+        raw["schema"] = version + 1
+    try:
+        return msgspec.convert(raw, Envelope)
+    except msgspec.ValidationError as exc:
+        raise CorruptEvent(position, str(exc)) from None
+
+
+def genesis_hash(session: str) -> str:
+    """The ``prev`` of a session's first record: binds the chain to the session id."""
+    return hashlib.sha256(b"threadline:" + session.encode()).hexdigest()
+
+
+def record_hash(data: bytes) -> str:
+    """The hash of one stored record: SHA-256 over its exact stored bytes."""
+    return hashlib.sha256(data).hexdigest()

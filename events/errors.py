@@ -1,0 +1,66 @@
+"""Threadline's own error hierarchy.
+
+Library errors (nats-py, SDKs, MCP) are translated into these once, at the boundary
+where they occur; nothing above that boundary catches a library exception.
+Messages never contain secrets: they are written to be shown to a user.
+"""
+
+from __future__ import annotations
+
+
+class ThreadlineError(Exception):
+    """Base of every error Threadline raises on purpose."""
+
+
+class ConfigurationError(ThreadlineError):
+    """The deployment is misconfigured (missing key, bad URL, unsafe stream...)."""
+
+
+class InvalidInput(ThreadlineError):
+    """A caller supplied a value we refuse (bad session id, oversize payload...)."""
+
+
+class InvalidSessionId(InvalidInput):
+    pass
+
+
+class PayloadTooLarge(InvalidInput):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"event is {size} bytes encoded; the limit is {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class StoreError(ThreadlineError):
+    """The event store could not do what was asked."""
+
+
+class ConcurrencyError(StoreError):
+    """Someone else appended to the session first (optimistic concurrency)."""
+
+    def __init__(self, session: str, expected: int, actual: int | None = None) -> None:
+        detail = f"; it is at version {actual}" if actual is not None else ""
+        super().__init__(
+            f"session {session!r} moved on: expected version {expected}{detail}. "
+            "Re-read the session and retry."
+        )
+        self.session = session
+        self.expected = expected
+        self.actual = actual
+
+
+class StoreUnavailable(StoreError):
+    """NATS or the stream cannot be reached (timeouts, no responders, connection lost)."""
+
+
+class StreamConfigError(StoreError, ConfigurationError):
+    """The stream exists with settings that break Threadline's guarantees."""
+
+
+class CorruptEvent(StoreError):
+    """A stored message could not be decoded into a known event."""
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(f"event at position {position} cannot be decoded: {reason}")
+        self.position = position
+        self.reason = reason

@@ -1,0 +1,333 @@
+"""The event store on NATS JetStream.
+
+One stream holds every session: subjects ``<prefix>.<session>.<kind>``, file storage,
+``deny_delete`` and ``deny_purge``, no rollups, ``discard: new`` and a duplicate window
+longer than any client retry. Appends carry ``Nats-Expected-Last-Subject-Sequence``
+with ``Nats-Expected-Last-Subject-Sequence-Subject: <prefix>.<session>.>`` (optimistic
+concurrency per session, NATS 2.11+) and a ``Nats-Msg-Id`` derived from the event's
+idempotency key. nats-py errors are translated here into Threadline's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Collection
+from typing import Final
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from threadline.events import codec
+from threadline.events.errors import (
+    CorruptEvent,
+    PayloadTooLarge,
+    StoreError,
+    StoreUnavailable,
+)
+from threadline.events.store import (
+    EventStore,
+    Head,
+    PublishResult,
+    Recorded,
+    WrongLastPosition,
+    recorded_from_bytes,
+)
+from threadline.events.stream import StreamSettings, ensure_stream
+from threadline.events.tail import Tail
+
+log = logging.getLogger(__name__)
+
+_SLOT_S: Final = 0.25
+#: "wrong last sequence": 10071 on a single server, 10164 from a replicated stream
+_WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
+_MAX_PAYLOAD_EXCEEDED: Final = 10054  # message size exceeds maximum allowed
+
+
+class _ApiError(msgspec.Struct, frozen=True):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _PubAck(msgspec.Struct, frozen=True):
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: _ApiError | None = None
+
+
+_ack_decoder: Final = msgspec.json.Decoder(_PubAck)
+
+
+class JetStreamEventStore(EventStore):
+    """:class:`EventStore` over one JetStream stream. Build it with :meth:`connect`."""
+
+    def __init__(
+        self,
+        nc: Client,
+        settings: StreamSettings,
+        *,
+        owns_connection: bool = False,
+        heartbeat_s: float = 2.0,
+        timeout_s: float = 5.0,
+    ) -> None:
+        super().__init__(prefix=settings.prefix, max_event_bytes=settings.max_event_bytes)
+        self.nc = nc
+        self.settings = settings
+        self._owns_connection = owns_connection
+        self._heartbeat_s = heartbeat_s
+        self._timeout_s = timeout_s
+        self._acks: dict[str, asyncio.Future[_PubAck]] = {}
+        self._reply_prefix = ""
+        self._reply_counter = 0
+        self._deadlines: dict[int, list[str]] = {}
+        self._connection_log: _ConnectionLog | None = None
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str | list[str],
+        settings: StreamSettings | None = None,
+        *,
+        ensure: bool = True,
+        allow_unsafe: bool = False,
+        heartbeat_s: float = 2.0,
+        timeout_s: float = 5.0,
+        name: str = "threadline",
+    ) -> JetStreamEventStore:
+        """Connect to NATS and (by default) create or check the stream."""
+        settings = settings or StreamSettings()
+        if isinstance(url, str) and "," in url:  # "nats://a:4222,nats://b:4222"
+            url = [u.strip() for u in url.split(",") if u.strip()]
+        callbacks = _ConnectionLog()
+        try:
+            nc = await nats.connect(
+                url,
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,
+                allow_reconnect=True,
+                connect_timeout=timeout_s,
+                error_cb=callbacks.error,
+                disconnected_cb=callbacks.disconnected,
+                reconnected_cb=callbacks.reconnected,
+            )
+        except (nats.errors.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot connect to NATS at {_safe_urls(url)}: {exc}") from None
+        store = cls(
+            nc, settings, owns_connection=True, heartbeat_s=heartbeat_s, timeout_s=timeout_s
+        )
+        store._connection_log = callbacks
+        try:
+            if ensure:
+                await ensure_stream(nc, settings, allow_unsafe=allow_unsafe)
+            await store._start_replies()
+        except BaseException:
+            await nc.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        if self._connection_log is not None:
+            self._connection_log.closing = True
+        for fut in self._acks.values():
+            if not fut.done():
+                fut.set_exception(StoreUnavailable("event store closed"))
+        self._acks.clear()
+        if self._owns_connection and not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except (nats.errors.Error, OSError):  # reconnecting or gone: just close
+                await self.nc.close()
+
+    # ------------------------------------------------------------------ appends
+
+    async def _start_replies(self) -> None:
+        self._reply_prefix = self.nc.new_inbox() + "."
+        await self.nc.subscribe(self._reply_prefix + "*", cb=self._on_ack)
+
+    async def _on_ack(self, msg: Msg) -> None:
+        fut = self._acks.pop(msg.subject[len(self._reply_prefix) :], None)
+        if fut is None or fut.done():
+            return
+        if not msg.data and msg.headers and msg.headers.get("Status") == "503":
+            fut.set_exception(StoreUnavailable(f"no stream listens on {self.prefix}.>"))
+            return
+        try:
+            fut.set_result(_ack_decoder.decode(msg.data))
+        except msgspec.DecodeError as exc:
+            fut.set_exception(StoreError(f"unreadable publish acknowledgement: {exc}"))
+
+    async def _publish(
+        self, subject: str, data: bytes, msg_id: str, expected_position: int, session: str
+    ) -> PublishResult:
+        if not self._reply_prefix:
+            await self._start_replies()
+        self._reply_counter += 1
+        token = str(self._reply_counter)
+        fut: asyncio.Future[_PubAck] = asyncio.get_running_loop().create_future()
+        self._acks[token] = fut
+        self._arm_deadline(token)
+        headers = {
+            "Nats-Msg-Id": msg_id,
+            "Nats-Expected-Last-Subject-Sequence": str(expected_position),
+            "Nats-Expected-Last-Subject-Sequence-Subject": f"{self.prefix}.{session}.>",
+        }
+        try:
+            await self.nc.publish(subject, data, reply=self._reply_prefix + token, headers=headers)
+            ack = await fut
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"no acknowledgement within {self._timeout_s} s; the event may or may not "
+                "be stored: retry with the same event (its key makes the retry safe)"
+            ) from None
+        except nats.errors.Error as exc:
+            raise StoreUnavailable(f"publish failed: {exc!r}") from None
+        finally:
+            self._acks.pop(token, None)
+        if ack.error is not None:
+            raise self._translate(ack.error, len(data))
+        return PublishResult(ack.seq, duplicate=ack.duplicate)
+
+    def _arm_deadline(self, token: str) -> None:
+        """Time out unanswered publishes with one timer per 1/4 s slot, not one per publish."""
+        loop = asyncio.get_running_loop()
+        slot = int((loop.time() + self._timeout_s) / _SLOT_S) + 1
+        bucket = self._deadlines.get(slot)
+        if bucket is None:
+            bucket = self._deadlines[slot] = []
+            loop.call_at(slot * _SLOT_S, self._expire, slot)
+        bucket.append(token)
+
+    def _expire(self, slot: int) -> None:
+        for token in self._deadlines.pop(slot, ()):
+            fut = self._acks.pop(token, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(TimeoutError())
+
+    def _translate(self, error: _ApiError, size: int) -> Exception:
+        if error.err_code in _WRONG_LAST_SEQUENCE:
+            return WrongLastPosition(error.description)
+        if error.err_code == _MAX_PAYLOAD_EXCEEDED:
+            return PayloadTooLarge(size, self.max_event_bytes)
+        return StoreError(f"JetStream refused the append: {error.description} ({error.err_code})")
+
+    # ------------------------------------------------------------------ reads
+
+    async def _direct_get(self, request: dict[str, object]) -> tuple[int, bytes] | None:
+        try:
+            msg = await self.nc.request(
+                f"$JS.API.DIRECT.GET.{self.settings.name}",
+                msgspec.json.encode(request),
+                timeout=self._timeout_s,
+            )
+        except (nats.errors.Error, OSError) as exc:
+            raise StoreUnavailable(f"reading the stream failed: {exc!r}") from None
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status == "404":
+            return None
+        if status:
+            raise StoreError(f"direct get failed: {status} {headers.get('Description', '')}")
+        return int(headers["Nats-Sequence"]), msg.data
+
+    async def _load_head(self, session: str) -> Head:
+        found = await self._direct_get({"last_by_subj": f"{self.prefix}.{session}.>"})
+        if found is None:
+            return Head(0, 0, codec.genesis_hash(session))
+        position, data = found
+        rec = recorded_from_bytes(position, data)
+        return Head(rec.version, position, rec.hash)
+
+    async def get(self, position: int) -> Recorded:
+        found = await self._direct_get({"seq": position})
+        if found is None:
+            raise StoreError(f"no event at position {position}")
+        return recorded_from_bytes(*found)
+
+    async def read(
+        self, session: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> AsyncGenerator[Recorded, None]:
+        tail = self._tail([f"{self.prefix}.{session}.*"], 0, until_end=True)
+        async with contextlib.aclosing(tail):
+            async for position, data in tail:
+                rec = recorded_from_bytes(position, data)
+                if rec.version < from_version:
+                    continue
+                if to_version is not None and rec.version > to_version:
+                    return
+                yield rec
+
+    async def follow(self, session: str, *, after: int = 0) -> AsyncGenerator[Recorded, None]:
+        tail = self._tail([f"{self.prefix}.{session}.*"], after)
+        async with contextlib.aclosing(tail):  # closing us drops the consumer at once
+            async for position, data in tail:
+                yield recorded_from_bytes(position, data)
+
+    async def follow_all(
+        self, *, kinds: Collection[str] | None = None, after: int = 0
+    ) -> AsyncGenerator[Recorded, None]:
+        filters = [f"{self.prefix}.*.{k}" for k in sorted(kinds)] if kinds else [f"{self.prefix}.>"]
+        tail = self._tail(filters, after)
+        async with contextlib.aclosing(tail):
+            async for position, data in tail:
+                yield recorded_from_bytes(position, data)
+
+    def follow_raw(
+        self, filters: list[str], *, after: int = 0, until_end: bool = False
+    ) -> AsyncGenerator[tuple[int, bytes], None]:
+        """Undecoded ``(position, bytes)`` pairs, for tools that must see corrupt data."""
+        return self._tail(filters, after, until_end=until_end)
+
+    def _tail(
+        self, filters: list[str], after: int, *, until_end: bool = False
+    ) -> AsyncGenerator[tuple[int, bytes], None]:
+        tail = Tail(
+            self.nc,
+            self.settings.name,
+            filters,
+            after=after,
+            until_end=until_end,
+            heartbeat_s=self._heartbeat_s,
+        )
+        return tail.__aiter__()
+
+    async def last_position(self) -> int:
+        try:
+            info = await self.nc.jetstream().stream_info(self.settings.name)
+        except (nats.errors.Error, nats.js.errors.Error) as exc:
+            raise StoreUnavailable(f"stream info failed: {exc!r}") from None
+        return info.state.last_seq
+
+
+class _ConnectionLog:
+    """nats-py callbacks: one short log line per event (the default prints tracebacks)."""
+
+    def __init__(self) -> None:
+        self.closing = False
+
+    async def error(self, exc: Exception) -> None:
+        if not self.closing:
+            log.warning("NATS: %s", exc or exc.__class__.__name__)
+
+    async def disconnected(self) -> None:
+        if not self.closing:
+            log.warning("NATS connection lost; reconnecting")
+
+    async def reconnected(self) -> None:
+        log.info("NATS connection restored")
+
+
+def _safe_urls(url: str | list[str]) -> str:
+    """NATS URLs without user info (a password in a URL must not reach an error)."""
+    urls = [url] if isinstance(url, str) else url
+    return ", ".join(u.split("@", 1)[-1] if "@" in u else u for u in urls)
+
+
+__all__ = ["CorruptEvent", "JetStreamEventStore", "StreamSettings"]

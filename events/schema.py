@@ -1,0 +1,276 @@
+"""The event catalogue: one tagged union of frozen, vendor-neutral msgspec structs.
+
+Every kind has an explicit, stable string tag (``kind`` on the wire). Tags are part of
+the stored data and never derived from class names: renaming a class changes nothing
+on disk. Evolution rules are in ``docs/events.md``; in short, new fields get defaults,
+field types never change, and semantic changes go through an upcaster
+(:mod:`threadline.events.codec`) keyed by the envelope's ``schema`` number.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+import msgspec
+
+#: Version of the event catalogue written by this code. Bump it only together with an
+#: upcaster that lifts records of the previous version (see docs/events.md).
+SCHEMA_VERSION: Final = 1
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "cancelled"]
+
+#: Typed failure kinds. Providers' and tools' errors are translated into one of these
+#: once, at the boundary, and only then recorded.
+ErrorKind = Literal[
+    "auth",
+    "rate_limit",
+    "model_not_found",
+    "bad_request",
+    "context_too_long",
+    "network",
+    "timeout",
+    "tool_error",
+    "configuration",
+    "provider_error",
+    "max_deliveries",
+    "internal",
+]
+
+FallbackKind = Literal[
+    "tools_disabled", "provider_switched", "mcp_unavailable", "step_limit", "retry"
+]
+
+
+class _Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="kind"):
+    """Base of every event kind; subclasses set an explicit ``tag``."""
+
+
+# ----------------------------------------------------------------------------- values
+
+
+class GenerationParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Sampling settings of a session; ``None`` means the provider's configured default."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    max_steps: int | None = None
+
+
+class ForkOrigin(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a forked session's history was copied from."""
+
+    session: str
+    version: int
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    """Token counts as reported by the provider (0 when it reported none)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_input_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+        )
+
+
+class ToolCallRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A tool call as it appears inside an assistant message."""
+
+    call_id: str
+    tool: str
+    arguments: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- kinds
+
+
+class SessionStarted(_Event, frozen=True, tag="session_started"):
+    owner: str
+    title: str = ""
+    provider: str = ""
+    model: str = ""
+    system_prompt: str = ""
+    tool_servers: tuple[str, ...] = ()
+    params: GenerationParams = msgspec.field(default_factory=GenerationParams)
+    forked_from: ForkOrigin | None = None
+
+
+class UserMessage(_Event, frozen=True, tag="user_message"):
+    """A user's message. The envelope's ``turn`` is the turn that will answer it."""
+
+    text: str
+    client_message_id: str = ""
+
+
+class TurnStarted(_Event, frozen=True, tag="turn_started"):
+    """An attempt at a turn began. Turn id and attempt number are in the envelope
+    (``turn``, ``attempt``) and repeated here for readers of the payload alone."""
+
+    turn_id: str
+    attempt: int
+    provider: str
+    model: str
+    worker: str = ""
+
+
+class TextDelta(_Event, frozen=True, tag="text_delta"):
+    """Coalesced answer text streamed during ``step`` of the envelope's turn attempt."""
+
+    text: str
+    step: int = 0
+
+
+class ReasoningDelta(_Event, frozen=True, tag="reasoning_delta"):
+    """Coalesced reasoning/thinking text."""
+
+    text: str
+    step: int = 0
+
+
+class ToolCall(_Event, frozen=True, tag="tool_call"):
+    call_id: str
+    tool: str
+    server: str = ""
+    arguments: dict[str, Any] = msgspec.field(default_factory=dict)
+    step: int = 0
+
+
+class ToolResult(_Event, frozen=True, tag="tool_result"):
+    call_id: str
+    tool: str = ""
+    content: str = ""
+    is_error: bool = False
+    duration_ms: float = 0.0
+    summary: str = ""
+    step: int = 0
+
+
+class Fallback(_Event, frozen=True, tag="fallback"):
+    """Something did not go as planned and the turn carries on another way."""
+
+    fallback: FallbackKind
+    reason: str = ""
+    from_: str = msgspec.field(default="", name="from")
+    to: str = ""
+    attempt: int = 0
+
+
+class AssistantMessage(_Event, frozen=True, tag="assistant_message"):
+    """The closing of one model step: its full text, the tool calls it made, and usage.
+
+    A turn with tools has one per step (``finish_reason="tool_calls"`` for all but the
+    last). ``provider_data`` keeps opaque provider data (e.g. a thinking signature)
+    under the provider's name, so it can be sent back to that provider and no other.
+    """
+
+    text: str
+    finish_reason: FinishReason = "stop"
+    usage: Usage = msgspec.field(default_factory=Usage)
+    reasoning: str = ""
+    tool_calls: tuple[ToolCallRef, ...] = ()
+    step: int = 0
+    provider_data: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+
+
+class TurnCompleted(_Event, frozen=True, tag="turn_completed"):
+    usage: Usage = msgspec.field(default_factory=Usage)
+    ttft_ms: float | None = None
+    duration_ms: float = 0.0
+    steps: int = 1
+
+
+class TurnFailed(_Event, frozen=True, tag="turn_failed"):
+    """A turn ended in an error. ``message`` is redacted before it is recorded."""
+
+    error: ErrorKind
+    message: str
+    retryable: bool = False
+
+
+class CancelRequested(_Event, frozen=True, tag="cancel_requested"):
+    """A durable stop command for the envelope's turn (or the running turn if none)."""
+
+    reason: str = ""
+
+
+class TurnCancelled(_Event, frozen=True, tag="turn_cancelled"):
+    partial_text: str = ""
+    reason: str = ""
+
+
+Event = (
+    SessionStarted
+    | UserMessage
+    | TurnStarted
+    | TextDelta
+    | ReasoningDelta
+    | ToolCall
+    | ToolResult
+    | Fallback
+    | AssistantMessage
+    | TurnCompleted
+    | TurnFailed
+    | CancelRequested
+    | TurnCancelled
+)
+
+EVENT_TYPES: Final[tuple[type[_Event], ...]] = (
+    SessionStarted,
+    UserMessage,
+    TurnStarted,
+    TextDelta,
+    ReasoningDelta,
+    ToolCall,
+    ToolResult,
+    Fallback,
+    AssistantMessage,
+    TurnCompleted,
+    TurnFailed,
+    CancelRequested,
+    TurnCancelled,
+)
+
+TERMINAL_KINDS: Final = frozenset({"turn_completed", "turn_failed", "turn_cancelled"})
+
+
+def _tag(cls: type[_Event]) -> str:
+    tag = cls.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+_TAG_OF: Final[dict[type[_Event], str]] = {cls: _tag(cls) for cls in EVENT_TYPES}
+KINDS: Final[tuple[str, ...]] = tuple(_TAG_OF.values())
+
+
+def kind_of(event: _Event | type[_Event]) -> str:
+    """The stable tag of an event (or event class), as written on the wire."""
+    return _TAG_OF[event if isinstance(event, type) else type(event)]
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What is stored for each event: the event and where it sits in its session.
+
+    ``prev`` is the SHA-256 of the previous record's stored bytes (the session's genesis
+    hash for version 1), so the stored bytes of a session form a hash chain.
+    ``key`` is the idempotency key; the JetStream ``Nats-Msg-Id`` is derived from it.
+    """
+
+    schema: int
+    session: str
+    version: int
+    at: int  # microseconds since the Unix epoch, UTC
+    actor: str
+    key: str
+    prev: str
+    event: Event
+    turn: str | None = None
+    attempt: int | None = None

@@ -1,0 +1,278 @@
+"""The event store port: append with optimistic concurrency, read, follow.
+
+Two adapters implement it and pass one contract suite (``tests/events/contract.py``):
+:class:`~threadline.events.memory.MemoryEventStore` and
+:class:`~threadline.events.jetstream.JetStreamEventStore`. What is common to both
+(version numbers, the hash chain, idempotency keys, size limits, retry on conflict)
+lives here; an adapter only provides the storage primitives.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, Collection, Sequence
+from typing import Final
+
+import msgspec
+
+from threadline.events import codec
+from threadline.events.errors import ConcurrencyError, PayloadTooLarge
+from threadline.events.ids import new_id, validate_session_id
+from threadline.events.schema import SCHEMA_VERSION, Envelope, Event, kind_of
+
+DEFAULT_MAX_EVENT_BYTES: Final = 512 * 1024
+_HEAD_CACHE_SIZE: Final = 10_000
+_ANY_VERSION_RETRIES: Final = 20
+
+
+class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event to append, with what the envelope needs besides version and chain.
+
+    ``key`` is the idempotency key: appending the same key to the same session twice
+    stores it once. It defaults to a fresh unique id, made when the ``NewEvent`` is
+    built, so retrying the same object is safe; callers that may re-create an event
+    after a crash pass a deterministic key (e.g. ``"<turn>/<attempt>/started"``).
+    """
+
+    event: Event
+    actor: str = "system"
+    turn: str | None = None
+    attempt: int | None = None
+    key: str = msgspec.field(default_factory=new_id)
+
+
+class Recorded(msgspec.Struct, frozen=True):
+    """A stored event: its global position (JetStream sequence), envelope and bytes."""
+
+    position: int
+    envelope: Envelope
+    hash: str
+    raw: bytes
+
+    @property
+    def session(self) -> str:
+        return self.envelope.session
+
+    @property
+    def version(self) -> int:
+        return self.envelope.version
+
+    @property
+    def event(self) -> Event:
+        return self.envelope.event
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.envelope.event)
+
+    @property
+    def turn(self) -> str | None:
+        return self.envelope.turn
+
+    @property
+    def attempt(self) -> int | None:
+        return self.envelope.attempt
+
+
+def recorded_from_bytes(position: int, data: bytes) -> Recorded:
+    return Recorded(position, codec.decode(data, position), codec.record_hash(data), data)
+
+
+class Head(msgspec.Struct, frozen=True):
+    """Where a session ends: its last version, that event's position, and its hash."""
+
+    version: int
+    position: int
+    hash: str
+
+
+class WrongLastPosition(Exception):
+    """Raised by an adapter's ``_publish`` when the session's last position moved."""
+
+
+class PublishResult(msgspec.Struct, frozen=True):
+    position: int
+    duplicate: bool = False
+
+
+def subject_for(prefix: str, session: str, kind: str) -> str:
+    return f"{prefix}.{session}.{kind}"
+
+
+class EventStore(abc.ABC):
+    """Append-only, per-session versioned, hash-chained event log."""
+
+    def __init__(self, *, prefix: str = "tl", max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES):
+        self.prefix = prefix
+        self.max_event_bytes = max_event_bytes
+        self._heads: OrderedDict[str, Head] = OrderedDict()
+        # Locks live as long as someone holds or waits on them.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # ----------------------------------------------------------------- primitives
+
+    @abc.abstractmethod
+    async def _load_head(self, session: str) -> Head:
+        """The session's head as stored (version 0 and the genesis hash if empty)."""
+
+    @abc.abstractmethod
+    async def _publish(
+        self, subject: str, data: bytes, msg_id: str, expected_position: int, session: str
+    ) -> PublishResult:
+        """Store ``data`` iff the session's last position is ``expected_position``."""
+
+    @abc.abstractmethod
+    async def get(self, position: int) -> Recorded:
+        """The record at a global position."""
+
+    @abc.abstractmethod
+    def read(
+        self, session: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> AsyncGenerator[Recorded, None]:
+        """The session's events from ``from_version`` as stored now, then stop."""
+
+    @abc.abstractmethod
+    def follow(self, session: str, *, after: int = 0) -> AsyncGenerator[Recorded, None]:
+        """The session's events after position ``after``, then live, forever."""
+
+    @abc.abstractmethod
+    def follow_all(
+        self, *, kinds: Collection[str] | None = None, after: int = 0
+    ) -> AsyncGenerator[Recorded, None]:
+        """Every session's events (optionally only some kinds) after ``after``, live."""
+
+    @abc.abstractmethod
+    async def last_position(self) -> int:
+        """The position of the newest event in the store (0 when empty)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default has nothing to release."""
+
+    # ----------------------------------------------------------------- shared logic
+
+    async def head(self, session: str) -> Head:
+        validate_session_id(session)
+        return await self._load_head(session)
+
+    async def load(self, session: str) -> list[Recorded]:
+        return [r async for r in self.read(session)]
+
+    async def append(
+        self,
+        session: str,
+        events: NewEvent | Sequence[NewEvent],
+        *,
+        expected_version: int | None = None,
+    ) -> list[Recorded]:
+        """Append events to a session, in order.
+
+        ``expected_version`` is the version the caller last saw (0: the session must
+        not exist yet); if the session has moved on, :class:`ConcurrencyError` is
+        raised and nothing is appended. ``None`` appends after whatever is there,
+        retrying internally on conflicts. Several events are appended one after the
+        other, each checked against the one before; they are not atomic as a group.
+        A repeated key returns the already stored record instead of a new one.
+        """
+        validate_session_id(session)
+        batch = [events] if isinstance(events, NewEvent) else list(events)
+        sealed = [self._encode_event(e) for e in batch]  # size errors before anything lands
+        lock = self._locks.get(session)
+        if lock is None:
+            lock = self._locks[session] = asyncio.Lock()
+        async with lock:  # one append at a time per session in this process
+            out: list[Recorded] = []
+            for new, body in zip(batch, sealed, strict=True):
+                rec = await self._append_one(session, new, body, expected_version)
+                out.append(rec)
+                if expected_version is not None:
+                    expected_version = rec.version
+            return out
+
+    def _encode_event(self, new: NewEvent) -> bytes:
+        body = codec.encode_value(new.event)
+        if len(body) > self.max_event_bytes:
+            raise PayloadTooLarge(len(body), self.max_event_bytes)
+        return body
+
+    async def _append_one(
+        self, session: str, new: NewEvent, body: bytes, expected: int | None
+    ) -> Recorded:
+        msg_id = f"{session}:{new.key}"
+        for _ in range(_ANY_VERSION_RETRIES):
+            head = await self._cached_head(session)
+            if expected is not None and head.version != expected:
+                head = await self._refresh_head(session)
+                if head.version != expected:
+                    return await self._existing_or_conflict(session, new.key, expected, head)
+            envelope, data = self._seal(session, head, new, body)
+            subject = subject_for(self.prefix, session, kind_of(new.event))
+            try:
+                result = await self._publish(subject, data, msg_id, head.position, session)
+            except WrongLastPosition:
+                head = await self._refresh_head(session)
+                if expected is not None:
+                    return await self._existing_or_conflict(session, new.key, expected, head)
+                existing = await self._find_key(session, new.key, from_version=1)
+                if existing is not None:
+                    return existing
+                continue
+            if result.duplicate:
+                return await self.get(result.position)
+            rec = Recorded(result.position, envelope, codec.record_hash(data), data)
+            self._remember(session, Head(rec.version, rec.position, rec.hash))
+            return rec
+        raise ConcurrencyError(session, -1)
+
+    def _seal(self, session: str, head: Head, new: NewEvent, body: bytes) -> tuple[Envelope, bytes]:
+        """The envelope for the next version and its stored bytes (event encoded once)."""
+        fields = {
+            "schema": SCHEMA_VERSION,
+            "session": session,
+            "version": head.version + 1,
+            "at": time.time_ns() // 1000,
+            "actor": new.actor,
+            "key": new.key,
+            "prev": head.hash,
+            "turn": new.turn,
+            "attempt": new.attempt,
+        }
+        data = codec.encode_sealed(fields, body)
+        if len(data) > self.max_event_bytes:
+            raise PayloadTooLarge(len(data), self.max_event_bytes)
+        return Envelope(event=new.event, **fields), data  # type: ignore[arg-type]
+
+    async def _existing_or_conflict(
+        self, session: str, key: str, expected: int, head: Head
+    ) -> Recorded:
+        existing = await self._find_key(session, key, from_version=expected + 1)
+        if existing is not None:
+            return existing
+        raise ConcurrencyError(session, expected, head.version)
+
+    async def _find_key(self, session: str, key: str, *, from_version: int) -> Recorded | None:
+        async for rec in self.read(session, from_version=from_version):
+            if rec.envelope.key == key:
+                return rec
+        return None
+
+    async def _cached_head(self, session: str) -> Head:
+        head = self._heads.get(session)
+        if head is None:
+            return await self._refresh_head(session)
+        self._heads.move_to_end(session)
+        return head
+
+    async def _refresh_head(self, session: str) -> Head:
+        head = await self._load_head(session)
+        self._remember(session, head)
+        return head
+
+    def _remember(self, session: str, head: Head) -> None:
+        self._heads[session] = head
+        self._heads.move_to_end(session)
+        if len(self._heads) > _HEAD_CACHE_SIZE:
+            self._heads.popitem(last=False)

@@ -1,0 +1,125 @@
+"""The stream's settings, creating it, and refusing one that breaks our guarantees."""
+
+from __future__ import annotations
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js.api import (
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamInfo,
+)
+from nats.js.client import JetStreamContext
+
+from threadline.events.errors import StoreUnavailable, StreamConfigError
+
+MIN_DUPLICATE_WINDOW_S = 600.0
+
+
+class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How the event stream is laid out. ``deny_*`` off is for tests of tampering only."""
+
+    name: str = "THREADLINE"
+    prefix: str = "tl"
+    replicas: int = 1
+    max_event_bytes: int = 512 * 1024
+    duplicate_window_s: float = 900.0
+    deny_delete: bool = True
+    deny_purge: bool = True
+    #: nats-server caps a stream at 1,000 consumers unless told otherwise; every live
+    #: follower (one per watched session per gateway) is one
+    max_consumers: int = 100_000
+
+    def stream_config(self) -> StreamConfig:
+        return StreamConfig(
+            name=self.name,
+            subjects=[f"{self.prefix}.*.*"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            discard=DiscardPolicy.NEW,
+            duplicate_window=self.duplicate_window_s,
+            max_msg_size=self.max_event_bytes,
+            deny_delete=self.deny_delete,
+            deny_purge=self.deny_purge,
+            allow_rollup_hdrs=False,
+            allow_direct=True,
+            max_consumers=self.max_consumers,
+        )
+
+
+def stream_problems(config: StreamConfig, settings: StreamSettings) -> list[str]:
+    """What makes an existing stream unsafe or unusable for Threadline (empty: fine)."""
+    problems: list[str] = []
+    wanted = f"{settings.prefix}.*.*"
+    if wanted not in (config.subjects or []):
+        problems.append(f"subjects are {config.subjects}, expected to include {wanted!r}")
+    if not config.deny_delete:
+        problems.append("deny_delete is off: messages can be deleted")
+    if not config.deny_purge:
+        problems.append("deny_purge is off: the stream can be purged")
+    if config.allow_rollup_hdrs:
+        problems.append("rollups are allowed: a rollup header can erase history")
+    if config.storage != StorageType.FILE:
+        problems.append("storage is not file: events do not survive a restart")
+    if config.discard != DiscardPolicy.NEW:
+        problems.append("discard is not 'new': limits would silently drop old events")
+    if (config.duplicate_window or 0) < MIN_DUPLICATE_WINDOW_S:
+        problems.append(
+            f"duplicate window is {config.duplicate_window} s; at least "
+            f"{MIN_DUPLICATE_WINDOW_S:.0f} s is needed for safe client retries"
+        )
+    if not config.allow_direct:
+        problems.append("allow_direct is off: heads cannot be read")
+    return problems
+
+
+async def ensure_stream(
+    nc: Client, settings: StreamSettings, *, allow_unsafe: bool = False
+) -> StreamInfo:
+    """Create the stream if missing; check it if present.
+
+    A stream whose settings break the guarantees (deny flags off, rollups allowed,
+    ...) is refused with :class:`StreamConfigError` unless ``allow_unsafe`` is set,
+    which is meant for development and tamper tests only.
+    """
+    js = nc.jetstream()
+    try:
+        try:
+            info = await js.stream_info(settings.name)
+        except nats.js.errors.NotFoundError:
+            info = await js.add_stream(settings.stream_config())
+    except nats.js.errors.ServiceUnavailableError:
+        raise StoreUnavailable("JetStream is not enabled on this NATS server") from None
+    except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+        raise StoreUnavailable(f"cannot create or read stream {settings.name}: {exc}") from None
+    if (info.config.max_consumers or 0) not in (-1, 0) and (
+        info.config.max_consumers or 0
+    ) < settings.max_consumers:
+        info = await _raise_consumer_limit(js, info, settings)
+    problems = stream_problems(info.config, settings)
+    if problems and not allow_unsafe:
+        raise StreamConfigError(
+            f"stream {settings.name} is unsafe for Threadline: "
+            + "; ".join(problems)
+            + " (set THREADLINE_ALLOW_UNSAFE_STREAM=1 only for development)"
+        )
+    return info
+
+
+async def _raise_consumer_limit(
+    js: JetStreamContext, info: StreamInfo, settings: StreamSettings
+) -> StreamInfo:
+    """Lift an existing stream's consumer cap (an allowed, non-destructive update)."""
+    config = info.config
+    config.max_consumers = settings.max_consumers
+    try:
+        return await js.update_stream(config)
+    except (nats.errors.Error, nats.js.errors.Error) as exc:
+        raise StoreUnavailable(
+            f"cannot raise the consumer limit of {settings.name}: {exc}"
+        ) from None

@@ -1,0 +1,172 @@
+"""Reading a JetStream stream in order: replay, then live, with no gap and no duplicate.
+
+A :class:`Tail` drives an ephemeral, ack-less push consumer (flow control and idle
+heartbeats on) the way an ordered consumer does, but owns its recovery: it remembers
+the last stream sequence it yielded and, on a consumer-sequence gap, a missed
+heartbeat, a reconnect or a server restart, drops the consumer and creates a new one
+starting right after that sequence. Only stored messages reach a consumer, so a
+rejected or deduplicated publish is never seen (unlike a core subscription).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncGenerator, Sequence
+from typing import Final
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from threadline.events.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+_MAX_BACKOFF_S: Final = 2.0
+_PENDING_MSGS: Final = 65_536
+
+
+class _Reset(Exception):
+    """The consumer lost its place; start a new one after the last yielded sequence."""
+
+
+class Tail:
+    """An ordered read of ``filters`` after stream sequence ``after``.
+
+    With ``until_end`` it stops once it has delivered what the stream held when the
+    consumer was created; otherwise it follows live until closed.
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        stream: str,
+        filters: Sequence[str],
+        *,
+        after: int = 0,
+        until_end: bool = False,
+        heartbeat_s: float = 2.0,
+        api_prefix: str = "$JS.API",
+    ) -> None:
+        self._nc = nc
+        self._js = nc.jetstream(prefix=api_prefix)
+        self._stream = stream
+        self._filters = list(filters)
+        self._last = after
+        self._until_end = until_end
+        self._heartbeat_s = heartbeat_s
+
+    async def __aiter__(self) -> AsyncGenerator[tuple[int, bytes], None]:
+        backoff = 0.05
+        while True:
+            try:
+                async for item in self._run_consumer():
+                    backoff = 0.05
+                    yield item
+                return
+            except _Reset:
+                continue
+            except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+                if self._nc.is_closed:
+                    raise StoreUnavailable("NATS connection closed") from None
+                if self._until_end:
+                    raise StoreUnavailable(f"reading the stream failed: {exc!r}") from None
+                log.debug("tail of %s restarts after %r", self._filters, exc)
+                await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    async def _run_consumer(self) -> AsyncGenerator[tuple[int, bytes], None]:
+        inbox = self._nc.new_inbox()
+        inbound: deque[Msg] = deque()
+        arrived = asyncio.Event()
+
+        async def on_msg(msg: Msg) -> None:
+            inbound.append(msg)
+            arrived.set()
+
+        sub = await self._nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=_PENDING_MSGS)
+        name: str | None = None
+        try:
+            config = ConsumerConfig(
+                deliver_subject=inbox,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE if self._last else DeliverPolicy.ALL,
+                opt_start_seq=self._last + 1 if self._last else None,
+                ack_policy=AckPolicy.NONE,
+                flow_control=True,
+                idle_heartbeat=self._heartbeat_s,
+                mem_storage=True,
+                num_replicas=1,
+                inactive_threshold=max(30.0, self._heartbeat_s * 5),
+                filter_subject=self._filters[0] if len(self._filters) == 1 else None,
+                filter_subjects=self._filters if len(self._filters) > 1 else None,
+            )
+            info = await self._js.add_consumer(self._stream, config=config)
+            name = info.name
+            if self._until_end and not info.num_pending:
+                return
+            async for item in self._deliveries(inbound, arrived):
+                yield item
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            if name is not None and not self._nc.is_closed:
+                with contextlib.suppress(Exception):
+                    await self._js.delete_consumer(self._stream, name)
+
+    async def _deliveries(
+        self, inbound: deque[Msg], arrived: asyncio.Event
+    ) -> AsyncGenerator[tuple[int, bytes], None]:
+        """Drain what has arrived without waiting; wait (bounded by the heartbeat) when
+        nothing has. Missing heartbeats mean the consumer is gone."""
+        expected_cseq = 1
+        timeout = self._heartbeat_s * 3
+        while True:
+            if not inbound:
+                arrived.clear()
+                try:
+                    async with asyncio.timeout(timeout):
+                        await arrived.wait()
+                except TimeoutError:
+                    raise _Reset from None
+                continue
+            msg = inbound.popleft()
+            if not msg.reply or msg.reply.startswith("$JS.FC.") or _is_status(msg):
+                await self._control(msg)
+                continue
+            stream_seq, consumer_seq, pending = _parse_ack_subject(msg.reply)
+            if consumer_seq != expected_cseq:
+                raise _Reset
+            expected_cseq += 1
+            if stream_seq > self._last:
+                self._last = stream_seq
+                yield stream_seq, msg.data
+            if self._until_end and pending == 0:
+                return
+
+    async def _control(self, msg: Msg) -> None:
+        """Answer flow control and stall notices; heartbeats just keep us alive."""
+        headers = msg.headers or {}
+        if msg.reply:  # flow control request
+            await self._nc.publish(msg.reply, b"")
+        stalled = headers.get("Nats-Consumer-Stalled")
+        if stalled:
+            await self._nc.publish(stalled, b"")
+
+
+def _is_status(msg: Msg) -> bool:
+    return msg.headers is not None and "Status" in msg.headers and not msg.data
+
+
+def _parse_ack_subject(reply: str) -> tuple[int, int, int]:
+    """Stream sequence, consumer sequence and pending count from ``$JS.ACK...``."""
+    tokens = reply.split(".")
+    # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>  (v1), or
+    # $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>.<r>
+    if len(tokens) == 9:
+        return int(tokens[5]), int(tokens[6]), int(tokens[8])
+    return int(tokens[7]), int(tokens[8]), int(tokens[10])

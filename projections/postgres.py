@@ -1,0 +1,214 @@
+"""The views in PostgreSQL: ``eventsourcing``'s ``PostgresTrackingRecorder`` with the view
+tables beside its tracking table, all in one schema (``threadline`` by default).
+
+Every write transaction takes a shared advisory lock on the schema; a rebuild's swap
+takes it exclusively, moves the rebuilt tables in (``ALTER TABLE ... SET SCHEMA``) and
+bumps the generation, so a running projector notices and starts again from the
+swapped-in tracking. Reads run at ``REPEATABLE READ`` (one snapshot per call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import urllib.parse
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    Tracking,
+)
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg.rows import tuple_row
+
+from threadline.events.errors import ConfigurationError
+from threadline.events.ids import new_id
+from threadline.projections.recorder import ERRORS, ViewRecorder
+from threadline.projections.sql import Db, Dialect, Row
+from threadline.projections.views import select_views
+
+_LOCK = "SELECT {fn}(hashtext('threadline-projections'), hashtext(?))"
+TRACKING_TABLE = "tracking"
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except psycopg.IntegrityError as exc:
+        raise IntegrityError(str(exc)) from exc
+    except psycopg.OperationalError as exc:
+        raise OperationalError(str(exc)) from exc
+    except psycopg.InterfaceError as exc:
+        raise InterfaceError(str(exc)) from exc
+    except psycopg.Error as exc:
+        raise DatabaseError(str(exc)) from exc
+
+
+class PgDb(Db):
+    """A cursor, optionally in pipeline mode: ``run`` then sends without waiting for the
+    server; ``count`` and queries wait (and so surface any error queued before them)."""
+
+    def __init__(
+        self,
+        cursor: psycopg.Cursor[Any],
+        dialect: Dialect,
+        pipeline: psycopg.Pipeline | None = None,
+    ) -> None:
+        self._cursor = cursor
+        self.dialect = dialect
+        self._pipeline = pipeline
+        self.deferred_errors = pipeline is not None
+
+    @property
+    def raw(self) -> psycopg.Cursor[Any]:
+        return self._cursor
+
+    def run(self, sql: str, *params: object) -> None:
+        with _translated():
+            self._cursor.execute(self.dialect.sql(sql), params)
+
+    def count(self, sql: str, *params: object) -> int:
+        with _translated():
+            self._cursor.execute(self.dialect.sql(sql), params)
+            if self._pipeline is not None:
+                self._pipeline.sync()
+        return self._cursor.rowcount
+
+    def many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        rows = list(rows)
+        if rows:
+            with _translated():
+                self._cursor.executemany(self.dialect.sql(sql), rows)
+
+    def all(self, sql: str, *params: object) -> list[Row]:
+        factory = self._cursor.row_factory
+        self._cursor.row_factory = tuple_row  # the library's own statements use dict rows
+        try:
+            with _translated():
+                self._cursor.execute(self.dialect.sql(sql), params)
+                return list(self._cursor.fetchall())
+        finally:
+            self._cursor.row_factory = factory
+
+
+def connection_params(url: str) -> dict[str, Any]:
+    """``postgresql://user:password@host:port/dbname`` as keyword arguments."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ConfigurationError("THREADLINE_DATABASE_URL must start with postgresql://")
+    user = urllib.parse.unquote(parts.username or "postgres")
+    return {
+        "dbname": urllib.parse.unquote(parts.path.lstrip("/")) or user,
+        "host": parts.hostname or "localhost",
+        "port": parts.port or 5432,
+        "user": user,
+        "password": urllib.parse.unquote(parts.password or ""),
+    }
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password (for messages and logs)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
+    """Views in one PostgreSQL schema."""
+
+    def __init__(self, url: str, *, schema: str = "threadline", pool_size: int = 2) -> None:
+        self.url = url
+        self.schema = schema
+        datastore = PostgresDatastore(
+            **connection_params(url),
+            schema=schema,
+            pool_size=pool_size,
+            max_overflow=8,
+            originator_id_type="text",
+        )
+        super().__init__(datastore, tracking_table_name=TRACKING_TABLE)
+        self.dialect = Dialect("postgres", schema)
+
+    @property
+    def location(self) -> str:
+        return f"{safe_url(self.url)} schema {self.schema}"
+
+    def _create(self) -> None:
+        # Serialise set-up against other processes creating the same schema.
+        with self.datastore.get_connection() as conn, _translated():
+            conn.execute(self.dialect.sql(_LOCK.format(fn="pg_advisory_lock")), (self.schema,))
+            try:
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                self.create_table()
+                with self.datastore.transaction(commit=True) as cursor:
+                    db = PgDb(cursor, self.dialect)
+                    for table in self.all_tables():
+                        for statement in table.create(self.dialect):
+                            db.run(statement)
+            finally:
+                conn.execute(
+                    self.dialect.sql(_LOCK.format(fn="pg_advisory_unlock")), (self.schema,)
+                )
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Db]:
+        with (
+            self.datastore.transaction(commit=True) as cursor,
+            _translated(),
+            cursor.connection.pipeline() as pipeline,
+        ):
+            db = PgDb(cursor, self.dialect, pipeline)
+            db.run(_LOCK.format(fn="pg_advisory_xact_lock_shared"), self.schema)
+            yield db
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Db]:
+        with self.datastore.transaction(commit=False) as cursor:
+            db = PgDb(cursor, self.dialect)
+            db.run("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield db
+
+    def _track(self, db: Db, view: str, position: int) -> None:
+        with _translated():
+            self._insert_tracking(db.raw, Tracking(view, position))
+
+    def _tracked(self, db: Db, view: str) -> int:
+        with _translated():
+            return self._max_tracking_id(view, db.raw) or 0
+
+    def swap_in(self, fresh: ViewRecorder, views: Sequence[str], *, errors: bool) -> None:
+        if not isinstance(fresh, PostgresViewRecorder):
+            raise TypeError("a PostgreSQL view store swaps in a PostgreSQL rebuild only")
+        positions = fresh.state().positions
+        tables = [t for v in select_views(views) for t in v.tables] + ([ERRORS] if errors else [])
+        live, new = f'"{self.schema}"', f'"{fresh.schema}"'
+        with self.datastore.transaction(commit=True) as cursor:
+            db = PgDb(cursor, self.dialect)
+            db.run(_LOCK.format(fn="pg_advisory_xact_lock"), self.schema)
+            for table in tables:
+                db.run(f"DROP TABLE IF EXISTS {live}.{table.name}")
+                db.run(f"ALTER TABLE {new}.{table.name} SET SCHEMA {live}")
+            for view in views:
+                db.run(
+                    f"INSERT INTO {live}.{TRACKING_TABLE} (application_name, notification_id) "
+                    "VALUES (?, ?) ON CONFLICT (application_name) "
+                    "DO UPDATE SET notification_id = excluded.notification_id",
+                    view,
+                    positions[view],
+                )
+            db.run("UPDATE {p}projection_meta SET value = ? WHERE key = 'generation'", new_id())
+
+    def close(self) -> None:
+        self.datastore.close()
+
+    def drop(self) -> None:
+        with self.datastore.transaction(commit=True) as cursor, _translated():
+            cursor.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        self.close()

@@ -1,0 +1,137 @@
+"""The gateway's read API over the views. Async; every database call runs in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, NamedTuple
+
+from eventsourcing.persistence import WaitInterruptedError
+
+from threadline.events.errors import InvalidInput
+from threadline.events.schema import Usage
+from threadline.projections import queries
+from threadline.projections.config import ProjectorConfig
+from threadline.projections.model import (
+    VIEW_NAMES,
+    ProjectionErrorRow,
+    SessionDetail,
+    SessionPage,
+    UsageReport,
+)
+from threadline.projections.projector import in_thread
+from threadline.projections.recorder import ViewRecorder
+from threadline.projections.sql import Db
+from threadline.services.config import Settings
+
+if TYPE_CHECKING:
+    from threadline.projections.projector import Projector
+
+
+class ProjectionReader:
+    """Reads the sessions, history and usage views.
+
+    With ``projector`` (the one running in this process) ``wait`` is woken by it as it
+    commits; without, ``wait`` uses the tracking recorder's own ``wait`` in a thread
+    (for a gateway running apart from the projector).
+    """
+
+    def __init__(self, recorder: ViewRecorder, *, projector: Projector | None = None) -> None:
+        self.recorder = recorder
+        self._projector = projector
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[ProjectionReader]:
+        """A reader over the configured views, for a process without a projector."""
+        recorder = await in_thread(ProjectorConfig.from_settings(settings).open)
+        try:
+            yield cls(recorder)
+        finally:
+            await in_thread(recorder.close)
+
+    async def list_sessions(
+        self, owner: str, limit: int = 50, cursor: str | None = None
+    ) -> SessionPage:
+        """``owner``'s sessions, newest first; pass ``next_cursor`` back for the next page."""
+        return await in_thread(self.recorder.query, queries.list_sessions, owner, limit, cursor)
+
+    async def get_session(self, session_id: str) -> SessionDetail | None:
+        """Summary and history (messages, turns with tool calls and fallbacks), or None."""
+        return await in_thread(self.recorder.query, queries.get_session, session_id)
+
+    async def session_history(self, session_id: str) -> SessionHistory | None:
+        """:meth:`get_session` and the tokens of each completed turn (from the usage
+        view), read in one transaction; None if the views do not have the session."""
+        return await in_thread(self.recorder.query, _session_history, session_id)
+
+    async def usage(self, owner: str, day: str | datetime.date | None = None) -> UsageReport:
+        """Tokens, latency and turns per day, provider and model (one UTC day, or all)."""
+        if isinstance(day, datetime.date):
+            day = day.isoformat()
+        elif day is not None:
+            try:
+                day = datetime.date.fromisoformat(day).isoformat()
+            except ValueError:
+                raise InvalidInput(f"day must be YYYY-MM-DD, not {day[:40]!r}") from None
+        return await in_thread(self.recorder.query, queries.usage, owner, day)
+
+    async def errors(self, limit: int = 100) -> list[ProjectionErrorRow]:
+        """The newest projection errors (events the views could not use)."""
+        return await in_thread(self.recorder.errors, limit)
+
+    async def positions(self) -> dict[str, int]:
+        """Each view's tracked position."""
+        return (await in_thread(self.recorder.state)).positions
+
+    async def wait(self, view: str | None, position: int, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
+        """Until ``view`` (every view for ``None``) has processed stream position
+        ``position`` (read-your-writes). True when it has, False after ``timeout``."""
+        if view is not None and view not in VIEW_NAMES:
+            raise InvalidInput(f"unknown view {view!r}; views are {', '.join(VIEW_NAMES)}")
+        if self._projector is not None:
+            return await self._projector.wait(view, position, timeout)
+        return await in_thread_wait(self.recorder, view, position, timeout)
+
+
+class SessionHistory(NamedTuple):
+    detail: SessionDetail
+    #: tokens per completed turn
+    usage: dict[str, Usage]
+
+
+def _session_history(db: Db, session_id: str) -> SessionHistory | None:
+    detail = queries.get_session(db, session_id)
+    return None if detail is None else SessionHistory(detail, queries.turn_usage(db, session_id))
+
+
+async def in_thread_wait(
+    recorder: ViewRecorder, view: str | None, position: int, seconds: float
+) -> bool:
+    """The library's tracking ``wait`` (it polls with backoff) in a worker thread,
+    interrupted if the caller is cancelled."""
+    interrupt = threading.Event()
+    deadline = time.monotonic() + seconds
+
+    def wait_all() -> bool:
+        for name in VIEW_NAMES if view is None else (view,):
+            try:
+                recorder.wait(
+                    name, position, timeout=max(0.0, deadline - time.monotonic()),
+                    interrupt=interrupt,
+                )  # fmt: skip
+            except (TimeoutError, WaitInterruptedError):
+                return False
+        return True
+
+    future = asyncio.ensure_future(asyncio.to_thread(wait_all))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        interrupt.set()
+        await asyncio.wait([future])
+        raise

@@ -1,0 +1,118 @@
+"""One SQL text for SQLite and PostgreSQL: table specs, placeholders, a cursor wrapper.
+
+Views write SQL once, with ``?`` placeholders and ``{p}`` before every table name.
+A :class:`Dialect` turns that into the database's form (``%s`` and a schema-qualified
+name for PostgreSQL) and caches the result. Column types are ``text``, ``int`` and
+``real`` (``int`` is 64-bit on both); a trailing ``?`` makes a column nullable.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Row = tuple[Any, ...]
+
+_TYPES = {
+    "sqlite": {"text": "TEXT", "int": "INTEGER", "real": "REAL"},
+    "postgres": {"text": "TEXT", "int": "BIGINT", "real": "DOUBLE PRECISION"},
+}
+_DEFAULTS = {"text": "''", "int": "0", "real": "0"}
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How SQL is spelled for one database (and, for PostgreSQL, one schema)."""
+
+    name: Literal["sqlite", "postgres"]
+    schema: str = ""
+    _cache: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def prefix(self) -> str:
+        return f'"{self.schema}".' if self.name == "postgres" else ""
+
+    def sql(self, text: str) -> str:
+        found = self._cache.get(text)
+        if found is None:
+            found = text.replace("{p}", self.prefix)
+            if self.name == "postgres":
+                found = found.replace("?", "%s")
+            self._cache[text] = found
+        return found
+
+    def column_type(self, spec: str) -> str:
+        nullable = spec.endswith("?")
+        base = spec.rstrip("?")
+        sql_type = _TYPES[self.name][base]
+        return sql_type if nullable else f"{sql_type} NOT NULL DEFAULT {_DEFAULTS[base]}"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A view table: ordered columns, primary key, secondary indexes."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...]
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    def create(self, dialect: Dialect) -> list[str]:
+        cols = ", ".join(f"{name} {dialect.column_type(spec)}" for name, spec in self.columns)
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {dialect.prefix}{self.name} "
+            f"({cols}, PRIMARY KEY ({', '.join(self.key)}))"
+        ]
+        for i, index in enumerate(self.indexes):
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {self.name}_ix{i} "
+                f"ON {dialect.prefix}{self.name} ({', '.join(index)})"
+            )
+        return statements
+
+    def select_all(self) -> str:
+        return (
+            f"SELECT {', '.join(self.column_names)} FROM {{p}}{self.name} "
+            f"ORDER BY {', '.join(self.key)}"
+        )
+
+
+class Db(abc.ABC):
+    """A cursor inside one transaction; database errors come out as the
+    ``eventsourcing.persistence`` exceptions (``OperationalError`` is transient)."""
+
+    dialect: Dialect
+
+    #: errors may surface at a later statement than the one that caused them (pipelining)
+    deferred_errors: bool = False
+
+    @abc.abstractmethod
+    def run(self, sql: str, *params: object) -> None:
+        """Execute a statement whose outcome is not needed now (it may be pipelined)."""
+
+    @abc.abstractmethod
+    def count(self, sql: str, *params: object) -> int:
+        """Execute a statement; return the number of rows it changed."""
+
+    @abc.abstractmethod
+    def many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """Execute a statement once per parameter row."""
+
+    @abc.abstractmethod
+    def all(self, sql: str, *params: object) -> list[Row]:
+        """Execute a query; return every row as a tuple."""
+
+    def one(self, sql: str, *params: object) -> Row | None:
+        rows = self.all(sql, *params)
+        return rows[0] if rows else None
+
+    @property
+    @abc.abstractmethod
+    def raw(self) -> Any:
+        """The library cursor (for the tracking recorder's own statements)."""

@@ -1,0 +1,175 @@
+"""The views in SQLite (the default): ``eventsourcing``'s ``SQLiteTrackingRecorder`` with
+the view tables beside its ``tracking`` table, in one WAL-mode file.
+
+Writes use ``BEGIN IMMEDIATE`` so that a batch and a rebuild's swap never interleave;
+the swap copies the rebuilt tables in from the scratch file (``ATTACH``) in one
+transaction, which is safe while other connections have the file open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from eventsourcing.persistence import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    Tracking,
+)
+from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
+
+from threadline.events.ids import new_id
+from threadline.projections.recorder import ERRORS, ViewRecorder
+from threadline.projections.sql import Db, Dialect, Row, Table
+from threadline.projections.views import select_views
+
+LOCK_TIMEOUT_S = 30
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise IntegrityError(str(exc)) from exc
+    except sqlite3.OperationalError as exc:  # "database is locked", disk I/O...
+        raise OperationalError(str(exc)) from exc
+    except sqlite3.InterfaceError as exc:
+        raise InterfaceError(str(exc)) from exc
+    except sqlite3.Error as exc:
+        raise DatabaseError(str(exc)) from exc
+
+
+class SQLiteDb(Db):
+    def __init__(self, cursor: SQLiteCursor, dialect: Dialect) -> None:
+        self._cursor = cursor
+        self.dialect = dialect
+
+    @property
+    def raw(self) -> SQLiteCursor:
+        return self._cursor
+
+    def run(self, sql: str, *params: object) -> None:
+        with _translated():
+            self._cursor.execute(self.dialect.sql(sql), params)
+
+    def count(self, sql: str, *params: object) -> int:
+        self.run(sql, *params)
+        return int(self._cursor.sqlite_cursor.rowcount)
+
+    def many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        rows = list(rows)
+        if rows:
+            with _translated():
+                self._cursor.executemany(self.dialect.sql(sql), rows)
+
+    def all(self, sql: str, *params: object) -> list[Row]:
+        with _translated():
+            self._cursor.execute(self.dialect.sql(sql), params)
+            return [tuple(row) for row in self._cursor.fetchall()]
+
+
+class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
+    """Views in one SQLite file (``<data dir>/projections.sqlite3`` by default)."""
+
+    def __init__(self, path: str | Path, *, lock_timeout: int = LOCK_TIMEOUT_S) -> None:
+        self.path = Path(path)
+        self.lock_timeout = lock_timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        datastore = SQLiteDatastore(
+            str(self.path), lock_timeout=lock_timeout, originator_id_type="text"
+        )
+        super().__init__(datastore)
+        self.dialect = Dialect("sqlite")
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def _create(self) -> None:
+        self.create_table()  # the library's tracking table (and its migrations)
+        with self._write() as db:
+            for table in self.all_tables():
+                for statement in table.create(self.dialect):
+                    db.run(statement)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Db]:
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor()
+            try:
+                with _translated():
+                    # WAL + NORMAL: a commit is atomic and survives a crash of the process;
+                    # an OS crash may lose the newest batches, views and tracking together.
+                    cursor.execute("PRAGMA synchronous = NORMAL")
+                    cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    yield SQLiteDb(cursor, self.dialect)
+                except BaseException:
+                    conn.rollback()
+                    raise
+                with _translated():
+                    conn.commit()
+            finally:
+                cursor.sqlite_cursor.close()
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Db]:
+        with self.datastore.transaction(commit=False) as cursor:
+            yield SQLiteDb(cursor, self.dialect)
+
+    def _track(self, db: Db, view: str, position: int) -> None:
+        with _translated():
+            self._insert_tracking(db.raw, Tracking(view, position))
+
+    def _tracked(self, db: Db, view: str) -> int:
+        with _translated():
+            return self._max_tracking_id(view, db.raw) or 0
+
+    def swap_in(self, fresh: ViewRecorder, views: Sequence[str], *, errors: bool) -> None:
+        if not isinstance(fresh, SQLiteViewRecorder):
+            raise TypeError("a SQLite view store swaps in a SQLite rebuild only")
+        positions = fresh.state().positions
+        tables = [t for v in select_views(views) for t in v.tables] + ([ERRORS] if errors else [])
+        conn = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
+        try:
+            with _translated():
+                conn.execute("ATTACH DATABASE ? AS fresh", (str(fresh.path),))
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._copy(conn, tables, {v: positions[v] for v in views})
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                conn.execute("DETACH DATABASE fresh")
+        finally:
+            conn.close()
+
+    def _copy(
+        self, conn: sqlite3.Connection, tables: Iterable[Table], tracked: dict[str, int]
+    ) -> None:
+        for table in tables:
+            conn.execute(f"DELETE FROM main.{table.name}")
+            conn.execute(f"INSERT INTO main.{table.name} SELECT * FROM fresh.{table.name}")
+        for view, position in tracked.items():
+            conn.execute(
+                "INSERT INTO main.tracking (application_name, notification_id) VALUES (?, ?) "
+                "ON CONFLICT (application_name) DO UPDATE SET notification_id = ?",
+                (view, position, position),
+            )
+        conn.execute(
+            "UPDATE main.projection_meta SET value = ? WHERE key = 'generation'", (new_id(),)
+        )
+
+    def close(self) -> None:
+        self.datastore.close()
+
+    def drop(self) -> None:
+        self.close()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)

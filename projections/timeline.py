@@ -1,0 +1,231 @@
+"""A session's events as a readable timeline (``threadline replay``), or as JSON lines.
+
+Each line: version, UTC time, the gap since the previous event, who, and what. Gaps
+longer than ``gap_s`` get a line of their own. Consecutive text (or reasoning) deltas of
+one step are folded into one line; in ``stream`` mode (``--follow``, ``--realtime``)
+their text is written as it comes instead. Events of a superseded attempt are marked.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from threadline.events.schema import (
+    AssistantMessage,
+    CancelRequested,
+    Fallback,
+    ReasoningDelta,
+    SessionStarted,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    TurnCancelled,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+    UserMessage,
+)
+from threadline.events.store import Recorded
+
+_DELTAS = (TextDelta, ReasoningDelta)
+_INDENT = " " * 7
+
+
+def clock(at: int) -> str:
+    return datetime.datetime.fromtimestamp(at / 1e6, datetime.UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def iso(at: int) -> str:
+    moment = datetime.datetime.fromtimestamp(at / 1e6, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def superseded_positions(records: Iterable[Recorded]) -> frozenset[int]:
+    """Positions of events written by an attempt that a later attempt replaced."""
+    records = list(records)
+    newest: dict[str, int] = {}
+    for rec in records:
+        if isinstance(rec.event, TurnStarted) and rec.turn is not None:
+            newest[rec.turn] = max(newest.get(rec.turn, 0), rec.event.attempt)
+    return frozenset(
+        rec.position
+        for rec in records
+        if rec.turn is not None
+        and rec.attempt is not None
+        and rec.attempt < newest.get(rec.turn, 0)
+    )
+
+
+def json_line(rec: Recorded, previous_at: int | None, superseded: bool = False) -> str:
+    """One event as a JSON object (one line): envelope fields, gap, and the event."""
+    return msgspec.json.encode(
+        {
+            "position": rec.position,
+            "version": rec.version,
+            "at": rec.envelope.at,
+            "time": iso(rec.envelope.at),
+            "gap_ms": None if previous_at is None else (rec.envelope.at - previous_at) / 1000,
+            "actor": rec.envelope.actor,
+            "turn": rec.turn,
+            "attempt": rec.attempt,
+            "kind": rec.kind,
+            "superseded": superseded,
+            "event": rec.event,
+        }
+    ).decode()
+
+
+class Timeline:
+    """Turns records into timeline text, one record at a time (``feed``), then ``close``."""
+
+    def __init__(
+        self,
+        *,
+        stream: bool = False,
+        gap_s: float = 2.0,
+        full: bool = False,
+        superseded: frozenset[int] = frozenset(),
+    ) -> None:
+        self.stream = stream
+        self.gap_s = gap_s
+        self.full = full
+        self.superseded = superseded
+        self._prev_at: int | None = None
+        self._group: list[Recorded] = []
+
+    def quote(self, text: str, limit: int = 160) -> str:
+        if not self.full and len(text) > limit:
+            text = text[: limit - 1] + "\u2026"
+        return json.dumps(text, ensure_ascii=False)
+
+    def feed(self, rec: Recorded) -> str:
+        if isinstance(rec.event, _DELTAS):
+            if self._group and _group_key(self._group[-1]) == _group_key(rec):
+                self._group.append(rec)
+                return _delta_text(rec) if self.stream else ""
+            out = self.close()
+            self._group = [rec]
+            if self.stream:
+                head = self._line(rec, rec.version, self._delta_label(rec) + ":", end=" ")
+                return out + head + _delta_text(rec)
+            return out
+        out = self.close()
+        return out + self._line(rec, rec.version, self.describe(rec))
+
+    def close(self) -> str:
+        """End a pending group of deltas (its line, or the end of its streamed text)."""
+        if not self._group:
+            return ""
+        group, self._group = self._group, []
+        if self.stream:  # its first line is out; the text followed it
+            self._prev_at = group[-1].envelope.at
+            return "\n"
+        text = "".join(_delta_text(r) for r in group)
+        span = (group[-1].envelope.at - group[0].envelope.at) / 1e6
+        count = f" x{len(group)} over {span:.3f}s" if len(group) > 1 else ""
+        label = f"{self._delta_label(group[0])}{count}: {self.quote(text)}"
+        versions = f"{group[0].version}-{group[-1].version}" if len(group) > 1 else group[0].version
+        return self._line(group[0], versions, label, last_at=group[-1].envelope.at)
+
+    def _line(
+        self,
+        rec: Recorded,
+        version: object,
+        what: str,
+        *,
+        end: str = "\n",
+        last_at: int | None = None,
+    ) -> str:
+        at = rec.envelope.at
+        gap = None if self._prev_at is None else (at - self._prev_at) / 1e6
+        self._prev_at = last_at if last_at is not None else at
+        lead = ""
+        if gap is not None and gap >= self.gap_s:
+            lead = f"{_INDENT}   ... {gap:.3f}s without events ...\n"
+        delta = "" if gap is None else f"+{gap:.3f}s"
+        mark = "  [superseded attempt]" if rec.position in self.superseded else ""
+        return (
+            f"{lead}{'v' + str(version):>7}  {clock(at)}  {delta:>9}  "
+            f"{rec.envelope.actor:<14} {what}{mark}{end}"
+        )
+
+    def _delta_label(self, rec: Recorded) -> str:
+        what = "text" if isinstance(rec.event, TextDelta) else "reasoning"
+        step = rec.event.step if isinstance(rec.event, _DELTAS) else 0
+        return f"{what} ({_turn(rec)} step {step})"
+
+    def describe(self, rec: Recorded) -> str:  # noqa: C901 - one branch per kind
+        e = rec.event
+        if isinstance(e, SessionStarted):
+            parts = [f"session started  owner={e.owner}  {e.provider}/{e.model}"]
+            if e.title:
+                parts.append(f"title={self.quote(e.title)}")
+            if e.tool_servers:
+                parts.append(f"tools={','.join(e.tool_servers)}")
+            if e.forked_from is not None:
+                parts.append(f"forked from {e.forked_from.session}@v{e.forked_from.version}")
+            return "  ".join(parts)
+        if isinstance(e, UserMessage):
+            return f"USER ({rec.turn or '-'}): {self.quote(e.text, 400)}"
+        if isinstance(e, TurnStarted):
+            worker = f"  worker={e.worker}" if e.worker else ""
+            return f"turn {e.turn_id} attempt {e.attempt} started  {e.provider}/{e.model}{worker}"
+        if isinstance(e, ToolCall):
+            tool = f"{e.server}.{e.tool}" if e.server else e.tool
+            args = json.dumps(e.arguments, ensure_ascii=False, sort_keys=True)
+            return f"TOOL CALL {e.call_id} {tool} {args if self.full else _clip(args, 300)}"
+        if isinstance(e, ToolResult):
+            status = "ERROR" if e.is_error else "ok"
+            body = e.summary or e.content
+            return (
+                f"TOOL RESULT {e.call_id} {e.tool} {status} {e.duration_ms:.0f}ms: "
+                f"{self.quote(body, 300)}"
+            )
+        if isinstance(e, Fallback):
+            route = f"  {e.from_ or '?'} -> {e.to or '?'}" if e.from_ or e.to else ""
+            return f"FALLBACK {e.fallback}{route}: {self.quote(e.reason)}"
+        if isinstance(e, AssistantMessage):
+            calls = f"  calls={','.join(c.call_id for c in e.tool_calls)}" if e.tool_calls else ""
+            return (
+                f"ASSISTANT ({_turn(rec)} step {e.step}, {e.finish_reason}, "
+                f"in={e.usage.input_tokens} out={e.usage.output_tokens}){calls}: "
+                f"{self.quote(e.text, 400)}"
+            )
+        if isinstance(e, TurnCompleted):
+            ttft = "-" if e.ttft_ms is None else f"{e.ttft_ms:.0f}ms"
+            return (
+                f"turn {rec.turn} COMPLETED  steps={e.steps} ttft={ttft} "
+                f"duration={e.duration_ms:.0f}ms in={e.usage.input_tokens} "
+                f"out={e.usage.output_tokens}"
+            )
+        if isinstance(e, TurnFailed):
+            retry = " (retryable)" if e.retryable else ""
+            return f"turn {rec.turn} FAILED {e.error}: {self.quote(e.message)}{retry}"
+        if isinstance(e, CancelRequested):
+            return f"CANCEL REQUESTED ({rec.turn or 'running turn'}): {self.quote(e.reason)}"
+        if isinstance(e, TurnCancelled):
+            partial = f"  partial={self.quote(e.partial_text)}" if e.partial_text else ""
+            return f"turn {rec.turn} CANCELLED: {self.quote(e.reason)}{partial}"
+        return rec.kind
+
+
+def _group_key(rec: Recorded) -> tuple[Any, ...]:
+    step = rec.event.step if isinstance(rec.event, _DELTAS) else 0
+    return (rec.kind, rec.turn, rec.attempt, step)
+
+
+def _delta_text(rec: Recorded) -> str:
+    return rec.event.text if isinstance(rec.event, _DELTAS) else ""
+
+
+def _turn(rec: Recorded) -> str:
+    return f"{rec.turn}#{rec.attempt}" if rec.attempt else str(rec.turn or "-")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"

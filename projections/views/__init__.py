@@ -1,0 +1,28 @@
+"""The read models: sessions list, history, usage. Each owns its tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from threadline.events.errors import InvalidInput
+from threadline.projections.views.base import Rec, View
+from threadline.projections.views.history import HistoryView
+from threadline.projections.views.sessions import SessionsView
+from threadline.projections.views.usage import UsageView
+
+VIEWS: Final[tuple[View, ...]] = (SessionsView(), HistoryView(), UsageView())
+BY_NAME: Final[dict[str, View]] = {view.name: view for view in VIEWS}
+
+
+def select_views(names: Sequence[str] | None) -> tuple[View, ...]:
+    """The views with these names (all of them for ``None``), in projection order."""
+    if names is None:
+        return VIEWS
+    unknown = sorted(set(names) - set(BY_NAME))
+    if unknown:
+        raise InvalidInput(f"unknown view {', '.join(unknown)}; views are {', '.join(BY_NAME)}")
+    return tuple(view for view in VIEWS if view.name in names)
+
+
+__all__ = ["BY_NAME", "VIEWS", "Rec", "View", "select_views"]

@@ -1,0 +1,66 @@
+"""Model providers: wire-API adapters, connection settings, normalised stream parts.
+
+``settings`` knows where providers are and how to authenticate; the adapters
+(``openai_chat``, ``anthropic_messages``) know their wire format and turn its stream
+into :data:`~.parts.Part` values; ``errors`` types every failure. See docs/providers.md.
+"""
+
+from threadline.services.agent.providers.base import ModelAdapter, ModelRequest
+from threadline.services.agent.providers.errors import ProviderError, parse_retry_after
+from threadline.services.agent.providers.factory import adapter_for
+from threadline.services.agent.providers.parts import (
+    FinishPart,
+    Part,
+    PartsAssembler,
+    ReasoningDelta,
+    ReasoningEnd,
+    ReasoningStart,
+    TextDelta,
+    TextEnd,
+    TextStart,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    UsagePart,
+)
+from threadline.services.agent.providers.sdk_errors import (
+    translate_anthropic_error,
+    translate_openai_error,
+)
+from threadline.services.agent.providers.settings import (
+    DEFAULT_PREFERENCE,
+    ProviderInfo,
+    ProviderRegistry,
+    ProviderSettings,
+    Secret,
+    load_providers,
+)
+
+__all__ = [
+    "DEFAULT_PREFERENCE",
+    "FinishPart",
+    "ModelAdapter",
+    "ModelRequest",
+    "Part",
+    "PartsAssembler",
+    "ProviderError",
+    "ProviderInfo",
+    "ProviderRegistry",
+    "ProviderSettings",
+    "ReasoningDelta",
+    "ReasoningEnd",
+    "ReasoningStart",
+    "Secret",
+    "TextDelta",
+    "TextEnd",
+    "TextStart",
+    "ToolCallDelta",
+    "ToolCallEnd",
+    "ToolCallStart",
+    "UsagePart",
+    "adapter_for",
+    "load_providers",
+    "parse_retry_after",
+    "translate_anthropic_error",
+    "translate_openai_error",
+]

@@ -1,0 +1,132 @@
+"""Conversation -> Anthropic Messages request (Anthropic, the dev model's Anthropic wire).
+
+* The system prompt is the ``system`` parameter, with the untrusted-data notice when
+  tools are involved (see :mod:`.history`).
+* Tool results are ``tool_result`` blocks in a user message; their content is the
+  fenced ``<tool_output>`` element, and ``is_error`` is passed through.
+* An assistant step whose ``provider_data[provider_data_key]`` holds a ``signature``
+  is replayed with its thinking block first (and a ``redacted_data`` entry as a
+  ``redacted_thinking`` block), as the API requires for tool use with thinking.
+* The API requires alternating roles, so consecutive messages of the same role
+  (tool results followed by a user message, two user messages...) are merged into
+  one message; empty text blocks, which the API rejects, are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from anthropic.types import (
+    ContentBlockParam,
+    MessageParam,
+    ThinkingConfigEnabledParam,
+    ToolParam,
+)
+
+from threadline.events.conversation import AssistantTurn, Message, ToolSpec, ToolTurn, UserTurn
+from threadline.services.agent.providers.base import ModelRequest
+from threadline.services.agent.providers.history import repair, system_prompt, wrap_tool_output
+from threadline.services.agent.providers.settings import ProviderSettings
+
+__all__ = ["THINKING_HEADROOM", "AnthropicRequest", "map_messages", "map_tools", "to_anthropic"]
+
+#: output tokens kept for the answer when extended thinking is on
+THINKING_HEADROOM = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AnthropicRequest:
+    """The arguments of ``messages.create`` (besides ``stream``)."""
+
+    model: str
+    system: str
+    messages: list[MessageParam]
+    tools: list[ToolParam]
+    max_tokens: int
+    temperature: float | None
+    thinking: ThinkingConfigEnabledParam | None
+
+
+def to_anthropic(request: ModelRequest, settings: ProviderSettings) -> AnthropicRequest:
+    max_tokens = request.max_tokens or settings.max_tokens
+    temperature = request.temperature if request.temperature is not None else settings.temperature
+    thinking: ThinkingConfigEnabledParam | None = None
+    budget = request.reasoning_budget_tokens
+    if budget:
+        thinking = {"type": "enabled", "budget_tokens": budget}
+        max_tokens = max(max_tokens, budget + THINKING_HEADROOM)
+        temperature = None  # the API accepts no temperature with thinking on
+    return AnthropicRequest(
+        model=request.model or settings.default_model or settings.models[0],
+        system=system_prompt(request.system, request.messages, bool(request.tools)),
+        messages=map_messages(request.messages, request.provider_data_key or settings.name),
+        tools=map_tools(request.tools),
+        max_tokens=max_tokens,
+        temperature=temperature,
+        thinking=thinking,
+    )
+
+
+def map_tools(tools: tuple[ToolSpec, ...]) -> list[ToolParam]:
+    out: list[ToolParam] = []
+    for tool in tools:
+        param: ToolParam = {"name": tool.name, "input_schema": tool.parameters}
+        if tool.description:
+            param["description"] = tool.description
+        out.append(param)
+    return out
+
+
+def map_messages(messages: tuple[Message, ...], provider_data_key: str) -> list[MessageParam]:
+    merged: list[tuple[Literal["user", "assistant"], list[ContentBlockParam]]] = []
+    for message in repair(messages):
+        role: Literal["user", "assistant"] = (
+            "assistant" if isinstance(message, AssistantTurn) else "user"
+        )
+        blocks = _blocks(message, provider_data_key)
+        if not blocks:
+            continue
+        if merged and merged[-1][0] == role:
+            merged[-1][1].extend(blocks)
+        else:
+            merged.append((role, blocks))
+    out: list[MessageParam] = []
+    for role, blocks in merged:
+        if role == "user":
+            out.append({"role": "user", "content": blocks})
+        else:
+            out.append({"role": "assistant", "content": blocks})
+    return out
+
+
+def _blocks(message: Message, provider_data_key: str) -> list[ContentBlockParam]:
+    if isinstance(message, UserTurn):
+        return [{"type": "text", "text": message.text}] if message.text.strip() else []
+    if isinstance(message, ToolTurn):
+        return [
+            {
+                "type": "tool_result",
+                "tool_use_id": message.call_id,
+                "content": wrap_tool_output(message),
+                "is_error": message.is_error,
+            }
+        ]
+    return _assistant_blocks(message, message.provider_data.get(provider_data_key, {}))
+
+
+def _assistant_blocks(turn: AssistantTurn, data: dict[str, Any]) -> list[ContentBlockParam]:
+    blocks: list[ContentBlockParam] = []
+    signature = data.get("signature")
+    if isinstance(signature, str) and signature:
+        blocks.append({"type": "thinking", "thinking": turn.reasoning, "signature": signature})
+    redacted = data.get("redacted_data")
+    if isinstance(redacted, str) and redacted:
+        blocks.append({"type": "redacted_thinking", "data": redacted})
+    if turn.text.strip():
+        blocks.append({"type": "text", "text": turn.text})
+    for call in turn.tool_calls:
+        blocks.append(
+            {"type": "tool_use", "id": call.call_id, "name": call.tool, "input": call.arguments}
+        )
+    return blocks

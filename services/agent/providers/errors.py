@@ -1,0 +1,266 @@
+"""Provider failures as one typed, redacted, actionable error.
+
+Each SDK gets one translation function (in :mod:`.sdk_errors`), called once, at the
+adapter boundary: nothing above the adapters sees an SDK or HTTP-library exception.
+:class:`ErrorContext` words the messages (who failed, what to do) and passes every one
+through the adapter's :class:`~threadline.services.redact.Redactor`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+from threadline.events.errors import ThreadlineError
+from threadline.events.schema import ErrorKind
+from threadline.services.agent.providers.settings import ProviderSettings
+from threadline.services.redact import MIN_SECRET_LENGTH, REDACTED, Redactor
+
+__all__ = ["TYPE_STATUS", "ErrorContext", "ProviderError", "clip", "parse_retry_after"]
+
+_TOOLS_UNSUPPORTED: Final = re.compile(
+    r"does not support tools|tools? (?:use |calling )?(?:is |are )?not supported", re.I
+)
+_CONTEXT_TOO_LONG: Final = re.compile(
+    r"context[_ ]length|context window|maximum context|prompt is too long|too many tokens"
+    r"|input is too long|exceeds? the (?:model's )?(?:maximum|context)",
+    re.I,
+)
+#: error ``type``/``code`` values sent in a stream (no HTTP status) -> equivalent status
+TYPE_STATUS: Final = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "api_error": 500,
+    "server_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+class ProviderError(ThreadlineError):
+    """A model provider failed. ``str(err)`` is safe to show and to record."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ErrorKind,
+        provider: str = "",
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+        tools_unsupported: bool = False,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind: ErrorKind = kind
+        self.provider = provider
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.tools_unsupported = tools_unsupported
+        self.status = status
+        self.request_id = request_id
+
+    def __repr__(self) -> str:
+        return f"ProviderError({self.message!r}, kind={self.kind!r}, provider={self.provider!r})"
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` (seconds or HTTP date)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    raw_ms = lower.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = lower.get("retry-after", "").strip()
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def clip(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorContext:
+    """What an error message needs to say who failed and what to do about it."""
+
+    settings: ProviderSettings
+    model: str
+    redactor: Redactor
+
+    @property
+    def label(self) -> str:
+        return self.settings.display_name
+
+    def scrub(self, message: str) -> str:
+        """``message`` through the redactor, and without this provider's own key however
+        short: the redactor ignores values under ``MIN_SECRET_LENGTH`` characters, but a
+        provider echoing a rejected key echoes it whole, and the log keeps it forever."""
+        message = self.redactor.redact(message)
+        for secret in self.settings.secrets():
+            if secret and len(secret) < MIN_SECRET_LENGTH and secret in message:
+                bounded = rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])"
+                message = re.sub(bounded, REDACTED, message)
+        return message
+
+    @property
+    def host(self) -> str:
+        parts = urlsplit(self.settings.base_url or "")
+        return parts.netloc.rsplit("@", 1)[-1] or "(no base URL)"
+
+    def error(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+        tools_unsupported: bool = False,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> ProviderError:
+        return ProviderError(
+            self.scrub(message),
+            kind=kind,
+            provider=self.settings.name,
+            retryable=retryable,
+            retry_after_s=retry_after_s,
+            tools_unsupported=tools_unsupported,
+            status=status,
+            request_id=request_id,
+        )
+
+    # ------------------------------------------------------------------ by cause
+
+    def network(self, detail: str, *, mid_stream: bool) -> ProviderError:
+        where = "the stream broke" if mid_stream else "could not connect"
+        return self.error(
+            "network",
+            f"{where}: {self.label} at {self.host} ({clip(detail, 120)}); "
+            "check the network and the provider's base_url, then retry",
+            retryable=True,
+        )
+
+    def timeout(self, *, connect: bool) -> ProviderError:
+        s = self.settings
+        if connect:
+            text = (
+                f"could not connect to {self.label} at {self.host} within {s.connect_timeout_s:g} s"
+            )
+        else:
+            text = f"{self.label} sent nothing for {s.timeout_s:g} s (read timeout)"
+        return self.error(
+            "timeout", f"{text}; retry, or raise the provider's timeouts", retryable=True
+        )
+
+    def ended_early(self) -> ProviderError:
+        return self.error(
+            "network",
+            f"the stream from {self.label} ended before the model finished; retry",
+            retryable=True,
+        )
+
+    def malformed(self, detail: str) -> ProviderError:
+        return self.error(
+            "provider_error",
+            f"{self.label} sent a malformed stream ({clip(detail, 120)})",
+            retryable=True,
+        )
+
+    def http(
+        self,
+        status: int,
+        detail: str,
+        *,
+        code: str = "",
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+        in_stream: bool = False,
+    ) -> ProviderError:
+        """Classify an HTTP status (or a stream error mapped to one) with its message."""
+        retry_after = parse_retry_after(headers) if headers else None
+        kind, message, retryable = self._classify(status, detail, code, retry_after)
+        return self.error(
+            kind,
+            message,
+            retryable=retryable,
+            retry_after_s=retry_after if retryable else None,
+            tools_unsupported=kind == "bad_request" and bool(_TOOLS_UNSUPPORTED.search(detail)),
+            status=None if in_stream else status,
+            request_id=request_id,
+        )
+
+    def _classify(
+        self, status: int, detail: str, code: str, retry_after: float | None
+    ) -> tuple[ErrorKind, str, bool]:
+        label, model = self.label, self.model
+        env = self.settings.key_env or "the provider's key"
+        said = f" ({label} said: {clip(detail)})" if detail else ""
+        if _TOOLS_UNSUPPORTED.search(detail):
+            return (
+                "bad_request",
+                f"model {model!r} at {label} does not support tools; retry without tools",
+                False,
+            )
+        if status == 413 or (status in (400, 422) and _CONTEXT_TOO_LONG.search(f"{code} {detail}")):
+            text = (
+                f"the conversation is too long for model {model!r} at {label}; "
+                "shorten it or start a new session"
+            )
+            return "context_too_long", text + said, False
+        if status == 429 and "insufficient_quota" in f"{code} {detail}":
+            return (
+                "rate_limit",
+                f"{label} quota exhausted: check the plan and billing of {env}{said}",
+                False,
+            )
+        if status == 429:
+            when = f"retry after {retry_after:.1f} s" if retry_after is not None else "retry later"
+            return "rate_limit", f"rate limited by {self.settings.name}; {when}", True
+        by_status: dict[int, tuple[ErrorKind, str, bool]] = {
+            401: ("auth", f"the {label} key was rejected: check {env}", False),
+            403: (
+                "auth",
+                f"{label} refused access to model {model!r}: check the access of {env}",
+                False,
+            ),
+            404: (
+                "model_not_found",
+                f"model {model!r} was not found at {label}: "
+                "pick another model or check the provider's base_url",
+                False,
+            ),
+            408: ("timeout", f"{label} timed out (HTTP 408); retry", True),
+            504: ("timeout", f"{label} timed out (HTTP 504); retry", True),
+        }
+        if status in by_status:
+            kind, text, retryable = by_status[status]
+            return kind, text + said, retryable
+        if status >= 500 or status == 409:
+            return "provider_error", f"{label} failed (HTTP {status}); retry later{said}", True
+        return "bad_request", f"{label} rejected the request (HTTP {status}){said}", False

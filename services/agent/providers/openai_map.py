@@ -1,0 +1,130 @@
+"""Conversation -> OpenAI Chat Completions request (OpenAI, OpenRouter, Gemini, Ollama, dev).
+
+* The system prompt is the first message (``role: system``), with the untrusted-data
+  notice when tools are involved (see :mod:`.history`).
+* Tool results are ``role: tool`` messages whose content is the fenced
+  ``<tool_output>`` element; ``is_error`` shows in its ``status`` attribute.
+* Reasoning and ``provider_data`` of earlier steps are not sent back: Chat Completions
+  has no field for them.
+* Consecutive user turns, and consecutive assistant turns without tool calls, are
+  merged: the API accepts either, but several OpenAI-compatible servers apply chat
+  templates that require alternating roles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageFunctionToolCallParam,
+    ChatCompletionMessageParam,
+    ChatCompletionToolMessageParam,
+    ChatCompletionUserMessageParam,
+)
+
+from threadline.events.conversation import AssistantTurn, Message, ToolSpec, ToolTurn, UserTurn
+from threadline.services.agent.providers.base import ModelRequest
+from threadline.services.agent.providers.history import repair, system_prompt, wrap_tool_output
+from threadline.services.agent.providers.settings import MaxTokensParam, ProviderSettings
+
+__all__ = ["OpenAIRequest", "map_messages", "map_tools", "to_openai"]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIRequest:
+    """The arguments of ``chat.completions.create`` (besides the streaming switches)."""
+
+    model: str
+    messages: list[ChatCompletionMessageParam]
+    tools: list[ChatCompletionFunctionToolParam]
+    max_tokens: int
+    max_tokens_param: MaxTokensParam
+    temperature: float | None
+
+
+def to_openai(request: ModelRequest, settings: ProviderSettings) -> OpenAIRequest:
+    system = system_prompt(request.system, request.messages, bool(request.tools))
+    messages: list[ChatCompletionMessageParam] = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.extend(map_messages(request.messages))
+    return OpenAIRequest(
+        model=request.model or settings.default_model or settings.models[0],
+        messages=messages,
+        tools=map_tools(request.tools),
+        max_tokens=request.max_tokens or settings.max_tokens,
+        max_tokens_param=settings.max_tokens_param,
+        temperature=request.temperature
+        if request.temperature is not None
+        else settings.temperature,
+    )
+
+
+def map_tools(tools: tuple[ToolSpec, ...]) -> list[ChatCompletionFunctionToolParam]:
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.parameters,
+            },
+        }
+        for tool in tools
+    ]
+
+
+def map_messages(messages: tuple[Message, ...]) -> list[ChatCompletionMessageParam]:
+    out: list[ChatCompletionMessageParam] = []
+    previous: Message | None = None
+    for message in repair(messages):
+        if isinstance(message, UserTurn):
+            if isinstance(previous, UserTurn):
+                message = UserTurn(text=f"{previous.text}\n\n{message.text}")
+                out.pop()
+            out.append(_user(message))
+        elif isinstance(message, AssistantTurn):
+            if _text_only(previous) and _text_only(message):
+                assert isinstance(previous, AssistantTurn)
+                message = AssistantTurn(text=f"{previous.text}\n\n{message.text}".strip())
+                out.pop()
+            out.append(_assistant(message))
+        else:
+            out.append(_tool(message))
+        previous = message
+    return out
+
+
+def _text_only(message: Message | None) -> bool:
+    return isinstance(message, AssistantTurn) and not message.tool_calls
+
+
+def _user(turn: UserTurn) -> ChatCompletionUserMessageParam:
+    return {"role": "user", "content": turn.text}
+
+
+def _assistant(turn: AssistantTurn) -> ChatCompletionAssistantMessageParam:
+    message: ChatCompletionAssistantMessageParam = {
+        "role": "assistant",
+        "content": turn.text or None,
+    }
+    calls: list[ChatCompletionMessageFunctionToolCallParam] = [
+        {
+            "id": call.call_id,
+            "type": "function",
+            "function": {"name": call.tool, "arguments": json.dumps(call.arguments)},
+        }
+        for call in turn.tool_calls
+    ]
+    if calls:
+        message["tool_calls"] = calls
+    elif not turn.text:
+        message["content"] = ""
+    return message
+
+
+def _tool(turn: ToolTurn) -> ChatCompletionToolMessageParam:
+    return {"role": "tool", "tool_call_id": turn.call_id, "content": wrap_tool_output(turn)}

@@ -1,0 +1,108 @@
+"""Translation of SDK exceptions into :class:`ProviderError`, one function per SDK."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import anthropic
+import httpx2
+import openai
+
+from threadline.services.agent.providers.errors import (
+    TYPE_STATUS,
+    ErrorContext,
+    ProviderError,
+    clip,
+)
+
+__all__ = ["translate_anthropic_error", "translate_openai_error"]
+
+
+def _body_message(body: object, fallback: str) -> tuple[str, str]:
+    """(message, code-or-type) from an error body in the usual shapes."""
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, str):
+            return inner, ""
+        if isinstance(inner, Mapping):
+            message = inner.get("message")
+            code = inner.get("code") or inner.get("type") or ""
+            return (message if isinstance(message, str) else fallback), str(code)
+    if isinstance(body, str) and body:
+        return body, ""
+    return fallback, ""
+
+
+def _transport(exc: BaseException, ctx: ErrorContext, mid_stream: bool) -> ProviderError | None:
+    """Network and timeout failures, wrapped by the SDK or raw from httpx2."""
+    chain: list[BaseException] = [exc]
+    while chain[-1].__cause__ is not None and len(chain) < 5:
+        chain.append(chain[-1].__cause__)
+    connect = any(isinstance(e, httpx2.ConnectTimeout | httpx2.ConnectError) for e in chain)
+    if any(isinstance(e, httpx2.TimeoutException) for e in chain) or isinstance(
+        exc, openai.APITimeoutError | anthropic.APITimeoutError
+    ):
+        return ctx.timeout(connect=connect)
+    if isinstance(
+        exc, openai.APIConnectionError | anthropic.APIConnectionError | httpx2.TransportError
+    ):
+        causes = dict.fromkeys(str(e) or type(e).__name__ for e in chain[1:])
+        detail = " / ".join(causes) or str(exc)
+        return ctx.network(detail, mid_stream=mid_stream and not connect)
+    return None
+
+
+def translate_openai_error(exc: Exception, ctx: ErrorContext, *, mid_stream: bool) -> ProviderError:
+    """An ``openai`` SDK (or httpx2, or stream decoding) exception as a ProviderError."""
+    if isinstance(exc, ProviderError):
+        return exc
+    transport = _transport(exc, ctx, mid_stream)
+    if transport is not None:
+        return transport
+    if isinstance(exc, openai.APIStatusError):
+        detail, code = _body_message(exc.body, exc.message)
+        return ctx.http(
+            exc.status_code,
+            detail,
+            code=exc.code or code,
+            headers=exc.response.headers,
+            request_id=exc.request_id,
+        )
+    if isinstance(exc, openai.APIError):  # an error object inside the stream
+        detail, code = _body_message(exc.body, exc.message)
+        code = exc.code or exc.type or code
+        return ctx.http(TYPE_STATUS.get(code, 500), detail, code=code, in_stream=True)
+    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+        return ctx.malformed(str(exc))
+    return ctx.error(
+        "provider_error", f"{ctx.label} failed: {type(exc).__name__}: {clip(str(exc))}"
+    )
+
+
+def translate_anthropic_error(
+    exc: Exception, ctx: ErrorContext, *, mid_stream: bool
+) -> ProviderError:
+    """An ``anthropic`` SDK (or httpx2, or stream decoding) exception as a ProviderError."""
+    if isinstance(exc, ProviderError):
+        return exc
+    transport = _transport(exc, ctx, mid_stream)
+    if transport is not None:
+        return transport
+    if isinstance(exc, anthropic.APIStatusError):
+        detail, code = _body_message(exc.body, exc.api_message or exc.message)
+        code = exc.type or code
+        if exc.status_code < 400:  # an "event: error" inside a 200 stream
+            return ctx.http(TYPE_STATUS.get(code, 500), detail, code=code, in_stream=True)
+        return ctx.http(
+            exc.status_code,
+            detail,
+            code=code,
+            headers=exc.response.headers,
+            request_id=exc.request_id,
+        )
+    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+        return ctx.malformed(str(exc))
+    return ctx.error(
+        "provider_error", f"{ctx.label} failed: {type(exc).__name__}: {clip(str(exc))}"
+    )

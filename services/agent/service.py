@@ -1,0 +1,114 @@
+"""Compose the agent from configuration: providers, MCP tools, the worker.
+
+``serve_agent`` runs the worker in the background of the calling process (``threadline
+up``, ``threadline agent``, tests) and stops it cleanly, letting running turns finish
+or handing them back to the stream for another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping
+
+import msgspec
+
+from threadline.events.errors import ConfigurationError
+from threadline.events.jetstream import JetStreamEventStore
+from threadline.services.agent.providers import ModelAdapter, adapter_for, load_providers
+from threadline.services.agent.providers.settings import ProviderRegistry
+from threadline.services.agent.telemetry import AgentTelemetry
+from threadline.services.agent.tools import McpServerConfig, ToolRegistry
+from threadline.services.agent.turn import AgentDeps, AgentSettings
+from threadline.services.agent.worker import AgentWorker
+from threadline.services.config import Settings
+
+
+def mcp_configs(settings: Settings) -> list[McpServerConfig]:
+    """The configured MCP servers; by default the bundled ``threadline`` server over stdio."""
+    raw: Mapping[str, object] = settings.mcp_servers or {
+        "threadline": {
+            "transport": "stdio",
+            "command": [
+                sys.executable, "-m", "threadline.services.mcpserver", "--transport", "stdio",
+                "--no-test-tools", "--data-dir", str(settings.data_path / "mcp"),
+            ],
+        }
+    }  # fmt: skip
+    configs = []
+    for name, table in raw.items():
+        if not isinstance(table, dict):
+            raise ConfigurationError(f"mcp_servers.{name} must be a table")
+        try:
+            configs.append(msgspec.convert({"name": name, **table}, McpServerConfig))
+        except msgspec.ValidationError as exc:
+            raise ConfigurationError(f"mcp_servers.{name}: {exc}") from None
+    return configs
+
+
+def default_agent_settings(settings: Settings) -> AgentSettings:
+    chain = tuple(p.strip() for p in settings.fallback_providers.split(",") if p.strip())
+    return AgentSettings(
+        worker=f"{os.uname().nodename}-{os.getpid()}",
+        fallback_providers=chain,
+        delta_window_s=settings.delta_window_ms / 1000,
+        max_steps=settings.max_steps,
+    )
+
+
+class Adapters:
+    """One adapter (and HTTP connection pool) per provider, made on first use."""
+
+    def __init__(self, registry: ProviderRegistry) -> None:
+        self._registry = registry
+        self._adapters: dict[str, ModelAdapter] = {}
+
+    def __call__(self, provider: str) -> ModelAdapter:
+        adapter = self._adapters.get(provider)
+        if adapter is None:
+            adapter = self._adapters[provider] = adapter_for(self._registry.get(provider))
+        return adapter
+
+    async def aclose(self) -> None:
+        for adapter in self._adapters.values():
+            await adapter.aclose()
+
+
+@contextlib.asynccontextmanager
+async def serve_agent(
+    settings: Settings,
+    store: JetStreamEventStore,
+    *,
+    devmodel_url: str | None = None,
+    agent: AgentSettings | None = None,
+    concurrency: int = 500,
+    ack_wait_s: float = 30.0,
+    env: Mapping[str, str] | None = None,
+    telemetry: AgentTelemetry | None = None,
+) -> AsyncIterator[AgentWorker]:
+    """``telemetry``: where metrics and spans go (default: the process's registry and
+    tracer)."""
+    environ = dict(os.environ if env is None else env)
+    if devmodel_url:
+        environ.setdefault("THREADLINE_DEVMODEL_URL", devmodel_url)
+    providers = load_providers(environ, settings.providers)
+    adapters = Adapters(providers)
+    async with ToolRegistry(mcp_configs(settings)) as tools:
+        deps = AgentDeps(
+            store=store, providers=providers, adapter=adapters, tools=tools,
+            settings=agent or default_agent_settings(settings),
+            telemetry=telemetry or AgentTelemetry(),
+        )  # fmt: skip
+        worker = AgentWorker(store, deps, concurrency=concurrency, ack_wait_s=ack_wait_s)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        unwatch = deps.telemetry.watch_consumer(store, worker.durable)
+        try:
+            yield worker
+        finally:
+            unwatch()
+            stop.set()
+            await task
+            await adapters.aclose()

@@ -1,0 +1,104 @@
+"""One model step: stream the provider's parts into events, collect what the step said."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from threadline.events.schema import (
+    FinishReason,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    ToolCallRef,
+    Usage,
+)
+from threadline.services.agent.coalesce import Coalescer
+from threadline.services.agent.providers import (
+    FinishPart,
+    ModelAdapter,
+    ModelRequest,
+    ReasoningEnd,
+    ToolCallEnd,
+    ToolCallStart,
+    UsagePart,
+)
+from threadline.services.agent.providers import ReasoningDelta as ReasoningPart
+from threadline.services.agent.providers import TextDelta as TextPart
+from threadline.services.agent.tools import split_prefixed
+from threadline.services.agent.writer import TurnWriter
+
+
+@dataclass
+class StepOutcome:
+    text: str = ""
+    reasoning: str = ""
+    calls: list[ToolCallRef] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    finish: FinishReason = "stop"
+    provider_data: dict[str, Any] = field(default_factory=dict)
+    first_output_at: float | None = None  # monotonic time of the first content part
+    appended: bool = False  # something of this step is already in the log
+
+    @property
+    def produced_output(self) -> bool:
+        return self.appended
+
+
+async def run_step(
+    adapter: ModelAdapter,
+    request: ModelRequest,
+    writer: TurnWriter,
+    coalescer: Coalescer,
+    step: int,
+    outcome: StepOutcome,
+) -> StepOutcome:
+    """Stream one step. ``outcome`` is filled as parts arrive, so a caller that is
+    interrupted (cancel, provider error) still knows what was produced."""
+    coalescer.new_step(step)
+    reasoning: list[str] = []
+    stream = adapter.stream(request)
+    try:
+        async for part in stream:
+            if outcome.first_output_at is None and isinstance(
+                part, TextPart | ReasoningPart | ToolCallStart
+            ):
+                outcome.first_output_at = time.monotonic()
+            if isinstance(part, TextPart | ReasoningPart):
+                outcome.appended = True
+                if isinstance(part, TextPart):
+                    await coalescer.add(TextDelta, part.text)
+                else:
+                    reasoning.append(part.text)
+                    await coalescer.add(ReasoningDelta, part.text)
+                outcome.text = coalescer.text
+                outcome.reasoning = "".join(reasoning)
+            elif isinstance(part, ToolCallEnd):
+                outcome.appended = True
+                await coalescer.flush()
+                server = (split_prefixed(part.name) or ("", ""))[0]
+                await writer.append(
+                    ToolCall(
+                        call_id=part.call_id,
+                        tool=part.name,
+                        server=server,
+                        arguments=part.arguments,
+                        step=step,
+                    )
+                )
+                outcome.calls.append(
+                    ToolCallRef(call_id=part.call_id, tool=part.name, arguments=part.arguments)
+                )
+            elif isinstance(part, ReasoningEnd) and part.provider_data:
+                outcome.provider_data = dict(part.provider_data)
+            elif isinstance(part, UsagePart):
+                outcome.usage = outcome.usage + part.usage
+            elif isinstance(part, FinishPart):
+                outcome.finish = part.reason
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    await coalescer.flush()
+    if outcome.calls:
+        outcome.finish = "tool_calls"
+    return outcome

@@ -1,0 +1,255 @@
+"""The agent's metrics and traces (docs/observability.md).
+
+:class:`AgentTelemetry` holds one process's instruments and tracer; each attempt at a
+turn gets a :class:`TurnTelemetry` that the turn calls at its edges: the attempt as a
+whole (span ``invoke_agent threadline``), each model request (span ``chat {model}``),
+each tool call (span ``execute_tool {tool}``), and every event the attempt appends
+(fallbacks and the terminal event). Spans follow the OpenTelemetry GenAI semantic
+conventions and carry names, ids, token counts and redacted errors, never message
+text, tool arguments or results. Metric labels are provider, model, MCP server and
+tool names (tools only as offered to the model; anything else is ``unknown``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from threadline.events.errors import ThreadlineError
+from threadline.events.schema import (
+    Event,
+    Fallback,
+    ToolCallRef,
+    TurnCancelled,
+    TurnCompleted,
+    TurnFailed,
+)
+from threadline.services.agent.metrics import AgentMetrics
+from threadline.services.agent.providers import ModelRequest, ProviderError
+from threadline.services.agent.step import StepOutcome
+from threadline.services.agent.tools import ToolOutcome, split_prefixed
+from threadline.services.metrics import Registry
+from threadline.services.redact import redact
+
+if TYPE_CHECKING:
+    from threadline.events.jetstream import JetStreamEventStore
+    from threadline.services.agent.turn import Turn
+
+__all__ = ["AgentMetrics", "AgentTelemetry", "TurnTelemetry"]
+
+AGENT_NAME: Final = "threadline"
+#: our provider names -> the GenAI conventions' well-known ``gen_ai.provider.name`` values
+_GENAI_PROVIDER: Final = {"gemini": "gcp.gemini"}
+
+
+def _error(span: Span, kind: str, message: str) -> None:
+    """Mark ``span`` failed with a typed kind and a redacted message (never a traceback)."""
+    if span.is_recording():
+        span.set_attribute("error.type", kind)
+        span.set_status(Status(StatusCode.ERROR, redact(message)[:500]))
+
+
+class AgentTelemetry:
+    """Metrics (into ``registry``, default the process's) and spans (from ``tracer``,
+    default the process's, a no-op unless tracing is configured) of one agent process."""
+
+    def __init__(self, registry: Registry | None = None, tracer: trace.Tracer | None = None):
+        self.metrics = AgentMetrics(registry)
+        self.tracer = tracer or trace.get_tracer("threadline.agent")
+
+    def turn(self, turn: Turn) -> TurnTelemetry:
+        return TurnTelemetry(self, turn)
+
+    def given_up(self) -> None:
+        """A turn failed with ``max_deliveries`` outside any attempt."""
+        self.metrics.ended(TurnFailed(error="max_deliveries", message=""), "", "")
+
+    def watch_consumer(self, store: JetStreamEventStore, durable: str) -> Callable[[], None]:
+        """Sample the durable consumer's backlog when scraped; returns the undo."""
+        return self.metrics.watch_consumer(store, durable)
+
+
+class TurnTelemetry:
+    """What one attempt at a turn reports."""
+
+    def __init__(self, telemetry: AgentTelemetry, turn: Turn) -> None:
+        self._tel = telemetry
+        self._metrics = telemetry.metrics
+        self._turn = turn
+        self._span: Span = trace.INVALID_SPAN
+        self._offered: set[str] = set()
+
+    def _start(self, name: str, kind: SpanKind) -> contextlib.AbstractContextManager[Span]:
+        # exceptions are recorded by hand: typed and redacted, never a raw message or traceback
+        return self._tel.tracer.start_as_current_span(
+            name, kind=kind, record_exception=False, set_status_on_exception=False
+        )
+
+    def model(self) -> str:
+        """The model the turn's provider is asked for (its default when none is named)."""
+        turn = self._turn
+        if turn.model:
+            return turn.model
+        try:
+            settings = turn.deps.providers.settings(turn.provider)
+        except ThreadlineError:
+            return ""
+        return settings.default_model or (settings.models[0] if settings.models else "")
+
+    def _provider_attrs(self) -> dict[str, str | int]:
+        provider = self._turn.provider
+        name = _GENAI_PROVIDER.get(provider, provider)
+        attrs: dict[str, str | int] = {
+            "gen_ai.provider.name": name, "gen_ai.system": name, "threadline.provider": provider,
+        }  # fmt: skip
+        with contextlib.suppress(ThreadlineError, ValueError):
+            url = urlsplit(self._turn.deps.providers.settings(provider).base_url or "")
+            if url.hostname:
+                attrs["server.address"] = url.hostname
+                if url.port:
+                    attrs["server.port"] = url.port
+        return attrs
+
+    @contextlib.contextmanager
+    def attempt(self) -> Iterator[None]:
+        """The whole attempt: span ``invoke_agent threadline`` and the running gauge."""
+        turn = self._turn
+        self._metrics.running.inc()
+        with self._start(f"invoke_agent {AGENT_NAME}", SpanKind.INTERNAL) as span:
+            self._span = span
+            if span.is_recording():
+                session = turn.state.session
+                span.set_attributes(
+                    {
+                        "gen_ai.operation.name": "invoke_agent",
+                        "gen_ai.agent.name": AGENT_NAME,
+                        "gen_ai.conversation.id": session,
+                        "gen_ai.request.model": self.model(),
+                        "threadline.session.id": session,
+                        "threadline.turn.id": turn.turn_id,
+                        "threadline.turn.attempt": turn.attempt,
+                        "threadline.worker": turn.cfg.worker,
+                        **self._provider_attrs(),
+                    }
+                )
+            try:
+                yield
+            except BaseException as exc:
+                self._interrupted(span, exc)
+                raise
+            finally:
+                self._metrics.running.dec()
+
+    def _interrupted(self, span: Span, exc: BaseException) -> None:
+        name = type(exc).__name__
+        outcome = {"RestartAttempt": "restarted", "Fenced": "fenced"}.get(name)
+        if isinstance(exc, asyncio.CancelledError):
+            outcome = "interrupted"
+        if span.is_recording():
+            span.set_attribute("threadline.turn.outcome", outcome or "error")
+        _error(span, outcome or name, str(exc) or name)
+
+    def appended(self, event: Event) -> None:
+        """Called with every event the attempt appended (after it is in the log)."""
+        if isinstance(event, Fallback):
+            self._metrics.fallbacks.inc(kind=event.fallback)
+            if self._span.is_recording():
+                attrs = {"kind": event.fallback, "from": event.from_, "to": event.to}
+                self._span.add_event(
+                    "threadline.fallback",
+                    {
+                        **{f"threadline.fallback.{k}": v for k, v in attrs.items()},
+                        "threadline.fallback.attempt": event.attempt,
+                    },
+                )
+        elif isinstance(event, TurnCompleted | TurnFailed | TurnCancelled):
+            self._metrics.ended(event, self._turn.provider, self.model())
+            self._terminal(event)
+
+    def _terminal(self, event: TurnCompleted | TurnFailed | TurnCancelled) -> None:
+        span = self._span
+        if not span.is_recording():
+            return
+        outcome = {TurnCompleted: "completed", TurnFailed: "failed"}.get(type(event), "cancelled")
+        span.set_attribute("threadline.turn.outcome", outcome)
+        if isinstance(event, TurnCompleted):
+            span.set_attributes({
+                "gen_ai.usage.input_tokens": event.usage.input_tokens,
+                "gen_ai.usage.output_tokens": event.usage.output_tokens,
+                "threadline.turn.steps": event.steps,
+            })  # fmt: skip
+        elif isinstance(event, TurnFailed):
+            _error(span, event.error, event.message)
+
+    @contextlib.contextmanager
+    def chat(self, request: ModelRequest, outcome: StepOutcome, step: int) -> Iterator[None]:
+        """One model request (span ``chat {model}``); ``outcome`` is read at the end."""
+        provider, model = self._turn.provider, request.model or self.model()
+        self._offered.update(tool.name for tool in request.tools)
+        with self._start(f"chat {model}", SpanKind.CLIENT) as span:
+            if span.is_recording():
+                span.set_attributes({
+                    "gen_ai.operation.name": "chat", "gen_ai.request.model": model,
+                    "threadline.step": step, "threadline.tools.offered": len(request.tools),
+                    **self._provider_attrs(),
+                })  # fmt: skip
+                if request.max_tokens is not None:
+                    span.set_attribute("gen_ai.request.max_tokens", request.max_tokens)
+                if request.temperature is not None:
+                    span.set_attribute("gen_ai.request.temperature", request.temperature)
+            try:
+                yield
+            except ProviderError as err:
+                self._metrics.requests.inc(provider=provider, model=model, outcome=err.kind)
+                if err.status is not None and span.is_recording():
+                    span.set_attribute("http.response.status_code", err.status)
+                _error(span, err.kind, err.message)
+                raise
+            except BaseException as exc:
+                _error(span, "cancelled" if isinstance(exc, asyncio.CancelledError) else
+                       type(exc).__name__, str(exc) or type(exc).__name__)  # fmt: skip
+                raise
+            self._metrics.requests.inc(provider=provider, model=model, outcome="ok")
+            self._metrics.tokens(provider, model, outcome.usage)
+            if span.is_recording():
+                span.set_attributes({
+                    "gen_ai.response.finish_reasons": (outcome.finish,),
+                    "gen_ai.usage.input_tokens": outcome.usage.input_tokens,
+                    "gen_ai.usage.output_tokens": outcome.usage.output_tokens,
+                })  # fmt: skip
+
+    @contextlib.contextmanager
+    def tool(self, call: ToolCallRef) -> Iterator[Callable[[ToolOutcome], None]]:
+        """One tool call (span ``execute_tool {tool}``); call the yielded function with
+        the outcome."""
+        offered = call.tool in self._offered
+        name = call.tool if offered else "unknown"
+        server, tool = (split_prefixed(name) or ("", name)) if offered else ("", "unknown")
+        with self._start(f"execute_tool {name}", SpanKind.INTERNAL) as span:
+            if span.is_recording():
+                span.set_attributes({
+                    "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
+                    "gen_ai.tool.call.id": call.call_id, "gen_ai.tool.type": "extension",
+                    "threadline.tool.server": server,
+                })  # fmt: skip
+
+            def record(outcome: ToolOutcome) -> None:
+                self._metrics.tool_call(server, tool, outcome.duration_ms / 1000, outcome.is_error)
+                if outcome.is_error:
+                    _error(span, "tool_error", "the tool call failed")
+
+            started = time.monotonic()
+            try:
+                yield record
+            except BaseException as exc:
+                self._metrics.tool_call(server, tool, time.monotonic() - started, True)
+                _error(span, "cancelled" if isinstance(exc, asyncio.CancelledError) else
+                       type(exc).__name__, "the tool call did not finish")  # fmt: skip
+                raise

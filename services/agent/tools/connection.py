@@ -1,0 +1,224 @@
+"""One live MCP session per server, owned by a background task.
+
+The mcp library's transports and sessions are built on anyio task groups, which must
+be entered and exited by the same task, and whose failures cancel the task hosting
+them. So each session lives in its own runner task: a dead server (a crashed stdio
+process, a refused HTTP connection) ends that runner, never the caller's task. Callers
+use the session from their own tasks; requests are correlated by the dispatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Protocol, TextIO
+
+import anyio
+import httpx2
+from mcp import Client, StdioServerParameters, stdio_client
+from mcp.client import Transport
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.message import SessionMessage
+from mcp.types import Implementation, Tool
+
+from threadline.services.agent.tools.config import McpServerConfig, ToolServerUnavailable
+from threadline.services.agent.tools.content import describe_exception
+
+logger = logging.getLogger(__name__)
+
+CLIENT_INFO = Implementation(name="threadline", version="0.1.0")
+#: A single server-sent event may carry a whole (large) tool result.
+MAX_SSE_EVENT_BYTES = 32 * 1024 * 1024
+#: Lower bound of the HTTP read timeout (our own call timeouts come first).
+_HTTP_READ_TIMEOUT_S = 300.0
+_MAX_LIST_PAGES = 20
+
+Item = SessionMessage | Exception
+
+
+class _Receiver(Protocol):
+    async def receive(self) -> Item: ...
+    async def aclose(self) -> None: ...
+
+
+class _EofWatcher:
+    """Wraps a transport's read stream to notice when the server went away."""
+
+    def __init__(self, inner: _Receiver, on_eof: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_eof = on_eof
+
+    @property
+    def last_context(self) -> contextvars.Context | None:
+        # The dispatcher reads this duck-typed attribute off its read stream.
+        context: contextvars.Context | None = getattr(self._inner, "last_context", None)
+        return context
+
+    async def receive(self) -> Item:
+        try:
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._on_eof()
+            raise
+
+    async def aclose(self) -> None:
+        self._on_eof()
+        await self._inner.aclose()
+
+    def __aiter__(self) -> _EofWatcher:
+        return self
+
+    async def __anext__(self) -> Item:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> _EofWatcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+@asynccontextmanager
+async def _watched(transport: Transport, on_eof: Callable[[], None]) -> AsyncIterator[Any]:
+    async with transport as (read_stream, write_stream):
+        yield _EofWatcher(read_stream, on_eof), write_stream
+
+
+@asynccontextmanager
+async def _http_transport(config: McpServerConfig) -> AsyncIterator[Any]:
+    read_timeout = max(_HTTP_READ_TIMEOUT_S, config.call_timeout_s + 5)
+    timeout = httpx2.Timeout(config.startup_timeout_s, read=read_timeout)
+    # The configured headers are sent as configured; nothing of the end user's is added.
+    async with (
+        httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout) as http,
+        streamable_http_client(
+            config.url, http_client=http, max_sse_event_size=MAX_SSE_EVENT_BYTES
+        ) as streams,
+    ):
+        yield streams
+
+
+class Connection:
+    """A session with one MCP server, kept open until :meth:`close`."""
+
+    def __init__(self, config: McpServerConfig, *, errlog: TextIO | None = None) -> None:
+        self.config = config
+        self._errlog = errlog
+        self._client: Client | None = None
+        self._failure = ""
+        self._eof = False
+        self._ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._client is not None and not self._eof and not self._stop.is_set()
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise ToolServerUnavailable(self.config.name, self._failure or "not connected")
+        return self._client
+
+    @property
+    def finished(self) -> bool:
+        return self._task is None or self._task.done()
+
+    async def list_all_tools(self) -> list[Tool]:
+        """Every tool the server lists, following pagination (bounded)."""
+        tools: list[Tool] = []
+        cursor: str | None = None
+        for _ in range(_MAX_LIST_PAGES):
+            page = await self.client.list_tools(cursor=cursor)
+            tools.extend(page.tools)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return tools
+
+    async def start(self) -> None:
+        """Connect and negotiate, within the server's startup timeout.
+
+        Raises:
+            ToolServerUnavailable: the server did not start, refused, or timed out.
+        """
+        self._task = asyncio.create_task(self._run(), name=f"mcp-server:{self.config.name}")
+        timeout = self.config.startup_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        except TimeoutError:
+            self.close()
+            raise ToolServerUnavailable(
+                self.config.name, f"no answer within {timeout:g}s of starting"
+            ) from None
+        except asyncio.CancelledError:
+            self.close()
+            raise
+        if self._client is None:
+            raise ToolServerUnavailable(self.config.name, self._failure or "connection closed")
+
+    def close(self) -> None:
+        """Ask the runner to end the session; :meth:`wait_closed` waits for it."""
+        self._stop.set()
+        if self._task is not None and not self._ready.is_set():
+            self._task.cancel()  # still starting: nothing to wind down gracefully
+
+    async def wait_closed(self, grace_s: float) -> None:
+        """Close, and wait up to ``grace_s`` for the runner (then cancel it)."""
+        if self._task is None:
+            return
+        self.close()
+        _, pending = await asyncio.wait({self._task}, timeout=grace_s)
+        if pending:
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=grace_s)
+
+    def _transport(self) -> Transport:
+        config = self.config
+        inner: Transport
+        if config.transport == "stdio":
+            params = StdioServerParameters(
+                command=config.command[0], args=list(config.command[1:]), env=dict(config.env)
+            )
+            inner = stdio_client(params, errlog=self._errlog or sys.stderr)
+        else:
+            inner = _http_transport(config)
+        return _watched(inner, self._mark_eof)
+
+    def _mark_eof(self) -> None:
+        self._eof = True
+
+    async def _run(self) -> None:
+        name = self.config.name
+        try:
+            client = Client(self._transport(), cache=None, client_info=CLIENT_INFO)
+            async with client:
+                self._client = client
+                self._ready.set()
+                await self._stop.wait()
+        except asyncio.CancelledError:
+            self._failure = self._failure or "connection attempt cancelled"
+            raise
+        except Exception as exc:
+            reason = describe_exception(exc, self.config.secrets())
+            if self._ready.is_set():
+                logger.warning("MCP server %r: session ended: %s", name, reason)
+            self._failure = reason
+        finally:
+            self._client = None
+            self._ready.set()

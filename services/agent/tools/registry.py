@@ -1,0 +1,295 @@
+"""The agent's view of its MCP servers: lazy connections, cached listings, guarded calls.
+
+Every error of the mcp library is translated here, once: listing failures become
+"unavailable" entries, call failures become ``is_error`` outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TextIO, cast
+
+from mcp.shared.exceptions import MCPError
+from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, RequestParamsMeta, Tool
+
+from threadline.events.conversation import ToolSpec
+from threadline.events.errors import ConfigurationError
+from threadline.services.agent.tools.config import (
+    META_OWNER,
+    META_SESSION,
+    META_TURN,
+    McpServerConfig,
+    ToolContext,
+    ToolListing,
+    ToolOutcome,
+    ToolServerUnavailable,
+    UnavailableServer,
+    prefixed,
+    split_prefixed,
+)
+from threadline.services.agent.tools.connection import Connection
+from threadline.services.agent.tools.content import (
+    DEFAULT_MAX_RESULT_BYTES,
+    describe_exception,
+    redact,
+    render_result,
+    secret_forms,
+    summarise,
+    truncate,
+)
+from threadline.services.redact import register_secret
+
+logger = logging.getLogger(__name__)
+
+#: Function names every provider accepts (OpenAI's rule is the strictest).
+_PROVIDER_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CLOSE_TIMEOUT_S = 10.0
+NOT_ALLOWED = "tool not allowed"
+
+
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    expires: float
+    specs: tuple[ToolSpec, ...]
+    names: frozenset[str]
+
+
+class ToolRegistry:
+    """Connects lazily to the configured MCP servers and keeps their sessions for reuse.
+
+    Use as an async context manager; leaving it closes every session (and stops
+    every stdio server process it started).
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[McpServerConfig],
+        *,
+        listing_ttl_s: float = 60.0,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        errlog: TextIO | None = None,
+    ) -> None:
+        self._configs: dict[str, McpServerConfig] = {}
+        for config in servers:
+            if config.name in self._configs:
+                raise ConfigurationError(f"MCP server {config.name!r} is configured twice")
+            self._configs[config.name] = config
+            # Log handlers with the redacting filter then hide these values everywhere.
+            register_secret(*secret_forms(config.credentials()))
+        self._ttl = listing_ttl_s
+        self._max_bytes = max_result_bytes
+        self._errlog = errlog
+        self._conns: dict[str, Connection] = {}
+        self._every_conn: set[Connection] = set()
+        self._listings: dict[str, _Listing] = {}
+        self._connect_locks = {name: asyncio.Lock() for name in self._configs}
+        self._list_locks = {name: asyncio.Lock() for name in self._configs}
+        self._closed = False
+
+    @property
+    def servers(self) -> Mapping[str, McpServerConfig]:
+        return self._configs
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        conns = list(self._every_conn)
+        self._conns.clear()
+        self._listings.clear()
+        await asyncio.gather(*(conn.wait_closed(_CLOSE_TIMEOUT_S) for conn in conns))
+        self._every_conn.clear()
+
+    # ------------------------------------------------------------------ listing
+
+    async def list_tools(self, servers: Sequence[str]) -> ToolListing:
+        """Tools of ``servers``, prefixed ``<server>__<tool>``; failing servers never raise."""
+        names = list(dict.fromkeys(servers))
+        results = await asyncio.gather(*(self._listing_or_reason(name) for name in names))
+        tools: list[ToolSpec] = []
+        unavailable: list[UnavailableServer] = []
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, _Listing):
+                tools.extend(result.specs)
+            else:
+                unavailable.append(UnavailableServer(server=name, reason=result))
+        return ToolListing(tools=tuple(tools), unavailable=tuple(unavailable))
+
+    async def _listing_or_reason(self, name: str) -> _Listing | str:
+        if name not in self._configs:
+            return "not configured"
+        try:
+            return await self._listing(name)
+        except ToolServerUnavailable as exc:
+            logger.warning("MCP server %r unavailable: %s", name, exc.reason)
+            return exc.reason
+
+    async def _listing(self, name: str) -> _Listing:
+        cached = self._listings.get(name)
+        if cached is not None and cached.expires > time.monotonic():
+            return cached
+        async with self._list_locks[name]:
+            cached = self._listings.get(name)
+            if cached is not None and cached.expires > time.monotonic():
+                return cached
+            config = self._configs[name]
+            conn = await self._connection(name)
+            try:
+                async with asyncio.timeout(config.call_timeout_s):
+                    tools = await conn.list_all_tools()
+            except TimeoutError:
+                self._drop(name, conn)
+                raise ToolServerUnavailable(
+                    name, f"tools/list got no answer within {config.call_timeout_s:g}s"
+                ) from None
+            except Exception as exc:
+                self._drop(name, conn)
+                raise ToolServerUnavailable(
+                    name, describe_exception(exc, config.secrets())
+                ) from None
+            listing = self._make_listing(config, tools)
+            self._listings[name] = listing
+            return listing
+
+    def _make_listing(self, config: McpServerConfig, tools: list[Tool]) -> _Listing:
+        allowed = config.allowed_tools
+        specs: list[ToolSpec] = []
+        names: set[str] = set()
+        for tool in tools:
+            if allowed is not None and tool.name not in allowed:
+                continue
+            name = prefixed(config.name, tool.name)
+            if not _PROVIDER_SAFE_NAME.fullmatch(name):
+                logger.warning("MCP server %r: skipping tool %r (name unusable)", config.name, name)
+                continue
+            description = tool.description or tool.title or ""
+            specs.append(ToolSpec(name=name, description=description, parameters=tool.input_schema))
+            names.add(tool.name)
+        return _Listing(time.monotonic() + self._ttl, tuple(specs), frozenset(names))
+
+    # -------------------------------------------------------------- connecting
+
+    async def _connection(self, name: str) -> Connection:
+        conn = self._conns.get(name)
+        if conn is not None and conn.alive:
+            return conn
+        async with self._connect_locks[name]:
+            conn = self._conns.get(name)
+            if conn is not None and conn.alive:
+                return conn
+            if conn is not None:
+                self._drop(name, conn)
+            if self._closed:
+                raise ToolServerUnavailable(name, "the tool registry is closed")
+            conn = Connection(self._configs[name], errlog=self._errlog)
+            self._every_conn.add(conn)
+            await conn.start()
+            self._conns[name] = conn
+            return conn
+
+    def _drop(self, name: str, conn: Connection) -> None:
+        """Forget a session (the next use reconnects) and let its runner wind down."""
+        if self._conns.get(name) is conn:
+            del self._conns[name]
+            self._listings.pop(name, None)
+        conn.close()
+        self._every_conn = {c for c in self._every_conn if not c.finished or c is conn}
+
+    # ----------------------------------------------------------------- calling
+
+    async def call(
+        self, prefixed_name: str, arguments: dict[str, Any], *, context: ToolContext
+    ) -> ToolOutcome:
+        """Call a tool; every failure is an ``is_error`` outcome (cancellation propagates)."""
+        started = time.monotonic()
+        parsed = split_prefixed(prefixed_name)
+        server, tool = parsed if parsed is not None else ("", prefixed_name)
+
+        def outcome(content: str, is_error: bool) -> ToolOutcome:
+            return ToolOutcome(
+                content=content,
+                is_error=is_error,
+                duration_ms=(time.monotonic() - started) * 1000,
+                summary=summarise(content),
+                server=server,
+                tool=tool,
+            )
+
+        config = self._configs.get(server)
+        if (
+            config is None
+            or server not in context.allowed_servers
+            or (config.allowed_tools is not None and tool not in config.allowed_tools)
+        ):
+            return outcome(NOT_ALLOWED, True)
+        try:
+            if tool not in (await self._listing(server)).names:
+                return outcome(NOT_ALLOWED, True)
+            conn = await self._connection(server)
+        except ToolServerUnavailable as exc:
+            return outcome(f"tool server {server!r} is unavailable: {exc.reason}", True)
+        result = await self._invoke(config, conn, tool, arguments, context)
+        if isinstance(result, str):
+            return outcome(result, True)
+        text = render_result(result)
+        if result.is_error and not text.strip():
+            text = "the tool reported an error without a message"
+        return outcome(truncate(text, self._max_bytes), result.is_error)
+
+    async def _invoke(
+        self,
+        config: McpServerConfig,
+        conn: Connection,
+        tool: str,
+        arguments: dict[str, Any],
+        context: ToolContext,
+    ) -> CallToolResult | str:
+        """The ``CallToolResult``, or a short error message."""
+        # An open map on the wire; mypy does not know TypedDict ``extra_items`` yet.
+        meta = cast(
+            RequestParamsMeta,
+            {
+                META_OWNER: context.owner,
+                META_SESSION: context.session_id,
+                META_TURN: context.turn_id,
+            },
+        )
+        timeout = config.call_timeout_s
+        timed_out = f"the tool did not answer within {timeout:g}s and was cancelled"
+        try:
+            async with asyncio.timeout(timeout):
+                return await conn.client.call_tool(
+                    tool, arguments, read_timeout_seconds=timeout, meta=meta
+                )
+        except TimeoutError:
+            return timed_out
+        except MCPError as exc:
+            if exc.code == REQUEST_TIMEOUT:
+                return timed_out
+            if exc.code == CONNECTION_CLOSED or not conn.alive:
+                self._drop(config.name, conn)
+                return (
+                    f"tool server {config.name!r} disconnected during the call; "
+                    "whether the tool ran is unknown"
+                )
+            message = redact(exc.message, config.secrets())
+            return f"tool server {config.name!r} error {exc.code}: {message}"
+        except Exception as exc:
+            if not conn.alive:
+                self._drop(config.name, conn)
+            return f"tool call failed: {describe_exception(exc, config.secrets())}"

@@ -1,0 +1,314 @@
+"""One attempt at a turn: TurnStarted, model steps and tool calls, exactly one terminal event.
+
+Failures are typed once and recorded: a provider error becomes retries
+(``Fallback(retry)``), a switch to a fallback provider (``Fallback(provider_switched)``),
+a retry without tools after Ollama's "does not support tools" (``Fallback(tools_disabled)``),
+or ``TurnFailed`` with the error's kind. A stop command cancels the running stream and
+tool calls and records ``TurnCancelled`` with the partial text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from threadline.events.conversation import AssistantTurn, Message, ToolSpec, ToolTurn
+from threadline.events.errors import ConfigurationError
+from threadline.events.fold import SessionState
+from threadline.events.schema import (
+    AssistantMessage,
+    ErrorKind,
+    Fallback,
+    FallbackKind,
+    ToolCallRef,
+    ToolResult,
+    TurnCancelled,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+    Usage,
+)
+from threadline.events.store import EventStore
+from threadline.services.agent.coalesce import Coalescer
+from threadline.services.agent.providers import (
+    ModelAdapter,
+    ModelRequest,
+    ProviderError,
+    ProviderRegistry,
+)
+from threadline.services.agent.step import StepOutcome, run_step
+from threadline.services.agent.telemetry import AgentTelemetry
+from threadline.services.agent.tools import ToolContext, ToolListing, ToolOutcome
+from threadline.services.agent.writer import TurnWriter
+from threadline.services.redact import redact
+
+log = logging.getLogger(__name__)
+
+
+class Tools(Protocol):
+    async def list_tools(self, servers: Sequence[str]) -> ToolListing: ...
+
+    async def call(
+        self, prefixed_name: str, arguments: dict[str, object], *, context: ToolContext
+    ) -> ToolOutcome: ...
+
+
+class NoTools:
+    """Used when no MCP server is configured."""
+
+    async def list_tools(self, servers: Sequence[str]) -> ToolListing:
+        return ToolListing()
+
+    async def call(
+        self, prefixed_name: str, arguments: dict[str, object], *, context: ToolContext
+    ) -> ToolOutcome:
+        return ToolOutcome(
+            content="no tools are configured", is_error=True, duration_ms=0.0,
+            summary="no tools are configured", server="", tool=prefixed_name,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentSettings:
+    worker: str = "agent"
+    delta_window_s: float = 0.025
+    max_steps: int = 8
+    max_retries: int = 3
+    retry_base_s: float = 0.5
+    retry_max_s: float = 30.0
+    max_attempts: int = 3
+    fallback_providers: tuple[str, ...] = ()
+
+
+@dataclass
+class AgentDeps:
+    store: EventStore
+    providers: ProviderRegistry
+    adapter: AdapterSource
+    tools: Tools
+    settings: AgentSettings = field(default_factory=AgentSettings)
+    telemetry: AgentTelemetry = field(default_factory=AgentTelemetry)
+
+
+class AdapterSource(Protocol):
+    def __call__(self, provider: str) -> ModelAdapter: ...
+
+
+class RestartAttempt(Exception):
+    """The attempt must start over (a stream broke after it had produced output)."""
+
+
+class Turn:
+    """One attempt; :meth:`run` always ends in a terminal event unless fenced off."""
+
+    def __init__(
+        self, deps: AgentDeps, state: SessionState, turn_id: str, cancel: asyncio.Event
+    ) -> None:
+        self.deps = deps
+        self.cfg = deps.settings
+        self.state = state
+        self.turn_id = turn_id
+        self.cancel = cancel
+        self.attempt = state.turns[turn_id].attempt + 1
+        self.provider = state.provider or deps.providers.default_name()
+        self.model = state.model
+        self.obs = deps.telemetry.turn(self)
+        self.writer = TurnWriter(
+            deps.store, state.session, turn_id, self.attempt, state.version,
+            actor=f"agent:{self.cfg.worker}", cancelled=cancel, on_append=self.obs.appended,
+        )  # fmt: skip
+        self.coalescer = Coalescer(self.writer.append, self.cfg.delta_window_s)
+        self.usage = Usage()
+        self.started = time.monotonic()
+        self.first_output: float | None = None
+        self.steps = 0
+
+    async def run(self) -> None:
+        """Run the attempt. Raises ``Fenced`` (someone else owns the turn),
+        ``RestartAttempt`` and store errors; records everything else."""
+        with self.obs.attempt():
+            await self._run()
+
+    async def _run(self) -> None:
+        await self.writer.append(
+            TurnStarted(
+                turn_id=self.turn_id, attempt=self.attempt, provider=self.provider,
+                model=self.model, worker=self.cfg.worker,
+            )
+        )  # fmt: skip
+        if self.cancel.is_set() or self.state.turns[self.turn_id].cancel_requested:
+            await self.writer.append(TurnCancelled(reason="stopped before it started"))
+            return
+        work = asyncio.create_task(self._steps())
+        stop = asyncio.create_task(self.cancel.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            self.coalescer.discard()
+            await self.writer.append(
+                TurnCancelled(partial_text=self.coalescer.text, reason="stop requested")
+            )
+            return
+        try:
+            await work
+        except ProviderError as err:
+            await self._fail(err.kind, str(err), retryable=err.retryable)
+        except ConfigurationError as err:
+            await self._fail("configuration", redact(str(err)))
+
+    async def _fail(self, kind: ErrorKind, message: str, *, retryable: bool = False) -> None:
+        await self.coalescer.flush()
+        await self.writer.append(
+            TurnFailed(error=kind, message=redact(message), retryable=retryable)
+        )
+
+    async def _steps(self) -> None:
+        tools = await self._list_tools()
+        messages: list[Message] = list(self.state.conversation_for(self.turn_id))
+        for step in range(self.cfg.max_steps + 1):
+            if step == self.cfg.max_steps and tools:
+                await self._fallback(
+                    "step_limit", f"{self.cfg.max_steps} tool steps used; answering without tools"
+                )
+                tools = ()
+            outcome = await self._model_step(step, messages, tools)
+            self.steps = step + 1
+            messages.append(await self._close_step(step, outcome))
+            if not outcome.calls:
+                break
+            for result in await self._call_tools(step, outcome.calls):
+                messages.append(result)
+        await self.writer.append(
+            TurnCompleted(
+                usage=self.usage,
+                ttft_ms=(self.first_output - self.started) * 1000 if self.first_output else None,
+                duration_ms=(time.monotonic() - self.started) * 1000,
+                steps=self.steps,
+            )
+        )
+
+    async def _list_tools(self) -> tuple[ToolSpec, ...]:
+        servers = self.state.tool_servers
+        if not servers:
+            return ()
+        listing = await self.deps.tools.list_tools(servers)
+        for down in listing.unavailable:
+            await self._fallback("mcp_unavailable", down.reason, from_=down.server)
+        return listing.tools
+
+    async def _close_step(self, step: int, outcome: StepOutcome) -> AssistantTurn:
+        self.usage = self.usage + outcome.usage
+        provider_data = {self.provider: outcome.provider_data} if outcome.provider_data else {}
+        calls = tuple(outcome.calls)
+        await self.writer.append(
+            AssistantMessage(
+                text=outcome.text, finish_reason=outcome.finish, usage=outcome.usage,
+                reasoning=outcome.reasoning, tool_calls=calls, step=step,
+                provider_data=provider_data,
+            )
+        )  # fmt: skip
+        return AssistantTurn(
+            text=outcome.text,
+            reasoning=outcome.reasoning,
+            tool_calls=calls,
+            provider_data=provider_data,
+        )
+
+    async def _model_step(
+        self, step: int, messages: list[Message], tools: tuple[ToolSpec, ...]
+    ) -> StepOutcome:
+        retries = 0
+        chain = [p for p in self.cfg.fallback_providers if p != self.provider]
+        while True:
+            outcome = StepOutcome()
+            request = self._request(messages, tools)
+            try:
+                with self.obs.chat(request, outcome, step):
+                    await run_step(
+                        self.deps.adapter(self.provider), request, self.writer, self.coalescer,
+                        step, outcome,
+                    )  # fmt: skip
+            except ProviderError as err:
+                if err.tools_unsupported and tools:
+                    await self._fallback("tools_disabled", str(err), from_="tools", to="no tools")
+                    tools = ()
+                    continue
+                if outcome.produced_output:
+                    if err.retryable and self.attempt < self.cfg.max_attempts:
+                        await self._fallback("retry", str(err), attempt=self.attempt + 1)
+                        raise RestartAttempt(str(err)) from None
+                    raise  # its partial output is in the log: no silent retry in place
+                if err.retryable and retries < self.cfg.max_retries:
+                    retries += 1
+                    await self._fallback("retry", str(err), attempt=retries)
+                    await asyncio.sleep(self._backoff(retries, err.retry_after_s))
+                    continue
+                if chain and not outcome.produced_output:
+                    nxt = chain.pop(0)
+                    await self._fallback("provider_switched", str(err), from_=self.provider, to=nxt)
+                    self.provider, self.model, retries = nxt, "", 0
+                    continue
+                raise
+            if outcome.first_output_at is not None and self.first_output is None:
+                self.first_output = outcome.first_output_at
+            return outcome
+
+    def _request(self, messages: list[Message], tools: tuple[ToolSpec, ...]) -> ModelRequest:
+        params = self.state.params
+        return ModelRequest(
+            model=self.model,
+            system=self.state.system_prompt,
+            messages=tuple(messages),
+            tools=tools,
+            temperature=params.temperature,
+            max_tokens=params.max_tokens,
+            provider_data_key=self.provider,
+        )
+
+    def _backoff(self, retries: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(float(retry_after), 0.0), self.cfg.retry_max_s)
+        return float(min(self.cfg.retry_base_s * 2 ** (retries - 1), self.cfg.retry_max_s))
+
+    async def _fallback(
+        self, kind: FallbackKind, reason: str, *, from_: str = "", to: str = "", attempt: int = 0
+    ) -> None:
+        await self.coalescer.flush()
+        event = Fallback(fallback=kind, reason=redact(reason), from_=from_, to=to, attempt=attempt)
+        await self.writer.append(event)
+
+    async def _call_tools(self, step: int, calls: list[ToolCallRef]) -> list[ToolTurn]:
+        context = ToolContext(
+            session_id=self.state.session,
+            owner=self.state.owner,
+            turn_id=self.turn_id,
+            allowed_servers=self.state.tool_servers,
+        )
+
+        async def one(call: ToolCallRef) -> ToolTurn:
+            with self.obs.tool(call) as record:
+                outcome = await self.deps.tools.call(call.tool, call.arguments, context=context)
+                record(outcome)
+            await self.writer.append(
+                ToolResult(
+                    call_id=call.call_id, tool=call.tool, content=outcome.content,
+                    is_error=outcome.is_error, duration_ms=outcome.duration_ms,
+                    summary=outcome.summary, step=step,
+                )
+            )  # fmt: skip
+            return ToolTurn(
+                call_id=call.call_id, tool=call.tool, content=outcome.content,
+                is_error=outcome.is_error,
+            )  # fmt: skip
+
+        return list(await asyncio.gather(*(one(c) for c in calls)))

@@ -1,0 +1,157 @@
+"""The gateway's REST API and a session's event stream, for ``threadline chat``.
+
+The bearer token only ever goes into the ``Authorization`` header of this client; it is
+registered with the redactor so no log line can show it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import msgspec
+
+from threadline.events.codec import decode
+from threadline.events.errors import CorruptEvent
+from threadline.events.schema import Envelope
+from threadline.services.chatclient.sse import sse_messages
+from threadline.services.gateway.models import (
+    ProviderList,
+    SessionCreated,
+    SessionDetail,
+    TurnAccepted,
+)
+from threadline.services.redact import register_secret
+
+#: an idle stream gets a ``: ping`` every 15 s by default; silence this long means it is dead
+STREAM_READ_TIMEOUT_S = 60.0
+
+
+class ChatError(Exception):
+    """Something the user should read: the gateway said no, or cannot be reached."""
+
+    def __init__(self, message: str, status: int = 0, type_: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type_
+
+
+def _problem(response: httpx.Response) -> ChatError:
+    try:
+        error = response.json()["error"]
+        message, type_ = str(error["message"]), str(error["type"])
+    except (ValueError, KeyError, TypeError):
+        message, type_ = f"HTTP {response.status_code}", ""
+    if response.status_code == 401:
+        message = f"the gateway rejected the token ({message})"
+    return ChatError(message, response.status_code, type_)
+
+
+class GatewayClient:
+    def __init__(self, base_url: str, token: str, *, timeout_s: float = 15.0) -> None:
+        register_secret(token)
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout_s,
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _call(
+        self, method: str, path: str, *, json: Any = None, headers: dict[str, str] | None = None
+    ) -> bytes:
+        try:
+            response = await self.http.request(method, path, json=json, headers=headers)
+        except httpx.TransportError as exc:
+            raise ChatError(f"cannot reach the gateway at {self.base_url}: {exc!r}") from None
+        if response.is_error:
+            raise _problem(response)
+        return response.content
+
+    async def providers(self) -> ProviderList:
+        return msgspec.json.decode(await self._call("GET", "/v1/providers"), type=ProviderList)
+
+    async def create_session(
+        self,
+        *,
+        title: str = "",
+        provider: str = "",
+        model: str = "",
+        tool_servers: list[str] | None = None,
+    ) -> SessionCreated:
+        body: dict[str, Any] = {"title": title, "provider": provider, "model": model}
+        body["tool_servers"] = tool_servers or []
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        raw = await self._call("POST", "/v1/sessions", json=body, headers=key)
+        return msgspec.json.decode(raw, type=SessionCreated)
+
+    async def session(self, session: str, *, wait_for: int = 0) -> SessionDetail:
+        path = f"/v1/sessions/{session}" + (f"?wait_for={wait_for}" if wait_for else "")
+        raw = await self._call("GET", path)
+        return msgspec.json.decode(raw, type=SessionDetail)
+
+    async def send(self, session: str, text: str, client_message_id: str) -> TurnAccepted:
+        body = {"text": text, "client_message_id": client_message_id}
+        raw = await self._call("POST", f"/v1/sessions/{session}/messages", json=body)
+        return msgspec.json.decode(raw, type=TurnAccepted)
+
+    async def cancel(self, session: str, turn_id: str, reason: str = "") -> TurnAccepted | None:
+        """Stop ``turn_id``; None when it had already ended."""
+        body = {"turn_id": turn_id, "reason": reason}
+        try:
+            raw = await self._call("POST", f"/v1/sessions/{session}/cancel", json=body)
+        except ChatError as exc:
+            if exc.status == 409:
+                return None
+            raise
+        return msgspec.json.decode(raw, type=TurnAccepted)
+
+    async def follow(self, session: str, after: int) -> AsyncIterator[tuple[int, Envelope]]:
+        """The session's events after position ``after``, live, for ever.
+
+        Reconnects after the gateway's ``retry:`` hint with ``Last-Event-ID`` (no gap, no
+        duplicate); raises :class:`ChatError` when the gateway refuses (401, 404).
+        """
+        last, retry_s = after, 1.0
+        timeout = httpx.Timeout(10.0, read=STREAM_READ_TIMEOUT_S)
+        while True:
+            headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last)}
+            url = f"/v1/sessions/{session}/events"
+            try:
+                async with self.http.stream("GET", url, headers=headers, timeout=timeout) as r:
+                    if r.status_code in (401, 403, 404):
+                        await r.aread()
+                        raise _problem(r)
+                    if r.status_code == 200:
+                        async for message in sse_messages(r):
+                            if message.retry_ms is not None:
+                                retry_s = message.retry_ms / 1000
+                            elif message.id is not None and message.data is not None:
+                                position = int(message.id)
+                                last = position
+                                yield position, _decode(message.data, position)
+                    else:
+                        retry_s = max(retry_s, _seconds(r.headers.get("Retry-After")))
+            except httpx.TransportError:
+                pass  # the gateway went away or restarted: try again
+            await asyncio.sleep(retry_s)
+
+
+def _seconds(value: str | None) -> float:
+    try:
+        return min(max(float(value or 1), 0.1), 60.0)
+    except ValueError:
+        return 1.0
+
+
+def _decode(data: str, position: int) -> Envelope:
+    try:
+        return decode(data.encode(), position)
+    except CorruptEvent as exc:
+        raise ChatError(f"an event this client cannot read: {exc}") from None

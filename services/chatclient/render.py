@@ -1,0 +1,194 @@
+"""What ``threadline chat`` prints: the session header, its history, and live events.
+
+Text deltas are written as they arrive, on the line that ``assistant>`` opened; tool
+calls (name and arguments), tool results, fallbacks, failures and cancellations get
+lines of their own. Colours only on a terminal, and never with ``NO_COLOR`` set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, TextIO
+
+from threadline.events.schema import (
+    AssistantMessage,
+    CancelRequested,
+    Envelope,
+    Fallback,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    TurnCancelled,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+    UserMessage,
+)
+from threadline.services.gateway.models import MessageView, SessionDetail, TurnView
+
+_RESULT_CHARS = 300
+
+
+def _short(text: str, limit: int = _RESULT_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _args(arguments: dict[str, Any]) -> str:
+    return json.dumps(arguments, ensure_ascii=False)
+
+
+class Renderer:
+    def __init__(self, out: TextIO, *, color: bool | None = None) -> None:
+        self.out = out
+        if color is None:
+            color = out.isatty() and not os.environ.get("NO_COLOR")
+        self.color = color
+        #: the cursor is after streamed text (a block line must start a new line first)
+        self.mid_line = False
+        #: the prompt is on screen, waiting for input
+        self.at_prompt = False
+        #: (turn, step) whose text was streamed as deltas
+        self._streamed: set[tuple[str, int]] = set()
+        #: the style of the text being streamed (reasoning and answer go on separate lines)
+        self._streaming = ""
+
+    # ------------------------------------------------------------------ primitives
+
+    def _style(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+
+    def write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def line(self, text: str, code: str = "") -> None:
+        """A line of its own, after any streamed text or prompt on the current one."""
+        prefix = "\n" if self.mid_line or self.at_prompt else ""
+        self.mid_line = self.at_prompt = False
+        self.write(prefix + (self._style(text, code) if code else text) + "\n")
+
+    def end_line(self) -> None:
+        if self.mid_line:
+            self.write("\n")
+            self.mid_line = False
+
+    def prompt(self) -> None:
+        self.end_line()
+        self.write(self._style("you> ", "1;34"))
+        self.at_prompt = True
+
+    def input_done(self) -> None:
+        """The user pressed Enter: the terminal has moved to a new line."""
+        self.at_prompt = False
+
+    def note(self, text: str) -> None:
+        self.line(text, "2")
+
+    def error(self, text: str) -> None:
+        self.line(f"error: {text}", "31")
+
+    def _stream(self, text: str, code: str = "") -> None:
+        if self.mid_line and code != self._streaming:
+            self.end_line()
+        if not self.mid_line:
+            if self.at_prompt:
+                self.write("\n")
+                self.at_prompt = False
+            self.write(self._style("(thinking) " if code else "assistant> ", code or "1;32"))
+        self._streaming = code
+        self.write(self._style(text, code) if code else text)
+        self.mid_line = True
+
+    # ------------------------------------------------------------------ the session
+
+    def header(self, detail: SessionDetail) -> None:
+        model = detail.provider or "default provider"
+        model += f"/{detail.model}" if detail.model else ""
+        tools = ", ".join(detail.tool_servers) or "none"
+        title = f' "{detail.title}"' if detail.title else ""
+        self.note(f"session {detail.id}{title} · {model} · tools: {tools}")
+
+    def history(self, detail: SessionDetail) -> None:
+        status = {t.turn_id: t for t in detail.turns}
+        previous: str | None = None
+        for message in detail.messages:
+            if previous is not None and message.turn_id != previous:
+                self._turn_end(status.get(previous))
+            previous = message.turn_id
+            self._message(message)
+        if previous is not None:
+            turn = status.get(previous)
+            if turn is not None and turn.status == "running" and turn.partial_text:
+                self._stream(turn.partial_text)  # live deltas carry on from here
+            else:
+                self._turn_end(turn)
+
+    def _message(self, m: MessageView) -> None:
+        if m.role == "user":
+            self.line(self._style("you> ", "1;34") + m.text)
+        elif m.role == "tool":
+            self._tool_result(m.tool or "", m.text, m.is_error, m.duration_ms)
+        else:
+            if m.reasoning:
+                self.line(f"(thinking) {_short(m.reasoning)}", "2")
+            if m.text:
+                self._stream(m.text)
+                self.end_line()
+            for call in m.tool_calls:
+                self._tool_call(call.tool, call.arguments)
+
+    def _turn_end(self, turn: TurnView | None) -> None:
+        if turn is None:
+            return
+        if turn.status == "failed":
+            self.line(f"  ✗ turn failed: {turn.error or 'error'}", "31")
+        elif turn.status == "cancelled":
+            self.line("  ■ turn cancelled", "33")
+
+    # ------------------------------------------------------------------ live events
+
+    def _tool_call(self, tool: str, arguments: dict[str, Any]) -> None:
+        self.line(f"  ⚙ {tool} {_args(arguments)}", "35")
+
+    def _tool_result(self, tool: str, content: str, is_error: bool, ms: float | None) -> None:
+        took = f" ({ms:.0f} ms)" if ms else ""
+        mark = "✗" if is_error else "→"
+        self.line(f"  {mark} {tool}: {_short(content)}{took}", "31" if is_error else "35")
+
+    def event(self, env: Envelope, *, mine: bool = False) -> None:  # noqa: C901 - one case per kind
+        e, turn = env.event, env.turn or ""
+        if isinstance(e, UserMessage):
+            if not mine:  # typed in another client
+                self.line(self._style("you (elsewhere)> ", "1;34") + e.text)
+        elif isinstance(e, TurnStarted):
+            if e.attempt > 1:
+                self.line(f"  ↻ attempt {e.attempt} (the earlier answer is dropped)", "33")
+        elif isinstance(e, TextDelta):
+            self._streamed.add((turn, e.step))
+            self._stream(e.text)
+        elif isinstance(e, ReasoningDelta):
+            self._stream(e.text, "2")
+        elif isinstance(e, ToolCall):
+            self._tool_call(e.tool, e.arguments)
+        elif isinstance(e, ToolResult):
+            self._tool_result(e.tool, e.content, e.is_error, e.duration_ms)
+        elif isinstance(e, AssistantMessage):
+            if e.text and (turn, e.step) not in self._streamed:
+                self._stream(e.text)
+            self.end_line()
+        elif isinstance(e, Fallback):
+            hop = f" ({e.from_} → {e.to})" if e.from_ or e.to else ""
+            self.line(f"  ! fallback {e.fallback}{hop}: {_short(e.reason, 200)}", "33")
+        elif isinstance(e, CancelRequested):
+            self.line("  … stop requested", "33")
+        elif isinstance(e, TurnCompleted):
+            self.end_line()
+            tokens = e.usage.output_tokens
+            self.note(f"  ({e.duration_ms / 1000:.2f} s, {tokens} tokens)")
+        elif isinstance(e, TurnFailed):
+            self.line(f"  ✗ turn failed ({e.error}): {e.message}", "31")
+        elif isinstance(e, TurnCancelled):
+            self.line("  ■ turn cancelled", "33")

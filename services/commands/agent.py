@@ -1,0 +1,51 @@
+"""``threadline agent``: run an agent worker alone against a NATS server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from threadline.events.errors import ConfigurationError
+from threadline.events.jetstream import JetStreamEventStore
+from threadline.services.agent.service import serve_agent
+from threadline.services.config import Settings
+from threadline.services.runtime.metrics_http import add_metrics_arguments, serve_metrics
+from threadline.services.tracing import tracing_from_env
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", type=int, default=500, help="turns at once (500)")
+    parser.add_argument(
+        "--ack-wait", type=float, default=30.0, help="seconds before an unacked turn is redelivered"
+    )
+    add_metrics_arguments(parser)
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    with tracing_from_env(service_name="threadline-agent"):
+        return await _run(args, settings)
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.nats_url:
+        raise ConfigurationError("set THREADLINE_NATS_URL (or use `threadline up`)")
+    store = await JetStreamEventStore.connect(
+        settings.nats_url, settings.stream_settings(), allow_unsafe=settings.allow_unsafe_stream
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with (
+            serve_metrics(args.metrics_port, host=args.metrics_host or settings.host) as metrics,
+            serve_agent(settings, store, concurrency=args.concurrency, ack_wait_s=args.ack_wait),
+        ):
+            print(f"agent worker consuming {settings.prefix}.*.user_message", flush=True)
+            if metrics is not None:
+                print(f"metrics on {metrics}", flush=True)
+            await stop.wait()
+    finally:
+        await store.close()
+    return 0

@@ -1,0 +1,105 @@
+"""``threadline chat [SESSION]``: chat with a Threadline gateway from the terminal.
+
+Starts a new session (or resumes SESSION and shows its history), reads lines, sends each
+one and streams the answer as it arrives, with tool calls, tool results, fallbacks and
+failures. Ctrl-C while an answer streams stops that turn; Ctrl-C at the prompt, Ctrl-D
+or ``/quit`` leave. Until the ``threadline`` command lists it,
+``python -m threadline.services.commands.chat`` runs it the same way.
+
+The gateway: ``--url``, else ``THREADLINE_URL``, else the one a running ``threadline up``
+recorded for this data dir, else ``http://127.0.0.1:8000``. The token: ``--token``, else
+``THREADLINE_TOKEN``, else the one ``threadline up`` recorded, if it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from threadline.events.errors import ConfigurationError
+from threadline.events.ids import validate_session_id
+from threadline.services.chatclient import Chat, ChatError, GatewayClient, LineReader, Renderer
+from threadline.services.config import Settings
+from threadline.services.gateway.models import SessionDetail
+from threadline.services.runtime.connect import runtime_path
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("session", nargs="?", help="a session to resume (default: a new one)")
+    parser.add_argument("--url", help=f"the gateway (default THREADLINE_URL, else {DEFAULT_URL})")
+    parser.add_argument(
+        "--token", help="bearer token (default THREADLINE_TOKEN; prefer it: argv is visible)"
+    )
+    parser.add_argument("--title", default="", help="title of a new session")
+    parser.add_argument("--provider", default="", help="provider of a new session")
+    parser.add_argument("--model", default="", help="model of a new session")
+    parser.add_argument(
+        "--tools",
+        help="comma-separated MCP servers for a new session (default: all the gateway "
+        "offers; '' for none)",
+    )
+    parser.add_argument("--no-color", action="store_true", help="plain text output")
+    parser.add_argument("--data-dir", help="where `threadline up` runs (default ./.threadline)")
+
+
+def _runtime(settings: Settings) -> dict[str, Any]:
+    try:
+        info = json.loads(runtime_path(settings).read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def resolve(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
+    """The gateway URL and the token, from arguments, environment or the runtime file."""
+    runtime = _runtime(settings)
+    recorded = str(runtime.get("gateway_url") or runtime.get("gateway") or "").split()
+    url = args.url or os.environ.get("THREADLINE_URL") or (recorded[0] if recorded else "")
+    token = args.token or os.environ.get("THREADLINE_TOKEN") or str(runtime.get("token") or "")
+    if not token:
+        raise ConfigurationError(
+            "no token: set THREADLINE_TOKEN (or pass --token); `threadline up` and "
+            "`threadline gateway` print a dev token when none is configured"
+        )
+    return (url or DEFAULT_URL).rstrip("/"), token
+
+
+async def _open(client: GatewayClient, args: argparse.Namespace) -> SessionDetail:
+    if args.session:
+        return await client.session(validate_session_id(args.session))
+    if args.tools is None:
+        tools = list((await client.providers()).tool_servers)
+    else:
+        tools = [name.strip() for name in args.tools.split(",") if name.strip()]
+    created = await client.create_session(
+        title=args.title, provider=args.provider, model=args.model, tool_servers=tools
+    )
+    return await client.session(created.id, wait_for=created.position)
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    url, token = resolve(args, settings)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no request lines in the chat
+    client = GatewayClient(url, token)
+    color = False if args.no_color else None
+    try:
+        detail = await _open(client, args)
+        chat = Chat(client, detail.id, Renderer(sys.stdout, color=color), LineReader())
+        return await chat.run(detail)
+    except ChatError as exc:
+        print(f"threadline chat: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await client.aclose()
+
+
+if __name__ == "__main__":  # python -m threadline.services.commands.chat == threadline chat
+    from threadline.services.cli import main
+
+    raise SystemExit(main(["chat", *sys.argv[1:]]))

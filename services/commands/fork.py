@@ -1,0 +1,45 @@
+"""``threadline fork SESSION --at VERSION``: a new session continuing from a past version.
+
+The new session's history is a copy of the source's finished turns up to VERSION; its
+first event records where it was forked from. Prints the new session's id on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from threadline.projections.fork import fork_session
+from threadline.services.config import Settings
+from threadline.services.runtime.connect import open_store
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("session", help="the session to fork")
+    parser.add_argument(
+        "--at", type=int, required=True, metavar="VERSION", help="copy up to this version"
+    )
+    parser.add_argument("--provider", help="the fork's provider (default: the source's)")
+    parser.add_argument("--model", help="the fork's model (default: the source's)")
+    parser.add_argument("--id", dest="new_session", help="the new session's id (default: new)")
+    parser.add_argument("--data-dir", help="where data lives (default ./.threadline)")
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        new = await fork_session(
+            store,
+            args.session,
+            args.at,
+            provider=args.provider,
+            model=args.model,
+            actor="system",
+            session=args.new_session,
+        )
+        head = await store.head(new)
+    print(
+        f"forked {args.session} at v{args.at} into {new} ({head.version} events)",
+        file=sys.stderr,
+    )
+    print(new)
+    return 0

@@ -1,0 +1,117 @@
+"""``threadline gateway``: run the HTTP gateway alone against a NATS server.
+
+Uses ``THREADLINE_NATS_URL`` (or the server a running ``threadline up`` recorded for this
+data dir). With no token and no JWT key configured it makes a dev token and prints it.
+Until the ``threadline`` command lists it, ``python -m threadline.services.commands.gateway``
+runs it the same way.
+
+History (``--history``): ``projections`` serves sessions, history and usage from the
+projections' views (``THREADLINE_DATABASE_URL``, else ``<data dir>/projections.sqlite3``),
+kept current by a ``threadline projector`` (or ``threadline up``) running elsewhere;
+``log`` folds each session from the log and needs nothing else (no ``/v1/usage``). The
+default is ``projections`` when that database exists (PostgreSQL: when it is configured),
+else ``log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from threadline.events.errors import ConfigurationError
+from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.store import EventStore
+from threadline.projections import ProjectionReader
+from threadline.projections.config import ProjectorConfig
+from threadline.projections.metrics import watch_views
+from threadline.services.config import Settings
+from threadline.services.gateway import GatewayOptions, ensure_dev_token, serve_gateway
+from threadline.services.gateway.history import HistoryReader
+from threadline.services.gateway.projection_history import ProjectionHistory
+from threadline.services.runtime.catalog import deployment_catalog
+from threadline.services.runtime.connect import running_nats_url
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="interface to listen on (default THREADLINE_HOST)")
+    parser.add_argument("--port", type=int, help="port to listen on (default THREADLINE_PORT)")
+    parser.add_argument(
+        "--history",
+        choices=("projections", "log"),
+        help="read sessions from the projections' views or fold them from the log "
+        "(default: projections when their database exists)",
+    )
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    url = settings.nats_url or running_nats_url(settings)
+    if url is None:
+        raise ConfigurationError(
+            "no NATS server: set THREADLINE_NATS_URL (or run `threadline up` for everything)"
+        )
+    options = GatewayOptions.from_env()
+    settings, token = ensure_dev_token(settings, options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    store = await JetStreamEventStore.connect(
+        url, settings.stream_settings(), allow_unsafe=settings.allow_unsafe_stream
+    )
+    try:
+        catalog = deployment_catalog(settings)
+        async with contextlib.AsyncExitStack() as stack:
+            history, where = await open_history(stack, args.history, settings, store)
+            base = await stack.enter_async_context(
+                serve_gateway(
+                    settings,
+                    store,
+                    host=args.host,
+                    port=args.port,
+                    options=options,
+                    catalog=catalog,
+                    history=history,
+                )
+            )
+            print(f"Threadline gateway on {base} (API schema: {base}/schema/openapi.json)")
+            print(f"  history: {where}")
+            if token is not None:
+                print(f"  dev token (owner 'dev'): {token}")
+                print(f"  try: curl -H 'Authorization: Bearer {token}' {base}/v1/sessions")
+            print("Press Ctrl-C to stop.", flush=True)
+            await stop.wait()
+            print("stopping ...", flush=True)
+    finally:
+        await store.close()
+    print("stopped.", flush=True)
+    return 0
+
+
+def projections_exist(settings: Settings) -> bool:
+    """Whether the projections' database is there (PostgreSQL: whether it is configured)."""
+    config = ProjectorConfig.from_settings(settings)
+    return bool(config.database_url) or Path(config.sqlite_path).exists()
+
+
+async def open_history(
+    stack: contextlib.AsyncExitStack, choice: str | None, settings: Settings, store: EventStore
+) -> tuple[HistoryReader | None, str]:
+    """The history reader ``--history`` asks for (None: the gateway's own, from the log)
+    and a line saying where it reads."""
+    if choice == "log" or (choice is None and not projections_exist(settings)):
+        return None, "folded from the log (no /v1/usage; --history projections for the views)"
+    reader = await stack.enter_async_context(ProjectionReader.open(settings))
+    stack.callback(watch_views(store, reader.recorder))  # projection lag on /metrics
+    where = f"projections in {reader.recorder.location} (kept current by a projector)"
+    return ProjectionHistory(reader, store), where
+
+
+if __name__ == "__main__":  # python -m threadline.services.commands.gateway == threadline gateway
+    from threadline.services.cli import main
+
+    raise SystemExit(main(["gateway", *sys.argv[1:]]))

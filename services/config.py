@@ -1,0 +1,110 @@
+"""Settings: defaults, then an optional TOML file, then ``THREADLINE_*`` environment variables.
+
+Every setting is documented in docs/configuration.md. Values that are secrets (tokens,
+provider keys) are never printed; :func:`Settings.public` shows the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from threadline.events.errors import ConfigurationError
+from threadline.events.stream import StreamSettings
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    data_dir: str = ".threadline"
+    nats_url: str | None = None
+    nats_port: int = 0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    stream: str = "THREADLINE"
+    prefix: str = "tl"
+    max_event_bytes: int = 512 * 1024
+    allow_unsafe_stream: bool = False
+    database_url: str | None = None
+    tokens: str | None = None
+    devmodel_port: int = 0
+    #: providers to switch to, in order, when a turn's provider keeps failing ("a,b")
+    fallback_providers: str = ""
+    #: how long the agent buffers token deltas into one event (the first is never held)
+    delta_window_ms: float = 25.0
+    #: tool steps per turn before a final answer without tools
+    max_steps: int = 8
+    log_level: str = "INFO"
+    #: "plain" or "json" (one object per line, with session and turn ids)
+    log_format: str = "plain"
+    config_file: str | None = None
+    #: free-form sections (providers, mcp_servers...) read by the services that own them
+    providers: dict[str, Any] = msgspec.field(default_factory=dict)
+    mcp_servers: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def stream_settings(self) -> StreamSettings:
+        return StreamSettings(
+            name=self.stream, prefix=self.prefix, max_event_bytes=self.max_event_bytes
+        )
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    def public(self) -> dict[str, Any]:
+        """Settings safe to print (no tokens, no credentials in URLs)."""
+        shown = msgspec.structs.asdict(self)
+        shown["tokens"] = "(set)" if self.tokens else None
+        for key in ("nats_url", "database_url"):
+            if shown[key] and "@" in shown[key]:
+                scheme, _, rest = shown[key].partition("://")
+                shown[key] = f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return shown
+
+
+_ENV_PREFIX = "THREADLINE_"
+_SCALARS = {
+    f.name for f in msgspec.structs.fields(Settings) if f.name not in {"providers", "mcp_servers"}
+}
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build settings from (lowest first) defaults, the TOML file, env, then overrides."""
+    env = os.environ if env is None else env
+    merged: dict[str, Any] = {}
+    path = config_file or env.get("THREADLINE_CONFIG")
+    if path is None and Path("threadline.toml").is_file():
+        path = "threadline.toml"
+    if path:
+        merged.update(_read_toml(path))
+        merged["config_file"] = path
+    for name in _SCALARS:
+        value = env.get(_ENV_PREFIX + name.upper())
+        if value is not None and value != "":
+            merged[name] = value
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return msgspec.convert(merged, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigurationError(f"invalid setting: {exc}") from None
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigurationError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from None
+    section = data.get("threadline", data)
+    if not isinstance(section, dict):
+        raise ConfigurationError(f"config file {path}: [threadline] must be a table")
+    return dict(section)

@@ -1,0 +1,255 @@
+"""The Anthropic Messages wire format: request parsing and response rendering."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from .conversation import (
+    Conversation,
+    RequestError,
+    ToolResult,
+    count_words,
+    optional_int,
+    require_dict,
+    require_list,
+    text_of,
+)
+from .frames import Frame, Reply
+from .script import Failure, Script
+
+_encode = msgspec.json.Encoder().encode
+_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def parse_request(body: dict[str, Any], api_key: str | None) -> Conversation:
+    """Reduce a ``POST /v1/messages`` body to a :class:`Conversation`."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestError("model: Field required")
+    messages = [require_dict(m, "message") for m in require_list(body.get("messages"), "messages")]
+    if not messages:
+        raise RequestError("messages: at least one message is required")
+    conv = Conversation(model=model, stream=bool(body.get("stream")), api_key=api_key)
+    conv.max_tokens = optional_int(body.get("max_tokens"), "max_tokens")
+    for tool in require_list(body.get("tools"), "tools"):
+        name = require_dict(tool, "tool").get("name")
+        if isinstance(name, str):
+            conv.tools.append(name)
+    _read_messages(conv, messages)
+    conv.prompt_tokens += count_words(text_of(body.get("system")))
+    return conv
+
+
+def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    content = message.get("content")
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return [require_dict(block, "content block") for block in require_list(content, "content")]
+
+
+def _is_results(message: dict[str, Any]) -> bool:
+    return message.get("role") == "user" and any(
+        block.get("type") == "tool_result" for block in _blocks(message)
+    )
+
+
+def _read_messages(conv: Conversation, messages: list[dict[str, Any]]) -> None:
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user" and not _is_results(m)]
+    last_user = users[-1] if users else -1
+    conv.key_material = messages[: last_user + 1]
+    if last_user >= 0:
+        conv.user_text = text_of(_blocks(messages[last_user]))
+    names: dict[str, str] = {}
+    words = 0
+    for index, message in enumerate(messages):
+        calls = 0
+        for block in _blocks(message):
+            kind = block.get("type")
+            if kind == "tool_use":
+                calls += 1
+                names[str(block.get("id"))] = str(block.get("name", ""))
+                words += count_words(msgspec.json.encode(block.get("input", {})).decode())
+            elif kind == "tool_result":
+                words += count_words(_result_text(block))
+            else:
+                words += count_words(text_of([block]) or str(block.get("thinking", "")))
+        if index > last_user and message.get("role") == "assistant" and calls:
+            conv.rounds += 1
+    trailing = len(messages)
+    while trailing > 0 and _is_results(messages[trailing - 1]):
+        trailing -= 1
+    for message in messages[trailing:]:
+        for block in _blocks(message):
+            if block.get("type") == "tool_result":
+                name = names.get(str(block.get("tool_use_id")), "unknown")
+                conv.results.append(ToolResult(name, _result_text(block)))
+    conv.prompt_tokens = words
+
+
+def _result_text(block: dict[str, Any]) -> str:
+    return text_of(block.get("content"))
+
+
+def _event(name: bytes, payload: bytes) -> bytes:
+    return b"event: " + name + b"\ndata: " + payload + b"\n\n"
+
+
+def _block_start(index: int, block: dict[str, Any]) -> bytes:
+    payload = {"type": "content_block_start", "index": index, "content_block": block}
+    return _event(b"content_block_start", _encode(payload))
+
+
+def _block_stop(index: int) -> Frame:
+    payload = b'{"type":"content_block_stop","index":' + str(index).encode() + b"}"
+    return Frame(_event(b"content_block_stop", payload))
+
+
+def _deltas(
+    index: int, kind: str, field: str, pieces: tuple[str, ...], token: bool = True
+) -> Iterator[Frame]:
+    head = b"".join(
+        (
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":',
+            str(index).encode(),
+            b',"delta":{"type":"',
+            kind.encode(),
+            b'","',
+            field.encode(),
+            b'":',
+        )
+    )
+    for piece in pieces:
+        yield Frame(head + _encode(piece) + b"}}\n\n", token)
+
+
+def _message(script: Script, content: list[Any], stop_reason: str | None) -> dict[str, Any]:
+    return {
+        "id": "msg_" + uuid.uuid4().hex[:24],
+        "type": "message",
+        "role": "assistant",
+        "model": script.model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": script.input_tokens,
+            "output_tokens": script.output_tokens if stop_reason else 1,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
+
+
+def stream(script: Script, conv: Conversation) -> Iterator[Frame]:
+    """The SSE body: message_start, content blocks, message_delta, message_stop."""
+    start = {"type": "message_start", "message": _message(script, [], None)}
+    yield Frame(_event(b"message_start", _encode(start)))
+    yield Frame(_event(b"ping", b'{"type":"ping"}'))
+    index = 0
+    if script.reasoning:
+        block = {"type": "thinking", "thinking": "", "signature": ""}
+        yield Frame(_block_start(index, block))
+        yield from _deltas(index, "thinking_delta", "thinking", script.reasoning)
+        yield from _deltas(index, "signature_delta", "signature", (script.signature,), False)
+        yield _block_stop(index)
+        index += 1
+    if script.text:
+        yield Frame(_block_start(index, {"type": "text", "text": ""}))
+        yield from _deltas(index, "text_delta", "text", script.text)
+        yield _block_stop(index)
+        index += 1
+    for call in script.tool_calls:
+        use: dict[str, Any] = {"type": "tool_use", "id": "toolu_" + call.id, "input": {}}
+        use["name"] = call.name
+        yield Frame(_block_start(index, use), True)
+        yield from _deltas(index, "input_json_delta", "partial_json", call.chunks)
+        yield _block_stop(index)
+        index += 1
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": _STOP_REASONS[script.finish], "stop_sequence": None},
+        "usage": {"input_tokens": script.input_tokens, "output_tokens": script.output_tokens},
+    }
+    yield Frame(_event(b"message_delta", _encode(delta)))
+    yield Frame(_event(b"message_stop", b'{"type":"message_stop"}'))
+
+
+def complete(script: Script, conv: Conversation) -> bytes:
+    """The non-streaming ``message`` JSON body."""
+    content: list[Any] = []
+    if script.reasoning:
+        thinking = "".join(script.reasoning)
+        content.append({"type": "thinking", "thinking": thinking, "signature": script.signature})
+    if script.text:
+        content.append({"type": "text", "text": "".join(script.text)})
+    for call in script.tool_calls:
+        content.append(
+            {
+                "type": "tool_use",
+                "id": "toolu_" + call.id,
+                "name": call.name,
+                "input": msgspec.Raw(call.arguments.encode()),
+            }
+        )
+    return _encode(_message(script, content, _STOP_REASONS[script.finish]))
+
+
+def _describe(failure: Failure) -> str:
+    if failure.kind == "invalid":
+        return failure.detail
+    if failure.kind == "context":
+        return "prompt is too long: 200000 tokens > 199999 maximum"
+    if failure.kind == "notools":
+        model = failure.model if ":" in failure.model else failure.model + ":latest"
+        return f"registry.ollama.ai/library/{model} does not support tools"
+    if failure.status == 401:
+        return f"invalid x-api-key: {failure.detail}"
+    if failure.status == 404:
+        return f"model: {failure.model}"
+    if failure.status == 429:
+        return "Number of requests has exceeded your rate limit (dev model)."
+    if failure.status == 529:
+        return "Overloaded"
+    if failure.status >= 500:
+        return "Internal server error"
+    return f"Dev model scripted failure ({failure.status})."
+
+
+def error(failure: Failure) -> Reply:
+    """The error reply, in Anthropic's ``{"type": "error", "error": {...}}`` shape."""
+    status = failure.status
+    fallback = "api_error" if status >= 500 else "invalid_request_error"
+    request_id = "req_" + uuid.uuid4().hex[:24]
+    body = {
+        "type": "error",
+        "error": {"type": _ERROR_TYPES.get(status, fallback), "message": _describe(failure)},
+        "request_id": request_id,
+    }
+    headers = [(b"request-id", request_id.encode())]
+    return Reply.json(status, _encode(body), headers, failure.retry_after)
+
+
+def models(names: tuple[str, ...]) -> bytes:
+    """The ``GET /v1/models`` list in Anthropic's shape."""
+    data = [
+        {"type": "model", "id": n, "display_name": n, "created_at": "2025-01-01T00:00:00Z"}
+        for n in names
+    ]
+    first, last = (names[0], names[-1]) if names else (None, None)
+    return _encode({"data": data, "has_more": False, "first_id": first, "last_id": last})

@@ -1,0 +1,178 @@
+"""The dev model's ASGI application: routing, request reading, and the shared flow.
+
+Routes: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` (Anthropic),
+``GET /v1/models`` (OpenAI's shape, or Anthropic's when ``anthropic-version`` is
+sent), ``GET /v1/models/{id}``, ``GET /health`` and ``GET /debug/requests`` (how many
+completion requests arrived, and the bodies of the newest, for tests to inspect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import msgspec
+
+from . import anthropic_wire, openai_wire, player
+from .conversation import Conversation, RequestError, bearer_key
+from .frames import Frame, Reply
+from .player import Receive, Send
+from .script import Failure, FailureLedger, Script, plan
+from .settings import DevModelSettings
+
+
+class Wire(NamedTuple):
+    parse: Callable[[dict[str, Any], str | None], Conversation]
+    stream: Callable[[Script, Conversation], Iterator[Frame]]
+    complete: Callable[[Script, Conversation], bytes]
+    error: Callable[[Failure], Reply]
+    models: Callable[[tuple[str, ...]], bytes]
+
+
+OPENAI = Wire(
+    openai_wire.parse_request,
+    openai_wire.stream,
+    openai_wire.complete,
+    openai_wire.error,
+    openai_wire.models,
+)
+ANTHROPIC = Wire(
+    anthropic_wire.parse_request,
+    anthropic_wire.stream,
+    anthropic_wire.complete,
+    anthropic_wire.error,
+    anthropic_wire.models,
+)
+_ROUTES = {
+    "/v1/chat/completions": OPENAI,
+    "/chat/completions": OPENAI,
+    "/v1/messages": ANTHROPIC,
+}
+_JSON = [(b"content-type", b"application/json")]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class DevModelApp:
+    """A raw ASGI callable; one instance holds the ``times=N`` ledger."""
+
+    def __init__(self, settings: DevModelSettings | None = None) -> None:
+        self.settings = settings or DevModelSettings()
+        self.ledger = FailureLedger()
+        #: completion requests received (whole bodies read), and the newest bodies
+        self.requests_total = 0
+        self.requests: deque[dict[str, Any]] = deque(maxlen=self.settings.record_requests)
+        self._watches: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def close(self) -> None:
+        """End every stream in progress (and any started later) as abandoned."""
+        self._closed = True
+        for watch in list(self._watches):
+            watch.cancel()
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"].rstrip("/") or "/"
+        method: str = scope["method"]
+        headers = dict(scope["headers"])
+        wire = _ROUTES.get(path)
+        if wire is not None and method == "POST":
+            await self._generate(wire, path, headers, receive, send)
+        elif method in ("GET", "HEAD"):
+            await self._get(path, headers, send)
+        else:
+            detail = f"no route for {method} {path}"
+            await _reply(send, OPENAI.error(Failure(404, "invalid", "", detail=detail)))
+
+    async def _get(self, path: str, headers: dict[bytes, bytes], send: Send) -> None:
+        wire = ANTHROPIC if b"anthropic-version" in headers else OPENAI
+        if path == "/health":
+            await _reply(send, Reply(200, b'{"status":"ok"}', _JSON))
+        elif path == "/debug/requests":
+            listing = {"total": self.requests_total, "requests": list(self.requests)}
+            await _reply(send, Reply(200, msgspec.json.encode(listing), _JSON))
+        elif path == "/v1/models":
+            await _reply(send, Reply(200, wire.models(self.settings.models), _JSON))
+        elif path.startswith("/v1/models/") and path[11:] in self.settings.models:
+            listing = msgspec.json.decode(wire.models((path[11:],)))
+            await _reply(send, Reply(200, msgspec.json.encode(listing["data"][0]), _JSON))
+        elif path.startswith("/v1/models/"):
+            await _reply(send, wire.error(Failure(404, "model", path[11:])))
+        else:
+            detail = f"no route for GET {path}"
+            await _reply(send, wire.error(Failure(404, "invalid", "", detail=detail)))
+
+    async def _generate(
+        self, wire: Wire, path: str, headers: dict[bytes, bytes], receive: Receive, send: Send
+    ) -> None:
+        try:
+            raw = await self._read_body(receive)
+        except _TooLarge:
+            await _reply(send, wire.error(Failure(413, "invalid", "", detail="body too large")))
+            return
+        if raw is None:  # the client left before sending the whole request
+            return
+        self.requests_total += 1
+        try:
+            data = msgspec.json.decode(raw)
+            if not isinstance(data, dict):
+                raise RequestError("the request body must be a JSON object")
+            if self.requests.maxlen:  # the body only: keys travel in headers
+                self.requests.append({"path": path, "body": data})
+            conv = wire.parse(data, bearer_key(headers))
+        except (msgspec.DecodeError, RequestError) as exc:
+            await _reply(send, wire.error(Failure(400, "invalid", "", detail=str(exc))))
+            return
+        outcome = plan(conv, self.settings, self.ledger)
+        if isinstance(outcome, Failure):
+            await _reply(send, wire.error(outcome))
+            return
+        watch = self._watch(receive)
+        try:
+            if conv.stream:
+                await player.stream(wire.stream(outcome, conv), outcome, send, watch)
+            else:
+                data = wire.complete(outcome, conv)
+                await player.complete(200, _JSON, data, outcome, send, watch)
+        finally:
+            watch.cancel()
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > self.settings.max_body_bytes:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _watch(self, receive: Receive) -> asyncio.Task[None]:
+        watch = asyncio.ensure_future(player.wait_disconnect(receive))
+        self._watches.add(watch)
+        watch.add_done_callback(self._watches.discard)
+        if self._closed:
+            watch.cancel()
+        return watch
+
+
+async def _reply(send: Send, reply: Reply) -> None:
+    headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
+    await player.start(send, reply.status, headers)
+    await player.body(send, reply.body)
+
+
+def create_app(settings: DevModelSettings | None = None) -> DevModelApp:
+    """The dev model as an ASGI application (serve it with any ASGI server)."""
+    return DevModelApp(settings)

@@ -1,0 +1,72 @@
+"""``threadline devmodel``: run the dev model as a standalone HTTP server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from .server import serve
+from .settings import DevModelSettings
+
+DEFAULT_PORT = 8100
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = DevModelSettings()
+    parser = argparse.ArgumentParser(
+        prog="threadline devmodel",
+        description="A local fake LLM speaking the OpenAI and Anthropic wire formats.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0 = any free)")
+    parser.add_argument(
+        "--ttft-ms",
+        type=float,
+        default=defaults.ttft_ms,
+        help="delay before the first token, in milliseconds (default %(default)s)",
+    )
+    parser.add_argument(
+        "--tokens-per-second",
+        type=float,
+        default=defaults.tokens_per_second,
+        help="streaming pace; 0 = unthrottled (default %(default)s)",
+    )
+    return parser
+
+
+async def _run(settings: DevModelSettings, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with serve(settings, host, port) as url:
+        print(
+            f"Threadline dev model (ttft {settings.ttft_ms:g} ms, "
+            f"{settings.tokens_per_second:g} tokens/s)"
+        )
+        print(f"  OpenAI base URL:    {url}/v1")
+        print(f"  Anthropic base URL: {url}")
+        print("Press Ctrl-C to stop.", flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    settings = DevModelSettings(ttft_ms=args.ttft_ms, tokens_per_second=args.tokens_per_second)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(_run(settings, args.host, args.port))
+    except OSError as exc:
+        print(
+            f"threadline devmodel: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
+        )
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

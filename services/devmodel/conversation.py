@@ -1,0 +1,110 @@
+"""The wire-neutral view of one request: what the script needs to know about it.
+
+Each wire module (OpenAI, Anthropic) turns its request body into a
+:class:`Conversation`; :mod:`.script` then decides what the model does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+_TOKEN = re.compile(r"\S+\s*")
+
+
+class RequestError(ValueError):
+    """The request body is not something the wire format accepts (answered with 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    name: str
+    content: str
+
+
+@dataclass(slots=True)
+class Conversation:
+    """One request, reduced to what decides the answer.
+
+    ``user_text`` is the text of the last user message (tool-result-only messages do
+    not count as user messages); ``rounds`` is how many assistant tool-call messages
+    follow it; ``results`` are the tool results the request ends with; ``tools`` are
+    the names of the offered tools; ``key_material`` is the list of messages up to and
+    including the last user message (hashed into :attr:`key`).
+    """
+
+    model: str
+    stream: bool = False
+    user_text: str = ""
+    rounds: int = 0
+    results: list[ToolResult] = field(default_factory=list)
+    tools: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    key_material: list[Any] = field(default_factory=list)
+    api_key: str | None = None
+    include_usage: bool = False
+    max_tokens: int | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable hash of the conversation up to its last user message."""
+        return hashlib.sha256(msgspec.json.encode(self.key_material)).hexdigest()
+
+
+def split_tokens(text: str) -> tuple[str, ...]:
+    """Split into tokens: a word with its trailing whitespace; joined they give ``text``."""
+    return tuple(_TOKEN.findall(text.strip()))
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+def require_dict(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RequestError(f"{what} must be an object")
+    return value
+
+
+def require_list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RequestError(f"{what} must be an array")
+    return value
+
+
+def optional_int(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RequestError(f"{what} must be a positive integer")
+    return value
+
+
+def text_of(content: Any) -> str:
+    """The text in a message ``content``: a string, or a list of parts/blocks."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [part.get("text") for part in content if isinstance(part, dict)]
+        return "\n".join(text for text in texts if isinstance(text, str))
+    raise RequestError("message content must be a string or an array")
+
+
+def bearer_key(headers: dict[bytes, bytes]) -> str | None:
+    """The API key a client sent: ``x-api-key`` or ``Authorization: Bearer ...``."""
+    key = headers.get(b"x-api-key")
+    if key is not None:
+        return key.decode("latin-1")
+    auth = headers.get(b"authorization")
+    if auth is None:
+        return None
+    scheme, _, token = auth.decode("latin-1").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else auth.decode("latin-1")

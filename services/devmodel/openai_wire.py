@@ -1,0 +1,210 @@
+"""The OpenAI Chat Completions wire format: request parsing and response rendering."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from .conversation import (
+    Conversation,
+    RequestError,
+    ToolResult,
+    count_words,
+    optional_int,
+    require_dict,
+    require_list,
+    text_of,
+)
+from .frames import Frame, Reply
+from .script import Failure, Script
+
+_encode = msgspec.json.Encoder().encode
+_FINGERPRINT = "fp_threadline_dev"
+
+
+def parse_request(body: dict[str, Any], api_key: str | None) -> Conversation:
+    """Reduce a ``POST /v1/chat/completions`` body to a :class:`Conversation`."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestError("model is required")
+    messages = require_list(body.get("messages"), "messages")
+    if not messages:
+        raise RequestError("messages must not be empty")
+    conv = Conversation(model=model, stream=bool(body.get("stream")), api_key=api_key)
+    options = body.get("stream_options")
+    conv.include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    conv.max_tokens = optional_int(
+        body.get("max_completion_tokens", body.get("max_tokens")), "max_tokens"
+    )
+    for tool in require_list(body.get("tools"), "tools"):
+        spec = require_dict(tool, "tool")
+        inner = spec.get("function") or spec.get("custom") or spec
+        name = inner.get("name") if isinstance(inner, dict) else None
+        if isinstance(name, str):
+            conv.tools.append(name)
+    _read_messages(conv, [require_dict(m, "message") for m in messages])
+    return conv
+
+
+def _read_messages(conv: Conversation, messages: list[dict[str, Any]]) -> None:
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    conv.key_material = messages[: last_user + 1]
+    if last_user >= 0:
+        conv.user_text = text_of(messages[last_user].get("content"))
+    names: dict[str, str] = {}
+    words = 0
+    for index, message in enumerate(messages):
+        words += count_words(text_of(message.get("content")))
+        for call in require_list(message.get("tool_calls"), "tool_calls"):
+            function = require_dict(call, "tool call").get("function") or {}
+            names[str(call.get("id"))] = str(function.get("name", ""))
+            words += count_words(str(function.get("arguments", "")))
+        if index > last_user and message.get("role") == "assistant" and message.get("tool_calls"):
+            conv.rounds += 1
+    trailing = len(messages)
+    while trailing > 0 and messages[trailing - 1].get("role") == "tool":
+        trailing -= 1
+    for message in messages[trailing:]:
+        name = names.get(str(message.get("tool_call_id")), "unknown")
+        conv.results.append(ToolResult(name, text_of(message.get("content"))))
+    conv.prompt_tokens = words
+
+
+def _usage(script: Script) -> dict[str, Any]:
+    return {
+        "prompt_tokens": script.input_tokens,
+        "completion_tokens": script.output_tokens,
+        "total_tokens": script.input_tokens + script.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": len(script.reasoning)},
+    }
+
+
+def stream(script: Script, conv: Conversation) -> Iterator[Frame]:
+    """The SSE body: ``data: {chunk}`` frames, then ``data: [DONE]``."""
+    created = str(int(time.time())).encode()
+    head = b"".join(
+        (
+            b'data: {"id":"chatcmpl-',
+            uuid.uuid4().hex.encode(),
+            b'","object":"chat.completion.chunk","created":',
+            created,
+            b',"model":',
+            _encode(script.model),
+            b',"system_fingerprint":"',
+            _FINGERPRINT.encode(),
+            b'","choices":[{"index":0,"delta":',
+        )
+    )
+    usage_null = b',"usage":null' if conv.include_usage else b""
+    tail = b',"logprobs":null,"finish_reason":null}]' + usage_null + b"}\n\n"
+
+    yield Frame(head + b'{"role":"assistant","content":""}' + tail)
+    for token in script.reasoning:
+        yield Frame(head + b'{"reasoning_content":' + _encode(token) + b"}" + tail, True)
+    for token in script.text:
+        yield Frame(head + b'{"content":' + _encode(token) + b"}" + tail, True)
+    for index, call in enumerate(script.tool_calls):
+        start = {
+            "index": index,
+            "id": "call_" + call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        yield Frame(head + b'{"tool_calls":[' + _encode(start) + b"]}" + tail, True)
+        for piece in call.chunks:
+            delta = {"index": index, "function": {"arguments": piece}}
+            yield Frame(head + b'{"tool_calls":[' + _encode(delta) + b"]}" + tail, True)
+    finish = b',"logprobs":null,"finish_reason":"' + script.finish.encode() + b'"}]'
+    yield Frame(head + b"{}" + finish + usage_null + b"}\n\n")
+    if conv.include_usage:
+        last = head.removesuffix(b'[{"index":0,"delta":') + b"[]"
+        yield Frame(last + b',"usage":' + _encode(_usage(script)) + b"}\n\n")
+    yield Frame(b"data: [DONE]\n\n")
+
+
+def complete(script: Script, conv: Conversation) -> bytes:
+    """The non-streaming ``chat.completion`` JSON body."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(script.text) if script.text or not script.tool_calls else None,
+        "refusal": None,
+    }
+    if script.reasoning:
+        message["reasoning_content"] = "".join(script.reasoning)
+    if script.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": "call_" + call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in script.tool_calls
+        ]
+    return _encode(
+        {
+            "id": "chatcmpl-" + uuid.uuid4().hex,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": script.model,
+            "system_fingerprint": _FINGERPRINT,
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": script.finish}
+            ],
+            "usage": _usage(script),
+        }
+    )
+
+
+def _describe(failure: Failure) -> tuple[str, str, str | None]:
+    """``(message, type, code)`` of the error body."""
+    status = failure.status
+    if failure.kind == "invalid":
+        return failure.detail, "invalid_request_error", None
+    if failure.kind == "context":
+        return (
+            "This model's maximum context length is 128000 tokens. However, your messages "
+            "resulted in 200000 tokens. Please reduce the length of the messages.",
+            "invalid_request_error",
+            "context_length_exceeded",
+        )
+    if status == 401:
+        return (
+            f"Incorrect API key provided: {failure.detail}.",
+            "invalid_request_error",
+            "invalid_api_key",
+        )
+    if status == 404:
+        return (
+            f"The model `{failure.model}` does not exist or you do not have access to it.",
+            "invalid_request_error",
+            "model_not_found",
+        )
+    if status == 429:
+        return "Rate limit reached for requests (dev model).", "requests", "rate_limit_exceeded"
+    if status >= 500:
+        return "The server had an error while processing your request.", "server_error", None
+    return f"Dev model scripted failure ({status}).", "invalid_request_error", None
+
+
+def error(failure: Failure) -> Reply:
+    """The error reply, in OpenAI's ``{"error": {...}}`` shape (Ollama's for notools)."""
+    if failure.kind == "notools":
+        model = failure.model if ":" in failure.model else failure.model + ":latest"
+        message = f"registry.ollama.ai/library/{model} does not support tools"
+        body = {"message": message, "type": "api_error", "param": None, "code": None}
+    else:
+        message, kind, code = _describe(failure)
+        body = {"message": message, "type": kind, "param": None, "code": code}
+    headers = [(b"x-request-id", b"req_" + uuid.uuid4().hex.encode())]
+    return Reply.json(failure.status, _encode({"error": body}), headers, failure.retry_after)
+
+
+def models(names: tuple[str, ...]) -> bytes:
+    """The ``GET /v1/models`` list."""
+    data = [{"id": n, "object": "model", "created": 0, "owned_by": "threadline"} for n in names]
+    return _encode({"object": "list", "data": data})

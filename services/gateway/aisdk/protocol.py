@@ -1,0 +1,151 @@
+"""The AI SDK's UI Message Stream protocol (v1), as far as Threadline speaks it.
+
+Checked against ``uiMessageChunkSchema`` of the ``ai`` npm package pinned in
+``tests/aisdk/package.json``. Field names are camelCase on the wire (``rename="camel"``);
+optional fields are left out when unset. Log positions never go into a chunk: they
+travel only in SSE ``id:`` lines.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+import msgspec
+
+#: response headers of a UI message stream (as ``UI_MESSAGE_STREAM_HEADERS`` in ``ai``)
+STREAM_HEADERS: Final = {
+    "x-vercel-ai-ui-message-stream": "v1",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+DONE: Final = b"data: [DONE]\n\n"
+PING: Final = b": ping\n\n"
+
+#: ``finish.finishReason`` values the AI SDK accepts
+UIFinishReason = Literal["stop", "length", "content-filter", "tool-calls", "error", "other"]
+
+
+class Chunk(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type", rename="camel"
+):
+    """One ``data:`` frame of the stream; ``type`` is the tag."""
+
+
+class Start(Chunk, frozen=True, tag="start"):
+    message_id: str
+
+
+class StartStep(Chunk, frozen=True, tag="start-step"):
+    pass
+
+
+class FinishStep(Chunk, frozen=True, tag="finish-step"):
+    pass
+
+
+class TextStart(Chunk, frozen=True, tag="text-start"):
+    id: str
+
+
+class TextDelta(Chunk, frozen=True, tag="text-delta"):
+    id: str
+    delta: str
+
+
+class TextEnd(Chunk, frozen=True, tag="text-end"):
+    id: str
+
+
+class ReasoningStart(Chunk, frozen=True, tag="reasoning-start"):
+    id: str
+
+
+class ReasoningDelta(Chunk, frozen=True, tag="reasoning-delta"):
+    id: str
+    delta: str
+
+
+class ReasoningEnd(Chunk, frozen=True, tag="reasoning-end"):
+    id: str
+
+
+class ToolInputStart(Chunk, frozen=True, tag="tool-input-start"):
+    tool_call_id: str
+    tool_name: str
+    #: the client does not know our (MCP) tools: they become ``dynamic-tool`` parts
+    dynamic: bool
+
+
+class ToolInputAvailable(Chunk, frozen=True, tag="tool-input-available"):
+    tool_call_id: str
+    tool_name: str
+    input: Any
+    dynamic: bool
+
+
+class ToolOutputAvailable(Chunk, frozen=True, tag="tool-output-available"):
+    tool_call_id: str
+    output: Any
+    dynamic: bool
+
+
+class ToolOutputError(Chunk, frozen=True, tag="tool-output-error"):
+    tool_call_id: str
+    error_text: str
+    dynamic: bool
+
+
+class FallbackData(msgspec.Struct, frozen=True, kw_only=True):
+    """What a ``fallback`` event says: ``kind`` is its ``fallback`` field."""
+
+    kind: str
+    reason: str = ""
+    #: ``from`` on the wire, like the event
+    from_: str = msgspec.field(default="", name="from")
+    to: str = ""
+    attempt: int = 0
+
+
+class DataFallback(Chunk, frozen=True, tag="data-fallback"):
+    """A ``data-fallback`` part: the turn carried on another way (retry, other provider...)."""
+
+    data: FallbackData
+
+
+class RestartData(msgspec.Struct, frozen=True, kw_only=True):
+    attempt: int
+    superseded: int
+
+
+class DataRestart(Chunk, frozen=True, tag="data-restart"):
+    """A ``data-restart`` part: a new attempt started over; parts before it are superseded."""
+
+    id: str
+    data: RestartData
+
+
+class Error(Chunk, frozen=True, tag="error"):
+    error_text: str
+
+
+class Abort(Chunk, frozen=True, tag="abort"):
+    reason: str | None = None
+
+
+class Finish(Chunk, frozen=True, tag="finish"):
+    finish_reason: UIFinishReason | None = None
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def frame(chunks: list[Chunk], position: int | None = None) -> bytes:
+    """SSE frames for ``chunks``; ``position`` goes in an ``id:`` line on the last one only,
+    so a client that saw that id has every chunk of the event."""
+    out = bytearray()
+    last = len(chunks) - 1
+    for index, chunk in enumerate(chunks):
+        if position is not None and index == last:
+            out += b"id: %d\n" % position
+        out += b"data: " + _encoder.encode(chunk) + b"\n\n"
+    return bytes(out)

@@ -1,0 +1,119 @@
+"""``POST /api/chat`` and ``GET /api/chat/{id}/stream``: the AI SDK's ``useChat`` endpoints.
+
+``DefaultChatTransport({api: '<gateway>/api/chat'})`` posts a chat's messages to
+``/api/chat`` and, with ``useChat({resume: true})``, reconnects with
+``GET /api/chat/{id}/stream``. Both need the bearer token like every ``/v1`` route and
+answer the UI Message Stream protocol v1. They are left out of the OpenAPI document:
+the AI SDK defines the protocol, and its request body is open-ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from litestar import Request, Router, get, post
+from litestar.middleware import DefineMiddleware
+from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.response.base import ASGIResponse
+from litestar.types import ControllerRouterHandler
+
+from threadline.events.schema import TERMINAL_KINDS, UserMessage
+from threadline.events.store import Recorded
+from threadline.services.gateway.aisdk.commands import (
+    ChatRequest,
+    open_chat,
+    regenerate,
+    session_for,
+    submit,
+)
+from threadline.services.gateway.aisdk.stream import Slot
+from threadline.services.gateway.auth import Authenticator, BearerAuthMiddleware
+from threadline.services.gateway.context import GW, principal_of
+from threadline.services.gateway.openapi import BEARER
+from threadline.services.gateway.sse import SSEResponse
+
+
+@post("/chat", include_in_schema=False)
+async def post_chat(
+    request: Request[Any, Any, Any], gw: GW, data: JSONBody[ChatRequest]
+) -> SSEResponse:
+    """Append the new user message of a chat (creating it first) and stream the answer."""
+    principal = principal_of(request)
+    session = session_for(principal.owner, data.id)
+    slot = Slot(gw, principal, session)
+    slot.acquire()  # before anything is appended: a 429 changes nothing
+    try:
+        await open_chat(gw, principal, session, data)
+        if data.trigger == "regenerate-message":
+            asked = await regenerate(gw, principal, session, data)
+        else:
+            asked = await submit(gw, principal, session, data)
+        await slot.join()
+        stored = [rec async for rec in gw.store.read(session, from_version=asked.version)]
+    except BaseException:
+        slot.release()
+        raise
+    assert asked.turn is not None
+    return slot.respond(asked.turn, stored)
+
+
+def unfinished_turn(records: Sequence[Recorded]) -> str | None:
+    """The oldest turn without a terminal event: the one being answered (or next)."""
+    open_turns: dict[str, None] = {}
+    for rec in records:
+        if rec.turn is None:
+            continue
+        if isinstance(rec.event, UserMessage):
+            open_turns[rec.turn] = None
+        elif rec.kind in TERMINAL_KINDS:
+            open_turns.pop(rec.turn, None)
+    return next(iter(open_turns), None)
+
+
+@get("/chat/{chat_id:str}/stream", include_in_schema=False)
+async def resume_chat(
+    request: Request[Any, Any, Any],
+    gw: GW,
+    chat_id: FromPath[str],
+    last_event_id: Annotated[
+        str,
+        HeaderParameter(name="Last-Event-ID", pattern=r"^([0-9]{1,16})?$", required=False),
+    ] = "",
+) -> ASGIResponse:
+    """Replay the chat's unfinished turn from its start, then follow it; 204 if none.
+
+    With ``Last-Event-ID`` only the chunks after that position are sent (the rest of the
+    message the client already has)."""
+    principal = principal_of(request)
+    session = await gw.owners.readable(principal, session_for(principal.owner, chat_id))
+    slot = Slot(gw, principal, session)
+    slot.acquire()
+    try:
+        await slot.join()
+        records = await gw.store.load(session)
+        turn = unfinished_turn(records)
+    except BaseException:
+        slot.release()
+        raise
+    if turn is None:
+        slot.release()
+        return ASGIResponse(status_code=204)
+    return slot.respond(turn, records, after=int(last_event_id or 0))
+
+
+#: the handlers, relative to the router they are mounted in
+AISDK_ROUTES: tuple[ControllerRouterHandler, ...] = (post_chat, resume_chat)
+
+
+def aisdk_router(
+    auth: Authenticator, path: str = "/api", *, middleware: Sequence[DefineMiddleware] = ()
+) -> Router:
+    """The AI SDK routes under ``path`` (``/api/chat``...), with bearer-token auth and then
+    ``middleware`` (which sees the caller in ``scope["user"]``)."""
+    return Router(
+        path=path,
+        route_handlers=list(AISDK_ROUTES),
+        middleware=[DefineMiddleware(BearerAuthMiddleware, authenticator=auth), *middleware],
+        security=[{BEARER: []}],
+    )

@@ -1,0 +1,109 @@
+"""The Litestar application: routes, auth, limits, error translation, OpenAPI, metrics.
+
+Extension points for later routes (the AI SDK stream endpoint, the web page): add
+handlers to :data:`V1_ROUTES` (authenticated, under ``/v1``) or :data:`PUBLIC_ROUTES`,
+or pass ``extra_routes`` (authenticated); handlers receive the
+:class:`~threadline.services.gateway.context.Gateway` by declaring ``gw: GW`` and the
+caller with :func:`~threadline.services.gateway.context.principal_of`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.types import ControllerRouterHandler
+
+from threadline.events.store import EventStore
+from threadline.services.config import Settings
+from threadline.services.gateway.aisdk import aisdk_router
+from threadline.services.gateway.auth import BearerAuthMiddleware
+from threadline.services.gateway.catalog import Catalog, StaticCatalog
+from threadline.services.gateway.context import Gateway
+from threadline.services.gateway.errors import exception_handler
+from threadline.services.gateway.history import HistoryReader
+from threadline.services.gateway.openapi import BEARER, openapi_config, tighten
+from threadline.services.gateway.options import GatewayOptions
+from threadline.services.gateway.ratelimit import CommandRateLimit
+from threadline.services.gateway.routes import events, fork, messages, meta, sessions, usage
+from threadline.services.gateway.web import ROUTES as WEB_ROUTES
+
+V1_ROUTES: tuple[ControllerRouterHandler, ...] = (
+    sessions.sessions_options,  # first: see its docstring
+    sessions.create_session,
+    sessions.list_sessions,
+    sessions.get_session,
+    messages.post_message,
+    messages.cancel_turn,
+    events.stream_events,
+    events.export_session,
+    meta.list_providers,
+    fork.fork,
+    usage.get_usage,
+)
+PUBLIC_ROUTES: tuple[ControllerRouterHandler, ...] = (
+    meta.healthz,
+    meta.readyz,
+    meta.metrics,
+    *WEB_ROUTES,
+)
+
+
+def create_app(
+    settings: Settings,
+    store: EventStore,
+    *,
+    history: HistoryReader | None = None,
+    catalog: Catalog | None = None,
+    options: GatewayOptions | None = None,
+    extra_routes: Sequence[ControllerRouterHandler] = (),
+) -> Litestar:
+    """The gateway app. ``history`` defaults to views folded from the store; ``catalog``
+    to the providers and MCP servers in ``settings``; ``options`` to the environment."""
+    options = options or GatewayOptions.from_env()
+    gateway = Gateway(
+        settings,
+        store,
+        options=options,
+        catalog=catalog or StaticCatalog.from_settings(settings),
+        history=history,
+    )
+    # commands (every POST) are rate limited per owner, right after authentication
+    rate_limit = DefineMiddleware(CommandRateLimit, limiter=gateway.rate)
+    v1 = Router(
+        path="/v1",
+        route_handlers=[*V1_ROUTES, *extra_routes],
+        middleware=[DefineMiddleware(BearerAuthMiddleware, authenticator=gateway.auth), rate_limit],
+        security=[{BEARER: []}],
+    )
+
+    def provide_gateway() -> Gateway:
+        return gateway
+
+    handlers: dict[Any, Any] = {Exception: exception_handler}
+    app = Litestar(
+        route_handlers=[v1, aisdk_router(gateway.auth, middleware=[rate_limit]), *PUBLIC_ROUTES],
+        dependencies={"gw": Provide(provide_gateway, sync_to_thread=False)},
+        exception_handlers=handlers,
+        middleware=[gateway.metrics.middleware],
+        request_max_body_size=options.max_body_bytes,
+        on_startup=[gateway.start],
+        on_shutdown=[gateway.close],
+        state=State({"gateway": gateway}),
+        openapi_config=openapi_config(),
+        logging_config=None,
+        debug=False,
+    )
+    tighten(app)
+    return app
+
+
+def gateway_of(app: Litestar) -> Gateway:
+    """The :class:`Gateway` behind an app made by :func:`create_app`."""
+    gateway = app.state["gateway"]
+    assert isinstance(gateway, Gateway)
+    return gateway

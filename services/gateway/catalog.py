@@ -1,0 +1,98 @@
+"""What a session may ask for: providers with their models, and MCP tool servers.
+
+The gateway only needs names. :class:`Catalog` is the port; :class:`StaticCatalog`
+reads them from the configuration (``[providers]`` and ``[mcp_servers]`` tables) and
+always offers the local dev model. The agent's provider registry can be adapted to
+the same protocol later (``describe()`` gives names, models and default models).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from threadline.services.config import Settings
+from threadline.services.gateway.errors import unprocessable
+
+DEV_PROVIDER = "dev"
+DEV_MODEL = "threadline-dev"
+
+
+class ProviderEntry(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    #: the models offered; empty means any model name is accepted
+    models: tuple[str, ...] = ()
+    default_model: str = ""
+
+
+class Catalog(Protocol):
+    def providers(self) -> Sequence[ProviderEntry]:
+        """Every provider a session may name, with its models (never keys or URLs)."""
+        ...
+
+    def tool_servers(self) -> Sequence[str]:
+        """Names of the MCP servers a session may use."""
+        ...
+
+
+class StaticCatalog:
+    """A fixed catalog, e.g. from settings."""
+
+    def __init__(self, providers: Sequence[ProviderEntry], tool_servers: Sequence[str]) -> None:
+        self._providers = tuple(providers)
+        self._tool_servers = tuple(tool_servers)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StaticCatalog:
+        entries = [ProviderEntry(name=DEV_PROVIDER, models=(DEV_MODEL,), default_model=DEV_MODEL)]
+        for name, section in sorted(settings.providers.items()):
+            if isinstance(section, Mapping) and name != DEV_PROVIDER:
+                entries.append(_entry(name, section))
+        return cls(entries, sorted(settings.mcp_servers))
+
+    def providers(self) -> Sequence[ProviderEntry]:
+        return self._providers
+
+    def tool_servers(self) -> Sequence[str]:
+        return self._tool_servers
+
+
+def _entry(name: str, section: Mapping[str, Any]) -> ProviderEntry:
+    raw = section.get("models") or ()
+    models = tuple(str(m) for m in raw) if isinstance(raw, list | tuple) else ()
+    default = section.get("default_model")
+    default_model = str(default) if default else (models[0] if models else "")
+    if default_model and models and default_model not in models:
+        models = (default_model, *models)
+    return ProviderEntry(name=name, models=models, default_model=default_model)
+
+
+def check_choice(
+    catalog: Catalog, provider: str, model: str, tool_servers: Sequence[str]
+) -> tuple[str, str]:
+    """Validate a session's provider, model and tool servers; return (provider, model).
+
+    An empty provider means the deployment's default; a model given without a
+    provider selects the first provider offering it. Raises a 422 naming the field.
+    """
+    entries = {entry.name: entry for entry in catalog.providers()}
+    if provider:
+        entry = entries.get(provider)
+        if entry is None:
+            raise unprocessable("provider", f"unknown provider {provider!r}; see GET /v1/providers")
+        if model and entry.models and model not in entry.models:
+            raise unprocessable(
+                "model", f"provider {provider!r} has no model {model!r}; see GET /v1/providers"
+            )
+    elif model:
+        offering = [e.name for e in entries.values() if model in e.models]
+        if not offering:
+            raise unprocessable("model", f"no provider offers model {model!r}")
+        provider = offering[0]
+    known = set(catalog.tool_servers())
+    for server in tool_servers:
+        if server not in known:
+            raise unprocessable("tool_servers", f"unknown tool server {server!r}")
+    return provider, model

@@ -1,0 +1,104 @@
+"""Everything a request handler needs, built once per app: the :class:`Gateway`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from litestar import Request
+from litestar.di import NamedDependency
+
+from threadline.events.store import EventStore
+from threadline.services.config import Settings
+from threadline.services.gateway.access import Owners
+from threadline.services.gateway.auth import Authenticator, Principal
+from threadline.services.gateway.catalog import Catalog
+from threadline.services.gateway.errors import Problem, unauthorized
+from threadline.services.gateway.history import HistoryReader
+from threadline.services.gateway.hub import Hub
+from threadline.services.gateway.metrics import Metrics
+from threadline.services.gateway.options import GatewayOptions
+from threadline.services.gateway.ratelimit import RateLimiter
+from threadline.services.gateway.sse import ConnectionLimiter
+from threadline.services.gateway.store_history import StoreHistory
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        store: EventStore,
+        *,
+        options: GatewayOptions,
+        catalog: Catalog,
+        history: HistoryReader | None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.options = options
+        self.catalog = catalog
+        self.auth = Authenticator(settings.tokens, options.jwt)
+        self.metrics = Metrics()
+        # the clock wakes streams for heartbeats and deadlines; lifetimes are kept to
+        # within one tick
+        tick_s = max(0.01, min(options.heartbeat_s, options.max_stream_s) / 2)
+        self.hub = Hub(store, buffer=options.sse_buffer, tick_s=tick_s, on_cut=self.metrics.cut)
+        self.owners = Owners(store)
+        self.limiter = ConnectionLimiter(options.max_sse_per_owner)
+        #: the per-owner rate limit on commands (every POST)
+        self.rate = RateLimiter.from_options(options.rate)
+        #: the default reader is ours to start and stop; a plugged-in one is not
+        self._own_history: StoreHistory | None = None
+        self.history: HistoryReader
+        if history is None:
+            self._own_history = StoreHistory(store, on_started=self.owners.remember)
+            self.history = self._own_history
+        else:
+            self.history = history
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self.hub.start()
+        if self._own_history is not None:
+            await self._own_history.start()
+        self._tasks.append(asyncio.create_task(self.metrics.follow_turns(self.store)))
+
+    def end_streams(self) -> None:
+        """Start shutting down: end SSE streams so the server can stop promptly."""
+        self.hub.end_all()
+
+    async def close(self) -> None:
+        await self.hub.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._own_history is not None:
+            await self._own_history.close()
+
+    async def caught_up(self, position: int) -> None:
+        """Read-your-writes: wait until views reflect ``position`` (409 after the timeout)."""
+        if position <= 0:
+            return
+        if not await self.history.wait(position, timeout_s=self.options.wait_timeout_s):
+            raise Problem(
+                409,
+                "not_caught_up",
+                f"views have not reached position {position} yet; retry",
+                field="wait_for",
+                headers={"Retry-After": "1"},
+            )
+
+
+#: how handlers receive the gateway: ``gw: GW``
+GW = NamedDependency[Gateway]
+
+
+def principal_of(request: Request[Any, Any, Any]) -> Principal:
+    user = request.scope.get("user")
+    if not isinstance(user, Principal):
+        raise unauthorized()
+    return user

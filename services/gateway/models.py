@@ -1,0 +1,222 @@
+"""Request and response bodies of the HTTP API (msgspec Structs; they make the OpenAPI schema).
+
+Requests refuse unknown fields so a typo is a 422 naming it, not silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+from msgspec import Meta
+
+#: the longest user message, in characters (the event size limit also applies)
+MAX_TEXT_CHARS: Final = 64_000
+MAX_SYSTEM_PROMPT_CHARS: Final = 32_000
+#: idempotency keys: printable ASCII without spaces
+KEY_PATTERN: Final = r"^[!-~]{1,200}$"
+SESSION_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+#: positions and versions are exact in JSON numbers (and JetStream sequences) up to here
+POSITION_MAX: Final = 2**53
+
+Name = Annotated[str, Meta(min_length=1, max_length=128)]
+Key = Annotated[str, Meta(pattern=KEY_PATTERN)]
+
+
+class Params(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+    top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
+    max_steps: Annotated[int, Meta(ge=1, le=100)] | None = None
+
+
+class CreateSession(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    title: Annotated[str, Meta(max_length=200)] = ""
+    provider: Annotated[str, Meta(max_length=128)] = ""
+    model: Annotated[str, Meta(max_length=200)] = ""
+    system_prompt: Annotated[str, Meta(max_length=MAX_SYSTEM_PROMPT_CHARS)] = ""
+    tool_servers: Annotated[list[Name], Meta(max_length=32)] = msgspec.field(default_factory=list)
+    params: Params = msgspec.field(default_factory=Params)
+
+
+class SessionCreated(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    position: int
+    version: int
+
+
+class PostMessage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"\S")]
+    client_message_id: Key | None = None
+
+
+class Cancel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    turn_id: Annotated[str, Meta(pattern=SESSION_ID_PATTERN)] | None = None
+    reason: Annotated[str, Meta(max_length=500)] = ""
+
+
+class TurnAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """The turn a message (or a cancel) is about, and where its event sits in the log."""
+
+    turn_id: str
+    position: int
+    version: int
+
+
+# ----------------------------------------------------------------------------- reads
+
+
+class ParamsView(msgspec.Struct, frozen=True, kw_only=True):
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    max_steps: int | None = None
+
+
+class SessionSummary(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    owner: str
+    title: str
+    provider: str
+    model: str
+    #: microseconds since the Unix epoch (UTC), like the envelope's ``at``
+    created_at: int
+    #: position of the session's first event
+    position: int
+
+
+class SessionPage(msgspec.Struct, frozen=True, kw_only=True):
+    sessions: list[SessionSummary]
+    #: pass as ``cursor`` for the next (older) page; null on the last page
+    next_cursor: str | None = None
+
+
+class ToolCallView(msgspec.Struct, frozen=True, kw_only=True):
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+
+
+class UsageView(msgspec.Struct, frozen=True, kw_only=True):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_input_tokens: int = 0
+
+
+class MessageView(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of the history: a user message, an assistant step, or a tool result."""
+
+    role: Literal["user", "assistant", "tool"]
+    text: str
+    version: int
+    position: int
+    at: int
+    turn_id: str | None = None
+    step: int = 0
+    reasoning: str = ""
+    tool_calls: list[ToolCallView] = msgspec.field(default_factory=list)
+    finish_reason: str | None = None
+    usage: UsageView | None = None
+    #: tool results: which call, which tool, whether it failed, how long it took
+    call_id: str | None = None
+    tool: str | None = None
+    is_error: bool = False
+    duration_ms: float | None = None
+
+
+class FallbackView(msgspec.Struct, frozen=True, kw_only=True):
+    fallback: str
+    reason: str
+    from_: str = msgspec.field(name="from")
+    to: str
+
+
+class TurnView(msgspec.Struct, frozen=True, kw_only=True):
+    turn_id: str
+    status: Literal["pending", "running", "completed", "failed", "cancelled"]
+    attempt: int
+    provider: str
+    model: str
+    cancel_requested: bool = False
+    #: text streamed so far by a running turn's current step
+    partial_text: str = ""
+    error: str = ""
+    fallbacks: list[FallbackView] = msgspec.field(default_factory=list)
+    usage: UsageView | None = None
+    ttft_ms: float | None = None
+    duration_ms: float | None = None
+
+
+class SessionDetail(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    owner: str
+    title: str
+    provider: str
+    model: str
+    system_prompt: str
+    tool_servers: list[str]
+    params: ParamsView
+    created_at: int
+    updated_at: int
+    #: the state is as of this version (the session's last, unless ``at`` asked for less)
+    version: int
+    position: int
+    in_flight: str | None = None
+    pending: list[str] = msgspec.field(default_factory=list)
+    turns: list[TurnView] = msgspec.field(default_factory=list)
+    messages: list[MessageView] = msgspec.field(default_factory=list)
+
+
+class ProviderView(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    #: empty: any model name is accepted
+    models: list[str]
+    default_model: str
+
+
+class ProviderList(msgspec.Struct, frozen=True, kw_only=True):
+    providers: list[ProviderView]
+    tool_servers: list[str]
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- forks, usage
+
+
+class ForkSession(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new session continuing from the source's finished turns up to ``version``."""
+
+    version: Annotated[int, Meta(ge=1, le=POSITION_MAX)]
+    #: default: the source's; checked against the catalog
+    provider: Annotated[str, Meta(max_length=128)] = ""
+    #: default: the source's model (or, with another provider, that provider's default)
+    model: Annotated[str, Meta(max_length=200)] = ""
+
+
+class UsageRow(msgspec.Struct, frozen=True, kw_only=True):
+    #: YYYY-MM-DD, UTC: the day the turns started
+    day: str
+    provider: str
+    model: str
+    turns: int
+    input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cached_input_tokens: int
+    duration_ms: float
+    ttft_ms_avg: float | None = None
+
+
+class UsageReport(msgspec.Struct, frozen=True, kw_only=True):
+    owner: str
+    #: the day asked for; null: every day
+    day: str | None
+    rows: list[UsageRow]
+    turns: int
+    input_tokens: int
+    output_tokens: int

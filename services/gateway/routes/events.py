@@ -1,0 +1,158 @@
+"""A session's events: live Server-Sent Events, and the raw log as JSON lines for audit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, get
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter, Parameter
+from litestar.response import Stream
+
+from threadline.events.store import EventStore
+from threadline.services.gateway.context import GW, principal_of
+from threadline.services.gateway.errors import Problem, error_responses
+from threadline.services.gateway.models import POSITION_MAX
+from threadline.services.gateway.routes.params import SessionId
+from threadline.services.gateway.sse import EventKind, EventStream, SSEResponse, kind_set
+
+Kinds = Annotated[
+    list[EventKind] | None,
+    Parameter(required=False, description="Send only these kinds (repeat the parameter)."),
+]
+Exclude = Annotated[
+    list[EventKind] | None,
+    Parameter(required=False, description="Leave these kinds out, e.g. `text_delta`."),
+]
+
+
+class SSEEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One Server-Sent Event (the stream also carries ``retry:`` hints and ``: ping`` comments)."""
+
+    #: the event's position in the log; send it back as ``Last-Event-ID`` to resume
+    id: Annotated[str, msgspec.Meta(pattern=r"^[0-9]+$")] | None = None
+    #: the event's kind, e.g. ``text_delta``
+    event: str | None = None
+    #: the stored envelope, JSON
+    data: str | None = None
+    #: reconnection delay hint in milliseconds
+    retry: int | None = None
+
+
+class ExportLine(msgspec.Struct, frozen=True):
+    """One stored event: its position, the SHA-256 of its bytes, and the record itself."""
+
+    position: int
+    hash: str
+    record: dict[str, Any]
+
+
+@get(
+    "/sessions/{session_id:str}/events",
+    summary="Follow a session's events (SSE)",
+    description="Stored events after `Last-Event-ID` (else `after`, else from the start), "
+    "then live. `id:` is the event's position, `event:` its kind, `data:` the stored "
+    "envelope. `: ping` comments keep idle streams open; a client too slow to keep up "
+    "gets a `retry:` hint and the stream ends (reconnect with `Last-Event-ID`).",
+    responses={
+        200: ResponseSpec(
+            data_container=SSEEvent,
+            media_type="text/event-stream",
+            description="An endless Server-Sent Events stream",
+            generate_examples=False,
+        ),
+        **error_responses(401, 404, 422, 429),
+    },
+)
+async def stream_events(
+    request: Request[Any, Any, Any],
+    gw: GW,
+    session_id: SessionId,
+    after: Annotated[
+        int,
+        Parameter(ge=0, le=POSITION_MAX, required=False, schema_extra={"minimum": 0}),
+    ] = 0,
+    kinds: Kinds = None,
+    exclude: Exclude = None,
+    last_event_id: Annotated[
+        str,
+        HeaderParameter(name="Last-Event-ID", pattern=r"^([0-9]{1,16})?$", required=False),
+    ] = "",
+) -> SSEResponse:
+    principal = principal_of(request)
+    session = await gw.owners.readable(principal, session_id)
+    start = int(last_event_id) if last_event_id else after
+    if not gw.limiter.acquire(principal.owner):
+        raise Problem(
+            429,
+            "too_many_streams",
+            f"at most {gw.limiter.per_owner} concurrent streams per owner",
+            headers={"Retry-After": "5"},
+        )
+    try:
+        sub, live_from = await gw.hub.join(session)
+    except BaseException:
+        gw.limiter.release(principal.owner)
+        raise
+    gw.metrics.sse_clients += 1
+    options = gw.options
+    lifetime = options.max_stream_s
+    if principal.expires_at is not None:
+        lifetime = min(lifetime, principal.expires_at - time.time())
+    stream = EventStream(
+        gw.store,
+        session,
+        sub,
+        after=start,
+        live_from=live_from,
+        kinds=kind_set(kinds),
+        exclude=kind_set(exclude),
+        heartbeat_s=options.heartbeat_s,
+        lifetime_s=lifetime,
+        retry_ms=options.retry_ms,
+        replay_batch=options.replay_batch,
+        on_relay=gw.metrics.relayed,
+    )
+
+    def closed() -> None:
+        gw.hub.leave(session, sub)
+        gw.limiter.release(principal.owner)
+        gw.metrics.sse_clients -= 1
+
+    return SSEResponse(stream.chunks(), closed)
+
+
+async def _export_lines(store: EventStore, session: str) -> AsyncIterator[bytes]:
+    async for rec in store.read(session):
+        yield b'{"position":%d,"hash":"%s","record":%s}\n' % (
+            rec.position,
+            rec.hash.encode(),
+            rec.raw,
+        )
+
+
+@get(
+    "/sessions/{session_id:str}/export",
+    summary="Export a session's raw event log",
+    description="JSON lines, one per stored event: position, SHA-256 of the stored bytes, "
+    "and the stored record (its `prev` chains it to the one before).",
+    responses={
+        200: ResponseSpec(
+            data_container=ExportLine,
+            media_type="application/x-ndjson",
+            description="One JSON object per line",
+            generate_examples=False,
+        ),
+        **error_responses(401, 404),
+    },
+)
+async def export_session(request: Request[Any, Any, Any], gw: GW, session_id: SessionId) -> Stream:
+    session = await gw.owners.readable(principal_of(request), session_id)
+    return Stream(
+        _export_lines(gw.store, session),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{session}.jsonl"'},
+    )

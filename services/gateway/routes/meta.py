@@ -1,0 +1,66 @@
+"""Providers, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from litestar import Response, get
+from litestar.openapi.datastructures import ResponseSpec
+
+from threadline.events.errors import ThreadlineError
+from threadline.services.gateway.context import GW
+from threadline.services.gateway.errors import error_responses
+from threadline.services.gateway.models import Health, ProviderList, ProviderView
+
+_READY_TIMEOUT_S = 2.0
+
+
+@get(
+    "/providers",
+    summary="Providers and models",
+    description="What a session may name: providers with their models (never keys or "
+    "URLs) and the MCP tool servers.",
+    responses=error_responses(401),
+)
+async def list_providers(gw: GW) -> ProviderList:
+    providers = [
+        ProviderView(name=p.name, models=list(p.models), default_model=p.default_model)
+        for p in gw.catalog.providers()
+    ]
+    return ProviderList(providers=providers, tool_servers=list(gw.catalog.tool_servers()))
+
+
+@get("/healthz", summary="Liveness", description="The process is serving requests.")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@get(
+    "/readyz",
+    summary="Readiness",
+    description="NATS is reachable and the event stream exists (503 otherwise).",
+    responses={
+        503: ResponseSpec(data_container=Health, description="Not ready", generate_examples=False)
+    },
+)
+async def readyz(gw: GW) -> Response[Health]:
+    try:
+        async with asyncio.timeout(_READY_TIMEOUT_S):
+            position = await gw.store.last_position()
+    except (ThreadlineError, TimeoutError) as exc:
+        reason = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
+        return Response(Health(status="unavailable", checks={"event_log": reason}), status_code=503)
+    checks = {"event_log": "ok", "last_position": str(position)}
+    return Response(Health(status="ok", checks=checks), status_code=200)
+
+
+@get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description="Text exposition format: the gateway's metrics and those of the other "
+    "services in this process (agent, projector). Not authenticated: no owners, sessions "
+    "or tokens appear in it.",
+    media_type="text/plain; version=0.0.4; charset=utf-8",
+)
+async def metrics(gw: GW) -> str:
+    return await gw.metrics.render_all(gw.hub.upstreams)

@@ -1,0 +1,68 @@
+"""Parameters shared by several routes, with the constraints the OpenAPI schema shows."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from litestar.params import HeaderParameter, Parameter
+
+from threadline.events.store import Recorded
+from threadline.services.gateway.errors import Problem
+from threadline.services.gateway.models import KEY_PATTERN, POSITION_MAX, SESSION_ID_PATTERN
+
+
+def optional(pattern: str) -> str:
+    """``^X$`` -> ``^(X)?$``: the same values, or the empty string (absent)."""
+    return f"^({pattern.removeprefix('^').removesuffix('$')})?$"
+
+
+#: a path segment naming a session; a malformed one is a 404 like an unknown one
+SessionId = Annotated[
+    str,
+    Parameter(
+        description="The session id (1-64 of `A-Z a-z 0-9 _ -`).",
+        schema_extra={"pattern": SESSION_ID_PATTERN, "minLength": 1, "maxLength": 64},
+    ),
+]
+
+# Optional parameters take an in-domain default ("" or 0) rather than None: a query
+# string or header cannot carry a null, and "null" must not slip through as None.
+
+IdempotencyKey = Annotated[
+    str,
+    HeaderParameter(
+        name="Idempotency-Key",
+        pattern=optional(KEY_PATTERN),
+        required=False,
+        description="Retrying with the same key appends nothing new and answers the same.",
+    ),
+]
+
+WaitFor = Annotated[
+    int,
+    Parameter(
+        ge=0,
+        le=POSITION_MAX,
+        required=False,
+        schema_extra={"minimum": 0},
+        description="Read-your-writes: wait until the view reflects this log position "
+        "(0: do not wait).",
+    ),
+]
+
+
+def derived_id(owner: str, key: str) -> str:
+    """A session id that is the same for every retry of one create (owner + key)."""
+    return hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()[:32]
+
+
+def same_request(stored: Recorded, wanted: object) -> None:
+    """A retried key must carry the same request; a different one is refused."""
+    if stored.event != wanted:
+        raise Problem(
+            409,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used for a different request",
+            field="Idempotency-Key",
+        )

@@ -1,0 +1,58 @@
+"""``GET /v1/usage``: the caller's tokens, turns and latency per day, provider and model,
+from the projections' usage view (501 on a gateway reading history from the log)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, get
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from threadline.events.errors import InvalidInput
+from threadline.services.gateway.context import GW, principal_of
+from threadline.services.gateway.errors import ErrorBody, Problem, error_responses, unprocessable
+from threadline.services.gateway.history import UsageReader
+from threadline.services.gateway.models import UsageReport
+from threadline.services.gateway.routes.params import WaitFor
+
+DAY_PATTERN = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"
+
+
+@get(
+    "/usage",
+    summary="Your usage",
+    description="Turns, tokens and time per UTC day (the day a turn started), provider and "
+    "model, for one `day` or every day. Served from the projections' usage view; a gateway "
+    "reading history from the log answers 501. `wait_for` as for sessions.",
+    responses={
+        **error_responses(401, 409, 422),
+        501: ResponseSpec(
+            data_container=ErrorBody,
+            description="This gateway reads history from the log; usage needs the projections",
+            generate_examples=False,
+        ),
+    },
+)
+async def get_usage(
+    request: Request[Any, Any, Any],
+    gw: GW,
+    day: Annotated[
+        str,
+        Parameter(
+            pattern=DAY_PATTERN, required=False, description="YYYY-MM-DD (UTC); empty: every day."
+        ),
+    ] = "",
+    wait_for: WaitFor = 0,
+) -> UsageReport:
+    principal = principal_of(request)
+    reader = gw.history
+    if not isinstance(reader, UsageReader):
+        raise Problem(
+            501, "not_implemented", "usage needs the projections; this gateway reads the log"
+        )
+    await gw.caught_up(wait_for)
+    try:
+        return await reader.usage(principal.owner, day=day or None)
+    except InvalidInput:
+        raise unprocessable("day", f"not a date: {day[:40]!r}") from None

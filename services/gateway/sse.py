@@ -1,0 +1,232 @@
+"""One client's Server-Sent Events stream: replay from the store, then live from the hub.
+
+The client asks for events after position ``P`` (``Last-Event-ID``, else ``?after=``,
+else 0). It joins the hub first and learns ``live_from`` (``L``): every event after
+``L`` will arrive in its buffer. If ``P < L`` the events in ``(P, L]`` are read from
+the store with a separate, bounded read that stops at ``L``. Then the buffer is
+drained, dropping anything at or before the last position sent, so the stream has no
+gap and no duplicate. Filtered-out kinds still advance that position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, Literal, get_args
+
+import anyio
+from litestar.response.base import ASGIResponse
+from litestar.types import Receive, Scope, Send
+
+from threadline.events.errors import ThreadlineError
+from threadline.events.schema import KINDS
+from threadline.events.store import EventStore
+from threadline.services.gateway.hub import Frame, Subscriber, frame_of
+
+log = logging.getLogger(__name__)
+
+#: an event kind, for ``?kinds=`` / ``?exclude=`` (each repeated: ``?exclude=a&exclude=b``)
+EventKind = Literal[
+    "session_started",
+    "user_message",
+    "turn_started",
+    "text_delta",
+    "reasoning_delta",
+    "tool_call",
+    "tool_result",
+    "fallback",
+    "assistant_message",
+    "turn_completed",
+    "turn_failed",
+    "cancel_requested",
+    "turn_cancelled",
+]
+if set(get_args(EventKind)) != set(KINDS):  # pragma: no cover - caught by any test run
+    raise ImportError("EventKind is out of date with the event catalogue")
+PING = b": ping\n\n"
+
+
+def kind_set(values: list[EventKind] | None) -> frozenset[str] | None:
+    return frozenset(values) if values else None
+
+
+class EventStream:
+    """The byte chunks of one client's stream."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        session: str,
+        sub: Subscriber,
+        *,
+        after: int,
+        live_from: int,
+        kinds: frozenset[str] | None,
+        exclude: frozenset[str] | None,
+        heartbeat_s: float,
+        lifetime_s: float,
+        retry_ms: int,
+        replay_batch: int,
+        on_relay: Callable[[int], None],
+    ) -> None:
+        self.store = store
+        self.session = session
+        self.sub = sub
+        self.sent = after
+        self.live_from = live_from
+        self.kinds = kinds
+        self.exclude = exclude or frozenset()
+        self.heartbeat_s = heartbeat_s
+        self.lifetime_s = lifetime_s
+        self.retry_ms = retry_ms
+        self.replay_batch = replay_batch
+        self.on_relay = on_relay
+
+    def _wanted(self, kind: str) -> bool:
+        return (self.kinds is None or kind in self.kinds) and kind not in self.exclude
+
+    def _select(self, frames: list[Frame]) -> bytes:
+        out = []
+        for frame in frames:
+            if frame.position <= self.sent:
+                continue  # already replayed
+            self.sent = frame.position
+            if self._wanted(frame.kind):
+                out.append(frame.data)
+        self.on_relay(len(out))
+        return b"".join(out)
+
+    def _goodbye(self, why: str) -> bytes:
+        return b"retry: %d\n: %s; reconnect with Last-Event-ID\n\n" % (self.retry_ms, why.encode())
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        yield b"retry: %d\n\n" % self.retry_ms
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lifetime_s
+        try:
+            async with contextlib.aclosing(self._replay()) as replay:
+                async for chunk in replay:
+                    yield chunk
+        except ThreadlineError as exc:
+            log.warning("replay of session %s failed: %s", self.session, exc)
+            yield self._goodbye("replay interrupted")
+            return
+        last_write = loop.time()
+        while True:
+            frames = await self.sub.take()  # woken by events and by the hub's clock
+            now = loop.time()
+            if frames is not None:
+                chunk = self._select(frames)
+                if chunk:
+                    yield chunk
+                    last_write = now
+                if self.sub.overflowed:
+                    yield self._goodbye("too slow: buffer overflowed")
+                    return
+                if self.sub.ended:
+                    yield self._goodbye("stream ended")
+                    return
+            if now >= deadline:
+                yield self._goodbye("stream lifetime reached")
+                return
+            if now - last_write >= self.heartbeat_s:
+                yield PING
+                last_write = now
+
+    async def _replay(self) -> AsyncGenerator[bytes, None]:
+        """Stored events in ``(sent, live_from]``, in batches."""
+        if self.live_from <= self.sent:
+            return
+        batch: list[Frame] = []
+        follow = self.store.follow(self.session, after=self.sent)
+        async with contextlib.aclosing(follow) as stored:
+            async for rec in stored:
+                if rec.position > self.live_from:
+                    break
+                batch.append(frame_of(rec))
+                if rec.position == self.live_from or len(batch) >= self.replay_batch:
+                    chunk = self._select(batch)
+                    batch = []
+                    if chunk:
+                        yield chunk
+                if rec.position >= self.live_from:
+                    break
+        chunk = self._select(batch)
+        if chunk:
+            yield chunk
+
+
+class SSEResponse(ASGIResponse):
+    """Streams ``chunks`` until they end or the client goes away; then ``on_close``.
+
+    Unlike a plain streaming response it always runs ``on_close`` (leaving the hub,
+    releasing the connection slot), whatever ends the response.
+    """
+
+    _should_set_content_length = False
+
+    def __init__(
+        self,
+        chunks: AsyncGenerator[bytes, None],
+        on_close: Callable[[], None],
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            status_code=200,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
+        )
+        self._chunks = chunks
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.start_response(send=send)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._write, send, tg.cancel_scope)
+                tg.start_soon(_until_disconnected, receive, tg.cancel_scope)
+        finally:
+            with contextlib.suppress(Exception):
+                await self._chunks.aclose()
+            self._on_close()
+
+    async def _write(self, send: Send, scope: anyio.CancelScope) -> None:
+        async for chunk in self._chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        scope.cancel()
+
+
+async def _until_disconnected(receive: Receive, scope: anyio.CancelScope) -> None:
+    while True:
+        message: Any = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+class ConnectionLimiter:
+    """Concurrent SSE connections per owner."""
+
+    def __init__(self, per_owner: int) -> None:
+        self.per_owner = per_owner
+        self._open: dict[str, int] = {}
+
+    def acquire(self, owner: str) -> bool:
+        count = self._open.get(owner, 0)
+        if count >= self.per_owner:
+            return False
+        self._open[owner] = count + 1
+        return True
+
+    def release(self, owner: str) -> None:
+        count = self._open.get(owner, 0) - 1
+        if count > 0:
+            self._open[owner] = count
+        else:
+            self._open.pop(owner, None)
+
+    def count(self, owner: str) -> int:
+        return self._open.get(owner, 0)

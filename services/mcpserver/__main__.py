@@ -1,0 +1,5 @@
+import sys
+
+from threadline.services.mcpserver.main import main
+
+sys.exit(main())

@@ -1,0 +1,72 @@
+"""Open the event store a command should use: the configured NATS, the one ``threadline up``
+is running for this data dir, or (for one-off commands) a temporary embedded server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from threadline.events.errors import StoreUnavailable
+from threadline.events.jetstream import JetStreamEventStore
+from threadline.services.config import Settings
+from threadline.services.runtime.natsserver import EmbeddedNats
+
+RUNTIME_FILE = "runtime.json"
+
+
+def runtime_path(settings: Settings) -> Path:
+    return settings.data_path / RUNTIME_FILE
+
+
+def write_runtime(settings: Settings, info: dict[str, object]) -> None:
+    """Record what runs where; readable by the owner only (it may hold the dev token)."""
+    path = runtime_path(settings)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(info, indent=2) + "\n")
+    os.chmod(path, 0o600)
+
+
+def clear_runtime(settings: Settings) -> None:
+    runtime_path(settings).unlink(missing_ok=True)
+
+
+def running_nats_url(settings: Settings) -> str | None:
+    """The NATS URL recorded by a ``threadline up`` running on this data dir, if any."""
+    try:
+        info = json.loads(runtime_path(settings).read_text())
+    except (OSError, ValueError):
+        return None
+    url = info.get("nats_url")
+    return url if isinstance(url, str) else None
+
+
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[JetStreamEventStore]:
+    """Connect to the event store for a one-off command (CLI tools)."""
+    urls = [u for u in (settings.nats_url, running_nats_url(settings)) if u]
+    for url in urls:
+        try:
+            store = await JetStreamEventStore.connect(
+                url, settings.stream_settings(), allow_unsafe=settings.allow_unsafe_stream
+            )
+        except StoreUnavailable:
+            if url == settings.nats_url:
+                raise
+            continue  # a stale runtime file: that server is gone
+        try:
+            yield store
+        finally:
+            await store.close()
+        return
+    async with EmbeddedNats(settings.data_path / "nats") as server:
+        store = await JetStreamEventStore.connect(
+            server.url, settings.stream_settings(), allow_unsafe=settings.allow_unsafe_stream
+        )
+        try:
+            yield store
+        finally:
+            await store.close()

@@ -1,0 +1,58 @@
+"""``/metrics`` on a port of its own, for services without an HTTP server of their own
+(``threadline agent --metrics-port``, ``threadline projector --metrics-port``)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from threadline.services.metrics import CONTENT_TYPE, Registry, default_registry
+from threadline.services.runtime.asgi import serve_asgi
+
+Scope = dict[str, Any]
+
+
+def metrics_app(registry: Registry | None = None) -> Any:
+    """A tiny ASGI app: ``GET /metrics`` renders ``registry``; anything else is a 404."""
+    reg = registry or default_registry()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/metrics" or scope["method"] not in ("GET", "HEAD"):
+            status, body, ctype = 404, b"not found: try /metrics\n", "text/plain"
+        else:
+            status, body, ctype = 200, (await reg.render()).encode(), CONTENT_TYPE
+        headers = [(b"content-type", ctype.encode()), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+    return app
+
+
+def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics at /metrics on this port (0: a free one; default: off)",
+    )
+    parser.add_argument(
+        "--metrics-host", help="interface for --metrics-port (default THREADLINE_HOST)"
+    )
+
+
+@contextlib.asynccontextmanager
+async def serve_metrics(
+    port: int | None, *, host: str = "127.0.0.1", registry: Registry | None = None
+) -> AsyncIterator[str | None]:
+    """Serve ``/metrics`` on ``host:port`` (0: a free port) and yield its URL; with
+    ``port`` None, serve nothing and yield None."""
+    if port is None:
+        yield None
+        return
+    async with serve_asgi(metrics_app(registry), host=host, port=port, name="metrics") as url:
+        yield f"{url}/metrics"

