@@ -65,6 +65,19 @@ class _PubAck(msgspec.Struct, frozen=True):
 _ack_decoder: Final = msgspec.json.Decoder(_PubAck)
 
 
+class _StoredMsg(msgspec.Struct, frozen=True):
+    seq: int
+    data: bytes = b""  # base64 in the JSON answer; msgspec decodes it
+
+
+class _MsgGetReply(msgspec.Struct, frozen=True):
+    message: _StoredMsg | None = None
+    error: _ApiError | None = None
+
+
+_msg_get_decoder: Final = msgspec.json.Decoder(_MsgGetReply)
+
+
 class JetStreamEventStore(EventStore):
     """:class:`EventStore` over one JetStream stream. Build it with :meth:`connect`."""
 
@@ -221,14 +234,8 @@ class JetStreamEventStore(EventStore):
     # ------------------------------------------------------------------ reads
 
     async def _direct_get(self, request: dict[str, object]) -> tuple[int, bytes] | None:
-        try:
-            msg = await self.nc.request(
-                f"$JS.API.DIRECT.GET.{self.settings.name}",
-                msgspec.json.encode(request),
-                timeout=self._timeout_s,
-            )
-        except (nats.errors.Error, OSError) as exc:
-            raise StoreUnavailable(f"reading the stream failed: {exc!r}") from None
+        """A direct get: answered by any replica, so possibly one that lags the leader."""
+        msg = await self._api_request(f"$JS.API.DIRECT.GET.{self.settings.name}", request)
         headers = msg.headers or {}
         status = headers.get("Status")
         if status == "404":
@@ -237,8 +244,40 @@ class JetStreamEventStore(EventStore):
             raise StoreError(f"direct get failed: {status} {headers.get('Description', '')}")
         return int(headers["Nats-Sequence"]), msg.data
 
+    async def _leader_get(self, request: dict[str, object]) -> tuple[int, bytes] | None:
+        """A get answered by the stream leader: it holds every acknowledged append, where a
+        replica that has just restarted may not yet (direct gets and R1 consumers can be
+        served by such a replica)."""
+        msg = await self._api_request(f"$JS.API.STREAM.MSG.GET.{self.settings.name}", request)
+        try:
+            reply = _msg_get_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            raise StoreError("the stream answered a get with something unreadable") from None
+        if reply.error is not None:
+            if reply.error.code == 404:
+                return None
+            if reply.error.code == 503:
+                raise StoreUnavailable(f"the stream has no leader: {reply.error.description}")
+            raise StoreError(f"get failed: {reply.error.description} ({reply.error.err_code})")
+        if reply.message is None:
+            raise StoreError("the stream answered a get without a message")
+        return reply.message.seq, reply.message.data
+
+    async def _api_request(self, subject: str, request: dict[str, object]) -> Msg:
+        try:
+            return await self.nc.request(
+                subject, msgspec.json.encode(request), timeout=self._timeout_s
+            )
+        except (nats.errors.Error, OSError) as exc:
+            raise StoreUnavailable(f"reading the stream failed: {exc!r}") from None
+
+    async def _end_position(self, filters: list[str]) -> int:
+        """The position of the newest event matching ``filters``, per the leader (0: none)."""
+        ends = [await self._leader_get({"last_by_subj": f}) for f in filters]
+        return max((found[0] for found in ends if found is not None), default=0)
+
     async def _load_head(self, session: str) -> Head:
-        found = await self._direct_get({"last_by_subj": f"{self.prefix}.{session}.>"})
+        found = await self._leader_get({"last_by_subj": f"{self.prefix}.{session}.>"})
         if found is None:
             return Head(0, 0, codec.genesis_hash(session))
         position, data = found
@@ -247,6 +286,8 @@ class JetStreamEventStore(EventStore):
 
     async def get(self, position: int) -> Recorded:
         found = await self._direct_get({"seq": position})
+        if found is None:  # not there, or not there yet on the replica that answered
+            found = await self._leader_get({"seq": position})
         if found is None:
             raise StoreError(f"no event at position {position}")
         return recorded_from_bytes(*found)
@@ -254,7 +295,7 @@ class JetStreamEventStore(EventStore):
     async def read(
         self, session: str, *, from_version: int = 1, to_version: int | None = None
     ) -> AsyncGenerator[Recorded, None]:
-        tail = self._tail([f"{self.prefix}.{session}.*"], 0, until_end=True)
+        tail = await self._tail_to_end([f"{self.prefix}.{session}.*"], 0)
         async with contextlib.aclosing(tail):
             async for position, data in tail:
                 rec = recorded_from_bytes(position, data)
@@ -283,17 +324,35 @@ class JetStreamEventStore(EventStore):
         self, filters: list[str], *, after: int = 0, until_end: bool = False
     ) -> AsyncGenerator[tuple[int, bytes], None]:
         """Undecoded ``(position, bytes)`` pairs, for tools that must see corrupt data."""
-        return self._tail(filters, after, until_end=until_end)
+        if not until_end:
+            return self._tail(filters, after)
+        return self._raw_to_end(filters, after)
+
+    async def _raw_to_end(
+        self, filters: list[str], after: int
+    ) -> AsyncGenerator[tuple[int, bytes], None]:
+        tail = await self._tail_to_end(filters, after)
+        async with contextlib.aclosing(tail):
+            async for item in tail:
+                yield item
+
+    async def _tail_to_end(
+        self, filters: list[str], after: int
+    ) -> AsyncGenerator[tuple[int, bytes], None]:
+        """Everything after ``after`` up to the newest event the leader holds now: the
+        consumer may sit on a replica that is still catching up, so its own idea of the
+        end is not enough."""
+        return self._tail(filters, after, until=await self._end_position(filters))
 
     def _tail(
-        self, filters: list[str], after: int, *, until_end: bool = False
+        self, filters: list[str], after: int, *, until: int | None = None
     ) -> AsyncGenerator[tuple[int, bytes], None]:
         tail = Tail(
             self.nc,
             self.settings.name,
             filters,
             after=after,
-            until_end=until_end,
+            until=until,
             heartbeat_s=self._heartbeat_s,
         )
         return tail.__aiter__()

@@ -38,8 +38,10 @@ class _Reset(Exception):
 class Tail:
     """An ordered read of ``filters`` after stream sequence ``after``.
 
-    With ``until_end`` it stops once it has delivered what the stream held when the
-    consumer was created; otherwise it follows live until closed.
+    With ``until`` it stops once it has delivered the event at that stream sequence (the
+    caller's idea of the end, which must match ``filters``; nothing at or below ``after``
+    ends it at once); otherwise it follows live until closed. A consumer on a replica
+    that lags simply delivers later: the end does not depend on what it holds.
     """
 
     def __init__(
@@ -49,7 +51,7 @@ class Tail:
         filters: Sequence[str],
         *,
         after: int = 0,
-        until_end: bool = False,
+        until: int | None = None,
         heartbeat_s: float = 2.0,
         api_prefix: str = "$JS.API",
     ) -> None:
@@ -58,12 +60,12 @@ class Tail:
         self._stream = stream
         self._filters = list(filters)
         self._last = after
-        self._until_end = until_end
+        self._until = until
         self._heartbeat_s = heartbeat_s
 
     async def __aiter__(self) -> AsyncGenerator[tuple[int, bytes], None]:
         backoff = 0.05
-        while True:
+        while not self._done():
             try:
                 async for item in self._run_consumer():
                     backoff = 0.05
@@ -74,7 +76,7 @@ class Tail:
             except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
                 if self._nc.is_closed:
                     raise StoreUnavailable("NATS connection closed") from None
-                if self._until_end:
+                if self._until is not None:
                     raise StoreUnavailable(f"reading the stream failed: {exc!r}") from None
                 log.debug("tail of %s restarts after %r", self._filters, exc)
                 await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
@@ -107,8 +109,6 @@ class Tail:
             )
             info = await self._js.add_consumer(self._stream, config=config)
             name = info.name
-            if self._until_end and not info.num_pending:
-                return
             async for item in self._deliveries(inbound, arrived):
                 yield item
         finally:
@@ -138,15 +138,18 @@ class Tail:
             if not msg.reply or msg.reply.startswith("$JS.FC.") or _is_status(msg):
                 await self._control(msg)
                 continue
-            stream_seq, consumer_seq, pending = _parse_ack_subject(msg.reply)
+            stream_seq, consumer_seq, _ = _parse_ack_subject(msg.reply)
             if consumer_seq != expected_cseq:
                 raise _Reset
             expected_cseq += 1
             if stream_seq > self._last:
                 self._last = stream_seq
                 yield stream_seq, msg.data
-            if self._until_end and pending == 0:
+            if self._done():
                 return
+
+    def _done(self) -> bool:
+        return self._until is not None and self._last >= self._until
 
     async def _control(self, msg: Msg) -> None:
         """Answer flow control and stall notices; heartbeats just keep us alive."""

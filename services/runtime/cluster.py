@@ -43,10 +43,6 @@ from threadline.services.runtime.processes import (
     wait_healthy,
 )
 
-#: ``threadline agent|gateway|projector`` read one URL from ``THREADLINE_NATS_URL``; nats-py
-#: then learns the other nodes from the cluster (server discovery) and fails over to them.
-#: Once the store accepts a comma-separated list, set this to hand services all of them.
-SERVICES_TAKE_URL_LISTS: Final = False
 _GATEWAY_URL: Final = re.compile(r"Threadline gateway on (http://\S+)")
 _POLL_S: Final = 0.1
 
@@ -148,13 +144,10 @@ class LocalCluster:
         return urls
 
     def service_url(self, index: int = 0) -> str:
-        """What a service gets as ``THREADLINE_NATS_URL``: every node, or one live node
-        (spread by ``index``) when services take a single URL."""
-        if SERVICES_TAKE_URL_LISTS:
-            return self.nats_url
-        n = len(self.nodes)
-        live = [i % n for i in range(index, index + n) if self.nodes[i % n].process is not None]
-        return self.nats_urls[live[0] if live else index % n]
+        """What a service gets as ``THREADLINE_NATS_URL``: every node, comma-separated,
+        starting at node ``index`` (nats-py shuffles the list and fails over to any)."""
+        n = len(self.nats_urls)
+        return ",".join(self.nats_urls[(index + i) % n] for i in range(n))
 
     # ------------------------------------------------------------------ life cycle
 

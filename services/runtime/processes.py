@@ -146,6 +146,11 @@ class ServiceProcess:
                 log.write(line)
                 log.flush()
 
+    def signal_now(self, sig: signal.Signals) -> None:
+        """Signal the service and everything it started, synchronously (e.g. ``SIGKILL``
+        at an exact moment; ``kill`` reaps it afterwards)."""
+        self._signal_group(sig)
+
     def _signal_group(self, sig: signal.Signals) -> None:
         if self.process is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -59,7 +59,7 @@ async def _sse_events(
 
 
 async def watch_sse(
-    gateways: Sequence[str], token: str, watch: Watch, *, switch_every: int = 12
+    gateways: Sequence[str], token: str, watch: Watch, *, switch_every: int = 5
 ) -> Watch:
     """Read the session's SSE stream, hopping to the next gateway (``Last-Event-ID``)
     after every ``switch_every`` events and after any error or cut stream."""
@@ -83,7 +83,7 @@ async def watch_sse(
             watch.reconnects += 1
 
 
-async def watch_store(store: JetStreamEventStore, watch: Watch, *, switch_every: int = 12) -> Watch:
+async def watch_store(store: JetStreamEventStore, watch: Watch, *, switch_every: int = 5) -> Watch:
     """The same over ``store.follow(session, after=...)``."""
     while True:
         count = 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from threadline.services.runtime.cluster import LocalCluster
 SESSIONS = 50
 TURNS = 2
 WATCHED = 10  # sessions followed by reconnecting readers
-KILL_WHEN_STREAMING = 10  # turns streaming when the faults start
+KILL_WHEN_STREAMING = 10  # turns streaming when the faults start...
+KILL_WHEN_VICTIM_STREAMING = 3  # ...of which at least this many on agent 0
 HEAL_AFTER = 20  # turns ended on the degraded cluster before the node comes back
 PROBES, PROBE_LIMIT = 3, 150  # sessions appended to back to back across the faults
 
@@ -41,8 +43,9 @@ async def devmodel() -> AsyncIterator[str]:
 
 
 class Faults:
-    """Kill the stream leader node and agent 0 once turns are streaming; bring the agent
-    back at once and the node after ``HEAL_AFTER`` more turns have ended."""
+    """Kill the stream leader node and agent 0 once turns are streaming (some of them on
+    agent 0, so its death interrupts them); bring the agent back at once and the node
+    after ``HEAL_AFTER`` more turns have ended."""
 
     def __init__(self, cluster: LocalCluster) -> None:
         self.cluster = cluster
@@ -51,21 +54,32 @@ class Faults:
         self.ended_at_kill: int | None = None
         self.victim: int | None = None
 
-    def progress(self, streaming: int, ended: int) -> None:
-        if streaming >= KILL_WHEN_STREAMING:
+    def victim_actor(self) -> str:
+        """Agent 0's ``actor`` in the events it writes (``agent:<host>-<pid>``)."""
+        return f"agent:{os.uname().nodename}-{self.cluster.agents[0].pid}"
+
+    def progress(self, streaming: int, on_victim: int, ended: int) -> None:
+        if streaming >= KILL_WHEN_STREAMING and on_victim >= KILL_WHEN_VICTIM_STREAMING:
+            if not self.go.is_set():  # at this very event, while agent 0's turns stream
+                self.cluster.agents[0].signal_now(signal.SIGKILL)
             self.go.set()
         if self.ended_at_kill is not None and ended >= self.ended_at_kill + HEAL_AFTER:
             self.heal.set()
 
     async def run(self, ended: set[str]) -> None:
         await self.go.wait()
-        leader = await self.cluster.stream_leader()
-        self.victim = 0 if leader is None else leader
-        await asyncio.gather(self.cluster.kill_node(self.victim), self.cluster.kill_agent(0))
+        # agent 0 got SIGKILL in progress(): reap it; the leader node goes right after
+        await asyncio.gather(self.cluster.kill_agent(0), self._kill_leader())
         self.ended_at_kill = len(ended)
         await self.cluster.restart_agent(0)
         await self.heal.wait()
+        assert self.victim is not None
         await self.cluster.restart_node(self.victim)
+
+    async def _kill_leader(self) -> None:
+        leader = await self.cluster.stream_leader()
+        self.victim = 0 if leader is None else leader
+        await self.cluster.kill_node(self.victim)
 
 
 async def run_probes(work: Workload, faults: Faults, done: asyncio.Event) -> None:
@@ -80,6 +94,8 @@ async def drive(cluster: LocalCluster, store: JetStreamEventStore) -> None:
     faults = Faults(cluster)
     seen: dict[int, Recorded] = {}
     streaming: set[str] = set()
+    on_victim: set[str] = set()  # turns streaming on agent 0, before the kill
+    victim = faults.victim_actor()
     ended: set[str] = set()
     watches = [Watch(s, turn_id(s, TURNS)) for s in work.sessions[:WATCHED]]
     probes_done = asyncio.Event()
@@ -99,12 +115,14 @@ async def drive(cluster: LocalCluster, store: JetStreamEventStore) -> None:
                 seen[rec.position] = rec
                 if rec.kind == "text_delta" and rec.turn:
                     streaming.add(rec.turn)
+                    if rec.envelope.actor == victim and rec.turn not in ended:
+                        on_victim.add(rec.turn)
                 if rec.kind in TERMINAL_KINDS and rec.turn and rec.turn not in ended:
                     ended.add(rec.turn)
                     session, n = session_of(rec.turn)
                     if n < TURNS:
                         tasks.create_task(work.send(session, n + 1))
-                faults.progress(len(streaming), len(ended))
+                faults.progress(len(streaming), len(on_victim - ended), len(ended))
                 if ended >= work.all_turns():
                     break
         faults.heal.set()  # everything ended before the threshold: heal now
@@ -123,7 +141,7 @@ async def drive(cluster: LocalCluster, store: JetStreamEventStore) -> None:
     assert restarted, "the agent kill interrupted no turn: the test proved nothing"
     for watch in watches:
         assert watch.positions == [r.position for r in logs[watch.session]], watch.session
-    assert sum(w.reconnects for w in watches) >= WATCHED
+    assert all(w.reconnects >= 2 for w in watches), [w.reconnects for w in watches]
     info = await store.nc.jetstream().stream_info(cluster.stream.name)
     assert info.cluster is not None and len(info.cluster.replicas or []) == 2
     assert all(peer.current for peer in info.cluster.replicas or [])
@@ -138,11 +156,6 @@ async def drive(cluster: LocalCluster, store: JetStreamEventStore) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not os.environ.get("THREADLINE_CLUSTER_TESTS"),
-    reason="known flaky under full-suite load (reads served by a lagging replica after a node "
-    "restart; see deploy/README.md): run with THREADLINE_CLUSTER_TESTS=1 until that is fixed",
-)
 async def test_fifty_conversations_survive_node_and_agent_kills(
     tmp_path: Path, devmodel: str
 ) -> None:
@@ -154,7 +167,7 @@ async def test_fifty_conversations_survive_node_and_agent_kills(
             cluster.nats_urls, cluster.stream, heartbeat_s=0.5, timeout_s=3
         )
         try:
-            async with asyncio.timeout(150):
+            async with asyncio.timeout(240):  # a liveness bound: ~35 s when idle
                 await drive(cluster, store)
         finally:
             await store.close()

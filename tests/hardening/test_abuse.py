@@ -447,7 +447,8 @@ async def test_other_owners_keep_their_time_to_first_event(
     nats_server: EmbeddedNats, tmp_path: Path, figure: Callable[[str], None]
 ) -> None:
     """bob's time to first event (TTFE) while mallory abuses the gateway from another
-    process, against bob's baseline just before: median within 2x. The dev model's
+    process, against bob's baseline just before: median within 3x (1.06x seen alone; the
+    margin is for a busy CI machine). The dev model's
     default pace (150 ms to the first token), the gateway's default limits.
     ``THREADLINE_TTFE_SAMPLES`` (15) questions are timed in each phase."""
     n = int(os.environ.get("THREADLINE_TTFE_SAMPLES", "15"))
@@ -476,7 +477,7 @@ async def test_other_owners_keep_their_time_to_first_event(
         stats = json.loads(out.decode().strip().splitlines()[-1])
     base, under = statistics.median(baseline), statistics.median(abused)
     assert stats["messages"].get("429", 0) > 0 and stats["streams"].get("429", 0) > 0, stats
-    assert under <= 2 * base, f"TTFE median {under * 1000:.0f} ms vs baseline {base * 1000:.0f} ms"
+    assert under <= 3 * base, f"TTFE median {under * 1000:.0f} ms vs baseline {base * 1000:.0f} ms"
     p90 = sorted(abused)[int(n * 0.9)]
     figure(
         f"other owner's TTFE, median of {n}: baseline {base * 1000:.0f} ms, under abuse "

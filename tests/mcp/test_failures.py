@@ -69,7 +69,7 @@ async def test_server_that_never_answers_times_out_at_startup() -> None:
         elapsed = time.monotonic() - started
     assert listing.tools == ()
     assert [u.reason for u in listing.unavailable] == ["no answer within 0.5s of starting"]
-    assert elapsed < 3
+    assert elapsed < 10  # the server never answers: only the startup timeout ends the wait
 
 
 async def test_secrets_never_appear_in_reasons(
@@ -103,7 +103,7 @@ async def test_timeout_is_an_error_and_the_session_stays_usable(
         after = await registry.call("demo__echo", {"text": "still here"}, context=context)
     assert outcome.is_error
     assert outcome.content == "the tool did not answer within 0.5s and was cancelled"
-    assert 0.4 < elapsed < 2
+    assert 0.4 < elapsed < 10  # cancelled at the timeout, not after the 60 s sleep
     assert (after.is_error, after.content) == (False, "still here")
 
 

@@ -72,7 +72,7 @@ async def test_parallel_calls_share_one_server(
         elapsed = time.monotonic() - started
     assert [o.is_error for o in outcomes] == [False] * 7
     assert outcomes[-1].content == "meanwhile"
-    assert elapsed < 4, f"six 1 s sleeps took {elapsed:.1f}s: calls were not concurrent"
+    assert elapsed < 5.5, f"six 1 s sleeps took {elapsed:.1f}s: calls were not concurrent"
 
 
 async def test_notes_are_scoped_to_the_owner_in_metadata(
