@@ -14,6 +14,7 @@ from threadline.events.fold import fold
 from threadline.events.schema import (
     AssistantMessage,
     Fallback,
+    GenerationParams,
     ToolResult,
     TurnCancelled,
     TurnCompleted,
@@ -63,12 +64,18 @@ class UsageReader(Protocol):
         ...
 
 
-def _usage(usage: Usage) -> UsageView:
+def usage_view(usage: Usage) -> UsageView:
     return UsageView(
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         reasoning_tokens=usage.reasoning_tokens,
         cached_input_tokens=usage.cached_input_tokens,
+    )
+
+
+def params_view(p: GenerationParams) -> ParamsView:
+    return ParamsView(
+        temperature=p.temperature, max_tokens=p.max_tokens, top_p=p.top_p, max_steps=p.max_steps
     )
 
 
@@ -97,7 +104,7 @@ def _message(rec: Recorded) -> MessageView | None:
                 for c in e.tool_calls
             ],
             finish_reason=e.finish_reason,
-            usage=_usage(e.usage),
+            usage=usage_view(e.usage),
             version=v,
             position=p,
             at=at,
@@ -168,12 +175,11 @@ def session_detail(records: Sequence[Recorded]) -> SessionDetail:
                 partial_text=t.partial_text if t.status == "running" else "",
                 error=t.error,
                 fallbacks=fallbacks.get(turn_id, []),
-                usage=_usage(done.usage) if done else None,
+                usage=usage_view(done.usage) if done else None,
                 ttft_ms=done.ttft_ms if done else None,
                 duration_ms=done.duration_ms if done else None,
             )
         )
-    p = state.params
     return SessionDetail(
         id=state.session,
         owner=state.owner,
@@ -182,9 +188,7 @@ def session_detail(records: Sequence[Recorded]) -> SessionDetail:
         model=state.model,
         system_prompt=state.system_prompt,
         tool_servers=list(state.tool_servers),
-        params=ParamsView(
-            temperature=p.temperature, max_tokens=p.max_tokens, top_p=p.top_p, max_steps=p.max_steps
-        ),
+        params=params_view(state.params),
         created_at=records[0].envelope.at,
         updated_at=records[-1].envelope.at,
         version=state.version,

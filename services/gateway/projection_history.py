@@ -45,11 +45,15 @@ from threadline.events.store import EventStore, Recorded
 from threadline.projections import ProjectionReader
 from threadline.projections import model as pm
 from threadline.projections.asof import records_at
-from threadline.services.gateway.history import InvalidCursor, session_detail
+from threadline.services.gateway.history import (
+    InvalidCursor,
+    params_view,
+    session_detail,
+    usage_view,
+)
 from threadline.services.gateway.models import (
     FallbackView,
     MessageView,
-    ParamsView,
     SessionDetail,
     SessionPage,
     SessionSummary,
@@ -170,15 +174,6 @@ def _summary(s: pm.SessionSummary) -> SessionSummary:
     )  # fmt: skip
 
 
-def _tokens(u: Usage) -> UsageView:
-    return UsageView(
-        input_tokens=u.input_tokens,
-        output_tokens=u.output_tokens,
-        reasoning_tokens=u.reasoning_tokens,
-        cached_input_tokens=u.cached_input_tokens,
-    )
-
-
 def _is_partial(m: pm.MessageView, turn: pm.TurnView | None) -> bool:
     """The text a cancelled turn kept (written by ``turn_cancelled``, not a model step)."""
     return (
@@ -254,7 +249,7 @@ def _turn(t: pm.TurnView, usage: Usage | None) -> TurnView:
             for f in t.fallbacks
             if not f.superseded
         ],
-        usage=_tokens(usage) if done and usage is not None else None,
+        usage=usage_view(usage) if done and usage is not None else None,
         ttft_ms=t.ttft_ms if done else None,
         duration_ms=t.duration_ms if done else None,
     )
@@ -267,7 +262,6 @@ def to_detail(
     s = detail.summary
     turns = [_turn(t, usage.get(t.turn)) for t in detail.turns]
     first = started or SessionStarted(owner=s.owner)
-    p = first.params
     return SessionDetail(
         id=s.session,
         owner=s.owner,
@@ -276,9 +270,7 @@ def to_detail(
         model=s.model,
         system_prompt=first.system_prompt,
         tool_servers=list(first.tool_servers),
-        params=ParamsView(
-            temperature=p.temperature, max_tokens=p.max_tokens, top_p=p.top_p, max_steps=p.max_steps
-        ),
+        params=params_view(first.params),
         created_at=s.created_at,
         updated_at=s.updated_at,
         version=s.version,

@@ -157,10 +157,12 @@ class _Guard:
             self.limits.on_reclaim(reason)
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with the read and send timers."""
+class _Guarded(asyncio.Protocol):
+    """Mixin, before a uvicorn HTTP protocol in the bases: runs its ``_Guard``'s timers
+    off the protocol's connection, data and flow-control callbacks."""
 
     limits: ConnectionLimits = ConnectionLimits()
+    _guard: _Guard
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._guard = _Guard(self, self.limits)
@@ -172,7 +174,7 @@ class GuardedH11Protocol(H11Protocol):
         self._guard.received(len(data))
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]  # the uvicorn protocol has it
         self._guard.responded()
 
     def pause_writing(self) -> None:
@@ -188,41 +190,18 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
 
+class GuardedH11Protocol(_Guarded, H11Protocol):
+    """uvicorn's h11 protocol with the read and send timers."""
+
+
 def _httptools_class() -> type[asyncio.Protocol] | None:
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # httptools is optional
         return None
 
-    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    class GuardedHttpToolsProtocol(_Guarded, HttpToolsProtocol):
         """uvicorn's httptools protocol with the read and send timers."""
-
-        limits: ConnectionLimits = ConnectionLimits()
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            self._guard = _Guard(self, self.limits)
-            super().connection_made(transport)
-            self._guard.opened()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            self._guard.received(len(data))
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._guard.responded()
-
-        def pause_writing(self) -> None:
-            super().pause_writing()
-            self._guard.paused()
-
-        def resume_writing(self) -> None:
-            super().resume_writing()
-            self._guard.resumed()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._guard.lost()
-            super().connection_lost(exc)
 
     return GuardedHttpToolsProtocol
 

@@ -11,9 +11,18 @@ from threadline.events.jetstream import JetStreamEventStore
 
 
 async def spawn_agent(
-    store: JetStreamEventStore, devmodel: str, data: Path, *, ack_wait: float = 1.5
+    store: JetStreamEventStore,
+    devmodel: str,
+    data: Path,
+    *,
+    ack_wait: float = 1.5,
+    stderr: int = asyncio.subprocess.PIPE,
 ) -> asyncio.subprocess.Process:
-    """``threadline agent`` on the store's stream; returns once it consumes."""
+    """``threadline agent`` on the store's stream; returns once it consumes.
+
+    ``stderr`` is where its log goes: ``PIPE`` (the default) for a test that reads it,
+    ``DEVNULL`` for one that runs many and never reads them (a full pipe would stall it).
+    """
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env |= {
         "THREADLINE_NATS_URL": store.nc.connected_url.geturl() if store.nc.connected_url else "",
@@ -24,10 +33,10 @@ async def spawn_agent(
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "threadline.services.cli", "agent", "--ack-wait", str(ack_wait),
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=stderr,
     )  # fmt: skip
     assert proc.stdout is not None
     async with asyncio.timeout(30):
         line = await proc.stdout.readline()
-    assert b"agent worker consuming" in line
+    assert b"agent worker consuming" in line, line
     return proc

@@ -18,18 +18,19 @@ iterating). The figures are printed (``-s``) and recorded in docs/reliability-ag
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
+from asyncio.subprocess import DEVNULL
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.agent.procs import spawn_agent
 from threadline.events.fold import fold
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import (
@@ -107,28 +108,6 @@ def check_exactly_once(records: list[Recorded], turns: list[str]) -> Counter[str
 # ----------------------------------------------------------------------------- kill -9
 
 
-async def spawn_agent(
-    store: JetStreamEventStore, devmodel: str, data: Path, ack_wait: float
-) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env |= {
-        "THREADLINE_NATS_URL": store.nc.connected_url.geturl() if store.nc.connected_url else "",
-        "THREADLINE_STREAM": store.settings.name,
-        "THREADLINE_PREFIX": store.settings.prefix,
-        "THREADLINE_DEVMODEL_URL": devmodel,
-        "THREADLINE_DATA_DIR": str(data),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "threadline.services.cli", "agent", "--ack-wait", str(ack_wait),
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    async with asyncio.timeout(30):
-        line = await proc.stdout.readline()
-    assert b"agent worker consuming" in line, line
-    return proc
-
-
 @pytest.fixture
 async def paced_devmodel() -> AsyncIterator[str]:
     async with serve(DevModelSettings(ttft_ms=0, tokens_per_second=50)) as url:
@@ -149,7 +128,9 @@ async def test_kill_minus_nine_mid_stream_at_scale(
     for i, session in enumerate(sessions):
         await store.append(session, NewEvent(event=SessionStarted(owner="o", provider="dev")))
         await store.append(session, NewEvent(event=UserMessage(text=text), turn=f"t{i}"))
-    agents = [await spawn_agent(store, paced_devmodel, tmp_path, ack_wait=1.5)]  # all at once
+    # stderr unread, so not piped: a full pipe would stall the agent
+    spawn = partial(spawn_agent, store, paced_devmodel, tmp_path, ack_wait=1.5, stderr=DEVNULL)
+    agents = [await spawn()]  # all at once
     streamed: dict[str, set[str]] = {}  # agent (actor) -> turns it streamed text for
     began: dict[str, set[str]] = {}  # agent (actor) -> turns it started
     dead: set[str] = set()
@@ -179,7 +160,7 @@ async def test_kill_minus_nine_mid_stream_at_scale(
                 agents[-1].send_signal(signal.SIGKILL)  # mid-stream, no goodbye
                 await agents[-1].wait()
                 dead |= set(streamed) | set(began)  # every agent so far
-                agents.append(await spawn_agent(store, paced_devmodel, tmp_path, ack_wait=1.5))
+                agents.append(await spawn())
     elapsed = time.monotonic() - started_at
     agents[-1].send_signal(signal.SIGTERM)
     await agents[-1].wait()

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
+from tests.providers.helpers import ASK, HttpErrorCase, expect_http_error, fail, http_error_cases
 from threadline.events.conversation import AssistantTurn, ToolSpec, ToolTurn, UserTurn
 from threadline.events.schema import ToolCallRef, Usage
 from threadline.services.agent.providers import (
     FinishPart,
     ModelRequest,
-    ProviderError,
     ReasoningDelta,
     ReasoningEnd,
     ReasoningStart,
@@ -23,8 +23,6 @@ from threadline.services.agent.providers import (
     ToolCallStart,
     UsagePart,
 )
-
-ASK = ModelRequest(system="sys", messages=(UserTurn(text="hello"),))
 
 
 def start(input_tokens: int = 10, cache_read: int = 0) -> dict[str, Any]:
@@ -72,13 +70,6 @@ def end(reason: str, output_tokens: int = 20, thinking: int | None = None) -> li
         },
         {"type": "message_stop"},
     ]
-
-
-async def fail(adapter: Any, request: ModelRequest = ASK) -> ProviderError:
-    with pytest.raises(ProviderError) as info:
-        async for _ in adapter.stream(request):
-            pass
-    return info.value
 
 
 async def test_text_and_usage(wire: Any, make_adapter: Any, run: Any) -> None:
@@ -209,8 +200,8 @@ def error_body(type_: str, message: str) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "headers", "kind", "retryable", "retry_after", "text"),
-    [
+    "case",
+    http_error_cases(
         (401, error_body("authentication_error", "invalid x-api-key"), {}, "auth", False, None,
          "the Anthropic key was rejected: check ANTHROPIC_API_KEY"),
         (404, error_body("not_found_error", "model: nope"), {}, "model_not_found", False, None,
@@ -223,28 +214,10 @@ def error_body(type_: str, message: str) -> Any:
          "too long"),
         (529, error_body("overloaded_error", "Overloaded"), {}, "provider_error", True, None,
          "HTTP 529"),
-    ],
+    ),
 )  # fmt: skip
-async def test_http_errors(
-    wire: Any,
-    make_adapter: Any,
-    status: int,
-    body: Any,
-    headers: dict[str, str],
-    kind: str,
-    retryable: bool,
-    retry_after: float | None,
-    text: str,
-) -> None:
-    wire.reply(wire.json_reply(status, body, headers))
-    err = await fail(make_adapter("anthropic"))
-    assert (err.kind, err.retryable, err.retry_after_s, err.status) == (
-        kind,
-        retryable,
-        retry_after,
-        status,
-    )
-    assert text in err.message
+async def test_http_errors(wire: Any, make_adapter: Any, case: HttpErrorCase) -> None:
+    await expect_http_error(wire, make_adapter("anthropic"), case)
 
 
 async def test_error_event_inside_the_stream(wire: Any, make_adapter: Any) -> None:

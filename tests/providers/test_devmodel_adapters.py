@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from tests.providers.helpers import fail
 from threadline.events.conversation import AssistantTurn, ToolSpec, ToolTurn, UserTurn
 from threadline.events.schema import ToolCallRef
 from threadline.services.agent.providers import (
     FinishPart,
     ModelAdapter,
     ModelRequest,
-    ProviderError,
     ReasoningDelta,
     ReasoningEnd,
     Secret,
@@ -61,12 +61,6 @@ def unique(text: str) -> str:
 
 async def collect(adapter: ModelAdapter, request: ModelRequest) -> list[Any]:
     return [part async for part in adapter.stream(request)]
-
-
-async def fail(adapter: ModelAdapter, request: ModelRequest) -> ProviderError:
-    with pytest.raises(ProviderError) as info:
-        await collect(adapter, request)
-    return info.value
 
 
 @pytest.mark.parametrize("name", PROVIDERS)

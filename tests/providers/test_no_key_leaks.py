@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.providers.helpers import fail
 from threadline.events.conversation import UserTurn
 from threadline.services.agent.providers import ModelRequest, ProviderError
 from threadline.services.redact import Redactor
@@ -21,6 +22,19 @@ def leaks(err: ProviderError) -> list[str]:
     return [t for t in texts if "SECRET123" in t]
 
 
+async def fail_redacting(
+    make_adapter: Any, api: str, logs: pytest.LogCaptureFixture
+) -> ProviderError:
+    """``api``'s adapter, keyed with KEY, failing on the queued reply; meanwhile the
+    logs pass through its redactor, as the services' log handlers do."""
+    redactor = Redactor()
+    logs.handler.addFilter(redactor.log_filter())
+    try:
+        return await fail(make_adapter(api, key=KEY, redactor=redactor), ASK)
+    finally:
+        logs.handler.filters.clear()
+
+
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
 @pytest.mark.parametrize(
     "status", [401, 400, 429, 500], ids=["auth", "bad_request", "rate_limit", "server"]
@@ -28,8 +42,6 @@ def leaks(err: ProviderError) -> list[str]:
 async def test_key_echoed_by_the_server_never_leaks(
     wire: Any, make_adapter: Any, debug_logs: pytest.LogCaptureFixture, api: str, status: int
 ) -> None:
-    redactor = Redactor()
-    debug_logs.handler.addFilter(redactor.log_filter())
     body = {
         "error": {
             "message": f"Incorrect API key provided: {KEY}. Header was 'Bearer {KEY}'",
@@ -37,16 +49,10 @@ async def test_key_echoed_by_the_server_never_leaks(
         }
     }
     wire.reply(wire.json_reply(status, body, {"x-echo-key": KEY, "retry-after": "1"}))
-    adapter = make_adapter(api, key=KEY, redactor=redactor)
-    try:
-        with pytest.raises(ProviderError) as info:
-            async for _ in adapter.stream(ASK):
-                pass
-    finally:
-        debug_logs.handler.filters.clear()
+    err = await fail_redacting(make_adapter, api, debug_logs)
     assert wire.last.headers["authorization"] == f"Bearer {KEY}"  # it really was sent
-    assert leaks(info.value) == []
-    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert leaks(err) == []
+    assert err.__cause__ is None and err.__suppress_context__
     assert "SECRET123" not in debug_logs.text
     for record in debug_logs.records:
         assert "SECRET123" not in record.getMessage()
@@ -56,16 +62,8 @@ async def test_key_echoed_by_the_server_never_leaks(
 async def test_key_in_a_broken_stream_never_leaks(
     wire: Any, make_adapter: Any, debug_logs: pytest.LogCaptureFixture
 ) -> None:
-    redactor = Redactor()
-    debug_logs.handler.addFilter(redactor.log_filter())
     chunks = [f'data: {{"error": {{"message": "bad key {KEY}"}}}}\n\n'.encode()]
     wire.reply(wire.sse_reply(chunks))
-    adapter = make_adapter("openai", key=KEY, redactor=redactor)
-    try:
-        with pytest.raises(ProviderError) as info:
-            async for _ in adapter.stream(ASK):
-                pass
-    finally:
-        debug_logs.handler.filters.clear()
-    assert leaks(info.value) == []
+    err = await fail_redacting(make_adapter, "openai", debug_logs)
+    assert leaks(err) == []
     assert "SECRET123" not in debug_logs.text

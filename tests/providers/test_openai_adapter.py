@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from threadline.events.conversation import ToolSpec, UserTurn
+from tests.providers.helpers import ASK, HttpErrorCase, expect_http_error, fail, http_error_cases
+from threadline.events.conversation import ToolSpec
 from threadline.events.schema import Usage
 from threadline.services.agent.providers import (
     FinishPart,
     ModelRequest,
-    ProviderError,
     ReasoningDelta,
     ReasoningEnd,
     ReasoningStart,
@@ -26,7 +26,6 @@ from threadline.services.agent.providers import (
     UsagePart,
 )
 
-ASK = ModelRequest(system="sys", messages=(UserTurn(text="hello"),))
 USAGE = {
     "prompt_tokens": 11,
     "completion_tokens": 7,
@@ -34,13 +33,6 @@ USAGE = {
     "completion_tokens_details": {"reasoning_tokens": 3},
     "prompt_tokens_details": {"cached_tokens": 5},
 }
-
-
-async def fail(adapter: Any, request: ModelRequest = ASK) -> ProviderError:
-    with pytest.raises(ProviderError) as info:
-        async for _ in adapter.stream(request):
-            pass
-    return info.value
 
 
 async def test_plain_text_with_usage(wire: Any, make_adapter: Any, run: Any) -> None:
@@ -192,8 +184,8 @@ def error_body(message: str, code: str | None = None, type_: str = "invalid_requ
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "headers", "kind", "retryable", "retry_after", "text"),
-    [
+    "case",
+    http_error_cases(
         (401, error_body("Incorrect API key"), {}, "auth", False, None, "check OPENAI_API_KEY"),
         (403, error_body("no access"), {}, "auth", False, None, "refused access"),
         (404, error_body("The model `x` does not exist", "model_not_found"), {}, "model_not_found",
@@ -214,28 +206,10 @@ def error_body(message: str, code: str | None = None, type_: str = "invalid_requ
         (503, "<html>unavailable</html>", {"retry-after": "3"}, "provider_error", True, 3.0,
          "HTTP 503"),
         (504, "gateway", {}, "timeout", True, None, "timed out"),
-    ],
+    ),
 )  # fmt: skip
-async def test_http_errors(
-    wire: Any,
-    make_adapter: Any,
-    status: int,
-    body: Any,
-    headers: dict[str, str],
-    kind: str,
-    retryable: bool,
-    retry_after: float | None,
-    text: str,
-) -> None:
-    wire.reply(wire.json_reply(status, body, headers))
-    err = await fail(make_adapter("openai"))
-    assert (err.kind, err.retryable, err.retry_after_s, err.status) == (
-        kind,
-        retryable,
-        retry_after,
-        status,
-    )
-    assert text in err.message
+async def test_http_errors(wire: Any, make_adapter: Any, case: HttpErrorCase) -> None:
+    err = await expect_http_error(wire, make_adapter("openai"), case)
     assert err.provider == "openai"
     assert not err.tools_unsupported
 

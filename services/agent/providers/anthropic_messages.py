@@ -10,11 +10,8 @@ A stream without ``message_stop`` is a broken stream (``network``).
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import AsyncIterator
 from typing import Final
 
-import httpx2
 from anthropic import AnthropicError, AsyncAnthropic, AsyncStream, omit
 from anthropic.types import (
     InputJSONDelta,
@@ -34,21 +31,14 @@ from anthropic.types import (
 )
 
 from threadline.events.schema import FinishReason, Usage
-from threadline.services.agent.providers.anthropic_map import to_anthropic
+from threadline.services.agent.providers.anthropic_map import AnthropicRequest, to_anthropic
 from threadline.services.agent.providers.base import ModelRequest
 from threadline.services.agent.providers.errors import ErrorContext, ProviderError
 from threadline.services.agent.providers.parts import Part, PartsAssembler
+from threadline.services.agent.providers.sdk_adapter import NO_KEY, ClientOptions, SdkAdapter
 from threadline.services.agent.providers.sdk_errors import translate_anthropic_error
-from threadline.services.agent.providers.settings import ProviderSettings
-from threadline.services.redact import Redactor, default_redactor
 
 __all__ = ["NO_KEY", "AnthropicMessagesAdapter", "EventReader"]
-
-log = logging.getLogger(__name__)
-
-#: sent as x-api-key to servers that need none (the dev model); without an explicit
-#: key the SDK would look for ANTHROPIC_API_KEY and credential files
-NO_KEY: Final = "threadline-no-key"
 
 _FINISH: Final[dict[str, FinishReason]] = {
     "end_turn": "stop",
@@ -135,67 +125,31 @@ class EventReader:
         return []  # citations
 
 
-class AnthropicMessagesAdapter:
+class AnthropicMessagesAdapter(SdkAdapter[AsyncAnthropic, AnthropicRequest, RawMessageStreamEvent]):
     """A :class:`~.base.ModelAdapter` over ``AsyncAnthropic`` at ``settings.base_url``."""
 
-    def __init__(
-        self,
-        settings: ProviderSettings,
-        *,
-        redactor: Redactor | None = None,
-        http_client: httpx2.AsyncClient | None = None,
-    ) -> None:
-        settings.check_ready()
-        self._settings = settings
-        self._redactor = redactor if redactor is not None else default_redactor()
-        self._redactor.add(*settings.secrets())
-        self._client = AsyncAnthropic(
-            api_key=settings.api_key.reveal() if settings.api_key else NO_KEY,
-            base_url=settings.base_url,
-            timeout=httpx2.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
-            max_retries=settings.max_retries_in_sdk,
-            default_headers=settings.headers or None,
-            http_client=http_client,
+    sdk_error = AnthropicError
+
+    def _connect(self, options: ClientOptions) -> AsyncAnthropic:
+        return AsyncAnthropic(**options)
+
+    def _wire(self, request: ModelRequest) -> AnthropicRequest:
+        return to_anthropic(request, self._settings)
+
+    def _reader(self) -> EventReader:
+        return EventReader(PartsAssembler())
+
+    async def _open(self, wire: AnthropicRequest) -> AsyncStream[RawMessageStreamEvent]:
+        return await self._client.messages.create(
+            model=wire.model,
+            max_tokens=wire.max_tokens,
+            messages=wire.messages,
+            system=wire.system or omit,
+            tools=wire.tools or omit,
+            thinking=wire.thinking or omit,
+            stream=True,
+            extra_body={"temperature": wire.temperature} if wire.temperature is not None else None,
         )
 
-    @property
-    def settings(self) -> ProviderSettings:
-        return self._settings
-
-    async def aclose(self) -> None:
-        await self._client.close()
-
-    async def stream(self, request: ModelRequest) -> AsyncIterator[Part]:
-        wire = to_anthropic(request, self._settings)
-        ctx = ErrorContext(self._settings, wire.model, self._redactor)
-        reader = EventReader(PartsAssembler())
-        stream: AsyncStream[RawMessageStreamEvent] | None = None
-        mid_stream = False
-        try:
-            stream = await self._client.messages.create(
-                model=wire.model,
-                max_tokens=wire.max_tokens,
-                messages=wire.messages,
-                system=wire.system or omit,
-                tools=wire.tools or omit,
-                thinking=wire.thinking or omit,
-                stream=True,
-                extra_body={"temperature": wire.temperature}
-                if wire.temperature is not None
-                else None,
-            )
-            mid_stream = True
-            async for event in stream:
-                for part in reader.feed(event):
-                    yield part
-            if not reader.stopped:
-                raise ctx.ended_early()
-            for part in reader.assembler.complete():
-                yield part
-        except (AnthropicError, httpx2.HTTPError, ProviderError, ValueError) as exc:
-            error = translate_anthropic_error(exc, ctx, mid_stream=mid_stream)
-            log.info("%s stream failed: %s (%s)", self._settings.name, error.message, error.kind)
-            raise error from None
-        finally:
-            if stream is not None:
-                await stream.close()
+    def _translate(self, exc: Exception, ctx: ErrorContext, *, mid_stream: bool) -> ProviderError:
+        return translate_anthropic_error(exc, ctx, mid_stream=mid_stream)

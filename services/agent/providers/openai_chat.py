@@ -7,11 +7,9 @@ that ends without a finish reason is a broken stream (``network``), not an answe
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final, cast
 
-import httpx2
 from openai import AsyncOpenAI, AsyncStream, Omit, OpenAIError, omit
 from openai.types.chat import ChatCompletionChunk
 from openai.types.completion_usage import CompletionUsage
@@ -19,19 +17,12 @@ from openai.types.completion_usage import CompletionUsage
 from threadline.events.schema import FinishReason, Usage
 from threadline.services.agent.providers.base import ModelRequest
 from threadline.services.agent.providers.errors import ErrorContext, ProviderError
-from threadline.services.agent.providers.openai_map import to_openai
+from threadline.services.agent.providers.openai_map import OpenAIRequest, to_openai
 from threadline.services.agent.providers.parts import Part, PartsAssembler
+from threadline.services.agent.providers.sdk_adapter import NO_KEY, ClientOptions, SdkAdapter
 from threadline.services.agent.providers.sdk_errors import translate_openai_error
-from threadline.services.agent.providers.settings import ProviderSettings
-from threadline.services.redact import Redactor, default_redactor
 
-__all__ = ["NO_KEY", "OpenAIChatAdapter", "chunk_parts"]
-
-log = logging.getLogger(__name__)
-
-#: sent as the bearer token to servers that need none (Ollama, the dev model): the SDK
-#: insists on a key and would otherwise pick up OPENAI_API_KEY from the environment
-NO_KEY: Final = "threadline-no-key"
+__all__ = ["NO_KEY", "ChunkReader", "OpenAIChatAdapter", "chunk_parts"]
 
 _FINISH: Final[dict[str, FinishReason]] = {
     "stop": "stop",
@@ -90,72 +81,55 @@ def chunk_parts(chunk: ChatCompletionChunk, assembler: PartsAssembler) -> list[P
     return out
 
 
-class OpenAIChatAdapter:
-    """A :class:`~.base.ModelAdapter` over ``AsyncOpenAI`` pointed at ``settings.base_url``."""
+def _unset_ambient(headers: Mapping[str, str]) -> dict[str, str | Omit]:
+    """The ambient headers to send unset: those ``headers`` (the settings') do not set."""
+    present = {h.lower() for h in headers}
+    return {h: omit for h in _AMBIENT_HEADERS if h.lower() not in present}
 
-    def __init__(
-        self,
-        settings: ProviderSettings,
-        *,
-        redactor: Redactor | None = None,
-        http_client: httpx2.AsyncClient | None = None,
-    ) -> None:
-        settings.check_ready()
-        self._settings = settings
-        self._redactor = redactor if redactor is not None else default_redactor()
-        self._redactor.add(*settings.secrets())
-        self._client = AsyncOpenAI(
-            api_key=settings.api_key.reveal() if settings.api_key else NO_KEY,
-            base_url=settings.base_url,
-            timeout=httpx2.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
-            max_retries=settings.max_retries_in_sdk,
-            default_headers=settings.headers or None,
-            http_client=http_client,
-        )
-        present = {h.lower() for h in settings.headers}
-        self._extra_headers: dict[str, str | Omit] = {
-            h: omit for h in _AMBIENT_HEADERS if h.lower() not in present
-        }
+
+class ChunkReader:
+    """Feeds streamed chunks into a :class:`PartsAssembler` (see :func:`chunk_parts`);
+    the stream is complete once a chunk gave a finish reason."""
+
+    def __init__(self, assembler: PartsAssembler) -> None:
+        self.assembler = assembler
 
     @property
-    def settings(self) -> ProviderSettings:
-        return self._settings
+    def stopped(self) -> bool:
+        return self.assembler.finish_reason is not None
 
-    async def aclose(self) -> None:
-        await self._client.close()
+    def feed(self, chunk: ChatCompletionChunk) -> list[Part]:
+        return chunk_parts(chunk, self.assembler)
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[Part]:
-        wire = to_openai(request, self._settings)
-        ctx = ErrorContext(self._settings, wire.model, self._redactor)
-        assembler = PartsAssembler()
-        stream: AsyncStream[ChatCompletionChunk] | None = None
-        mid_stream = False
-        try:
-            stream = await self._client.chat.completions.create(
-                model=wire.model,
-                messages=wire.messages,
-                stream=True,
-                stream_options={"include_usage": True},
-                tools=wire.tools or omit,
-                temperature=wire.temperature if wire.temperature is not None else omit,
-                max_tokens=wire.max_tokens if wire.max_tokens_param == "max_tokens" else omit,
-                max_completion_tokens=(
-                    wire.max_tokens if wire.max_tokens_param == "max_completion_tokens" else omit
-                ),
-                extra_headers=self._extra_headers,
-            )
-            mid_stream = True
-            async for chunk in stream:
-                for part in chunk_parts(chunk, assembler):
-                    yield part
-            if assembler.finish_reason is None:
-                raise ctx.ended_early()
-            for part in assembler.complete():
-                yield part
-        except (OpenAIError, httpx2.HTTPError, ProviderError, ValueError) as exc:
-            error = translate_openai_error(exc, ctx, mid_stream=mid_stream)
-            log.info("%s stream failed: %s (%s)", self._settings.name, error.message, error.kind)
-            raise error from None
-        finally:
-            if stream is not None:
-                await stream.close()
+
+class OpenAIChatAdapter(SdkAdapter[AsyncOpenAI, OpenAIRequest, ChatCompletionChunk]):
+    """A :class:`~.base.ModelAdapter` over ``AsyncOpenAI`` pointed at ``settings.base_url``."""
+
+    sdk_error = OpenAIError
+
+    def _connect(self, options: ClientOptions) -> AsyncOpenAI:
+        return AsyncOpenAI(**options)
+
+    def _wire(self, request: ModelRequest) -> OpenAIRequest:
+        return to_openai(request, self._settings)
+
+    def _reader(self) -> ChunkReader:
+        return ChunkReader(PartsAssembler())
+
+    async def _open(self, wire: OpenAIRequest) -> AsyncStream[ChatCompletionChunk]:
+        return await self._client.chat.completions.create(
+            model=wire.model,
+            messages=wire.messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            tools=wire.tools or omit,
+            temperature=wire.temperature if wire.temperature is not None else omit,
+            max_tokens=wire.max_tokens if wire.max_tokens_param == "max_tokens" else omit,
+            max_completion_tokens=(
+                wire.max_tokens if wire.max_tokens_param == "max_completion_tokens" else omit
+            ),
+            extra_headers=_unset_ambient(self._settings.headers),
+        )
+
+    def _translate(self, exc: Exception, ctx: ErrorContext, *, mid_stream: bool) -> ProviderError:
+        return translate_openai_error(exc, ctx, mid_stream=mid_stream)

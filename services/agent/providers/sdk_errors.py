@@ -53,13 +53,27 @@ def _transport(exc: BaseException, ctx: ErrorContext, mid_stream: bool) -> Provi
     return None
 
 
-def translate_openai_error(exc: Exception, ctx: ErrorContext, *, mid_stream: bool) -> ProviderError:
-    """An ``openai`` SDK (or httpx2, or stream decoding) exception as a ProviderError."""
+def _ours_or_transport(exc: Exception, ctx: ErrorContext, mid_stream: bool) -> ProviderError | None:
+    """Checked first for every SDK: a ProviderError as it is, then transport failures."""
     if isinstance(exc, ProviderError):
         return exc
-    transport = _transport(exc, ctx, mid_stream)
-    if transport is not None:
-        return transport
+    return _transport(exc, ctx, mid_stream)
+
+
+def _undecodable_or_other(exc: Exception, ctx: ErrorContext) -> ProviderError:
+    """Checked last for every SDK: a body that does not decode, else a generic failure."""
+    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+        return ctx.malformed(str(exc))
+    return ctx.error(
+        "provider_error", f"{ctx.label} failed: {type(exc).__name__}: {clip(str(exc))}"
+    )
+
+
+def translate_openai_error(exc: Exception, ctx: ErrorContext, *, mid_stream: bool) -> ProviderError:
+    """An ``openai`` SDK (or httpx2, or stream decoding) exception as a ProviderError."""
+    known = _ours_or_transport(exc, ctx, mid_stream)
+    if known is not None:
+        return known
     if isinstance(exc, openai.APIStatusError):
         detail, code = _body_message(exc.body, exc.message)
         return ctx.http(
@@ -73,22 +87,16 @@ def translate_openai_error(exc: Exception, ctx: ErrorContext, *, mid_stream: boo
         detail, code = _body_message(exc.body, exc.message)
         code = exc.code or exc.type or code
         return ctx.http(TYPE_STATUS.get(code, 500), detail, code=code, in_stream=True)
-    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
-        return ctx.malformed(str(exc))
-    return ctx.error(
-        "provider_error", f"{ctx.label} failed: {type(exc).__name__}: {clip(str(exc))}"
-    )
+    return _undecodable_or_other(exc, ctx)
 
 
 def translate_anthropic_error(
     exc: Exception, ctx: ErrorContext, *, mid_stream: bool
 ) -> ProviderError:
     """An ``anthropic`` SDK (or httpx2, or stream decoding) exception as a ProviderError."""
-    if isinstance(exc, ProviderError):
-        return exc
-    transport = _transport(exc, ctx, mid_stream)
-    if transport is not None:
-        return transport
+    known = _ours_or_transport(exc, ctx, mid_stream)
+    if known is not None:
+        return known
     if isinstance(exc, anthropic.APIStatusError):
         detail, code = _body_message(exc.body, exc.api_message or exc.message)
         code = exc.type or code
@@ -101,8 +109,4 @@ def translate_anthropic_error(
             headers=exc.response.headers,
             request_id=exc.request_id,
         )
-    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
-        return ctx.malformed(str(exc))
-    return ctx.error(
-        "provider_error", f"{ctx.label} failed: {type(exc).__name__}: {clip(str(exc))}"
-    )
+    return _undecodable_or_other(exc, ctx)

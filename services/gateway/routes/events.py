@@ -15,8 +15,7 @@ from litestar.response import Stream
 from threadline.events.store import EventStore
 from threadline.services.gateway.context import GW, principal_of
 from threadline.services.gateway.errors import Problem, error_responses
-from threadline.services.gateway.models import POSITION_MAX
-from threadline.services.gateway.routes.params import SessionId
+from threadline.services.gateway.routes.params import SessionId, position_query
 from threadline.services.gateway.sse import EventKind, EventStream, SSEResponse, kind_set
 
 Kinds = Annotated[
@@ -71,10 +70,7 @@ async def stream_events(
     request: Request[Any, Any, Any],
     gw: GW,
     session_id: SessionId,
-    after: Annotated[
-        int,
-        Parameter(ge=0, le=POSITION_MAX, required=False, schema_extra={"minimum": 0}),
-    ] = 0,
+    after: Annotated[int, position_query()] = 0,
     kinds: Kinds = None,
     exclude: Exclude = None,
     last_event_id: Annotated[

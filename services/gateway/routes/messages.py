@@ -16,7 +16,7 @@ from threadline.events.fold import fold
 from threadline.events.ids import new_id
 from threadline.events.schema import CancelRequested, UserMessage
 from threadline.events.store import NewEvent, Recorded
-from threadline.services.gateway.context import GW, principal_of
+from threadline.services.gateway.context import GW, Gateway, principal_of
 from threadline.services.gateway.errors import Problem, error_responses, session_not_found
 from threadline.services.gateway.models import Cancel, PostMessage, TurnAccepted
 from threadline.services.gateway.routes.params import IdempotencyKey, SessionId, same_request
@@ -24,6 +24,13 @@ from threadline.services.gateway.routes.params import IdempotencyKey, SessionId,
 
 def _accepted(rec: Recorded) -> TurnAccepted:
     return TurnAccepted(turn_id=rec.turn or "", position=rec.position, version=rec.version)
+
+
+async def _append(gw: Gateway, session: str, new: NewEvent) -> TurnAccepted:
+    """Append ``new``; a retry (its key stored already) must carry the same event."""
+    (rec,) = await gw.store.append(session, new)
+    same_request(rec, new.event)
+    return _accepted(rec)
 
 
 @post(
@@ -45,15 +52,10 @@ async def post_message(
     principal = principal_of(request)
     session = await gw.owners.writable(principal, session_id)
     event = UserMessage(text=data.text, client_message_id=data.client_message_id or "")
-    key = idempotency_key or data.client_message_id
-    turn = new_id()
-    if key:
-        new = NewEvent(event=event, actor=principal.actor, turn=turn, key=f"message:{key}")
-    else:
-        new = NewEvent(event=event, actor=principal.actor, turn=turn)
-    (rec,) = await gw.store.append(session, new)
-    same_request(rec, event)
-    return _accepted(rec)
+    given = idempotency_key or data.client_message_id
+    key = f"message:{given}" if given else new_id()  # no key: a fresh one (NewEvent's default)
+    new = NewEvent(event=event, actor=principal.actor, turn=new_id(), key=key)
+    return await _append(gw, session, new)
 
 
 @post(
@@ -95,10 +97,5 @@ async def cancel_turn(
             if isinstance(rec.event, CancelRequested) and rec.turn == turn:
                 return _accepted(rec)
     event = CancelRequested(reason=body.reason)
-    if key is not None:
-        new = NewEvent(event=event, actor=principal.actor, turn=turn, key=key)
-    else:
-        new = NewEvent(event=event, actor=principal.actor, turn=turn)
-    (rec,) = await gw.store.append(session, new)
-    same_request(rec, event)
-    return _accepted(rec)
+    new = NewEvent(event=event, actor=principal.actor, turn=turn, key=key or new_id())
+    return await _append(gw, session, new)

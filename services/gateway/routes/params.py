@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar.params import HeaderParameter, Parameter
 
@@ -39,15 +39,23 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-WaitFor = Annotated[
-    int,
-    Parameter(
+
+def position_query(description: str | None = None) -> Any:
+    """An optional query parameter holding a log position or a session version, 0 to
+    :data:`POSITION_MAX` (0: none); ``schema_extra`` states its minimum in the schema."""
+    return Parameter(
         ge=0,
         le=POSITION_MAX,
         required=False,
         schema_extra={"minimum": 0},
-        description="Read-your-writes: wait until the view reflects this log position "
-        "(0: do not wait).",
+        description=description,
+    )
+
+
+WaitFor = Annotated[
+    int,
+    position_query(
+        "Read-your-writes: wait until the view reflects this log position (0: do not wait)."
     ),
 ]
 

@@ -16,7 +16,6 @@ from threadline.services.gateway.context import GW, principal_of
 from threadline.services.gateway.errors import Problem, error_responses, session_not_found
 from threadline.services.gateway.history import InvalidCursor
 from threadline.services.gateway.models import (
-    POSITION_MAX,
     CreateSession,
     SessionCreated,
     SessionDetail,
@@ -27,6 +26,7 @@ from threadline.services.gateway.routes.params import (
     SessionId,
     WaitFor,
     derived_id,
+    position_query,
     same_request,
 )
 
@@ -123,16 +123,7 @@ async def get_session(
     request: Request[Any, Any, Any],
     gw: GW,
     session_id: SessionId,
-    at: Annotated[
-        int,
-        Parameter(
-            ge=0,
-            le=POSITION_MAX,
-            required=False,
-            schema_extra={"minimum": 0},
-            description="The state as of this version (0: the latest).",
-        ),
-    ] = 0,
+    at: Annotated[int, position_query("The state as of this version (0: the latest).")] = 0,
     wait_for: WaitFor = 0,
 ) -> SessionDetail:
     session = await gw.owners.readable(principal_of(request), session_id)
