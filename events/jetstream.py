@@ -39,7 +39,7 @@ from threadline.events.store import (
     recorded_from_bytes,
 )
 from threadline.events.stream import StreamSettings, ensure_stream
-from threadline.events.tail import Tail
+from threadline.events.tail import Deliveries, Tail
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class JetStreamEventStore(EventStore):
         self._reply_counter = 0
         self._deadlines: dict[int, list[str]] = {}
         self._connection_log: _ConnectionLog | None = None
+        self._deliveries = Deliveries(nc)
 
     @classmethod
     async def connect(
@@ -348,7 +349,7 @@ class JetStreamEventStore(EventStore):
         self, filters: list[str], after: int, *, until: int | None = None
     ) -> AsyncGenerator[tuple[int, bytes], None]:
         tail = Tail(
-            self.nc,
+            self._deliveries,
             self.settings.name,
             filters,
             after=after,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import AsyncGenerator, Sequence
 from typing import Final
 
@@ -21,6 +20,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from threadline.events.errors import StoreUnavailable
@@ -29,6 +29,59 @@ log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S: Final = 2.0
 _PENDING_MSGS: Final = 65_536
+
+
+class Deliveries:
+    """Where tails on one connection get their consumers' deliveries: a subscription per
+    consumer (nats-server binds a push consumer only to a subscription on exactly its
+    deliver subject, not to a wildcard), each feeding a light inbox, and one JetStream
+    context shared by every tail."""
+
+    def __init__(self, nc: Client, *, api_prefix: str = "$JS.API") -> None:
+        self.nc = nc
+        self.js = nc.jetstream(prefix=api_prefix)
+
+    async def open(self) -> tuple[Subscription, _Inbox]:
+        """A subscription on a fresh deliver subject and the inbox its messages land in."""
+        inbox = _Inbox()
+
+        async def deliver(msg: Msg) -> None:
+            inbox.put(msg)
+
+        sub = await self.nc.subscribe(
+            self.nc.new_inbox(), cb=deliver, pending_msgs_limit=_PENDING_MSGS
+        )
+        return sub, inbox
+
+
+class _Inbox:
+    """Messages for one consumer: a list swapped out whole, and a future while waiting
+    (lighter than a deque and an ``asyncio.Event`` per tail)."""
+
+    __slots__ = ("msgs", "_waiter")
+
+    def __init__(self) -> None:
+        self.msgs: list[Msg] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, msg: Msg) -> None:
+        self.msgs.append(msg)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def take(self) -> list[Msg]:
+        msgs, self.msgs = self.msgs, []
+        return msgs
+
+    async def wait(self) -> None:
+        """Until a message has arrived."""
+        if self.msgs:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
 
 class _Reset(Exception):
@@ -46,17 +99,17 @@ class Tail:
 
     def __init__(
         self,
-        nc: Client,
+        deliveries: Deliveries,
         stream: str,
         filters: Sequence[str],
         *,
         after: int = 0,
         until: int | None = None,
         heartbeat_s: float = 2.0,
-        api_prefix: str = "$JS.API",
     ) -> None:
-        self._nc = nc
-        self._js = nc.jetstream(prefix=api_prefix)
+        self._deliveries = deliveries
+        self._nc = deliveries.nc
+        self._js = deliveries.js
         self._stream = stream
         self._filters = list(filters)
         self._last = after
@@ -83,33 +136,11 @@ class Tail:
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     async def _run_consumer(self) -> AsyncGenerator[tuple[int, bytes], None]:
-        inbox = self._nc.new_inbox()
-        inbound: deque[Msg] = deque()
-        arrived = asyncio.Event()
-
-        async def on_msg(msg: Msg) -> None:
-            inbound.append(msg)
-            arrived.set()
-
-        sub = await self._nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=_PENDING_MSGS)
+        sub, inbox = await self._deliveries.open()
         name: str | None = None
         try:
-            config = ConsumerConfig(
-                deliver_subject=inbox,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE if self._last else DeliverPolicy.ALL,
-                opt_start_seq=self._last + 1 if self._last else None,
-                ack_policy=AckPolicy.NONE,
-                flow_control=True,
-                idle_heartbeat=self._heartbeat_s,
-                mem_storage=True,
-                num_replicas=1,
-                inactive_threshold=max(30.0, self._heartbeat_s * 5),
-                filter_subject=self._filters[0] if len(self._filters) == 1 else None,
-                filter_subjects=self._filters if len(self._filters) > 1 else None,
-            )
-            info = await self._js.add_consumer(self._stream, config=config)
-            name = info.name
-            async for item in self._deliveries(inbound, arrived):
+            name = await self._add_consumer(sub.subject)
+            async for item in self._drain(inbox):
                 yield item
         finally:
             with contextlib.suppress(Exception):
@@ -118,35 +149,48 @@ class Tail:
                 with contextlib.suppress(Exception):
                     await self._js.delete_consumer(self._stream, name)
 
-    async def _deliveries(
-        self, inbound: deque[Msg], arrived: asyncio.Event
-    ) -> AsyncGenerator[tuple[int, bytes], None]:
+    async def _add_consumer(self, deliver_subject: str) -> str:
+        config = ConsumerConfig(
+            deliver_subject=deliver_subject,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if self._last else DeliverPolicy.ALL,
+            opt_start_seq=self._last + 1 if self._last else None,
+            ack_policy=AckPolicy.NONE,
+            flow_control=True,
+            idle_heartbeat=self._heartbeat_s,
+            mem_storage=True,
+            num_replicas=1,
+            inactive_threshold=max(30.0, self._heartbeat_s * 5),
+            filter_subject=self._filters[0] if len(self._filters) == 1 else None,
+            filter_subjects=self._filters if len(self._filters) > 1 else None,
+        )
+        info = await self._js.add_consumer(self._stream, config=config)
+        assert info.name is not None
+        return info.name
+
+    async def _drain(self, inbox: _Inbox) -> AsyncGenerator[tuple[int, bytes], None]:
         """Drain what has arrived without waiting; wait (bounded by the heartbeat) when
         nothing has. Missing heartbeats mean the consumer is gone."""
         expected_cseq = 1
         timeout = self._heartbeat_s * 3
         while True:
-            if not inbound:
-                arrived.clear()
-                try:
-                    async with asyncio.timeout(timeout):
-                        await arrived.wait()
-                except TimeoutError:
-                    raise _Reset from None
-                continue
-            msg = inbound.popleft()
-            if not msg.reply or msg.reply.startswith("$JS.FC.") or _is_status(msg):
-                await self._control(msg)
-                continue
-            stream_seq, consumer_seq, _ = _parse_ack_subject(msg.reply)
-            if consumer_seq != expected_cseq:
-                raise _Reset
-            expected_cseq += 1
-            if stream_seq > self._last:
-                self._last = stream_seq
-                yield stream_seq, msg.data
-            if self._done():
-                return
+            try:
+                async with asyncio.timeout(timeout):
+                    await inbox.wait()
+            except TimeoutError:
+                raise _Reset from None
+            for msg in inbox.take():
+                if not msg.reply or msg.reply.startswith("$JS.FC.") or _is_status(msg):
+                    await self._control(msg)
+                    continue
+                stream_seq, consumer_seq, _ = _parse_ack_subject(msg.reply)
+                if consumer_seq != expected_cseq:
+                    raise _Reset
+                expected_cseq += 1
+                if stream_seq > self._last:
+                    self._last = stream_seq
+                    yield stream_seq, msg.data
+                if self._done():
+                    return
 
     def _done(self) -> bool:
         return self._until is not None and self._last >= self._until
