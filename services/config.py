@@ -59,10 +59,17 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         shown = msgspec.structs.asdict(self)
         shown["tokens"] = "(set)" if self.tokens else None
         for key in ("nats_url", "database_url"):
-            if shown[key] and "@" in shown[key]:
-                scheme, _, rest = shown[key].partition("://")
-                shown[key] = f"{scheme}://***@{rest.split('@', 1)[1]}"
+            if shown[key]:
+                shown[key] = ",".join(_without_credentials(u) for u in shown[key].split(","))
         return shown
+
+
+def _without_credentials(url: str) -> str:
+    """``scheme://user:password@host`` as ``scheme://***@host`` (one URL of a list)."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
 _ENV_PREFIX = "THREADLINE_"
