@@ -175,7 +175,8 @@ class EventStore(abc.ABC):
         raised and nothing is appended. ``None`` appends after whatever is there,
         retrying internally on conflicts. Several events are appended one after the
         other, each checked against the one before; they are not atomic as a group.
-        A repeated key returns the already stored record instead of a new one.
+        A repeated key returns the already stored record instead of a new one (on
+        JetStream: within the stream's duplicate window, 15 minutes by default).
         """
         validate_session_id(session)
         batch = [events] if isinstance(events, NewEvent) else list(events)
@@ -216,9 +217,9 @@ class EventStore(abc.ABC):
                 head = await self._refresh_head(session)
                 if expected is not None:
                     return await self._existing_or_conflict(session, new.key, expected, head)
-                existing = await self._find_key(session, new.key, from_version=1)
-                if existing is not None:
-                    return existing
+                # Again on the fresh head, same Msg-Id: if an earlier call stored this key
+                # (within the duplicate window), the server now answers "duplicate". No
+                # scan of the session: a busy one would make every stale head expensive.
                 continue
             if result.duplicate:
                 return await self.get(result.position)
