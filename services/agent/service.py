@@ -21,7 +21,7 @@ from threadline.services.agent.providers import ModelAdapter, adapter_for, load_
 from threadline.services.agent.providers.settings import ProviderRegistry
 from threadline.services.agent.telemetry import AgentTelemetry
 from threadline.services.agent.tools import McpServerConfig, ToolRegistry
-from threadline.services.agent.turn import AgentDeps, AgentSettings
+from threadline.services.agent.turn import AgentDeps, AgentSettings, worker_id
 from threadline.services.agent.worker import AgentWorker
 from threadline.services.config import Settings
 
@@ -51,7 +51,7 @@ def mcp_configs(settings: Settings) -> list[McpServerConfig]:
 def default_agent_settings(settings: Settings) -> AgentSettings:
     chain = tuple(p.strip() for p in settings.fallback_providers.split(",") if p.strip())
     return AgentSettings(
-        worker=f"{os.uname().nodename}-{os.getpid()}",
+        worker=worker_id(),
         fallback_providers=chain,
         delta_window_s=settings.delta_window_ms / 1000,
         max_steps=settings.max_steps,

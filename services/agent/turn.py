@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -73,6 +74,16 @@ class NoTools:
         )  # fmt: skip
 
 
+def worker_id(pid: int | None = None) -> str:
+    """A worker's name: host and process id (``pid`` defaults to this process)."""
+    return f"{os.uname().nodename}-{os.getpid() if pid is None else pid}"
+
+
+def agent_actor(worker: str) -> str:
+    """The ``actor`` of the events a worker writes."""
+    return f"agent:{worker}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class AgentSettings:
     worker: str = "agent"
@@ -120,7 +131,7 @@ class Turn:
         self.obs = deps.telemetry.turn(self)
         self.writer = TurnWriter(
             deps.store, state.session, turn_id, self.attempt, state.version,
-            actor=f"agent:{self.cfg.worker}", cancelled=cancel, on_append=self.obs.appended,
+            actor=agent_actor(self.cfg.worker), cancelled=cancel, on_append=self.obs.appended,
         )  # fmt: skip
         self.coalescer = Coalescer(self.writer.append, self.cfg.delta_window_s)
         self.usage = Usage()

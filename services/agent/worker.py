@@ -27,7 +27,7 @@ from threadline.events.fold import SessionState, fold
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import CancelRequested, TurnFailed
 from threadline.events.store import recorded_from_bytes
-from threadline.services.agent.turn import AgentDeps, RestartAttempt, Turn
+from threadline.services.agent.turn import AgentDeps, RestartAttempt, Turn, agent_actor
 from threadline.services.agent.writer import Fenced, TurnWriter
 from threadline.services.logs import log_context
 
@@ -227,7 +227,7 @@ class AgentWorker:
         turn = state.turns[turn_id]
         writer = TurnWriter(
             self.store, state.session, turn_id, turn.attempt, state.version,
-            actor=f"agent:{self.deps.settings.worker}",
+            actor=agent_actor(self.deps.settings.worker),
         )  # fmt: skip
         await writer.append(
             TurnFailed(

@@ -146,12 +146,9 @@ class ServiceProcess:
                 log.write(line)
                 log.flush()
 
-    def signal_now(self, sig: signal.Signals) -> None:
+    def signal_group(self, sig: signal.Signals) -> None:
         """Signal the service and everything it started, synchronously (e.g. ``SIGKILL``
         at an exact moment; ``kill`` reaps it afterwards)."""
-        self._signal_group(sig)
-
-    def _signal_group(self, sig: signal.Signals) -> None:
         if self.process is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, sig)
@@ -160,7 +157,7 @@ class ServiceProcess:
         """``kill -9`` the service and everything it started; wait for it to be gone."""
         if self.process is None:
             return
-        self._signal_group(signal.SIGKILL)
+        self.signal_group(signal.SIGKILL)
         await self._reap()
 
     async def stop(self, timeout_s: float = 15.0) -> None:
@@ -176,7 +173,7 @@ class ServiceProcess:
                     await proc.wait()
             except TimeoutError:
                 pass
-        self._signal_group(signal.SIGKILL)  # leftovers (e.g. an MCP server), or a hung one
+        self.signal_group(signal.SIGKILL)  # leftovers (e.g. an MCP server), or a hung one
         await self._reap()
 
     async def _reap(self) -> None:

@@ -24,6 +24,7 @@ from tests.cluster.workload import Workload, check_log, session_of, turn_id
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TERMINAL_KINDS
 from threadline.events.store import Recorded
+from threadline.services.agent.turn import agent_actor, worker_id
 from threadline.services.devmodel import DevModelSettings, serve
 from threadline.services.runtime.cluster import LocalCluster
 
@@ -56,12 +57,12 @@ class Faults:
 
     def victim_actor(self) -> str:
         """Agent 0's ``actor`` in the events it writes (``agent:<host>-<pid>``)."""
-        return f"agent:{os.uname().nodename}-{self.cluster.agents[0].pid}"
+        return agent_actor(worker_id(self.cluster.agents[0].pid))
 
     def progress(self, streaming: int, on_victim: int, ended: int) -> None:
         if streaming >= KILL_WHEN_STREAMING and on_victim >= KILL_WHEN_VICTIM_STREAMING:
             if not self.go.is_set():  # at this very event, while agent 0's turns stream
-                self.cluster.agents[0].signal_now(signal.SIGKILL)
+                self.cluster.agents[0].signal_group(signal.SIGKILL)
             self.go.set()
         if self.ended_at_kill is not None and ended >= self.ended_at_kill + HEAL_AFTER:
             self.heal.set()
