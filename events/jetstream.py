@@ -39,7 +39,7 @@ from threadline.events.store import (
     recorded_from_bytes,
 )
 from threadline.events.stream import StreamSettings, ensure_stream
-from threadline.events.tail import Deliveries, Tail
+from threadline.events.tail import Tail
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class JetStreamEventStore(EventStore):
         self._reply_counter = 0
         self._deadlines: dict[int, list[str]] = {}
         self._connection_log: _ConnectionLog | None = None
-        self._deliveries = Deliveries(nc)
+        self._js = nc.jetstream()
 
     @classmethod
     async def connect(
@@ -349,7 +349,8 @@ class JetStreamEventStore(EventStore):
         self, filters: list[str], after: int, *, until: int | None = None
     ) -> AsyncGenerator[tuple[int, bytes], None]:
         tail = Tail(
-            self._deliveries,
+            self.nc,
+            self._js,
             self.settings.name,
             filters,
             after=after,
@@ -360,7 +361,7 @@ class JetStreamEventStore(EventStore):
 
     async def last_position(self) -> int:
         try:
-            info = await self.nc.jetstream().stream_info(self.settings.name)
+            info = await self._js.stream_info(self.settings.name)
         except (nats.errors.Error, nats.js.errors.Error) as exc:
             raise StoreUnavailable(f"stream info failed: {exc!r}") from None
         return info.state.last_seq

@@ -22,6 +22,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
 
 from threadline.events.errors import StoreUnavailable
 
@@ -29,29 +30,6 @@ log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S: Final = 2.0
 _PENDING_MSGS: Final = 65_536
-
-
-class Deliveries:
-    """Where tails on one connection get their consumers' deliveries: a subscription per
-    consumer (nats-server binds a push consumer only to a subscription on exactly its
-    deliver subject, not to a wildcard), each feeding a light inbox, and one JetStream
-    context shared by every tail."""
-
-    def __init__(self, nc: Client, *, api_prefix: str = "$JS.API") -> None:
-        self.nc = nc
-        self.js = nc.jetstream(prefix=api_prefix)
-
-    async def open(self) -> tuple[Subscription, _Inbox]:
-        """A subscription on a fresh deliver subject and the inbox its messages land in."""
-        inbox = _Inbox()
-
-        async def deliver(msg: Msg) -> None:
-            inbox.put(msg)
-
-        sub = await self.nc.subscribe(
-            self.nc.new_inbox(), cb=deliver, pending_msgs_limit=_PENDING_MSGS
-        )
-        return sub, inbox
 
 
 class _Inbox:
@@ -99,7 +77,8 @@ class Tail:
 
     def __init__(
         self,
-        deliveries: Deliveries,
+        nc: Client,
+        js: JetStreamContext,
         stream: str,
         filters: Sequence[str],
         *,
@@ -107,9 +86,8 @@ class Tail:
         until: int | None = None,
         heartbeat_s: float = 2.0,
     ) -> None:
-        self._deliveries = deliveries
-        self._nc = deliveries.nc
-        self._js = deliveries.js
+        self._nc = nc
+        self._js = js  # shared by every tail on the connection
         self._stream = stream
         self._filters = list(filters)
         self._last = after
@@ -136,7 +114,7 @@ class Tail:
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     async def _run_consumer(self) -> AsyncGenerator[tuple[int, bytes], None]:
-        sub, inbox = await self._deliveries.open()
+        sub, inbox = await self._subscribe()
         name: str | None = None
         try:
             name = await self._add_consumer(sub.subject)
@@ -148,6 +126,20 @@ class Tail:
             if name is not None and not self._nc.is_closed:
                 with contextlib.suppress(Exception):
                     await self._js.delete_consumer(self._stream, name)
+
+    async def _subscribe(self) -> tuple[Subscription, _Inbox]:
+        """A subscription on a fresh deliver subject (nats-server binds a push consumer
+        only to a subscription on exactly that subject, not to a wildcard) and the inbox
+        its messages land in."""
+        inbox = _Inbox()
+
+        async def deliver(msg: Msg) -> None:
+            inbox.put(msg)
+
+        sub = await self._nc.subscribe(
+            self._nc.new_inbox(), cb=deliver, pending_msgs_limit=_PENDING_MSGS
+        )
+        return sub, inbox
 
     async def _add_consumer(self, deliver_subject: str) -> str:
         config = ConsumerConfig(
