@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint typecheck pytest bench clean
+.PHONY: up test lint links typecheck pytest bench clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -20,16 +20,20 @@ up: $(STAMP)
 test: $(STAMP)
 	$(MAKE) --no-print-directory lint typecheck pytest
 
-lint: $(STAMP)
+lint: $(STAMP) links
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=.typecheck $(BIN)/lint-imports --no-cache
 
-# mypy cannot follow setuptools' editable import hook, so it reads the packages
-# through a tree of links that mirrors the installed layout (threadline.events -> events/).
-typecheck: $(STAMP)
+# mypy and import-linter cannot follow setuptools' editable import hook, so they read the
+# packages through a tree of links that mirrors the installed layout
+# (threadline.events -> events/).
+links:
 	mkdir -p .typecheck/threadline
-	for d in events services projections; do ln -sfn ../../$$d .typecheck/threadline/$$d; done
-	MYPYPATH=.typecheck $(BIN)/mypy -p threadline.events -p threadline.services -p threadline.projections
+	for d in base events services projections; do ln -sfn ../../$$d .typecheck/threadline/$$d; done
+
+typecheck: $(STAMP) links
+	MYPYPATH=.typecheck $(BIN)/mypy -p threadline.base -p threadline.events -p threadline.services -p threadline.projections
 
 pytest: $(STAMP)
 	$(BIN)/pytest

@@ -7,7 +7,7 @@ never collide in site-packages. Editable installs keep working (setuptools maps 
 
 from setuptools import find_packages, setup
 
-ROOTS = ("events", "services", "projections")
+ROOTS = ("base", "events", "services", "projections")
 
 packages: list[str] = []
 package_dir: dict[str, str] = {}

@@ -21,10 +21,10 @@ from pathlib import Path
 from openai import AsyncOpenAI
 
 from bench.common import median, percentile, progress
+from threadline.base.config import StreamSettings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TERMINAL_KINDS, SessionStarted, UserMessage
 from threadline.events.store import NewEvent
-from threadline.events.stream import StreamSettings
 
 WORDS = 50
 

@@ -18,10 +18,10 @@ import nats
 from nats.js.api import DeliverPolicy
 
 from bench.common import Timer, median, percentile, progress
+from threadline.base.config import StreamSettings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TextDelta
 from threadline.events.store import NewEvent
-from threadline.events.stream import StreamSettings
 
 PAYLOAD = TextDelta(text="a few coalesced tokens of text ")
 

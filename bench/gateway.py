@@ -30,10 +30,11 @@ import nats
 from nats.js.api import DeliverPolicy
 
 from bench.common import Timer, median, percentile, progress
+from threadline.base.config import StreamSettings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import SessionStarted, TextDelta
 from threadline.events.store import NewEvent
-from threadline.events.stream import StreamSettings
+from threadline.events.stream import stream_config
 
 TOKEN = "bench-token"
 MAX_CONSUMERS = 100_000
@@ -75,7 +76,7 @@ async def gateway_process(nats_url: str) -> AsyncIterator[Gateway]:
     # The stream as the store makes it, but with room for more than nats-server's default
     # of 1,000 consumers per stream (one upstream follow per watched session is one).
     nc = await nats.connect(nats_url)
-    config = dataclasses.replace(stream.stream_config(), max_consumers=MAX_CONSUMERS)
+    config = dataclasses.replace(stream_config(stream), max_consumers=MAX_CONSUMERS)
     await nc.jetstream().add_stream(config)
     await nc.close()
     proc = await asyncio.create_subprocess_exec(

@@ -27,6 +27,7 @@ import nats
 from nats.js.api import DeliverPolicy
 
 from bench.common import Timer, progress
+from threadline.base.config import StreamSettings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import (
     AssistantMessage,
@@ -40,7 +41,6 @@ from threadline.events.schema import (
     UserMessage,
 )
 from threadline.events.store import NewEvent
-from threadline.events.stream import StreamSettings
 from threadline.projections import Projector, ProjectorConfig, rebuild
 
 PG_URL = os.environ.get("THREADLINE_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import msgspec
 
-from threadline.events.errors import CorruptEvent
+from threadline.base.errors import CorruptEvent
 from threadline.events.schema import SCHEMA_VERSION, Envelope
 
 #: An upcaster takes a record (as plain data) of schema N and returns it as schema N+1.

@@ -7,7 +7,7 @@ import re
 import time
 from typing import Final
 
-from threadline.events.errors import InvalidSessionId
+from threadline.base.errors import InvalidSessionId
 
 MAX_ID_LENGTH: Final = 64
 _ID_RE: Final = re.compile(r"[A-Za-z0-9_-]+")

@@ -23,13 +23,14 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from threadline.events import codec
-from threadline.events.errors import (
+from threadline.base.config import StreamSettings
+from threadline.base.errors import (
     CorruptEvent,
     PayloadTooLarge,
     StoreError,
     StoreUnavailable,
 )
+from threadline.events import codec
 from threadline.events.store import (
     EventStore,
     Head,
@@ -38,7 +39,7 @@ from threadline.events.store import (
     WrongLastPosition,
     recorded_from_bytes,
 )
-from threadline.events.stream import StreamSettings, ensure_stream
+from threadline.events.stream import ensure_stream
 from threadline.events.tail import Tail
 
 log = logging.getLogger(__name__)

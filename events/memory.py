@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable, Collection
 from functools import partial
 
+from threadline.base.errors import StoreError
 from threadline.events import codec
-from threadline.events.errors import StoreError
 from threadline.events.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventStore,

@@ -19,8 +19,8 @@ from typing import Final
 
 import msgspec
 
+from threadline.base.errors import ConcurrencyError, PayloadTooLarge
 from threadline.events import codec
-from threadline.events.errors import ConcurrencyError, PayloadTooLarge
 from threadline.events.ids import new_id, validate_session_id
 from threadline.events.schema import SCHEMA_VERSION, Envelope, Event, kind_of
 

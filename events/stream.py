@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
@@ -15,41 +14,29 @@ from nats.js.api import (
 )
 from nats.js.client import JetStreamContext
 
-from threadline.events.errors import StoreUnavailable, StreamConfigError
+from threadline.base.config import StreamSettings
+from threadline.base.errors import StoreUnavailable, StreamConfigError
 
 MIN_DUPLICATE_WINDOW_S = 600.0
 
 
-class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """How the event stream is laid out. ``deny_*`` off is for tests of tampering only."""
-
-    name: str = "THREADLINE"
-    prefix: str = "tl"
-    replicas: int = 1
-    max_event_bytes: int = 512 * 1024
-    duplicate_window_s: float = 900.0
-    deny_delete: bool = True
-    deny_purge: bool = True
-    #: nats-server caps a stream at 1,000 consumers unless told otherwise; every live
-    #: follower (one per watched session per gateway) is one
-    max_consumers: int = 100_000
-
-    def stream_config(self) -> StreamConfig:
-        return StreamConfig(
-            name=self.name,
-            subjects=[f"{self.prefix}.*.*"],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            num_replicas=self.replicas,
-            discard=DiscardPolicy.NEW,
-            duplicate_window=self.duplicate_window_s,
-            max_msg_size=self.max_event_bytes,
-            deny_delete=self.deny_delete,
-            deny_purge=self.deny_purge,
-            allow_rollup_hdrs=False,
-            allow_direct=True,
-            max_consumers=self.max_consumers,
-        )
+def stream_config(settings: StreamSettings) -> StreamConfig:
+    """The JetStream configuration of the event stream these settings describe."""
+    return StreamConfig(
+        name=settings.name,
+        subjects=[f"{settings.prefix}.*.*"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        num_replicas=settings.replicas,
+        discard=DiscardPolicy.NEW,
+        duplicate_window=settings.duplicate_window_s,
+        max_msg_size=settings.max_event_bytes,
+        deny_delete=settings.deny_delete,
+        deny_purge=settings.deny_purge,
+        allow_rollup_hdrs=False,
+        allow_direct=True,
+        max_consumers=settings.max_consumers,
+    )
 
 
 def stream_problems(config: StreamConfig, settings: StreamSettings) -> list[str]:
@@ -92,7 +79,7 @@ async def ensure_stream(
         try:
             info = await js.stream_info(settings.name)
         except nats.js.errors.NotFoundError:
-            info = await js.add_stream(settings.stream_config())
+            info = await js.add_stream(stream_config(settings))
     except nats.js.errors.ServiceUnavailableError:
         raise StoreUnavailable("JetStream is not enabled on this NATS server") from None
     except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:

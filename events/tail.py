@@ -24,7 +24,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
-from threadline.events.errors import StoreUnavailable
+from threadline.base.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterable
 
 import msgspec
 
+from threadline.base.errors import CorruptEvent
 from threadline.events import codec
-from threadline.events.errors import CorruptEvent
 
 
 class Problem(msgspec.Struct, frozen=True):

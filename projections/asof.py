@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from threadline.base.errors import InvalidInput
 from threadline.events.conversation import AssistantTurn, UserTurn
-from threadline.events.errors import InvalidInput
 from threadline.events.fold import SessionState, fold
 from threadline.events.ids import validate_session_id
 from threadline.events.store import EventStore, Recorded

@@ -10,8 +10,8 @@ from typing import Final, NamedTuple
 import msgspec
 from eventsourcing.persistence import InterfaceError, OperationalError
 
+from threadline.base.errors import CorruptEvent
 from threadline.events import codec
-from threadline.events.errors import CorruptEvent
 from threadline.projections.sql import Db
 from threadline.projections.views import Rec, View
 

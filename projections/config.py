@@ -19,9 +19,9 @@ from typing import Any, Final, Literal
 import msgspec
 from eventsourcing.persistence import PersistenceError
 
-from threadline.events.errors import ConfigurationError, StoreUnavailable
+from threadline.base.config import Settings
+from threadline.base.errors import ConfigurationError, StoreUnavailable
 from threadline.projections.recorder import ViewRecorder
-from threadline.services.config import Settings
 
 OnError = Literal["skip", "halt"]
 SQLITE_FILE: Final = "projections.sqlite3"

@@ -10,7 +10,7 @@ attempt; their keys are new and deterministic.
 
 Forking again into the same ``session`` is idempotent: a fork that is already there
 is answered as it is, one that stopped half-way is completed, and a session holding
-anything else is a :class:`~threadline.events.errors.ConcurrencyError`.
+anything else is a :class:`~threadline.base.errors.ConcurrencyError`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from typing import Final
 
-from threadline.events.errors import ConcurrencyError
+from threadline.base.errors import ConcurrencyError
 from threadline.events.fold import TERMINAL, fold
 from threadline.events.ids import new_id, validate_session_id
 from threadline.events.schema import ForkOrigin, SessionStarted, UserMessage

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from threadline.base.metrics import Registry, default_registry
 from threadline.events.store import EventStore
 from threadline.projections.recorder import ViewRecorder
-from threadline.services.metrics import Registry, default_registry
 
 if TYPE_CHECKING:
     from threadline.projections.projector import Projector

@@ -25,7 +25,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.rows import tuple_row
 
-from threadline.events.errors import ConfigurationError
+from threadline.base.errors import ConfigurationError
 from threadline.events.ids import new_id
 from threadline.projections.recorder import ERRORS, ViewRecorder
 from threadline.projections.sql import Db, Dialect, Row

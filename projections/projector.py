@@ -16,7 +16,9 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Final, TypeVar
 
-from threadline.events.errors import StoreUnavailable, ThreadlineError
+from threadline.base.config import Settings
+from threadline.base.errors import StoreUnavailable, ThreadlineError
+from threadline.base.metrics import Registry
 from threadline.events.store import EventStore
 from threadline.projections.batch import TRANSIENT, BatchOutcome, Broken, Resync, TrackState
 from threadline.projections.config import OnError, ProjectorConfig
@@ -25,8 +27,6 @@ from threadline.projections.model import VIEW_NAMES
 from threadline.projections.recorder import ViewRecorder
 from threadline.projections.source import raw_events
 from threadline.projections.views import select_views
-from threadline.services.config import Settings
-from threadline.services.metrics import Registry
 
 if TYPE_CHECKING:
     from threadline.projections.reader import ProjectionReader

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from threadline.events.errors import InvalidInput
+from threadline.base.errors import InvalidInput
 from threadline.events.schema import Usage
 from threadline.projections.model import (
     FallbackView,

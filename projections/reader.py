@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from eventsourcing.persistence import WaitInterruptedError
 
-from threadline.events.errors import InvalidInput
+from threadline.base.config import Settings
+from threadline.base.errors import InvalidInput
 from threadline.events.schema import Usage
 from threadline.projections import queries
 from threadline.projections.config import ProjectorConfig
@@ -26,7 +27,6 @@ from threadline.projections.model import (
 from threadline.projections.projector import in_thread
 from threadline.projections.recorder import ViewRecorder
 from threadline.projections.sql import Db
-from threadline.services.config import Settings
 
 if TYPE_CHECKING:
     from threadline.projections.projector import Projector

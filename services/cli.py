@@ -10,9 +10,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import ModuleType
 from typing import Any
 
-from threadline.events.errors import ThreadlineError
-from threadline.services.config import Settings, load_settings
-from threadline.services.logs import configure_logging
+from threadline.base.config import Settings, load_settings
+from threadline.base.errors import ThreadlineError
+from threadline.base.logs import configure_logging
 
 Runner = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import figures, secret_scan
+from threadline.base.config import StreamSettings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.memory import MemoryEventStore
 from threadline.events.store import EventStore
-from threadline.events.stream import StreamSettings
 from threadline.services.runtime.natsserver import EmbeddedNats
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from threadline.events.errors import InvalidInput
+from threadline.base.errors import InvalidInput
 from threadline.projections.views.base import Rec, View
 from threadline.projections.views.history import HistoryView
 from threadline.projections.views.sessions import SessionsView

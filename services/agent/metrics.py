@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, get_args
 
+from threadline.base.metrics import Registry, default_registry
 from threadline.events.schema import FallbackKind, TurnCancelled, TurnCompleted, TurnFailed, Usage
-from threadline.services.metrics import Registry, default_registry
 
 if TYPE_CHECKING:
     from threadline.events.jetstream import JetStreamEventStore

@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Mapping
 
 import msgspec
 
-from threadline.events.errors import ConfigurationError
+from threadline.base.config import Settings
+from threadline.base.errors import ConfigurationError
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.services.agent.providers import ModelAdapter, adapter_for, load_providers
 from threadline.services.agent.providers.settings import ProviderRegistry
@@ -23,7 +24,6 @@ from threadline.services.agent.telemetry import AgentTelemetry
 from threadline.services.agent.tools import McpServerConfig, ToolRegistry
 from threadline.services.agent.turn import AgentDeps, AgentSettings, worker_id
 from threadline.services.agent.worker import AgentWorker
-from threadline.services.config import Settings
 
 
 def mcp_configs(settings: Settings) -> list[McpServerConfig]:

@@ -22,7 +22,9 @@ from urllib.parse import urlsplit
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from threadline.events.errors import ThreadlineError
+from threadline.base.errors import ThreadlineError
+from threadline.base.metrics import Registry
+from threadline.base.redact import redact
 from threadline.events.schema import (
     Event,
     Fallback,
@@ -35,8 +37,6 @@ from threadline.services.agent.metrics import AgentMetrics
 from threadline.services.agent.providers import ModelRequest, ProviderError
 from threadline.services.agent.step import StepOutcome
 from threadline.services.agent.tools import ToolOutcome, split_prefixed
-from threadline.services.metrics import Registry
-from threadline.services.redact import redact
 
 if TYPE_CHECKING:
     from threadline.events.jetstream import JetStreamEventStore

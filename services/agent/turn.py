@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from threadline.base.errors import ConfigurationError
+from threadline.base.redact import redact
 from threadline.events.conversation import AssistantTurn, Message, ToolSpec, ToolTurn
-from threadline.events.errors import ConfigurationError
 from threadline.events.fold import SessionState
 from threadline.events.schema import (
     AssistantMessage,
@@ -46,7 +47,6 @@ from threadline.services.agent.step import StepOutcome, run_step
 from threadline.services.agent.telemetry import AgentTelemetry
 from threadline.services.agent.tools import ToolContext, ToolListing, ToolOutcome
 from threadline.services.agent.writer import TurnWriter
-from threadline.services.redact import redact
 
 log = logging.getLogger(__name__)
 

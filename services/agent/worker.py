@@ -22,14 +22,14 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from threadline.events.errors import StoreError, StoreUnavailable
+from threadline.base.errors import StoreError, StoreUnavailable
+from threadline.base.logs import log_context
 from threadline.events.fold import SessionState, fold
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import CancelRequested, TurnFailed
 from threadline.events.store import recorded_from_bytes
 from threadline.services.agent.turn import AgentDeps, RestartAttempt, Turn, agent_actor
 from threadline.services.agent.writer import Fenced, TurnWriter
-from threadline.services.logs import log_context
 
 log = logging.getLogger(__name__)
 #: how a fork's copies are keyed (``threadline.projections.fork.COPY_KEY_SUFFIX``)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from threadline.events.errors import ConcurrencyError, ThreadlineError
+from threadline.base.errors import ConcurrencyError, ThreadlineError
 from threadline.events.ids import new_id
 from threadline.events.schema import CancelRequested, Event
 from threadline.events.store import EventStore, NewEvent, Recorded

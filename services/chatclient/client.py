@@ -14,8 +14,9 @@ from typing import Any
 import httpx
 import msgspec
 
+from threadline.base.errors import CorruptEvent
+from threadline.base.redact import register_secret
 from threadline.events.codec import decode
-from threadline.events.errors import CorruptEvent
 from threadline.events.schema import Envelope
 from threadline.services.chatclient.sse import sse_messages
 from threadline.services.gateway.models import (
@@ -24,7 +25,6 @@ from threadline.services.gateway.models import (
     SessionDetail,
     TurnAccepted,
 )
-from threadline.services.redact import register_secret
 
 #: an idle stream gets a ``: ping`` every 15 s by default; silence this long means it is dead
 STREAM_READ_TIMEOUT_S = 60.0

@@ -6,12 +6,12 @@ import argparse
 import asyncio
 import signal
 
-from threadline.events.errors import ConfigurationError
+from threadline.base.config import Settings
+from threadline.base.errors import ConfigurationError
+from threadline.base.tracing import tracing_from_env
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.services.agent.service import serve_agent
-from threadline.services.config import Settings
 from threadline.services.runtime.metrics_http import add_metrics_arguments, serve_metrics
-from threadline.services.tracing import tracing_from_env
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

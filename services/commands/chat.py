@@ -20,10 +20,10 @@ import os
 import sys
 from typing import Any
 
-from threadline.events.errors import ConfigurationError
+from threadline.base.config import Settings
+from threadline.base.errors import ConfigurationError
 from threadline.events.ids import validate_session_id
 from threadline.services.chatclient import Chat, ChatError, GatewayClient, LineReader, Renderer
-from threadline.services.config import Settings
 from threadline.services.gateway.models import SessionDetail
 from threadline.services.runtime.connect import runtime_path
 

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from threadline.events.stream import StreamSettings
-from threadline.services.config import Settings
+from threadline.base.config import Settings, StreamSettings
 from threadline.services.devmodel import DevModelSettings
 from threadline.services.devmodel import serve as serve_devmodel
 from threadline.services.runtime.cluster import LocalCluster

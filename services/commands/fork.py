@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from threadline.base.config import Settings
 from threadline.projections.fork import fork_session
-from threadline.services.config import Settings
 from threadline.services.runtime.connect import open_store
 
 

@@ -22,13 +22,13 @@ import signal
 import sys
 from pathlib import Path
 
-from threadline.events.errors import ConfigurationError
+from threadline.base.config import Settings
+from threadline.base.errors import ConfigurationError
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.store import EventStore
 from threadline.projections import ProjectionReader
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.metrics import watch_views
-from threadline.services.config import Settings
 from threadline.services.gateway import GatewayOptions, ensure_dev_token, serve_gateway
 from threadline.services.gateway.history import HistoryReader
 from threadline.services.gateway.projection_history import ProjectionHistory

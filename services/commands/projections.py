@@ -8,11 +8,11 @@ import time
 
 import msgspec
 
+from threadline.base.config import Settings
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.model import VIEW_NAMES
 from threadline.projections.projector import in_thread
 from threadline.projections.rebuild import rebuild, status
-from threadline.services.config import Settings
 from threadline.services.runtime.connect import open_store
 
 PROGRESS_EVERY_S = 1.0

@@ -13,10 +13,10 @@ import asyncio
 import signal
 import sys
 
+from threadline.base.config import Settings
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.metrics import watch_projector
 from threadline.projections.projector import Projector, in_thread, stop_task
-from threadline.services.config import Settings
 from threadline.services.runtime.connect import open_store
 from threadline.services.runtime.metrics_http import add_metrics_arguments, serve_metrics
 

@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Iterable
 
 import msgspec
 
+from threadline.base.config import Settings
 from threadline.events.ids import validate_session_id
 from threadline.events.store import Recorded
 from threadline.projections.asof import render_state, session_at
 from threadline.projections.timeline import Timeline, iso, json_line, superseded_positions
-from threadline.services.config import Settings
 from threadline.services.runtime.connect import open_store
 
 

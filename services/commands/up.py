@@ -15,12 +15,12 @@ import os
 import signal
 import sys
 
+from threadline.base.config import Settings
+from threadline.base.tracing import tracing_from_env
 from threadline.events.jetstream import JetStreamEventStore
-from threadline.services.config import Settings
 from threadline.services.runtime.connect import clear_runtime, write_runtime
 from threadline.services.runtime.natsserver import EmbeddedNats
 from threadline.services.runtime.services import Running, start_services
-from threadline.services.tracing import tracing_from_env
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from threadline.base.config import Settings
 from threadline.events.ids import validate_session_id
 from threadline.events.verify import verify_session
-from threadline.services.config import Settings
 from threadline.services.runtime.connect import open_store
 
 

@@ -12,7 +12,7 @@ import contextlib
 from collections import OrderedDict
 from typing import Final
 
-from threadline.events.errors import InvalidSessionId
+from threadline.base.errors import InvalidSessionId
 from threadline.events.ids import validate_session_id
 from threadline.events.schema import SessionStarted
 from threadline.events.store import EventStore

@@ -18,8 +18,8 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.types import ControllerRouterHandler
 
+from threadline.base.config import Settings
 from threadline.events.store import EventStore
-from threadline.services.config import Settings
 from threadline.services.gateway.aisdk import aisdk_router
 from threadline.services.gateway.auth import BearerAuthMiddleware
 from threadline.services.gateway.catalog import Catalog, StaticCatalog

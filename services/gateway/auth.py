@@ -23,11 +23,11 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import ASGIApp
 
-from threadline.events.errors import ConfigurationError
-from threadline.services.config import Settings
+from threadline.base.config import Settings
+from threadline.base.errors import ConfigurationError
+from threadline.base.redact import register_secret
 from threadline.services.gateway.errors import unauthorized
 from threadline.services.gateway.options import GatewayOptions, JwtOptions
-from threadline.services.redact import register_secret
 
 ADMIN_ROLE = "admin"
 

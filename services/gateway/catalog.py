@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from threadline.services.config import Settings
+from threadline.base.config import Settings
 from threadline.services.gateway.errors import unprocessable
 
 DEV_PROVIDER = "dev"

@@ -9,8 +9,8 @@ from typing import Any
 from litestar import Request
 from litestar.di import NamedDependency
 
+from threadline.base.config import Settings
 from threadline.events.store import EventStore
-from threadline.services.config import Settings
 from threadline.services.gateway.access import Owners
 from threadline.services.gateway.auth import Authenticator, Principal
 from threadline.services.gateway.catalog import Catalog

@@ -1,6 +1,6 @@
 """Every error leaves the gateway as ``{"error": {"type", "message", "field"?}}``.
 
-Threadline's own errors (``threadline.events.errors``), the gateway's
+Threadline's own errors (``threadline.base.errors``), the gateway's
 :class:`Problem` and Litestar's HTTP exceptions are translated here, once. Bodies
 never carry stack traces, tokens or internal details; unexpected errors are logged
 with their traceback and answered with a generic 500.
@@ -23,7 +23,7 @@ from litestar.exceptions import (
 )
 from litestar.openapi.datastructures import ResponseSpec
 
-from threadline.events.errors import (
+from threadline.base.errors import (
     ConcurrencyError,
     ConfigurationError,
     InvalidInput,

@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
 
+from threadline.base.errors import StoreUnavailable
 from threadline.events import codec
-from threadline.events.errors import StoreUnavailable
 from threadline.events.store import EventStore, Recorded
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Labels never carry owners, session ids or tokens: only methods, route templates,
 statuses and outcomes. Turn latencies come from the terminal events this gateway sees
 on the log (one ``follow_all`` of the three terminal kinds). ``/metrics`` also shows the
-process's shared registry (:mod:`threadline.services.metrics`): under ``threadline up``
+process's shared registry (:mod:`threadline.base.metrics`): under ``threadline up``
 the agent's and the projector's metrics, projection lag included.
 """
 
@@ -19,10 +19,10 @@ from typing import Final
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from threadline.events.errors import ThreadlineError
+from threadline.base.errors import ThreadlineError
+from threadline.base.metrics import Registry, default_registry
 from threadline.events.schema import TurnCompleted
 from threadline.events.store import EventStore
-from threadline.services.metrics import Registry, default_registry
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from threadline.events.errors import ConfigurationError
+from threadline.base.errors import ConfigurationError
 
 
 class JwtOptions(msgspec.Struct, frozen=True, kw_only=True):

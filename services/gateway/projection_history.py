@@ -33,7 +33,7 @@ from typing import Final, Literal, cast
 import msgspec
 from msgspec.structs import replace
 
-from threadline.events.errors import InvalidInput
+from threadline.base.errors import InvalidInput
 from threadline.events.schema import (
     AssistantMessage,
     SessionStarted,

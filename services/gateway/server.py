@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 from litestar import Litestar
 
+from threadline.base.config import Settings
 from threadline.events.store import EventStore
-from threadline.services.config import Settings
 from threadline.services.gateway.app import create_app, gateway_of
 from threadline.services.gateway.catalog import Catalog
 from threadline.services.gateway.history import HistoryReader

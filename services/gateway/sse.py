@@ -20,7 +20,7 @@ import anyio
 from litestar.response.base import ASGIResponse
 from litestar.types import Receive, Scope, Send
 
-from threadline.events.errors import ThreadlineError
+from threadline.base.errors import ThreadlineError
 from threadline.events.schema import KINDS
 from threadline.events.store import EventStore
 from threadline.services.gateway.hub import Frame, Subscriber, frame_of

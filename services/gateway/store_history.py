@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from threadline.events.errors import StoreError, StoreUnavailable, ThreadlineError
+from threadline.base.errors import StoreError, StoreUnavailable, ThreadlineError
 from threadline.events.schema import SessionStarted
 from threadline.events.store import EventStore, Recorded
 from threadline.services.gateway.history import InvalidCursor, session_detail

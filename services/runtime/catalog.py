@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from threadline.base.config import Settings
 from threadline.services.agent.providers import load_providers
 from threadline.services.agent.service import mcp_configs
-from threadline.services.config import Settings
 from threadline.services.gateway import ProviderEntry, StaticCatalog
 
 

@@ -32,8 +32,9 @@ import httpx
 import nats
 import nats.errors
 
-from threadline.events.errors import StoreUnavailable, StreamConfigError
-from threadline.events.stream import StreamSettings, ensure_stream
+from threadline.base.config import StreamSettings
+from threadline.base.errors import StoreUnavailable, StreamConfigError
+from threadline.events.stream import ensure_stream
 from threadline.services.runtime.natsconf import NodeConfig, render_node
 from threadline.services.runtime.natsserver import EmbeddedNats
 from threadline.services.runtime.processes import (

@@ -9,9 +9,9 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from threadline.events.errors import StoreUnavailable
+from threadline.base.config import Settings
+from threadline.base.errors import StoreUnavailable
 from threadline.events.jetstream import JetStreamEventStore
-from threadline.services.config import Settings
 from threadline.services.runtime.natsserver import EmbeddedNats
 
 RUNTIME_FILE = "runtime.json"

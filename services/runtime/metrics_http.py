@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from threadline.services.metrics import CONTENT_TYPE, Registry, default_registry
+from threadline.base.metrics import CONTENT_TYPE, Registry, default_registry
 from threadline.services.runtime.asgi import serve_asgi
 
 Scope = dict[str, Any]

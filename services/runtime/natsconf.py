@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from threadline.events.stream import StreamSettings
+from threadline.base.config import StreamSettings
+from threadline.events.stream import stream_config
 from threadline.services.runtime.natsusers import accounts_block, conf_list
 
 CLUSTER_NAME: Final = "threadline"
@@ -184,7 +185,7 @@ def production_config() -> str:
 def production_stream() -> dict[str, object]:
     """The stream as JetStream's API takes it (``deploy/nats/stream.json``; ``nats stream
     add --config stream.json``): Threadline's settings at R3."""
-    config = StreamSettings(replicas=PRODUCTION_REPLICAS).stream_config().as_dict()
+    config = stream_config(StreamSettings(replicas=PRODUCTION_REPLICAS)).as_dict()
     return dict(sorted(config.items()))
 
 

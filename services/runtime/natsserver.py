@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from threadline.events.errors import ConfigurationError, StoreUnavailable
+from threadline.base.errors import ConfigurationError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

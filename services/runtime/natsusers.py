@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from threadline.events.stream import StreamSettings
+from threadline.base.config import StreamSettings
 
 ACCOUNT: Final = "THREADLINE"
 

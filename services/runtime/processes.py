@@ -22,7 +22,7 @@ from typing import Final
 
 import httpx
 
-from threadline.events.errors import StoreUnavailable
+from threadline.base.errors import StoreUnavailable
 from threadline.services.runtime.natsserver import _die_with_parent
 
 _POLL_S: Final = 0.1

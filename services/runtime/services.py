@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 
+from threadline.base.config import Settings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.projections import Projector, serve_projector
 from threadline.services.agent.service import mcp_configs, serve_agent
-from threadline.services.config import Settings
 from threadline.services.devmodel import DevModelSettings
 from threadline.services.devmodel import serve as serve_devmodel
 from threadline.services.gateway import ensure_dev_token, serve_gateway

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import pytest
 
+from threadline.base.config import Settings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TERMINAL_KINDS, SessionStarted, UserMessage
 from threadline.events.store import NewEvent, Recorded
 from threadline.services.agent.service import serve_agent
 from threadline.services.agent.turn import AgentSettings
-from threadline.services.config import Settings
 from threadline.services.devmodel import DevModelSettings, serve
 
 

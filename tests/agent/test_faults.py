@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent.conftest import Harness
+from threadline.base.config import Settings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import (
     AssistantMessage,
@@ -25,7 +26,6 @@ from threadline.events.schema import (
 from threadline.events.store import NewEvent, Recorded
 from threadline.services.agent.service import serve_agent
 from threadline.services.agent.turn import AgentSettings
-from threadline.services.config import Settings
 
 
 def of(records: list[Recorded], kind: type) -> list:  # type: ignore[type-arg]

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.agent.conftest import Harness
+from threadline.base.config import Settings
+from threadline.base.redact import default_redactor
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import SessionStarted
 from threadline.events.store import NewEvent
 from threadline.services.agent.service import serve_agent
 from threadline.services.agent.turn import AgentSettings
-from threadline.services.config import Settings
-from threadline.services.redact import default_redactor
 
 # Recognisable, and deliberately awkward: short, regex metacharacters, not key-shaped.
 KEYS = {

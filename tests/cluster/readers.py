@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from threadline.events.errors import StoreUnavailable
+from threadline.base.errors import StoreUnavailable
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TERMINAL_KINDS
 

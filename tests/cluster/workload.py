@@ -7,7 +7,7 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
-from threadline.events.errors import StoreError, StoreUnavailable
+from threadline.base.errors import StoreError, StoreUnavailable
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TERMINAL_KINDS, SessionStarted, TextDelta, UserMessage
 from threadline.events.store import NewEvent, Recorded

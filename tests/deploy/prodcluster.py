@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from nats.aio.client import Client
 
-from threadline.events.errors import StoreUnavailable
-from threadline.events.stream import StreamSettings
+from threadline.base.config import StreamSettings
+from threadline.base.errors import StoreUnavailable
 from threadline.services.runtime.natsconf import PROD_STORE_DIR, PROD_TLS_DIR, production_hosts
 from threadline.services.runtime.natsserver import _die_with_parent, find_binary
 from threadline.services.runtime.processes import free_ports, wait_healthy

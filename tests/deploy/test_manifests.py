@@ -21,7 +21,7 @@ import msgspec
 import pytest
 import yaml
 
-from threadline.services.config import Settings
+from threadline.base.config import Settings
 from threadline.services.runtime.natsconf import production_hosts
 from threadline.services.runtime.natsusers import roles
 

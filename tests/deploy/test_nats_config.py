@@ -15,12 +15,12 @@ import httpx
 import pytest
 
 from tests.deploy.prodcluster import CONF, STREAM, ProdCluster, connect
+from threadline.base.config import Settings, StreamSettings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TERMINAL_KINDS, SessionStarted, UserMessage
 from threadline.events.store import NewEvent, Recorded
-from threadline.events.stream import StreamSettings, stream_problems
+from threadline.events.stream import stream_config, stream_problems
 from threadline.projections import serve_projector
-from threadline.services.config import Settings
 from threadline.services.devmodel import DevModelSettings, serve
 from threadline.services.runtime.cluster import LocalCluster, gateway_module
 from threadline.services.runtime.natsconf import (
@@ -47,7 +47,7 @@ def test_harness_and_production_share_the_durability_settings(tmp_path: Path) ->
     assert production_stream()["num_replicas"] == 3
     assert LocalCluster(tmp_path, agents=0, gateways=0, projector=False).stream.replicas == 3
     assert production_stream() == dict(
-        sorted(StreamSettings(replicas=3).stream_config().as_dict().items())
+        sorted(stream_config(StreamSettings(replicas=3)).as_dict().items())
     )
 
 

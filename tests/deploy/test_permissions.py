@@ -19,7 +19,7 @@ from tests.deploy.prodcluster import (
     retried,
     violation,
 )
-from threadline.events.errors import StoreUnavailable
+from threadline.base.errors import StoreUnavailable
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import Event, SessionStarted, TurnCompleted, UserMessage
 from threadline.events.store import NewEvent

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from threadline.base.errors import ConcurrencyError, InvalidSessionId, PayloadTooLarge
 from threadline.events.codec import genesis_hash
-from threadline.events.errors import ConcurrencyError, InvalidSessionId, PayloadTooLarge
 from threadline.events.schema import SessionStarted, TextDelta, UserMessage
 from threadline.events.store import EventStore, NewEvent, Recorded
 from threadline.events.verify import verify_session

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import fresh_stream
-from threadline.events.errors import StoreUnavailable
+from threadline.base.errors import StoreUnavailable
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TextDelta
 from threadline.events.store import NewEvent

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import fresh_stream
 from tests.support.proxy import CuttableProxy
-from threadline.events.errors import ConcurrencyError, StreamConfigError
+from threadline.base.errors import ConcurrencyError, StreamConfigError
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import SessionStarted, TextDelta
 from threadline.events.store import NewEvent, Recorded

@@ -7,8 +7,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from threadline.base.errors import CorruptEvent
 from threadline.events import codec
-from threadline.events.errors import CorruptEvent
 from threadline.events.schema import KINDS, SCHEMA_VERSION, TextDelta, kind_of
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.conftest import fresh_stream
+from threadline.base.config import StreamSettings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import SessionStarted, TextDelta
 from threadline.events.store import NewEvent
-from threadline.events.stream import StreamSettings
 
 
 async def run_verify(url: str, settings: StreamSettings, session: str) -> tuple[int, str]:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from litestar import Litestar
 
 from tests.conftest import fresh_stream
+from threadline.base.config import Settings, StreamSettings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import (
     AssistantMessage,
@@ -30,8 +31,6 @@ from threadline.events.schema import (
     Usage,
 )
 from threadline.events.store import NewEvent, Recorded
-from threadline.events.stream import StreamSettings
-from threadline.services.config import Settings
 from threadline.services.gateway import (
     Gateway,
     GatewayOptions,

@@ -21,11 +21,11 @@ from tests.gateway.harness import (
     Harness,
     make_jwt,
 )
-from threadline.events.errors import ConfigurationError
-from threadline.services.config import Settings
+from threadline.base.config import Settings
+from threadline.base.errors import ConfigurationError
+from threadline.base.redact import redact
 from threadline.services.gateway import GatewayOptions, JwtOptions, ensure_dev_token
 from threadline.services.gateway.auth import Authenticator, parse_tokens
-from threadline.services.redact import redact
 
 
 def forge_hs256(key: bytes) -> str:

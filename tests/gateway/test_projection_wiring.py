@@ -20,9 +20,8 @@ import pytest
 from tests.conftest import fresh_stream
 from tests.gateway.harness import TOKENS
 from tests.gateway.views_harness import documented, running_views_gateway
+from threadline.base.config import Settings, StreamSettings
 from threadline.events.jetstream import JetStreamEventStore
-from threadline.events.stream import StreamSettings
-from threadline.services.config import Settings
 from threadline.services.gateway import StoreHistory
 from threadline.services.runtime.natsserver import EmbeddedNats
 from threadline.services.runtime.services import PROVIDER_KEY_VARS, start_services

@@ -12,9 +12,9 @@ from typing import Any
 
 from tests.conftest import fresh_stream
 from tests.gateway.harness import MCP_SERVERS, PROVIDERS, TOKENS, Harness, gateway_options
+from threadline.base.config import Settings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.projections import Projector, serve_projector
-from threadline.services.config import Settings
 from threadline.services.gateway import GatewayOptions, create_app, serve_app
 from threadline.services.gateway.projection_history import ProjectionHistory
 

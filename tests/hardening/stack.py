@@ -18,13 +18,13 @@ from litestar import Litestar
 
 from tests.conftest import fresh_stream
 from tests.support import secret_scan
+from threadline.base.config import Settings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TERMINAL_KINDS
 from threadline.events.store import Recorded
 from threadline.services.agent.service import serve_agent
 from threadline.services.agent.telemetry import AgentTelemetry
 from threadline.services.agent.turn import AgentSettings
-from threadline.services.config import Settings
 from threadline.services.devmodel import DevModelSettings, serve
 from threadline.services.gateway import Gateway, GatewayOptions, create_app, gateway_of, serve_app
 

@@ -31,6 +31,7 @@ import httpx
 import pytest
 
 from tests.agent.procs import spawn_agent
+from threadline.base.config import Settings
 from threadline.events.fold import fold
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import (
@@ -47,7 +48,6 @@ from threadline.events.store import NewEvent, Recorded
 from threadline.events.verify import verify_session
 from threadline.services.agent.service import serve_agent
 from threadline.services.agent.turn import AgentSettings
-from threadline.services.config import Settings
 from threadline.services.devmodel import DevModelSettings, answer_for, serve
 
 QUICK = 20

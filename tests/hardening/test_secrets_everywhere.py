@@ -36,12 +36,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.hardening.stack import BUNDLED_MCP, Stack, running_stack
 from tests.support import secret_scan
 from tests.support.secret_scan import FAKE_KEYS, ScanHandler
+from threadline.base.metrics import Registry
+from threadline.base.redact import register_secret
 from threadline.services.agent.telemetry import AgentTelemetry
 from threadline.services.agent.tools.content import secret_forms
 from threadline.services.agent.turn import AgentSettings
 from threadline.services.devmodel import DevModelSettings
-from threadline.services.metrics import Registry
-from threadline.services.redact import register_secret
 from threadline.services.runtime.natsserver import EmbeddedNats
 
 TOOL_TOKEN = "tlfake-TOOL-token-5521"

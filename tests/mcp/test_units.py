@@ -10,7 +10,7 @@ import mcp.types as types
 import msgspec
 import pytest
 
-from threadline.events.errors import ConfigurationError
+from threadline.base.errors import ConfigurationError
 from threadline.services.agent.tools import (
     InvalidToolConfig,
     McpServerConfig,

@@ -14,13 +14,13 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from threadline.base.config import Settings
+from threadline.base.metrics import Registry
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TERMINAL_KINDS, SessionStarted, UserMessage
 from threadline.events.store import NewEvent, Recorded
 from threadline.services.agent.telemetry import AgentTelemetry
-from threadline.services.config import Settings
 from threadline.services.devmodel import DevModelSettings, serve
-from threadline.services.metrics import Registry
 
 
 class RootsEnded(SpanProcessor):

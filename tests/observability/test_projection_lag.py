@@ -8,14 +8,14 @@ from pathlib import Path
 
 from tests.observability.conftest import start_session
 from tests.observability.promtext import has, parse, value
+from threadline.base.config import Settings
+from threadline.base.metrics import Registry
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import UserMessage
 from threadline.events.store import NewEvent
 from threadline.projections import VIEW_NAMES, Projector, ProjectorConfig
 from threadline.projections.metrics import watch_projector
 from threadline.projections.projector import in_thread
-from threadline.services.config import Settings
-from threadline.services.metrics import Registry
 
 
 async def test_projection_lag_per_view(js_store: JetStreamEventStore, tmp_path: Path) -> None:

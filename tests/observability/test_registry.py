@@ -9,11 +9,11 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from tests.observability.promtext import has, parse, value
-from threadline.events.errors import ConfigurationError
-from threadline.services import metrics as metrics_module
-from threadline.services.metrics import CONTENT_TYPE, Registry
+from threadline.base import metrics as metrics_module
+from threadline.base.errors import ConfigurationError
+from threadline.base.metrics import CONTENT_TYPE, Registry
+from threadline.base.tracing import exporter_choice, make_provider, tracer
 from threadline.services.runtime.metrics_http import serve_metrics
-from threadline.services.tracing import exporter_choice, make_provider, tracer
 
 
 async def test_counters_gauges_and_histograms_render_in_the_text_format() -> None:

@@ -14,12 +14,12 @@ import httpx
 import pytest
 
 from tests.observability.conftest import Spans, run_turn, start_session
+from threadline.base.config import Settings
+from threadline.base.logs import configure_logging
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.services.agent.service import serve_agent
 from threadline.services.agent.telemetry import AgentTelemetry
 from threadline.services.agent.turn import AgentSettings
-from threadline.services.config import Settings
-from threadline.services.logs import configure_logging
 from threadline.services.runtime.metrics_http import serve_metrics
 
 KEY = "sk-test-OBSERVE-Secret-7731"

@@ -14,9 +14,9 @@ import pytest
 
 from tests.conftest import fresh_stream
 from tests.observability.promtext import Samples, has, parse, total, value
+from threadline.base.config import Settings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.projections import VIEW_NAMES
-from threadline.services.config import Settings
 from threadline.services.runtime.natsserver import EmbeddedNats
 from threadline.services.runtime.services import PROVIDER_KEY_VARS, start_services
 

@@ -8,9 +8,9 @@ from types import ModuleType
 
 import pytest
 
+from threadline.base.config import Settings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.projections.config import ProjectorConfig
-from threadline.services.config import Settings
 
 
 def settings_for(

@@ -8,7 +8,7 @@ import pytest
 
 from tests.projections.cli import run_command, settings_for
 from tests.projections.helpers import close, project_to_end, rich_session
-from threadline.events.errors import ConcurrencyError, InvalidInput
+from threadline.base.errors import ConcurrencyError, InvalidInput
 from threadline.events.fold import fold
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import ForkOrigin, SessionStarted

@@ -13,7 +13,7 @@ import pytest
 
 from tests.projections.cli import run_command, settings_for
 from tests.projections.helpers import rich_session, user
-from threadline.events.errors import InvalidInput
+from threadline.base.errors import InvalidInput
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TextDelta
 from threadline.events.store import NewEvent

@@ -15,7 +15,8 @@ from tests.projections.helpers import (
     rich_session,
     simple_session,
 )
-from threadline.events.errors import InvalidInput
+from threadline.base.config import Settings
+from threadline.base.errors import InvalidInput
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.memory import MemoryEventStore
 from threadline.events.schema import UserMessage
@@ -24,7 +25,6 @@ from threadline.projections import ProjectionReader, serve_projector
 from threadline.projections.batch import Resync
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.views.base import day_of
-from threadline.services.config import Settings
 
 
 async def test_sessions_view_lists_per_owner(

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from threadline.base.redact import Redactor
 from threadline.services.agent.providers import ProviderSettings, Secret, adapter_for
 from threadline.services.agent.providers.base import ModelAdapter
-from threadline.services.redact import Redactor
 
 
 @dataclass

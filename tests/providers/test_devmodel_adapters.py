@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.providers.helpers import fail
+from threadline.base.redact import Redactor
 from threadline.events.conversation import AssistantTurn, ToolSpec, ToolTurn, UserTurn
 from threadline.events.schema import ToolCallRef
 from threadline.services.agent.providers import (
@@ -28,7 +29,6 @@ from threadline.services.agent.providers import (
     load_providers,
 )
 from threadline.services.devmodel import DevModelSettings, answer_for, serve, tool_answer
-from threadline.services.redact import Redactor
 
 PROVIDERS = ["dev", "dev-anthropic"]
 

@@ -4,9 +4,9 @@ import email.utils
 
 import pytest
 
+from threadline.base.redact import Redactor
 from threadline.services.agent.providers import ProviderError, ProviderSettings, parse_retry_after
 from threadline.services.agent.providers.errors import ErrorContext
-from threadline.services.redact import Redactor
 
 NOW = 1_700_000_000.0
 

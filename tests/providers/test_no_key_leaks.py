@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tests.providers.helpers import fail
+from threadline.base.redact import Redactor
 from threadline.events.conversation import UserTurn
 from threadline.services.agent.providers import ModelRequest, ProviderError
-from threadline.services.redact import Redactor
 
 KEY = "sk-test-SECRET123"
 ASK = ModelRequest(messages=(UserTurn(text="hi"),))

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from threadline.services.redact import REDACTED, Redactor, default_redactor, redact, register_secret
+from threadline.base.redact import REDACTED, Redactor, default_redactor, redact, register_secret
 
 
 def test_registered_secrets_are_removed_literally() -> None:

@@ -3,14 +3,14 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from threadline.events.errors import ConfigurationError
+from threadline.base.errors import ConfigurationError
+from threadline.base.redact import Redactor
 from threadline.services.agent.providers import (
     ProviderSettings,
     Secret,
     adapter_for,
     load_providers,
 )
-from threadline.services.redact import Redactor
 
 ENV = {
     "OPENAI_API_KEY": "sk-openai-AAAA1111",
@@ -162,7 +162,7 @@ def test_describe_is_public_information_only() -> None:
 
 
 def test_keys_are_registered_with_the_default_redactor() -> None:
-    from threadline.services.redact import default_redactor
+    from threadline.base.redact import default_redactor
 
     load_providers({"GEMINI_API_KEY": "AIzaFAKEFAKEFAKE-registered"})
     assert "AIzaFAKEFAKEFAKE-registered" in default_redactor()

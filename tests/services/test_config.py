@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from threadline.services.config import load_settings
+from threadline.base.config import load_settings
 
 
 def test_public_settings_hide_every_credential_in_a_url_list() -> None:

@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from threadline.services.logs import ContextFilter, JsonFormatter, PlainFormatter, log_context
-from threadline.services.redact import default_redactor, register_secret
+from threadline.base.logs import ContextFilter, JsonFormatter, PlainFormatter, log_context
+from threadline.base.redact import default_redactor, register_secret
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@
   that dumped its environment would leak them;
 * :class:`ScanHandler`, on the root logger for the whole session (at ``INFO``, the
   services' default level; ``THREADLINE_SCAN_LOG_LEVEL=DEBUG`` for more), formats every record
-  the way the services' own logging does (:func:`threadline.services.logs.configure_logging`:
+  the way the services' own logging does (:func:`threadline.base.logs.configure_logging`:
   the context and redacting filters, then the formatter), and records every line that
   still holds a watched secret;
 * at the end of the session any hit fails the run, naming the logger and the key's
@@ -29,8 +29,8 @@ import threading
 from dataclasses import dataclass
 from typing import Final
 
-from threadline.services.logs import ContextFilter, PlainFormatter
-from threadline.services.redact import default_redactor
+from threadline.base.logs import ContextFilter, PlainFormatter
+from threadline.base.redact import default_redactor
 
 #: environment variable -> value; the names are read by no code unless configured
 FAKE_KEYS: Final[dict[str, str]] = {

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import fresh_stream
+from threadline.base.config import Settings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.services.agent.service import serve_agent
 from threadline.services.agent.turn import AgentSettings
-from threadline.services.config import Settings
 from threadline.services.devmodel import DevModelSettings, serve
 from threadline.services.gateway import GatewayOptions, create_app, serve_app
 

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from threadline.events.errors import ConfigurationError
+from threadline.base.errors import ConfigurationError
 from threadline.services.agent.providers.settings import ProviderSettings, Secret
 
 OPENAI_URL: Final = "https://api.openai.com/v1"

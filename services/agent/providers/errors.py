@@ -3,7 +3,7 @@
 Each SDK gets one translation function (in :mod:`.sdk_errors`), called once, at the
 adapter boundary: nothing above the adapters sees an SDK or HTTP-library exception.
 :class:`ErrorContext` words the messages (who failed, what to do) and passes every one
-through the adapter's :class:`~threadline.services.redact.Redactor`.
+through the adapter's :class:`~threadline.base.redact.Redactor`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
-from threadline.events.errors import ThreadlineError
+from threadline.base.errors import ThreadlineError
+from threadline.base.redact import MIN_SECRET_LENGTH, REDACTED, Redactor
 from threadline.events.schema import ErrorKind
 from threadline.services.agent.providers.settings import ProviderSettings
-from threadline.services.redact import MIN_SECRET_LENGTH, REDACTED, Redactor
 
 __all__ = ["TYPE_STATUS", "ErrorContext", "ProviderError", "clip", "parse_retry_after"]
 

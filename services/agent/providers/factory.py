@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import httpx2
 
+from threadline.base.redact import Redactor
 from threadline.services.agent.providers.anthropic_messages import AnthropicMessagesAdapter
 from threadline.services.agent.providers.base import ModelAdapter
 from threadline.services.agent.providers.openai_chat import OpenAIChatAdapter
 from threadline.services.agent.providers.settings import ProviderSettings
-from threadline.services.redact import Redactor
 
 __all__ = ["adapter_for"]
 

@@ -20,11 +20,11 @@ from typing import ClassVar, Final, Generic, Protocol, TypedDict, TypeVar
 
 import httpx2
 
+from threadline.base.redact import Redactor, default_redactor
 from threadline.services.agent.providers.base import ModelRequest
 from threadline.services.agent.providers.errors import ErrorContext, ProviderError
 from threadline.services.agent.providers.parts import Part, PartsAssembler
 from threadline.services.agent.providers.settings import ProviderSettings
-from threadline.services.redact import Redactor, default_redactor
 
 __all__ = ["NO_KEY", "ClientOptions", "SdkAdapter", "SdkStream", "StreamReader", "client_options"]
 

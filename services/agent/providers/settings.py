@@ -14,8 +14,8 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from threadline.events.errors import ConfigurationError
-from threadline.services.redact import Redactor, default_redactor
+from threadline.base.errors import ConfigurationError
+from threadline.base.redact import Redactor, default_redactor
 
 __all__ = [
     "DEFAULT_PREFERENCE",

@@ -13,8 +13,8 @@ from typing import Final, Literal
 
 import msgspec
 
+from threadline.base.errors import ConfigurationError, ThreadlineError
 from threadline.events.conversation import ToolSpec
-from threadline.events.errors import ConfigurationError, ThreadlineError
 
 #: Between the server name and the tool name in a prefixed tool name.
 TOOL_SEPARATOR = "__"

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import mcp.types as types
 
-from threadline.services.redact import Redactor
+from threadline.base.redact import Redactor
 
 DEFAULT_MAX_RESULT_BYTES = 64 * 1024
 SUMMARY_CHARS = 200

@@ -18,8 +18,9 @@ from typing import Any, Self, TextIO, cast
 from mcp.shared.exceptions import MCPError
 from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, RequestParamsMeta, Tool
 
+from threadline.base.errors import ConfigurationError
+from threadline.base.redact import register_secret
 from threadline.events.conversation import ToolSpec
-from threadline.events.errors import ConfigurationError
 from threadline.services.agent.tools.config import (
     META_OWNER,
     META_SESSION,
@@ -43,7 +44,6 @@ from threadline.services.agent.tools.content import (
     summarise,
     truncate,
 )
-from threadline.services.redact import register_secret
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from threadline.events.errors import ConcurrencyError, InvalidSessionId
+from threadline.base.errors import ConcurrencyError, InvalidSessionId
 from threadline.events.fold import fold
 from threadline.events.ids import new_id, validate_session_id
 from threadline.events.schema import SessionStarted, UserMessage

@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Request, post
 from litestar.params import JSONBody
 
-from threadline.events.errors import (
+from threadline.base.errors import (
     ConcurrencyError,
     InvalidInput,
     InvalidSessionId,

@@ -7,7 +7,7 @@ import asyncio
 from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
-from threadline.events.errors import ThreadlineError
+from threadline.base.errors import ThreadlineError
 from threadline.services.gateway.context import GW
 from threadline.services.gateway.errors import error_responses
 from threadline.services.gateway.models import Health, ProviderList, ProviderView

@@ -9,7 +9,7 @@ from litestar import Request, get
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from threadline.events.errors import InvalidInput
+from threadline.base.errors import InvalidInput
 from threadline.services.gateway.context import GW, principal_of
 from threadline.services.gateway.errors import ErrorBody, Problem, error_responses, unprocessable
 from threadline.services.gateway.history import UsageReader

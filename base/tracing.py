@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 from opentelemetry import trace
 
-from threadline.events.errors import ConfigurationError
+from threadline.base.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider

@@ -14,8 +14,22 @@ from typing import Any
 
 import msgspec
 
-from threadline.events.errors import ConfigurationError
-from threadline.events.stream import StreamSettings
+from threadline.base.errors import ConfigurationError
+
+
+class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How the event stream is laid out. ``deny_*`` off is for tests of tampering only."""
+
+    name: str = "THREADLINE"
+    prefix: str = "tl"
+    replicas: int = 1
+    max_event_bytes: int = 512 * 1024
+    duplicate_window_s: float = 900.0
+    deny_delete: bool = True
+    deny_purge: bool = True
+    #: nats-server caps a stream at 1,000 consumers unless told otherwise; every live
+    #: follower (one per watched session per gateway) is one
+    max_consumers: int = 100_000
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -20,7 +20,7 @@ from typing import Final
 
 from opentelemetry import trace
 
-from threadline.services.redact import default_redactor
+from threadline.base.redact import default_redactor
 
 _CONTEXT: Final[contextvars.ContextVar[tuple[tuple[str, str], ...]]] = contextvars.ContextVar(
     "threadline_log_context", default=()
