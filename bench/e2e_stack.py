@@ -121,7 +121,7 @@ async def _services(
     tokens = [f"bench-{i}-{os.urandom(6).hex()}" for i in range(owners)]
     gw_env = env | {"THREADLINE_TOKENS": ",".join(f"{t}:owner{i}" for i, t in enumerate(tokens))}
     gateway = _service(
-        "gateway", "threadline.services.commands.gateway",
+        "gateway", "threadline.services.cli", "gateway",
         ["--port", "0", "--history", "log"], gw_env, root, r"gateway on http://",
     )  # fmt: skip
     await _start(agent, stack)

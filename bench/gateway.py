@@ -1,6 +1,6 @@
 """Gateway benchmark: SSE fan-out, replay against raw nats-py, idle connection cost.
 
-The gateway runs as its own process (``python -m threadline.services.commands.gateway``)
+The gateway runs as its own process (``python -m threadline.services.cli gateway``)
 so its RSS can be read and the clients do not share its event loop. Clients are minimal
 raw-socket SSE readers, so client-side parsing does not dominate what is measured.
 
@@ -80,7 +80,7 @@ async def gateway_process(nats_url: str) -> AsyncIterator[Gateway]:
     await nc.jetstream().add_stream(config)
     await nc.close()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "threadline.services.commands.gateway", "--port", "0",
+        sys.executable, "-m", "threadline.services.cli", "gateway", "--port", "0",
         env=env, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None

@@ -19,8 +19,6 @@ child runs in its own process group and dies with this process (PDEATHSIG); ``st
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib.util
 import os
 import re
 import secrets
@@ -48,16 +46,9 @@ _GATEWAY_URL: Final = re.compile(r"Threadline gateway on (http://\S+)")
 _POLL_S: Final = 0.1
 
 
-def gateway_module() -> list[str] | None:
-    """How to run ``threadline gateway`` in this build, or None if it has no gateway."""
-    from threadline.services import cli
-
-    if "gateway" in cli.COMMANDS:
-        return ["threadline.services.cli", "gateway"]
-    with contextlib.suppress(ImportError):
-        if importlib.util.find_spec("threadline.services.commands.gateway") is not None:
-            return ["threadline.services.commands.gateway"]
-    return None
+def gateway_module() -> list[str]:
+    """How to run ``threadline gateway`` as a module."""
+    return ["threadline.services.cli", "gateway"]
 
 
 class LocalCluster:

@@ -26,7 +26,7 @@ PROMPT = r"you> "
 async def chat_client(stack: Stack, cwd: Path, *args: str) -> AsyncIterator[PtyProcess]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
     env |= {"THREADLINE_URL": stack.url, "THREADLINE_TOKEN": stack.token, "NO_COLOR": "1"}
-    argv = [sys.executable, "-m", "threadline.services.commands.chat", *args]
+    argv = [sys.executable, "-m", "threadline.services.cli", "chat", *args]
     client = await PtyProcess.spawn(argv, env=env, cwd=str(cwd))
     try:
         yield client

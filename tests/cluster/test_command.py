@@ -40,7 +40,7 @@ async def test_cluster_command_runs_prints_and_stops_cleanly(tmp_path: Path) -> 
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env.pop("THREADLINE_TOKENS", None)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "threadline.services.commands.cluster",
+        sys.executable, "-m", "threadline.services.cli", "cluster",
         "--data-dir", str(tmp_path), "--agents", "1", "--gateways", "1",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

@@ -26,7 +26,7 @@ async def test_the_gateway_command_serves_with_a_dev_token_and_stops_cleanly(
         "THREADLINE_PREFIX": stream.prefix,
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "threadline.services.commands.gateway", "--port", "0",
+        sys.executable, "-m", "threadline.services.cli", "gateway", "--port", "0",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None

@@ -41,7 +41,7 @@ async def gateway_command(
         "THREADLINE_TOKENS": TOKENS,
     }  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "threadline.services.commands.gateway", "--port", "0", *args,
+        sys.executable, "-m", "threadline.services.cli", "gateway", "--port", "0", *args,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None

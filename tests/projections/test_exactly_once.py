@@ -141,7 +141,7 @@ async def start_projector(
     resumes (its signal handlers are in place by then)."""
     with log.open("ab") as sink:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "threadline.services.commands.projector", env=env,
+            sys.executable, "-m", "threadline.services.cli", "projector", env=env,
             stdout=asyncio.subprocess.PIPE if ready else sink, stderr=sink,
         )  # fmt: skip
     if ready:

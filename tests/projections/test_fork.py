@@ -14,7 +14,7 @@ from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import ForkOrigin, SessionStarted
 from threadline.projections import ProjectionReader, SessionNotFound, fork_session, session_at
 from threadline.projections.config import ProjectorConfig
-from threadline.services.commands import fork as fork_command
+from threadline.services.cli import fork as fork_command
 
 
 async def test_fork_copies_finished_turns_up_to_the_version(js_store: JetStreamEventStore) -> None:

@@ -20,7 +20,7 @@ from threadline.events.jetstream import JetStreamEventStore
 from threadline.projections import Projector, rebuild, status
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.projector import stop_task
-from threadline.services.commands import projections as projections_command
+from threadline.services.cli import projections as projections_command
 
 
 async def fill(store: JetStreamEventStore, sessions: int = 4) -> None:

@@ -19,7 +19,7 @@ from threadline.events.schema import TextDelta
 from threadline.events.store import NewEvent
 from threadline.projections import SessionNotFound, session_at
 from threadline.projections.timeline import Timeline
-from threadline.services.commands import replay
+from threadline.services.cli import replay
 
 
 async def replay_output(

@@ -2,7 +2,7 @@
 
 Uses ``THREADLINE_NATS_URL`` (or the server a running ``threadline up`` recorded for this
 data dir). With no token and no JWT key configured it makes a dev token and prints it.
-Until the ``threadline`` command lists it, ``python -m threadline.services.commands.gateway``
+Until the ``threadline`` command lists it, ``python -m threadline.services.cli gateway``
 runs it the same way.
 
 History (``--history``): ``projections`` serves sessions, history and usage from the
@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import sys
 from pathlib import Path
 
 from threadline.base.config import Settings
@@ -109,9 +108,3 @@ async def open_history(
     stack.callback(watch_views(store, reader.recorder))  # projection lag on /metrics
     where = f"projections in {reader.recorder.location} (kept current by a projector)"
     return ProjectionHistory(reader, store), where
-
-
-if __name__ == "__main__":  # python -m threadline.services.commands.gateway == threadline gateway
-    from threadline.services.cli import main
-
-    raise SystemExit(main(["gateway", *sys.argv[1:]]))

@@ -5,7 +5,7 @@ the stream at R3), agent workers, a projector and gateways, each its own process
 dev model when no provider key is set. Prints what runs where and runs until Ctrl-C or
 SIGTERM, then stops everything. For trying scale-out and failures by hand: ``kill -9``
 a nats-server or an agent from the list and watch the rest carry on.
-Also runnable as ``python -m threadline.services.commands.cluster``.
+Also runnable as ``python -m threadline.services.cli cluster``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 from pathlib import Path
 
 import msgspec
@@ -146,10 +145,3 @@ def _print_summary(cluster: LocalCluster, devmodel: str | None, token_file: Path
         )
     lines += ["Press Ctrl-C to stop.", ""]
     print("\n".join(lines), flush=True)
-
-
-# python -m threadline.services.commands.cluster is the same as `threadline cluster`
-if __name__ == "__main__":
-    from threadline.services.cli import main
-
-    raise SystemExit(main(["cluster", *sys.argv[1:]]))

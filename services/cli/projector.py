@@ -3,7 +3,7 @@
 Follows the event stream and keeps the views (SQLite under the data dir, or
 PostgreSQL with ``THREADLINE_DATABASE_URL``) up to date until Ctrl-C or SIGTERM.
 Several can run at once on one database: the tracking records keep every event
-applied exactly once. Also runnable as ``python -m threadline.services.commands.projector``.
+applied exactly once. Also runnable as ``python -m threadline.services.cli projector``.
 """
 
 from __future__ import annotations
@@ -79,10 +79,3 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(f"projector stopped at {projector.positions}", flush=True)
     return 0
-
-
-# python -m threadline.services.commands.projector is the same as `threadline projector`
-if __name__ == "__main__":
-    from threadline.services.cli import main
-
-    raise SystemExit(main(["projector", *sys.argv[1:]]))

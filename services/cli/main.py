@@ -16,7 +16,7 @@ from threadline.base.logs import configure_logging
 
 Runner = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
-#: Each command is a module of ``threadline.services.commands`` with ``add_arguments`` and
+#: Each command is a module of ``threadline.services.cli`` with ``add_arguments`` and
 #: ``run``; only the one being run is imported (start-up stays fast for every command).
 COMMANDS: dict[str, str] = {
     "up": "run everything on the embedded default (NATS, services, dev model)",
@@ -33,7 +33,7 @@ COMMANDS: dict[str, str] = {
 
 
 def command_module(name: str) -> ModuleType:
-    return importlib.import_module(f"threadline.services.commands.{name}")
+    return importlib.import_module(f"threadline.services.cli.{name}")
 
 
 #: Commands with their own argument parsing: ``threadline NAME ...`` calls ``main(rest)``.
@@ -91,7 +91,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

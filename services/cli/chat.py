@@ -4,7 +4,7 @@ Starts a new session (or resumes SESSION and shows its history), reads lines, se
 one and streams the answer as it arrives, with tool calls, tool results, fallbacks and
 failures. Ctrl-C while an answer streams stops that turn; Ctrl-C at the prompt, Ctrl-D
 or ``/quit`` leave. Until the ``threadline`` command lists it,
-``python -m threadline.services.commands.chat`` runs it the same way.
+``python -m threadline.services.cli chat`` runs it the same way.
 
 The gateway: ``--url``, else ``THREADLINE_URL``, else the one a running ``threadline up``
 recorded for this data dir, else ``http://127.0.0.1:8000``. The token: ``--token``, else
@@ -97,9 +97,3 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     finally:
         await client.aclose()
-
-
-if __name__ == "__main__":  # python -m threadline.services.commands.chat == threadline chat
-    from threadline.services.cli import main
-
-    raise SystemExit(main(["chat", *sys.argv[1:]]))
