@@ -14,6 +14,7 @@ from .conversation import (
     ToolResult,
     count_words,
     optional_int,
+    optional_number,
     require_dict,
     require_list,
     text_of,
@@ -22,6 +23,9 @@ from .frames import Frame, Reply
 from .script import Failure, Script
 
 _encode = msgspec.json.Encoder().encode
+#: extended thinking: the smallest budget, and the least top_p allowed with it
+MIN_THINKING_BUDGET = 1024
+MIN_TOP_P_THINKING = 0.95
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -47,6 +51,7 @@ def parse_request(body: dict[str, Any], api_key: str | None) -> Conversation:
         raise RequestError("messages: at least one message is required")
     conv = Conversation(model=model, stream=bool(body.get("stream")), api_key=api_key)
     conv.max_tokens = optional_int(body.get("max_tokens"), "max_tokens")
+    _check_sampling(body, conv.max_tokens)
     for tool in require_list(body.get("tools"), "tools"):
         name = require_dict(tool, "tool").get("name")
         if isinstance(name, str):
@@ -54,6 +59,30 @@ def parse_request(body: dict[str, Any], api_key: str | None) -> Conversation:
     _read_messages(conv, messages)
     conv.prompt_tokens += count_words(text_of(body.get("system")))
     return conv
+
+
+def _check_sampling(body: dict[str, Any], max_tokens: int | None) -> None:
+    """Refuse, as the API does, sampling settings out of range or at odds with
+    extended thinking (budget of at least 1024, under ``max_tokens``; no temperature
+    but 1; ``top_p`` from 0.95)."""
+    temperature = optional_number(body.get("temperature"), "temperature", 0, 1)
+    top_p = optional_number(body.get("top_p"), "top_p", 0, 1)
+    thinking = body.get("thinking")
+    if thinking is None or require_dict(thinking, "thinking").get("type") == "disabled":
+        return
+    if thinking.get("type") != "enabled":
+        raise RequestError("thinking.type: Input should be 'enabled' or 'disabled'")
+    budget = optional_int(thinking.get("budget_tokens"), "thinking.budget_tokens") or 0
+    if budget < MIN_THINKING_BUDGET:
+        raise RequestError(f"thinking.budget_tokens: must be at least {MIN_THINKING_BUDGET}")
+    if max_tokens is not None and budget >= max_tokens:
+        raise RequestError("max_tokens must be greater than thinking.budget_tokens")
+    if temperature not in (None, 1):
+        raise RequestError("temperature may only be set to 1 when thinking is enabled")
+    if top_p is not None and top_p < MIN_TOP_P_THINKING:
+        raise RequestError(
+            f"top_p must be at least {MIN_TOP_P_THINKING} or unset when thinking is enabled"
+        )
 
 
 def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:

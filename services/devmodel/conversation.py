@@ -86,6 +86,15 @@ def optional_int(value: Any, what: str) -> int | None:
     return value
 
 
+def optional_number(value: Any, what: str, low: float, high: float) -> float | None:
+    """A sampling setting within ``[low, high]``, or None when it is not sent."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise RequestError(f"{what} must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
 def text_of(content: Any) -> str:
     """The text in a message ``content``: a string, or a list of parts/blocks."""
     if content is None:

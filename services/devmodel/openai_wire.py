@@ -15,6 +15,7 @@ from .conversation import (
     ToolResult,
     count_words,
     optional_int,
+    optional_number,
     require_dict,
     require_list,
     text_of,
@@ -40,6 +41,8 @@ def parse_request(body: dict[str, Any], api_key: str | None) -> Conversation:
     conv.max_tokens = optional_int(
         body.get("max_completion_tokens", body.get("max_tokens")), "max_tokens"
     )
+    optional_number(body.get("temperature"), "temperature", 0, 2)
+    optional_number(body.get("top_p"), "top_p", 0, 1)
     for tool in require_list(body.get("tools"), "tools"):
         spec = require_dict(tool, "tool")
         inner = spec.get("function") or spec.get("custom") or spec

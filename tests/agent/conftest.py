@@ -11,7 +11,12 @@ import pytest
 
 from threadline.base.config import Settings
 from threadline.events.jetstream import JetStreamEventStore
-from threadline.events.schema import TERMINAL_KINDS, SessionStarted, UserMessage
+from threadline.events.schema import (
+    TERMINAL_KINDS,
+    GenerationParams,
+    SessionStarted,
+    UserMessage,
+)
 from threadline.events.store import NewEvent, Recorded
 from threadline.services.agent.service import serve_agent
 from threadline.services.agent.turn import AgentSettings
@@ -22,9 +27,19 @@ from threadline.services.devmodel import DevModelSettings, serve
 class Harness:
     store: JetStreamEventStore
 
-    async def start(self, session: str, *, provider: str = "dev", tools: bool = True) -> None:
+    async def start(
+        self,
+        session: str,
+        *,
+        provider: str = "dev",
+        tools: bool = True,
+        params: GenerationParams | None = None,
+    ) -> None:
         event = SessionStarted(
-            owner="alice", provider=provider, tool_servers=("threadline",) if tools else ()
+            owner="alice",
+            provider=provider,
+            tool_servers=("threadline",) if tools else (),
+            params=params or GenerationParams(),
         )
         await self.store.append(session, NewEvent(event=event), expected_version=0)
 

@@ -51,6 +51,53 @@ async def test_invalid_requests_answer_400(devmodel_url: str, path: str, payload
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
+USER: Any = [{"role": "user", "content": "hi"}]
+THINK: Any = {"type": "enabled", "budget_tokens": 1024}
+
+
+@pytest.mark.parametrize(
+    ("path", "extra", "words"),
+    [
+        ("/v1/chat/completions", {"temperature": 2.5}, "temperature"),
+        ("/v1/chat/completions", {"top_p": 1.5}, "top_p"),
+        ("/v1/chat/completions", {"top_p": "high"}, "top_p"),
+        ("/v1/messages", {"temperature": 1.5}, "temperature"),
+        ("/v1/messages", {"top_p": -0.1}, "top_p"),
+        ("/v1/messages", {"thinking": {"type": "enabled", "budget_tokens": 1023}}, "at least"),
+        ("/v1/messages", {"thinking": {"type": "on", "budget_tokens": 2000}}, "thinking.type"),
+        ("/v1/messages", {"thinking": THINK, "max_tokens": 1024}, "greater than"),
+        ("/v1/messages", {"thinking": THINK, "temperature": 0.5}, "temperature"),
+        ("/v1/messages", {"thinking": THINK, "top_p": 0.9}, "top_p"),
+    ],
+)
+async def test_sampling_out_of_bounds_answers_400_as_the_apis_do(
+    devmodel_url: str, path: str, extra: dict[str, Any], words: str
+) -> None:
+    body = {"model": "m", "messages": USER, "max_tokens": 4000, **extra}
+    async with httpx.AsyncClient(base_url=devmodel_url) as client:
+        response = await client.post(path, json=body)
+    assert response.status_code == 400, response.text
+    assert words in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "extra"),
+    [
+        ("/v1/chat/completions", {"temperature": 2, "top_p": 0}),
+        ("/v1/messages", {"temperature": 1, "top_p": 1}),
+        ("/v1/messages", {"thinking": THINK, "top_p": 0.95, "temperature": 1}),
+        ("/v1/messages", {"thinking": {"type": "disabled"}, "temperature": 0}),
+    ],
+)
+async def test_sampling_within_bounds_is_answered(
+    devmodel_url: str, path: str, extra: dict[str, Any]
+) -> None:
+    body = {"model": "m", "messages": USER, "max_tokens": 4000, **extra}
+    async with httpx.AsyncClient(base_url=devmodel_url) as client:
+        response = await client.post(path, json=body)
+    assert response.status_code == 200, response.text
+
+
 async def test_leaving_serve_ends_streams_in_progress() -> None:
     async with serve(DevModelSettings.fast()) as url:
         client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="dev", max_retries=0)

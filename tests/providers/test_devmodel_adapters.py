@@ -5,10 +5,12 @@ providers."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.providers.helpers import fail
@@ -153,3 +155,77 @@ async def test_bad_key_and_missing_model(adapters: dict[str, Any], name: str) ->
     missing = ModelRequest(model="missing-model", messages=(UserTurn(text="hi"),))
     err = await fail(adapters["make"](name), missing)
     assert err.kind == "model_not_found" and "'missing-model'" in err.message
+
+
+async def received(devmodel_url: str, text: str) -> dict[str, Any]:
+    """The body of the request the dev model recorded for the conversation ``text``."""
+    async with httpx.AsyncClient() as http:
+        listing = (await http.get(f"{devmodel_url}/debug/requests")).json()
+    bodies = [r["body"] for r in listing["requests"] if text in json.dumps(r["body"])]
+    assert len(bodies) == 1, bodies
+    body: dict[str, Any] = bodies[0]
+    return body
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_settings_reach_the_wire(
+    adapters: dict[str, Any], devmodel_url: str, name: str
+) -> None:
+    text = unique("settings")
+    request = ModelRequest(
+        messages=(UserTurn(text=text),), temperature=0.3, top_p=0.8, max_tokens=333
+    )
+    assert (await collect(adapters["make"](name), request))[-1] == FinishPart("stop")
+    body = await received(devmodel_url, text)
+    assert (body["temperature"], body["top_p"], body["max_tokens"]) == (0.3, 0.8, 333)
+    assert "thinking" not in body
+
+
+async def test_the_openai_wire_sends_no_thinking_budget(
+    adapters: dict[str, Any], devmodel_url: str
+) -> None:
+    """Chat Completions has no budget: the gateway refuses one for OpenAI-wire providers,
+    so only a fallback provider sees it, and leaves it out."""
+    text = unique("budget")
+    request = ModelRequest(messages=(UserTurn(text=text),), reasoning_budget_tokens=2048)
+    assert (await collect(adapters["make"]("dev"), request))[-1] == FinishPart("stop")
+    body = await received(devmodel_url, text)
+    assert not {"thinking", "reasoning_effort", "reasoning"} & set(body)
+
+
+async def test_thinking_budget_reaches_the_anthropic_wire(
+    adapters: dict[str, Any], devmodel_url: str
+) -> None:
+    text = unique("think")
+    request = ModelRequest(
+        messages=(UserTurn(text=text),), reasoning_budget_tokens=1500, max_tokens=4000, top_p=0.96
+    )
+    assert (await collect(adapters["make"]("dev-anthropic"), request))[-1] == FinishPart("stop")
+    body = await received(devmodel_url, text)
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 1500}
+    assert (body["max_tokens"], body["top_p"]) == (4000, 0.96) and "temperature" not in body
+
+
+async def test_thinking_budget_makes_room_in_the_providers_max_tokens(
+    adapters: dict[str, Any], devmodel_url: str
+) -> None:
+    """The provider's configured temperature and max_tokens give way to thinking, and
+    the dev model (which checks as the API does) accepts the request."""
+    text = unique("room")
+    adapter = adapters["make"]("dev-anthropic", max_tokens=1024, temperature=0.5)
+    request = ModelRequest(messages=(UserTurn(text=text),), reasoning_budget_tokens=2048)
+    assert (await collect(adapter, request))[-1] == FinishPart("stop")
+    body = await received(devmodel_url, text)
+    assert (body["max_tokens"], body["thinking"]["budget_tokens"]) == (2048 + 1024, 2048)
+    assert "temperature" not in body
+
+
+async def test_a_session_temperature_with_thinking_is_refused_by_the_api(
+    adapters: dict[str, Any],
+) -> None:
+    """What the gateway's 422 prevents: the API refuses the pair (never dropped silently)."""
+    request = ModelRequest(
+        messages=(UserTurn(text=unique("hot")),), reasoning_budget_tokens=2048, temperature=0.5
+    )
+    err = await fail(adapters["make"]("dev-anthropic"), request)
+    assert err.kind == "bad_request" and "temperature" in err.message

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from threadline.events.conversation import AssistantTurn, ToolSpec, ToolTurn, UserTurn
@@ -158,10 +159,29 @@ def test_anthropic_does_not_replay_another_providers_signature() -> None:
 
 def test_anthropic_skips_empty_text_and_enables_thinking() -> None:
     messages = (UserTurn(text="q"), AssistantTurn(text=""), UserTurn(text="   "))
-    request = ModelRequest(messages=messages, reasoning_budget_tokens=8000, temperature=0.3)
-    wire = to_anthropic(request, ANTHROPIC)
+    warm = dataclasses.replace(ANTHROPIC, temperature=0.3)
+    wire = to_anthropic(ModelRequest(messages=messages, reasoning_budget_tokens=8000), warm)
     assert wire.messages == [{"role": "user", "content": [{"type": "text", "text": "q"}]}]
     assert wire.thinking == {"type": "enabled", "budget_tokens": 8000}
-    assert wire.max_tokens == 8000 + 1024
-    assert wire.temperature is None
+    # the provider's defaults give way to thinking: room for the budget, no temperature
+    assert (wire.max_tokens, wire.temperature) == (8000 + 1024, None)
+    assert wire.sampling() == {}
     assert wire.system == ""
+
+
+def test_session_settings_reach_both_requests_as_given() -> None:
+    request = ModelRequest(
+        messages=(UserTurn(text="q"),), temperature=0.7, top_p=0.9, max_tokens=300
+    )
+    openai = to_openai(request, OPENAI)
+    assert (openai.temperature, openai.top_p, openai.max_tokens) == (0.7, 0.9, 300)
+    anthropic = to_anthropic(request, ANTHROPIC)
+    assert anthropic.sampling() == {"temperature": 0.7, "top_p": 0.9}
+    assert (anthropic.max_tokens, anthropic.thinking) == (300, None)
+    # with thinking, the session's max_tokens is kept (the gateway checked budget < it)
+    thinking = ModelRequest(
+        messages=(UserTurn(text="q"),), reasoning_budget_tokens=2000, max_tokens=3000, top_p=0.97
+    )
+    wire = to_anthropic(thinking, ANTHROPIC)
+    assert (wire.max_tokens, wire.sampling()) == (3000, {"top_p": 0.97})
+    assert wire.thinking == {"type": "enabled", "budget_tokens": 2000}

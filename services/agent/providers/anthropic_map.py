@@ -45,18 +45,29 @@ class AnthropicRequest:
     tools: list[ToolParam]
     max_tokens: int
     temperature: float | None
+    top_p: float | None
     thinking: ThinkingConfigEnabledParam | None
+
+    def sampling(self) -> dict[str, float]:
+        """``temperature`` and ``top_p`` as set: sent as raw body fields (SDK 2.x has
+        no typed parameters for them)."""
+        pairs = (("temperature", self.temperature), ("top_p", self.top_p))
+        return {name: value for name, value in pairs if value is not None}
 
 
 def to_anthropic(request: ModelRequest, settings: ProviderSettings) -> AnthropicRequest:
+    """The request as sent. The session's settings are sent as they are (the gateway
+    checked them); the provider's defaults give way to extended thinking: its
+    ``max_tokens`` is raised to leave the budget room and its temperature is left out."""
     max_tokens = request.max_tokens or settings.max_tokens
     temperature = request.temperature if request.temperature is not None else settings.temperature
     thinking: ThinkingConfigEnabledParam | None = None
     budget = request.reasoning_budget_tokens
     if budget:
         thinking = {"type": "enabled", "budget_tokens": budget}
-        max_tokens = max(max_tokens, budget + THINKING_HEADROOM)
-        temperature = None  # the API accepts no temperature with thinking on
+        if request.max_tokens is None:
+            max_tokens = max(max_tokens, budget + THINKING_HEADROOM)
+        temperature = request.temperature  # the provider's own is not allowed with thinking
     return AnthropicRequest(
         model=request.model or settings.default_model or settings.models[0],
         system=system_prompt(request.system, request.messages, bool(request.tools)),
@@ -64,6 +75,7 @@ def to_anthropic(request: ModelRequest, settings: ProviderSettings) -> Anthropic
         tools=map_tools(request.tools),
         max_tokens=max_tokens,
         temperature=temperature,
+        top_p=request.top_p,
         thinking=thinking,
     )
 

@@ -148,7 +148,7 @@ class AnthropicMessagesAdapter(SdkAdapter[AsyncAnthropic, AnthropicRequest, RawM
             tools=wire.tools or omit,
             thinking=wire.thinking or omit,
             stream=True,
-            extra_body={"temperature": wire.temperature} if wire.temperature is not None else None,
+            extra_body=wire.sampling() or None,
         )
 
     def _translate(self, exc: Exception, ctx: ErrorContext, *, mid_stream: bool) -> ProviderError:

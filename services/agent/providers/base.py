@@ -18,11 +18,12 @@ class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
     """One model step: the vendor-neutral conversation and how to sample it.
 
     Empty ``model`` means the provider's default model; ``None`` temperature/max_tokens
-    mean the provider's configured values. ``provider_data_key`` names the entry of
-    ``AssistantTurn.provider_data`` this provider reads back (e.g. a thinking
-    signature); empty means the provider's name.
-    ``reasoning_budget_tokens`` asks for extended thinking where the wire API has a
-    switch for it (Anthropic); other adapters ignore it.
+    mean the provider's configured values, ``None`` top_p the provider's default.
+    ``provider_data_key`` names the entry of ``AssistantTurn.provider_data`` this
+    provider reads back (e.g. a thinking signature); empty means the provider's name.
+    ``reasoning_budget_tokens`` turns on extended thinking (Anthropic). The gateway
+    refuses it for OpenAI-wire providers; the OpenAI adapter leaves it out (it can get
+    there only through a fallback provider). See docs/providers.md, "Session settings".
     """
 
     model: str = ""
@@ -31,6 +32,7 @@ class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
     tools: tuple[ToolSpec, ...] = ()
     temperature: float | None = None
     max_tokens: int | None = None
+    top_p: float | None = None
     provider_data_key: str = ""
     reasoning_budget_tokens: int | None = None
 

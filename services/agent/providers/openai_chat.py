@@ -124,6 +124,7 @@ class OpenAIChatAdapter(SdkAdapter[AsyncOpenAI, OpenAIRequest, ChatCompletionChu
             stream_options={"include_usage": True},
             tools=wire.tools or omit,
             temperature=wire.temperature if wire.temperature is not None else omit,
+            top_p=wire.top_p if wire.top_p is not None else omit,
             max_tokens=wire.max_tokens if wire.max_tokens_param == "max_tokens" else omit,
             max_completion_tokens=(
                 wire.max_tokens if wire.max_tokens_param == "max_completion_tokens" else omit

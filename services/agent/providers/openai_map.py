@@ -43,6 +43,7 @@ class OpenAIRequest:
     max_tokens: int
     max_tokens_param: MaxTokensParam
     temperature: float | None
+    top_p: float | None
 
 
 def to_openai(request: ModelRequest, settings: ProviderSettings) -> OpenAIRequest:
@@ -60,6 +61,7 @@ def to_openai(request: ModelRequest, settings: ProviderSettings) -> OpenAIReques
         temperature=request.temperature
         if request.temperature is not None
         else settings.temperature,
+        top_p=request.top_p,
     )
 
 
