@@ -5,6 +5,7 @@
 into :data:`~.parts.Part` values; ``errors`` types every failure. See docs/providers.md.
 """
 
+from threadline.services.agent.providers._config import load_providers
 from threadline.services.agent.providers.base import ModelAdapter, ModelRequest
 from threadline.services.agent.providers.errors import ProviderError, parse_retry_after
 from threadline.services.agent.providers.factory import adapter_for
@@ -33,7 +34,6 @@ from threadline.services.agent.providers.settings import (
     ProviderRegistry,
     ProviderSettings,
     Secret,
-    load_providers,
 )
 
 __all__ = [

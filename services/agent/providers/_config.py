@@ -1,4 +1,5 @@
-"""Built-in providers and the config-file overlay (used by :func:`load_providers`)."""
+"""The provider registry as configured: built-in providers, the config-file overlay,
+and :func:`load_providers` that puts them together."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from threadline.base.errors import ConfigurationError
-from threadline.services.agent.providers.settings import ProviderSettings, Secret
+from threadline.base.redact import Redactor, default_redactor
+from threadline.services.agent.providers.settings import ProviderRegistry, ProviderSettings, Secret
 
 OPENAI_URL: Final = "https://api.openai.com/v1"
 ANTHROPIC_URL: Final = "https://api.anthropic.com"
@@ -264,3 +266,24 @@ def apply_config(
             )
         providers[name] = _overlay(name, providers.get(name), _parse_entry(name, entry, env), env)
     return default
+
+
+def load_providers(
+    env: Mapping[str, str],
+    config: Mapping[str, Any] | None = None,
+    *,
+    redactor: Redactor | None = None,
+) -> ProviderRegistry:
+    """Build the registry from environment variables and the config file's
+    ``[providers]`` table (parsed by the caller, e.g. ``Settings.providers``): provider
+    name -> table of overrides, plus an optional ``default = "<name>"``. The keys are
+    documented in ``docs/providers.md``.
+
+    Every key and sensitive header value is registered with ``redactor`` (the
+    process-wide default redactor unless one is given).
+    """
+    providers = builtin_providers(env)
+    default = apply_config(providers, env, config or {})
+    registry = ProviderRegistry(providers, default=default)
+    (redactor if redactor is not None else default_redactor()).add(*registry.secrets())
+    return registry

@@ -15,7 +15,6 @@ from typing import Any, Final, Literal
 import msgspec
 
 from threadline.base.errors import ConfigurationError
-from threadline.base.redact import Redactor, default_redactor
 
 __all__ = [
     "DEFAULT_PREFERENCE",
@@ -25,7 +24,6 @@ __all__ = [
     "ProviderRegistry",
     "ProviderSettings",
     "Secret",
-    "load_providers",
 ]
 
 ApiKind = Literal["openai", "anthropic"]
@@ -208,26 +206,3 @@ class ProviderRegistry:
 
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for p in self._providers.values() for s in p.secrets())
-
-
-def load_providers(
-    env: Mapping[str, str],
-    config: Mapping[str, Any] | None = None,
-    *,
-    redactor: Redactor | None = None,
-) -> ProviderRegistry:
-    """Build the registry from environment variables and the config file's
-    ``[providers]`` table (parsed by the caller, e.g. ``Settings.providers``): provider
-    name -> table of overrides, plus an optional ``default = "<name>"``. The keys are
-    documented in ``docs/providers.md``.
-
-    Every key and sensitive header value is registered with ``redactor`` (the
-    process-wide default redactor unless one is given).
-    """
-    from threadline.services.agent.providers._config import apply_config, builtin_providers
-
-    providers = builtin_providers(env)
-    default = apply_config(providers, env, config or {})
-    registry = ProviderRegistry(providers, default=default)
-    (redactor if redactor is not None else default_redactor()).add(*registry.secrets())
-    return registry
