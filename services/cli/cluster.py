@@ -21,10 +21,10 @@ from pathlib import Path
 import msgspec
 
 from threadline.base.config import Settings, StreamSettings
+from threadline.services.cli.stack import PROVIDER_KEY_VARS
 from threadline.services.devmodel import DevModelSettings
 from threadline.services.devmodel import serve as serve_devmodel
 from threadline.services.runtime.cluster import LocalCluster
-from threadline.services.runtime.services import PROVIDER_KEY_VARS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -28,10 +28,10 @@ from threadline.events.store import EventStore
 from threadline.projections import ProjectionReader
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.metrics import watch_views
+from threadline.services.cli.stack import deployment_catalog
 from threadline.services.gateway import GatewayOptions, ensure_dev_token, serve_gateway
 from threadline.services.gateway.history import HistoryReader
 from threadline.services.gateway.projection_history import ProjectionHistory
-from threadline.services.runtime.catalog import deployment_catalog
 from threadline.services.runtime.connect import running_nats_url
 
 

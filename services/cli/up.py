@@ -18,9 +18,9 @@ import sys
 from threadline.base.config import Settings
 from threadline.base.tracing import tracing_from_env
 from threadline.events.jetstream import JetStreamEventStore
+from threadline.services.cli.stack import Running, start_services
 from threadline.services.runtime.connect import clear_runtime, write_runtime
 from threadline.services.runtime.natsserver import EmbeddedNats
-from threadline.services.runtime.services import Running, start_services
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

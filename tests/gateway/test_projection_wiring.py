@@ -22,9 +22,9 @@ from tests.gateway.harness import TOKENS
 from tests.gateway.views_harness import documented, running_views_gateway
 from threadline.base.config import Settings, StreamSettings
 from threadline.events.jetstream import JetStreamEventStore
+from threadline.services.cli.stack import PROVIDER_KEY_VARS, start_services
 from threadline.services.gateway import StoreHistory
 from threadline.services.runtime.natsserver import EmbeddedNats
-from threadline.services.runtime.services import PROVIDER_KEY_VARS, start_services
 
 ALICE = {"Authorization": "Bearer alice-token"}
 

@@ -23,8 +23,8 @@ from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import UserMessage
 from threadline.events.store import NewEvent
 from threadline.projections import VIEW_NAMES
+from threadline.services.cli.stack import PROVIDER_KEY_VARS
 from threadline.services.runtime.asgi import serve_asgi
-from threadline.services.runtime.services import PROVIDER_KEY_VARS
 
 CONSUMER = {"consumer": "threadline-agent"}
 

@@ -17,8 +17,8 @@ from tests.observability.promtext import Samples, has, parse, total, value
 from threadline.base.config import Settings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.projections import VIEW_NAMES
+from threadline.services.cli.stack import PROVIDER_KEY_VARS, start_services
 from threadline.services.runtime.natsserver import EmbeddedNats
-from threadline.services.runtime.services import PROVIDER_KEY_VARS, start_services
 
 TOKEN = "obs-token-5e1d"
 QUICK = "[[pace:ttft=5,tps=0]]"

@@ -1,19 +1,29 @@
-"""The services ``threadline up`` starts, in order. Each later service adds itself here."""
+"""What ``threadline up`` runs: the services in order (each later service adds itself
+here), and the catalog a deployment offers sessions.
+
+This is the wiring of the service packages, so it sits at the top, in the CLI;
+``threadline.services.runtime`` below holds the process plumbing the services share."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 
 from threadline.base.config import Settings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.projections import Projector, serve_projector
+from threadline.services.agent.providers import load_providers
 from threadline.services.agent.service import mcp_configs, serve_agent
 from threadline.services.devmodel import DevModelSettings
 from threadline.services.devmodel import serve as serve_devmodel
-from threadline.services.gateway import ensure_dev_token, serve_gateway
+from threadline.services.gateway import (
+    ProviderEntry,
+    StaticCatalog,
+    ensure_dev_token,
+    serve_gateway,
+)
 from threadline.services.gateway.projection_history import ProjectionHistory
-from threadline.services.runtime.catalog import deployment_catalog
 
 #: With none of these set, ``up`` serves answers from the local dev model.
 PROVIDER_KEY_VARS = (
@@ -87,3 +97,27 @@ async def start_services(
         f"{token or 'TOKEN'}'\n" + running.hint
     )
     return running
+
+
+def deployment_catalog(
+    settings: Settings, *, devmodel_url: str | None = None, env: Mapping[str, str] | None = None
+) -> StaticCatalog:
+    """What a deployment offers sessions: its configured providers and MCP servers, from
+    the same sources the agent uses, so the gateway accepts exactly what the agent can
+    serve."""
+    environ = dict(os.environ if env is None else env)
+    if devmodel_url:
+        environ.setdefault("THREADLINE_DEVMODEL_URL", devmodel_url)
+    registry = load_providers(environ, settings.providers)
+    default = registry.default_name()
+    offered = [
+        info
+        for info in registry.describe()
+        if info.configured or (info.name.startswith("dev") and "THREADLINE_DEVMODEL_URL" in environ)
+    ]
+    offered.sort(key=lambda info: info.name != default)  # the default first
+    entries = [
+        ProviderEntry(name=i.name, models=tuple(i.models), default_model=i.default_model)
+        for i in offered
+    ]
+    return StaticCatalog(entries, [c.name for c in mcp_configs(settings)])
