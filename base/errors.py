@@ -31,6 +31,59 @@ class PayloadTooLarge(InvalidInput):
         self.limit = limit
 
 
+class InvalidField(InvalidInput):
+    """One field of a request holds a value we refuse (unknown provider, no such version)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class SessionNotFound(InvalidInput):
+    """No such session (it has no events)."""
+
+
+class CommandRefused(ThreadlineError):
+    """A command the session's state, or an earlier request, rules out (a conflict).
+
+    ``code`` names the reason for machines; ``field`` the input to blame, if one is."""
+
+    code = "conflict"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class IdempotencyKeyReused(CommandRefused):
+    code = "idempotency_key_reused"
+
+    def __init__(
+        self,
+        message: str = "this Idempotency-Key was already used for a different request",
+        *,
+        field: str | None = "Idempotency-Key",
+    ) -> None:
+        super().__init__(message, field=field)
+
+
+class NothingToCancel(CommandRefused):
+    code = "nothing_to_cancel"
+
+
+class TurnFinished(CommandRefused):
+    code = "turn_finished"
+
+
+class TurnNotFound(InvalidInput):
+    """The session has no such turn."""
+
+    def __init__(self, turn: str) -> None:
+        super().__init__(f"the session has no turn {turn!r}")
+        self.turn = turn
+
+
 class StoreError(ThreadlineError):
     """The event store could not do what was asked."""
 

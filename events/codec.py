@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from threadline.base.errors import CorruptEvent
-from threadline.events.schema import SCHEMA_VERSION, Envelope
+from threadline.events.schema import SCHEMA_VERSION, Envelope, ForkOrigin
 
 #: An upcaster takes a record (as plain data) of schema N and returns it as schema N+1.
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -49,6 +49,7 @@ class _SealedEnvelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     event: msgspec.Raw
     turn: str | None = None
     attempt: int | None = None
+    copied_from: ForkOrigin | None = None
 
 
 def encode_sealed(fields: dict[str, Any], event_body: bytes) -> bytes:

@@ -262,6 +262,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     ``prev`` is the SHA-256 of the previous record's stored bytes (the session's genesis
     hash for version 1), so the stored bytes of a session form a hash chain.
     ``key`` is the idempotency key; the JetStream ``Nats-Msg-Id`` is derived from it.
+    ``copied_from`` marks a fork's copies (:func:`is_fork_copy`).
     """
 
     schema: int
@@ -274,3 +275,15 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     event: Event
     turn: str | None = None
     attempt: int | None = None
+    #: on a fork's copy of another session's event: that event's session and version
+    copied_from: ForkOrigin | None = None
+
+
+#: how a fork's copies were marked before ``Envelope.copied_from`` (their keys' ending)
+LEGACY_COPY_KEY_SUFFIX: Final = "~fork"
+
+
+def is_fork_copy(envelope: Envelope) -> bool:
+    """Whether a record is a fork's copy of another session's event: history that was
+    answered (and spent) in its source, never a question to answer again."""
+    return envelope.copied_from is not None or envelope.key.endswith(LEGACY_COPY_KEY_SUFFIX)

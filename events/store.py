@@ -22,7 +22,7 @@ import msgspec
 from threadline.base.errors import ConcurrencyError, PayloadTooLarge
 from threadline.events import codec
 from threadline.events.ids import new_id, validate_session_id
-from threadline.events.schema import SCHEMA_VERSION, Envelope, Event, kind_of
+from threadline.events.schema import SCHEMA_VERSION, Envelope, Event, ForkOrigin, kind_of
 
 DEFAULT_MAX_EVENT_BYTES: Final = 512 * 1024
 _HEAD_CACHE_SIZE: Final = 10_000
@@ -43,6 +43,8 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     turn: str | None = None
     attempt: int | None = None
     key: str = msgspec.field(default_factory=new_id)
+    #: a fork's copy: the session and version of the event copied (``Envelope.copied_from``)
+    copied_from: ForkOrigin | None = None
 
 
 class Recorded(msgspec.Struct, frozen=True):
@@ -240,6 +242,7 @@ class EventStore(abc.ABC):
             "prev": head.hash,
             "turn": new.turn,
             "attempt": new.attempt,
+            "copied_from": new.copied_from,
         }
         data = codec.encode_sealed(fields, body)
         if len(data) > self.max_event_bytes:

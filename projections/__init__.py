@@ -5,16 +5,17 @@
 * :class:`ProjectionReader` is the gateway's async read API: ``list_sessions``,
   ``get_session``, ``usage``, and ``wait`` for read-your-writes.
 * :func:`rebuild` and :func:`status` back ``threadline projections``.
-* :func:`session_at` (as-of) and :func:`fork_session` work on the log directly.
+* :func:`session_at` (as-of) works on the log directly; forks are a command
+  (``threadline.services.commands``).
 
 See docs/projections.md.
 """
 
 from __future__ import annotations
 
-from threadline.projections.asof import SessionNotFound, session_at
+from threadline.base.errors import SessionNotFound
+from threadline.projections.asof import session_at
 from threadline.projections.config import ProjectorConfig
-from threadline.projections.fork import fork_session
 from threadline.projections.model import (
     VIEW_NAMES,
     FallbackView,
@@ -54,7 +55,6 @@ __all__ = [
     "UsageRow",
     "ViewRecorder",
     "ViewStatus",
-    "fork_session",
     "rebuild",
     "serve_projector",
     "session_at",

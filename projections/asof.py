@@ -5,32 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from threadline.base.errors import InvalidInput
 from threadline.events.conversation import AssistantTurn, UserTurn
 from threadline.events.fold import SessionState, fold
-from threadline.events.ids import validate_session_id
-from threadline.events.store import EventStore, Recorded
-
-
-class SessionNotFound(InvalidInput):
-    """No such session (it has no events)."""
-
-
-async def records_at(store: EventStore, session: str, version: int) -> list[Recorded]:
-    """The session's events up to and including ``version``, which must exist."""
-    validate_session_id(session)
-    if version < 1:
-        raise InvalidInput(f"version must be 1 or more, not {version}")
-    # Read to the end and cut here: stopping a JetStream read early leaves its consumer's
-    # subscription open until the connection drains.
-    records = [rec async for rec in store.read(session) if rec.version <= version]
-    if not records:
-        raise SessionNotFound(f"session {session!r} has no events")
-    if records[-1].version < version:
-        raise InvalidInput(
-            f"session {session!r} has {records[-1].version} events; there is no version {version}"
-        )
-    return records
+from threadline.events.reads import records_at
+from threadline.events.store import EventStore
 
 
 async def session_at(store: EventStore, session: str, version: int) -> SessionState:

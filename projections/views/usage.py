@@ -5,7 +5,7 @@ A row counts the attempt that counts: a superseding attempt starts from zero. To
 come from ``turn_completed`` when it reports any, otherwise from the sum of the
 attempt's ``assistant_message`` steps (so failed and cancelled turns still show what
 they spent). The day is the day the turn started. A turn a fork copied from another
-session (its events' keys end in ``~fork``) keeps a row, with no owner: it was spent,
+session (``is_fork_copy``: its events say what they copy) keeps a row, with no owner: it was spent,
 and is counted, in its source.
 """
 
@@ -19,8 +19,8 @@ from threadline.events.schema import (
     TurnFailed,
     TurnStarted,
     Usage,
+    is_fork_copy,
 )
-from threadline.projections.fork import COPY_KEY_SUFFIX
 from threadline.projections.sql import Db, Table
 from threadline.projections.views.base import Rec, View, attempt_clause, day_of, turn_of
 
@@ -77,7 +77,7 @@ class UsageView(View):
             )
         elif isinstance(event, TurnStarted):
             # a turn a fork copied was spent in its source: its row has no owner to charge
-            copied = env.key.endswith(COPY_KEY_SUFFIX)
+            copied = is_fork_copy(env)
             db.run(
                 "INSERT INTO {p}usage AS cur (session, turn, owner, provider, model, day, "
                 "attempt, status, started_at) VALUES (?, ?, CASE WHEN ? THEN '' ELSE "

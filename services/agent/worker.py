@@ -26,14 +26,12 @@ from threadline.base.errors import StoreError, StoreUnavailable
 from threadline.base.logs import log_context
 from threadline.events.fold import SessionState, fold
 from threadline.events.jetstream import JetStreamEventStore
-from threadline.events.schema import CancelRequested, TurnFailed
+from threadline.events.schema import CancelRequested, TurnFailed, is_fork_copy
 from threadline.events.store import recorded_from_bytes
 from threadline.services.agent.turn import AgentDeps, RestartAttempt, Turn, agent_actor
 from threadline.services.agent.writer import Fenced, TurnWriter
 
 log = logging.getLogger(__name__)
-#: how a fork's copies are keyed (``threadline.projections.fork.COPY_KEY_SUFFIX``)
-FORK_COPY_SUFFIX: Final = "~fork"
 
 DURABLE: Final = "threadline-agent"
 _PULL_BATCH: Final = 64
@@ -158,7 +156,7 @@ class AgentWorker:
             outcome: Outcome = "done"
             # A fork's copy of a user message is history, not a question: its turn is
             # copied right after it, and answering it in between would answer it twice.
-            if rec.turn is not None and not (rec.envelope.key or "").endswith(FORK_COPY_SUFFIX):
+            if rec.turn is not None and not is_fork_copy(rec.envelope):
                 with log_context(session=rec.session, turn=rec.turn):
                     outcome = await self.process(rec.session, rec.turn)
             if outcome == "busy":

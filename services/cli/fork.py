@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from threadline.base.config import Settings
-from threadline.projections.fork import fork_session
+from threadline.services.commands import Fork, SessionCommands
 from threadline.services.runtime.connect import open_store
 
 
@@ -20,26 +20,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--at", type=int, required=True, metavar="VERSION", help="copy up to this version"
     )
     parser.add_argument("--provider", help="the fork's provider (default: the source's)")
-    parser.add_argument("--model", help="the fork's model (default: the source's)")
+    parser.add_argument(
+        "--model", help="the fork's model (default: the source's; with --provider, its default)"
+    )
     parser.add_argument("--id", dest="new_session", help="the new session's id (default: new)")
     parser.add_argument("--data-dir", help="where data lives (default ./.threadline)")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
+    fork = Fork(
+        source=args.session,
+        version=args.at,
+        actor="system",
+        provider=args.provider or "",
+        model=args.model or "",
+        session=args.new_session or "",
+    )
     async with open_store(settings) as store:
-        new = await fork_session(
-            store,
-            args.session,
-            args.at,
-            provider=args.provider,
-            model=args.model,
-            actor="system",
-            session=args.new_session,
-        )
-        head = await store.head(new)
+        last = await SessionCommands(store).fork(fork)  # an operator's: not catalog-checked
     print(
-        f"forked {args.session} at v{args.at} into {new} ({head.version} events)",
+        f"forked {args.session} at v{args.at} into {last.session} ({last.version} events)",
         file=sys.stderr,
     )
-    print(new)
+    print(last.session)
     return 0

@@ -4,9 +4,9 @@
 in-process on uvicorn; ``threadline gateway`` runs it alone. See docs/gateway.md.
 """
 
+from threadline.services.commands.catalog import Catalog, ProviderEntry, StaticCatalog
 from threadline.services.gateway.app import create_app, gateway_of
 from threadline.services.gateway.auth import Authenticator, Principal, ensure_dev_token
-from threadline.services.gateway.catalog import Catalog, ProviderEntry, StaticCatalog
 from threadline.services.gateway.context import Gateway
 from threadline.services.gateway.history import HistoryReader, InvalidCursor
 from threadline.services.gateway.options import GatewayOptions, JwtOptions, RateOptions

@@ -20,9 +20,9 @@ from litestar.types import ControllerRouterHandler
 
 from threadline.base.config import Settings
 from threadline.events.store import EventStore
+from threadline.services.commands.catalog import Catalog, StaticCatalog
 from threadline.services.gateway.aisdk import aisdk_router
 from threadline.services.gateway.auth import BearerAuthMiddleware
-from threadline.services.gateway.catalog import Catalog, StaticCatalog
 from threadline.services.gateway.context import Gateway
 from threadline.services.gateway.errors import exception_handler
 from threadline.services.gateway.history import HistoryReader

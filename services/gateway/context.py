@@ -11,9 +11,9 @@ from litestar.di import NamedDependency
 
 from threadline.base.config import Settings
 from threadline.events.store import EventStore
+from threadline.services.commands import Catalog, SessionCommands
 from threadline.services.gateway.access import Owners
 from threadline.services.gateway.auth import Authenticator, Principal
-from threadline.services.gateway.catalog import Catalog
 from threadline.services.gateway.errors import Problem, unauthorized
 from threadline.services.gateway.history import HistoryReader
 from threadline.services.gateway.hub import Hub
@@ -38,6 +38,8 @@ class Gateway:
         self.store = store
         self.options = options
         self.catalog = catalog
+        #: every write to a session goes through these
+        self.commands = SessionCommands(store, catalog)
         self.auth = Authenticator(settings.tokens, options.jwt)
         self.metrics = Metrics()
         # the clock wakes streams for heartbeats and deadlines; lifetimes are kept to

@@ -24,13 +24,17 @@ from litestar.exceptions import (
 from litestar.openapi.datastructures import ResponseSpec
 
 from threadline.base.errors import (
+    CommandRefused,
     ConcurrencyError,
     ConfigurationError,
+    InvalidField,
     InvalidInput,
     InvalidSessionId,
     PayloadTooLarge,
+    SessionNotFound,
     StoreUnavailable,
     ThreadlineError,
+    TurnNotFound,
 )
 
 log = logging.getLogger(__name__)
@@ -91,8 +95,28 @@ def problem_response(problem: Problem) -> Response[ErrorBody]:
 def _translate(exc: Exception) -> Problem:
     if isinstance(exc, Problem):
         return exc
-    if isinstance(exc, InvalidSessionId):
+    if isinstance(exc, ThreadlineError):
+        return _ours(exc)
+    if isinstance(exc, ValidationException):
+        return _validation_problem(exc)
+    if isinstance(exc, NotAuthorizedException):
+        return unauthorized()
+    if isinstance(exc, HTTPException):
+        return _http_problem(exc)
+    log.error("unexpected error while serving a request", exc_info=exc)
+    return Problem(500, "internal", "internal error")
+
+
+def _ours(exc: ThreadlineError) -> Problem:
+    """Threadline's own errors (the store's and the commands')."""
+    if isinstance(exc, InvalidSessionId | SessionNotFound):
         return session_not_found()
+    if isinstance(exc, InvalidField):
+        return unprocessable(exc.field, exc.reason)
+    if isinstance(exc, TurnNotFound):
+        return Problem(404, "turn_not_found", str(exc), field="turn_id")
+    if isinstance(exc, CommandRefused):
+        return Problem(409, exc.code, str(exc), field=exc.field)
     if isinstance(exc, PayloadTooLarge):
         return Problem(413, "payload_too_large", str(exc))
     if isinstance(exc, InvalidInput):
@@ -107,16 +131,7 @@ def _translate(exc: Exception) -> Problem:
     if isinstance(exc, ConfigurationError):
         log.error("configuration error while serving a request: %s", exc)
         return Problem(500, "configuration", "the gateway is misconfigured")
-    if isinstance(exc, ThreadlineError):
-        log.error("error while serving a request: %s", exc)
-        return Problem(500, "internal", "internal error")
-    if isinstance(exc, ValidationException):
-        return _validation_problem(exc)
-    if isinstance(exc, NotAuthorizedException):
-        return unauthorized()
-    if isinstance(exc, HTTPException):
-        return _http_problem(exc)
-    log.error("unexpected error while serving a request", exc_info=exc)
+    log.error("error while serving a request: %s", exc)
     return Problem(500, "internal", "internal error")
 
 

@@ -10,11 +10,11 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta
 
+from threadline.services.commands.keys import KEY_PATTERN
+
 #: the longest user message, in characters (the event size limit also applies)
 MAX_TEXT_CHARS: Final = 64_000
 MAX_SYSTEM_PROMPT_CHARS: Final = 32_000
-#: idempotency keys: printable ASCII without spaces
-KEY_PATTERN: Final = r"^[!-~]{1,200}$"
 SESSION_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
 #: positions and versions are exact in JSON numbers (and JetStream sequences) up to here
 POSITION_MAX: Final = 2**53

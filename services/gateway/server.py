@@ -9,8 +9,8 @@ from litestar import Litestar
 
 from threadline.base.config import Settings
 from threadline.events.store import EventStore
+from threadline.services.commands.catalog import Catalog
 from threadline.services.gateway.app import create_app, gateway_of
-from threadline.services.gateway.catalog import Catalog
 from threadline.services.gateway.history import HistoryReader
 from threadline.services.gateway.options import GatewayOptions
 from threadline.services.runtime.asgi import serve_asgi

@@ -14,7 +14,6 @@ from tests.aisdk.test_usechat import body, chat_id, frames, user
 from tests.gateway.harness import agent_turn, gateway_options, running_gateway
 from threadline.events.schema import AssistantMessage, TurnCompleted, UserMessage
 from threadline.events.store import NewEvent
-from threadline.services.gateway.aisdk.routes import unfinished_turn
 from threadline.services.runtime.natsserver import EmbeddedNats
 
 
@@ -118,9 +117,11 @@ async def test_the_oldest_unfinished_turn_is_the_one_resumed(nats_server: Embedd
         async with posted(gw.alice, chat, "two") as (_, second, _chunks):
             pass
         recs = await gw.store.load(chat)
-        assert unfinished_turn(recs) == first
+        async with gw.alice.stream("GET", f"/api/chat/{chat}/stream") as resp:
+            chunks = frames(resp)
+            assert json.loads((await anext(chunks))[1])["messageId"] == first
+        await gw.gateway.hub.settled(lambda: gw.gateway.limiter.count("alice") == 0)
         await agent_turn(gw.store, chat, first)
-        assert unfinished_turn(await gw.store.load(chat)) == second
         async with gw.alice.stream("GET", f"/api/chat/{chat}/stream") as resp:
             chunks = frames(resp)
             assert json.loads((await anext(chunks))[1])["messageId"] == second

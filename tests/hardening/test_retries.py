@@ -22,10 +22,8 @@ import httpx
 import pytest
 
 from tests.hardening.stack import Stack, running_stack
-from threadline.events.schema import TERMINAL_KINDS
+from threadline.events.schema import TERMINAL_KINDS, ForkOrigin, is_fork_copy
 from threadline.events.store import NewEvent
-from threadline.projections.fork import COPY_KEY_SUFFIX
-from threadline.services.agent.worker import FORK_COPY_SUFFIX
 from threadline.services.runtime.natsserver import EmbeddedNats
 
 RETRIES = 3
@@ -126,11 +124,10 @@ async def test_every_command_retried_three_times_appends_once(
         new_turn = await stack.say(fork_id, "and now?")
         await stack.until_terminal(fork_id, new_turn)
         forked = await stack.store.load(fork_id)
-        assert FORK_COPY_SUFFIX == COPY_KEY_SUFFIX
         strays = [
             (r.kind, r.envelope.key)
             for r in forked[1:]
-            if not (r.envelope.key or "").endswith(COPY_KEY_SUFFIX) and r.turn != new_turn
+            if not is_fork_copy(r.envelope) and r.turn != new_turn
         ]
         assert not strays, strays
         ends = Counter(r.turn for r in forked if r.kind in TERMINAL_KINDS)
@@ -188,7 +185,8 @@ async def test_the_agent_never_answers_a_forks_copies(
         copies = [
             NewEvent(
                 event=r.event, actor=r.envelope.actor, turn=r.turn, attempt=r.attempt,
-                key=f"{r.envelope.key}{COPY_KEY_SUFFIX}",
+                key=f"copy-{r.version}",
+                copied_from=ForkOrigin(session=source, version=r.version),
             )
             for r in records[1:]
         ]  # fmt: skip
@@ -206,6 +204,6 @@ async def test_the_agent_never_answers_a_forks_copies(
         strays = [
             r.kind
             for r in await stack.store.load(fork)
-            if r.turn == turn and not (r.envelope.key or "").endswith(COPY_KEY_SUFFIX)
+            if r.turn == turn and not is_fork_copy(r.envelope)
         ]
         assert not strays, f"the copied question was answered: {strays}"

@@ -1,4 +1,5 @@
-"""Forks: a new session from another's finished turns up to a version."""
+"""Forks (``threadline.services.commands``): a new session from another's finished turns
+up to a version, on JetStream, through ``threadline fork`` and in the views."""
 
 from __future__ import annotations
 
@@ -8,13 +9,24 @@ import pytest
 
 from tests.projections.cli import run_command, settings_for
 from tests.projections.helpers import close, project_to_end, rich_session
-from threadline.base.errors import ConcurrencyError, InvalidInput
+from threadline.base.errors import ConcurrencyError, InvalidField, SessionNotFound
+from threadline.events.conversation import AssistantTurn
 from threadline.events.fold import fold
 from threadline.events.jetstream import JetStreamEventStore
-from threadline.events.schema import ForkOrigin, SessionStarted
-from threadline.projections import ProjectionReader, SessionNotFound, fork_session, session_at
+from threadline.events.schema import ForkOrigin, SessionStarted, is_fork_copy
+from threadline.events.store import EventStore
+from threadline.projections import ProjectionReader, session_at
 from threadline.projections.config import ProjectorConfig
 from threadline.services.cli import fork as fork_command
+from threadline.services.commands import Fork, SessionCommands
+
+
+async def fork_session(
+    store: EventStore, source: str, version: int, actor: str = "system", **given: str
+) -> str:
+    """Fork with no catalog (as ``threadline fork`` does); the fork's id."""
+    fork = Fork(source=source, version=version, actor=actor, **given)
+    return (await SessionCommands(store).fork(fork)).session
 
 
 async def test_fork_copies_finished_turns_up_to_the_version(js_store: JetStreamEventStore) -> None:
@@ -35,6 +47,11 @@ async def test_fork_copies_finished_turns_up_to_the_version(js_store: JetStreamE
         (r.turn, r.attempt, r.envelope.actor) for r in originals
     ]
     assert not {r.envelope.key for r in copies} & {r.envelope.key for r in originals}
+    assert [r.envelope.copied_from for r in copies] == [
+        ForkOrigin(session="src", version=r.version) for r in originals
+    ]
+    assert all(map(is_fork_copy, (r.envelope for r in copies)))
+    assert not is_fork_copy(first.envelope)
     assert fold(forked).messages == (await session_at(js_store, "src", 11)).messages
 
 
@@ -69,9 +86,10 @@ async def test_fork_of_the_whole_session_drops_superseded_attempts(
 
 async def test_fork_errors(js_store: JetStreamEventStore) -> None:
     await js_store.append("src", rich_session()[:5])
-    with pytest.raises(InvalidInput, match="no version 6"):
+    with pytest.raises(InvalidField, match="no version 6") as no_such:
         await fork_session(js_store, "src", 6)
-    with pytest.raises(InvalidInput):
+    assert no_such.value.field == "version"
+    with pytest.raises(InvalidField):
         await fork_session(js_store, "src", 0)
     with pytest.raises(SessionNotFound):
         await fork_session(js_store, "missing", 1)
@@ -90,13 +108,15 @@ async def test_fork_command_and_the_forked_session_in_the_views(
     assert await run_command(fork_command, argv, settings) == 0
     captured = capsys.readouterr()
     assert captured.out == "forked\n" and "forked src at v19 into forked" in captured.err
+    state = fold(await js_store.load("forked"))
+    last = state.messages[-1]
+    assert state.order == ("t1", "t2")
+    assert isinstance(last, AssistantTurn) and last.text == "A joke."
     recorder, _ = await project_to_end(js_store, config)
-    detail = await ProjectionReader(recorder).get_session("forked")
-    assert detail is not None
-    summary = detail.summary
+    page = await ProjectionReader(recorder).list_sessions("alice")
+    (summary,) = [s for s in page.sessions if s.session == "forked"]
     assert (summary.forked_from, summary.forked_version, summary.model) == ("src", 19, "gpt-y")
-    assert [t.turn for t in detail.turns] == ["t1", "t2"]
-    assert [m.text for m in detail.messages if not m.superseded][-1] == "A joke."
+    assert summary.turn_count == 2
     await close(recorder)
 
 
@@ -109,8 +129,6 @@ async def test_a_forks_copied_turns_are_not_counted_again_in_usage(
     reader = ProjectionReader(recorder)
     assert (await reader.usage("alice")).turns == 4
     assert (await reader.usage("bob")).turns == 0  # copies: spent (and counted) in the source
-    found = await reader.session_history("mine")
-    assert found is not None and found.detail.summary.owner == "bob"
-    assert set(found.usage) == {"t1", "t2"}  # the completed turns' tokens, for the detail
-    assert found.usage["t1"].input_tokens == 30
+    (mine,) = (await reader.list_sessions("bob")).sessions
+    assert (mine.session, mine.turn_count) == ("mine", 4)
     await close(recorder)

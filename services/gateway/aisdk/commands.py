@@ -1,4 +1,5 @@
-"""``useChat`` requests -> our commands: open the chat's session, append the user message.
+"""``useChat`` requests -> commands (``threadline.services.commands``): open the chat's
+session, append the user message or ask it again.
 
 The body is what the AI SDK's ``DefaultChatTransport`` sends: ``id`` (the chat),
 ``messages`` (UIMessages with ``parts``), ``trigger`` and ``messageId``, plus whatever
@@ -22,31 +23,22 @@ the conversation itself is in the log.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
 
-from threadline.base.errors import ConcurrencyError, InvalidSessionId
-from threadline.events.fold import fold
-from threadline.events.ids import new_id, validate_session_id
-from threadline.events.schema import SessionStarted, UserMessage
-from threadline.events.store import NewEvent, Recorded
+from threadline.base.errors import ConcurrencyError, IdempotencyKeyReused
+from threadline.events.store import Recorded
+from threadline.services.commands import Regenerate, SendMessage, StartSession
+from threadline.services.commands.keys import is_plain
 from threadline.services.gateway.auth import Principal
-from threadline.services.gateway.catalog import check_choice
 from threadline.services.gateway.context import Gateway
-from threadline.services.gateway.errors import Problem, unprocessable
-from threadline.services.gateway.models import (
-    KEY_PATTERN,
-    MAX_SYSTEM_PROMPT_CHARS,
-    MAX_TEXT_CHARS,
-    Name,
-)
+from threadline.services.gateway.errors import unprocessable
+from threadline.services.gateway.models import MAX_SYSTEM_PROMPT_CHARS, MAX_TEXT_CHARS, Name
 
-_KEY_RE = re.compile(KEY_PATTERN)
 _TITLE_CHARS = 80
+C = TypeVar("C", bound=SendMessage)
 
 
 class UIPart(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,15 +67,6 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     model: Annotated[str, Meta(max_length=200)] = ""
     system_prompt: Annotated[str, Meta(max_length=MAX_SYSTEM_PROMPT_CHARS)] = ""
     tool_servers: Annotated[list[Name], Meta(max_length=32)] = msgspec.field(default_factory=list)
-
-
-def session_for(owner: str, chat_id: str) -> str:
-    """The session of a chat: its id when valid, else ``ai-`` + a hash of owner and id."""
-    try:
-        return validate_session_id(chat_id)
-    except InvalidSessionId:
-        digest = hashlib.sha256(f"aisdk\0{owner}\0{chat_id}".encode()).hexdigest()
-        return f"ai-{digest[:32]}"
 
 
 def last_user_message(body: ChatRequest) -> UIMessage:
@@ -122,76 +105,49 @@ def _title(text: str) -> str:
 async def open_chat(gw: Gateway, principal: Principal, session: str, body: ChatRequest) -> None:
     """Create the chat's session on first use; then the caller must own it (404 / 403)."""
     if await gw.owners.owner_of(session) is None:
-        provider, model = check_choice(gw.catalog, body.provider, body.model, body.tool_servers)
-        first = text_of(last_user_message(body))
-        event = SessionStarted(
+        first = text_of(last_user_message(body))  # a request we refuse creates nothing
+        start = StartSession(
             owner=principal.owner,
+            actor=principal.actor,
             title=body.title or _title(first),
-            provider=provider,
-            model=model,
+            provider=body.provider,
+            model=body.model,
             system_prompt=body.system_prompt,
             tool_servers=tuple(body.tool_servers),
+            session=session,
         )
-        new = NewEvent(event=event, actor=principal.actor, key="aisdk:create")
         with contextlib.suppress(ConcurrencyError):  # created meanwhile: checked below
-            await gw.store.append(session, new, expected_version=0)
+            await gw.commands.create_session(start)
     await gw.owners.writable(principal, session)
 
 
-def _message_key(message_id: str) -> tuple[str, str]:
-    """(idempotency key, client_message_id) for a UIMessage id."""
-    if _KEY_RE.fullmatch(message_id):
-        return f"message:{message_id}", message_id
-    digest = hashlib.sha256(message_id.encode()).hexdigest()[:40]
-    return f"message:aisdk-{digest}", ""
+def _message(command: type[C], principal: Principal, session: str, body: ChatRequest) -> C:
+    """The last user message as a command, keyed on its message id."""
+    message = last_user_message(body)
+    return command(
+        session=session,
+        actor=principal.actor,
+        text=text_of(message),
+        key=message.id,
+        client_message_id=message.id if is_plain(message.id) else "",
+    )
 
 
 async def submit(gw: Gateway, principal: Principal, session: str, body: ChatRequest) -> Recorded:
     """Append the new user message (once per message id); its record names the turn."""
-    message = last_user_message(body)
-    text = text_of(message)
-    if not message.id:
-        event = UserMessage(text=text)
-        new = NewEvent(event=event, actor=principal.actor, turn=new_id())
-        (rec,) = await gw.store.append(session, new)
-        return rec
-    key, client_id = _message_key(message.id)
-    event = UserMessage(text=text, client_message_id=client_id)
-    new = NewEvent(event=event, actor=principal.actor, turn=new_id(), key=key)
-    (rec,) = await gw.store.append(session, new)
-    if rec.event != event:
-        raise Problem(
-            409,
-            "idempotency_key_reused",
-            f"message {message.id!r} was already sent with other content; "
+    message = _message(SendMessage, principal, session, body)
+    try:
+        return await gw.commands.post_message(message)
+    except IdempotencyKeyReused:
+        raise IdempotencyKeyReused(
+            f"message {message.key!r} was already sent with other content; "
             "editing a sent message is not supported",
             field="messages",
-        )
-    return rec
+        ) from None
 
 
 async def regenerate(
     gw: Gateway, principal: Principal, session: str, body: ChatRequest
 ) -> Recorded:
     """A new turn for the last user message, or its latest turn while that one runs."""
-    message = last_user_message(body)
-    key, _ = _message_key(message.id) if message.id else ("", "")
-    records = await gw.store.load(session)
-    asked = [
-        rec
-        for rec in records
-        if isinstance(rec.event, UserMessage)
-        and (rec.envelope.key == key or (message.id and rec.event.client_message_id == message.id))
-    ]
-    if not asked:  # never sent (or sent without an id): this is its first answer
-        return await submit(gw, principal, session, body)
-    latest = asked[-1]
-    assert isinstance(latest.event, UserMessage)
-    if latest.turn is not None and not fold(records).is_terminal(latest.turn):
-        return latest
-    event = UserMessage(text=latest.event.text, client_message_id=latest.event.client_message_id)
-    new = NewEvent(
-        event=event, actor=principal.actor, turn=new_id(), key=f"regenerate:{latest.turn}"
-    )
-    (rec,) = await gw.store.append(session, new)
-    return rec
+    return await gw.commands.regenerate(_message(Regenerate, principal, session, body))

@@ -18,15 +18,9 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.response.base import ASGIResponse
 from litestar.types import ControllerRouterHandler
 
-from threadline.events.schema import TERMINAL_KINDS, UserMessage
-from threadline.events.store import Recorded
-from threadline.services.gateway.aisdk.commands import (
-    ChatRequest,
-    open_chat,
-    regenerate,
-    session_for,
-    submit,
-)
+from threadline.events.fold import fold
+from threadline.services.commands.keys import chat_session
+from threadline.services.gateway.aisdk.commands import ChatRequest, open_chat, regenerate, submit
 from threadline.services.gateway.aisdk.stream import Slot
 from threadline.services.gateway.auth import Authenticator, BearerAuthMiddleware
 from threadline.services.gateway.context import GW, principal_of
@@ -40,7 +34,7 @@ async def post_chat(
 ) -> SSEResponse:
     """Append the new user message of a chat (creating it first) and stream the answer."""
     principal = principal_of(request)
-    session = session_for(principal.owner, data.id)
+    session = chat_session(principal.owner, data.id)
     slot = Slot(gw, principal, session)
     slot.acquire()  # before anything is appended: a 429 changes nothing
     try:
@@ -58,19 +52,6 @@ async def post_chat(
     return slot.respond(asked.turn, stored)
 
 
-def unfinished_turn(records: Sequence[Recorded]) -> str | None:
-    """The oldest turn without a terminal event: the one being answered (or next)."""
-    open_turns: dict[str, None] = {}
-    for rec in records:
-        if rec.turn is None:
-            continue
-        if isinstance(rec.event, UserMessage):
-            open_turns[rec.turn] = None
-        elif rec.kind in TERMINAL_KINDS:
-            open_turns.pop(rec.turn, None)
-    return next(iter(open_turns), None)
-
-
 @get("/chat/{chat_id:str}/stream", include_in_schema=False)
 async def resume_chat(
     request: Request[Any, Any, Any],
@@ -86,13 +67,14 @@ async def resume_chat(
     With ``Last-Event-ID`` only the chunks after that position are sent (the rest of the
     message the client already has)."""
     principal = principal_of(request)
-    session = await gw.owners.readable(principal, session_for(principal.owner, chat_id))
+    session = await gw.owners.readable(principal, chat_session(principal.owner, chat_id))
     slot = Slot(gw, principal, session)
     slot.acquire()
     try:
         await slot.join()
         records = await gw.store.load(session)
-        turn = unfinished_turn(records)
+        state = fold(records)
+        turn = state.in_flight or next(iter(state.pending), None)  # being answered, or next
     except BaseException:
         slot.release()
         raise

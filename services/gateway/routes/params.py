@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Any
 
 from litestar.params import HeaderParameter, Parameter
 
-from threadline.events.store import Recorded
-from threadline.services.gateway.errors import Problem
-from threadline.services.gateway.models import KEY_PATTERN, POSITION_MAX, SESSION_ID_PATTERN
+from threadline.services.commands.keys import KEY_PATTERN
+from threadline.services.gateway.models import POSITION_MAX, SESSION_ID_PATTERN
 
 
 def optional(pattern: str) -> str:
@@ -58,19 +56,3 @@ WaitFor = Annotated[
         "Read-your-writes: wait until the view reflects this log position (0: do not wait)."
     ),
 ]
-
-
-def derived_id(owner: str, key: str) -> str:
-    """A session id that is the same for every retry of one create (owner + key)."""
-    return hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()[:32]
-
-
-def same_request(stored: Recorded, wanted: object) -> None:
-    """A retried key must carry the same request; a different one is refused."""
-    if stored.event != wanted:
-        raise Problem(
-            409,
-            "idempotency_key_reused",
-            "this Idempotency-Key was already used for a different request",
-            field="Idempotency-Key",
-        )

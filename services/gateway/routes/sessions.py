@@ -7,14 +7,13 @@ from typing import Annotated, Any
 from litestar import Request, Response, get, post, route
 from litestar.enums import HttpMethod
 from litestar.params import JSONBody, Parameter
+from msgspec.structs import asdict
 
-from threadline.events.ids import new_id
-from threadline.events.schema import GenerationParams, SessionStarted
-from threadline.events.store import NewEvent
-from threadline.services.gateway.catalog import check_choice
+from threadline.events.schema import GenerationParams
+from threadline.services.commands import StartSession
 from threadline.services.gateway.context import GW, principal_of
 from threadline.services.gateway.errors import Problem, error_responses, session_not_found
-from threadline.services.gateway.history import InvalidCursor
+from threadline.services.gateway.history import InvalidCursor, read_session
 from threadline.services.gateway.models import (
     CreateSession,
     SessionCreated,
@@ -25,9 +24,7 @@ from threadline.services.gateway.routes.params import (
     IdempotencyKey,
     SessionId,
     WaitFor,
-    derived_id,
     position_query,
-    same_request,
 )
 
 #: ``<created_at>.<session id>`` of the last session of the previous page
@@ -57,32 +54,21 @@ async def create_session(
 ) -> SessionCreated:
     principal = principal_of(request)
     body = data or CreateSession()
-    provider, model = check_choice(gw.catalog, body.provider, body.model, body.tool_servers)
-    p = body.params
-    event = SessionStarted(
-        owner=principal.owner,
-        title=body.title,
-        provider=provider,
-        model=model,
-        system_prompt=body.system_prompt,
-        tool_servers=tuple(body.tool_servers),
-        params=GenerationParams(
-            temperature=p.temperature,
-            max_tokens=p.max_tokens,
-            top_p=p.top_p,
-            max_steps=p.max_steps,
-        ),
+    rec = await gw.commands.create_session(
+        StartSession(
+            owner=principal.owner,
+            actor=principal.actor,
+            title=body.title,
+            provider=body.provider,
+            model=body.model,
+            system_prompt=body.system_prompt,
+            tool_servers=tuple(body.tool_servers),
+            params=GenerationParams(**asdict(body.params)),
+            key=idempotency_key,
+        )
     )
-    if idempotency_key:
-        session = derived_id(principal.owner, idempotency_key)
-        new = NewEvent(event=event, actor=principal.actor, key=f"create:{idempotency_key}")
-    else:
-        session = new_id()
-        new = NewEvent(event=event, actor=principal.actor)
-    (rec,) = await gw.store.append(session, new, expected_version=0)
-    same_request(rec, event)
-    gw.owners.remember(session, principal.owner)
-    return SessionCreated(id=session, position=rec.position, version=rec.version)
+    gw.owners.remember(rec.session, principal.owner)
+    return SessionCreated(id=rec.session, position=rec.position, version=rec.version)
 
 
 @get(
@@ -128,7 +114,7 @@ async def get_session(
 ) -> SessionDetail:
     session = await gw.owners.readable(principal_of(request), session_id)
     await gw.caught_up(wait_for)
-    detail = await gw.history.get_session(session, at=at or None)
+    detail = await read_session(gw.store, session, at=at or None)
     if detail is None:
         if at:
             raise Problem(404, "version_not_found", f"the session has no version {at}", field="at")

@@ -1,0 +1,28 @@
+"""The command layer: every write to a session, for REST, the AI SDK routes and the CLI.
+
+:class:`SessionCommands` runs the commands (:mod:`~threadline.services.commands.requests`)
+over the event-store port and the provider :class:`Catalog`; idempotency is defined in
+:mod:`~threadline.services.commands.keys`. See docs/commands.md.
+"""
+
+from threadline.services.commands.catalog import Catalog, ProviderEntry, StaticCatalog
+from threadline.services.commands.requests import (
+    CancelTurn,
+    Fork,
+    Regenerate,
+    SendMessage,
+    StartSession,
+)
+from threadline.services.commands.session import SessionCommands
+
+__all__ = [
+    "CancelTurn",
+    "Catalog",
+    "Fork",
+    "ProviderEntry",
+    "Regenerate",
+    "SendMessage",
+    "SessionCommands",
+    "StartSession",
+    "StaticCatalog",
+]

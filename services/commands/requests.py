@@ -1,0 +1,70 @@
+"""The commands as values: what a caller (REST, the AI SDK routes, the CLI) asks for.
+
+``actor`` is who asks (``user:<owner>``, ``system``); ``key`` is the client's
+idempotency key, empty for none (see :mod:`threadline.services.commands.keys`).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from threadline.events.schema import GenerationParams
+
+
+class StartSession(msgspec.Struct, frozen=True, kw_only=True):
+    """Start a session owned by ``owner``; provider, model and tool servers are checked
+    against the catalog (empty provider: the deployment's default)."""
+
+    owner: str
+    actor: str
+    title: str = ""
+    provider: str = ""
+    model: str = ""
+    system_prompt: str = ""
+    tool_servers: tuple[str, ...] = ()
+    params: GenerationParams = msgspec.field(default_factory=GenerationParams)
+    key: str = ""
+    #: the session's id; default: derived from ``owner`` and ``key``, else a new one
+    session: str = ""
+
+
+class SendMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A user message: it starts a new turn."""
+
+    session: str
+    actor: str
+    text: str
+    key: str = ""
+    client_message_id: str = ""
+
+
+class Regenerate(SendMessage, frozen=True, kw_only=True):
+    """Answer the message with client key ``key`` again, as a new turn (sent as a new
+    message first if it never was)."""
+
+
+class CancelTurn(msgspec.Struct, frozen=True, kw_only=True):
+    """Stop ``turn``; default: the running turn, else the oldest waiting one."""
+
+    session: str
+    actor: str
+    turn: str = ""
+    reason: str = ""
+    key: str = ""
+
+
+class Fork(msgspec.Struct, frozen=True, kw_only=True):
+    """A new session whose history is ``source``'s finished turns up to ``version``."""
+
+    source: str
+    version: int
+    actor: str
+    #: the fork's owner; default: the source's
+    owner: str | None = None
+    #: default: the source's
+    provider: str = ""
+    #: default: the source's model, or with another provider that provider's default
+    model: str = ""
+    key: str = ""
+    #: the fork's id; default: derived from ``owner`` and ``key``, else a new one
+    session: str = ""

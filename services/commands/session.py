@@ -1,0 +1,187 @@
+"""Every write to a session, in one place: :class:`SessionCommands`.
+
+REST, the AI SDK routes and the CLI translate their requests into the commands of
+:mod:`threadline.services.commands.requests` and call these methods; who may write
+to which session (ownership, admins) is checked before, by the caller. Commands raise
+typed errors (:mod:`threadline.base.errors`), never HTTP ones. Idempotency is in
+:mod:`threadline.services.commands.keys`; the rules about turns come from the
+session's state (:func:`threadline.events.fold.fold`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from threadline.base.errors import (
+    CommandRefused,
+    ConcurrencyError,
+    IdempotencyKeyReused,
+    NothingToCancel,
+    SessionNotFound,
+    TurnFinished,
+    TurnNotFound,
+)
+from threadline.events.fold import SessionState, fold
+from threadline.events.ids import new_id, validate_session_id
+from threadline.events.reads import records_at
+from threadline.events.schema import CancelRequested, SessionStarted, UserMessage
+from threadline.events.store import EventStore, NewEvent, Recorded
+from threadline.services.commands.catalog import Catalog, check_choice
+from threadline.services.commands.fork import fork_events, write_fork
+from threadline.services.commands.keys import (
+    client_key,
+    fork_id,
+    regenerate_key,
+    same_request,
+    session_id,
+)
+from threadline.services.commands.requests import (
+    CancelTurn,
+    Fork,
+    Regenerate,
+    SendMessage,
+    StartSession,
+)
+
+
+class SessionCommands:
+    """The commands over an event store. ``catalog`` checks the providers, models and
+    tool servers a command names; ``None`` accepts any (operators' tools)."""
+
+    def __init__(self, store: EventStore, catalog: Catalog | None = None) -> None:
+        self.store = store
+        self.catalog = catalog
+
+    async def state(self, session: str) -> SessionState:
+        """The session's state now (the fold of its events): the one way commands read
+        it, so a cache can go behind it."""
+        records = await self.store.load(session)
+        if not records:
+            raise SessionNotFound(f"session {session!r} has no events")
+        return fold(records)
+
+    async def _newest(self, session: str, match: Callable[[Recorded], bool]) -> Recorded | None:
+        """The newest of the session's records that ``match``: a scan, for retries and
+        requests already made (rare paths)."""
+        found = None
+        async with contextlib.aclosing(self.store.read(session)) as records:
+            async for rec in records:
+                if match(rec):
+                    found = rec
+        return found
+
+    async def create_session(self, cmd: StartSession) -> Recorded:
+        """Start a session; answers its ``session_started`` record."""
+        provider, model = cmd.provider, cmd.model
+        if self.catalog is not None:
+            provider, model = check_choice(
+                self.catalog, provider, model, cmd.tool_servers, cmd.params
+            )
+        event = SessionStarted(
+            owner=cmd.owner,
+            title=cmd.title,
+            provider=provider,
+            model=model,
+            system_prompt=cmd.system_prompt,
+            tool_servers=cmd.tool_servers,
+            params=cmd.params,
+        )
+        session = cmd.session or (session_id(cmd.owner, cmd.key) if cmd.key else new_id())
+        key = client_key("create", cmd.key) if cmd.key else new_id()
+        new = NewEvent(event=event, actor=cmd.actor, key=key)
+        (rec,) = await self.store.append(session, new, expected_version=0)
+        return same_request(rec, event)
+
+    async def post_message(self, cmd: SendMessage) -> Recorded:
+        """Append a user message with a new turn id; answers its record (``rec.turn``)."""
+        event = UserMessage(text=cmd.text, client_message_id=cmd.client_message_id)
+        key = client_key("message", cmd.key) if cmd.key else new_id()
+        new = NewEvent(event=event, actor=cmd.actor, turn=new_id(), key=key)
+        (rec,) = await self.store.append(cmd.session, new)
+        return same_request(rec, event)
+
+    async def cancel(self, cmd: CancelTurn) -> Recorded:
+        """Ask the agent to stop a turn; answers the ``cancel_requested`` record (the one
+        already there if the turn was asked to stop before)."""
+        state = await self.state(cmd.session)
+        key = client_key("cancel", cmd.key) if cmd.key else new_id()
+        turn = cmd.turn or state.in_flight or next(iter(state.pending), None)
+        event = CancelRequested(reason=cmd.reason)
+        try:
+            turn = _cancellable(state, turn)
+        except (CommandRefused, TurnNotFound):
+            if not cmd.key:
+                raise
+            earlier = await self._newest(cmd.session, lambda r: r.envelope.key == key)
+            if earlier is None:
+                raise
+            return same_request(earlier, event, cmd.turn or None)  # a retry
+        if state.turns[turn].cancel_requested:
+            earlier = await self._newest(
+                cmd.session,
+                lambda r: (
+                    r.envelope.key == key
+                    or (isinstance(r.event, CancelRequested) and r.turn == turn)
+                ),
+            )
+            if earlier is not None:
+                return earlier
+        new = NewEvent(event=event, actor=cmd.actor, turn=turn, key=key)
+        (rec,) = await self.store.append(cmd.session, new)
+        return same_request(rec, event, cmd.turn or None)
+
+    async def regenerate(self, cmd: Regenerate) -> Recorded:
+        """Ask the message with client key ``cmd.key`` again, as a new turn; while the
+        latest answer to it runs, answer that turn's message instead."""
+        key = client_key("message", cmd.key) if cmd.key else None
+        asked = await self._newest(
+            cmd.session,
+            lambda r: (
+                isinstance(r.event, UserMessage)
+                and (
+                    r.envelope.key == key or bool(cmd.key and r.event.client_message_id == cmd.key)
+                )
+            ),
+        )
+        if asked is None:  # never sent (or sent without a key): this is its first answer
+            return await self.post_message(cmd)
+        assert isinstance(asked.event, UserMessage)
+        if asked.turn is not None and not (await self.state(cmd.session)).is_terminal(asked.turn):
+            return asked
+        event = UserMessage(text=asked.event.text, client_message_id=asked.event.client_message_id)
+        key = regenerate_key(str(asked.turn))
+        new = NewEvent(event=event, actor=cmd.actor, turn=new_id(), key=key)
+        (rec,) = await self.store.append(cmd.session, new)
+        return rec
+
+    async def fork(self, cmd: Fork) -> Recorded:
+        """Make the fork (idempotent with ``cmd.key`` or ``cmd.session``); answers its last
+        record (``rec.session`` is the fork)."""
+        events = fork_events(
+            await records_at(self.store, cmd.source, cmd.version), cmd, self.catalog
+        )
+        started = events[0].event
+        assert isinstance(started, SessionStarted)
+        if cmd.session:
+            target = validate_session_id(cmd.session)
+        else:
+            target = fork_id(started.owner, cmd.key) if cmd.key else new_id()
+        try:
+            fresh = not (cmd.session or cmd.key)
+            return await write_fork(self.store, target, events, fresh=fresh)
+        except ConcurrencyError:
+            if cmd.key and not cmd.session:
+                raise IdempotencyKeyReused() from None
+            raise
+
+
+def _cancellable(state: SessionState, turn: str | None) -> str:
+    """``turn`` if it may be asked to stop, else why not."""
+    if turn is None:
+        raise NothingToCancel("no turn is running or waiting")
+    if turn not in state.turns:
+        raise TurnNotFound(turn)
+    if state.is_terminal(turn):
+        raise TurnFinished(f"turn {turn!r} has already ended")
+    return turn
