@@ -9,12 +9,14 @@ the same protocol later (``describe()`` gives names, models and default models).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
 from threadline.base.config import Settings
 from threadline.base.errors import InvalidField
+from threadline.events.schema import GenerationParams
+from threadline.services.agent.providers.sampling import check_params, provider_api
 
 DEV_PROVIDER = "dev"
 DEV_MODEL = "threadline-dev"
@@ -25,38 +27,60 @@ class ProviderEntry(msgspec.Struct, frozen=True, kw_only=True):
     #: the models offered; empty means any model name is accepted
     models: tuple[str, ...] = ()
     default_model: str = ""
+    #: the wire API it speaks, which decides the session settings it takes (None: unknown)
+    api: Literal["openai", "anthropic"] | None = None
 
 
 class Catalog(Protocol):
     def providers(self) -> Sequence[ProviderEntry]:
-        """Every provider a session may name, with its models (never keys or URLs)."""
+        """Every provider a session may name, with its models (never keys or URLs);
+        the deployment's default first."""
         ...
 
     def tool_servers(self) -> Sequence[str]:
         """Names of the MCP servers a session may use."""
         ...
 
+    def max_steps(self) -> int:
+        """The most tool steps per turn a session may ask for (the agent's limit)."""
+        ...
+
 
 class StaticCatalog:
     """A fixed catalog, e.g. from settings."""
 
-    def __init__(self, providers: Sequence[ProviderEntry], tool_servers: Sequence[str]) -> None:
+    def __init__(
+        self,
+        providers: Sequence[ProviderEntry],
+        tool_servers: Sequence[str],
+        max_steps: int | None = None,
+    ) -> None:
+        """``max_steps``: the agent's limit (default: the default settings')."""
         self._providers = tuple(providers)
         self._tool_servers = tuple(tool_servers)
+        self._max_steps = Settings().max_steps if max_steps is None else max_steps
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StaticCatalog:
-        entries = [ProviderEntry(name=DEV_PROVIDER, models=(DEV_MODEL,), default_model=DEV_MODEL)]
+        dev = ProviderEntry(
+            name=DEV_PROVIDER, models=(DEV_MODEL,), default_model=DEV_MODEL, api="openai"
+        )
+        entries = [dev]
         for name, section in sorted(settings.providers.items()):
             if isinstance(section, Mapping) and name != DEV_PROVIDER:
                 entries.append(_entry(name, section))
-        return cls(entries, sorted(settings.mcp_servers))
+        default = settings.providers.get("default")
+        entries.sort(key=lambda entry: entry.name != default)  # the default first
+        return cls(entries, sorted(settings.mcp_servers), settings.max_steps)
 
     def providers(self) -> Sequence[ProviderEntry]:
         return self._providers
 
     def tool_servers(self) -> Sequence[str]:
         return self._tool_servers
+
+    def max_steps(self) -> int:
+        return self._max_steps
 
 
 def _entry(name: str, section: Mapping[str, Any]) -> ProviderEntry:
@@ -66,13 +90,21 @@ def _entry(name: str, section: Mapping[str, Any]) -> ProviderEntry:
     default_model = str(default) if default else (models[0] if models else "")
     if default_model and models and default_model not in models:
         models = (default_model, *models)
-    return ProviderEntry(name=name, models=models, default_model=default_model)
+    return ProviderEntry(
+        name=name, models=models, default_model=default_model, api=provider_api(name, section)
+    )
 
 
 def check_choice(
-    catalog: Catalog, provider: str, model: str, tool_servers: Sequence[str]
+    catalog: Catalog,
+    provider: str,
+    model: str,
+    tool_servers: Sequence[str],
+    params: GenerationParams | None = None,
 ) -> tuple[str, str]:
-    """Validate a session's provider, model and tool servers; return (provider, model).
+    """Validate a session's provider, model, tool servers and ``params`` (settings the
+    provider cannot honour, more steps than the deployment's limit); return (provider,
+    model).
 
     An empty provider means the deployment's default; a model given without a
     provider selects the first provider offering it. Raises :class:`InvalidField`.
@@ -95,4 +127,17 @@ def check_choice(
     for server in tool_servers:
         if server not in known:
             raise InvalidField("tool_servers", f"unknown tool server {server!r}")
+    if params is not None:
+        _check_params(catalog, provider, params)
     return provider, model
+
+
+def _check_params(catalog: Catalog, provider: str, params: GenerationParams) -> None:
+    limit = catalog.max_steps()
+    if params.max_steps is not None and params.max_steps > limit:
+        raise InvalidField(
+            "params.max_steps", f"this deployment allows at most {limit} tool steps per turn"
+        )
+    entries = [e for e in catalog.providers() if e.name == provider or not provider]
+    entry = entries[0] if entries else None  # no provider: the default, listed first
+    check_params(entry.api if entry else None, entry.name if entry else provider, params)
