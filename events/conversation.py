@@ -6,6 +6,7 @@ session fold (:mod:`threadline.events.fold`) produces them from the log.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -49,3 +50,21 @@ class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     description: str = ""
     parameters: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object"})
+
+
+def answered_steps(steps: Iterable[Message]) -> tuple[Message, ...]:
+    """The steps up to the last one whose tool calls all have results (what a cancelled
+    turn keeps: a model must never see a tool call without its result)."""
+    kept: list[Message] = []
+    pending: list[Message] = []
+    open_calls: set[str] = set()
+    for message in steps:
+        pending.append(message)
+        if isinstance(message, AssistantTurn):
+            open_calls |= {c.call_id for c in message.tool_calls}
+        elif isinstance(message, ToolTurn):
+            open_calls.discard(message.call_id)
+        if not open_calls:
+            kept.extend(pending)
+            pending.clear()
+    return tuple(kept)

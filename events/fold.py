@@ -1,29 +1,39 @@
-"""The session fold: pure functions from a session's events to its state.
+"""The session model: a session's state as the fold of its events. No I/O.
 
-``fold(records)`` gives what the agent needs to continue a session: its settings, the
-conversation as a model must see it (completed steps with tool calls and results),
-each turn's status, the turn in flight and the turns still waiting. No I/O.
+:class:`SessionState` is the one definition of a session: its settings, each turn's
+status, attempt, provider and model, fallbacks, error and ending, the conversation as a
+model must see it, and the transcript every reader shows (user messages, assistant
+steps, tool results, a cancelled turn's partial text, each with its place in the log).
+The agent continues a session from it, the gateway renders its history from it, the
+timeline and fork ask it which events count.
 
-Rules (see docs/events.md): events of an attempt older than the turn's newest
-``TurnStarted`` are ignored; a turn's steps join the conversation only when the turn
-completes (or, for a cancelled turn, its finished steps plus the partial text); a
-second terminal event for a turn is kept as an anomaly, never applied.
+What an event does to its turn is decided by :func:`threadline.events.turns.transition`
+(the turn rules, in one place). Applying one event costs O(size of that event): the
+state is a mutable aggregate, advanced in place by :meth:`SessionState.apply`;
+:meth:`SessionState.copy` gives an independent snapshot. See docs/events.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections.abc import Iterable
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import NamedTuple, assert_never
 
-import msgspec
-from msgspec.structs import replace
-
-from threadline.events.conversation import AssistantTurn, Message, ToolTurn, UserTurn
+from threadline.events.conversation import (
+    AssistantTurn,
+    Message,
+    ToolTurn,
+    UserTurn,
+    answered_steps,
+)
 from threadline.events.schema import (
     AssistantMessage,
     CancelRequested,
-    Envelope,
+    Event,
     Fallback,
+    ForkOrigin,
     GenerationParams,
     ReasoningDelta,
     SessionStarted,
@@ -38,29 +48,179 @@ from threadline.events.schema import (
     UserMessage,
 )
 from threadline.events.store import Recorded
+from threadline.events.turns import (
+    TERMINAL,
+    Phase,
+    TurnStatus,
+    title_from,
+    transition,
+    turn_of,
+)
 
-TurnStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
-TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+__all__ = ["TERMINAL", "Entry", "SessionState", "TurnState", "TurnStatus", "fold"]
+
+Said = UserMessage | AssistantMessage | ToolResult | TurnCancelled
+Ending = TurnCompleted | TurnFailed | TurnCancelled
+Work = TextDelta | ReasoningDelta | ToolCall | AssistantMessage | ToolResult | Fallback
 
 
-class TurnState(msgspec.Struct, frozen=True, kw_only=True):
+class Entry(NamedTuple):
+    """One message of the transcript: where it sits in the log, the event that said it,
+    and the message as a model sees it."""
+
+    turn: str | None
+    version: int
+    position: int
+    at: int
+    event: Said
+    message: Message
+
+
+def _entry(rec: Recorded, event: Said, message: Message) -> Entry:
+    return Entry(rec.turn, rec.version, rec.position, rec.envelope.at, event, message)
+
+
+@dataclass(slots=True, kw_only=True)
+class TurnState:
+    """One turn: its phase, the attempt that counts and that attempt's work."""
+
     turn_id: str
-    user_text: str = ""
+    #: the user message that opened the turn (None: a turn started without one)
+    user: Entry | None = None
     status: TurnStatus = "pending"
     attempt: int = 0
     provider: str = ""
     model: str = ""
     cancel_requested: bool = False
+    #: version of the counting attempt's ``turn_started`` (0: none yet)
+    started: int = 0
+    #: the counting attempt's finished steps and tool results (and, for a cancelled
+    #: turn, its partial text), in log order
+    steps: list[Entry] = field(default_factory=list)
+    calls: list[ToolCallRef] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    fallback_events: list[Fallback] = field(default_factory=list)
     tools_disabled: bool = False
-    partial_text: str = ""
-    partial_reasoning: str = ""
-    step_calls: tuple[ToolCallRef, ...] = ()
-    staged: tuple[Message, ...] = ()
-    fallbacks: tuple[Fallback, ...] = ()
-    error: str = ""
+    #: the terminal event that ended the turn, and its version
+    ending: Ending | None = None
+    ended: int = 0
+
+    @property
+    def phase(self) -> Phase:
+        return Phase(self.status, self.attempt)
+
+    @property
+    def user_text(self) -> str:
+        said = self.user.event if self.user is not None else None
+        return said.text if isinstance(said, UserMessage) else ""
+
+    @property
+    def partial_text(self) -> str:
+        """Text streamed by the current step (of a running turn: not yet a step)."""
+        return "".join(self.text)
+
+    @property
+    def partial_reasoning(self) -> str:
+        return "".join(self.reasoning)
+
+    @property
+    def step_calls(self) -> tuple[ToolCallRef, ...]:
+        """Tool calls of the step in progress."""
+        return tuple(self.calls)
+
+    @property
+    def staged(self) -> tuple[Message, ...]:
+        """The counting attempt's finished steps and tool results, as messages."""
+        return tuple(entry.message for entry in self.steps)
+
+    @property
+    def fallbacks(self) -> tuple[Fallback, ...]:
+        """The counting attempt's fallbacks (a superseded attempt's are dropped)."""
+        return tuple(self.fallback_events)
+
+    @property
+    def error(self) -> str:
+        return self.ending.message if isinstance(self.ending, TurnFailed) else ""
+
+    @property
+    def completed(self) -> TurnCompleted | None:
+        return self.ending if isinstance(self.ending, TurnCompleted) else None
+
+    def copy(self) -> TurnState:
+        return dataclasses.replace(
+            self,
+            steps=list(self.steps),
+            calls=list(self.calls),
+            text=list(self.text),
+            reasoning=list(self.reasoning),
+            fallback_events=list(self.fallback_events),
+        )
+
+    def _start(self, rec: Recorded, e: TurnStarted) -> None:
+        """A new attempt: the previous attempt's work is dropped."""
+        self.provider, self.model, self.started = e.provider, e.model, rec.version
+        self.steps, self.calls, self.text, self.reasoning = [], [], [], []
+        self.fallback_events, self.tools_disabled = [], False
+
+    def _work(self, rec: Recorded, e: Work) -> None:
+        """An event of the counting attempt's work."""
+        match e:
+            case TextDelta():
+                self.text.append(e.text)
+            case ReasoningDelta():
+                self.reasoning.append(e.text)
+            case ToolCall():
+                self.calls.append(
+                    ToolCallRef(call_id=e.call_id, tool=e.tool, arguments=e.arguments)
+                )
+            case AssistantMessage():
+                self._close_step(rec, e)
+            case ToolResult():
+                result = ToolTurn(
+                    call_id=e.call_id, tool=e.tool, content=e.content, is_error=e.is_error
+                )
+                self.steps.append(_entry(rec, e, result))
+            case Fallback():
+                self.fallback_events.append(e)
+                self.tools_disabled |= e.fallback == "tools_disabled"
+            case _:
+                assert_never(e)
+
+    def _close_step(self, rec: Recorded, e: AssistantMessage) -> None:
+        message = AssistantTurn(
+            text=e.text,
+            reasoning=e.reasoning,
+            tool_calls=e.tool_calls or tuple(self.calls),
+            provider_data=e.provider_data,
+        )
+        self.steps.append(_entry(rec, e, message))
+        self.calls, self.text, self.reasoning = [], [], []
+
+    def _end(self, rec: Recorded, e: Ending) -> list[Message]:
+        """End the turn; what it adds to the conversation."""
+        self.ending, self.ended = e, rec.version
+        asked = self.user.message if self.user is not None else UserTurn(text="")
+        match e:
+            case TurnCompleted():
+                return [asked, *self.staged]
+            case TurnFailed():
+                return [asked]
+            case TurnCancelled():
+                kept = answered_steps(self.staged)
+                if not e.partial_text:
+                    return [asked, *kept]
+                partial = AssistantTurn(text=e.partial_text)
+                self.steps.append(_entry(rec, e, partial))
+                return [asked, *kept, partial]
+            case _:
+                assert_never(e)
 
 
-class SessionState(msgspec.Struct, frozen=True, kw_only=True):
+@dataclass(slots=True, kw_only=True)
+class SessionState:
+    """A session's state; advance it with :meth:`apply` (or :func:`fold`)."""
+
     session: str
     owner: str = ""
     title: str = ""
@@ -68,27 +228,49 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True):
     model: str = ""
     system_prompt: str = ""
     tool_servers: tuple[str, ...] = ()
-    params: GenerationParams = msgspec.field(default_factory=GenerationParams)
+    params: GenerationParams = field(default_factory=GenerationParams)
+    forked_from: ForkOrigin | None = None
     started: bool = False
     version: int = 0
     position: int = 0
-    messages: tuple[Message, ...] = ()
-    turns: dict[str, TurnState] = msgspec.field(default_factory=dict)
-    order: tuple[str, ...] = ()
-    anomalies: tuple[str, ...] = ()
+    #: ``at`` of the first and of the latest event folded
+    created_at: int = 0
+    updated_at: int = 0
+    #: every turn, in the order they were opened
+    turns: dict[str, TurnState] = field(default_factory=dict)
+    #: the conversation of the turns that have ended
+    committed: list[Message] = field(default_factory=list)
+    #: user messages outside any turn
+    loose: list[Entry] = field(default_factory=list)
+    #: turns not yet ended, in order
+    open_turns: dict[str, None] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return tuple(self.turns)
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        """The conversation of the turns that have ended (what later turns build on)."""
+        return tuple(self.committed)
+
+    @property
+    def anomalies(self) -> tuple[str, ...]:
+        """Events kept out of the state: a second terminal event, a restarted turn."""
+        return tuple(self.problems)
 
     @property
     def in_flight(self) -> str | None:
         """The turn currently running, if any."""
-        for turn_id in self.order:
-            if self.turns[turn_id].status == "running":
-                return turn_id
-        return None
+        return next((t for t in self.open_turns if self.turns[t].status == "running"), None)
 
     @property
     def pending(self) -> tuple[str, ...]:
         """Turns with a user message that no attempt has started yet, oldest first."""
-        return tuple(t for t in self.order if self.turns[t].status == "pending")
+        return tuple(t for t in self.open_turns if self.turns[t].status == "pending")
 
     def status(self, turn_id: str) -> TurnStatus | None:
         turn = self.turns.get(turn_id)
@@ -101,158 +283,126 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True):
         """What a model answering ``turn_id`` sees: the committed conversation, the
         turn's user message, and the steps the turn's current attempt has finished."""
         turn = self.turns[turn_id]
-        return (*self.messages, UserTurn(text=turn.user_text), *turn.staged)
+        return (*self.committed, UserTurn(text=turn.user_text), *turn.staged)
+
+    def transcript(self) -> list[Entry]:
+        """Every message in log order: user messages, and each turn's counting attempt's
+        steps, tool results and (cancelled) partial text."""
+        turns = (([t.user] if t.user is not None else []) + t.steps for t in self.turns.values())
+        return sorted(itertools.chain(self.loose, *turns), key=lambda e: e.version)
+
+    def superseded(self, rec: Recorded) -> bool:
+        """Whether ``rec`` was written by an attempt that a later attempt replaced."""
+        turn = self.turns.get(turn_of(rec.envelope) or "")
+        return turn is not None and turn.phase.supersedes(rec.attempt)
+
+    def settled(self, rec: Recorded) -> bool:
+        """Whether ``rec`` is part of what its ended turn settled on: the attempt that
+        counted, up to and including its terminal event."""
+        turn = self.turns.get(turn_of(rec.envelope) or "")
+        return (
+            turn is not None
+            and turn.ending is not None
+            and turn.phase.counts(rec.attempt)
+            and rec.version <= turn.ended
+        )
+
+    def copy(self) -> SessionState:
+        """An independent snapshot (applying events to one leaves the other as it was)."""
+        return dataclasses.replace(
+            self,
+            turns={t: turn.copy() for t, turn in self.turns.items()},
+            committed=list(self.committed),
+            loose=list(self.loose),
+            open_turns=dict(self.open_turns),
+            problems=list(self.problems),
+        )
+
+    # ------------------------------------------------------------------ applying
+
+    def apply(self, rec: Recorded) -> None:
+        """Advance the state by one event (the session's next, in version order)."""
+        env = rec.envelope
+        if self.version == 0:
+            self.created_at = env.at
+        self.version, self.updated_at = env.version, env.at
+        self.position = rec.position or self.position
+        event = env.event
+        match event:
+            case SessionStarted():
+                self._session_started(event)
+            case UserMessage():
+                self._user_message(rec, event)
+            case CancelRequested():
+                if turn := self._turn(rec, event, env.turn or self.in_flight):
+                    turn.cancel_requested = True
+            case TurnStarted():
+                self._turn(rec, event)
+            case (
+                TextDelta() | ReasoningDelta() | ToolCall() | AssistantMessage() | ToolResult()
+                | Fallback()
+            ):  # fmt: skip
+                if turn := self._turn(rec, event):
+                    turn._work(rec, event)
+            case TurnCompleted() | TurnFailed() | TurnCancelled():
+                self._turn(rec, event)
+            case _:
+                assert_never(event)
+
+    def _session_started(self, e: SessionStarted) -> None:
+        self.started, self.owner, self.title = True, e.owner, e.title
+        self.provider, self.model, self.system_prompt = e.provider, e.model, e.system_prompt
+        self.tool_servers, self.params, self.forked_from = e.tool_servers, e.params, e.forked_from
+
+    def _user_message(self, rec: Recorded, e: UserMessage) -> None:
+        """A user message opens its turn; it joins the conversation when the turn ends
+        (turns run in order), so a turn does not see messages sent while it runs."""
+        self.title = self.title or title_from(e.text)
+        entry = _entry(rec, e, UserTurn(text=e.text))
+        if rec.turn is None:
+            self.loose.append(entry)
+            self.committed.append(entry.message)
+        elif self._turn(rec, e) is not None:
+            self.turns[rec.turn].user = entry
+
+    def _turn(self, rec: Recorded, event: Event, turn_id: str | None = None) -> TurnState | None:
+        """Judge ``event`` for its turn (:func:`transition`) and carry out what it does to
+        the turn's phase; the turn when the event is the turn's to apply, else None."""
+        turn_id = turn_id or turn_of(rec.envelope)
+        if turn_id is None:
+            return None
+        turn = self.turns.get(turn_id)
+        verdict, phase = transition(turn.phase if turn else None, event, rec.attempt)
+        if verdict == "anomaly":
+            restarted = isinstance(event, TurnStarted)
+            self.problems.append(
+                f"turn {turn_id} restarted"
+                if restarted
+                else f"second terminal event for turn {turn_id}"
+            )
+        if verdict in ("ignored", "anomaly") or phase is None:
+            return None
+        if turn is None:
+            turn = self.turns[turn_id] = TurnState(turn_id=turn_id)
+            self.open_turns[turn_id] = None
+        turn.status, turn.attempt = phase
+        if verdict == "starts":
+            assert isinstance(event, TurnStarted)
+            turn._start(rec, event)
+        elif verdict == "ends":
+            assert isinstance(event, TurnCompleted | TurnFailed | TurnCancelled)
+            self.committed += turn._end(rec, event)
+            self.open_turns.pop(turn_id, None)
+        return turn
 
 
 def fold(records: Iterable[Recorded], state: SessionState | None = None) -> SessionState:
-    """Fold records (in version order) onto ``state`` (or a fresh one)."""
+    """Fold records (in version order) onto ``state``, in place, or onto a fresh state.
+    Pass ``state.copy()`` to keep ``state`` as it was."""
     for rec in records:
         if state is None:
             state = SessionState(session=rec.session)
-        state = evolve(state, rec.envelope, rec.position)
+        state.apply(rec)
     if state is None:
         raise ValueError("fold needs at least one record or an initial state")
     return state
-
-
-def evolve(state: SessionState, env: Envelope, position: int = 0) -> SessionState:
-    """The state after one more event. Pure: ``state`` is not modified."""
-    state = replace(state, version=env.version, position=position or state.position)
-    event = env.event
-    if isinstance(event, SessionStarted):
-        return _started(state, event)
-    if isinstance(event, UserMessage):
-        return _user_message(state, env, event)
-    turn_id = env.turn
-    if turn_id is None:
-        return state
-    turn = state.turns.get(turn_id) or TurnState(turn_id=turn_id)
-    if isinstance(event, TurnStarted):
-        return _turn_started(state, turn, event)
-    if isinstance(event, CancelRequested):
-        return _put(state, replace(turn, cancel_requested=True))
-    if turn.status in TERMINAL:
-        if isinstance(event, TurnCompleted | TurnFailed | TurnCancelled):
-            return replace(
-                state, anomalies=(*state.anomalies, f"second terminal event for turn {turn_id}")
-            )
-        return state  # late event of a finished turn: not part of the conversation
-    if env.attempt is not None and env.attempt != turn.attempt:
-        return state  # an older (superseded) attempt
-    return _in_turn(state, turn, env)
-
-
-def _started(state: SessionState, e: SessionStarted) -> SessionState:
-    return replace(
-        state,
-        started=True,
-        owner=e.owner,
-        title=e.title,
-        provider=e.provider,
-        model=e.model,
-        system_prompt=e.system_prompt,
-        tool_servers=e.tool_servers,
-        params=e.params,
-    )
-
-
-def _user_message(state: SessionState, env: Envelope, e: UserMessage) -> SessionState:
-    """A user message joins the conversation when its turn ends (turns run in order),
-    so a message sent while an earlier turn runs is not seen by that turn."""
-    title = state.title or e.text.strip().splitlines()[0][:80] if e.text.strip() else state.title
-    if env.turn is None:
-        return replace(state, messages=(*state.messages, UserTurn(text=e.text)), title=title)
-    if env.turn in state.turns:
-        return replace(state, title=title)
-    turns = {**state.turns, env.turn: TurnState(turn_id=env.turn, user_text=e.text)}
-    return replace(state, title=title, turns=turns, order=(*state.order, env.turn))
-
-
-def _turn_started(state: SessionState, turn: TurnState, e: TurnStarted) -> SessionState:
-    if turn.status in TERMINAL:
-        return replace(state, anomalies=(*state.anomalies, f"turn {turn.turn_id} restarted"))
-    fresh = TurnState(
-        turn_id=turn.turn_id,
-        user_text=turn.user_text,
-        status="running",
-        attempt=e.attempt,
-        provider=e.provider,
-        model=e.model,
-        cancel_requested=turn.cancel_requested,
-        fallbacks=turn.fallbacks,
-    )
-    state = _put(state, fresh)
-    if turn.turn_id not in state.order:
-        state = replace(state, order=(*state.order, turn.turn_id))
-    return state
-
-
-def _in_turn(state: SessionState, turn: TurnState, env: Envelope) -> SessionState:
-    e = env.event
-    if isinstance(e, TextDelta):
-        return _put(state, replace(turn, partial_text=turn.partial_text + e.text))
-    if isinstance(e, ReasoningDelta):
-        return _put(state, replace(turn, partial_reasoning=turn.partial_reasoning + e.text))
-    if isinstance(e, ToolCall):
-        call = ToolCallRef(call_id=e.call_id, tool=e.tool, arguments=e.arguments)
-        return _put(state, replace(turn, step_calls=(*turn.step_calls, call)))
-    if isinstance(e, AssistantMessage):
-        return _put(state, _close_step(turn, e))
-    if isinstance(e, ToolResult):
-        result = ToolTurn(call_id=e.call_id, tool=e.tool, content=e.content, is_error=e.is_error)
-        return _put(state, replace(turn, staged=(*turn.staged, result)))
-    if isinstance(e, Fallback):
-        disabled = turn.tools_disabled or e.fallback == "tools_disabled"
-        return _put(state, replace(turn, fallbacks=(*turn.fallbacks, e), tools_disabled=disabled))
-    asked = UserTurn(text=turn.user_text)
-    if isinstance(e, TurnCompleted):
-        done = replace(turn, status="completed", staged=())
-        return replace(_put(state, done), messages=(*state.messages, asked, *turn.staged))
-    if isinstance(e, TurnFailed):
-        failed = replace(turn, status="failed", error=e.message, staged=())
-        return replace(_put(state, failed), messages=(*state.messages, asked))
-    if isinstance(e, TurnCancelled):
-        kept = _answered_steps(turn.staged)
-        if e.partial_text:
-            kept = (*kept, AssistantTurn(text=e.partial_text))
-        done = replace(turn, status="cancelled", staged=())
-        return replace(_put(state, done), messages=(*state.messages, asked, *kept))
-    return state
-
-
-def _close_step(turn: TurnState, e: AssistantMessage) -> TurnState:
-    calls = e.tool_calls or turn.step_calls
-    message = AssistantTurn(
-        text=e.text,
-        reasoning=e.reasoning,
-        tool_calls=calls,
-        provider_data=e.provider_data,
-    )
-    return replace(
-        turn,
-        staged=(*turn.staged, message),
-        step_calls=(),
-        partial_text="",
-        partial_reasoning="",
-    )
-
-
-def _answered_steps(staged: tuple[Message, ...]) -> tuple[Message, ...]:
-    """The staged steps up to the last one whose tool calls all have results."""
-    kept: list[Message] = []
-    pending: list[Message] = []
-    open_calls: set[str] = set()
-    for message in staged:
-        pending.append(message)
-        if isinstance(message, AssistantTurn):
-            open_calls |= {c.call_id for c in message.tool_calls}
-        elif isinstance(message, ToolTurn):
-            open_calls.discard(message.call_id)
-        if not open_calls:
-            kept.extend(pending)
-            pending.clear()
-    return tuple(kept)
-
-
-def _put(state: SessionState, turn: TurnState) -> SessionState:
-    return replace(state, turns={**state.turns, turn.turn_id: turn})

@@ -3,7 +3,8 @@
 * :func:`serve_projector` runs the projector in the background (``threadline up``);
   :class:`Projector` is the projector itself (``threadline projector``).
 * :class:`ProjectionReader` is the gateway's async read API: ``list_sessions``,
-  ``get_session``, ``usage``, and ``wait`` for read-your-writes.
+  ``usage``, and ``wait`` for read-your-writes (a session's history is the fold of its
+  events, ``threadline.events.fold``).
 * :func:`rebuild` and :func:`status` back ``threadline projections``.
 * :func:`session_at` (as-of) works on the log directly; forks are a command
   (``threadline.services.commands``).
@@ -18,14 +19,9 @@ from threadline.projections.asof import session_at
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.model import (
     VIEW_NAMES,
-    FallbackView,
-    MessageView,
     ProjectionErrorRow,
-    SessionDetail,
     SessionPage,
     SessionSummary,
-    ToolCallView,
-    TurnView,
     UsageReport,
     UsageRow,
     ViewStatus,
@@ -37,20 +33,15 @@ from threadline.projections.recorder import ViewRecorder
 
 __all__ = [
     "VIEW_NAMES",
-    "FallbackView",
-    "MessageView",
     "ProjectionErrorRow",
     "ProjectionHalted",
     "ProjectionReader",
     "Projector",
     "ProjectorConfig",
     "RebuildResult",
-    "SessionDetail",
     "SessionNotFound",
     "SessionPage",
     "SessionSummary",
-    "ToolCallView",
-    "TurnView",
     "UsageReport",
     "UsageRow",
     "ViewRecorder",

@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, assert_never
 
 import msgspec
 
+from threadline.events.fold import fold
 from threadline.events.schema import (
     AssistantMessage,
     CancelRequested,
@@ -46,19 +47,13 @@ def iso(at: int) -> str:
 
 
 def superseded_positions(records: Iterable[Recorded]) -> frozenset[int]:
-    """Positions of events written by an attempt that a later attempt replaced."""
+    """Positions of events written by an attempt that a later attempt replaced (the
+    session model's rule: :meth:`SessionState.superseded`)."""
     records = list(records)
-    newest: dict[str, int] = {}
-    for rec in records:
-        if isinstance(rec.event, TurnStarted) and rec.turn is not None:
-            newest[rec.turn] = max(newest.get(rec.turn, 0), rec.event.attempt)
-    return frozenset(
-        rec.position
-        for rec in records
-        if rec.turn is not None
-        and rec.attempt is not None
-        and rec.attempt < newest.get(rec.turn, 0)
-    )
+    if not records:
+        return frozenset()
+    state = fold(records)
+    return frozenset(rec.position for rec in records if state.superseded(rec))
 
 
 def json_line(rec: Recorded, previous_at: int | None, superseded: bool = False) -> str:
@@ -159,59 +154,77 @@ class Timeline:
         step = rec.event.step if isinstance(rec.event, _DELTAS) else 0
         return f"{what} ({_turn(rec)} step {step})"
 
-    def describe(self, rec: Recorded) -> str:  # noqa: C901 - one branch per kind
+    def describe(self, rec: Recorded) -> str:
         e = rec.event
-        if isinstance(e, SessionStarted):
-            parts = [f"session started  owner={e.owner}  {e.provider}/{e.model}"]
-            if e.title:
-                parts.append(f"title={self.quote(e.title)}")
-            if e.tool_servers:
-                parts.append(f"tools={','.join(e.tool_servers)}")
-            if e.forked_from is not None:
-                parts.append(f"forked from {e.forked_from.session}@v{e.forked_from.version}")
-            return "  ".join(parts)
-        if isinstance(e, UserMessage):
-            return f"USER ({rec.turn or '-'}): {self.quote(e.text, 400)}"
-        if isinstance(e, TurnStarted):
-            worker = f"  worker={e.worker}" if e.worker else ""
-            return f"turn {e.turn_id} attempt {e.attempt} started  {e.provider}/{e.model}{worker}"
-        if isinstance(e, ToolCall):
-            tool = f"{e.server}.{e.tool}" if e.server else e.tool
-            args = json.dumps(e.arguments, ensure_ascii=False, sort_keys=True)
-            return f"TOOL CALL {e.call_id} {tool} {args if self.full else _clip(args, 300)}"
-        if isinstance(e, ToolResult):
-            status = "ERROR" if e.is_error else "ok"
-            body = e.summary or e.content
-            return (
-                f"TOOL RESULT {e.call_id} {e.tool} {status} {e.duration_ms:.0f}ms: "
-                f"{self.quote(body, 300)}"
-            )
-        if isinstance(e, Fallback):
-            route = f"  {e.from_ or '?'} -> {e.to or '?'}" if e.from_ or e.to else ""
-            return f"FALLBACK {e.fallback}{route}: {self.quote(e.reason)}"
-        if isinstance(e, AssistantMessage):
-            calls = f"  calls={','.join(c.call_id for c in e.tool_calls)}" if e.tool_calls else ""
-            return (
-                f"ASSISTANT ({_turn(rec)} step {e.step}, {e.finish_reason}, "
-                f"in={e.usage.input_tokens} out={e.usage.output_tokens}){calls}: "
-                f"{self.quote(e.text, 400)}"
-            )
-        if isinstance(e, TurnCompleted):
-            ttft = "-" if e.ttft_ms is None else f"{e.ttft_ms:.0f}ms"
-            return (
-                f"turn {rec.turn} COMPLETED  steps={e.steps} ttft={ttft} "
-                f"duration={e.duration_ms:.0f}ms in={e.usage.input_tokens} "
-                f"out={e.usage.output_tokens}"
-            )
-        if isinstance(e, TurnFailed):
-            retry = " (retryable)" if e.retryable else ""
-            return f"turn {rec.turn} FAILED {e.error}: {self.quote(e.message)}{retry}"
-        if isinstance(e, CancelRequested):
-            return f"CANCEL REQUESTED ({rec.turn or 'running turn'}): {self.quote(e.reason)}"
-        if isinstance(e, TurnCancelled):
-            partial = f"  partial={self.quote(e.partial_text)}" if e.partial_text else ""
-            return f"turn {rec.turn} CANCELLED: {self.quote(e.reason)}{partial}"
-        return rec.kind
+        match e:
+            case SessionStarted():
+                return self._session_started(e)
+            case UserMessage():
+                return f"USER ({rec.turn or '-'}): {self.quote(e.text, 400)}"
+            case TurnStarted():
+                worker = f"  worker={e.worker}" if e.worker else ""
+                return (
+                    f"turn {e.turn_id} attempt {e.attempt} started  {e.provider}/{e.model}{worker}"
+                )
+            case TextDelta() | ReasoningDelta():
+                return f"{self._delta_label(rec)}: {self.quote(e.text)}"
+            case ToolCall():
+                tool = f"{e.server}.{e.tool}" if e.server else e.tool
+                args = json.dumps(e.arguments, ensure_ascii=False, sort_keys=True)
+                return f"TOOL CALL {e.call_id} {tool} {args if self.full else _clip(args, 300)}"
+            case ToolResult():
+                status = "ERROR" if e.is_error else "ok"
+                return (
+                    f"TOOL RESULT {e.call_id} {e.tool} {status} {e.duration_ms:.0f}ms: "
+                    f"{self.quote(e.summary or e.content, 300)}"
+                )
+            case Fallback():
+                route = f"  {e.from_ or '?'} -> {e.to or '?'}" if e.from_ or e.to else ""
+                return f"FALLBACK {e.fallback}{route}: {self.quote(e.reason)}"
+            case AssistantMessage():
+                return self._assistant(rec, e)
+            case TurnCompleted() | TurnFailed() | TurnCancelled():
+                return self._ended(rec, e)
+            case CancelRequested():
+                return f"CANCEL REQUESTED ({rec.turn or 'running turn'}): {self.quote(e.reason)}"
+            case _:
+                assert_never(e)
+
+    def _session_started(self, e: SessionStarted) -> str:
+        parts = [f"session started  owner={e.owner}  {e.provider}/{e.model}"]
+        if e.title:
+            parts.append(f"title={self.quote(e.title)}")
+        if e.tool_servers:
+            parts.append(f"tools={','.join(e.tool_servers)}")
+        if e.forked_from is not None:
+            parts.append(f"forked from {e.forked_from.session}@v{e.forked_from.version}")
+        return "  ".join(parts)
+
+    def _assistant(self, rec: Recorded, e: AssistantMessage) -> str:
+        calls = f"  calls={','.join(c.call_id for c in e.tool_calls)}" if e.tool_calls else ""
+        return (
+            f"ASSISTANT ({_turn(rec)} step {e.step}, {e.finish_reason}, "
+            f"in={e.usage.input_tokens} out={e.usage.output_tokens}){calls}: "
+            f"{self.quote(e.text, 400)}"
+        )
+
+    def _ended(self, rec: Recorded, e: TurnCompleted | TurnFailed | TurnCancelled) -> str:
+        match e:
+            case TurnCompleted():
+                ttft = "-" if e.ttft_ms is None else f"{e.ttft_ms:.0f}ms"
+                return (
+                    f"turn {rec.turn} COMPLETED  steps={e.steps} ttft={ttft} "
+                    f"duration={e.duration_ms:.0f}ms in={e.usage.input_tokens} "
+                    f"out={e.usage.output_tokens}"
+                )
+            case TurnFailed():
+                retry = " (retryable)" if e.retryable else ""
+                return f"turn {rec.turn} FAILED {e.error}: {self.quote(e.message)}{retry}"
+            case TurnCancelled():
+                partial = f"  partial={self.quote(e.partial_text)}" if e.partial_text else ""
+                return f"turn {rec.turn} CANCELLED: {self.quote(e.reason)}{partial}"
+            case _:
+                assert_never(e)
 
 
 def _group_key(rec: Recorded) -> tuple[Any, ...]:

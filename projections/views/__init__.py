@@ -1,4 +1,7 @@
-"""The read models: sessions list, history, usage. Each owns its tables."""
+"""The read models: sessions list and usage. Each owns its tables.
+
+(A session's history is not a view: it is the session model, the fold of its events.)
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,10 @@ from typing import Final
 
 from threadline.base.errors import InvalidInput
 from threadline.projections.views.base import Rec, View
-from threadline.projections.views.history import HistoryView
 from threadline.projections.views.sessions import SessionsView
 from threadline.projections.views.usage import UsageView
 
-VIEWS: Final[tuple[View, ...]] = (SessionsView(), HistoryView(), UsageView())
+VIEWS: Final[tuple[View, ...]] = (SessionsView(), UsageView())
 BY_NAME: Final[dict[str, View]] = {view.name: view for view in VIEWS}
 
 

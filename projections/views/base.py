@@ -1,4 +1,9 @@
-"""What a view is: tables plus a handler per event, applied inside the batch transaction."""
+"""What a view is: tables plus a handler per event, applied inside the batch transaction.
+
+A view that follows turns keeps each turn's :class:`~threadline.events.turns.Phase` in a
+row and asks :func:`~threadline.events.turns.transition` what an event does to it: the
+turn rules are the session model's, never restated in SQL.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,8 @@ from collections.abc import Sequence
 from typing import ClassVar, NamedTuple
 
 from threadline.events.schema import Envelope
+from threadline.events.turns import Phase
 from threadline.projections.sql import Db, Table
-
-TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
-OPEN_SQL = "('pending', 'running')"
 
 
 class Rec(NamedTuple):
@@ -39,25 +42,15 @@ class View(abc.ABC):
         """Called once per batch after its events."""
 
 
-def turn_of(env: Envelope) -> str:
-    return env.turn or ""
-
-
-def attempt_of(env: Envelope) -> int:
-    return env.attempt or 0
-
-
-def attempt_clause(env: Envelope, column: str = "attempt") -> tuple[str, tuple[object, ...]]:
-    """Events without an attempt apply to whichever attempt counts (as in the fold)."""
-    if env.attempt is None:
-        return "", ()
-    return f" AND {column} = ?", (env.attempt,)
+def phase_of(db: Db, table: str, session: str, turn: str) -> Phase | None:
+    """A turn's phase as a view keeps it (``status`` and ``attempt`` columns of ``table``);
+    None if the view has no row for the turn."""
+    row = db.one(
+        f"SELECT status, attempt FROM {{p}}{table} WHERE session = ? AND turn = ?", session, turn
+    )
+    return None if row is None else Phase(row[0], row[1])
 
 
 def day_of(at: int) -> str:
     """The UTC day of a timestamp in microseconds."""
     return datetime.datetime.fromtimestamp(at / 1_000_000, datetime.UTC).strftime("%Y-%m-%d")
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"

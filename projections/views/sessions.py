@@ -1,26 +1,36 @@
-"""The sessions list: one row per session, listed per owner."""
+"""The sessions list: one row per session, listed per owner.
+
+``message_count`` counts what the session's history shows (user messages, the steps of
+each turn's counting attempt, a cancelled turn's partial text); ``turn_count``,
+``last_turn`` and ``last_status`` follow the turns. What an event does to a turn is the
+session model's rule (:func:`~threadline.events.turns.transition`) applied to the
+phase kept in ``session_turns``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import assert_never
 
 from threadline.events.schema import (
     AssistantMessage,
+    CancelRequested,
+    Event,
+    Fallback,
+    ReasoningDelta,
     SessionStarted,
+    TextDelta,
+    ToolCall,
+    ToolResult,
     TurnCancelled,
     TurnCompleted,
     TurnFailed,
     TurnStarted,
     UserMessage,
 )
+from threadline.events.turns import Verdict, title_from, transition, turn_of
 from threadline.projections.sql import Db, Table
-from threadline.projections.views.base import (
-    OPEN_SQL,
-    Rec,
-    View,
-    attempt_clause,
-    turn_of,
-)
+from threadline.projections.views.base import Rec, View, phase_of
 
 SESSIONS = Table(
     "sessions",
@@ -46,8 +56,8 @@ SESSIONS = Table(
     indexes=(("owner", "created_at", "session"),),
 )
 
-#: The turns this view has seen, the attempt that counts, and how many assistant
-#: messages that attempt produced (so a superseding attempt can take them back).
+#: The turns this view has seen, their phase (status, the attempt that counts), and how
+#: many assistant messages that attempt produced (a superseding attempt takes them back).
 SESSION_TURNS = Table(
     "session_turns",
     (
@@ -59,14 +69,6 @@ SESSION_TURNS = Table(
     ),
     key=("session", "turn"),
 )
-
-_TERMINAL = {TurnCompleted: "completed", TurnFailed: "failed", TurnCancelled: "cancelled"}
-
-
-def title_from(text: str) -> str:
-    """A session's title when none was set: the first line of its first user message."""
-    stripped = text.strip()
-    return stripped.splitlines()[0][:80] if stripped else ""
 
 
 class SessionsView(View):
@@ -93,118 +95,97 @@ class SessionsView(View):
         )
 
     def apply(self, db: Db, rec: Rec) -> None:
-        env, event = rec.env, rec.env.event
-        session = env.session
-        if isinstance(event, SessionStarted):
-            origin = event.forked_from
-            db.run(
-                "UPDATE {p}sessions SET owner = ?, provider = ?, model = ?, forked_from = ?, "
-                "forked_version = ? WHERE session = ?",
-                event.owner,
-                event.provider,
-                event.model,
-                origin.session if origin else "",
-                origin.version if origin else 0,
-                session,
-            )
-            if event.title:
-                db.run(
-                    "UPDATE {p}sessions SET title = ?, title_set = 1 WHERE session = ?",
-                    event.title,
-                    session,
-                )
-        elif isinstance(event, UserMessage):
-            db.run(
-                "UPDATE {p}sessions SET message_count = message_count + 1, title = CASE "
-                "WHEN title_set = 0 AND title = '' THEN ? ELSE title END WHERE session = ?",
-                title_from(event.text),
-                session,
-            )
-            if env.turn:
-                self._new_turn(db, session, env.turn, 0, "pending")
-        elif isinstance(event, TurnStarted):
-            self._started(db, session, env.turn or event.turn_id, event.attempt)
-        elif isinstance(event, AssistantMessage):
-            where, args = attempt_clause(env)
-            changed = db.count(
-                "UPDATE {p}session_turns SET assistant_count = assistant_count + 1 "
-                f"WHERE session = ? AND turn = ? AND status IN {OPEN_SQL}{where}",
-                session,
-                turn_of(env),
-                *args,
-            )
-            if changed:
-                self._count_messages(db, session, 1)
-        elif type(event) in _TERMINAL:
-            self._ended(db, rec, _TERMINAL[type(event)])
+        event = rec.env.event
+        match event:
+            case SessionStarted():
+                self._session_started(db, rec.env.session, event)
+            case UserMessage():
+                self._title(db, rec.env.session, event.text)
+                if rec.env.turn is None:  # a message outside any turn
+                    self._count_messages(db, rec.env.session, 1)
+                else:
+                    self._turn(db, rec)
+            case (
+                TurnStarted() | AssistantMessage() | TurnCompleted() | TurnFailed()
+                | TurnCancelled()
+            ):  # fmt: skip
+                self._turn(db, rec)
+            case (
+                CancelRequested() | TextDelta() | ReasoningDelta() | ToolCall() | ToolResult()
+                | Fallback()
+            ):  # fmt: skip
+                pass  # not in the list
+            case _:
+                assert_never(event)
 
-    def _new_turn(self, db: Db, session: str, turn: str, attempt: int, status: str) -> bool:
-        inserted = db.count(
-            "INSERT INTO {p}session_turns (session, turn, attempt, status) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (session, turn) DO NOTHING",
+    def _session_started(self, db: Db, session: str, event: SessionStarted) -> None:
+        origin = event.forked_from
+        db.run(
+            "UPDATE {p}sessions SET owner = ?, provider = ?, model = ?, forked_from = ?, "
+            "forked_version = ? WHERE session = ?",
+            event.owner,
+            event.provider,
+            event.model,
+            origin.session if origin else "",
+            origin.version if origin else 0,
             session,
-            turn,
-            attempt,
-            status,
         )
-        if inserted:
+        if event.title:
             db.run(
-                "UPDATE {p}sessions SET turn_count = turn_count + 1, last_turn = ?, "
-                "last_status = ? WHERE session = ?",
+                "UPDATE {p}sessions SET title = ?, title_set = 1 WHERE session = ?",
+                event.title,
+                session,
+            )
+
+    def _title(self, db: Db, session: str, text: str) -> None:
+        db.run(
+            "UPDATE {p}sessions SET title = CASE WHEN title_set = 0 AND title = '' THEN ? "
+            "ELSE title END WHERE session = ?",
+            title_from(text),
+            session,
+        )
+
+    def _turn(self, db: Db, rec: Rec) -> None:
+        env, event = rec.env, rec.env.event
+        session, turn = env.session, turn_of(env)
+        if turn is None:
+            return
+        phase = phase_of(db, "session_turns", session, turn)
+        verdict, after = transition(phase, event, env.attempt)
+        if after is None or verdict in ("ignored", "anomaly"):
+            return
+        shown = 0  # messages the event adds to (or takes from) the history
+        if phase is None:
+            db.run(
+                "INSERT INTO {p}session_turns (session, turn, attempt, status) "
+                "VALUES (?, ?, ?, ?)",
+                session, turn, after.attempt, after.status,
+            )  # fmt: skip
+            db.run(
+                "UPDATE {p}sessions SET turn_count = turn_count + 1, last_turn = ? "
+                "WHERE session = ?",
                 turn,
-                status,
                 session,
             )
-        return inserted > 0
-
-    def _started(self, db: Db, session: str, turn: str, attempt: int) -> None:
-        if self._new_turn(db, session, turn, attempt, "running"):
-            return
-        row = db.one(
-            "SELECT attempt, status, assistant_count FROM {p}session_turns "
-            "WHERE session = ? AND turn = ?",
-            session,
-            turn,
-        )
-        if row is None or row[1] not in ("pending", "running"):
-            return  # a finished turn does not restart (the fold records an anomaly)
-        superseding = attempt > row[0]
+        if verdict == "starts" and phase is not None:
+            taken = db.one(
+                "SELECT assistant_count FROM {p}session_turns WHERE session = ? AND turn = ?",
+                session,
+                turn,
+            )
+            shown -= taken[0] if taken else 0
+        shown += _shown(event, verdict)
         db.run(
-            "UPDATE {p}session_turns SET attempt = ?, status = 'running', assistant_count = ? "
-            "WHERE session = ? AND turn = ?",
-            max(attempt, row[0]),
-            0 if superseding else row[2],
-            session,
-            turn,
-        )
-        if superseding and row[2]:
-            self._count_messages(db, session, -row[2])
-        self._last_status(db, session, turn, "running")
-
-    def _ended(self, db: Db, rec: Rec, status: str) -> None:
-        env, event = rec.env, rec.env.event
-        where, args = attempt_clause(env)
-        changed = db.count(
-            f"UPDATE {{p}}session_turns SET status = ? WHERE session = ? AND turn = ? "
-            f"AND status IN {OPEN_SQL}{where}",
-            status,
-            env.session,
-            turn_of(env),
-            *args,
-        )
-        if not changed:
-            return
-        self._last_status(db, env.session, turn_of(env), status)
-        if isinstance(event, TurnCancelled) and event.partial_text:
-            self._count_messages(db, env.session, 1)
-
-    def _last_status(self, db: Db, session: str, turn: str, status: str) -> None:
+            "UPDATE {p}session_turns SET status = ?, attempt = ?, assistant_count = CASE "
+            "WHEN ? THEN 0 ELSE assistant_count END + ? WHERE session = ? AND turn = ?",
+            after.status, after.attempt, verdict == "starts",
+            int(isinstance(event, AssistantMessage)), session, turn,
+        )  # fmt: skip
         db.run(
-            "UPDATE {p}sessions SET last_status = ? WHERE session = ? AND last_turn = ?",
-            status,
-            session,
-            turn,
-        )
+            "UPDATE {p}sessions SET message_count = message_count + ?, last_status = CASE "
+            "WHEN last_turn = ? THEN ? ELSE last_status END WHERE session = ?",
+            shown, turn, after.status, session,
+        )  # fmt: skip
 
     def _count_messages(self, db: Db, session: str, delta: int) -> None:
         db.run(
@@ -212,3 +193,10 @@ class SessionsView(View):
             delta,
             session,
         )
+
+
+def _shown(event: Event, verdict: Verdict) -> int:
+    """How many messages of the history an event adds (given its verdict)."""
+    if verdict == "opens" or (verdict == "applies" and isinstance(event, AssistantMessage)):
+        return 1
+    return int(verdict == "ends" and isinstance(event, TurnCancelled) and bool(event.partial_text))

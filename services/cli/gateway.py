@@ -5,12 +5,13 @@ data dir). With no token and no JWT key configured it makes a dev token and prin
 Until the ``threadline`` command lists it, ``python -m threadline.services.cli gateway``
 runs it the same way.
 
-History (``--history``): ``projections`` serves sessions, history and usage from the
-projections' views (``THREADLINE_DATABASE_URL``, else ``<data dir>/projections.sqlite3``),
-kept current by a ``threadline projector`` (or ``threadline up``) running elsewhere;
-``log`` folds each session from the log and needs nothing else (no ``/v1/usage``). The
-default is ``projections`` when that database exists (PostgreSQL: when it is configured),
-else ``log``.
+A session (``GET /v1/sessions/{id}``) is always the fold of its events. Where the
+sessions list and usage come from is configuration (``--history``, else
+``THREADLINE_GATEWAY_HISTORY``): ``projections`` reads the projections' views
+(``THREADLINE_DATABASE_URL``, else ``<data dir>/projections.sqlite3``), kept current by a
+``threadline projector`` (or ``threadline up``) running elsewhere; ``log`` keeps the list
+from the log and needs nothing else (no ``/v1/usage``). Unset: ``projections`` when
+``THREADLINE_DATABASE_URL`` is configured, else ``log``.
 """
 
 from __future__ import annotations
@@ -19,14 +20,12 @@ import argparse
 import asyncio
 import contextlib
 import signal
-from pathlib import Path
 
 from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.store import EventStore
 from threadline.projections import ProjectionReader
-from threadline.projections.config import ProjectorConfig
 from threadline.projections.metrics import watch_views
 from threadline.services.cli.stack import deployment_catalog
 from threadline.services.gateway import GatewayOptions, ensure_dev_token, serve_gateway
@@ -41,8 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--history",
         choices=("projections", "log"),
-        help="read sessions from the projections' views or fold them from the log "
-        "(default: projections when their database exists)",
+        help="serve the sessions list and usage from the projections' views or the log "
+        "(default: THREADLINE_GATEWAY_HISTORY, else projections when "
+        "THREADLINE_DATABASE_URL is set, else log)",
     )
 
 
@@ -65,7 +65,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         catalog = deployment_catalog(settings)
         async with contextlib.AsyncExitStack() as stack:
-            history, where = await open_history(stack, args.history, settings, store)
+            choice = args.history or options.history
+            history, where = await open_history(stack, choice, settings, store)
             base = await stack.enter_async_context(
                 serve_gateway(
                     settings,
@@ -91,20 +92,15 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def projections_exist(settings: Settings) -> bool:
-    """Whether the projections' database is there (PostgreSQL: whether it is configured)."""
-    config = ProjectorConfig.from_settings(settings)
-    return bool(config.database_url) or Path(config.sqlite_path).exists()
-
-
 async def open_history(
     stack: contextlib.AsyncExitStack, choice: str | None, settings: Settings, store: EventStore
 ) -> tuple[HistoryReader | None, str]:
-    """The history reader ``--history`` asks for (None: the gateway's own, from the log)
-    and a line saying where it reads."""
-    if choice == "log" or (choice is None and not projections_exist(settings)):
-        return None, "folded from the log (no /v1/usage; --history projections for the views)"
+    """The sessions-list reader ``choice`` names (None: the gateway's own, from the log)
+    and a line saying where it reads. Unset: the projections when PostgreSQL is
+    configured, else the log (never a guess from whether a file happens to exist)."""
+    if choice == "log" or (choice is None and not settings.database_url):
+        return None, "sessions folded from the log (no /v1/usage; --history projections)"
     reader = await stack.enter_async_context(ProjectionReader.open(settings))
     stack.callback(watch_views(store, reader.recorder))  # projection lag on /metrics
     where = f"projections in {reader.recorder.location} (kept current by a projector)"
-    return ProjectionHistory(reader, store), where
+    return ProjectionHistory(reader), where

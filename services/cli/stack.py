@@ -82,7 +82,7 @@ async def start_services(
     running.add("agent", f"worker {worker.deps.settings.worker}; MCP servers: {tools}")
     settings, token = ensure_dev_token(settings)
     catalog = deployment_catalog(settings, devmodel_url=running.devmodel_url)
-    history = ProjectionHistory(projector.reader, store)  # views, woken by the projector
+    history = ProjectionHistory(projector.reader)  # views, woken by the projector
     url = await stack.enter_async_context(
         serve_gateway(settings, store, catalog=catalog, history=history)
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -73,6 +73,9 @@ class GatewayOptions(msgspec.Struct, frozen=True, kw_only=True):
     #: a connection whose socket accepts no output for this long is aborted (a client
     #: that stopped reading)
     send_timeout_s: float = 30.0
+    #: where ``threadline gateway`` lists sessions and reads usage (``projections`` or
+    #: ``log``; unset: ``projections`` when ``THREADLINE_DATABASE_URL`` is set)
+    history: Literal["projections", "log"] | None = None
     jwt: JwtOptions = msgspec.field(default_factory=JwtOptions)
     rate: RateOptions = msgspec.field(default_factory=RateOptions)
 

@@ -1,9 +1,9 @@
-"""The default :class:`HistoryReader`: views straight from the event store.
+"""The default :class:`HistoryReader`: the sessions list straight from the event store.
 
-A session's view is the fold of its events (always current: the store is the source
-of truth). The list of an owner's sessions comes from an in-memory index fed by one
-``follow_all(kinds={"session_started"})`` per gateway process. The projections'
-reader replaces this when it is plugged in; until then the gateway needs nothing else.
+The list of an owner's sessions comes from an in-memory index fed by one
+``follow_all(kinds={"session_started"})`` per gateway process; it needs nothing but the
+log. (A session itself is always read by folding its events: ``history.read_session``.)
+The projections' reader replaces this when the gateway is configured to use them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Callable
 from threadline.base.errors import StoreError, StoreUnavailable, ThreadlineError
 from threadline.events.schema import SessionStarted
 from threadline.events.store import EventStore, Recorded
-from threadline.services.gateway.history import InvalidCursor, session_detail
-from threadline.services.gateway.models import SessionDetail, SessionPage, SessionSummary
+from threadline.services.gateway.history import InvalidCursor
+from threadline.services.gateway.models import SessionPage, SessionSummary
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class SessionIndex:
 
 
 class StoreHistory:
-    """Reads views from the event store; keeps the session index while started.
+    """Lists sessions from the event store; keeps the session index while started.
 
     ``on_started(session, owner)`` is called for every session the index learns of
     (the gateway primes its owner cache with it, saving a read per session).
@@ -120,14 +120,8 @@ class StoreHistory:
     async def list_sessions(self, owner: str, *, limit: int, cursor: str | None) -> SessionPage:
         return self.index.page(owner, limit=limit, cursor=cursor)
 
-    async def get_session(self, session: str, *, at: int | None = None) -> SessionDetail | None:
-        records = [rec async for rec in self.store.read(session, to_version=at)]
-        if not records or (at is not None and records[-1].version < at):
-            return None
-        return session_detail(records)
-
     async def wait(self, position: int, *, timeout_s: float) -> bool:
-        """Session views read the store directly, so only the index can lag.
+        """Sessions are read from the store directly, so only the index can lag.
 
         The index is caught up with ``position`` once it has seen the
         ``session_started`` stored there (positions handed out by ``POST /v1/sessions``)

@@ -12,8 +12,8 @@ from typing import Any
 from tests.aisdk import sequences as seq
 from tests.aisdk.conftest import run_node
 from threadline.services.gateway.aisdk import protocol
-from threadline.services.gateway.aisdk.chunks import TurnChunks
-from threadline.services.gateway.aisdk.stream import record_of, replay_start
+from threadline.services.gateway.aisdk.chunks import TurnChunks, replay_start
+from threadline.services.gateway.aisdk.stream import record_of
 from threadline.services.gateway.hub import frame_of
 
 

@@ -1,6 +1,8 @@
-"""Where the gateway gets its history: ``threadline up`` serves it from the projector it
-runs; ``threadline gateway`` from the projections' database when it exists (a projector
-running elsewhere keeps it current), else from the log."""
+"""Where the gateway gets its sessions list and usage: ``threadline up`` from the
+projector it runs; ``threadline gateway`` from the projections when configured to
+(``--history``, ``THREADLINE_GATEWAY_HISTORY``, or a PostgreSQL ``THREADLINE_DATABASE_URL``;
+a projector running elsewhere keeps them current), else from the log. A session itself
+is always the fold of its events."""
 
 from __future__ import annotations
 
@@ -19,11 +21,11 @@ import pytest
 
 from tests.conftest import fresh_stream
 from tests.gateway.harness import TOKENS
-from tests.gateway.views_harness import documented, running_views_gateway
+from tests.gateway.views_harness import running_views_gateway
 from threadline.base.config import Settings, StreamSettings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.services.cli.stack import PROVIDER_KEY_VARS, start_services
-from threadline.services.gateway import StoreHistory
+from threadline.services.gateway.history import read_session
 from threadline.services.runtime.natsserver import EmbeddedNats
 
 ALICE = {"Authorization": "Bearer alice-token"}
@@ -67,7 +69,10 @@ async def test_the_gateway_command_reads_the_views_a_projector_keeps(
     async with running_views_gateway(nats_server.url, tmp_path, with_log=False) as pair:
         stream = pair.views.store.settings
         async with (
-            gateway_command(nats_server.url, stream, tmp_path) as (url, banner),
+            gateway_command(nats_server.url, stream, tmp_path, "--history", "projections") as (
+                url,
+                banner,
+            ),
             httpx.AsyncClient(base_url=url, headers=ALICE, timeout=15) as client,
         ):
             assert "history: projections in" in banner, banner
@@ -83,15 +88,17 @@ async def test_the_gateway_command_reads_the_views_a_projector_keeps(
             assert (await client.get("/v1/usage")).status_code == 200
 
 
-async def test_without_a_projections_database_the_gateway_command_reads_the_log(
+async def test_unless_configured_the_gateway_command_lists_from_the_log(
     nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
+    """A projections database that happens to exist changes nothing: the choice is
+    configuration."""
+    (tmp_path / "projections.sqlite3").write_bytes(b"")
     async with (
         gateway_command(nats_server.url, fresh_stream(), tmp_path) as (url, banner),
         httpx.AsyncClient(base_url=url, headers=ALICE, timeout=15) as client,
     ):
-        assert "history: folded from the log" in banner, banner
-        assert not (tmp_path / "projections.sqlite3").exists()
+        assert "history: sessions folded from the log" in banner, banner
         assert (await client.get("/v1/usage")).status_code == 501
 
 
@@ -99,7 +106,7 @@ async def test_up_serves_history_from_its_projector(
     nats_server: EmbeddedNats, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The real agent and dev model answer with a tool call; the gateway ``up`` starts
-    serves that turn from the views, equal to the fold of the log."""
+    serves that turn as the fold of the log, and lists and counts it from the views."""
     for var in PROVIDER_KEY_VARS:
         monkeypatch.delenv(var, raising=False)
     store = await JetStreamEventStore.connect(nats_server.url, fresh_stream(), heartbeat_s=0.5)
@@ -123,9 +130,8 @@ async def test_up_serves_history_from_its_projector(
                     f"/v1/sessions/{session}", params={"wait_for": rec.position}
                 )
                 views = response.json()
-                folded = await StoreHistory(store).get_session(session)
-                assert folded is not None
-                assert views == documented(msgspec.to_builtins(folded))
+                folded = await read_session(store, session)
+                assert folded is not None and views == msgspec.to_builtins(folded)
                 assert [m["role"] for m in views["messages"]] == [
                     "user", "assistant", "tool", "assistant",
                 ]  # fmt: skip

@@ -1,14 +1,12 @@
-"""A gateway reading history from the projections, with the projector running in-process
-(as ``threadline up`` wires it), beside one reading from the log, on one store."""
+"""A gateway listing sessions from the projections, with the projector running in-process
+(as ``threadline up`` wires it), beside one listing them from the log, on one store."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tests.conftest import fresh_stream
 from tests.gateway.harness import MCP_SERVERS, PROVIDERS, TOKENS, Harness, gateway_options
@@ -21,9 +19,9 @@ from threadline.services.gateway.projection_history import ProjectionHistory
 
 @dataclass
 class Pair:
-    #: the gateway reading the projections' views
+    #: the gateway listing sessions and usage from the projections' views
     views: Harness
-    #: the gateway folding sessions from the log (None unless asked for)
+    #: the gateway listing sessions from the log (None unless asked for)
     log: Harness | None
     projector: Projector
     settings: Settings
@@ -51,7 +49,7 @@ async def running_views_gateway(
     try:
         async with contextlib.AsyncExitStack() as stack:
             projector = await stack.enter_async_context(serve_projector(settings, store))
-            history = ProjectionHistory(projector.reader, store)
+            history = ProjectionHistory(projector.reader)
             views_app = create_app(settings, store, options=options, history=history)
             views = Harness(await stack.enter_async_context(serve_app(views_app)), views_app, store)
             log: Harness | None = None
@@ -71,15 +69,3 @@ async def running_views_gateway(
 def log_of(pair: Pair) -> Harness:
     assert pair.log is not None
     return pair.log
-
-
-def documented(detail: dict[str, Any], summaries: dict[str, str] | None = None) -> dict[str, Any]:
-    """What the views serve, given what the fold serves: the gaps of docs/gateway.md."""
-    out = copy.deepcopy(detail)
-    for m in out["messages"]:
-        if m["role"] == "tool":
-            m["position"] = 0  # the history view keeps no position for tool results
-            m["text"] = (summaries or {}).get(m["call_id"], m["text"])  # the summary
-        if m["usage"] is not None:  # steps keep input and output tokens only
-            m["usage"]["reasoning_tokens"] = m["usage"]["cached_input_tokens"] = 0
-    return out

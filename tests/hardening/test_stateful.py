@@ -1,12 +1,12 @@
 """Concurrency, as a hypothesis state machine: turns, crashes, takeovers, stale writers and
 stops against the real event store, turn writer and worker, checked against the fold and
-the history projection.
+the projections.
 
 What is real: :class:`MemoryEventStore` (it passes the JetStream contract suite), the
 :class:`TurnWriter` and its fencing, :meth:`AgentWorker.process` (its verdicts, attempts,
 give-up) and the whole :class:`Turn` (coalescing, tool steps, retries, fallbacks, stop),
-the session fold, ``verify_session`` and the projector writing the history view into
-SQLite. What is fake: the model and the tools, which implement our own protocols
+the session fold, ``verify_session`` and the projector writing the sessions and usage
+views into SQLite. What is fake: the model and the tools, which implement our own protocols
 (:class:`ModelAdapter`, ``Tools``) and block at *gates* until a rule says what happens
 next. A crashed worker is one whose gates are never answered again (kill -9 or SIGSTOP);
 a stale writer coming back is such a worker whose gate is answered after all.
@@ -21,11 +21,11 @@ Invariants, after every step: versions contiguous and the hash chain intact; the
 has no anomaly; at most one terminal event per turn, and turns end in order; only the
 writer of a turn's newest attempt lands events for it (a fenced writer never lands one
 after the takeover) and nothing lands after the terminal event. Whenever the projector
-runs: the history view (turn status, the attempt that counted, messages, tool calls and
-results, fallbacks, superseded rows, and the conversation rebuilt from them) equals the
-pure fold. At the end, quiescence: every pending turn is run to an end, every stalled
-worker comes back (and is fenced off), every turn is terminal, ``verify_session`` passes
-and the history still equals the fold.
+runs: the sessions and usage views (messages shown, turns, the last status; per turn
+the attempt that counted and its status) say what the session model says, and the
+incremental fold equals the fold from scratch. At the end, quiescence: every pending
+turn is run to an end, every stalled worker comes back (and is fenced off), every turn
+is terminal, ``verify_session`` passes and the views still say what the fold says.
 
 Everything runs on one event loop per example, driven by the rules: after each step the
 loop runs until every worker is blocked at a gate or finished (no sleeps, no clocks:
@@ -59,15 +59,14 @@ from hypothesis.stateful import (
 )
 
 from threadline.events import codec
-from threadline.events.conversation import AssistantTurn, Message, ToolSpec, ToolTurn, UserTurn
-from threadline.events.fold import TERMINAL, SessionState, fold
+from threadline.events.conversation import ToolSpec, ToolTurn
+from threadline.events.fold import SessionState, fold
 from threadline.events.memory import MemoryEventStore
 from threadline.events.schema import (
     TERMINAL_KINDS,
     CancelRequested,
     ErrorKind,
     SessionStarted,
-    ToolCallRef,
     ToolResult,
     TurnCompleted,
     TurnFailed,
@@ -78,16 +77,9 @@ from threadline.events.schema import (
 from threadline.events.store import NewEvent, Recorded
 from threadline.events.verify import verify_session
 from threadline.projections.config import ProjectorConfig
-from threadline.projections.model import (
-    FallbackView,
-    MessageView,
-    SessionDetail,
-    ToolCallView,
-    TurnView,
-)
 from threadline.projections.projector import Projector
-from threadline.projections.queries import get_session
 from threadline.projections.recorder import ViewRecorder
+from threadline.projections.sql import Db
 from threadline.services.agent.providers import (
     FinishPart,
     ModelRequest,
@@ -110,6 +102,7 @@ from threadline.services.agent.tools import (
 from threadline.services.agent.turn import AgentDeps, AgentSettings
 from threadline.services.agent.worker import AgentWorker
 from threadline.services.agent.writer import Fenced, TurnWriter
+from threadline.services.gateway.history import session_detail
 
 SESSION = "stateful"
 TOOL = "fake__lookup"
@@ -412,108 +405,39 @@ class LogChecker:
             assert all(t in self.ended for t in earlier), f"{turn} ended before {earlier}"
 
 
-# ----------------------------------------------------------------------------- the view
+# ----------------------------------------------------------------------------- the views
 
 
-def answered_steps(steps: list[Message]) -> list[Message]:
-    """The steps up to the last one whose tool calls all have results (docs/events.md)."""
-    kept: list[Message] = []
-    pending: list[Message] = []
-    open_calls: set[str] = set()
-    for message in steps:
-        pending.append(message)
-        if isinstance(message, AssistantTurn):
-            open_calls |= {c.call_id for c in message.tool_calls}
-        elif isinstance(message, ToolTurn):
-            open_calls.discard(message.call_id)
-        if not open_calls:
-            kept += pending
-            pending.clear()
-    return kept
+def view_rows(db: Db) -> tuple[tuple[object, ...], list[tuple[object, ...]]]:
+    """The session's row in the sessions view, and its turns' rows in the usage view."""
+    row = db.one(
+        "SELECT message_count, turn_count, last_turn, last_status FROM {p}sessions "
+        "WHERE session = ?",
+        SESSION,
+    )
+    assert row is not None
+    usage = db.all(
+        "SELECT turn, attempt, status FROM {p}usage WHERE session = ? ORDER BY turn", SESSION
+    )
+    return tuple(row), [tuple(r) for r in usage]
 
 
-def view_steps(detail: SessionDetail, turn: TurnView) -> tuple[list[Message], list[ToolCallRef]]:
-    """The counted attempt's finished steps (assistant messages and tool results, in log
-    order), and the tool calls of the step in progress, from the history view alone."""
-    messages = [
-        m
-        for m in detail.messages
-        if m.turn == turn.turn and m.role == "assistant" and m.finish_reason != "cancelled"
-        and m.attempt == turn.attempt
-    ]  # fmt: skip
-    calls = [c for c in turn.tool_calls if c.attempt == turn.attempt]
-    items: list[tuple[int, Message]] = []
-    for m in messages:
-        refs = tuple(
-            ToolCallRef(call_id=c.call_id, tool=c.tool, arguments=c.arguments)
-            for c in calls
-            if c.step == m.step and c.version < m.version
-        )
-        items.append(
-            (m.version, AssistantTurn(text=m.text, reasoning=m.reasoning, tool_calls=refs))
-        )
-    for c in calls:
-        if c.result_version:
-            result = ToolTurn(
-                call_id=c.call_id, tool=c.tool, content=c.summary, is_error=c.is_error
-            )
-            items.append((c.result_version, result))
-    last = max((m.version for m in messages), default=0)
-    in_progress = [
-        ToolCallRef(call_id=c.call_id, tool=c.tool, arguments=c.arguments)
-        for c in calls
-        if c.version > last
+def compare(
+    summary: tuple[object, ...], usage: list[tuple[object, ...]], state: SessionState
+) -> None:
+    """The views say what the session model says: the messages the history shows, the
+    turns, the last one's status; per started turn, the attempt that counts and its status.
+    And the history renders the model as it is."""
+    shown = [e for e in state.transcript() if not isinstance(e.message, ToolTurn)]
+    last = state.order[-1] if state.order else ""
+    assert summary == (len(shown), len(state.order), last, state.status(last) or "")
+    started = sorted((t.turn_id, t.attempt, t.status) for t in state.turns.values() if t.started)
+    assert usage == started, "the usage view's attempt that counts"
+    detail = session_detail(state)
+    assert [(t.turn_id, t.status, t.attempt) for t in detail.turns] == [
+        (t.turn_id, t.status, t.attempt) for t in state.turns.values()
     ]
-    return [m for _, m in sorted(items, key=lambda item: item[0])], in_progress
-
-
-def view_conversation(detail: SessionDetail) -> tuple[Message, ...]:
-    """The conversation a model would be sent, rebuilt from the history view alone."""
-    users = {m.turn: m.text for m in detail.messages if m.role == "user"}
-    out: list[Message] = []
-    for turn in detail.turns:  # turns end in order (checked on the log)
-        if turn.status not in TERMINAL:
-            continue
-        out.append(UserTurn(text=users[turn.turn]))
-        steps, _ = view_steps(detail, turn)
-        if turn.status == "completed":
-            out += steps
-        elif turn.status == "cancelled":
-            out += answered_steps(steps)
-            if turn.partial_text:
-                out.append(AssistantTurn(text=turn.partial_text))
-    return tuple(out)
-
-
-def compare(detail: SessionDetail, state: SessionState) -> None:
-    """The history projection says what the pure fold says."""
-    assert [t.turn for t in detail.turns] == list(state.order)
-    assert [m.text for m in detail.messages if m.role == "user"] == [
-        state.turns[t].user_text for t in state.order
-    ]
-    for view in detail.turns:
-        turn = state.turns[view.turn]
-        where = f"turn {view.turn}"
-        assert view.status == turn.status, where
-        assert view.attempt == turn.attempt, f"{where}: which attempt counted"
-        assert (view.provider, view.model) == (turn.provider, turn.model), where
-        assert view.cancel_requested == turn.cancel_requested, where
-        if turn.status == "failed":
-            assert view.error_message == turn.error, where
-        fallbacks = [(f.kind, f.reason, f.from_, f.to) for f in view.fallbacks]
-        assert fallbacks == [(f.fallback, f.reason, f.from_, f.to) for f in turn.fallbacks], where
-        rows: list[MessageView | ToolCallView | FallbackView] = [
-            *(m for m in detail.messages if m.turn == view.turn and m.role == "assistant"),
-            *view.tool_calls,
-            *view.fallbacks,
-        ]
-        for row in rows:  # superseded: written by an attempt a later one replaced
-            assert row.superseded == (0 < row.attempt < view.attempt), (where, row)
-        if turn.status == "running":
-            steps, in_progress = view_steps(detail, view)
-            assert steps == list(turn.staged), where
-            assert in_progress == list(turn.step_calls), where
-    assert view_conversation(detail) == state.messages
+    assert [m.version for m in detail.messages] == sorted(m.version for m in detail.messages)
 
 
 # ----------------------------------------------------------------------------- machine
@@ -730,7 +654,7 @@ class TurnMachine(RuleBasedStateMachine):
 
     @rule()
     def project(self) -> None:
-        """The projector catches up (incrementally) and the history equals the fold."""
+        """The projector catches up (incrementally) and the views say what the fold says."""
         if len(self.log()) > self.projected:  # else nothing new to compare
             self.runner.run(self._project())
 
@@ -739,11 +663,10 @@ class TurnMachine(RuleBasedStateMachine):
         records = self.log()
         await Projector(self.store, self.recorder, until_end=True).run()
         assert len(self.log()) == len(records)  # every worker is at a gate: nothing moves
-        detail = await asyncio.to_thread(self.recorder.query, get_session, SESSION)
-        assert detail is not None
+        summary, usage = await asyncio.to_thread(self.recorder.query, view_rows)
         state = fold(records)  # from scratch: also checks the incremental fold
         assert state == self.checker.check(records)
-        compare(detail, state)
+        compare(summary, usage, state)
         self.projected = len(records)
 
     def _comeback(self, gate: Gate, what: int) -> Command:

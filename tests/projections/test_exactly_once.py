@@ -208,7 +208,7 @@ async def _kill_repeatedly(
     for _ in range(kills):
         started.append(proc := await start_projector(env, log))
         target = min(total, await store.last_position() + rng.randint(1, 300))
-        reached = await reader.wait("history", target, timeout=120)
+        reached = await reader.wait("sessions", target, timeout=120)
         assert reached, f"projector did not reach {target}; log:\n{_tail(log)}"
         await asyncio.sleep(rng.uniform(0, 0.02))  # a random kill point, not synchronisation
         flowing += not writer.done()

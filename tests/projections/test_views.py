@@ -9,21 +9,35 @@ import pytest
 
 from tests.projections.conftest import ConfigFactory
 from tests.projections.helpers import (
+    agent,
     close,
     open_views,
     project_to_end,
     rich_session,
     simple_session,
+    started,
+    tokens,
+    user,
 )
 from threadline.base.config import Settings
 from threadline.base.errors import InvalidInput
+from threadline.events.conversation import ToolTurn
+from threadline.events.fold import fold
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.memory import MemoryEventStore
-from threadline.events.schema import UserMessage
-from threadline.events.store import NewEvent
+from threadline.events.schema import (
+    AssistantMessage,
+    SessionStarted,
+    TurnCancelled,
+    TurnCompleted,
+    TurnFailed,
+    UserMessage,
+)
+from threadline.events.store import NewEvent, Recorded
 from threadline.projections import ProjectionReader, serve_projector
 from threadline.projections.batch import Resync
 from threadline.projections.config import ProjectorConfig
+from threadline.projections.sql import Db
 from threadline.projections.views.base import day_of
 
 
@@ -76,53 +90,78 @@ async def test_session_list_pages_with_a_cursor(
     await close(recorder)
 
 
-async def test_history_view_has_messages_tool_calls_fallbacks_and_endings(
+def edge_session(owner: str) -> list[NewEvent]:
+    """What the turn rules must get right: a stale start and stale steps of an older
+    attempt, a second terminal event, a restart after the end, a repeated user message,
+    a message outside any turn, a turn started without a user message."""
+    return [
+        NewEvent(event=SessionStarted(owner=owner, provider="openai", model="gpt-x")),
+        user("first", "t1", owner),
+        started("t1", 2),
+        started("t1", 1),  # stale: attempt 1 after attempt 2
+        agent(AssistantMessage(text="stale", usage=tokens(9, 9)), "t1", 1),
+        agent(AssistantMessage(text="kept", usage=tokens(2, 1)), "t1", 2),
+        agent(TurnCompleted(), "t1", 2),
+        agent(TurnFailed(error="internal", message="twice"), "t1", 2),  # anomaly
+        started("t1", 3),  # anomaly: the turn has ended
+        user("first again", "t1", owner),  # not a new turn
+        NewEvent(event=UserMessage(text="aside")),  # outside any turn
+        started("t9"),  # a turn without a user message
+        agent(AssistantMessage(text="answer", usage=tokens(1, 1)), "t9"),
+        agent(TurnCancelled(partial_text="ans"), "t9"),
+    ]
+
+
+def expected_row(records: list[Recorded]) -> tuple[int, int, str, str]:
+    """What the sessions view must say, by the session model."""
+    state = fold(records)
+    shown = [e for e in state.transcript() if not isinstance(e.message, ToolTurn)]
+    last = state.order[-1] if state.order else ""
+    return len(shown), len(state.order), last, state.status(last) or ""
+
+
+def usage_rows(db: Db) -> list[tuple[str, str, int, str, int]]:
+    rows = db.all("SELECT session, turn, attempt, status, input_tokens FROM {p}usage")
+    return [(r[0], r[1], int(r[2]), r[3], int(r[4])) for r in rows]
+
+
+async def test_the_views_say_what_the_session_model_says(
     js_store: JetStreamEventStore, config: ProjectorConfig
 ) -> None:
-    recs = await js_store.append("s1", rich_session("alice", title="Weather"))
+    """Every prefix of a session with tools, retries, fallbacks, failures and cancels,
+    and of one with the rules' edge cases: the sessions row (messages shown, turns, last
+    turn and status) and the usage rows (the attempt that counts, its status) are the
+    fold's."""
+    sessions = {"rich": rich_session("ines"), "edge": edge_session("ines")}
+    for name, events in sessions.items():
+        for n in range(1, len(events) + 1):
+            await js_store.append(f"{name}-{n}", events[:n])
     recorder, _ = await project_to_end(js_store, config)
-    detail = await ProjectionReader(recorder).get_session("s1")
-    assert detail is not None
-    assert detail.summary.title == "Weather"  # set explicitly: not taken from the message
-    assert [(m.role, m.text, m.superseded) for m in detail.messages] == [
-        ("user", "What's the weather in Paris?", False),
-        ("assistant", "Let me check.", False),
-        ("assistant", "It is 18C and sunny.", False),
-        ("user", "Tell me a joke", False),
-        ("assistant", "Why did the", True),  # attempt 1 of t2, replaced by attempt 2
-        ("assistant", "A joke.", False),
-        ("user", "Again", False),
-        ("user", "Write an essay", False),
-        ("assistant", "Once upon", False),  # the cancelled turn's partial text
-    ]
-    assert [m.version for m in detail.messages] == sorted(m.version for m in detail.messages)
-    assert detail.messages[-1].finish_reason == "cancelled"
-    turns = {t.turn: t for t in detail.turns}
-    assert [t.turn for t in detail.turns] == ["t1", "t2", "t3", "t4"]
-    t1, t2, t3, t4 = turns["t1"], turns["t2"], turns["t3"], turns["t4"]
-    assert (t1.status, t1.steps, t1.ttft_ms, t1.duration_ms) == ("completed", 2, 400.0, 1500.0)
-    [call] = t1.tool_calls
-    assert (call.call_id, call.tool, call.server, call.arguments) == (
-        "c1", "forecast", "weather", {"city": "Paris"},
-    )  # fmt: skip
-    assert (call.summary, call.is_error, call.duration_ms) == ("18C, sunny", False, 120.0)
-    assert call.result_version == 8 and not call.superseded
-    assert (t2.status, t2.attempt, t2.provider, t2.model) == (
-        "completed", 2, "anthropic", "claude-x",
-    )  # fmt: skip
-    [switch] = t2.fallbacks
-    assert (switch.kind, switch.from_, switch.to, switch.attempt) == (
-        "provider_switched", "openai/gpt-x", "anthropic/claude-x", 2,
-    )  # fmt: skip
-    assert (t3.status, t3.error, t3.error_message, t3.retryable) == (
-        "failed", "rate_limit", "rate limited; retry after 20 s", True,
-    )  # fmt: skip
-    assert [f.kind for f in t3.fallbacks] == ["tools_disabled"]
-    assert (t4.status, t4.cancel_requested, t4.cancel_request_reason, t4.cancel_reason) == (
-        "cancelled", True, "stop pressed", "user",
-    )  # fmt: skip
-    assert t4.partial_text == "Once upon" and t4.ended_at == recs[-1].envelope.at
-    assert await ProjectionReader(recorder).get_session("nope") is None
+    listed = (await ProjectionReader(recorder).list_sessions("ines", limit=500)).sessions
+    rows = {s.session: (s.message_count, s.turn_count, s.last_turn, s.last_status) for s in listed}
+    usage = await asyncio.to_thread(recorder.query, usage_rows)
+    for name, events in sessions.items():
+        for n in range(2, len(events) + 1):
+            records = await js_store.load(f"{name}-{n}")
+            assert rows[f"{name}-{n}"] == expected_row(records), (name, n)
+            state = fold(records)
+            expected = {
+                (t.turn_id, t.attempt, t.status)
+                for t in state.turns.values()
+                if t.started  # the usage view has a row per started turn
+            }
+            got = {
+                (turn, attempt, status)
+                for s, turn, attempt, status, _ in usage
+                if s == f"{name}-{n}"
+            }
+            assert got == expected, (name, n)
+    edge = {turn: tokens for s, turn, _, _, tokens in usage if s == "edge-14"}
+    assert edge == {"t1": 2, "t9": 1}  # the stale step of attempt 1 is not counted
+    assert fold(await js_store.load("edge-14")).anomalies == (
+        "second terminal event for turn t1",
+        "turn t1 restarted",
+    )
     await close(recorder)
 
 
@@ -202,9 +241,9 @@ async def test_read_your_writes_with_a_live_projector(
     async with serve_projector(settings, js_store) as projector:
         reader = projector.reader
         recs = await js_store.append("live", simple_session("dana"))
-        assert await reader.wait("history", recs[-1].position, timeout=10)
-        detail = await reader.get_session("live")
-        assert detail is not None and [m.text for m in detail.messages] == ["hi", "hello"]
+        assert await reader.wait("sessions", recs[-1].position, timeout=10)
+        (listed,) = (await reader.list_sessions("dana")).sessions
+        assert (listed.message_count, listed.last_status) == (2, "completed")
         [more] = await js_store.append("live", NewEvent(event=UserMessage(text="more"), turn="t2"))
         assert await reader.wait(None, more.position, timeout=10)  # every view
         summary = (await reader.list_sessions("dana")).sessions[0]

@@ -14,11 +14,13 @@ answers the chunks to send. The message id is the turn id, so a replay of the sa
   ``tool-input-start`` + ``tool-input-available``, then ``tool-output-available`` or
   ``tool-output-error`` with the result's content (a string).
 * ``fallback`` becomes a ``data-fallback`` part ``{kind, reason, from, to, attempt}``.
-* A new attempt (a later ``turn_started``) supersedes the earlier one. Events of older
-  attempts are dropped. If the superseded attempt had already shown text, reasoning or
-  tools, its open parts are closed and a ``data-restart`` part ``{attempt, superseded}``
-  marks where the new attempt begins (parts cannot be retracted in this protocol);
-  otherwise the new attempt simply carries on. A replay starts at the latest attempt.
+* Which events count is the session model's rule (:func:`~threadline.events.turns.transition`
+  on the turn's phase): a new attempt (a later ``turn_started``) supersedes the earlier
+  one and events of older attempts are dropped. If the superseded attempt had already
+  shown text, reasoning or tools, its open parts are closed and a ``data-restart`` part
+  ``{attempt, superseded}`` marks where the new attempt begins (parts cannot be
+  retracted in this protocol); otherwise the new attempt simply carries on. A replay
+  starts at the counting attempt (:func:`replay_start`, from the fold).
 * ``turn_completed`` -> ``finish`` (the last step's finish reason); ``turn_failed`` ->
   ``error`` then ``finish`` (``error``); ``turn_cancelled`` -> ``abort`` then ``finish``
   (``other``). Then the stream ends with ``[DONE]``.
@@ -26,11 +28,14 @@ answers the chunks to send. The message id is the turn id, so a replay of the sa
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Any, Final, assert_never
 
 from threadline.events import schema as ev
+from threadline.events.fold import fold
 from threadline.events.schema import Envelope, FinishReason
+from threadline.events.store import Recorded
+from threadline.events.turns import Phase, transition
 from threadline.services.gateway.aisdk import protocol as p
 
 _FINISH: Final[dict[FinishReason, p.UIFinishReason]] = {
@@ -48,8 +53,8 @@ class TurnChunks:
 
     def __init__(self, turn: str) -> None:
         self.turn = turn
-        #: the attempt being shown (0: none started yet)
-        self.attempt = 0
+        #: the turn's phase as far as the events fed tell (None: none seen yet)
+        self.phase: Phase | None = None
         self.step: int | None = None
         self.text_id: str | None = None
         self.reasoning_id: str | None = None
@@ -62,52 +67,67 @@ class TurnChunks:
         self.step_text = ""
         self.step_reasoning = ""
         self.finish_reason: p.UIFinishReason = "stop"
-        self.done = False
-        self._handlers: dict[type[Any], Callable[[Any], list[p.Chunk]]] = {
-            ev.TurnStarted: self._turn_started,
-            ev.TextDelta: self._text,
-            ev.ReasoningDelta: self._reasoning,
-            ev.ToolCall: self._tool_call,
-            ev.ToolResult: self._tool_result,
-            ev.AssistantMessage: self._assistant_message,
-            ev.Fallback: self._fallback,
-            ev.TurnCompleted: self._completed,
-            ev.TurnFailed: self._failed,
-            ev.TurnCancelled: self._cancelled,
-        }
+
+    @property
+    def attempt(self) -> int:
+        """The attempt being shown (0: none started yet)."""
+        return self.phase.attempt if self.phase is not None else 0
+
+    @property
+    def done(self) -> bool:
+        return self.phase is not None and self.phase.ended
 
     def start(self) -> list[p.Chunk]:
         return [p.Start(message_id=self.turn)]
 
     def feed(self, env: Envelope) -> list[p.Chunk]:
         """The chunks for one more event (none for other turns, stale attempts, the end)."""
-        if self.done or env.turn != self.turn:
+        if env.turn != self.turn:
             return []
-        handler = self._handlers.get(type(env.event))
-        if handler is None:  # user_message, cancel_requested
-            return []
-        attempt = self.attempt if env.attempt is None else env.attempt
-        out: list[p.Chunk] = []
-        if attempt < self.attempt:
-            return []  # a superseded attempt's straggler
-        if attempt > self.attempt:
-            out += self._new_attempt(attempt)
-        return out + handler(env.event)
+        before = self.attempt
+        verdict, self.phase = transition(self.phase, env.event, env.attempt)
+        if verdict == "starts":
+            return self._new_attempt(before)
+        if verdict in ("applies", "ends"):
+            return self._chunks(env.event)
+        return []  # opened, a superseded attempt's straggler, after the end
+
+    def _chunks(self, e: ev.Event) -> list[p.Chunk]:
+        match e:
+            case ev.TextDelta():
+                return self._text(e)
+            case ev.ReasoningDelta():
+                return self._reasoning(e)
+            case ev.ToolCall():
+                return self._tool_call(e)
+            case ev.ToolResult():
+                return self._tool_result(e)
+            case ev.AssistantMessage():
+                return self._assistant_message(e)
+            case ev.Fallback():
+                return self._fallback(e)
+            case ev.TurnCompleted():
+                return self._end(p.Finish(finish_reason=self.finish_reason))
+            case ev.TurnFailed():
+                text = f"{e.message} ({e.error})" if e.message else e.error
+                return self._end(p.Error(error_text=text), p.Finish(finish_reason="error"))
+            case ev.TurnCancelled():
+                return self._end(p.Abort(reason=e.reason or None), p.Finish(finish_reason="other"))
+            case ev.SessionStarted() | ev.UserMessage() | ev.CancelRequested() | ev.TurnStarted():
+                return []
+            case _:
+                assert_never(e)
 
     # ------------------------------------------------------------------ attempts
 
-    def _new_attempt(self, attempt: int) -> list[p.Chunk]:
+    def _new_attempt(self, superseded: int) -> list[p.Chunk]:
         out = self._close_step()
-        if self.attempt and self.shown:
-            data = p.RestartData(attempt=attempt, superseded=self.attempt)
-            out.append(p.DataRestart(id=f"restart-{attempt}", data=data))
-        self.attempt = attempt
+        if superseded and self.shown:
+            data = p.RestartData(attempt=self.attempt, superseded=superseded)
+            out.append(p.DataRestart(id=f"restart-{self.attempt}", data=data))
         self.shown = False
         self.calls = set()
         return out
-
-    def _turn_started(self, event: ev.TurnStarted) -> list[p.Chunk]:
-        return []  # the attempt switch happened in feed()
 
     # ------------------------------------------------------------------ parts
 
@@ -235,18 +255,18 @@ class TurnChunks:
         return [*self._close_parts(), p.DataFallback(data=data)]
 
     def _end(self, *chunks: p.Chunk) -> list[p.Chunk]:
-        self.done = True
         return [*self._close_step(), *chunks]
 
-    def _completed(self, event: ev.TurnCompleted) -> list[p.Chunk]:
-        return self._end(p.Finish(finish_reason=self.finish_reason))
 
-    def _failed(self, event: ev.TurnFailed) -> list[p.Chunk]:
-        text = f"{event.message} ({event.error})" if event.message else event.error
-        return self._end(p.Error(error_text=text), p.Finish(finish_reason="error"))
-
-    def _cancelled(self, event: ev.TurnCancelled) -> list[p.Chunk]:
-        return self._end(p.Abort(reason=event.reason or None), p.Finish(finish_reason="other"))
+def replay_start(records: Sequence[Recorded], turn: str) -> int:
+    """Index of the counting attempt's ``turn_started`` (else of the turn's user message,
+    else 0), by the session model's account of the turn."""
+    state = fold(records) if records else None
+    found = state.turns.get(turn) if state is not None else None
+    if found is None:
+        return 0
+    start = found.started or (found.user.version if found.user is not None else 0)
+    return next((i for i, rec in enumerate(records) if rec.version == start), 0)
 
 
 def _rest(full: str, streamed: str) -> str:

@@ -3,7 +3,7 @@
 The handler joins the session's hub feed first (``live_from`` = ``L``), then reads the
 stored events (up to at least ``L``), so the live buffer continues exactly where the
 stored ones end: frames at or before the last stored position are dropped. Stored
-events start at the turn's latest attempt. The stream ends after the turn's terminal
+events start at the turn's counting attempt. The stream ends after the turn's terminal
 event with ``[DONE]``; if the gateway has to end it earlier (the client is too slow,
 the stream's lifetime or the token's expiry is reached, shutdown), it sends an
 ``error`` chunk saying so and ends without ``[DONE]``: ``GET /api/chat/{id}/stream``
@@ -17,28 +17,14 @@ import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 
 from threadline.events import codec
-from threadline.events.schema import TurnStarted, UserMessage
 from threadline.events.store import Recorded
 from threadline.services.gateway.aisdk import protocol as p
-from threadline.services.gateway.aisdk.chunks import TurnChunks
+from threadline.services.gateway.aisdk.chunks import TurnChunks, replay_start
 from threadline.services.gateway.auth import Principal
 from threadline.services.gateway.context import Gateway
 from threadline.services.gateway.errors import Problem
 from threadline.services.gateway.hub import Frame, Subscriber
 from threadline.services.gateway.sse import SSEResponse
-
-
-def replay_start(records: Sequence[Recorded], turn: str) -> int:
-    """Index of the turn's latest ``turn_started`` (else its user message, else 0)."""
-    start = 0
-    for index, rec in enumerate(records):
-        if rec.turn != turn:
-            continue
-        if isinstance(rec.event, TurnStarted) or (
-            isinstance(rec.event, UserMessage) and start == 0
-        ):
-            start = index
-    return start
 
 
 def record_of(frame: Frame) -> bytes:

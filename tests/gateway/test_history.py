@@ -1,8 +1,10 @@
-"""History from the projections over HTTP: what the views serve equals what the fold of
-the log says (but for the documented gaps), read-your-writes, as-of, usage, isolation.
+"""A session's history over HTTP: one reader, the fold of the log, whichever gateway
+answers; the sessions list and usage from the projections; read-your-writes, as-of,
+isolation.
 
-Two gateways share one store: ``pair.views`` reads the projections (the projector runs
-in-process, as in ``threadline up``), ``pair.log`` folds the log (the default reader).
+Two gateways share one store: ``pair.views`` lists sessions and usage from the
+projections (the projector runs in-process, as in ``threadline up``), ``pair.log``
+lists them from the log. ``GET /v1/sessions/{id}`` answers the same bytes on both.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from tests.gateway.harness import make_jwt
-from tests.gateway.views_harness import Pair, documented, log_of, running_views_gateway
-from tests.projections.helpers import agent, rich_session, started, user
+from tests.gateway.harness import Harness, gateway_options, make_jwt
+from tests.gateway.views_harness import Pair, log_of, running_views_gateway, views_settings
+from tests.projections.helpers import agent, rich_session, started, tokens, user
 from threadline.events.schema import (
     AssistantMessage,
+    Fallback,
+    SessionStarted,
     TextDelta,
     ToolCall,
     ToolCallRef,
@@ -29,9 +33,10 @@ from threadline.events.schema import (
     TurnCompleted,
     Usage,
 )
+from threadline.events.store import NewEvent
 from threadline.projections import ProjectionReader
 from threadline.projections.config import ProjectorConfig
-from threadline.services.gateway import StoreHistory
+from threadline.services.gateway import create_app, serve_app
 from threadline.services.gateway.projection_history import ProjectionHistory
 from threadline.services.runtime.natsserver import EmbeddedNats
 
@@ -53,12 +58,22 @@ async def both(pair: Pair, token: str, path: str, **params: Any) -> tuple[Json, 
     return views.json(), log.json()
 
 
-async def test_history_from_the_views_equals_the_fold(pair: Pair) -> None:
+async def one_reader(pair: Pair, token: str, path: str, **params: Any) -> Json:
+    """The session from both gateways: byte-identical JSON."""
+    views = await pair.views.client(token).get(path, params=params)
+    log = await log_of(pair).client(token).get(path, params=params)
+    assert views.status_code == log.status_code == 200, (views.text, log.text)
+    assert views.content == log.content
+    detail: Json = views.json()
+    return detail
+
+
+async def test_one_reader_for_tools_retries_fallbacks_failures_and_cancels(pair: Pair) -> None:
     """Tool calls, a superseded attempt with a provider switch, a failure after a fallback,
     a cancelled turn with partial text."""
     recs = await pair.views.store.append("rich-1", rich_session("alice", title="Weather"))
-    views, log = await both(pair, "alice-token", "/v1/sessions/rich-1", wait_for=recs[-1].position)
-    assert views == documented(log)
+    path, wait = "/v1/sessions/rich-1", recs[-1].position
+    views = await one_reader(pair, "alice-token", path, wait_for=wait)
     turns = {t["turn_id"]: t for t in views["turns"]}
     assert turns["t1"]["usage"]["input_tokens"] == 30 and turns["t1"]["ttft_ms"] == 400
     assert (turns["t2"]["attempt"], turns["t2"]["provider"]) == (2, "anthropic")
@@ -71,12 +86,13 @@ async def test_history_from_the_views_equals_the_fold(pair: Pair) -> None:
     assert views["messages"][1]["tool_calls"] == [
         {"call_id": "c1", "tool": "forecast", "arguments": {"city": "Paris"}}
     ]
-    assert views["messages"][2]["duration_ms"] == 120
+    tool = views["messages"][2]
+    assert (tool["duration_ms"], tool["position"]) == (120, recs[7].position)  # full detail
     last = views["messages"][-1]
     assert (last["text"], last["finish_reason"], last["usage"]) == ("Once upon", "cancelled", None)
 
 
-async def test_every_intermediate_state_equals_the_fold(pair: Pair) -> None:
+async def test_every_intermediate_state_is_read_alike(pair: Pair) -> None:
     """Sessions holding the first 1..28 events of the rich one: pending and running turns
     (partial text of the current step, a superseded attempt), a cancel requested..."""
     events = rich_session("alice")
@@ -84,9 +100,7 @@ async def test_every_intermediate_state_equals_the_fold(pair: Pair) -> None:
     for n in range(1, len(events) + 1):
         last = (await pair.views.store.append(f"prefix-{n}", events[:n]))[-1].position
     for n in range(1, len(events) + 1):
-        path = f"/v1/sessions/prefix-{n}"
-        views, log = await both(pair, "alice-token", path, wait_for=last)
-        assert views == documented(log), n
+        await one_reader(pair, "alice-token", f"/v1/sessions/prefix-{n}", wait_for=last)
     running = (await pair.views.alice.get("/v1/sessions/prefix-14")).json()
     assert running["in_flight"] == "t2" and running["turns"][1]["partial_text"] == "Why"
     assert (await pair.views.alice.get("/v1/sessions/prefix-16")).json()["turns"][1] == {
@@ -95,7 +109,50 @@ async def test_every_intermediate_state_equals_the_fold(pair: Pair) -> None:
     }  # fmt: skip
 
 
-async def test_settings_tokens_and_the_documented_gaps(pair: Pair) -> None:
+async def test_a_superseded_attempts_fallbacks_and_steps_are_dropped(pair: Pair) -> None:
+    """docs/events.md: everything of a superseded attempt goes, its fallbacks included;
+    the counting attempt's tool call, result and answer stay."""
+    call = ToolCallRef(call_id="c2", tool="srv__add", arguments={"a": 1})
+    recs = await pair.views.store.append(
+        "retried-1",
+        [
+            NewEvent(event=SessionStarted(owner="alice"), actor="user:alice"),
+            user("add one", "t1"),
+            started("t1"),
+            agent(Fallback(fallback="tools_disabled", reason="no tools"), "t1"),
+            agent(AssistantMessage(text="Thinking", usage=tokens(3, 1)), "t1"),
+            agent(Fallback(fallback="retry", reason="stream dropped", attempt=2), "t1"),
+            started("t1", 2, provider="anthropic", model="claude-x"),
+            agent(Fallback(fallback="provider_switched", reason="429", to="b"), "t1", 2),
+            agent(ToolCall(call_id="c2", tool="srv__add", arguments={"a": 1}), "t1", 2),
+            agent(AssistantMessage(text="", finish_reason="tool_calls"), "t1", 2),
+            agent(ToolResult(call_id="c2", tool="srv__add", content="2"), "t1", 2),
+            agent(AssistantMessage(text="It is 2.", step=1), "t1", 2),
+            agent(TurnCompleted(usage=tokens(7, 2), ttft_ms=5.0, duration_ms=9.0), "t1", 2),
+        ],
+    )
+    detail = await one_reader(
+        pair, "alice-token", "/v1/sessions/retried-1", wait_for=recs[-1].position
+    )
+    (turn,) = detail["turns"]
+    assert (turn["attempt"], turn["provider"], turn["status"]) == (2, "anthropic", "completed")
+    assert [f["fallback"] for f in turn["fallbacks"]] == ["provider_switched"]
+    assert turn["usage"]["input_tokens"] == 7 and (turn["ttft_ms"], turn["duration_ms"]) == (5, 9)
+    said = [(m["role"], m["text"]) for m in detail["messages"]]
+    assert said == [
+        ("user", "add one"),
+        ("assistant", ""),
+        ("tool", "2"),
+        ("assistant", "It is 2."),
+    ]
+    assert detail["messages"][1]["tool_calls"] == [msgspec.to_builtins(call)]  # from the call
+    assert [m["version"] for m in detail["messages"]] == [2, 10, 11, 12]
+    assert (detail["created_at"], detail["updated_at"]) == (
+        recs[0].envelope.at, recs[-1].envelope.at,
+    )  # fmt: skip
+
+
+async def test_settings_tokens_and_full_tool_results(pair: Pair) -> None:
     body = {
         "title": "Settings", "provider": "openai", "model": "gpt-4.1", "system_prompt": "Be brief.",
         "tool_servers": ["demo"], "params": {"temperature": 0.5, "max_steps": 3},
@@ -123,19 +180,18 @@ async def test_settings_tokens_and_the_documented_gaps(pair: Pair) -> None:
         ],
     )
     head = await pair.views.store.head(session)
-    views, log = await both(pair, "alice-token", f"/v1/sessions/{session}", wait_for=head.position)
-    assert views == documented(log, {"c9": "one two"})
+    path = f"/v1/sessions/{session}"
+    views = await one_reader(pair, "alice-token", path, wait_for=head.position)
     assert (views["system_prompt"], views["tool_servers"]) == ("Be brief.", ["demo"])
-    assert views["params"] == {
-        "temperature": 0.5,
-        "max_tokens": None,
-        "top_p": None,
-        "max_steps": 3,
-    }
-    assert views["turns"][0]["usage"] == msgspec.to_builtins(big)  # from the usage view
+    given = {name: value for name, value in views["params"].items() if value is not None}
+    assert given == {"temperature": 0.5, "max_steps": 3}
+    assert views["turns"][0]["usage"] == msgspec.to_builtins(big)  # from turn_completed
     assert views["in_flight"] == "t2" and views["turns"][1]["partial_text"] == "Work"
+    steps = [m for m in views["messages"] if m["role"] == "assistant"]
+    assert steps[0]["usage"] == msgspec.to_builtins(big)  # every kind of token, per step
     tool = [m for m in views["messages"] if m["role"] == "tool"]
-    assert [(m["text"], m["position"]) for m in tool] == [("one two", 0)]
+    stored = await pair.views.store.load(session)
+    assert [(m["text"], m["position"]) for m in tool] == [("one\ntwo", stored[5].position)]
 
 
 async def test_the_sessions_list_from_the_views(pair: Pair) -> None:
@@ -171,17 +227,28 @@ async def test_wait_for_reads_your_writes(pair: Pair) -> None:
     assert late.status_code == 409 and late.json()["error"]["type"] == "not_caught_up"
 
 
-async def test_a_session_the_views_have_not_reached_is_folded_from_the_log(
+async def test_sessions_are_read_from_the_log_whatever_the_views_hold(
     pair: Pair, tmp_path: Path
 ) -> None:
+    """A gateway over views no projector writes to lists nothing, yet reads every session
+    in full: a session never comes from the views."""
     await pair.views.store.append("unseen-1", rich_session("alice"))
     config = ProjectorConfig(sqlite_path=str(tmp_path / "empty.sqlite3"))
     recorder = await asyncio.to_thread(config.open)  # views no projector writes to
+    history = ProjectionHistory(ProjectionReader(recorder))
+    app = create_app(
+        views_settings(tmp_path), pair.views.store, options=gateway_options(), history=history
+    )
     try:
-        history = ProjectionHistory(ProjectionReader(recorder), pair.views.store)
-        expected = await StoreHistory(pair.views.store).get_session("unseen-1")
-        assert expected is not None and await history.get_session("unseen-1") == expected
-        assert await history.get_session("never-1") is None
+        async with serve_app(app) as url:
+            stale = Harness(url, app, pair.views.store)
+            read = await stale.alice.get("/v1/sessions/unseen-1")
+            expected = await log_of(pair).alice.get("/v1/sessions/unseen-1")
+            assert read.status_code == 200 and read.content == expected.content
+            assert (await stale.alice.get("/v1/sessions")).json()["sessions"] == []
+            assert (await stale.alice.get("/v1/sessions/never-1")).status_code == 404
+            for client in stale.clients.values():
+                await client.aclose()
     finally:
         await asyncio.to_thread(recorder.close)
 
@@ -189,8 +256,8 @@ async def test_a_session_the_views_have_not_reached_is_folded_from_the_log(
 async def test_as_of_a_version_is_the_fold_of_the_log(pair: Pair) -> None:
     await pair.views.store.append("asof-1", rich_session("alice"))
     for version in (1, 2, 5, 9, 14, 19, 27, 28):
-        views, log = await both(pair, "alice-token", "/v1/sessions/asof-1", at=version)
-        assert views == log and views["version"] == version
+        views = await one_reader(pair, "alice-token", "/v1/sessions/asof-1", at=version)
+        assert views["version"] == version
     running = (await pair.views.alice.get("/v1/sessions/asof-1", params={"at": 14})).json()
     assert running["in_flight"] == "t2" and running["turns"][1]["partial_text"] == "Why"
     beyond = await pair.views.alice.get("/v1/sessions/asof-1", params={"at": 29})

@@ -1,0 +1,150 @@
+"""The turn rules, in one place: what one event does to its turn.
+
+A turn is opened by its user message, run by attempts (each begins with a
+``turn_started`` carrying a higher attempt number) and ended by exactly one terminal
+event. :func:`transition` says, for a turn's :class:`Phase` (its status and the attempt
+that counts) and one more event, what that event does (:data:`Verdict`) and the phase
+after it. It is pure and looks only backwards, so every reader applies it as events
+arrive: the session fold (:mod:`threadline.events.fold`), the projections' SQL views
+(which keep a turn's phase in a row), the AI SDK stream, and, through the fold, the
+gateway's history, the timeline and fork. See docs/events.md, "The session model".
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, NamedTuple, assert_never
+
+from threadline.events.schema import (
+    AssistantMessage,
+    CancelRequested,
+    Envelope,
+    Event,
+    Fallback,
+    ReasoningDelta,
+    SessionStarted,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    TurnCancelled,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+    UserMessage,
+)
+
+TurnStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+TERMINAL: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled"})
+
+#: What an event does to its turn.
+#: ``opens``: a user message creates the turn (pending); ``starts``: a new attempt
+#: begins and supersedes the one before (its work is dropped); ``applies``: the event
+#: belongs to the attempt that counts (a delta, tool call or result, fallback, step) or
+#: is a stop request; ``ends``: the turn's terminal event; ``ignored``: not part of the
+#: turn's state (an event of a superseded attempt, of an unknown turn, a late event of an
+#: ended turn, a second user message for a turn); ``anomaly``: a terminal event or a new
+#: attempt for a turn that has already ended (kept out of the state, reported).
+Verdict = Literal["opens", "starts", "applies", "ends", "ignored", "anomaly"]
+
+
+class Phase(NamedTuple):
+    """Where a turn is: its status and the attempt that counts (0: none started yet)."""
+
+    status: TurnStatus = "pending"
+    attempt: int = 0
+
+    @property
+    def ended(self) -> bool:
+        return self.status in TERMINAL
+
+    def counts(self, attempt: int | None) -> bool:
+        """Whether an event of ``attempt`` belongs to the attempt that counts (an event
+        without an attempt belongs to whichever attempt counts)."""
+        return attempt is None or attempt == self.attempt
+
+    def supersedes(self, attempt: int | None) -> bool:
+        """Whether ``attempt`` is an earlier attempt, replaced by the one that counts."""
+        return attempt is not None and 0 < attempt < self.attempt
+
+
+class Transition(NamedTuple):
+    verdict: Verdict
+    #: the turn's phase after the event (None: the turn is still unknown)
+    phase: Phase | None
+
+
+def judge(phase: Phase | None, event: Event, attempt: int | None) -> Verdict:
+    """What ``event`` (of ``attempt``, from its envelope) does to a turn in ``phase``
+    (None: a turn no event has opened yet)."""
+    match event:
+        case SessionStarted():
+            return "ignored"
+        case UserMessage():
+            return "opens" if phase is None else "ignored"
+        case CancelRequested():
+            return "ignored" if phase is None else "applies"
+        case TurnStarted():
+            if phase is None:
+                return "starts"
+            if phase.ended:
+                return "anomaly"
+            return "starts" if event.attempt > phase.attempt else "ignored"
+        case (
+            TextDelta() | ReasoningDelta() | ToolCall() | ToolResult() | Fallback()
+            | AssistantMessage()
+        ):  # fmt: skip
+            return _in_attempt(phase, attempt)
+        case TurnCompleted() | TurnFailed() | TurnCancelled():
+            if phase is None:
+                return "ignored"
+            if phase.ended:
+                return "anomaly"
+            return "ends" if phase.counts(attempt) else "ignored"
+        case _:
+            assert_never(event)
+
+
+def _in_attempt(phase: Phase | None, attempt: int | None) -> Verdict:
+    if phase is None or phase.ended or not phase.counts(attempt):
+        return "ignored"
+    return "applies"
+
+
+def transition(phase: Phase | None, event: Event, attempt: int | None) -> Transition:
+    """:func:`judge`, and the turn's phase after the event."""
+    verdict = judge(phase, event, attempt)
+    if verdict == "opens":
+        return Transition(verdict, Phase())
+    if verdict == "starts":
+        assert isinstance(event, TurnStarted)
+        return Transition(verdict, Phase("running", event.attempt))
+    if verdict == "ends":
+        assert phase is not None
+        return Transition(verdict, Phase(ended_status(event), phase.attempt))
+    return Transition(verdict, phase)
+
+
+def ended_status(event: Event) -> TurnStatus:
+    """The status a terminal event gives its turn."""
+    match event:
+        case TurnCompleted():
+            return "completed"
+        case TurnFailed():
+            return "failed"
+        case TurnCancelled():
+            return "cancelled"
+        case _:
+            raise ValueError(f"not a terminal event: {type(event).__name__}")
+
+
+def turn_of(env: Envelope) -> str | None:
+    """The turn an event is about (a ``turn_started`` names it in its payload too; a
+    ``cancel_requested`` without one is about the running turn, which only a reader
+    holding the whole session knows)."""
+    event = env.event
+    return env.turn or (event.turn_id if isinstance(event, TurnStarted) else None)
+
+
+def title_from(text: str) -> str:
+    """A session's title when none was set: the first line of its first user message."""
+    stripped = text.strip()
+    return stripped.splitlines()[0][:80] if stripped else ""
