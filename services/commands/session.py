@@ -106,7 +106,7 @@ class SessionCommands:
         already there if the turn was asked to stop before)."""
         state = await self.state(cmd.session)
         key = client_key("cancel", cmd.key) if cmd.key else new_id()
-        turn = cmd.turn or state.in_flight or next(iter(state.pending), None)
+        turn = cmd.turn or current_turn(state)
         event = CancelRequested(reason=cmd.reason)
         try:
             turn = _cancellable(state, turn)
@@ -174,6 +174,12 @@ class SessionCommands:
             if cmd.key and not cmd.session:
                 raise IdempotencyKeyReused() from None
             raise
+
+
+def current_turn(state: SessionState) -> str | None:
+    """The turn being answered, else the next to be (what a cancel without a turn stops,
+    what an AI SDK resume streams)."""
+    return state.in_flight or next(iter(state.pending), None)
 
 
 def _cancellable(state: SessionState, turn: str | None) -> str:

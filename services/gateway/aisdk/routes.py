@@ -20,6 +20,7 @@ from litestar.types import ControllerRouterHandler
 
 from threadline.events.fold import fold
 from threadline.services.commands.keys import chat_session
+from threadline.services.commands.session import current_turn
 from threadline.services.gateway.aisdk.commands import ChatRequest, open_chat, regenerate, submit
 from threadline.services.gateway.aisdk.stream import Slot
 from threadline.services.gateway.auth import Authenticator, BearerAuthMiddleware
@@ -73,8 +74,7 @@ async def resume_chat(
     try:
         await slot.join()
         records = await gw.store.load(session)
-        state = fold(records)
-        turn = state.in_flight or next(iter(state.pending), None)  # being answered, or next
+        turn = current_turn(fold(records))
     except BaseException:
         slot.release()
         raise
