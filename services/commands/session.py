@@ -25,7 +25,7 @@ from threadline.base.errors import (
 from threadline.events.fold import SessionState, fold
 from threadline.events.ids import new_id, validate_session_id
 from threadline.events.reads import records_at
-from threadline.events.schema import CancelRequested, SessionStarted, UserMessage
+from threadline.events.schema import CancelRequested, Event, SessionStarted, UserMessage
 from threadline.events.store import EventStore, NewEvent, Recorded
 from threadline.services.commands.catalog import Catalog, check_choice
 from threadline.services.commands.fork import fork_events, write_fork
@@ -106,30 +106,33 @@ class SessionCommands:
         already there if the turn was asked to stop before)."""
         state = await self.state(cmd.session)
         key = client_key("cancel", cmd.key) if cmd.key else new_id()
-        turn = cmd.turn or current_turn(state)
         event = CancelRequested(reason=cmd.reason)
+        named = cmd.turn or None
         try:
-            turn = _cancellable(state, turn)
+            turn = _cancellable(state, cmd.turn or current_turn(state))
         except (CommandRefused, TurnNotFound):
-            if not cmd.key:
-                raise
-            earlier = await self._newest(cmd.session, lambda r: r.envelope.key == key)
-            if earlier is None:
-                raise
-            return same_request(earlier, event, cmd.turn or None)  # a retry
-        if state.turns[turn].cancel_requested:
+            if cmd.key and (retried := await self._retried(cmd.session, key, event, named)):
+                return retried
+            raise
+        if state.turns[turn].cancel_requested:  # asked before: that request answers
+            if cmd.key and (retried := await self._retried(cmd.session, key, event, named)):
+                return retried
             earlier = await self._newest(
-                cmd.session,
-                lambda r: (
-                    r.envelope.key == key
-                    or (isinstance(r.event, CancelRequested) and r.turn == turn)
-                ),
+                cmd.session, lambda r: isinstance(r.event, CancelRequested) and r.turn == turn
             )
             if earlier is not None:
                 return earlier
         new = NewEvent(event=event, actor=cmd.actor, turn=turn, key=key)
         (rec,) = await self.store.append(cmd.session, new)
-        return same_request(rec, event, cmd.turn or None)
+        return same_request(rec, event, named)
+
+    async def _retried(
+        self, session: str, key: str, event: Event, turn: str | None
+    ) -> Recorded | None:
+        """The record an earlier request with ``key`` appended, if any; it must be the
+        same request (:func:`same_request`)."""
+        earlier = await self._newest(session, lambda r: r.envelope.key == key)
+        return None if earlier is None else same_request(earlier, event, turn)
 
     async def regenerate(self, cmd: Regenerate) -> Recorded:
         """Ask the message with client key ``cmd.key`` again, as a new turn; while the

@@ -78,3 +78,29 @@ async def test_three_retries_of_a_cancel_append_one_event_even_after_the_turn_en
     assert await gw.version(session) == ended.version
     kinds = [r.kind for r in await gw.store.load(session)]
     assert kinds.count("cancel_requested") == 1
+
+
+async def test_a_cancel_key_reused_for_another_request_is_refused(gw: Harness) -> None:
+    """Like every command, a cancel's key names one request (it used to answer the first
+    request whatever the second asked)."""
+    session = await gw.new_session()
+    posted = await gw.alice.post(f"/v1/sessions/{session}/messages", json={"text": "go"})
+    turn = posted.json()["turn_id"]
+    url = f"/v1/sessions/{session}/cancel"
+    headers = {"Idempotency-Key": "stop-2"}
+    first = await gw.alice.post(url, json={"turn_id": turn}, headers=headers)
+    assert first.status_code == 202
+    version = await gw.version(session)
+    other = await gw.alice.post(url, json={"turn_id": turn, "reason": "other"}, headers=headers)
+    assert other.status_code == 409 and other.json()["error"] == {
+        "type": "idempotency_key_reused",
+        "message": "this Idempotency-Key was already used for a different request",
+        "field": "Idempotency-Key",
+    }
+    unknown = await gw.alice.post(url, json={"turn_id": "no-such-turn"})
+    assert unknown.status_code == 404 and unknown.json()["error"] == {
+        "type": "turn_not_found",
+        "message": "the session has no turn 'no-such-turn'",
+        "field": "turn_id",
+    }
+    assert await gw.version(session) == version
