@@ -117,3 +117,8 @@ class CorruptEvent(StoreError):
         super().__init__(f"event at position {position} cannot be decoded: {reason}")
         self.position = position
         self.reason = reason
+
+
+class DeliveryLost(StoreError):
+    """A work-queue delivery is no longer this worker's: its in-progress ack was not
+    confirmed (connection lost, the consumer deleted, its ack deadline passed)."""

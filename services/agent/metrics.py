@@ -7,13 +7,11 @@ kinds, outcomes and error kinds: never session ids, owners, text or keys.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, get_args
+from typing import Final, get_args
 
 from threadline.base.metrics import Registry, default_registry
 from threadline.events.schema import FallbackKind, TurnCancelled, TurnCompleted, TurnFailed, Usage
-
-if TYPE_CHECKING:
-    from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.workqueue import WorkQueue
 
 P: Final = "threadline_agent"
 OUTCOMES: Final = ("completed", "failed", "cancelled")
@@ -59,6 +57,11 @@ class AgentMetrics:
             f"{P}_turn_failures_total", "Failed turns by error kind.", ("kind",)
         )
         self.running = reg.gauge(f"{P}_running_turns", "Turn attempts running in this process.")
+        self.heartbeat_failures = reg.counter(
+            f"{P}_heartbeat_failures_total",
+            "In-progress acks that failed (connection lost, consumer deleted, delivery no "
+            "longer ours); each stopped a running attempt.",
+        )
         self.pending = reg.gauge(
             f"{P}_consumer_pending_messages",
             "User messages not yet delivered to any worker (the durable consumer's backlog; "
@@ -75,6 +78,7 @@ class AgentMetrics:
         for outcome in OUTCOMES:
             self.turns.inc(0, outcome=outcome)
         self.running.inc(0)
+        self.heartbeat_failures.inc(0)
 
     def ended(
         self, event: TurnCompleted | TurnFailed | TurnCancelled, provider: str, model: str
@@ -98,21 +102,20 @@ class AgentMetrics:
         self.tool_duration.observe(seconds, server=server, tool=tool)
         self.tool_calls.inc(server=server, tool=tool, outcome="error" if is_error else "ok")
 
-    def watch_consumer(self, store: JetStreamEventStore, durable: str) -> Callable[[], None]:
-        """Sample ``durable``'s backlog from its consumer info when scraped (no polling);
-        returns a function that stops it and drops its series."""
+    def watch_consumer(self, queue: WorkQueue) -> Callable[[], None]:
+        """Sample the work queue's backlog when scraped (no polling); returns a function
+        that stops it and drops its series."""
 
         async def sample() -> None:
-            js = store.nc.jetstream()
-            info = await js.consumer_info(store.settings.name, durable)
-            self.pending.set(info.num_pending or 0, consumer=durable)
-            self.ack_pending.set(info.num_ack_pending or 0, consumer=durable)
+            backlog = await queue.backlog()
+            self.pending.set(backlog.pending, consumer=queue.name)
+            self.ack_pending.set(backlog.ack_pending, consumer=queue.name)
 
         remove = self.registry.on_scrape(sample)
 
         def stop() -> None:
             remove()
-            self.pending.remove(consumer=durable)
-            self.ack_pending.remove(consumer=durable)
+            self.pending.remove(consumer=queue.name)
+            self.ack_pending.remove(consumer=queue.name)
 
         return stop

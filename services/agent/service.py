@@ -12,18 +12,25 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Mapping
+from typing import Final
 
 import msgspec
 
 from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError
 from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.jetstream_queue import JetStreamWorkQueue
+from threadline.events.store import EventStore
+from threadline.events.workqueue import MemoryWorkQueue, WorkQueue
 from threadline.services.agent.providers import ModelAdapter, adapter_for, load_providers
 from threadline.services.agent.providers.settings import ProviderRegistry
 from threadline.services.agent.telemetry import AgentTelemetry
 from threadline.services.agent.tools import McpServerConfig, ToolRegistry
 from threadline.services.agent.turn import AgentDeps, AgentSettings, worker_id
 from threadline.services.agent.worker import AgentWorker
+
+#: the agents' work queue (on JetStream: the durable consumer every worker shares)
+QUEUE_NAME: Final = "threadline-agent"
 
 
 def mcp_configs(settings: Settings) -> list[McpServerConfig]:
@@ -76,10 +83,21 @@ class Adapters:
             await adapter.aclose()
 
 
+def work_queue_for(store: EventStore, *, ack_wait_s: float, max_ack_pending: int) -> WorkQueue:
+    """The agents' queue on ``store``: the JetStream consumer, or one in memory."""
+    if isinstance(store, JetStreamEventStore):
+        return JetStreamWorkQueue(
+            store, name=QUEUE_NAME, ack_wait_s=ack_wait_s, max_ack_pending=max_ack_pending
+        )
+    return MemoryWorkQueue(
+        store, name=QUEUE_NAME, ack_wait_s=ack_wait_s, max_ack_pending=max_ack_pending
+    )
+
+
 @contextlib.asynccontextmanager
 async def serve_agent(
     settings: Settings,
-    store: JetStreamEventStore,
+    store: EventStore,
     *,
     devmodel_url: str | None = None,
     agent: AgentSettings | None = None,
@@ -87,9 +105,11 @@ async def serve_agent(
     ack_wait_s: float = 30.0,
     env: Mapping[str, str] | None = None,
     telemetry: AgentTelemetry | None = None,
+    queue: WorkQueue | None = None,
 ) -> AsyncIterator[AgentWorker]:
     """``telemetry``: where metrics and spans go (default: the process's registry and
-    tracer)."""
+    tracer); ``queue``: where the work comes from (default: :func:`work_queue_for`)."""
+    queue = queue or work_queue_for(store, ack_wait_s=ack_wait_s, max_ack_pending=concurrency * 2)
     environ = dict(os.environ if env is None else env)
     if devmodel_url:
         environ.setdefault("THREADLINE_DEVMODEL_URL", devmodel_url)
@@ -101,10 +121,10 @@ async def serve_agent(
             settings=agent or default_agent_settings(settings),
             telemetry=telemetry or AgentTelemetry(),
         )  # fmt: skip
-        worker = AgentWorker(store, deps, concurrency=concurrency, ack_wait_s=ack_wait_s)
+        worker = AgentWorker(store, queue, deps, concurrency=concurrency)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
-        unwatch = deps.telemetry.watch_consumer(store, worker.durable)
+        unwatch = deps.telemetry.watch_consumer(queue)
         try:
             yield worker
         finally:

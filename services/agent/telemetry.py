@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
@@ -25,6 +25,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from threadline.base.errors import ThreadlineError
 from threadline.base.metrics import Registry
 from threadline.base.redact import redact
+from threadline.events.fold import SessionState
 from threadline.events.schema import (
     Event,
     Fallback,
@@ -33,16 +34,13 @@ from threadline.events.schema import (
     TurnCompleted,
     TurnFailed,
 )
+from threadline.events.workqueue import WorkQueue
 from threadline.services.agent.metrics import AgentMetrics
-from threadline.services.agent.providers import ModelRequest, ProviderError
+from threadline.services.agent.providers import ModelRequest, ProviderError, ProviderRegistry
 from threadline.services.agent.step import StepOutcome
 from threadline.services.agent.tools import ToolOutcome, split_prefixed
 
-if TYPE_CHECKING:
-    from threadline.events.jetstream import JetStreamEventStore
-    from threadline.services.agent.turn import Turn
-
-__all__ = ["AgentMetrics", "AgentTelemetry", "TurnTelemetry"]
+__all__ = ["AgentMetrics", "AgentTelemetry", "ObservedTurn", "TurnTelemetry"]
 
 AGENT_NAME: Final = "threadline"
 #: our provider names -> the GenAI conventions' well-known ``gen_ai.provider.name`` values
@@ -56,6 +54,22 @@ def _error(span: Span, kind: str, message: str) -> None:
         span.set_status(Status(StatusCode.ERROR, redact(message)[:500]))
 
 
+class ObservedTurn(Protocol):
+    """What telemetry reads of an attempt (``turn.Turn``; provider and model change on
+    a fallback), so that this module does not import the turn."""
+
+    @property
+    def state(self) -> SessionState: ...
+    @property
+    def turn_id(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+
+
 class AgentTelemetry:
     """Metrics (into ``registry``, default the process's) and spans (from ``tracer``,
     default the process's, a no-op unless tracing is configured) of one agent process."""
@@ -64,25 +78,34 @@ class AgentTelemetry:
         self.metrics = AgentMetrics(registry)
         self.tracer = tracer or trace.get_tracer("threadline.agent")
 
-    def turn(self, turn: Turn) -> TurnTelemetry:
-        return TurnTelemetry(self, turn)
+    def turn(self, turn: ObservedTurn, providers: ProviderRegistry, worker: str) -> TurnTelemetry:
+        return TurnTelemetry(self, turn, providers, worker)
 
     def given_up(self) -> None:
         """A turn failed with ``max_deliveries`` outside any attempt."""
         self.metrics.ended(TurnFailed(error="max_deliveries", message=""), "", "")
 
-    def watch_consumer(self, store: JetStreamEventStore, durable: str) -> Callable[[], None]:
-        """Sample the durable consumer's backlog when scraped; returns the undo."""
-        return self.metrics.watch_consumer(store, durable)
+    def heartbeat_failed(self) -> None:
+        """An in-progress ack failed and the running attempt was stopped."""
+        self.metrics.heartbeat_failures.inc()
+
+    def watch_consumer(self, queue: WorkQueue) -> Callable[[], None]:
+        """Sample the work queue's backlog when scraped; returns the undo."""
+        return self.metrics.watch_consumer(queue)
 
 
 class TurnTelemetry:
     """What one attempt at a turn reports."""
 
-    def __init__(self, telemetry: AgentTelemetry, turn: Turn) -> None:
+    def __init__(
+        self, telemetry: AgentTelemetry, turn: ObservedTurn, providers: ProviderRegistry,
+        worker: str,
+    ) -> None:  # fmt: skip
         self._tel = telemetry
         self._metrics = telemetry.metrics
         self._turn = turn
+        self._providers = providers
+        self._worker = worker
         self._span: Span = trace.INVALID_SPAN
         self._offered: set[str] = set()
 
@@ -98,7 +121,7 @@ class TurnTelemetry:
         if turn.model:
             return turn.model
         try:
-            settings = turn.deps.providers.settings(turn.provider)
+            settings = self._providers.settings(turn.provider)
         except ThreadlineError:
             return ""
         return settings.default_model or (settings.models[0] if settings.models else "")
@@ -110,7 +133,7 @@ class TurnTelemetry:
             "gen_ai.provider.name": name, "gen_ai.system": name, "threadline.provider": provider,
         }  # fmt: skip
         with contextlib.suppress(ThreadlineError, ValueError):
-            url = urlsplit(self._turn.deps.providers.settings(provider).base_url or "")
+            url = urlsplit(self._providers.settings(provider).base_url or "")
             if url.hostname:
                 attrs["server.address"] = url.hostname
                 if url.port:
@@ -135,7 +158,7 @@ class TurnTelemetry:
                         "threadline.session.id": session,
                         "threadline.turn.id": turn.turn_id,
                         "threadline.turn.attempt": turn.attempt,
-                        "threadline.worker": turn.cfg.worker,
+                        "threadline.worker": self._worker,
                         **self._provider_attrs(),
                     }
                 )

@@ -128,7 +128,7 @@ class Turn:
         self.attempt = state.turns[turn_id].attempt + 1
         self.provider = state.provider or deps.providers.default_name()
         self.model = state.model
-        self.obs = deps.telemetry.turn(self)
+        self.obs = deps.telemetry.turn(self, deps.providers, self.cfg.worker)
         self.writer = TurnWriter(
             deps.store, state.session, turn_id, self.attempt, state.version,
             actor=agent_actor(self.cfg.worker), cancelled=cancel, on_append=self.obs.appended,
@@ -143,7 +143,11 @@ class Turn:
         """Run the attempt. Raises ``Fenced`` (someone else owns the turn),
         ``RestartAttempt`` and store errors; records everything else."""
         with self.obs.attempt():
-            await self._run()
+            try:
+                await self._run()
+            except asyncio.CancelledError:  # stopped from outside: nothing more may land
+                self.coalescer.discard()
+                raise
 
     async def _run(self) -> None:
         await self.writer.append(
@@ -159,6 +163,10 @@ class Turn:
         stop = asyncio.create_task(self.cancel.wait())
         try:
             await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # stopped from outside: so are the steps
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            raise
         finally:
             stop.cancel()
         if not work.done():

@@ -1,5 +1,6 @@
 """A worker stopped (SIGSTOP) past its ack deadline is taken over; when it comes back
-(SIGCONT) every append it tries into those turns is rejected (fenced off)."""
+(SIGCONT) it stops those attempts (their heartbeats fail) and every append it still
+tries into those turns is rejected (fenced off)."""
 
 from __future__ import annotations
 
@@ -60,8 +61,12 @@ async def test_stalled_worker_is_fenced_off(
                 line = await stalled.stderr.readline()
                 assert line, "the stalled worker exited before reporting"
                 lines.append(line)
-                # fenced on its next append, or its in-flight publish timed out on resume
-                fenced += b"was taken over by attempt" in line or b"turn postponed" in line
+                # fenced on its next append, stopped by its heartbeat (the ack deadline
+                # passed), or its in-flight publish timed out on resume
+                fenced += any(
+                    sign in line
+                    for sign in (b"was taken over by attempt", b"heartbeat failed", b"postponed")
+                )
     except TimeoutError:
         raise AssertionError(b"".join(lines[-30:]).decode()) from None
     for proc in (stalled, other):

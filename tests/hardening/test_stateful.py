@@ -76,6 +76,7 @@ from threadline.events.schema import (
 )
 from threadline.events.store import NewEvent, Recorded
 from threadline.events.verify import verify_session
+from threadline.events.workqueue import MemoryWorkQueue
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.projector import Projector
 from threadline.projections.recorder import ViewRecorder
@@ -486,7 +487,8 @@ class TurnMachine(RuleBasedStateMachine):
             adapter=lambda provider: FakeModel(channel, provider), tools=tools,
             settings=replace(AGENT, worker=name),
         )  # fmt: skip
-        agent = AgentWorker(StallingStore(self.store, channel, stall), deps)  # type: ignore[arg-type]
+        stalling = StallingStore(self.store, channel, stall)
+        agent = AgentWorker(stalling, MemoryWorkQueue(self.store), deps)  # type: ignore[arg-type]
         task = asyncio.create_task(agent.process(SESSION, turn))
         task.add_done_callback(lambda _: self.pulse.poke())
         worker = Worker(name, turn, channel, agent, task)

@@ -1,0 +1,164 @@
+"""The work queue on JetStream: a durable pull consumer on ``<prefix>.*.user_message``.
+
+Shared by any number of workers (each with one open pull request at a time, sized to
+what it can take, with idle heartbeats); explicit acks, ``ack_wait`` and
+``max_ack_pending`` are the consumer's. An in-progress ack is sent as a request: the
+server answers it, so a deleted consumer (no responders), a lost connection or a
+heartbeat later than the ack deadline (the message may be another worker's by then)
+raises :class:`DeliveryLost`. nats-py errors are translated here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Iterator
+from typing import Final
+
+import msgspec
+import nats.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from threadline.base.errors import DeliveryLost, StoreError, StoreUnavailable
+from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.store import recorded_from_bytes
+from threadline.events.workqueue import WORK_KIND, Backlog, Delivery, Room, WorkQueue
+
+log = logging.getLogger(__name__)
+
+_PULL_BATCH: Final = 64
+_PULL_EXPIRES_NS: Final = 30 * 10**9
+_HB_NS: Final = 5 * 10**9
+
+
+@contextlib.contextmanager
+def _unavailable(what: str) -> Iterator[None]:
+    try:
+        yield
+    except nats.errors.Error as exc:
+        raise StoreUnavailable(f"{what} failed: {exc!r}") from None
+
+
+class JetStreamDelivery(Delivery):
+    def __init__(self, msg: Msg, queue: JetStreamWorkQueue) -> None:
+        meta = msg.metadata
+        super().__init__(recorded_from_bytes(meta.sequence.stream, msg.data), meta.num_delivered)
+        self._msg = msg
+        self._queue = queue
+        self._loop = asyncio.get_running_loop()
+        self._deadline = self._loop.time() + queue.ack_wait_s
+
+    async def ack(self) -> None:
+        with _unavailable("ack"):
+            await self._msg.ack()
+
+    async def nak(self, delay_s: float = 0.0) -> None:
+        with _unavailable("nak"):
+            await self._msg.nak(delay=delay_s or None)
+
+    async def term(self) -> None:
+        with _unavailable("term"):
+            await self._msg.term()
+
+    async def in_progress(self) -> None:
+        sent = self._loop.time()
+        left = self._deadline - sent
+        if left <= 0:
+            raise DeliveryLost("the ack deadline passed before the in-progress ack was sent")
+        nc = self._queue.store.nc
+        try:
+            await nc.request(self._msg.reply, b"+WPI", timeout=left)
+        except nats.errors.NoRespondersError:
+            raise DeliveryLost(f"the consumer {self._queue.name!r} is gone") from None
+        except nats.errors.TimeoutError:
+            raise DeliveryLost("no in-progress ack confirmed before the ack deadline") from None
+        except nats.errors.Error as exc:
+            raise DeliveryLost(f"the in-progress ack failed: {exc!r}") from None
+        self._deadline = sent + self._queue.ack_wait_s
+
+
+class JetStreamWorkQueue(WorkQueue):
+    """:class:`WorkQueue` over the durable consumer ``name`` of the store's stream."""
+
+    def __init__(
+        self,
+        store: JetStreamEventStore,
+        *,
+        name: str,
+        ack_wait_s: float = 30.0,
+        max_ack_pending: int = 1000,
+    ) -> None:
+        super().__init__(name=name, ack_wait_s=ack_wait_s)
+        self.store = store
+        self.max_ack_pending = max_ack_pending
+
+    async def deliveries(self, room: Room) -> AsyncGenerator[Delivery, None]:
+        settings, nc = self.store.settings, self.store.nc
+        await nc.jetstream().add_consumer(
+            settings.name,
+            config=ConsumerConfig(
+                durable_name=self.name,
+                filter_subject=f"{settings.prefix}.*.{WORK_KIND}",
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=self.ack_wait_s,
+                max_ack_pending=self.max_ack_pending,
+                deliver_policy=DeliverPolicy.ALL,
+            ),
+        )
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        try:
+            async for msg in self._pull(sub, inbox, room):
+                delivery = await self._delivery(msg)
+                if delivery is not None:
+                    yield delivery
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def _pull(self, sub: Subscription, inbox: str, room: Room) -> AsyncGenerator[Msg, None]:
+        """Keep one pull request open and hand each message on as soon as it arrives
+        (a fetch-and-wait loop would hold early messages back until the batch fills)."""
+        settings = self.store.settings
+        next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{settings.name}.{self.name}"
+        requested = 0
+        while True:
+            if requested == 0:
+                requested = min(_PULL_BATCH, await room())
+                request = {
+                    "batch": requested,
+                    "expires": _PULL_EXPIRES_NS,
+                    "idle_heartbeat": _HB_NS,
+                }
+                await self.store.nc.publish(next_subject, msgspec.json.encode(request), inbox)
+            try:
+                msg = await sub.next_msg(timeout=_HB_NS / 1e9 * 3)
+            except (nats.errors.TimeoutError, TimeoutError):
+                requested = 0  # no heartbeat: the request is gone (reconnect, restart)
+                continue
+            status = (msg.headers or {}).get("Status") if not msg.data else None
+            if status == "100":
+                continue  # idle heartbeat
+            if status is not None:
+                requested = 0  # 404/408/409: this pull request is over
+                continue
+            requested -= 1
+            yield msg
+
+    async def _delivery(self, msg: Msg) -> JetStreamDelivery | None:
+        try:
+            return JetStreamDelivery(msg, self)
+        except StoreError as exc:  # an undecodable message: nothing a retry can fix
+            log.error("dropping undecodable user message: %s", exc)
+            with contextlib.suppress(nats.errors.Error):
+                await msg.term()
+            return None
+
+    async def backlog(self) -> Backlog:
+        with _unavailable("consumer info"):
+            js = self.store.nc.jetstream()
+            info = await js.consumer_info(self.store.settings.name, self.name)
+        return Backlog(pending=info.num_pending or 0, ack_pending=info.num_ack_pending or 0)
