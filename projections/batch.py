@@ -5,6 +5,8 @@ Kept apart from :mod:`~threadline.projections.recorder` (the transaction around 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final, NamedTuple
 
 import msgspec
@@ -24,31 +26,40 @@ class Resync(Exception):
 
 
 class Broken(NamedTuple):
-    """An event the projection cannot use: undecodable, unknown kind, or refused by a view."""
+    """An event a view could not use. ``view`` is empty for an undecodable record
+    (quarantined: no view can ever use it); otherwise it names the view whose code
+    raised on the event (that view halts there, or with ``on_error = "skip"`` steps over it)."""
 
     position: int
     reason: str
     session: str = ""
+    view: str = ""
 
 
 class TrackState(NamedTuple):
     generation: str
     positions: dict[str, int]
+    #: views halted at a position they have not got past (view -> that position)
+    halted: Mapping[str, int] = MappingProxyType({})
 
 
 class BatchOutcome(NamedTuple):
     positions: dict[str, int]
+    #: events put aside or halted at, one per (event, view); undecodable ones once
     errors: tuple[Broken, ...]
-    halted: Broken | None
+    #: the views that halted in this batch, at which event
+    halted: dict[str, Broken]
     applied: int
 
 
 class EventFailed(Exception):
-    """Applying an event failed; ``position`` None when it cannot be told which."""
+    """A view raised; ``position`` and ``view`` are None when it cannot be told which
+    (the error surfaced later than the statement that caused it)."""
 
-    def __init__(self, position: int | None, reason: str) -> None:
+    def __init__(self, position: int | None, view: str | None, reason: str) -> None:
         super().__init__(reason)
         self.position = position
+        self.view = view
         self.reason = reason
 
 
@@ -71,26 +82,23 @@ def decode(position: int, data: bytes) -> Rec | Broken:
 
 
 def apply_view(db: Db, view: View, recs: list[Rec]) -> None:
+    """Apply ``recs`` to ``view``; a view that raises becomes :class:`EventFailed`."""
+    known = None if db.deferred_errors else view.name  # pipelined: the cause may be earlier
     try:
         view.before(db, recs)
-    except TRANSIENT:
-        raise
-    except Exception as exc:
-        raise EventFailed(None, f"{view.name} view: {exc}") from exc
-    for rec in recs:
-        try:
-            view.apply(db, rec)
-        except TRANSIENT:
-            raise
-        except Exception as exc:  # pipelined: the cause may be an earlier event
-            position = None if db.deferred_errors else rec.position
-            raise EventFailed(position, f"{view.name} view: {exc}") from exc
-    try:
+        for rec in recs:
+            try:
+                view.apply(db, rec)
+            except TRANSIENT:
+                raise
+            except Exception as exc:
+                position = None if db.deferred_errors else rec.position
+                raise EventFailed(position, known, f"{view.name} view: {exc}") from exc
         view.after(db, recs)
-    except TRANSIENT:
+    except (EventFailed, *TRANSIENT):
         raise
     except Exception as exc:
-        raise EventFailed(None, f"{view.name} view: {exc}") from exc
+        raise EventFailed(None, known, f"{view.name} view: {exc}") from exc
 
 
-__all__ = ["BatchOutcome", "Broken", "Resync", "TrackState", "apply_view", "decode"]
+__all__ = ["BatchOutcome", "Broken", "EventFailed", "Resync", "TrackState", "apply_view", "decode"]

@@ -23,7 +23,7 @@ from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError, StoreUnavailable
 from threadline.projections.recorder import ViewRecorder
 
-OnError = Literal["skip", "halt"]
+OnError = Literal["halt", "skip"]
 SQLITE_FILE: Final = "projections.sqlite3"
 _SCHEMA_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 _ENV: Final = {
@@ -40,8 +40,9 @@ class ProjectorConfig(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
     #: the PostgreSQL schema holding the views and their tracking table
     schema: str = "threadline"
-    #: what a malformed or unknown-kind event does after its error row is written
-    on_error: OnError = "skip"
+    #: a view that raises on an event halts there, or skips it for that view (an
+    #: undecodable record is always quarantined: every view moves past it)
+    on_error: OnError = "halt"
     #: at most this many events per transaction
     batch_size: int = 1000
 

@@ -1,24 +1,23 @@
 """The projector's Prometheus metrics, all sampled when scraped (nothing on the hot path).
 
-* ``threadline_projection_lag_events{view}``: the stream's last sequence minus the
-  view's tracked position, read from the tracking table (so it is right whichever
-  projector process moves it), and ``threadline_projection_position{view}``;
-* ``threadline_projector_events_total``, ``threadline_projector_errors_total``,
-  ``threadline_projector_resyncs_total`` and ``threadline_projector_halted`` of the
-  projector running in this process.
+* from the tracking database (so right whichever projector process moves it):
+  ``threadline_projection_lag_events{view}`` (the stream's last sequence minus the
+  view's tracked position), ``threadline_projection_position{view}``, and
+  ``threadline_projector_halted{view}`` (1 while the view is halted at an event);
+* ``threadline_projector_events_total``, ``threadline_projector_errors_total`` and
+  ``threadline_projector_resyncs_total`` of the projector running in this process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from threadline.base.metrics import Registry, default_registry
 from threadline.events.store import EventStore
+from threadline.projections.aio import in_thread
+from threadline.projections.projector import Projector
 from threadline.projections.recorder import ViewRecorder
-
-if TYPE_CHECKING:
-    from threadline.projections.projector import Projector
 
 P: Final = "threadline_projector"
 
@@ -26,9 +25,7 @@ P: Final = "threadline_projector"
 def watch_views(
     store: EventStore, recorder: ViewRecorder, registry: Registry | None = None
 ) -> Callable[[], None]:
-    """Sample each view's position and lag when scraped; returns the undo."""
-    from threadline.projections.projector import in_thread
-
+    """Sample each view's position, lag and halt when scraped; returns the undo."""
     reg = registry or default_registry()
     lag = reg.gauge(
         "threadline_projection_lag_events",
@@ -37,6 +34,11 @@ def watch_views(
     )
     position = reg.gauge(
         "threadline_projection_position", "The view's tracked stream position.", ("view",)
+    )
+    halted = reg.gauge(
+        f"{P}_halted",
+        "1 while the view is halted at an event it raised on (it needs a fix or a rebuild).",
+        ("view",),
     )
     seen: set[str] = set()
 
@@ -47,6 +49,7 @@ def watch_views(
             seen.add(view)
             position.set(at, view=view)
             lag.set(max(0, last - at), view=view)
+            halted.set(1 if view in state.halted else 0, view=view)
 
     remove = reg.on_scrape(sample)
 
@@ -55,6 +58,7 @@ def watch_views(
         for view in seen:
             lag.remove(view=view)
             position.remove(view=view)
+            halted.remove(view=view)
 
     return stop
 
@@ -64,18 +68,17 @@ def watch_projector(projector: Projector, registry: Registry | None = None) -> C
     reg = registry or default_registry()
     events = reg.counter(f"{P}_events_total", "Events applied to the views by this process.")
     errors = reg.counter(
-        f"{P}_errors_total", "Events a view could not use (skipped, or the one it halted at)."
+        f"{P}_errors_total",
+        "Error rows written: undecodable events quarantined, events a view raised on.",
     )
     resyncs = reg.counter(
         f"{P}_resyncs_total", "Times the projector re-read its positions (rebuild swapped in)."
     )
-    halted = reg.gauge(f"{P}_halted", "1 when the projector halted at an event (on_error=halt).")
 
     async def sample() -> None:
         events.set(projector.events)
         errors.set(projector.errors)
         resyncs.set(projector.resyncs)
-        halted.set(1 if projector.halted is not None else 0)
 
     remove = reg.on_scrape(sample)
     unwatch_views = watch_views(projector.store, projector.recorder, reg)

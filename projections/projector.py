@@ -11,72 +11,52 @@ another projector moving the tracking on, makes it re-read the positions and res
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Final, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Final
 
-from threadline.base.config import Settings
 from threadline.base.errors import StoreUnavailable, ThreadlineError
-from threadline.base.metrics import Registry
 from threadline.events.store import EventStore
+from threadline.projections.aio import in_thread, stop_task
 from threadline.projections.batch import TRANSIENT, BatchOutcome, Broken, Resync, TrackState
-from threadline.projections.config import OnError, ProjectorConfig
-from threadline.projections.metrics import watch_projector
+from threadline.projections.config import OnError
 from threadline.projections.model import VIEW_NAMES
+from threadline.projections.reader import ProjectionReader
 from threadline.projections.recorder import ViewRecorder
 from threadline.projections.source import raw_events
-from threadline.projections.views import select_views
-
-if TYPE_CHECKING:
-    from threadline.projections.reader import ProjectionReader
+from threadline.projections.views import View, select_views
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _MIN_BACKOFF_S: Final = 0.1
 _MAX_BACKOFF_S: Final = 5.0
 
 
 class ProjectionHalted(ThreadlineError):
-    """``on_error = "halt"`` stopped the projector at an event it cannot use."""
+    """A view raised on an event and halted there (``on_error = "halt"``)."""
 
     def __init__(self, broken: Broken) -> None:
-        super().__init__(f"projection halted at position {broken.position}: {broken.reason}")
+        super().__init__(
+            f"the {broken.view} view halted at position {broken.position}: {broken.reason}"
+        )
         self.position = broken.position
+        self.view = broken.view
         self.reason = broken.reason
-
-
-async def in_thread(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """Run a synchronous call in a worker thread; if cancelled, let it finish first
-    (a transaction is never abandoned half-way, and nothing is closed under it)."""
-    future = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        await asyncio.wait([future])
-        raise
-
-
-async def stop_task(task: asyncio.Task[object]) -> None:
-    """Cancel ``task`` and wait until it has finished. The cancellation is repeated if
-    the task carries on: on Python 3.11 ``asyncio.wait_for`` (used by nats-py's
-    ``next_msg``) can swallow a cancellation that arrives together with a message."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait([task], timeout=0.25)
 
 
 class Projector:
     """Applies the log to the views of ``recorder``. ``run()`` until cancelled (or, with
-    ``until_end``, until it has caught up with the end of the log)."""
+    ``until_end``, until it has caught up with the end of the log, or every view halted).
+
+    A view that raises on an event halts there (``halted``; the others carry on) unless
+    ``on_error`` is ``"skip"``; an undecodable record is always quarantined."""
 
     def __init__(
         self,
         store: EventStore,
         recorder: ViewRecorder,
         *,
-        on_error: OnError = "skip",
+        on_error: OnError = "halt",
         views: Sequence[str] | None = None,
         batch_size: int = 1000,
         until_end: bool = False,
@@ -90,9 +70,10 @@ class Projector:
         self._until_end = until_end
         self._on_batch = on_batch
         self.positions: dict[str, int] = dict.fromkeys(VIEW_NAMES, 0)
-        self.halted: Broken | None = None
+        #: the views halted by this projector, and the event each halted at
+        self.halted: dict[str, Broken] = {}
         self.events = 0
-        self.errors = 0  # events a view could not use (skipped, or the one halted at)
+        self.errors = 0  # error rows written: events quarantined, skipped or halted at
         self.resyncs = 0
         self._generation = ""
         self._changed = asyncio.Event()
@@ -102,16 +83,23 @@ class Projector:
     def reader(self) -> ProjectionReader:
         """A read API over these views whose ``wait`` is woken by this projector."""
         if self._reader is None:
-            from threadline.projections.reader import ProjectionReader
-
-            self._reader = ProjectionReader(self.recorder, projector=self)
+            self._reader = ProjectionReader(self.recorder, wait=self.wait)
         return self._reader
 
+    def _active(self) -> list[View]:
+        return [view for view in self._views if view.name not in self.halted]
+
     async def load(self) -> None:
-        """Read the tracked positions (and the database's generation)."""
+        """Read the tracked positions (and the database's generation). A view halted
+        here that has been moved past its event since (a rebuild) carries on."""
         state = await in_thread(self.recorder.state)
         self._generation = state.generation
         self.positions = state.positions
+        self.halted = {
+            name: broken
+            for name, broken in self.halted.items()
+            if self.positions[name] < broken.position
+        }
         self._notify()
 
     async def run(self) -> None:
@@ -132,7 +120,9 @@ class Projector:
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     async def _consume(self) -> None:
-        start = min(self.positions[v.name] for v in self._views)
+        if not self._active():
+            return
+        start = min(self.positions[v.name] for v in self._active())
         queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(self._batch_size * 4)
         failures: list[Exception] = []
 
@@ -148,8 +138,10 @@ class Projector:
         try:
             while True:
                 batch, end = self._take(await queue.get(), queue)
-                if batch and (await self._apply(batch)).halted:
-                    return
+                if batch:
+                    await self._apply(batch)
+                    if not self._active():
+                        return
                 if end:
                     if failures:
                         raise failures[0]
@@ -170,31 +162,19 @@ class Projector:
             batch.append(item)
         return batch, False
 
-    async def _apply(self, batch: list[tuple[int, bytes]]) -> BatchOutcome:
+    async def _apply(self, batch: list[tuple[int, bytes]]) -> None:
         state = TrackState(self._generation, dict(self.positions))
         outcome = await in_thread(
-            self.recorder.apply_batch, batch, state, views=self._views, halt=self._halt
+            self.recorder.apply_batch, batch, state, views=self._active(), halt=self._halt
         )
         self.positions = outcome.positions
         self.events += len(batch)
         self.errors += len(outcome.errors)
-        for broken in outcome.errors:
-            log.error(
-                "projection error at position %d (session %r): %s; %s",
-                broken.position, broken.session, broken.reason,
-                "halting" if broken is outcome.halted else "skipped",
-            )  # fmt: skip
-        if outcome.halted is not None:
-            self.halted = outcome.halted
-            log.error(
-                "projector halted at position %d. Fix the event's cause, or set "
-                "THREADLINE_PROJECTIONS_ON_ERROR=skip, and start it again",
-                outcome.halted.position,
-            )
+        self.halted.update(outcome.halted)
+        _log_errors(outcome)
         self._notify()
         if self._on_batch is not None:
             self._on_batch(len(batch), batch[-1][0])
-        return outcome
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
@@ -204,13 +184,19 @@ class Projector:
         names = VIEW_NAMES if view is None else (view,)
         return all(self.positions.get(name, 0) >= position for name in names)
 
+    def _stuck(self, view: str | None, position: int) -> bool:
+        """A view halted before ``position``: it will not get there by itself."""
+        return any(
+            b.position <= position for name, b in self.halted.items() if view in (None, name)
+        )
+
     async def wait(self, view: str | None, position: int, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
         """Until ``view`` (every view for ``None``) has processed ``position``.
-        False on timeout, or at once if the projector halted before that position."""
+        False on timeout, or at once if the view halted before that position."""
         try:
             async with asyncio.timeout(timeout):
                 while not self.reached(view, position):
-                    if self.halted is not None and self.halted.position <= position:
+                    if self._stuck(view, position):
                         return False
                     await self._changed.wait()
         except TimeoutError:
@@ -218,30 +204,22 @@ class Projector:
         return True
 
 
-@contextlib.asynccontextmanager
-async def serve_projector(
-    settings: Settings, store: EventStore, *, registry: Registry | None = None
-) -> AsyncIterator[Projector]:
-    """Run the projector in the background for as long as the context is open.
-
-    Yields the :class:`Projector`; ``projector.reader`` is the gateway's read API
-    (its ``wait`` is woken in-process). On exit the task is cancelled, the batch in
-    flight commits, and the database connections close. Its metrics go to
-    ``registry`` (default: the process's).
-    """
-    config = ProjectorConfig.from_settings(settings)
-    recorder = await in_thread(config.open)
-    projector = Projector(store, recorder, on_error=config.on_error, batch_size=config.batch_size)
-    try:
-        await projector.load()
-        task = asyncio.create_task(projector.run(), name="projector")
-        unwatch = watch_projector(projector, registry)
-        try:
-            yield projector
-        finally:
-            unwatch()
-            await stop_task(task)
-            if not task.cancelled() and task.exception() is not None:
-                log.error("projector stopped: %r", task.exception())
-    finally:
-        await in_thread(recorder.close)
+def _log_errors(outcome: BatchOutcome) -> None:
+    for broken in outcome.errors:
+        if not broken.view:
+            what = "quarantined (undecodable)"
+        elif outcome.halted.get(broken.view) is broken:
+            what = f"the {broken.view} view halts there"
+        else:
+            what = f"the {broken.view} view skipped it (on_error=skip)"
+        log.error(
+            "projection error at position %d (session %r): %s; %s",
+            broken.position, broken.session, broken.reason, what,
+        )  # fmt: skip
+    for name, broken in outcome.halted.items():
+        log.error(
+            "the %s view halted at position %d: a bug in the view (or data it cannot hold). "
+            "Fix it and restart the projector, or rebuild the view with on_error=skip to "
+            "put the event aside (docs/projections.md)",
+            name, broken.position,
+        )  # fmt: skip

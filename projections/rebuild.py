@@ -15,9 +15,10 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from threadline.events.store import EventStore
+from threadline.projections.aio import in_thread
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.model import VIEW_NAMES, ViewStatus
-from threadline.projections.projector import ProjectionHalted, Projector, in_thread
+from threadline.projections.projector import ProjectionHalted, Projector
 from threadline.projections.recorder import ViewRecorder
 from threadline.projections.views import select_views
 
@@ -40,8 +41,8 @@ async def rebuild(
     """Rebuild ``views`` (all for ``None``) from the log and swap them in.
 
     ``progress(events_in_batch, last_position)`` is called after every batch. Raises
-    :class:`ProjectionHalted` (leaving the live views untouched) if ``on_error`` is
-    ``"halt"`` and the log holds an event the views cannot use.
+    :class:`ProjectionHalted` (leaving the live views untouched) if a view raised on
+    an event and ``on_error`` is ``"halt"``.
     """
     names = [view.name for view in select_views(views)]
     started = time.perf_counter()
@@ -52,8 +53,8 @@ async def rebuild(
             batch_size=config.batch_size, until_end=True, on_batch=progress,
         )  # fmt: skip
         await projector.run()
-        if projector.halted is not None:
-            raise ProjectionHalted(projector.halted)
+        for broken in projector.halted.values():
+            raise ProjectionHalted(broken)
         live = await in_thread(config.open)
         try:
             await in_thread(live.swap_in, fresh, names, errors=views is None)
@@ -70,10 +71,16 @@ async def rebuild(
 
 
 async def status(store: EventStore, recorder: ViewRecorder) -> list[ViewStatus]:
-    """Per view: tracked position, the stream's last position, and the lag."""
+    """Per view: tracked position, the stream's last position, the lag, and where
+    the view is halted (if it is)."""
     last = await store.last_position()
     state = await in_thread(recorder.state)
     return [
-        ViewStatus(view=name, position=state.positions[name], last_position=last)
+        ViewStatus(
+            view=name,
+            position=state.positions[name],
+            last_position=last,
+            halted_at=state.halted.get(name),
+        )
         for name in VIEW_NAMES
     ]

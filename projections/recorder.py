@@ -43,6 +43,10 @@ ERRORS: Final = Table(
     key=("position",),
 )
 META: Final = Table("projection_meta", (("key", "text"), ("value", "text")), key=("key",))
+#: a META key per halted view (``halted:<view>`` = the position it halted at); it
+#: counts while the view's tracking is below that position
+_HALTED: Final = "halted:"
+_END: Final = 2**63
 
 
 class ViewRecorder(TrackingRecorder, abc.ABC):
@@ -106,7 +110,13 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
     def state(self) -> TrackState:
         with self._read() as db:
             positions = {v.name: self._tracked(db, v.name) for v in VIEWS}
-            return TrackState(self._generation(db), positions)
+            meta: dict[str, str] = dict(db.all("SELECT key, value FROM {p}projection_meta"))
+        halted = {
+            view: int(meta[f"{_HALTED}{view}"])
+            for view in positions
+            if int(meta.get(f"{_HALTED}{view}", 0)) > positions[view]
+        }
+        return TrackState(str(meta.get("generation", "")), positions, halted)
 
     def query(self, fn: Callable[..., T], *args: object) -> T:
         """Run a read function (``fn(db, *args)``) in a read transaction."""
@@ -123,97 +133,126 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
         state: TrackState,
         *,
         views: Sequence[View] = VIEWS,
-        halt: bool = False,
+        halt: bool = True,
     ) -> BatchOutcome:
-        """Decode and apply a batch in one transaction. Broken events become error rows
-        and are then skipped, or (``halt``) end the batch before them."""
-        return self._apply_items([decode(p, d) for p, d in raw], state, views, halt)
+        """Decode and apply a batch in one transaction (see docs/projections.md).
+
+        An undecodable record is quarantined: an error row, and every view moves past
+        it. An event a view raises on gets an error row too; that view then halts just
+        before it (``halt``: its tracking stays there, a halt record says so, the other
+        views carry on) or steps over it (``halt=False``)."""
+        return self._apply_items([decode(p, d) for p, d in raw], state, views, halt, ())
 
     def _apply_items(
-        self, items: list[Rec | Broken], state: TrackState, views: Sequence[View], halt: bool
-    ) -> BatchOutcome:
-        while True:
-            try:
-                return self._apply_once(items, state, views, halt)
-            except EventFailed as failed:
-                if failed.position is None:  # not attributable: one event per transaction
-                    return self._one_by_one(items, state, views, halt, failed.reason)
-                items = [
-                    Broken(it.position, failed.reason, it.env.session)
-                    if isinstance(it, Rec) and it.position == failed.position
-                    else it
-                    for it in items
-                ]
-
-    def _one_by_one(
         self,
         items: list[Rec | Broken],
         state: TrackState,
         views: Sequence[View],
         halt: bool,
-        reason: str,
+        failures: tuple[Broken, ...],
     ) -> BatchOutcome:
-        if len(items) == 1:
-            it = items[0]
-            session = it.env.session if isinstance(it, Rec) else it.session
-            return self._apply_once([Broken(it.position, reason, session)], state, views, halt)
-        errors: list[Broken] = []
-        applied = 0
-        for it in items:
-            outcome = self._apply_items([it], state, views, halt)
-            state = TrackState(state.generation, outcome.positions)
-            errors += outcome.errors
-            applied += outcome.applied
-            if outcome.halted:
-                return BatchOutcome(state.positions, tuple(errors), outcome.halted, applied)
-        return BatchOutcome(state.positions, tuple(errors), None, applied)
+        while True:
+            try:
+                return self._apply_once(items, state, views, halt, failures)
+            except EventFailed as failed:
+                one = items[0] if len(items) == 1 else None
+                position = failed.position or (one.position if one else None)
+                view = failed.view or (views[0].name if len(views) == 1 else None)
+                if position is None or view is None:  # narrow down: by event, then by view
+                    return self._split(items, state, views, halt, failures, by_event=not one)
+                if any((f.position, f.view) == (position, view) for f in failures):
+                    raise  # not the view's doing (nothing left to put aside)
+                session = _session(next(it for it in items if it.position == position))
+                reason = failed.reason
+                if not reason.startswith(f"{view} view: "):  # found by narrowing down
+                    reason = f"{view} view: {reason}"
+                failures = (*failures, Broken(position, reason, session, view))
+
+    def _split(
+        self,
+        items: list[Rec | Broken],
+        state: TrackState,
+        views: Sequence[View],
+        halt: bool,
+        failures: tuple[Broken, ...],
+        *,
+        by_event: bool,
+    ) -> BatchOutcome:
+        """Apply one event (or one view) per transaction, to find which one fails."""
+        parts = [([it], views) for it in items] if by_event else [(items, [v]) for v in views]
+        total = BatchOutcome(dict(state.positions), (), {}, 0)
+        for part, part_views in parts:
+            active = [v for v in part_views if v.name not in total.halted]
+            if not active:
+                continue
+            names, at = {v.name for v in active}, {it.position for it in part}
+            mine = tuple(f for f in failures if f.view in names and f.position in at)
+            out = self._apply_items(
+                part, state._replace(positions=total.positions), active, halt, mine
+            )
+            total = BatchOutcome(
+                out.positions, total.errors + out.errors, total.halted | out.halted,
+                total.applied + out.applied,
+            )  # fmt: skip
+        return total
 
     def _apply_once(
-        self, items: list[Rec | Broken], state: TrackState, views: Sequence[View], halt: bool
+        self,
+        items: list[Rec | Broken],
+        state: TrackState,
+        views: Sequence[View],
+        halt: bool,
+        failures: tuple[Broken, ...],
     ) -> BatchOutcome:
         try:
-            return self._transaction(items, state, views, halt)
+            return self._transaction(items, state, views, halt, failures)
         except (EventFailed, Resync, *TRANSIENT):
             raise
         except PersistenceError as exc:  # refused at commit (pipelined statements)
-            raise EventFailed(None, str(exc)) from exc
+            raise EventFailed(None, None, str(exc)) from exc
 
     def _transaction(
-        self, items: list[Rec | Broken], state: TrackState, views: Sequence[View], halt: bool
+        self,
+        items: list[Rec | Broken],
+        state: TrackState,
+        views: Sequence[View],
+        halt: bool,
+        failures: tuple[Broken, ...],
     ) -> BatchOutcome:
-        cut = len(items)
-        if halt:
-            cut = next((i for i, it in enumerate(items) if isinstance(it, Broken)), cut)
-        kept, halted = items[:cut], (items[cut] if cut < len(items) else None)
-        assert halted is None or isinstance(halted, Broken)
-        last = kept[-1].position if kept else 0
         seen = state.positions
-        broken = [it for it in [*kept, halted] if isinstance(it, Broken)]
-        broken = [b for b in broken if any(b.position > seen[v.name] for v in views)]
+        stops = {f.view: f for f in sorted(failures, reverse=True)} if halt else {}
+        skipped = set() if halt else {(f.view, f.position) for f in failures}
+        ends = {v.name: stops[v.name].position if v.name in stops else _END for v in views}
+        covered = {  # what each view moves over: new to it, and before where it halts
+            name: [it for it in items if seen[name] < it.position < end]
+            for name, end in ends.items()
+        }
+        quarantined = {
+            it.position: it for c in covered.values() for it in c if isinstance(it, Broken)
+        }
+        errors = (*sorted(quarantined.values()), *failures)
         positions = dict(seen)
         applied = 0
         with self._write() as db:
             if self._generation(db) != state.generation:
                 raise Resync("the projections database was replaced")
             for view in views:
-                if last > seen[view.name]:
+                if covered[view.name]:
+                    positions[view.name] = covered[view.name][-1].position
                     try:
-                        self._track(db, view.name, last)
+                        self._track(db, view.name, positions[view.name])
                     except IntegrityError:
                         raise Resync(f"{view.name}: tracking moved on elsewhere") from None
-                    positions[view.name] = last
-            db.many(
-                "INSERT INTO {p}projection_errors (position, session, reason) VALUES (?, ?, ?) "
-                "ON CONFLICT (position) DO UPDATE SET reason = excluded.reason, "
-                "session = excluded.session",
-                [(b.position, b.session, b.reason) for b in broken],
-            )
+            _record(db, errors, stops)
             for view in views:
-                mine = [it for it in kept if isinstance(it, Rec) and it.position > seen[view.name]]
-                if mine:
-                    apply_view(db, view, mine)
-                    applied = max(applied, len(mine))
-        return BatchOutcome(positions, tuple(broken), halted, applied)
+                recs = [
+                    it for it in covered[view.name]
+                    if isinstance(it, Rec) and (view.name, it.position) not in skipped
+                ]  # fmt: skip
+                if recs:
+                    apply_view(db, view, recs)
+                    applied = max(applied, len(recs))
+        return BatchOutcome(positions, errors, stops, applied)
 
     # ------------------------------------------------------------ inspection
 
@@ -238,6 +277,42 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
                 limit,
             )
         return [ProjectionErrorRow(position=r[0], reason=r[1], session=r[2]) for r in rows]
+
+
+def _session(item: Rec | Broken) -> str:
+    return item.session if isinstance(item, Broken) else item.env.session
+
+
+def _record(db: Db, errors: Sequence[Broken], stops: dict[str, Broken]) -> None:
+    """Write the error rows and the halt records. One row per position: the reasons of
+    several views are joined, also across transactions (narrowing down by view)."""
+    rows: dict[int, tuple[str, str]] = {}
+    if errors:
+        low, high = min(b.position for b in errors), max(b.position for b in errors)
+        for position, session, reason in db.all(
+            "SELECT position, session, reason FROM {p}projection_errors "
+            "WHERE position >= ? AND position <= ?",
+            low, high,
+        ):  # fmt: skip
+            rows[position] = (session, reason)
+    for b in errors:
+        session, reason = rows.get(b.position, (b.session, ""))
+        if not b.view or not reason:
+            reason = b.reason  # an undecodable record's reason is the whole story
+        elif b.reason not in reason:
+            reason = f"{reason}; {b.reason}"
+        rows[b.position] = (session or b.session, reason)
+    db.many(
+        "INSERT INTO {p}projection_errors (position, session, reason) VALUES (?, ?, ?) "
+        "ON CONFLICT (position) DO UPDATE SET reason = excluded.reason, "
+        "session = excluded.session",
+        [(position, *rows[position]) for position in sorted({b.position for b in errors})],
+    )
+    db.many(
+        "INSERT INTO {p}projection_meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [(f"{_HALTED}{view}", str(b.position)) for view, b in stops.items()],
+    )
 
 
 __all__ = ["ERRORS", "META", "ViewRecorder"]

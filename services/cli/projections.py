@@ -9,9 +9,9 @@ import time
 import msgspec
 
 from threadline.base.config import Settings
+from threadline.projections.aio import in_thread
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.model import VIEW_NAMES
-from threadline.projections.projector import in_thread
 from threadline.projections.rebuild import rebuild, status
 from threadline.services.runtime.connect import open_store
 
@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "them in atomically (a running projector carries on from there).",
     )
     build.add_argument("view", nargs="?", choices=VIEW_NAMES, help="one view (default: all)")
-    build.add_argument("--on-error", choices=["skip", "halt"], help="for unusable events")
+    build.add_argument(
+        "--on-error", choices=["halt", "skip"], help="a view raising on an event: halt or skip it"
+    )
     show = sub.add_parser("status", help="each view's position, the stream's end, and the lag")
     show.add_argument("--json", action="store_true", help="JSON instead of a table")
     for action in (build, show):
@@ -81,6 +83,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         rows = [
             {"view": s.view, "position": s.position, "last": s.last_position, "lag": s.lag}
+            | ({"halted_at": s.halted_at} if s.halted_at is not None else {})
             for s in views_status
         ]
         print(msgspec.json.encode({"location": location, "views": rows, "errors": errors}).decode())
@@ -88,7 +91,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"views in {location}")
     print(f"{'view':<10} {'position':>12} {'stream end':>12} {'lag':>10}")
     for s in views_status:
-        print(f"{s.view:<10} {s.position:>12,} {s.last_position:>12,} {s.lag:>10,}")
+        halted = "" if s.halted_at is None else f"  HALTED at position {s.halted_at:,}"
+        print(f"{s.view:<10} {s.position:>12,} {s.last_position:>12,} {s.lag:>10,}{halted}")
     if errors:
         print(f"projection errors (newest {len(errors)}):")
         for e in errors:

@@ -14,9 +14,10 @@ import signal
 import sys
 
 from threadline.base.config import Settings
+from threadline.projections.aio import in_thread, stop_task
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.metrics import watch_projector
-from threadline.projections.projector import Projector, in_thread, stop_task
+from threadline.projections.projector import Projector
 from threadline.services.runtime.connect import open_store
 from threadline.services.runtime.metrics_http import add_metrics_arguments, serve_metrics
 
@@ -25,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="where data lives (default ./.threadline)")
     parser.add_argument(
         "--on-error",
-        choices=["skip", "halt"],
-        help="after recording an event the views cannot use: skip it (default) or halt",
+        choices=["halt", "skip"],
+        help="a view that raises on an event halts there (default) or skips it",
     )
     parser.add_argument("--batch-size", type=int, help="most events per transaction")
     add_metrics_arguments(parser)
@@ -71,11 +72,12 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             if unwatch is not None:
                 unwatch()
             await in_thread(recorder.close)
-    if projector.halted is not None:
+    for name, broken in projector.halted.items():
         print(
-            f"projector halted at position {projector.halted.position}: {projector.halted.reason}",
+            f"the {name} view halted at position {broken.position}: {broken.reason}",
             file=sys.stderr,
         )
+    if projector.halted:
         return 1
     print(f"projector stopped at {projector.positions}", flush=True)
     return 0

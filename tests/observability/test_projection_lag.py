@@ -14,8 +14,8 @@ from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import UserMessage
 from threadline.events.store import NewEvent
 from threadline.projections import VIEW_NAMES, Projector, ProjectorConfig
+from threadline.projections.aio import in_thread
 from threadline.projections.metrics import watch_projector
-from threadline.projections.projector import in_thread
 
 
 async def test_projection_lag_per_view(js_store: JetStreamEventStore, tmp_path: Path) -> None:

@@ -1,0 +1,47 @@
+"""The projector as a background service of a process (``threadline up``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from threadline.base.config import Settings
+from threadline.base.metrics import Registry
+from threadline.events.store import EventStore
+from threadline.projections.aio import in_thread, stop_task
+from threadline.projections.config import ProjectorConfig
+from threadline.projections.metrics import watch_projector
+from threadline.projections.projector import Projector
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def serve_projector(
+    settings: Settings, store: EventStore, *, registry: Registry | None = None
+) -> AsyncIterator[Projector]:
+    """Run the projector in the background for as long as the context is open.
+
+    Yields the :class:`Projector`; ``projector.reader`` is the gateway's read API
+    (its ``wait`` is woken in-process). On exit the task is cancelled, the batch in
+    flight commits, and the database connections close. Its metrics go to
+    ``registry`` (default: the process's).
+    """
+    config = ProjectorConfig.from_settings(settings)
+    recorder = await in_thread(config.open)
+    projector = Projector(store, recorder, on_error=config.on_error, batch_size=config.batch_size)
+    try:
+        await projector.load()
+        task = asyncio.create_task(projector.run(), name="projector")
+        unwatch = watch_projector(projector, registry)
+        try:
+            yield projector
+        finally:
+            unwatch()
+            await stop_task(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("projector stopped: %r", task.exception())
+    finally:
+        await in_thread(recorder.close)
