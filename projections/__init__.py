@@ -3,28 +3,25 @@
 * :func:`serve_projector` runs the projector in the background (``threadline up``);
   :class:`Projector` is the projector itself (``threadline projector``).
 * :class:`ProjectionReader` is the gateway's async read API: ``list_sessions``,
-  ``get_session``, ``usage``, and ``wait`` for read-your-writes.
+  ``usage``, and ``wait`` for read-your-writes (a session's history is the fold of its
+  events, ``threadline.events.fold``).
 * :func:`rebuild` and :func:`status` back ``threadline projections``.
-* :func:`session_at` (as-of) and :func:`fork_session` work on the log directly.
+* :func:`session_at` (as-of) works on the log directly; forks are a command
+  (``threadline.services.commands``).
 
 See docs/projections.md.
 """
 
 from __future__ import annotations
 
-from threadline.projections.asof import SessionNotFound, session_at
+from threadline.base.errors import SessionNotFound
+from threadline.projections.asof import session_at
 from threadline.projections.config import ProjectorConfig
-from threadline.projections.fork import fork_session
 from threadline.projections.model import (
     VIEW_NAMES,
-    FallbackView,
-    MessageView,
     ProjectionErrorRow,
-    SessionDetail,
     SessionPage,
     SessionSummary,
-    ToolCallView,
-    TurnView,
     UsageReport,
     UsageRow,
     ViewStatus,
@@ -37,25 +34,19 @@ from threadline.projections.serve import serve_projector
 
 __all__ = [
     "VIEW_NAMES",
-    "FallbackView",
-    "MessageView",
     "ProjectionErrorRow",
     "ProjectionHalted",
     "ProjectionReader",
     "Projector",
     "ProjectorConfig",
     "RebuildResult",
-    "SessionDetail",
     "SessionNotFound",
     "SessionPage",
     "SessionSummary",
-    "ToolCallView",
-    "TurnView",
     "UsageReport",
     "UsageRow",
     "ViewRecorder",
     "ViewStatus",
-    "fork_session",
     "rebuild",
     "serve_projector",
     "session_at",

@@ -8,32 +8,28 @@ import datetime
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import NamedTuple
 
 from eventsourcing.persistence import WaitInterruptedError
 
 from threadline.base.config import Settings
 from threadline.base.errors import InvalidInput
-from threadline.events.schema import Usage
 from threadline.projections import queries
 from threadline.projections.aio import in_thread
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.model import (
     VIEW_NAMES,
     ProjectionErrorRow,
-    SessionDetail,
     SessionPage,
     UsageReport,
 )
 from threadline.projections.recorder import ViewRecorder
-from threadline.projections.sql import Db
 
 #: ``wait(view, position, timeout)`` of a projector running in this process
 Waiter = Callable[[str | None, int, float], Awaitable[bool]]
 
 
 class ProjectionReader:
-    """Reads the sessions, history and usage views.
+    """Reads the sessions and usage views.
 
     With ``wait`` (that of the projector running in this process) read-your-writes
     waits are woken by it as it commits; without, ``wait`` uses the tracking recorder's
@@ -59,15 +55,6 @@ class ProjectionReader:
     ) -> SessionPage:
         """``owner``'s sessions, newest first; pass ``next_cursor`` back for the next page."""
         return await in_thread(self.recorder.query, queries.list_sessions, owner, limit, cursor)
-
-    async def get_session(self, session_id: str) -> SessionDetail | None:
-        """Summary and history (messages, turns with tool calls and fallbacks), or None."""
-        return await in_thread(self.recorder.query, queries.get_session, session_id)
-
-    async def session_history(self, session_id: str) -> SessionHistory | None:
-        """:meth:`get_session` and the tokens of each completed turn (from the usage
-        view), read in one transaction; None if the views do not have the session."""
-        return await in_thread(self.recorder.query, _session_history, session_id)
 
     async def usage(self, owner: str, day: str | datetime.date | None = None) -> UsageReport:
         """Tokens, latency and turns per day, provider and model (one UTC day, or all)."""
@@ -96,17 +83,6 @@ class ProjectionReader:
         if self._wait is not None:
             return await self._wait(view, position, timeout)
         return await in_thread_wait(self.recorder, view, position, timeout)
-
-
-class SessionHistory(NamedTuple):
-    detail: SessionDetail
-    #: tokens per completed turn
-    usage: dict[str, Usage]
-
-
-def _session_history(db: Db, session_id: str) -> SessionHistory | None:
-    detail = queries.get_session(db, session_id)
-    return None if detail is None else SessionHistory(detail, queries.turn_usage(db, session_id))
 
 
 async def in_thread_wait(
