@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import threadline.events
-from bench import agent, e2e, eventlog, gateway, projections, report
+from bench import agent, e2e, eventlog, gateway, longsession, openloop, projections, report
 from bench.common import machine, nats_server, progress
+from bench.peers import section as peers
 
 #: sections sharing one throwaway nats-server: name -> (title, run(nats_url, quick=...))
 SHARED: dict[str, tuple[str, Callable[..., Awaitable[list[str]]]]] = {
@@ -28,8 +29,14 @@ SHARED: dict[str, tuple[str, Callable[..., Awaitable[list[str]]]]] = {
     "gateway": ("Gateway", gateway.run),
     "projections": ("Projections", projections.run),
 }
-#: the end-to-end benchmark starts its own servers, one stack per level
-TITLES = {name: title for name, (title, _) in SHARED.items()} | {"e2e": "End to end"}
+#: sections that start their own servers (a stack per level): name -> (title, run(quick=...))
+OWN: dict[str, tuple[str, Callable[..., Awaitable[list[str]]]]] = {
+    "e2e": ("End to end", e2e.run),
+    "peers": ("Against the peers", peers.run),
+    "longsession": ("Long session", longsession.run),
+    "openloop": ("Open loop with think time", openloop.run),
+}
+TITLES = {name: title for name, (title, _) in (SHARED | OWN).items()}
 
 
 def code_version() -> str:
@@ -78,8 +85,8 @@ async def main(args: argparse.Namespace) -> tuple[str, dict[str, list[str]]]:
             progress(f"nats-server at {server.url}")
             for name in shared:
                 blocks[name] = await SHARED[name][1](server.url, quick=args.quick)
-    if "e2e" in args.only:
-        blocks["e2e"] = await e2e.run(quick=args.quick)
+    for name in (name for name in OWN if name in args.only):
+        blocks[name] = await OWN[name][1](quick=args.quick)
     if (code_now := code_version()) != code:
         code = f"{code} at the start and {code_now} at the end (it changed during the run)"
     run_line = (

@@ -288,12 +288,12 @@ class Conversation:
         )
         await self.sse.opened  # the gateway has joined the session's live feed
 
-    async def turn(self) -> tuple[float, float]:
+    async def turn(self, text: str = MESSAGE) -> tuple[float, float]:
         assert self.sse is not None
         self.sse.arm()
         start = time.perf_counter()
         path = f"/v1/sessions/{self.session}/messages"
-        status, body = await self.http.post(path, json.dumps({"text": MESSAGE}).encode())
+        status, body = await self.http.post(path, json.dumps({"text": text}).encode())
         if status != 202:
             raise TurnError(f"POST message: HTTP {status} {body[:200]!r}")
         turn_id = json.loads(body)["turn_id"].encode()

@@ -121,8 +121,8 @@ async def _services(
     tokens = [f"bench-{i}-{os.urandom(6).hex()}" for i in range(owners)]
     gw_env = env | {"THREADLINE_TOKENS": ",".join(f"{t}:owner{i}" for i, t in enumerate(tokens))}
     gateway = _service(
-        "gateway", "threadline.services.cli", "gateway",
-        ["--port", "0", "--history", "log"], gw_env, root, r"gateway on http://",
+        "gateway", "threadline.services.cli",
+        ["gateway", "--port", "0", "--history", "log"], gw_env, root, r"gateway on http://",
     )  # fmt: skip
     await _start(agent, stack)
     gw_url = _url(await _start(gateway, stack))

@@ -1,0 +1,46 @@
+"""The issue-11 benchmark harness works: its raw streaming client against the real dev
+model, and the long-session section end to end on a real stack (a few turns)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import longsession
+from bench.e2e_client import TurnError
+from bench.stream_client import StreamClient, Wire, openai_wire
+from threadline.services.devmodel import DevModelSettings, serve
+
+
+def test_points_and_windows() -> None:
+    assert longsession.points_for(30) == [1, 10, 30]
+    assert longsession.points_for(1000) == [1, 10, 100, 500, 1000]
+    assert longsession.window_for(1) == range(1, 2)
+    assert longsession.window_for(10) == range(2, 11)
+    assert longsession.window_for(1000) == range(991, 1001)
+
+
+async def test_stream_client_times_a_streamed_answer() -> None:
+    async with serve(DevModelSettings(ttft_ms=30, tokens_per_second=200)) as url:
+        ttft_ms, duration_s = await StreamClient(url, openai_wire("Hi [[words:20]]")).turn(0, 0)
+    assert 30 <= ttft_ms < duration_s * 1000
+
+
+async def test_stream_client_reports_a_refused_request() -> None:
+    wire = openai_wire(token="bad-key")
+    async with serve(DevModelSettings.fast()) as url:
+        with pytest.raises(TurnError, match="HTTP 401"):
+            await StreamClient(url, wire).turn(0, 0)
+        missing = Wire("/v1/nowhere", wire.body, wire.first)
+        with pytest.raises(TurnError, match="HTTP 404"):
+            await StreamClient(url, missing).turn(0, 0)
+
+
+async def test_long_session_section_measures_its_points() -> None:
+    result = await longsession.measure(5, quiet_wait_s=0)
+    assert (result.error, result.done) == ("", 5)
+    assert [p.turn for p in result.points] == [1, 5]
+    for point in result.points:
+        assert point.ttft_ms > 0 and point.direct_ms > 0
+        assert point.get_ms > 0 and point.get_kib > 0
+    assert result.points[1].get_kib > result.points[0].get_kib  # the history grew
+    assert any(line.startswith("| 5 | 2-5 |") for line in longsession.report(result))
