@@ -48,13 +48,19 @@ class _Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_
 # ----------------------------------------------------------------------------- values
 
 
-class GenerationParams(msgspec.Struct, frozen=True, kw_only=True):
-    """Sampling settings of a session; ``None`` means the provider's configured default."""
+class GenerationParams(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Sampling settings of a session; ``None`` means the provider's configured default.
+
+    ``max_steps`` bounds a turn's tool steps (under the deployment's limit);
+    ``reasoning_budget_tokens`` turns on extended thinking with that budget (Anthropic).
+    Unset values are left out when encoding (older records spell them ``null``).
+    """
 
     temperature: float | None = None
     max_tokens: int | None = None
     top_p: float | None = None
     max_steps: int | None = None
+    reasoning_budget_tokens: int | None = None
 
 
 class ForkOrigin(msgspec.Struct, frozen=True, kw_only=True):

@@ -191,13 +191,20 @@ class Turn:
             TurnFailed(error=kind, message=redact(message), retryable=retryable)
         )
 
+    @property
+    def step_limit(self) -> int:
+        """Tool steps per turn: the session's ``max_steps``, within the deployment's."""
+        asked = self.state.params.max_steps
+        return min(asked, self.cfg.max_steps) if asked else self.cfg.max_steps
+
     async def _steps(self) -> None:
         tools = await self._list_tools()
         messages: list[Message] = list(self.state.conversation_for(self.turn_id))
-        for step in range(self.cfg.max_steps + 1):
-            if step == self.cfg.max_steps and tools:
+        limit = self.step_limit
+        for step in range(limit + 1):
+            if step == limit and tools:
                 await self._fallback(
-                    "step_limit", f"{self.cfg.max_steps} tool steps used; answering without tools"
+                    "step_limit", f"{limit} tool steps used; answering without tools"
                 )
                 tools = ()
             outcome = await self._model_step(step, messages, tools)
@@ -291,6 +298,8 @@ class Turn:
             tools=tools,
             temperature=params.temperature,
             max_tokens=params.max_tokens,
+            top_p=params.top_p,
+            reasoning_budget_tokens=params.reasoning_budget_tokens,
             provider_data_key=self.provider,
         )
 

@@ -117,7 +117,7 @@ def deployment_catalog(
     ]
     offered.sort(key=lambda info: info.name != default)  # the default first
     entries = [
-        ProviderEntry(name=i.name, models=tuple(i.models), default_model=i.default_model)
+        ProviderEntry(name=i.name, models=tuple(i.models), default_model=i.default_model, api=i.api)
         for i in offered
     ]
-    return StaticCatalog(entries, [c.name for c in mcp_configs(settings)])
+    return StaticCatalog(entries, [c.name for c in mcp_configs(settings)], settings.max_steps)

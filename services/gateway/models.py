@@ -24,10 +24,14 @@ Key = Annotated[str, Meta(pattern=KEY_PATTERN)]
 
 
 class Params(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A session's settings; a setting its provider cannot honour is a 422 naming it
+    (docs/providers.md, "Session settings")."""
+
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
     max_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
     top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
     max_steps: Annotated[int, Meta(ge=1, le=100)] | None = None
+    reasoning_budget_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
 
 
 class CreateSession(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -71,6 +75,7 @@ class ParamsView(msgspec.Struct, frozen=True, kw_only=True):
     max_tokens: int | None = None
     top_p: float | None = None
     max_steps: int | None = None
+    reasoning_budget_tokens: int | None = None
 
 
 class SessionSummary(msgspec.Struct, frozen=True, kw_only=True):
