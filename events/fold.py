@@ -48,14 +48,7 @@ from threadline.events.schema import (
     UserMessage,
 )
 from threadline.events.store import Recorded
-from threadline.events.turns import (
-    TERMINAL,
-    Phase,
-    TurnStatus,
-    title_from,
-    transition,
-    turn_of,
-)
+from threadline.events.turns import TERMINAL, Phase, TurnStatus, title_from, transition, turn_of
 
 __all__ = ["TERMINAL", "Entry", "SessionState", "TurnState", "TurnStatus", "fold"]
 
