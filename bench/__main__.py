@@ -18,13 +18,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import threadline.events
-from bench import agent, e2e, eventlog, gateway, longsession, openloop, projections, report
+from bench import agent, e2e, eventlog, gateway, longsession, openloop, projections, reads, report
 from bench.common import machine, nats_server, progress
 from bench.peers import section as peers
 
 #: sections sharing one throwaway nats-server: name -> (title, run(nats_url, quick=...))
 SHARED: dict[str, tuple[str, Callable[..., Awaitable[list[str]]]]] = {
     "eventlog": ("Event log", eventlog.run),
+    "reads": ("Bounded reads", reads.run),
     "agent": ("Agent", agent.run),
     "gateway": ("Gateway", gateway.run),
     "projections": ("Projections", projections.run),

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Collection
+from functools import partial
 from typing import Final
 
 import msgspec
@@ -31,6 +32,7 @@ from threadline.base.errors import (
     StoreUnavailable,
 )
 from threadline.events import codec
+from threadline.events.direct import MAX_BATCH, ApiError, DirectReads, locate
 from threadline.events.store import (
     EventStore,
     Head,
@@ -50,33 +52,14 @@ _WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
 _MAX_PAYLOAD_EXCEEDED: Final = 10054  # message size exceeds maximum allowed
 
 
-class _ApiError(msgspec.Struct, frozen=True):
-    code: int = 0
-    err_code: int = 0
-    description: str = ""
-
-
 class _PubAck(msgspec.Struct, frozen=True):
     stream: str = ""
     seq: int = 0
     duplicate: bool = False
-    error: _ApiError | None = None
+    error: ApiError | None = None
 
 
 _ack_decoder: Final = msgspec.json.Decoder(_PubAck)
-
-
-class _StoredMsg(msgspec.Struct, frozen=True):
-    seq: int
-    data: bytes = b""  # base64 in the JSON answer; msgspec decodes it
-
-
-class _MsgGetReply(msgspec.Struct, frozen=True):
-    message: _StoredMsg | None = None
-    error: _ApiError | None = None
-
-
-_msg_get_decoder: Final = msgspec.json.Decoder(_MsgGetReply)
 
 
 class JetStreamEventStore(EventStore):
@@ -103,6 +86,7 @@ class JetStreamEventStore(EventStore):
         self._deadlines: dict[int, list[str]] = {}
         self._connection_log: _ConnectionLog | None = None
         self._js = nc.jetstream()
+        self._reads = DirectReads(nc, settings.name, timeout_s=timeout_s)
 
     @classmethod
     async def connect(
@@ -226,7 +210,7 @@ class JetStreamEventStore(EventStore):
             if fut is not None and not fut.done():
                 fut.set_exception(TimeoutError())
 
-    def _translate(self, error: _ApiError, size: int) -> Exception:
+    def _translate(self, error: ApiError, size: int) -> Exception:
         if error.err_code in _WRONG_LAST_SEQUENCE:
             return WrongLastPosition(error.description)
         if error.err_code == _MAX_PAYLOAD_EXCEEDED:
@@ -235,51 +219,8 @@ class JetStreamEventStore(EventStore):
 
     # ------------------------------------------------------------------ reads
 
-    async def _direct_get(self, request: dict[str, object]) -> tuple[int, bytes] | None:
-        """A direct get: answered by any replica, so possibly one that lags the leader."""
-        msg = await self._api_request(f"$JS.API.DIRECT.GET.{self.settings.name}", request)
-        headers = msg.headers or {}
-        status = headers.get("Status")
-        if status == "404":
-            return None
-        if status:
-            raise StoreError(f"direct get failed: {status} {headers.get('Description', '')}")
-        return int(headers["Nats-Sequence"]), msg.data
-
-    async def _leader_get(self, request: dict[str, object]) -> tuple[int, bytes] | None:
-        """A get answered by the stream leader: it holds every acknowledged append, where a
-        replica that has just restarted may not yet (direct gets and R1 consumers can be
-        served by such a replica)."""
-        msg = await self._api_request(f"$JS.API.STREAM.MSG.GET.{self.settings.name}", request)
-        try:
-            reply = _msg_get_decoder.decode(msg.data)
-        except msgspec.DecodeError:
-            raise StoreError("the stream answered a get with something unreadable") from None
-        if reply.error is not None:
-            if reply.error.code == 404:
-                return None
-            if reply.error.code == 503:
-                raise StoreUnavailable(f"the stream has no leader: {reply.error.description}")
-            raise StoreError(f"get failed: {reply.error.description} ({reply.error.err_code})")
-        if reply.message is None:
-            raise StoreError("the stream answered a get without a message")
-        return reply.message.seq, reply.message.data
-
-    async def _api_request(self, subject: str, request: dict[str, object]) -> Msg:
-        try:
-            return await self.nc.request(
-                subject, msgspec.json.encode(request), timeout=self._timeout_s
-            )
-        except (nats.errors.Error, OSError) as exc:
-            raise StoreUnavailable(f"reading the stream failed: {exc!r}") from None
-
-    async def _end_position(self, filters: list[str]) -> int:
-        """The position of the newest event matching ``filters``, per the leader (0: none)."""
-        ends = [await self._leader_get({"last_by_subj": f}) for f in filters]
-        return max((found[0] for found in ends if found is not None), default=0)
-
     async def _load_head(self, session: str) -> Head:
-        found = await self._leader_get({"last_by_subj": f"{self.prefix}.{session}.>"})
+        found = await self._reads.leader_get({"last_by_subj": self._filter(session)})
         if found is None:
             return Head(0, 0, codec.genesis_hash(session))
         position, data = found
@@ -287,28 +228,56 @@ class JetStreamEventStore(EventStore):
         return Head(rec.version, position, rec.hash)
 
     async def get(self, position: int) -> Recorded:
-        found = await self._direct_get({"seq": position})
+        found = await self._reads.get({"seq": position})
         if found is None:  # not there, or not there yet on the replica that answered
-            found = await self._leader_get({"seq": position})
+            found = await self._reads.leader_get({"seq": position})
         if found is None:
             raise StoreError(f"no event at position {position}")
         return recorded_from_bytes(*found)
 
-    async def read(
-        self, session: str, *, from_version: int = 1, to_version: int | None = None
+    async def _read(
+        self, session: str, from_version: int, to_version: int | None, after: int
     ) -> AsyncGenerator[Recorded, None]:
-        tail = await self._tail_to_end([f"{self.prefix}.{session}.*"], 0)
-        async with contextlib.aclosing(tail):
-            async for position, data in tail:
+        """From where ``from_version`` is (:func:`~threadline.events.direct.locate`, a
+        few direct gets) to the head the leader has now, never from the session's start."""
+        head = await self._load_head(session)
+        last = head.version if to_version is None else min(to_version, head.version)
+        if from_version > last or after >= head.position:
+            return
+        subjects = self._filter(session)
+        probe = partial(self._reads.probe, subjects)
+        start, extra = await locate(probe, from_version, (head.position, head.version), after)
+        count = last - from_version + 1 + extra  # exactly; at most, when `after` cut it
+        found = self._records_after(subjects, start, head.position, count, exact=not after)
+        async with contextlib.aclosing(found):
+            async for position, data in found:
                 rec = recorded_from_bytes(position, data)
-                if rec.version < from_version:
-                    continue
-                if to_version is not None and rec.version > to_version:
+                if rec.version >= from_version:
+                    yield rec
+                if rec.version >= last:
                     return
-                yield rec
 
-    async def follow(self, session: str, *, after: int = 0) -> AsyncGenerator[Recorded, None]:
-        tail = self._tail([f"{self.prefix}.{session}.*"], after)
+    async def _records_after(
+        self, subjects: str, seen: int, end: int, count: int, *, exact: bool = True
+    ) -> AsyncGenerator[tuple[int, bytes], None]:
+        """What matches ``subjects`` after position ``seen`` up to ``end``, ``count`` of
+        them (or at most that many, not ``exact``): up to a batch's worth by one batched
+        direct get; more, or what that did not bring (a replica that lags, a start found
+        only roughly), by a consumer. A consumer costs a round trip to create, then reads
+        at the stream's pace: a direct get's answer carries six more headers per record,
+        and parsing headers is nats-py's main cost per record."""
+        if count <= MAX_BATCH or not exact:
+            for item in await self._reads.batch(subjects, seen, min(count, MAX_BATCH)):
+                seen = item[0]
+                yield item
+        if seen < end:
+            tail = self._tail([subjects], seen, until=end)
+            async with contextlib.aclosing(tail):
+                async for item in tail:
+                    yield item
+
+    async def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded, None]:
+        tail = self._tail([self._filter(session)], after)
         async with contextlib.aclosing(tail):  # closing us drops the consumer at once
             async for position, data in tail:
                 yield recorded_from_bytes(position, data)
@@ -321,6 +290,9 @@ class JetStreamEventStore(EventStore):
         async with contextlib.aclosing(tail):
             async for position, data in tail:
                 yield recorded_from_bytes(position, data)
+
+    def _filter(self, session: str) -> str:
+        return f"{self.prefix}.{session}.*"
 
     def follow_raw(
         self, filters: list[str], *, after: int = 0, until_end: bool = False
@@ -337,6 +309,11 @@ class JetStreamEventStore(EventStore):
         async with contextlib.aclosing(tail):
             async for item in tail:
                 yield item
+
+    async def _end_position(self, filters: list[str]) -> int:
+        """The position of the newest event matching ``filters``, per the leader (0: none)."""
+        ends = [await self._reads.leader_get({"last_by_subj": f}) for f in filters]
+        return max((found[0] for found in ends if found is not None), default=0)
 
     async def _tail_to_end(
         self, filters: list[str], after: int

@@ -1,11 +1,34 @@
-"""An in-memory event store: the same contract as JetStream, for tests and tools."""
+"""An in-memory event store: the same contract as JetStream, for tests and tools.
+
+It is faithful where the store's guarantees come from the server (checked against a
+real nats-server by ``tests/events/test_fidelity.py``):
+
+* an append is checked in nats-server's order: the expected last position of the
+  session first, then the idempotency key (``Nats-Msg-Id``), so a repeated key with a
+  stale expected position is refused as a conflict, not answered as a duplicate. A
+  clustered JetStream (a stream in a cluster, at any replica count) checks the key
+  first: ``clustered=True`` does that;
+* keys are forgotten after the duplicate window (``duplicate_window_s``, by default the
+  stream's), measured on ``clock`` (injectable, so tests need not wait);
+* positions are global and start at 1, like stream sequences; only stored appends are
+  ever read or followed.
+
+Reads are bounded like JetStream's: a session's records are kept in a list indexed by
+version. :meth:`another_client` gives a second handle on the same log (its own head
+cache and per-session locks), like a second process connected to the same stream.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Collection
+import bisect
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Collection, Sequence
 from functools import partial
+from typing import Final
 
+from threadline.base.config import StreamSettings
 from threadline.base.errors import StoreError
 from threadline.events import codec
 from threadline.events.store import (
@@ -18,21 +41,61 @@ from threadline.events.store import (
     recorded_from_bytes,
 )
 
+DEFAULT_DUPLICATE_WINDOW_S: Final = StreamSettings().duplicate_window_s
+
+
+class _Log:
+    """What the stream holds, shared by every handle on it."""
+
+    def __init__(self, window_s: float, clock: Callable[[], float], clustered: bool) -> None:
+        self.window_s = window_s
+        self.clock = clock
+        self.clustered = clustered
+        self.records: list[Recorded] = []
+        self.sessions: dict[str, list[Recorded]] = {}
+        self.msg_ids: dict[str, int] = {}
+        self.stored_at: deque[tuple[float, str]] = deque()  # Msg-Ids, oldest first
+        self.appended = asyncio.Condition()
+
+    def duplicate_of(self, msg_id: str) -> int | None:
+        """The position stored under ``msg_id`` within the duplicate window, if any."""
+        now = self.clock()
+        while self.stored_at and now - self.stored_at[0][0] >= self.window_s:
+            del self.msg_ids[self.stored_at.popleft()[1]]
+        return self.msg_ids.get(msg_id)
+
+    def store(self, session: str, data: bytes, msg_id: str) -> Recorded:
+        rec = recorded_from_bytes(len(self.records) + 1, data)
+        self.records.append(rec)
+        self.sessions.setdefault(session, []).append(rec)
+        self.msg_ids[msg_id] = rec.position
+        self.stored_at.append((self.clock(), msg_id))
+        return rec
+
 
 class MemoryEventStore(EventStore):
-    """Keeps every record in a list; positions start at 1 like JetStream sequences."""
+    """Keeps every record in lists; positions start at 1 like JetStream sequences."""
 
     def __init__(
-        self, *, prefix: str = "tl", max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+        self,
+        *,
+        prefix: str = "tl",
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+        clustered: bool = False,
     ) -> None:
         super().__init__(prefix=prefix, max_event_bytes=max_event_bytes)
-        self._log: list[Recorded] = []
-        self._by_session: dict[str, list[Recorded]] = {}
-        self._msg_ids: dict[str, int] = {}
-        self._appended = asyncio.Condition()
+        self._log = _Log(duplicate_window_s, clock, clustered)
+
+    def another_client(self) -> MemoryEventStore:
+        """A second handle on the same log, like another process on the same stream."""
+        other = MemoryEventStore(prefix=self.prefix, max_event_bytes=self.max_event_bytes)
+        other._log = self._log
+        return other
 
     async def _load_head(self, session: str) -> Head:
-        records = self._by_session.get(session)
+        records = self._log.sessions.get(session)
         if not records:
             return Head(0, 0, codec.genesis_hash(session))
         last = records[-1]
@@ -41,66 +104,81 @@ class MemoryEventStore(EventStore):
     async def _publish(
         self, subject: str, data: bytes, msg_id: str, expected_position: int, session: str
     ) -> PublishResult:
-        if msg_id in self._msg_ids:
-            return PublishResult(self._msg_ids[msg_id], duplicate=True)
-        records = self._by_session.setdefault(session, [])
+        log = self._log
+        if log.clustered and (stored := log.duplicate_of(msg_id)) is not None:
+            return PublishResult(stored, duplicate=True)
+        records = log.sessions.get(session)
         last = records[-1].position if records else 0
         if last != expected_position:
-            raise WrongLastPosition(last)
-        rec = recorded_from_bytes(len(self._log) + 1, data)
-        self._log.append(rec)
-        records.append(rec)
-        self._msg_ids[msg_id] = rec.position
-        async with self._appended:
-            self._appended.notify_all()
+            raise WrongLastPosition(f"wrong last sequence: {last}")
+        if (stored := log.duplicate_of(msg_id)) is not None:
+            return PublishResult(stored, duplicate=True)
+        rec = log.store(session, data, msg_id)
+        async with log.appended:
+            log.appended.notify_all()
         return PublishResult(rec.position)
 
     async def get(self, position: int) -> Recorded:
-        if not 1 <= position <= len(self._log):
+        if not 1 <= position <= len(self._log.records):
             raise StoreError(f"no event at position {position}")
-        return self._log[position - 1]
+        return self._log.records[position - 1]
 
-    async def read(
-        self, session: str, *, from_version: int = 1, to_version: int | None = None
+    async def _read(
+        self, session: str, from_version: int, to_version: int | None, after: int
     ) -> AsyncGenerator[Recorded, None]:
-        for rec in list(self._by_session.get(session, ())):
-            if rec.version < from_version:
-                continue
-            if to_version is not None and rec.version > to_version:
-                return
+        records = self._log.sessions.get(session, [])
+        start = max(from_version - 1, _first_after(records, after))
+        stop = len(records) if to_version is None else max(0, min(to_version, len(records)))
+        for rec in records[start:stop]:  # a copy: what is stored now
             yield rec
 
-    async def follow(self, session: str, *, after: int = 0) -> AsyncGenerator[Recorded, None]:
-        async for rec in self._tail(after, lambda r: r.session == session):
+    async def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded, None]:
+        def source() -> Sequence[Recorded]:
+            return self._log.sessions.get(session, ())
+
+        async for rec in self._tail(source, after, lambda _: True):
             yield rec
 
     async def follow_all(
         self, *, kinds: Collection[str] | None = None, after: int = 0
     ) -> AsyncGenerator[Recorded, None]:
         wanted = frozenset(kinds) if kinds is not None else None
-        async for rec in self._tail(after, lambda r: wanted is None or r.kind in wanted):
+
+        def source() -> Sequence[Recorded]:
+            return self._log.records
+
+        async for rec in self._tail(source, after, lambda r: wanted is None or r.kind in wanted):
             yield rec
 
     async def _tail(
-        self, after: int, want: Callable[[Recorded], bool]
+        self,
+        source: Callable[[], Sequence[Recorded]],
+        after: int,
+        want: Callable[[Recorded], bool],
     ) -> AsyncGenerator[Recorded, None]:
-        seen = after  # positions are 1-based: the record at index i has position i + 1
+        seen = _first_after(source(), after)  # index of the next record to yield
         while True:
-            while seen < len(self._log):
-                rec = self._log[seen]
+            records = source()
+            while seen < len(records):
+                rec = records[seen]
                 seen += 1
                 if want(rec):
                     yield rec
-            async with self._appended:
-                await self._appended.wait_for(partial(_grew, self._log, seen))
+            async with self._log.appended:
+                await self._log.appended.wait_for(partial(_grew, source, seen))
 
     async def last_position(self) -> int:
-        return len(self._log)
-
-    def raw_log(self) -> list[Recorded]:
-        """Every record in position order (for tests and tools)."""
-        return list(self._log)
+        return len(self._log.records)
 
 
-def _grew(log: list[Recorded], seen: int) -> bool:
-    return len(log) > seen
+def _first_after(records: Sequence[Recorded], position: int) -> int:
+    """The index of the first record after ``position`` (records in position order)."""
+    return bisect.bisect_right(records, position, key=_position)
+
+
+def _grew(source: Callable[[], Sequence[Recorded]], seen: int) -> bool:
+    return len(source()) > seen
+
+
+def _position(rec: Recorded) -> int:
+    return rec.position

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import time
 import weakref
 from collections import OrderedDict
@@ -132,14 +133,15 @@ class EventStore(abc.ABC):
         """The record at a global position."""
 
     @abc.abstractmethod
-    def read(
-        self, session: str, *, from_version: int = 1, to_version: int | None = None
+    def _read(
+        self, session: str, from_version: int, to_version: int | None, after: int
     ) -> AsyncGenerator[Recorded, None]:
-        """The session's events from ``from_version`` as stored now, then stop."""
+        """:meth:`read` with a valid session, ``from_version >= 1`` and ``after >= 0``;
+        what it costs must not grow with the events outside the range."""
 
     @abc.abstractmethod
-    def follow(self, session: str, *, after: int = 0) -> AsyncGenerator[Recorded, None]:
-        """The session's events after position ``after``, then live, forever."""
+    def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded, None]:
+        """:meth:`follow` with a valid session."""
 
     @abc.abstractmethod
     def follow_all(
@@ -155,6 +157,26 @@ class EventStore(abc.ABC):
         """Release connections; the default has nothing to release."""
 
     # ----------------------------------------------------------------- shared logic
+
+    def read(
+        self,
+        session: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        after: int = 0,
+    ) -> AsyncGenerator[Recorded, None]:
+        """The session's events as stored now, then stop: versions ``from_version`` to
+        ``to_version`` (default: the head), and only those after position ``after``
+        (the position of the last event a caller has seen). Bounded: reading ten events
+        costs about the same whether the session holds ten or ten thousand."""
+        validate_session_id(session)
+        return self._read(session, max(from_version, 1), to_version, max(after, 0))
+
+    def follow(self, session: str, *, after: int = 0) -> AsyncGenerator[Recorded, None]:
+        """The session's events after position ``after``, then live, forever."""
+        validate_session_id(session)
+        return self._follow(session, after)
 
     async def head(self, session: str) -> Head:
         validate_session_id(session)
@@ -177,8 +199,10 @@ class EventStore(abc.ABC):
         raised and nothing is appended. ``None`` appends after whatever is there,
         retrying internally on conflicts. Several events are appended one after the
         other, each checked against the one before; they are not atomic as a group.
-        A repeated key returns the already stored record instead of a new one (on
-        JetStream: within the stream's duplicate window, 15 minutes by default).
+        A repeated key returns the already stored record instead of a new one: with an
+        ``expected_version``, always (the key is looked up in the events since that
+        version); without one, within the stream's duplicate window (15 minutes by
+        default), after which the server has forgotten the key.
         """
         validate_session_id(session)
         batch = [events] if isinstance(events, NewEvent) else list(events)
@@ -208,17 +232,17 @@ class EventStore(abc.ABC):
         for _ in range(_ANY_VERSION_RETRIES):
             head = await self._cached_head(session)
             if expected is not None and head.version != expected:
-                head = await self._refresh_head(session)
+                seen, head = head, await self._refresh_head(session)
                 if head.version != expected:
-                    return await self._existing_or_conflict(session, new.key, expected, head)
+                    return await self._existing_or_conflict(session, new.key, expected, seen, head)
             envelope, data = self._seal(session, head, new, body)
             subject = subject_for(self.prefix, session, kind_of(new.event))
             try:
                 result = await self._publish(subject, data, msg_id, head.position, session)
             except WrongLastPosition:
-                head = await self._refresh_head(session)
+                seen, head = head, await self._refresh_head(session)
                 if expected is not None:
-                    return await self._existing_or_conflict(session, new.key, expected, head)
+                    return await self._existing_or_conflict(session, new.key, expected, seen, head)
                 # Again on the fresh head, same Msg-Id: if an earlier call stored this key
                 # (within the duplicate window), the server now answers "duplicate". No
                 # scan of the session: a busy one would make every stale head expensive.
@@ -250,18 +274,21 @@ class EventStore(abc.ABC):
         return Envelope(event=new.event, **fields), data  # type: ignore[arg-type]
 
     async def _existing_or_conflict(
-        self, session: str, key: str, expected: int, head: Head
+        self, session: str, key: str, expected: int, seen: Head, head: Head
     ) -> Recorded:
-        existing = await self._find_key(session, key, from_version=expected + 1)
-        if existing is not None:
-            return existing
+        """The record ``key`` already has among the events after version ``expected``
+        (a retry of an append that landed), else :class:`ConcurrencyError`. Whatever the
+        server's duplicate window says, it is looked up in the log, read from the last
+        head this store saw (``seen``) when that is not past ``expected``: the cost is
+        the events written since, not the session."""
+        after = seen.position if seen.version <= expected else 0
+        async with contextlib.aclosing(
+            self.read(session, from_version=expected + 1, after=after)
+        ) as since:
+            async for rec in since:
+                if rec.envelope.key == key:
+                    return rec
         raise ConcurrencyError(session, expected, head.version)
-
-    async def _find_key(self, session: str, key: str, *, from_version: int) -> Recorded | None:
-        async for rec in self.read(session, from_version=from_version):
-            if rec.envelope.key == key:
-                return rec
-        return None
 
     async def _cached_head(self, session: str) -> Head:
         head = self._heads.get(session)

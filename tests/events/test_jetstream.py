@@ -1,9 +1,13 @@
-"""JetStream-specific guarantees: real concurrency, Msg-Id dedup, reconnects, restarts."""
+"""JetStream-specific guarantees: bounded reads, reconnects, restarts, unsafe streams.
+
+(The contract, concurrency and idempotency included, is ``tests/events/contract.py``;
+how nats-server checks an append, ``tests/events/test_fidelity.py``.)
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import nats
@@ -18,52 +22,94 @@ from threadline.events.store import NewEvent, Recorded
 from threadline.services.runtime.natsserver import EmbeddedNats
 
 
-async def test_fifty_concurrent_writers_one_winner_per_version(nats_url: str) -> None:
-    settings = fresh_stream()
-    stores = [await JetStreamEventStore.connect(nats_url, settings) for _ in range(5)]
-    await stores[0].append("hot", NewEvent(event=SessionStarted(owner="o")), expected_version=0)
-    target = 60
-    winners: dict[int, int] = {}
-    losses = 0
-
-    async def writer(ident: int) -> None:
-        nonlocal losses
-        store = stores[ident % len(stores)]
-        while True:
-            head = await store.head("hot")
-            if head.version >= target:
-                return
-            event = NewEvent(event=TextDelta(text=f"w{ident}"))
-            try:
-                [rec] = await store.append("hot", event, expected_version=head.version)
-            except ConcurrencyError:
-                losses += 1
-                continue
-            assert rec.version not in winners, f"two winners for version {rec.version}"
-            winners[rec.version] = ident
-
-    await asyncio.wait_for(asyncio.gather(*(writer(i) for i in range(50))), 60)
-    records = await stores[0].load("hot")
-    versions = [r.version for r in records]
-    assert versions == list(range(1, len(versions) + 1))
-    assert sorted(winners) == versions[1:]
-    assert losses > 0  # the writers really did race
-    for rec in records[1:]:
-        assert rec.event == TextDelta(text=f"w{winners[rec.version]}")
-    for store in stores:
-        await store.close()
+async def received(store: JetStreamEventStore, call: Callable[[], Awaitable[object]]) -> int:
+    """How many messages the store's connection received during ``call``."""
+    before = store.nc.stats["in_msgs"]
+    await call()
+    return store.nc.stats["in_msgs"] - before
 
 
-async def test_raw_publish_with_same_msg_id_is_stored_once(js_store: JetStreamEventStore) -> None:
-    js = js_store.nc.jetstream()
-    subject = f"{js_store.prefix}.dup.text_delta"
-    acks = [
-        await js.publish(subject, b"{}", headers={"Nats-Msg-Id": "dup:fixed"}) for _ in range(3)
-    ]
-    assert [a.seq for a in acks] == [acks[0].seq] * 3
-    assert [a.duplicate for a in acks] == [None, True, True]
-    info = await js.stream_info(js_store.settings.name)
-    assert info.state.messages == 1
+async def long_session(store: JetStreamEventStore, events: int) -> list[Recorded]:
+    """A session of ``events`` events, each followed by another session's."""
+    written: list[Recorded] = []
+    for start in range(0, events, 250):
+        batch = range(start, min(start + 250, events))
+        written += await store.append(
+            "long", [NewEvent(event=TextDelta(text=str(i))) for i in batch]
+        )
+        await asyncio.gather(
+            *(store.append(f"o{i % 7}", NewEvent(event=TextDelta(text="x"))) for i in batch)
+        )
+    return written
+
+
+async def test_reads_at_the_edge_of_a_long_session_fetch_only_the_edge(
+    js_store: JetStreamEventStore,
+) -> None:
+    """A read from a version, to a version or after a position reads that part of the
+    session from the stream, not the session from its start."""
+    written = await long_session(js_store, 2_000)
+
+    async def tail() -> None:
+        got = [r.version async for r in js_store.read("long", from_version=1_991)]
+        assert got == list(range(1_991, 2_001))
+
+    async def first() -> None:
+        assert [r.version async for r in js_store.read("long", to_version=1)] == [1]
+
+    async def after() -> None:
+        got = [r.version async for r in js_store.read("long", after=written[-4].position)]
+        assert got == [1_998, 1_999, 2_000]
+
+    async def middle() -> None:
+        got = [r.version async for r in js_store.read("long", from_version=700, to_version=709)]
+        assert got == list(range(700, 710))
+
+    # each: the head, a few probes for where the version is, and one batch (with its end)
+    assert await received(js_store, tail) <= 40
+    assert await received(js_store, first) <= 5
+    assert await received(js_store, after) <= 10
+    assert await received(js_store, middle) <= 50
+
+
+async def test_a_conflict_reads_only_what_was_written_since(
+    js_store: JetStreamEventStore, nats_url: str
+) -> None:
+    await long_session(js_store, 2_000)
+    other = await JetStreamEventStore.connect(nats_url, js_store.settings)
+    await other.append("long", NewEvent(event=TextDelta(text="theirs")))
+    key = NewEvent(event=TextDelta(text="mine"))
+
+    async def conflict() -> None:
+        with pytest.raises(ConcurrencyError):  # js_store last saw version 2,000
+            await js_store.append("long", key, expected_version=2_000)
+
+    assert await received(js_store, conflict) <= 10
+    await other.close()
+
+
+async def test_a_read_waits_for_what_the_answering_replica_lacks(
+    js_store: JetStreamEventStore,
+) -> None:
+    """When a batched get comes back short of the leader's end (a replica that lags),
+    the rest comes from a consumer, which waits for it: here the end is an event that
+    is not stored yet, the way a lagging replica has not stored it yet."""
+    written = await js_store.append("s", [NewEvent(event=TextDelta(text=str(i))) for i in range(3)])
+    end = written[-1].position + 1
+    subjects = f"{js_store.prefix}.s.*"
+    advisory = f"$JS.EVENT.ADVISORY.CONSUMER.%s.{js_store.settings.name}.*"
+    created = await js_store.nc.subscribe(advisory % "CREATED")
+    deleted = await js_store.nc.subscribe(advisory % "DELETED")
+    reading = asyncio.create_task(collect_raw(js_store._records_after(subjects, 0, end, 10)))
+    await created.next_msg(timeout=10)  # the batch came back short: a consumer reads on
+    [late] = await js_store.append("s", NewEvent(event=TextDelta(text="late")))
+    got = await asyncio.wait_for(reading, 10)
+    assert [position for position, _ in got] == [r.position for r in written] + [late.position]
+    await deleted.next_msg(timeout=10)  # and is gone once the read is done
+
+
+async def collect_raw(it: AsyncIterator[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    return [item async for item in it]
 
 
 async def test_unsafe_stream_is_refused(nats_url: str) -> None:

@@ -2,7 +2,10 @@
 stops against the real event store, turn writer and worker, checked against the fold and
 the projections.
 
-What is real: :class:`MemoryEventStore` (it passes the JetStream contract suite), the
+What is real: the event store — :class:`MemoryEventStore`, which checks appends in a
+single nats-server's order (and, in ``TestTurnMachineClusteredOrder``, a cluster's), and a
+real nats-server (``test_turn_machine_on_jetstream``, a stream per example) — with each
+worker on a client of its own (its own head cache, like a process), the
 :class:`TurnWriter` and its fencing, :meth:`AgentWorker.process` (its verdicts, attempts,
 give-up) and the whole :class:`Turn` (coalescing, tool steps, retries, fallbacks, stop),
 the session fold, ``verify_session`` and the projector writing the sessions and usage
@@ -30,7 +33,9 @@ is terminal, ``verify_session`` passes and the views still say what the fold say
 Everything runs on one event loop per example, driven by the rules: after each step the
 loop runs until every worker is blocked at a gate or finished (no sleeps, no clocks:
 the coalescing window and the retry backoff are zero). The number of examples is 500 by
-default; ``THREADLINE_STATEFUL_EXAMPLES=5000`` runs more. The defects it found are
+default, a fifth of that on the other two stores (about 50 s, 20 s and 25 s on a 2-core
+machine); ``THREADLINE_STATEFUL_EXAMPLES=5000`` runs more,
+``THREADLINE_STATEFUL_JETSTREAM_EXAMPLES`` sets the real server's. The defects it found are
 replayed by the ``test_regression_*`` tests at the end.
 """
 
@@ -44,6 +49,7 @@ import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import pytest
@@ -56,11 +62,14 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 
+from tests.conftest import fresh_stream
 from threadline.events import codec
 from threadline.events.conversation import ToolSpec, ToolTurn
 from threadline.events.fold import SessionState, fold
+from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.memory import MemoryEventStore
 from threadline.events.schema import (
     TERMINAL_KINDS,
@@ -74,7 +83,7 @@ from threadline.events.schema import (
     Usage,
     UserMessage,
 )
-from threadline.events.store import NewEvent, Recorded
+from threadline.events.store import EventStore, NewEvent, Recorded
 from threadline.events.verify import verify_session
 from threadline.events.workqueue import MemoryWorkQueue
 from threadline.projections.config import ProjectorConfig
@@ -110,6 +119,9 @@ TOOL = "fake__lookup"
 MAX_TURNS = 3
 MAX_WORKERS = 8
 EXAMPLES = int(os.environ.get("THREADLINE_STATEFUL_EXAMPLES", "500"))
+#: on the key-first order of a clustered stream, and on a real nats-server (slower)
+CLUSTERED_ORDER_EXAMPLES = max(1, EXAMPLES // 5)
+JETSTREAM_EXAMPLES = int(os.environ.get("THREADLINE_STATEFUL_JETSTREAM_EXAMPLES", EXAMPLES // 5))
 AGENT = AgentSettings(
     delta_window_s=0.0,  # every delta is appended at once: no timer
     max_steps=1,  # the step limit is within reach: one tool step, then an answer
@@ -308,7 +320,7 @@ class StallingStore:
     """The worker's handle on the store: the real store, except that the worker may stall
     (at a ``fold`` gate) right after reading the session, before its first append."""
 
-    def __init__(self, store: MemoryEventStore, channel: Channel, stall: bool) -> None:
+    def __init__(self, store: EventStore, channel: Channel, stall: bool) -> None:
         self._store = store
         self._channel = channel
         self._stall = stall
@@ -445,10 +457,14 @@ def compare(
 
 
 class TurnMachine(RuleBasedStateMachine):
+    """The machine on :class:`MemoryEventStore`, which checks an append in a single
+    nats-server's order (the expected position, then the key)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.runner = asyncio.Runner()
-        self.store = MemoryEventStore()
+        self.store: EventStore = MemoryEventStore()
+        self.mirror: list[Recorded] = []  # the log as a follower saw it
         self.pulse = Pulse()
         self.providers = ProviderRegistry({})
         self.workers: list[Worker] = []
@@ -462,17 +478,38 @@ class TurnMachine(RuleBasedStateMachine):
         self.follower: asyncio.Task[None] | None = None
         self.runner.run(self._start())
 
+    async def open_store(self) -> EventStore:
+        return MemoryEventStore()
+
+    async def client(self) -> EventStore:
+        """Another client of the store's log."""
+        assert isinstance(self.store, MemoryEventStore)
+        return self.store.another_client()
+
+    async def close_store(self) -> None:
+        await self.store.close()
+
     async def _start(self) -> None:
+        self.store = await self.open_store()
+        self.follower = asyncio.create_task(self._follow())
         started = SessionStarted(owner="alice", provider="fake", tool_servers=("fake",))
         await self.store.append(SESSION, NewEvent(event=started, actor="user:alice"))
         await self._user_message("hi")  # every example has a turn to work on
-        self.follower = asyncio.create_task(self._follow())
         config = ProjectorConfig(sqlite_path=os.path.join(self.tmp, "views.sqlite3"))
         self.recorder = await asyncio.to_thread(config.open)
 
     async def _follow(self) -> None:
-        async for _ in self.store.follow_all():
+        async for rec in self.store.follow_all():
+            self.mirror.append(rec)
             self.pulse.poke()
+
+    async def _caught_up(self) -> None:
+        """Until the follower has seen every stored event (nothing moves meanwhile:
+        every worker is at a gate)."""
+        end = await self.store.last_position()
+        async with asyncio.timeout(SETTLE_GUARD_S):
+            while (self.mirror[-1].position if self.mirror else 0) < end:
+                await self.pulse.wait()
 
     # ------------------------------------------------------------------ driving
 
@@ -482,13 +519,14 @@ class TurnMachine(RuleBasedStateMachine):
         name = f"w{len(self.workers) + 1}"
         channel = Channel(self.pulse)
         tools = FakeTools(channel, mcp_down)
+        store = await self.client()  # each worker a process of its own: its own head cache
         deps = AgentDeps(
-            store=self.store, providers=self.providers,
+            store=store, providers=self.providers,
             adapter=lambda provider: FakeModel(channel, provider), tools=tools,
             settings=replace(AGENT, worker=name),
         )  # fmt: skip
-        stalling = StallingStore(self.store, channel, stall)
-        agent = AgentWorker(stalling, MemoryWorkQueue(self.store), deps)  # type: ignore[arg-type]
+        stalling = StallingStore(store, channel, stall)
+        agent = AgentWorker(stalling, MemoryWorkQueue(store), deps)  # type: ignore[arg-type]
         task = asyncio.create_task(agent.process(SESSION, turn))
         task.add_done_callback(lambda _: self.pulse.poke())
         worker = Worker(name, turn, channel, agent, task)
@@ -505,6 +543,7 @@ class TurnMachine(RuleBasedStateMachine):
         async with asyncio.timeout(SETTLE_GUARD_S):
             while not self._settled(worker):
                 await self.pulse.wait()
+        await self._caught_up()
         if worker.task.done() and not worker.task.cancelled():
             error = worker.task.exception()
             if error is not None:
@@ -525,7 +564,7 @@ class TurnMachine(RuleBasedStateMachine):
         return all(call in results for call in worker.channel.answered)
 
     def log(self) -> list[Recorded]:
-        return self.store.raw_log()
+        return list(self.mirror)
 
     def workers_at(self, kind: str, *, live: bool = True) -> list[Worker]:
         return [
@@ -551,6 +590,7 @@ class TurnMachine(RuleBasedStateMachine):
         self.turns.append(turn)
         new = NewEvent(event=UserMessage(text=text), turn=turn, actor="user:alice")
         await self.store.append(SESSION, new)
+        await self._caught_up()
 
     @initialize(mcp_down=st.integers(0, 4))
     def first_delivery(self, mcp_down: int) -> None:
@@ -653,6 +693,7 @@ class TurnMachine(RuleBasedStateMachine):
             if running is not None and turn == running.turn_id:
                 running.cancel.set()
             await self._settle(worker)
+        await self._caught_up()
 
     @rule()
     def project(self) -> None:
@@ -696,7 +737,10 @@ class TurnMachine(RuleBasedStateMachine):
         finally:
             if self.follower is not None:
                 self.follower.cancel()
-            self.runner.close()
+            try:
+                self.runner.run(self.close_store())
+            finally:
+                self.runner.close()
             if self.recorder is not None:
                 self.recorder.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -763,6 +807,55 @@ TurnMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestTurnMachine = TurnMachine.TestCase
+
+
+class ClusteredOrderTurnMachine(TurnMachine):
+    """The machine on a :class:`MemoryEventStore` that checks an append in a clustered
+    stream's order (the key, then the expected position)."""
+
+    async def open_store(self) -> EventStore:
+        return MemoryEventStore(clustered=True)
+
+
+ClusteredOrderTurnMachine.TestCase.settings = settings(
+    TurnMachine.TestCase.settings, max_examples=CLUSTERED_ORDER_EXAMPLES
+)
+TestTurnMachineClusteredOrder = ClusteredOrderTurnMachine.TestCase
+
+
+class JetStreamTurnMachine(TurnMachine):
+    """The machine on a real nats-server: a stream of its own per example."""
+
+    url = ""  # the server's: a subclass per server sets it
+
+    async def open_store(self) -> EventStore:
+        self.clients: list[JetStreamEventStore] = []
+        return await JetStreamEventStore.connect(self.url, fresh_stream(), heartbeat_s=0.5)
+
+    async def client(self) -> EventStore:
+        assert isinstance(self.store, JetStreamEventStore)
+        settings = self.store.settings
+        self.clients.append(await JetStreamEventStore.connect(self.url, settings, ensure=False))
+        return self.clients[-1]
+
+    async def close_store(self) -> None:
+        assert isinstance(self.store, JetStreamEventStore)
+        for client in self.clients:
+            await client.close()
+        await self.store.nc.jetstream().delete_stream(self.store.settings.name)
+        await self.store.close()
+
+
+async def test_turn_machine_on_jetstream(nats_url: str) -> None:
+    """The machine against the real server (in a thread: each example runs its own
+    event loop, and this one keeps serving the test session's nats-server)."""
+    machine = type("OnTheTestServer", (JetStreamTurnMachine,), {"url": nats_url})
+    run = partial(
+        run_state_machine_as_test,
+        machine,
+        settings=settings(TurnMachine.TestCase.settings, max_examples=JETSTREAM_EXAMPLES),
+    )
+    await asyncio.to_thread(run)
 
 
 # ----------------------------------------------------------------------------- regressions

@@ -1,0 +1,249 @@
+"""Reading a JetStream stream without a consumer: gets, batches, and finding a version.
+
+* :meth:`DirectReads.get` — one record by a direct get (``$JS.API.DIRECT.GET``): any
+  replica answers, so possibly one that lags the leader;
+* :meth:`DirectReads.leader_get` — one record from the stream leader
+  (``$JS.API.STREAM.MSG.GET``), which holds every acknowledged append;
+* :meth:`DirectReads.batch` — up to ``count`` records matching a subject filter from a
+  sequence on, in one request (a batched direct get, nats-server 2.11+: the records, then
+  an end-of-batch status);
+* :func:`locate` — where a session's version ``k`` is. Versions increase with positions
+  but the positions are interleaved with other sessions', so it searches: each probe is
+  a direct get ``next_by_subj`` (the session's first record at or after a sequence),
+  starting from the head (the tail of a session is usually close together), then
+  interpolating between the nearest records found, with a bisection every third probe:
+  one to three probes near the head, never more than about 3 log2(distance). Its answer
+  is only ever a lower bound, so a probe a lagging replica answers (or cannot) costs
+  extra records read, never a wrong one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from threadline.base.errors import StoreError, StoreUnavailable
+
+#: the most records a read asks for in one batched direct get (a longer read uses a
+#: consumer); at least one record comes back, whatever its size
+MAX_BATCH: Final = 256
+MAX_BATCH_BYTES: Final = 4 * 1024 * 1024
+_MAX_PROBES: Final = 64
+#: records of a session a read may fetch and drop rather than search further for a version
+_SLACK: Final = 16
+
+
+class ApiError(msgspec.Struct, frozen=True):
+    """The ``error`` of a JetStream API answer."""
+
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _StoredMsg(msgspec.Struct, frozen=True):
+    seq: int
+    data: bytes = b""  # base64 in the JSON answer; msgspec decodes it
+
+
+class _MsgGetReply(msgspec.Struct, frozen=True):
+    message: _StoredMsg | None = None
+    error: ApiError | None = None
+
+
+class _Version(msgspec.Struct, frozen=True):
+    version: int = 0
+
+
+_msg_get_decoder: Final = msgspec.json.Decoder(_MsgGetReply)
+_version_decoder: Final = msgspec.json.Decoder(_Version)
+
+#: a probe: the first record matching the filter at or after a sequence, as
+#: ``(position, version)``, or None when the replica that answered has none
+Probe = Callable[[int], Awaitable[tuple[int, int] | None]]
+
+
+class _Batch:
+    __slots__ = ("items", "done")
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, bytes]] = []
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
+class DirectReads:
+    """Consumer-less reads of one stream over one connection (one reply subscription)."""
+
+    def __init__(self, nc: Client, stream: str, *, timeout_s: float) -> None:
+        self._nc = nc
+        self._stream = stream
+        self._timeout_s = timeout_s
+        self._prefix = ""
+        self._counter = 0
+        self._batches: dict[str, _Batch] = {}
+
+    async def get(self, request: dict[str, object]) -> tuple[int, bytes] | None:
+        """A direct get: answered by any replica, so possibly one that lags the leader."""
+        msg = await self._request(f"$JS.API.DIRECT.GET.{self._stream}", request)
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status == "404":
+            return None
+        if status:
+            raise StoreError(f"direct get failed: {status} {headers.get('Description', '')}")
+        return int(headers["Nats-Sequence"]), msg.data
+
+    async def leader_get(self, request: dict[str, object]) -> tuple[int, bytes] | None:
+        """A get answered by the stream leader: it holds every acknowledged append, where a
+        replica that has just restarted may not yet (direct gets and R1 consumers can be
+        served by such a replica)."""
+        msg = await self._request(f"$JS.API.STREAM.MSG.GET.{self._stream}", request)
+        try:
+            reply = _msg_get_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            raise StoreError("the stream answered a get with something unreadable") from None
+        if reply.error is not None:
+            if reply.error.code == 404:
+                return None
+            if reply.error.code == 503:
+                raise StoreUnavailable(f"the stream has no leader: {reply.error.description}")
+            raise StoreError(f"get failed: {reply.error.description} ({reply.error.err_code})")
+        if reply.message is None:
+            raise StoreError("the stream answered a get without a message")
+        return reply.message.seq, reply.message.data
+
+    async def probe(self, subject_filter: str, position: int) -> tuple[int, int] | None:
+        """The first record matching the filter at or after ``position``, as
+        ``(position, version)`` (None if the replica that answered has none)."""
+        found = await self.get({"seq": position, "next_by_subj": subject_filter})
+        if found is None:
+            return None
+        try:
+            return found[0], _version_decoder.decode(found[1]).version
+        except msgspec.DecodeError:
+            return None  # a corrupt record: no help in the search, the read will say
+
+    async def batch(self, subject_filter: str, after: int, count: int) -> list[tuple[int, bytes]]:
+        """Up to ``count`` records matching the filter after position ``after``, in order
+        (fewer at the end of the stream, or of what the answering replica holds)."""
+        if not self._prefix:
+            self._prefix = self._nc.new_inbox() + "."
+            await self._nc.subscribe(self._prefix + "*", cb=self._on_reply)
+        self._counter += 1
+        token = str(self._counter)
+        batch = self._batches[token] = _Batch()
+        request = {
+            "seq": after + 1,
+            "next_by_subj": subject_filter,
+            "batch": min(count, MAX_BATCH),
+            "max_bytes": MAX_BATCH_BYTES,
+        }
+        subject = f"$JS.API.DIRECT.GET.{self._stream}"
+        try:
+            await self._nc.publish(
+                subject, msgspec.json.encode(request), reply=self._prefix + token
+            )
+            async with asyncio.timeout(self._timeout_s):
+                await batch.done
+        except TimeoutError:
+            raise StoreUnavailable(f"no answer to a read within {self._timeout_s} s") from None
+        except nats.errors.Error as exc:
+            raise StoreUnavailable(f"reading the stream failed: {exc!r}") from None
+        finally:
+            self._batches.pop(token, None)
+        return batch.items
+
+    async def _on_reply(self, msg: Msg) -> None:
+        batch = self._batches.get(msg.subject[len(self._prefix) :])
+        if batch is None or batch.done.done():
+            return
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status is None:
+            batch.items.append((int(headers["Nats-Sequence"]), msg.data))
+        elif status in ("204", "404"):  # end of batch; nothing (more) matches
+            batch.done.set_result(None)
+        elif status == "503":
+            batch.done.set_exception(StoreUnavailable(f"no stream {self._stream} answers"))
+        else:
+            description = headers.get("Description", "")
+            batch.done.set_exception(StoreError(f"batched get failed: {status} {description}"))
+
+    async def _request(self, subject: str, request: dict[str, object]) -> Msg:
+        try:
+            return await self._nc.request(
+                subject, msgspec.json.encode(request), timeout=self._timeout_s
+            )
+        except (nats.errors.Error, OSError) as exc:
+            raise StoreUnavailable(f"reading the stream failed: {exc!r}") from None
+
+
+async def locate(
+    probe: Probe, version: int, head: tuple[int, int], after: int = 0
+) -> tuple[int, int]:
+    """Where to start reading a session to get ``version`` first: ``(start, extra)``, a
+    position ``start >= after`` with no record of ``version`` or later at or before it,
+    and how many of the session's records come before ``version`` after it (it stops
+    searching once these are few: reading and dropping a few records is cheaper than a
+    probe each; 0 when a probe went unanswered and it does not know).
+
+    ``head`` is the session's last ``(position, version)``; ``version`` must be at
+    most its version. Every record of the session has its own position, so version
+    ``k`` is at least ``head_version - k`` positions before the head, and after a probe
+    finds version ``v`` at position ``q`` it is within ``[q + k - v, ...]`` (``v < k``)
+    or ``[..., probed - (v - k)]`` (``v > k``).
+    """
+    head_pos, head_ver = head
+    if version <= 1 or after >= head_pos:
+        return after, 0
+    if version == head_ver:
+        return max(after, head_pos - 1), 0
+    low, high = after + 1, head_pos - (head_ver - version)  # version's position is in here
+    below: tuple[int, int] | None = None  # the nearest (position, version) found before it
+    above = head  # the nearest found after it
+    target = max(1, version - _SLACK // 2)  # aim a little early: landing there ends it
+    nxt = after + 1 if after else high  # the head's neighbourhood first, or just after `after`
+    for i in range(_MAX_PROBES):
+        if low >= high:
+            break
+        found = await probe(nxt)
+        if found is None:
+            break
+        position, ver = found
+        if ver == version:
+            return position - 1, 0
+        if ver > version and nxt <= low:  # the versions before it are at or before `after`
+            return low - 1, 0
+        if version - _SLACK <= ver < version:
+            return position, version - 1 - ver
+        if ver > version:
+            above, high = found, min(high, nxt - (ver - version))
+        else:
+            below, low = found, max(low, position + (version - ver))
+        if i % 3 == 2:  # a bisection now and then: never worse than log2 of the distance
+            nxt = (low + high) // 2
+        else:
+            nxt = min(high, max(low, _estimate(target, below, above, head)))
+    return low - 1, 0
+
+
+def _estimate(
+    target: int, below: tuple[int, int] | None, above: tuple[int, int], head: tuple[int, int]
+) -> int:
+    """Where version ``target`` would be if the session's records were as spread out as
+    between the nearest records found around it; with none found before it, as between
+    the nearest after it and the head or as on average, whichever is more (overshooting
+    brackets it)."""
+    if below is not None:
+        share = (target - below[1]) / (above[1] - below[1])
+        return below[0] + round(share * (above[0] - below[0]))
+    spacing = head[0] / head[1]
+    if head[1] > above[1]:
+        spacing = max(spacing, (head[0] - above[0]) / (head[1] - above[1]))
+    return above[0] - round((above[1] - target) * spacing)
