@@ -15,14 +15,13 @@ import os
 import signal
 import uuid
 
-from threadline.events.schema import TurnCancelled, TurnCompleted, TurnFailed, UserMessage
+from threadline.events.schema import TERMINAL_KINDS, UserMessage, kind_of
 from threadline.services.chatclient.client import ChatError, GatewayClient
 from threadline.services.chatclient.render import Renderer
 from threadline.services.chatclient.terminal import INTERRUPTED, LineReader
 from threadline.services.gateway.models import SessionDetail
 
 QUIT_COMMANDS = frozenset({"/quit", "/exit"})
-_TERMINAL = (TurnCompleted, TurnFailed, TurnCancelled)
 
 
 class Chat:
@@ -156,7 +155,7 @@ class Chat:
                     env.event.client_message_id in self._mine
                 )
                 self.out.event(env, mine=mine)
-                if isinstance(env.event, _TERMINAL) and env.turn is not None:
+                if kind_of(env.event) in TERMINAL_KINDS and env.turn is not None:
                     self.ended.add(env.turn)
                     if self._prompting and not self.out.at_prompt:
                         self.out.prompt()  # another client's turn ended while we waited

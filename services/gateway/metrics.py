@@ -21,14 +21,14 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from threadline.base.errors import ThreadlineError
 from threadline.base.metrics import Registry, default_registry
-from threadline.events.schema import TurnCompleted
+from threadline.events.schema import TERMINAL_KINDS, TurnCompleted
 from threadline.events.store import EventStore
+from threadline.events.turns import ended_status
 
 log = logging.getLogger(__name__)
 
 _BUCKETS_S: Final = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 _PARAM_RE: Final = re.compile(r"\{(\w+):\w+\}")
-_TERMINAL: Final = {"turn_completed": "completed", "turn_failed": "failed"}
 
 
 def _escape(value: str) -> str:
@@ -134,9 +134,8 @@ class Metrics:
         """Observe terminal events appended from now on (runs until cancelled)."""
         try:
             after = await store.last_position()
-            kinds = {"turn_completed", "turn_failed", "turn_cancelled"}
-            async for rec in store.follow_all(kinds=kinds, after=after):
-                self.turns[_TERMINAL.get(rec.kind, "cancelled")] += 1
+            async for rec in store.follow_all(kinds=TERMINAL_KINDS, after=after):
+                self.turns[ended_status(rec.event)] += 1
                 if isinstance(rec.event, TurnCompleted):
                     self.turn_duration.observe(rec.event.duration_ms / 1000)
                     if rec.event.ttft_ms is not None:
