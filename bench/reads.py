@@ -58,16 +58,22 @@ async def _fill(store: EventStore, long_events: int) -> None:
         await asyncio.gather(long(batch), *(noise(i) for i in batch))
 
 
-async def _ms(call: Callable[[], Awaitable[object]], repeat: int) -> float:
-    times = []
+Call = Callable[[], Awaitable[object]]
+
+
+async def _ms_each(calls: list[Call], repeat: int) -> list[float]:
+    """The median time of each call in ms, the calls taking turns (so that both see
+    the machine at the same speed: this one's speed moves from minute to minute)."""
+    times: list[list[float]] = [[] for _ in calls]
     for _ in range(repeat):
-        start = time.perf_counter()
-        await call()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        for call, out in zip(calls, times, strict=True):
+            start = time.perf_counter()
+            await call()
+            out.append((time.perf_counter() - start) * 1000)
+    return [statistics.median(t) for t in times]
 
 
-async def _measures(store: EventStore, session: str, repeat: int) -> dict[str, float]:
+async def _calls(store: EventStore, session: str) -> dict[str, Call]:
     head = await store.head(session)
     tail_from = max(1, head.version - 9)
 
@@ -92,12 +98,7 @@ async def _measures(store: EventStore, session: str, repeat: int) -> dict[str, f
         got = [r async for r in store.read(session, after=before[0].position)]
         assert len(got) == len(before) - 1
 
-    return {
-        "tail": await _ms(tail, repeat),
-        "first": await _ms(first, repeat),
-        "after": await _ms(after, repeat),
-        "conflict": await _ms(conflict, repeat),
-    }
+    return {"tail": tail, "first": first, "after": after, "conflict": conflict}
 
 
 async def _load_rate(store: EventStore, session: str) -> float:
@@ -139,12 +140,18 @@ async def run(url: str, *, quick: bool = False) -> list[str]:
     long_events = 2_000 if quick else LONG
     progress(f"bounded reads: writing a {SHORT}-event and a {long_events:,}-event session")
     await _fill(store, long_events)
-    repeat = 20 if quick else 50
-    progress(f"bounded reads: {repeat} calls of each")
-    short = await _measures(store, "short", repeat)
-    long = await _measures(store, "long", repeat)
-    load = statistics.median([await _load_rate(store, "long") for _ in range(3)])
-    raw = statistics.median([await _raw_rate(url, settings, "long", long_events) for _ in range(3)])
+    repeat = 20 if quick else 100
+    progress(f"bounded reads: {repeat} calls of each, taking turns")
+    calls = {"short": await _calls(store, "short"), "long": await _calls(store, "long")}
+    short: dict[str, float] = {}
+    long: dict[str, float] = {}
+    for key in calls["short"]:
+        short[key], long[key] = await _ms_each([calls["short"][key], calls["long"][key]], repeat)
+    loads, raws = [], []
+    for _ in range(5):  # taking turns too
+        loads.append(await _load_rate(store, "long"))
+        raws.append(await _raw_rate(url, settings, "long", long_events))
+    load, raw = statistics.median(loads), statistics.median(raws)
     await store.close()
     names = {
         "tail": "`read(from_version=head-9)`, the last 10 events (ms)",
