@@ -85,6 +85,8 @@ class TurnState:
     provider: str = ""
     model: str = ""
     cancel_requested: bool = False
+    #: position of the latest stop request for the turn (0: none)
+    cancel_position: int = 0
     #: version of the counting attempt's ``turn_started`` (0: none yet)
     started: int = 0
     #: the counting attempt's finished steps and tool results (and, for a cancelled
@@ -237,6 +239,10 @@ class SessionState:
     loose: list[Entry] = field(default_factory=list)
     #: turns not yet ended, in order
     open_turns: dict[str, None] = field(default_factory=dict)
+    #: the idempotency key of each request a command stored (a session start, a user
+    #: message, a stop request) and its position: a retry finds its record here, however
+    #: long after the store's duplicate window
+    requests: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ reading
@@ -301,13 +307,19 @@ class SessionState:
         )
 
     def copy(self) -> SessionState:
-        """An independent snapshot (applying events to one leaves the other as it was)."""
+        """An independent snapshot (applying events to one leaves the other as it was).
+        Ended turns are shared, not copied: the fold never changes one in place (see
+        :meth:`_turn`), so a copy costs O(open turns) plus a few pointer copies."""
+        turns = dict(self.turns)
+        for t in self.open_turns:
+            turns[t] = turns[t].copy()
         return dataclasses.replace(
             self,
-            turns={t: turn.copy() for t, turn in self.turns.items()},
+            turns=turns,
             committed=list(self.committed),
             loose=list(self.loose),
             open_turns=dict(self.open_turns),
+            requests=dict(self.requests),
             problems=list(self.problems),
         )
 
@@ -323,12 +335,15 @@ class SessionState:
         event = env.event
         match event:
             case SessionStarted():
+                self.requests[env.key] = rec.position
                 self._session_started(event)
             case UserMessage():
+                self.requests[env.key] = rec.position
                 self._user_message(rec, event)
             case CancelRequested():
+                self.requests[env.key] = rec.position
                 if turn := self._turn(rec, event, env.turn or self.in_flight):
-                    turn.cancel_requested = True
+                    turn.cancel_requested, turn.cancel_position = True, rec.position
             case TurnStarted():
                 self._turn(rec, event)
             case (
@@ -378,6 +393,8 @@ class SessionState:
         if turn is None:
             turn = self.turns[turn_id] = TurnState(turn_id=turn_id)
             self.open_turns[turn_id] = None
+        elif turn.ending is not None:  # shared by copies: changed on a copy of its own
+            turn = self.turns[turn_id] = turn.copy()
         turn.status, turn.attempt = phase
         if verdict == "starts":
             assert isinstance(event, TurnStarted)

@@ -20,6 +20,8 @@ from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.jetstream_queue import JetStreamWorkQueue
+from threadline.events.kv import snapshot_store_for
+from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore
 from threadline.events.workqueue import MemoryWorkQueue, WorkQueue
 from threadline.services.agent.providers import ModelAdapter, adapter_for, load_providers
@@ -121,7 +123,8 @@ async def serve_agent(
             settings=agent or default_agent_settings(settings),
             telemetry=telemetry or AgentTelemetry(),
         )  # fmt: skip
-        worker = AgentWorker(store, queue, deps, concurrency=concurrency)
+        sessions = SessionCache(store, snapshots=snapshot_store_for(store))
+        worker = AgentWorker(store, queue, deps, concurrency=concurrency, sessions=sessions)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
         unwatch = deps.telemetry.watch_consumer(queue)
@@ -131,4 +134,5 @@ async def serve_agent(
             unwatch()
             stop.set()
             await task
+            await sessions.close()
             await adapters.aclose()

@@ -24,8 +24,9 @@ from typing import Literal
 
 from threadline.base.errors import DeliveryLost, StoreError, StoreUnavailable
 from threadline.base.logs import log_context
-from threadline.events.fold import SessionState, fold
+from threadline.events.fold import SessionState
 from threadline.events.schema import CancelRequested, TurnFailed, is_fork_copy
+from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore
 from threadline.events.workqueue import Delivery, WorkQueue
 from threadline.services.agent.turn import AgentDeps, RestartAttempt, Turn, agent_actor
@@ -52,10 +53,13 @@ class AgentWorker:
         concurrency: int = 500,
         busy_delay_s: float = 0.25,
         grace_s: float = 10.0,
+        sessions: SessionCache | None = None,
     ) -> None:
         """``grace_s``: how long a stopping worker lets running turns finish before it
-        cancels them (they are redelivered as new attempts)."""
+        cancels them (they are redelivered as new attempts); ``sessions``: the session
+        states, kept between turns (default: a cache without snapshots)."""
         self.store = store
+        self.sessions = sessions or SessionCache(store)
         self.queue = queue
         self.deps = deps
         self.concurrency = concurrency
@@ -163,7 +167,7 @@ class AgentWorker:
         if session in self._running:
             return "busy"
         for _ in range(self.deps.settings.max_attempts + 1):
-            state = fold(await self.store.load(session))
+            state = await self.sessions.get(session)  # folds only what is new
             verdict = self._verdict(state, turn_id)
             if verdict is not None:
                 return verdict
@@ -191,12 +195,8 @@ class AgentWorker:
     def _verdict(state: SessionState, turn_id: str) -> Outcome | None:
         if turn_id not in state.turns or state.is_terminal(turn_id):
             return "done"
-        for earlier in state.order:
-            if earlier == turn_id:
-                return None
-            if not state.is_terminal(earlier):
-                return "busy"  # answered in order: an earlier turn has not ended
-        return None
+        # answered in order: busy while an earlier turn has not ended (O(open turns))
+        return None if next(iter(state.open_turns), turn_id) == turn_id else "busy"
 
     async def _give_up(self, state: SessionState, turn_id: str) -> None:
         turn = state.turns[turn_id]

@@ -78,7 +78,10 @@ class TurnWriter:
 
     async def _absorb_foreign(self) -> None:
         """Step over events others appended since ``version``, or raise :class:`Fenced`."""
-        async for rec in self.store.read(self.session, from_version=self.version + 1):
+        since = self.store.read(
+            self.session, from_version=self.version + 1, after=self.last_position
+        )
+        async for rec in since:
             env = rec.envelope
             mine = env.key.startswith(self._key_prefix)
             if env.turn == self.turn_id and env.attempt is not None and not mine:

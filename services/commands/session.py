@@ -5,7 +5,9 @@ REST, the AI SDK routes and the CLI translate their requests into the commands o
 to which session (ownership, admins) is checked before, by the caller. Commands raise
 typed errors (:mod:`threadline.base.errors`), never HTTP ones. Idempotency is in
 :mod:`threadline.services.commands.keys`; the rules about turns come from the
-session's state (:func:`threadline.events.fold.fold`).
+session's state (:class:`~threadline.events.fold.SessionState`, kept current by a
+:class:`~threadline.events.sessions.SessionCache`), which also holds every key a
+command stored, so a retry is found however long after the store's duplicate window.
 """
 
 from __future__ import annotations
@@ -14,18 +16,17 @@ import contextlib
 from collections.abc import Callable
 
 from threadline.base.errors import (
-    CommandRefused,
     ConcurrencyError,
     IdempotencyKeyReused,
     NothingToCancel,
-    SessionNotFound,
     TurnFinished,
     TurnNotFound,
 )
-from threadline.events.fold import SessionState, fold
+from threadline.events.fold import SessionState
 from threadline.events.ids import new_id, validate_session_id
 from threadline.events.reads import records_at
 from threadline.events.schema import CancelRequested, Event, SessionStarted, UserMessage
+from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore, NewEvent, Recorded
 from threadline.services.commands.catalog import Catalog, check_choice
 from threadline.services.commands.fork import fork_events, write_fork
@@ -47,19 +48,24 @@ from threadline.services.commands.requests import (
 
 class SessionCommands:
     """The commands over an event store. ``catalog`` checks the providers, models and
-    tool servers a command names; ``None`` accepts any (operators' tools)."""
+    tool servers a command names; ``None`` accepts any (operators' tools). ``sessions``:
+    where session states come from (default: a cache of this store's, no snapshots)."""
 
-    def __init__(self, store: EventStore, catalog: Catalog | None = None) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        catalog: Catalog | None = None,
+        *,
+        sessions: SessionCache | None = None,
+    ) -> None:
         self.store = store
         self.catalog = catalog
+        self.sessions = sessions or SessionCache(store)
 
     async def state(self, session: str) -> SessionState:
-        """The session's state now (the fold of its events): the one way commands read
-        it, so a cache can go behind it."""
-        records = await self.store.load(session)
-        if not records:
-            raise SessionNotFound(f"session {session!r} has no events")
-        return fold(records)
+        """The session's state now (the fold of its events, from the cache): the one
+        way commands read it. Raises ``SessionNotFound``."""
+        return await self.sessions.get(session)
 
     async def _newest(self, session: str, match: Callable[[Recorded], bool]) -> Recorded | None:
         """The newest of the session's records that ``match``: a scan, for retries and
@@ -97,8 +103,10 @@ class SessionCommands:
         """Append a user message with a new turn id; answers its record (``rec.turn``)."""
         event = UserMessage(text=cmd.text, client_message_id=cmd.client_message_id)
         key = client_key("message", cmd.key) if cmd.key else new_id()
+        if cmd.key and (retried := await self._retried(await self.state(cmd.session), key, event)):
+            return retried
         new = NewEvent(event=event, actor=cmd.actor, turn=new_id(), key=key)
-        (rec,) = await self.store.append(cmd.session, new)
+        (rec,) = await self.store.append(cmd.session, new)  # a retry racing it: one stored
         return same_request(rec, event)
 
     async def cancel(self, cmd: CancelTurn) -> Recorded:
@@ -108,31 +116,25 @@ class SessionCommands:
         key = client_key("cancel", cmd.key) if cmd.key else new_id()
         event = CancelRequested(reason=cmd.reason)
         named = cmd.turn or None
-        try:
-            turn = _cancellable(state, cmd.turn or current_turn(state))
-        except (CommandRefused, TurnNotFound):
-            if cmd.key and (retried := await self._retried(cmd.session, key, event, named)):
-                return retried
-            raise
-        if state.turns[turn].cancel_requested:  # asked before: that request answers
-            if cmd.key and (retried := await self._retried(cmd.session, key, event, named)):
-                return retried
-            earlier = await self._newest(
-                cmd.session, lambda r: isinstance(r.event, CancelRequested) and r.turn == turn
-            )
-            if earlier is not None:
-                return earlier
+        if cmd.key and (retried := await self._retried(state, key, event, named)):
+            return retried
+        turn = _cancellable(state, cmd.turn or current_turn(state))
+        if earlier := state.turns[turn].cancel_position:  # asked before: that one answers
+            return await self.store.get(earlier)
         new = NewEvent(event=event, actor=cmd.actor, turn=turn, key=key)
         (rec,) = await self.store.append(cmd.session, new)
         return same_request(rec, event, named)
 
     async def _retried(
-        self, session: str, key: str, event: Event, turn: str | None
+        self, state: SessionState, key: str, event: Event, turn: str | None = None
     ) -> Recorded | None:
-        """The record an earlier request with ``key`` appended, if any; it must be the
-        same request (:func:`same_request`)."""
-        earlier = await self._newest(session, lambda r: r.envelope.key == key)
-        return None if earlier is None else same_request(earlier, event, turn)
+        """The record an earlier request with ``key`` stored in the session, if any (one
+        direct read, found in the state's keys); it must be the same request
+        (:func:`same_request`)."""
+        position = state.requests.get(key)
+        if position is None:
+            return None
+        return same_request(await self.store.get(position), event, turn)
 
     async def regenerate(self, cmd: Regenerate) -> Recorded:
         """Ask the message with client key ``cmd.key`` again, as a new turn; while the

@@ -10,6 +10,8 @@ from litestar import Request
 from litestar.di import NamedDependency
 
 from threadline.base.config import Settings
+from threadline.events.kv import snapshot_store_for
+from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore
 from threadline.services.commands import Catalog, SessionCommands
 from threadline.services.gateway.access import Owners
@@ -38,8 +40,10 @@ class Gateway:
         self.store = store
         self.options = options
         self.catalog = catalog
+        #: session states (commands, ``GET /v1/sessions/{id}``), folded only where new
+        self.sessions = SessionCache(store, snapshots=snapshot_store_for(store))
         #: every write to a session goes through these
-        self.commands = SessionCommands(store, catalog)
+        self.commands = SessionCommands(store, catalog, sessions=self.sessions)
         self.auth = Authenticator(settings.tokens, options.jwt)
         self.metrics = Metrics()
         # the clock wakes streams for heartbeats and deadlines; lifetimes are kept to
@@ -80,6 +84,7 @@ class Gateway:
         self._tasks.clear()
         if self._own_history is not None:
             await self._own_history.close()
+        await self.sessions.close()
 
     async def caught_up(self, position: int) -> None:
         """Read-your-writes: wait until views reflect ``position`` (409 after the timeout)."""

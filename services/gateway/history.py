@@ -1,7 +1,8 @@
 """A session's history: the rendering of the session model, and the readers' ports.
 
 ``GET /v1/sessions/{id}`` (and ``?at=VERSION``) is always :func:`read_session`: the fold
-of the session's events (:class:`~threadline.events.fold.SessionState`) rendered by
+of the session's events (:class:`~threadline.events.fold.SessionState`, at the head from
+the gateway's :class:`~threadline.events.sessions.SessionCache`) rendered by
 :func:`session_detail`, a pure function with no rule of its own. What may come from
 elsewhere is the list of an owner's sessions and the usage report:
 :class:`HistoryReader` is that port, served from the log
@@ -16,6 +17,7 @@ from typing import Protocol, assert_never, runtime_checkable
 
 import msgspec
 
+from threadline.base.errors import SessionNotFound
 from threadline.events.conversation import AssistantTurn
 from threadline.events.fold import Entry, SessionState, TurnState, fold
 from threadline.events.schema import (
@@ -26,7 +28,7 @@ from threadline.events.schema import (
     Usage,
     UserMessage,
 )
-from threadline.events.store import EventStore
+from threadline.events.sessions import SessionCache
 from threadline.services.gateway.models import (
     FallbackView,
     MessageView,
@@ -67,12 +69,16 @@ class UsageReader(Protocol):
 
 
 async def read_session(
-    store: EventStore, session: str, *, at: int | None = None
+    sessions: SessionCache, session: str, *, at: int | None = None
 ) -> SessionDetail | None:
-    """The session as of version ``at`` (default: now), folded from the log; None if
-    there is no such session or version."""
+    """The session as of version ``at`` (default: now; from the cache), folded from the
+    log; None if there is no such session or version."""
     state: SessionState | None = None
-    async with contextlib.aclosing(store.read(session, to_version=at)) as records:
+    if at is None:
+        with contextlib.suppress(SessionNotFound):
+            state = await sessions.get(session)
+        return None if state is None else session_detail(state)
+    async with contextlib.aclosing(sessions.store.read(session, to_version=at)) as records:
         async for rec in records:
             state = fold((rec,), state)
     if state is None or (at is not None and state.version < at):

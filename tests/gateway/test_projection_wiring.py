@@ -24,6 +24,7 @@ from tests.gateway.harness import TOKENS
 from tests.gateway.views_harness import running_views_gateway
 from threadline.base.config import Settings, StreamSettings
 from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.sessions import SessionCache
 from threadline.services.cli.stack import PROVIDER_KEY_VARS, start_services
 from threadline.services.gateway.history import read_session
 from threadline.services.runtime.natsserver import EmbeddedNats
@@ -130,7 +131,7 @@ async def test_up_serves_history_from_its_projector(
                     f"/v1/sessions/{session}", params={"wait_for": rec.position}
                 )
                 views = response.json()
-                folded = await read_session(store, session)
+                folded = await read_session(SessionCache(store), session)
                 assert folded is not None and views == msgspec.to_builtins(folded)
                 assert [m["role"] for m in views["messages"]] == [
                     "user", "assistant", "tool", "assistant",

@@ -114,7 +114,7 @@ async def get_session(
 ) -> SessionDetail:
     session = await gw.owners.readable(principal_of(request), session_id)
     await gw.caught_up(wait_for)
-    detail = await read_session(gw.store, session, at=at or None)
+    detail = await read_session(gw.sessions, session, at=at or None)
     if detail is None:
         if at:
             raise Problem(404, "version_not_found", f"the session has no version {at}", field="at")

@@ -1,0 +1,233 @@
+"""Session state without replay: :class:`SessionCache`.
+
+The agent worker (each turn), the command layer (``SessionCommands.state``) and the
+gateway (``GET /v1/sessions/{id}``) ask :meth:`SessionCache.get` for a session's state
+at the store's head. The cache keeps the states of the sessions used last (LRU, bounded
+by ``max_sessions``), each with the version, position and hash it was folded to; a hit
+reads only the events after that position (a bounded read, ``EventStore.read``) and
+applies them, so what a call costs depends on what happened since the last one, not on
+the session's length. A miss (a cold or evicted session) starts from the session's
+snapshot (:mod:`threadline.events.snapshots`) when there is one that matches the log,
+else from version 1.
+
+Every ``snapshot_every`` events folded past a session's last snapshot, the state is
+written as a new one by a background task (at most ``max_pending_snapshots`` at a time;
+when that many are pending the write is left for later): a snapshot's bytes are paid
+once per that many events, and never on the caller's path.
+
+:meth:`get` returns the caller's own state (``SessionState.copy``: O(open turns) plus a
+few pointer copies, ended turns are shared and never change), which it may keep and
+advance; the cache's state is never handed out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Final
+
+from threadline.base.errors import SessionNotFound
+from threadline.events.fold import SessionState
+from threadline.events.ids import validate_session_id
+from threadline.events.snapshots import (
+    Snapshot,
+    SnapshotStore,
+    decode_snapshot,
+    encode_snapshot,
+    snapshot_state,
+)
+from threadline.events.store import EventStore, Recorded
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SESSIONS: Final = 2_000
+DEFAULT_SNAPSHOT_EVERY: Final = 200
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """What the cache did (for tests and figures): ``applied`` counts events folded."""
+
+    hits: int = 0
+    misses: int = 0
+    applied: int = 0
+    snapshots_loaded: int = 0
+    snapshots_discarded: int = 0
+    snapshots_saved: int = 0
+
+
+@dataclass(slots=True)
+class _Entry:
+    state: SessionState
+    #: the hash of the record at ``state.version``
+    hash: str
+    #: the version of the newest snapshot written or loaded (0: none)
+    snapshot: int
+
+
+class SessionCache:
+    """The states of recently used sessions, kept at the head by folding new events."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        snapshots: SnapshotStore | None = None,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        max_pending_snapshots: int = 4,
+    ) -> None:
+        self.store = store
+        self.max_sessions = max(1, max_sessions)
+        self.snapshots = snapshots
+        self.snapshot_every = max(1, snapshot_every)
+        self.max_pending_snapshots = max_pending_snapshots
+        self.stats = CacheStats()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._saving: dict[str, asyncio.Task[None]] = {}
+
+    def __contains__(self, session: str) -> bool:
+        return session in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, session: str) -> SessionState:
+        """The session's state at the store's head now, the caller's own copy.
+        Raises :class:`SessionNotFound` for a session without events."""
+        entry = self._entries.get(session)
+        if entry is None:
+            validate_session_id(session)
+            self.stats.misses += 1
+            entry = await self._cold(session)
+            self._keep(session, entry)
+        else:
+            self.stats.hits += 1
+            self._entries.move_to_end(session)
+            if not await self._advance(session, entry):
+                self._entries.pop(session, None)  # the log is not what we folded
+                entry = await self._fold(session)
+                self._keep(session, entry)
+        self._maybe_snapshot(session, entry)
+        return entry.state.copy()
+
+    def forget(self, session: str) -> None:
+        """Drop the session's state (the next :meth:`get` starts cold)."""
+        self._entries.pop(session, None)
+
+    async def flush(self) -> None:
+        """Wait for the snapshot writes under way."""
+        while self._saving:
+            await asyncio.gather(*self._saving.values(), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop the snapshot writes under way (a lost snapshot only costs time)."""
+        tasks = list(self._saving.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ folding
+
+    async def _advance(self, session: str, entry: _Entry) -> bool:
+        """Fold the events after the entry's; False if they do not follow on from it."""
+        state = entry.state
+        reading = self.store.read(session, from_version=state.version + 1, after=state.position)
+        async with contextlib.aclosing(reading) as records:
+            async for rec in records:
+                if rec.version <= state.version:
+                    continue  # folded meanwhile by a concurrent get
+                if rec.version != state.version + 1 or rec.envelope.prev != entry.hash:
+                    log.warning("session %s: the log does not follow on from version %d",
+                                session, state.version)  # fmt: skip
+                    return False
+                self._apply(entry, rec)
+        return True
+
+    def _apply(self, entry: _Entry, rec: Recorded) -> None:
+        entry.state.apply(rec)
+        entry.hash = rec.hash  # together with the version: no await in between
+        self.stats.applied += 1
+
+    async def _cold(self, session: str) -> _Entry:
+        snap = await self._load_snapshot(session)
+        if snap is not None:
+            state = snapshot_state(snap)
+            if state is not None:
+                entry = _Entry(state, snap.hash, snap.version)
+                if await self._verified(session, entry, snap):
+                    self.stats.snapshots_loaded += 1
+                    return entry
+            self.stats.snapshots_discarded += 1
+            log.info("session %s: snapshot at version %d discarded", session, snap.version)
+        return await self._fold(session)
+
+    async def _verified(self, session: str, entry: _Entry, snap: Snapshot) -> bool:
+        """Whether the log's record at the snapshot's version is the one it names; if it
+        is, fold the events after it onto ``entry``."""
+        head = await self.store.head(session)
+        if head.version < snap.version:
+            return False
+        if head.version == snap.version:
+            return (head.position, head.hash) == (snap.position, snap.hash)
+        reading = self.store.read(session, from_version=snap.version, to_version=snap.version)
+        async with contextlib.aclosing(reading) as records:
+            found = [rec async for rec in records]
+        if [(r.position, r.hash) for r in found] != [(snap.position, snap.hash)]:
+            return False
+        return await self._advance(session, entry)
+
+    async def _fold(self, session: str) -> _Entry:
+        entry: _Entry | None = None
+        async with contextlib.aclosing(self.store.read(session)) as records:
+            async for rec in records:
+                if entry is None:
+                    entry = _Entry(SessionState(session=session), "", 0)
+                self._apply(entry, rec)
+        if entry is None:
+            raise SessionNotFound(f"session {session!r} has no events")
+        return entry
+
+    def _keep(self, session: str, entry: _Entry) -> None:
+        self._entries[session] = entry
+        self._entries.move_to_end(session)
+        while len(self._entries) > self.max_sessions:
+            self._entries.popitem(last=False)
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def _load_snapshot(self, session: str) -> Snapshot | None:
+        if self.snapshots is None:
+            return None
+        try:
+            data = await self.snapshots.load(session)
+        except Exception as exc:  # derived data: without it we only fold more
+            log.warning("session %s: snapshot not loaded: %s", session, exc)
+            return None
+        return None if data is None else decode_snapshot(session, data)
+
+    def _maybe_snapshot(self, session: str, entry: _Entry) -> None:
+        if (
+            self.snapshots is None
+            or entry.state.version - entry.snapshot < self.snapshot_every
+            or session in self._saving
+            or len(self._saving) >= self.max_pending_snapshots
+        ):
+            return
+        entry.snapshot = entry.state.version
+        task = asyncio.create_task(self._save(session, entry), name=f"snapshot-{session}")
+        self._saving[session] = task
+        task.add_done_callback(lambda _: self._saving.pop(session, None))
+
+    async def _save(self, session: str, entry: _Entry) -> None:
+        assert self.snapshots is not None
+        data = encode_snapshot(entry.state, entry.hash)  # version and hash agree here
+        try:
+            await self.snapshots.save(session, data)
+        except Exception as exc:  # derived data: losing it only costs time
+            log.warning("session %s: snapshot not saved: %s", session, exc)
+            return
+        self.stats.snapshots_saved += 1
