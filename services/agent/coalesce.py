@@ -1,9 +1,14 @@
 """Coalescing token deltas into events: the first at once, then at most one per window.
 
-A fast model must not turn into one event per token (each costs an fsync in
+A fast model must not turn into one event per token (each costs an append, an fsync in
 production), and a slow one must not hold text back: the first delta of a step is
 appended immediately; later ones are buffered and flushed when the window has passed,
 by a timer if no further delta arrives, and at every boundary (tool call, end of step).
+
+The window adapts to load (:class:`WorkerLoad`): from the configured window when the
+process is idle up to :data:`MAX_STRETCH` times it when it is busy, so a saturated
+worker writes fewer, larger events instead of falling further behind; it shrinks back
+as the load goes. The first delta of a step is never held, whatever the load.
 """
 
 from __future__ import annotations
@@ -11,16 +16,83 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from threadline.events.schema import Event, ReasoningDelta, TextDelta
 
+__all__ = ["MAX_STRETCH", "Coalescer", "WorkerLoad", "process_load"]
+
 Append = Callable[[Event], Awaitable[object]]
+Clock = Callable[[], float]
+
+#: the most the window stretches under load (4 x 25 ms by default)
+MAX_STRETCH: Final = 4.0
+
+
+class WorkerLoad:
+    """How busy this agent process is, as its coalescers see it: 0 (idle) to 1 (busy).
+
+    Two signals, both free to measure: delta appends in flight (each streaming turn
+    waits on its own, so many at once means the store or the loop is behind;
+    ``busy_appends`` of them is busy), and how late the coalescers' flush timers fire,
+    i.e. event-loop lag (``busy_lag_s`` is busy), kept as a moving average that decays
+    with ``half_life_s`` so that, without late timers, the load falls back to idle.
+    """
+
+    def __init__(
+        self,
+        *,
+        busy_appends: int = 8,
+        busy_lag_s: float = 0.010,
+        half_life_s: float = 1.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.busy_appends = busy_appends
+        self.busy_lag_s = busy_lag_s
+        self.half_life_s = half_life_s
+        self._clock = clock
+        self.appends_in_flight = 0
+        self._lag_s = 0.0
+        self._lag_at = clock()
+
+    def timer_late(self, late_s: float) -> None:
+        """A flush timer fired ``late_s`` after it was due."""
+        now = self._clock()
+        lag = self._lag_now(now)
+        self._lag_s = lag + (max(late_s, 0.0) - lag) * 0.25
+        self._lag_at = now
+
+    def level(self) -> float:
+        appends = self.appends_in_flight / self.busy_appends
+        return min(1.0, max(appends, self._lag_now(self._clock()) / self.busy_lag_s))
+
+    def _lag_now(self, now: float) -> float:
+        return self._lag_s * float(0.5 ** ((now - self._lag_at) / self.half_life_s))
+
+
+_PROCESS_LOAD: Final = WorkerLoad()
+
+
+def process_load() -> WorkerLoad:
+    """The load every coalescer of this process reports to and reads, by default."""
+    return _PROCESS_LOAD
 
 
 class Coalescer:
-    def __init__(self, append: Append, window_s: float) -> None:
+    """Buffers one turn's deltas; ``window_s`` is the window when the process is idle."""
+
+    def __init__(
+        self,
+        append: Append,
+        window_s: float,
+        *,
+        load: WorkerLoad | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self._append = append
-        self._window_s = window_s
+        self._base_window_s = window_s
+        self._load = load if load is not None else process_load()
+        self._clock = clock
         self._kind: type[TextDelta] | type[ReasoningDelta] | None = None
         self._buffer: list[str] = []
         self._step = 0
@@ -29,6 +101,11 @@ class Coalescer:
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
         self.text = ""  # all answer text of the current step (for partial results)
+
+    @property
+    def window_s(self) -> float:
+        """The window now: the configured one, stretched by the process's load."""
+        return self._base_window_s * (1.0 + (MAX_STRETCH - 1.0) * self._load.level())
 
     def new_step(self, step: int) -> None:
         self._step = step
@@ -44,15 +121,21 @@ class Coalescer:
             await self.flush()
         self._kind = kind
         self._buffer.append(text)
-        now = time.monotonic()
-        if not self._sent_in_step or now - self._last_flush >= self._window_s:
+        if not self._sent_in_step:
+            await self.flush()
+            return
+        now = self._clock()
+        window = self.window_s
+        if now - self._last_flush >= window:
             await self.flush()
         elif self._timer is None:
-            delay = self._window_s - (now - self._last_flush)
+            delay = window - (now - self._last_flush)
             self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
-        self._timer = None
+        due, self._timer = self._timer, None
+        if due is not None:  # how late the loop ran it: its lag
+            self._load.timer_late(asyncio.get_running_loop().time() - due.when())
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self.flush())
 
@@ -68,8 +151,12 @@ class Coalescer:
             return
         text, self._buffer = "".join(self._buffer), []
         self._sent_in_step = True
-        self._last_flush = time.monotonic()
-        await self._append(self._kind(text=text, step=self._step))
+        self._last_flush = self._clock()
+        self._load.appends_in_flight += 1
+        try:
+            await self._append(self._kind(text=text, step=self._step))
+        finally:
+            self._load.appends_in_flight -= 1
 
     def discard(self) -> None:
         """Drop buffered text (the attempt is being abandoned)."""

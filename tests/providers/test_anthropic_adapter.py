@@ -261,3 +261,22 @@ async def test_dev_anthropic_needs_no_key(wire: Any, make_adapter: Any, run: Any
         FinishPart("stop"),
     ]
     assert wire.last.headers["authorization"] == "Bearer threadline-no-key"
+
+
+async def test_a_plain_json_answer_is_the_providers_bad_answer(
+    wire: Any, make_adapter: Any
+) -> None:
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "content": []}
+    wire.reply(wire.json_reply(200, message))
+    err = await fail(make_adapter("anthropic"))
+    assert (err.kind, err.retryable, err.status) == ("provider_error", False, None)
+    assert "not an event stream" in err.message
+
+
+async def test_an_error_event_that_is_not_json(wire: Any, make_adapter: Any) -> None:
+    chunks = wire.anthropic_sse([start()])
+    chunks.append(b"event: error\ndata: upstream exploded\n\n")
+    wire.reply(wire.sse_reply(chunks))
+    err = await fail(make_adapter("anthropic"))
+    assert (err.kind, err.retryable, err.status) == ("provider_error", True, None)
+    assert "upstream exploded" in err.message

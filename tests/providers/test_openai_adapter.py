@@ -282,3 +282,34 @@ async def test_request_json_is_what_the_sdk_sent(wire: Any, make_adapter: Any, r
     assert seen.headers["openai-project"] == "p1"
     assert "openai-organization" not in seen.headers
     assert json.loads(seen.body)["max_tokens"] == 4096
+
+
+async def test_a_plain_json_answer_is_the_providers_bad_answer(
+    wire: Any, make_adapter: Any
+) -> None:
+    """Issue 12 #17: not a dropped connection (which the agent retries) but a server that
+    does not stream, which it will not do on a retry either."""
+    completion = {"id": "c", "object": "chat.completion", "choices": [{"index": 0}]}
+    wire.reply(wire.json_reply(200, completion))
+    err = await fail(make_adapter("openai"))
+    assert (err.kind, err.retryable, err.status) == ("provider_error", False, None)
+    assert "not an event stream" in err.message and "application/json" in err.message
+    wire.reply(wire.json_reply(200, {"error": {"message": "no streaming here"}}))
+    assert "no streaming here" in (await fail(make_adapter("openai"))).message
+
+
+async def test_undecodable_chunk_is_a_malformed_stream(wire: Any, make_adapter: Any) -> None:
+    chunks = wire.openai_sse([wire.delta(content="par")], done=False)
+    chunks.append(b'data: {"choices": [{"index": "zero"}]}\n\n')
+    wire.reply(wire.sse_reply(chunks))
+    err = await fail(make_adapter("openai"))
+    assert (err.kind, err.retryable) == ("provider_error", True)
+    assert "malformed stream" in err.message
+
+
+async def test_events_after_done_are_not_read(wire: Any, make_adapter: Any, run: Any) -> None:
+    chunks = wire.openai_sse([wire.delta(content="a"), wire.delta(finish="stop")])
+    chunks.append(b"data: {not json, and never decoded}\n\n")
+    wire.reply(wire.sse_reply(chunks))
+    parts = await run(make_adapter("openai").stream(ASK))
+    assert parts == [TextStart(), TextDelta("a"), TextEnd(), FinishPart("stop")]

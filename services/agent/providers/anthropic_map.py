@@ -10,6 +10,10 @@
 * The API requires alternating roles, so consecutive messages of the same role
   (tool results followed by a user message, two user messages...) are merged into
   one message; empty text blocks, which the API rejects, are left out.
+
+:meth:`AnthropicRequest.body` is the JSON the SDK's ``messages.create`` would send for
+these fields, byte for byte (its keys in the SDK's order, sampling after them as its
+``extra_body`` would put them), encoded by msgspec.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
 from anthropic.types import (
     ContentBlockParam,
     MessageParam,
@@ -49,10 +54,26 @@ class AnthropicRequest:
     thinking: ThinkingConfigEnabledParam | None
 
     def sampling(self) -> dict[str, float]:
-        """``temperature`` and ``top_p`` as set: sent as raw body fields (SDK 2.x has
-        no typed parameters for them)."""
+        """``temperature`` and ``top_p`` as set: raw body fields after the others (SDK
+        2.x has no typed parameters for them)."""
         pairs = (("temperature", self.temperature), ("top_p", self.top_p))
         return {name: value for name, value in pairs if value is not None}
+
+    def body(self) -> bytes:
+        """The streaming request's JSON body."""
+        body: dict[str, Any] = {
+            "max_tokens": self.max_tokens,
+            "messages": self.messages,
+            "model": self.model,
+            "stream": True,
+        }
+        if self.system:
+            body["system"] = self.system
+        if self.thinking:
+            body["thinking"] = self.thinking
+        if self.tools:
+            body["tools"] = self.tools
+        return msgspec.json.encode(body | self.sampling())
 
 
 def to_anthropic(request: ModelRequest, settings: ProviderSettings) -> AnthropicRequest:

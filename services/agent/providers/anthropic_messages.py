@@ -4,31 +4,19 @@ Content blocks map one to one onto parts, keyed by the block's ``index``: text,
 thinking (its ``signature`` ends up in ``ReasoningEnd.provider_data``), redacted
 thinking (``{"redacted_data": ...}``) and tool use (``input_json_delta`` fragments).
 Usage combines ``message_start`` (input, cache reads) with ``message_delta`` (output).
-A stream without ``message_stop`` is a broken stream (``network``).
+A stream without ``message_stop`` is a broken stream (``network``); an ``error`` event
+is the provider's error. Each event is decoded by msgspec into :class:`Event`, which
+holds only the fields read here.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import Any, Final
 
-from anthropic import AnthropicError, AsyncAnthropic, AsyncStream, omit
-from anthropic.types import (
-    InputJSONDelta,
-    RawContentBlockDeltaEvent,
-    RawContentBlockStartEvent,
-    RawContentBlockStopEvent,
-    RawMessageDeltaEvent,
-    RawMessageStartEvent,
-    RawMessageStreamEvent,
-    RedactedThinkingBlock,
-    SignatureDelta,
-    TextBlock,
-    TextDelta,
-    ThinkingBlock,
-    ThinkingDelta,
-    ToolUseBlock,
-)
+import httpx2
+import msgspec
+from anthropic import AnthropicError, AsyncAnthropic
 
 from threadline.events.schema import FinishReason, Usage
 from threadline.services.agent.providers.anthropic_map import AnthropicRequest, to_anthropic
@@ -38,7 +26,7 @@ from threadline.services.agent.providers.parts import Part, PartsAssembler
 from threadline.services.agent.providers.sdk_adapter import NO_KEY, ClientOptions, SdkAdapter
 from threadline.services.agent.providers.sdk_errors import translate_anthropic_error
 
-__all__ = ["NO_KEY", "AnthropicMessagesAdapter", "EventReader"]
+__all__ = ["NO_KEY", "AnthropicMessagesAdapter", "Event", "EventReader"]
 
 _FINISH: Final[dict[str, FinishReason]] = {
     "end_turn": "stop",
@@ -51,81 +39,155 @@ _FINISH: Final[dict[str, FinishReason]] = {
 }
 
 
-class EventReader:
-    """Feeds raw stream events into a :class:`PartsAssembler`; tracks usage and the end."""
+class _OutputDetails(msgspec.Struct):
+    thinking_tokens: int | None = None
 
-    def __init__(self, assembler: PartsAssembler) -> None:
+
+class _Usage(msgspec.Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    output_tokens_details: _OutputDetails | None = None
+
+
+class _Message(msgspec.Struct):
+    usage: _Usage | None = None
+
+
+class _Block(msgspec.Struct):
+    """A ``content_block_start``'s block: text, thinking, redacted thinking, tool use."""
+
+    type: str = ""
+    text: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
+    id: str | None = None
+    name: str | None = None
+    input: Any = None
+
+
+class _Delta(msgspec.Struct):
+    """A ``content_block_delta``'s or ``message_delta``'s delta."""
+
+    type: str = ""
+    text: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    partial_json: str | None = None
+    stop_reason: str | None = None
+
+
+class Event(msgspec.Struct):
+    """A Messages stream event as far as we read it."""
+
+    type: str = ""
+    index: int = 0
+    message: _Message | None = None
+    content_block: _Block | None = None
+    delta: _Delta | None = None
+    usage: _Usage | None = None
+    error: Any = None
+
+
+_decode_event: Final = msgspec.json.Decoder(Event).decode
+
+
+class EventReader:
+    """Feeds stream events into a :class:`PartsAssembler`; tracks usage and the end."""
+
+    def __init__(self, assembler: PartsAssembler, ctx: ErrorContext) -> None:
         self.assembler = assembler
         self.stopped = False
+        self._ctx = ctx
         self._usage = Usage()
 
-    def feed(self, event: RawMessageStreamEvent) -> list[Part]:
-        asm = self.assembler
-        if isinstance(event, RawContentBlockDeltaEvent):
-            return self._delta(event)
-        if isinstance(event, RawContentBlockStartEvent):
-            return self._start(event)
-        if isinstance(event, RawContentBlockStopEvent):
-            return asm.end(event.index)
-        if isinstance(event, RawMessageStartEvent):
-            u = event.message.usage
-            cache_read = u.cache_read_input_tokens or 0
-            total_in = (u.input_tokens or 0) + (u.cache_creation_input_tokens or 0) + cache_read
-            self._usage = Usage(
-                input_tokens=total_in,
-                output_tokens=u.output_tokens or 0,
-                cached_input_tokens=cache_read,
-            )
-            asm.usage(self._usage)
-        elif isinstance(event, RawMessageDeltaEvent):
-            d = event.usage
-            details = d.output_tokens_details
-            self._usage = Usage(
-                input_tokens=self._usage.input_tokens,
-                output_tokens=d.output_tokens or self._usage.output_tokens,
-                reasoning_tokens=details.thinking_tokens if details else 0,
-                cached_input_tokens=self._usage.cached_input_tokens,
-            )
-            asm.usage(self._usage)
-            if event.delta.stop_reason is not None:
-                asm.finish(_FINISH.get(event.delta.stop_reason, "stop"))
-        elif event.type == "message_stop":
+    def feed(self, event: bytes, data: bytes) -> list[Part]:
+        if event == b"error":
+            raise self._ctx.stream_error(_json_or_text(data))
+        if self.stopped or not data:
+            return []
+        ev = _decode_event(data)
+        kind, asm = ev.type, self.assembler
+        if kind == "content_block_delta" and ev.delta is not None:
+            return self._delta(ev.index, ev.delta)
+        if kind == "content_block_start" and ev.content_block is not None:
+            return self._start(ev.index, ev.content_block)
+        if kind == "content_block_stop":
+            return asm.end(ev.index)
+        if kind == "message_start" and ev.message is not None and ev.message.usage is not None:
+            self._started(ev.message.usage)
+        elif kind == "message_delta":
+            self._delta_usage(ev.usage or _Usage())
+            if ev.delta is not None and ev.delta.stop_reason is not None:
+                asm.finish(_FINISH.get(ev.delta.stop_reason, "stop"))
+        elif kind == "message_stop":
             self.stopped = True
             return asm.end_all()
+        elif kind == "error":
+            raise self._ctx.stream_error({"error": ev.error})
         return []
 
-    def _start(self, event: RawContentBlockStartEvent) -> list[Part]:
-        block, asm, key = event.content_block, self.assembler, event.index
-        if isinstance(block, TextBlock):
-            return asm.text(key, block.text)
-        if isinstance(block, ThinkingBlock):
-            out = asm.reasoning(key, block.thinking)
+    def _started(self, u: _Usage) -> None:
+        cache_read = u.cache_read_input_tokens or 0
+        total_in = (u.input_tokens or 0) + (u.cache_creation_input_tokens or 0) + cache_read
+        self._usage = Usage(
+            input_tokens=total_in,
+            output_tokens=u.output_tokens or 0,
+            cached_input_tokens=cache_read,
+        )
+        self.assembler.usage(self._usage)
+
+    def _delta_usage(self, d: _Usage) -> None:
+        details = d.output_tokens_details
+        self._usage = Usage(
+            input_tokens=self._usage.input_tokens,
+            output_tokens=d.output_tokens or self._usage.output_tokens,
+            reasoning_tokens=(details.thinking_tokens or 0) if details else 0,
+            cached_input_tokens=self._usage.cached_input_tokens,
+        )
+        self.assembler.usage(self._usage)
+
+    def _start(self, key: int, block: _Block) -> list[Part]:
+        asm = self.assembler
+        if block.type == "text":
+            return asm.text(key, block.text or "")
+        if block.type == "thinking":
+            out = asm.reasoning(key, block.thinking or "")
             return out + (
                 asm.reasoning_data(key, {"signature": block.signature}) if block.signature else []
             )
-        if isinstance(block, RedactedThinkingBlock):
-            return asm.reasoning_data(key, {"redacted_data": block.data})
-        if isinstance(block, ToolUseBlock):
+        if block.type == "redacted_thinking":
+            return asm.reasoning_data(key, {"redacted_data": block.data or ""})
+        if block.type == "tool_use":
             # the API sends "input": {} here and the input as deltas; a server that
             # sends the whole input at once is understood too
             arguments = json.dumps(block.input) if block.input else ""
             return asm.tool_call(key, call_id=block.id, name=block.name, arguments=arguments)
         return []  # server-side tool blocks: not ours to run
 
-    def _delta(self, event: RawContentBlockDeltaEvent) -> list[Part]:
-        delta, asm, key = event.delta, self.assembler, event.index
-        if isinstance(delta, TextDelta):
-            return asm.text(key, delta.text)
-        if isinstance(delta, ThinkingDelta):
-            return asm.reasoning(key, delta.thinking)
-        if isinstance(delta, SignatureDelta):
-            return asm.reasoning_data(key, {"signature": delta.signature})
-        if isinstance(delta, InputJSONDelta):
-            return asm.tool_call(key, arguments=delta.partial_json)
+    def _delta(self, key: int, delta: _Delta) -> list[Part]:
+        asm = self.assembler
+        if delta.type == "text_delta":
+            return asm.text(key, delta.text or "")
+        if delta.type == "thinking_delta":
+            return asm.reasoning(key, delta.thinking or "")
+        if delta.type == "signature_delta":
+            return asm.reasoning_data(key, {"signature": delta.signature or ""})
+        if delta.type == "input_json_delta":
+            return asm.tool_call(key, arguments=delta.partial_json or "")
         return []  # citations
 
 
-class AnthropicMessagesAdapter(SdkAdapter[AsyncAnthropic, AnthropicRequest, RawMessageStreamEvent]):
+def _json_or_text(data: bytes) -> object:
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return data.decode(errors="replace")
+
+
+class AnthropicMessagesAdapter(SdkAdapter[AsyncAnthropic, AnthropicRequest]):
     """A :class:`~.base.ModelAdapter` over ``AsyncAnthropic`` at ``settings.base_url``."""
 
     sdk_error = AnthropicError
@@ -136,19 +198,12 @@ class AnthropicMessagesAdapter(SdkAdapter[AsyncAnthropic, AnthropicRequest, RawM
     def _wire(self, request: ModelRequest) -> AnthropicRequest:
         return to_anthropic(request, self._settings)
 
-    def _reader(self) -> EventReader:
-        return EventReader(PartsAssembler())
+    def _reader(self, ctx: ErrorContext) -> EventReader:
+        return EventReader(PartsAssembler(), ctx)
 
-    async def _open(self, wire: AnthropicRequest) -> AsyncStream[RawMessageStreamEvent]:
-        return await self._client.messages.create(
-            model=wire.model,
-            max_tokens=wire.max_tokens,
-            messages=wire.messages,
-            system=wire.system or omit,
-            tools=wire.tools or omit,
-            thinking=wire.thinking or omit,
-            stream=True,
-            extra_body=wire.sampling() or None,
+    async def _send(self, wire: AnthropicRequest) -> httpx2.Response:
+        return await self._client.post(
+            "/v1/messages", cast_to=httpx2.Response, content=wire.body(), stream=True
         )
 
     def _translate(self, exc: Exception, ctx: ErrorContext, *, mid_stream: bool) -> ProviderError:

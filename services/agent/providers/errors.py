@@ -16,12 +16,21 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
+import msgspec
+
 from threadline.base.errors import ThreadlineError
 from threadline.base.redact import MIN_SECRET_LENGTH, REDACTED, Redactor
 from threadline.events.schema import ErrorKind
 from threadline.services.agent.providers.settings import ProviderSettings
 
-__all__ = ["TYPE_STATUS", "ErrorContext", "ProviderError", "clip", "parse_retry_after"]
+__all__ = [
+    "TYPE_STATUS",
+    "ErrorContext",
+    "ProviderError",
+    "body_message",
+    "clip",
+    "parse_retry_after",
+]
 
 _TOOLS_UNSUPPORTED: Final = re.compile(
     r"does not support tools|tools? (?:use |calling )?(?:is |are )?not supported", re.I
@@ -98,6 +107,22 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def body_message(body: object, fallback: str) -> tuple[str, str]:
+    """(message, code-or-type) from an error body in the usual shapes: ``{"error":
+    {"message", "code" or "type"}}``, ``{"error": "text"}``, a bare object, or text."""
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, str):
+            return inner, ""
+        if isinstance(inner, Mapping):
+            message = inner.get("message")
+            code = inner.get("code") or inner.get("type") or ""
+            return (message if isinstance(message, str) else fallback), str(code)
+    if isinstance(body, str) and body:
+        return body, ""
+    return fallback, ""
 
 
 def clip(text: str, limit: int = 300) -> str:
@@ -190,6 +215,27 @@ class ErrorContext:
             "provider_error",
             f"{self.label} sent a malformed stream ({clip(detail, 120)})",
             retryable=True,
+        )
+
+    def stream_error(self, body: object) -> ProviderError:
+        """An error object the provider sent inside a 200 stream, classified by its
+        ``type``/``code`` as the HTTP status it stands for."""
+        detail, code = body_message(body, "an error occurred during streaming")
+        return self.http(TYPE_STATUS.get(code, 500), detail, code=code, in_stream=True)
+
+    def bad_answer(self, content_type: str, body: bytes) -> ProviderError:
+        """A plain (non event-stream) answer to a streaming request: a server that does
+        this will do it again, so it is not retried."""
+        text = body.decode(errors="replace")
+        try:
+            detail, _ = body_message(msgspec.json.decode(body), text)
+        except msgspec.DecodeError:
+            detail = text
+        return self.error(
+            "provider_error",
+            f"{self.label} answered a streaming request with {content_type or 'no content type'}"
+            f", not an event stream ({clip(detail, 120)}); check the provider's base_url "
+            "and that the server streams",
         )
 
     def http(

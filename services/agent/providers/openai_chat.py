@@ -2,17 +2,19 @@
 
 Streams with ``stream_options.include_usage``; ``reasoning_content`` (DeepSeek-style,
 Gemini) and ``reasoning`` (OpenRouter, Ollama) deltas become reasoning parts. A stream
-that ends without a finish reason is a broken stream (``network``), not an answer.
+that ends without a finish reason is a broken stream (``network``), not an answer; a
+chunk carrying ``error`` is the provider's error. Each chunk is decoded by msgspec into
+:class:`Chunk`, which holds only the fields read here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, cast
+from typing import Any, Final
 
-from openai import AsyncOpenAI, AsyncStream, Omit, OpenAIError, omit
-from openai.types.chat import ChatCompletionChunk
-from openai.types.completion_usage import CompletionUsage
+import httpx2
+import msgspec
+from openai import AsyncOpenAI, Omit, OpenAIError, omit
 
 from threadline.events.schema import FinishReason, Usage
 from threadline.services.agent.providers.base import ModelRequest
@@ -22,7 +24,7 @@ from threadline.services.agent.providers.parts import Part, PartsAssembler
 from threadline.services.agent.providers.sdk_adapter import NO_KEY, ClientOptions, SdkAdapter
 from threadline.services.agent.providers.sdk_errors import translate_openai_error
 
-__all__ = ["NO_KEY", "ChunkReader", "OpenAIChatAdapter", "chunk_parts"]
+__all__ = ["NO_KEY", "Chunk", "ChunkReader", "OpenAIChatAdapter", "chunk_parts"]
 
 _FINISH: Final[dict[str, FinishReason]] = {
     "stop": "stop",
@@ -35,7 +37,58 @@ _FINISH: Final[dict[str, FinishReason]] = {
 _AMBIENT_HEADERS: Final = ("OpenAI-Organization", "OpenAI-Project")
 
 
-def _usage(usage: CompletionUsage) -> Usage:
+class _Function(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCall(msgspec.Struct):
+    index: int | None = None
+    id: str | None = None
+    function: _Function | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    refusal: str | None = None
+    reasoning_content: Any = None
+    reasoning: Any = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class _Choice(msgspec.Struct):
+    index: int = 0
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _CompletionDetails(msgspec.Struct):
+    reasoning_tokens: int | None = None
+
+
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    completion_tokens_details: _CompletionDetails | None = None
+    prompt_tokens_details: _PromptDetails | None = None
+
+
+class Chunk(msgspec.Struct):
+    """A ``chat.completion.chunk`` as far as we read it (or an error object)."""
+
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: Any = None
+
+
+_decode_chunk: Final = msgspec.json.Decoder(Chunk).decode
+
+
+def _usage(usage: _Usage) -> Usage:
     completion = usage.completion_tokens_details
     prompt = usage.prompt_tokens_details
     return Usage(
@@ -46,35 +99,40 @@ def _usage(usage: CompletionUsage) -> Usage:
     )
 
 
-def _reasoning(extra: Mapping[str, Any] | None) -> str:
-    for field in ("reasoning_content", "reasoning"):
-        value = (extra or {}).get(field)
+def _reasoning(delta: _Delta) -> str:
+    for value in (delta.reasoning_content, delta.reasoning):
         if isinstance(value, str) and value:
             return value
     return ""
 
 
-def chunk_parts(chunk: ChatCompletionChunk, assembler: PartsAssembler) -> list[Part]:
+def _tool_calls(calls: list[_ToolCall], assembler: PartsAssembler) -> list[Part]:
+    out: list[Part] = []
+    for position, call in enumerate(calls):
+        key = ("tool", call.index if call.index is not None else call.id or position)
+        function = call.function
+        out += assembler.tool_call(
+            key,
+            call_id=call.id,
+            name=function.name if function else None,
+            arguments=(function.arguments or "") if function else "",
+        )
+    return out
+
+
+def chunk_parts(chunk: Chunk, assembler: PartsAssembler) -> list[Part]:
     """Feed one streamed chunk (first choice only) into ``assembler``."""
     out: list[Part] = []
     if chunk.usage is not None:
         assembler.usage(_usage(chunk.usage))
-    for choice in chunk.choices:
+    for choice in chunk.choices or ():
         if choice.index != 0:
             continue
         delta = choice.delta
-        out += assembler.reasoning("reasoning", _reasoning(delta.model_extra))
-        out += assembler.text("text", (delta.content or "") + (delta.refusal or ""))
-        for position, call in enumerate(delta.tool_calls or ()):
-            index = cast(int | None, call.index)
-            key = ("tool", index if index is not None else call.id or position)
-            function = call.function
-            out += assembler.tool_call(
-                key,
-                call_id=call.id,
-                name=function.name if function else None,
-                arguments=(function.arguments or "") if function else "",
-            )
+        if delta is not None:
+            out += assembler.reasoning("reasoning", _reasoning(delta))
+            out += assembler.text("text", (delta.content or "") + (delta.refusal or ""))
+            out += _tool_calls(delta.tool_calls or [], assembler)
         if choice.finish_reason is not None:
             out += assembler.end_all()
             assembler.finish(_FINISH.get(choice.finish_reason, "stop"))
@@ -89,20 +147,31 @@ def _unset_ambient(headers: Mapping[str, str]) -> dict[str, str | Omit]:
 
 class ChunkReader:
     """Feeds streamed chunks into a :class:`PartsAssembler` (see :func:`chunk_parts`);
-    the stream is complete once a chunk gave a finish reason."""
+    the stream is complete once a chunk gave a finish reason. Nothing after ``[DONE]``
+    is read (the rest of the body is drained, for the connection's reuse)."""
 
-    def __init__(self, assembler: PartsAssembler) -> None:
+    def __init__(self, assembler: PartsAssembler, ctx: ErrorContext) -> None:
         self.assembler = assembler
+        self._ctx = ctx
+        self._done = False
 
     @property
     def stopped(self) -> bool:
         return self.assembler.finish_reason is not None
 
-    def feed(self, chunk: ChatCompletionChunk) -> list[Part]:
+    def feed(self, event: bytes, data: bytes) -> list[Part]:
+        if self._done or not data:
+            return []
+        if data.startswith(b"[DONE]"):
+            self._done = True
+            return []
+        chunk = _decode_chunk(data)
+        if chunk.error:
+            raise self._ctx.stream_error({"error": chunk.error})
         return chunk_parts(chunk, self.assembler)
 
 
-class OpenAIChatAdapter(SdkAdapter[AsyncOpenAI, OpenAIRequest, ChatCompletionChunk]):
+class OpenAIChatAdapter(SdkAdapter[AsyncOpenAI, OpenAIRequest]):
     """A :class:`~.base.ModelAdapter` over ``AsyncOpenAI`` pointed at ``settings.base_url``."""
 
     sdk_error = OpenAIError
@@ -113,23 +182,19 @@ class OpenAIChatAdapter(SdkAdapter[AsyncOpenAI, OpenAIRequest, ChatCompletionChu
     def _wire(self, request: ModelRequest) -> OpenAIRequest:
         return to_openai(request, self._settings)
 
-    def _reader(self) -> ChunkReader:
-        return ChunkReader(PartsAssembler())
+    def _reader(self, ctx: ErrorContext) -> ChunkReader:
+        return ChunkReader(PartsAssembler(), ctx)
 
-    async def _open(self, wire: OpenAIRequest) -> AsyncStream[ChatCompletionChunk]:
-        return await self._client.chat.completions.create(
-            model=wire.model,
-            messages=wire.messages,
+    async def _send(self, wire: OpenAIRequest) -> httpx2.Response:
+        return await self._client.post(
+            "/chat/completions",
+            cast_to=httpx2.Response,
+            content=wire.body(),
+            options={
+                "headers": _unset_ambient(self._settings.headers),
+                "security": {"bearer_auth": True},
+            },
             stream=True,
-            stream_options={"include_usage": True},
-            tools=wire.tools or omit,
-            temperature=wire.temperature if wire.temperature is not None else omit,
-            top_p=wire.top_p if wire.top_p is not None else omit,
-            max_tokens=wire.max_tokens if wire.max_tokens_param == "max_tokens" else omit,
-            max_completion_tokens=(
-                wire.max_tokens if wire.max_tokens_param == "max_completion_tokens" else omit
-            ),
-            extra_headers=_unset_ambient(self._settings.headers),
         )
 
     def _translate(self, exc: Exception, ctx: ErrorContext, *, mid_stream: bool) -> ProviderError:

@@ -9,13 +9,19 @@
 * Consecutive user turns, and consecutive assistant turns without tool calls, are
   merged: the API accepts either, but several OpenAI-compatible servers apply chat
   templates that require alternating roles.
+
+:meth:`OpenAIRequest.body` is the JSON the SDK's ``chat.completions.create`` would send
+for these fields, byte for byte (its keys in the SDK's order), encoded by msgspec
+without the SDK's per-message transformation.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
+import msgspec
 from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
     ChatCompletionFunctionToolParam,
@@ -44,6 +50,19 @@ class OpenAIRequest:
     max_tokens_param: MaxTokensParam
     temperature: float | None
     top_p: float | None
+
+    def body(self) -> bytes:
+        """The streaming request's JSON body."""
+        body: dict[str, Any] = {"model": self.model, "stream": True, "messages": self.messages}
+        body[self.max_tokens_param] = self.max_tokens
+        body["stream_options"] = {"include_usage": True}
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
+        if self.tools:
+            body["tools"] = self.tools
+        if self.top_p is not None:
+            body["top_p"] = self.top_p
+        return msgspec.json.encode(body)
 
 
 def to_openai(request: ModelRequest, settings: ProviderSettings) -> OpenAIRequest:

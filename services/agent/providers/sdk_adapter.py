@@ -1,13 +1,18 @@
 """What the two SDK-backed adapters share: the client's settings and the stream's life.
 
 :class:`SdkAdapter` builds the vendor SDK's client from :class:`ProviderSettings`
-(registering its secrets with the redactor first) and runs one model step: translate
-the request, open the SDK's stream, feed each event to a :class:`StreamReader`, demand
-the stream's proper end (a stream cut short is a ``network`` error, not an answer),
-then the assembler's closing parts. Every failure leaves as a typed, redacted
-:class:`~.errors.ProviderError`, and the SDK stream is closed however the step ends
+(registering its secrets with the redactor first) and runs one model step: encode the
+request body (msgspec, not the SDK's per-message transformation), send it through the
+SDK's low-level ``post`` (so its auth headers, base URL, timeouts, retries and HTTP
+error classes apply) for the raw streamed response, split that into server-sent events
+(:class:`~.sse.SseDecoder`) and feed each to a :class:`StreamReader`, which decodes only
+the fields it reads (msgspec, not the SDK's per-chunk models). The stream's proper end
+is demanded (a stream cut short is a ``network`` error, not an answer), then the
+assembler's closing parts. A plain JSON answer to the streaming request is the
+provider's bad answer. Every failure leaves as a typed, redacted
+:class:`~.errors.ProviderError`, and the response is closed however the step ends
 (including the caller leaving its ``async for`` early). Subclasses supply the
-vendor-specific steps: :meth:`~SdkAdapter._connect`, ``_wire``, ``_open``, ``_reader``
+vendor-specific steps: :meth:`~SdkAdapter._connect`, ``_wire``, ``_send``, ``_reader``
 and ``_translate``.
 """
 
@@ -25,17 +30,14 @@ from threadline.services.agent.providers.base import ModelRequest
 from threadline.services.agent.providers.errors import ErrorContext, ProviderError
 from threadline.services.agent.providers.parts import Part, PartsAssembler
 from threadline.services.agent.providers.settings import ProviderSettings
+from threadline.services.agent.providers.sse import SseDecoder
 
-__all__ = ["NO_KEY", "ClientOptions", "SdkAdapter", "SdkStream", "StreamReader", "client_options"]
+__all__ = ["NO_KEY", "ClientOptions", "SdkAdapter", "StreamReader", "client_options"]
 
 #: sent as the key (OpenAI's bearer token, Anthropic's x-api-key) to servers that need
 #: none (Ollama, the dev model): without an explicit key the SDKs would look for
 #: OPENAI_API_KEY / ANTHROPIC_API_KEY in the environment (and credential files)
 NO_KEY: Final = "threadline-no-key"
-
-E = TypeVar("E")
-E_co = TypeVar("E_co", covariant=True)
-E_contra = TypeVar("E_contra", contravariant=True)
 
 
 class ClientOptions(TypedDict):
@@ -68,16 +70,8 @@ class SdkClient(Protocol):
     async def close(self) -> None: ...
 
 
-class SdkStream(Protocol[E_co]):
-    """An SDK's streamed response (``openai.AsyncStream``, ``anthropic.AsyncStream``)."""
-
-    def __aiter__(self) -> AsyncIterator[E_co]: ...
-
-    async def close(self) -> None: ...
-
-
-class StreamReader(Protocol[E_contra]):
-    """Turns one vendor's stream events into parts, through :attr:`assembler`."""
+class StreamReader(Protocol):
+    """Turns one vendor's server-sent events into parts, through :attr:`assembler`."""
 
     @property
     def assembler(self) -> PartsAssembler: ...
@@ -87,7 +81,10 @@ class StreamReader(Protocol[E_contra]):
         """The stream said it is complete (without that, it was cut short)."""
         ...
 
-    def feed(self, event: E_contra) -> list[Part]: ...
+    def feed(self, event: bytes, data: bytes) -> list[Part]:
+        """The parts of one event; raises ProviderError (an error event) or
+        ``msgspec.DecodeError`` (data that is not what it claims)."""
+        ...
 
 
 class WireRequest(Protocol):
@@ -99,9 +96,20 @@ C = TypeVar("C", bound=SdkClient)
 W = TypeVar("W", bound=WireRequest)
 
 
-class SdkAdapter(ABC, Generic[C, W, E]):
+def _media_type(response: httpx2.Response) -> str:
+    return response.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+async def _check_event_stream(response: httpx2.Response, ctx: ErrorContext) -> None:
+    """Raise the provider's bad answer if ``response`` is plain JSON, not a stream."""
+    media = _media_type(response)
+    if media == "application/json" or media.endswith("+json"):
+        raise ctx.bad_answer(media, await response.aread())
+
+
+class SdkAdapter(ABC, Generic[C, W]):
     """A :class:`~.base.ModelAdapter` over a vendor SDK client ``C`` at
-    ``settings.base_url``; ``W`` is its wire request, ``E`` its stream's events."""
+    ``settings.base_url``; ``W`` is its wire request."""
 
     #: the SDK's own exception base (besides httpx2's, ProviderError and ValueError)
     sdk_error: ClassVar[type[Exception]]
@@ -129,27 +137,28 @@ class SdkAdapter(ABC, Generic[C, W, E]):
     async def stream(self, request: ModelRequest) -> AsyncIterator[Part]:
         wire = self._wire(request)
         ctx = ErrorContext(self._settings, wire.model, self._redactor)
-        reader = self._reader()
-        stream: SdkStream[E] | None = None
-        mid_stream = False
+        reader = self._reader(ctx)
+        response: httpx2.Response | None = None
         try:
-            stream = await self._open(wire)
-            mid_stream = True
-            async for event in stream:
-                for part in reader.feed(event):
-                    yield part
+            response = await self._send(wire)
+            await _check_event_stream(response, ctx)
+            decoder = SseDecoder()
+            async for chunk in response.aiter_bytes():
+                for event, data in decoder.feed(chunk):
+                    for part in reader.feed(event, data):
+                        yield part
             if not reader.stopped:
                 raise ctx.ended_early()
             for part in reader.assembler.complete():
                 yield part
         except (self.sdk_error, httpx2.HTTPError, ProviderError, ValueError) as exc:
-            error = self._translate(exc, ctx, mid_stream=mid_stream)
+            error = self._translate(exc, ctx, mid_stream=response is not None)
             log = logging.getLogger(type(self).__module__)  # the adapter's module logs it
             log.info("%s stream failed: %s (%s)", self._settings.name, error.message, error.kind)
             raise error from None
         finally:
-            if stream is not None:
-                await stream.close()
+            if response is not None:
+                await response.aclose()
 
     # ------------------------------------------------------------ vendor steps
 
@@ -162,13 +171,14 @@ class SdkAdapter(ABC, Generic[C, W, E]):
         """``request`` in the wire API's terms, for :attr:`settings`."""
 
     @abstractmethod
-    async def _open(self, wire: W) -> SdkStream[E]:
-        """Send ``wire``; the response's event stream."""
+    async def _send(self, wire: W) -> httpx2.Response:
+        """POST ``wire`` (its body encoded by us) through the SDK client, streaming; the
+        raw response once its status is a success (the SDK raises for the others)."""
 
     @abstractmethod
-    def _reader(self) -> StreamReader[E]:
+    def _reader(self, ctx: ErrorContext) -> StreamReader:
         """A fresh reader (and assembler) for one response's events."""
 
     @abstractmethod
     def _translate(self, exc: Exception, ctx: ErrorContext, *, mid_stream: bool) -> ProviderError:
-        """``exc`` (raised opening or reading the stream) as a ProviderError."""
+        """``exc`` (raised sending or reading the stream) as a ProviderError."""

@@ -1,37 +1,25 @@
-"""Translation of SDK exceptions into :class:`ProviderError`, one function per SDK."""
+"""Translation of SDK exceptions into :class:`ProviderError`, one function per SDK.
+
+The SDKs raise for what happens before the stream (connecting, HTTP 4xx/5xx after their
+retries); what happens inside it (error events, undecodable data) the adapters classify
+with :class:`ErrorContext` themselves, since they read the stream's bytes.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-
 import anthropic
 import httpx2
+import msgspec
 import openai
 
 from threadline.services.agent.providers.errors import (
-    TYPE_STATUS,
     ErrorContext,
     ProviderError,
+    body_message,
     clip,
 )
 
 __all__ = ["translate_anthropic_error", "translate_openai_error"]
-
-
-def _body_message(body: object, fallback: str) -> tuple[str, str]:
-    """(message, code-or-type) from an error body in the usual shapes."""
-    if isinstance(body, Mapping):
-        inner = body.get("error", body)
-        if isinstance(inner, str):
-            return inner, ""
-        if isinstance(inner, Mapping):
-            message = inner.get("message")
-            code = inner.get("code") or inner.get("type") or ""
-            return (message if isinstance(message, str) else fallback), str(code)
-    if isinstance(body, str) and body:
-        return body, ""
-    return fallback, ""
 
 
 def _transport(exc: BaseException, ctx: ErrorContext, mid_stream: bool) -> ProviderError | None:
@@ -62,7 +50,7 @@ def _ours_or_transport(exc: Exception, ctx: ErrorContext, mid_stream: bool) -> P
 
 def _undecodable_or_other(exc: Exception, ctx: ErrorContext) -> ProviderError:
     """Checked last for every SDK: a body that does not decode, else a generic failure."""
-    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+    if isinstance(exc, msgspec.DecodeError):  # stream data that is not what it claims
         return ctx.malformed(str(exc))
     return ctx.error(
         "provider_error", f"{ctx.label} failed: {type(exc).__name__}: {clip(str(exc))}"
@@ -75,7 +63,7 @@ def translate_openai_error(exc: Exception, ctx: ErrorContext, *, mid_stream: boo
     if known is not None:
         return known
     if isinstance(exc, openai.APIStatusError):
-        detail, code = _body_message(exc.body, exc.message)
+        detail, code = body_message(exc.body, exc.message)
         return ctx.http(
             exc.status_code,
             detail,
@@ -83,10 +71,6 @@ def translate_openai_error(exc: Exception, ctx: ErrorContext, *, mid_stream: boo
             headers=exc.response.headers,
             request_id=exc.request_id,
         )
-    if isinstance(exc, openai.APIError):  # an error object inside the stream
-        detail, code = _body_message(exc.body, exc.message)
-        code = exc.code or exc.type or code
-        return ctx.http(TYPE_STATUS.get(code, 500), detail, code=code, in_stream=True)
     return _undecodable_or_other(exc, ctx)
 
 
@@ -98,10 +82,8 @@ def translate_anthropic_error(
     if known is not None:
         return known
     if isinstance(exc, anthropic.APIStatusError):
-        detail, code = _body_message(exc.body, exc.api_message or exc.message)
+        detail, code = body_message(exc.body, exc.api_message or exc.message)
         code = exc.type or code
-        if exc.status_code < 400:  # an "event: error" inside a 200 stream
-            return ctx.http(TYPE_STATUS.get(code, 500), detail, code=code, in_stream=True)
         return ctx.http(
             exc.status_code,
             detail,
