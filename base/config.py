@@ -51,6 +51,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     delta_window_ms: float = 25.0
     #: tool steps per turn before a final answer without tools
     max_steps: int = 8
+    #: agent worker processes ``threadline up`` starts (0: one per core)
+    agents: int = 0
     log_level: str = "INFO"
     #: "plain" or "json" (one object per line, with session and turn ids)
     log_format: str = "plain"

@@ -18,7 +18,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import threadline.events
-from bench import agent, e2e, eventlog, gateway, longsession, openloop, projections, reads, report
+from bench import (
+    agent,
+    client,
+    e2e,
+    eventlog,
+    gateway,
+    longsession,
+    openloop,
+    projections,
+    reads,
+    report,
+)
 from bench.common import machine, nats_server, progress
 from bench.peers import section as peers
 
@@ -27,6 +38,7 @@ SHARED: dict[str, tuple[str, Callable[..., Awaitable[list[str]]]]] = {
     "eventlog": ("Event log", eventlog.run),
     "reads": ("Bounded reads", reads.run),
     "agent": ("Agent", agent.run),
+    "client": ("Model client", client.run),
     "gateway": ("Gateway", gateway.run),
     "projections": ("Projections", projections.run),
 }

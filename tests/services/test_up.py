@@ -7,18 +7,24 @@ import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
+
 from threadline.events.jetstream import JetStreamEventStore
-from threadline.events.schema import SessionStarted
-from threadline.events.store import NewEvent
+from threadline.events.schema import TERMINAL_KINDS, SessionStarted, TurnStarted
+from threadline.events.store import NewEvent, Recorded
+from threadline.services.cli.stack import PROVIDER_KEY_VARS
 
 
-async def start_up(data_dir: Path) -> tuple[asyncio.subprocess.Process, str]:
+async def start_up(data_dir: Path, *args: str) -> tuple[asyncio.subprocess.Process, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
+    env = {k: v for k, v in env.items() if k not in PROVIDER_KEY_VARS}  # the dev model
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "threadline.services.cli", "up", "--data-dir", str(data_dir),
-        "--port", "0", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        "--port", "0", *args,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None
     banner = []
@@ -28,6 +34,15 @@ async def start_up(data_dir: Path) -> tuple[asyncio.subprocess.Process, str]:
             if "Press Ctrl-C" in line:
                 break
     return proc, "".join(banner)
+
+
+def agent_pids(data_dir: Path) -> list[int]:
+    runtime = json.loads((data_dir / "runtime.json").read_text())
+    return [int(pid) for pid in runtime["agent_pids"].split(",")]
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def pid_alive(pid: int) -> bool:
@@ -43,6 +58,8 @@ async def test_up_runs_keeps_data_and_stops_cleanly(tmp_path: Path) -> None:
     assert "Threadline is running." in banner and "NATS (event log)" in banner
     runtime = json.loads((tmp_path / "runtime.json").read_text())
     assert runtime["nats_url"] in banner
+    agents = agent_pids(tmp_path)
+    assert len(agents) == os.cpu_count()  # one agent worker process per core by default
     store = await JetStreamEventStore.connect(runtime["nats_url"])
     await store.append("kept", NewEvent(event=SessionStarted(owner="me")))
     await store.close()
@@ -52,6 +69,7 @@ async def test_up_runs_keeps_data_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, out.decode()
     assert "stopped." in out.decode()
     assert not pid_alive(runtime["nats_pid"])
+    assert not any(pid_alive(pid) for pid in agents)
     assert not (tmp_path / "runtime.json").exists()
 
     proc, _ = await start_up(tmp_path)  # same data dir: the event is still there
@@ -64,18 +82,56 @@ async def test_up_runs_keeps_data_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0
 
 
-async def test_killing_up_leaves_no_orphaned_nats_server(tmp_path: Path) -> None:
+async def test_killing_up_leaves_no_orphaned_nats_server_or_agents(tmp_path: Path) -> None:
     proc, _ = await start_up(tmp_path)
     nats_pid = json.loads((tmp_path / "runtime.json").read_text())["nats_pid"]
-    pidfd = os.pidfd_open(nats_pid)  # readable once that process has exited
-    exited = asyncio.Event()
+    children = [nats_pid, *agent_pids(tmp_path)]
+    pidfds = [os.pidfd_open(pid) for pid in children]  # readable once that process exited
     loop = asyncio.get_running_loop()
-    loop.add_reader(pidfd, exited.set)
+    exits = [asyncio.Event() for _ in pidfds]
+    for pidfd, exited in zip(pidfds, exits, strict=True):
+        loop.add_reader(pidfd, exited.set)
     try:
         proc.kill()
         await proc.wait()
-        await asyncio.wait_for(exited.wait(), 15)
+        async with asyncio.timeout(15):
+            for exited in exits:
+                await exited.wait()
     finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-    assert not pid_alive(nats_pid)
+        for pidfd in pidfds:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+    assert not any(pid_alive(pid) for pid in children)
+
+
+async def test_up_runs_the_agent_processes_asked_for_and_they_answer(tmp_path: Path) -> None:
+    proc, banner = await start_up(tmp_path, "--agents", "3")
+    runtime = json.loads((tmp_path / "runtime.json").read_text())
+    agents = agent_pids(tmp_path)
+    assert len(set(agents)) == 3
+    assert all(pid_alive(pid) and parent_of(pid) == proc.pid for pid in agents)
+    assert "3 worker processes" in banner and all(f"pid {pid}" in banner for pid in agents)
+    headers = {"Authorization": f"Bearer {runtime['token']}"}
+    store = await JetStreamEventStore.connect(runtime["nats_url"])
+    async with httpx.AsyncClient(base_url=runtime["gateway_url"], headers=headers) as client:
+        session = (await client.post("/v1/sessions", json={})).json()["id"]
+        posted = await client.post(f"/v1/sessions/{session}/messages", json={"text": "hi"})
+        assert posted.status_code == 202, posted.text
+        async with asyncio.timeout(60):
+            events = [rec async for rec in _until_terminal(store, session)]
+    await store.close()
+    assert events[-1].kind == "turn_completed"
+    [started] = [r.event for r in events if isinstance(r.event, TurnStarted)]
+    assert int(started.worker.rsplit("-", 1)[1]) in agents  # answered by one of them
+
+    proc.send_signal(signal.SIGTERM)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode()
+    assert not any(pid_alive(pid) for pid in agents)
+
+
+async def _until_terminal(store: JetStreamEventStore, session: str) -> AsyncIterator[Recorded]:
+    async for rec in store.follow(session):
+        yield rec
+        if rec.kind in TERMINAL_KINDS:
+            return
