@@ -90,7 +90,7 @@ async def start_services(
             serve_agent_processes(agents, env, settings.data_path / "logs")
         )
         running.add("agents", f"{agents} worker processes; MCP servers: {tools}")
-        running.lines += [(f"  {p.name} (pid {p.pid})", p.metrics_url) for p in procs]
+        running.lines += [(f"  {p.name}", f"pid {p.pid}, metrics {p.metrics_url}") for p in procs]
         running.record("agent_pids", ",".join(str(p.pid) for p in procs))
     else:
         worker = await stack.enter_async_context(

@@ -26,8 +26,13 @@ _METRICS: Final = re.compile(r"metrics on (http://\S+)")
 
 
 def agent_count(configured: int) -> int:
-    """Agent processes to run: ``configured`` if positive, else one per core."""
-    return configured if configured > 0 else (os.cpu_count() or 1)
+    """Agent processes to run: ``configured`` if positive, else one per core this
+    process may run on."""
+    if configured > 0:
+        return configured
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def agent_env(

@@ -59,7 +59,7 @@ async def test_up_runs_keeps_data_and_stops_cleanly(tmp_path: Path) -> None:
     runtime = json.loads((tmp_path / "runtime.json").read_text())
     assert runtime["nats_url"] in banner
     agents = agent_pids(tmp_path)
-    assert len(agents) == os.cpu_count()  # one agent worker process per core by default
+    assert len(agents) == len(os.sched_getaffinity(0))  # one agent process per core
     store = await JetStreamEventStore.connect(runtime["nats_url"])
     await store.append("kept", NewEvent(event=SessionStarted(owner="me")))
     await store.close()
