@@ -10,7 +10,7 @@ from litestar import Request
 from litestar.di import NamedDependency
 
 from threadline.base.config import Settings
-from threadline.events.kv import snapshot_store_for
+from threadline.events.kv import directory_for, snapshot_store_for
 from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore
 from threadline.services.commands import Catalog, SessionCommands
@@ -58,7 +58,9 @@ class Gateway:
         self._own_history: StoreHistory | None = None
         self.history: HistoryReader
         if history is None:
-            self._own_history = StoreHistory(store, on_started=self.owners.remember)
+            self._own_history = StoreHistory(
+                store, on_started=self.owners.remember, directory=directory_for(store)
+            )
             self.history = self._own_history
         else:
             self.history = history

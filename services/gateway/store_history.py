@@ -1,9 +1,16 @@
-"""The default :class:`HistoryReader`: the sessions list straight from the event store.
+"""The default :class:`HistoryReader`: the sessions list without the projections.
 
-The list of an owner's sessions comes from an in-memory index fed by one
-``follow_all(kinds={"session_started"})`` per gateway process; it needs nothing but the
-log. (A session itself is always read by folding its events: ``history.read_session``.)
-The projections' reader replaces this when the gateway is configured to use them.
+An owner's sessions are rows of a :class:`~threadline.events.directory.SessionDirectory`
+(beside a JetStream stream: a key-value bucket shared by every gateway; otherwise one in
+memory), kept current by one ``follow_all(kinds={"session_started"})`` per gateway from
+the directory's checkpoint. So a gateway's start-up reads the sessions created since
+the checkpoint (while no gateway ran), not every session ever created, and holds none
+of them in memory; listing reads one owner's rows (the cost grows with that owner's
+sessions, not the deployment's). The first gateway on a deployment that has no
+directory yet reads every ``session_started`` once, to fill it.
+
+(A session itself is read from the session cache: ``history.read_session``.) The
+projections' reader replaces this when the gateway is configured to use them.
 """
 
 from __future__ import annotations
@@ -13,8 +20,12 @@ import bisect
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Final
+
+import msgspec
 
 from threadline.base.errors import StoreError, StoreUnavailable, ThreadlineError
+from threadline.events.directory import MemoryDirectory, Row, SessionDirectory
 from threadline.events.schema import SessionStarted
 from threadline.events.store import EventStore, Recorded
 from threadline.services.gateway.history import InvalidCursor
@@ -22,81 +33,57 @@ from threadline.services.gateway.models import SessionPage, SessionSummary
 
 log = logging.getLogger(__name__)
 
+#: how long the follower waits before following again after the store failed
+_RETRY_S: Final = 1.0
+_decoder: Final = msgspec.msgpack.Decoder(SessionSummary)
 
-def _order(summary: SessionSummary) -> tuple[int, str]:
-    return summary.created_at, summary.id
+
+def summary_of(rec: Recorded, event: SessionStarted) -> SessionSummary:
+    return SessionSummary(
+        id=rec.session,
+        owner=event.owner,
+        title=event.title,
+        provider=event.provider,
+        model=event.model,
+        created_at=rec.envelope.at,
+        position=rec.position,
+    )
 
 
-class SessionIndex:
-    """Sessions per owner, in log order, from ``session_started`` events."""
-
-    def __init__(self, on_started: Callable[[str, str], None] | None = None) -> None:
-        self._on_started = on_started or (lambda session, owner: None)
-        self._by_owner: dict[str, list[SessionSummary]] = {}
-        self._known: set[str] = set()
-        #: the newest ``session_started`` position seen
-        self.position = 0
-        self._changed = asyncio.Condition()
-
-    async def add(self, rec: Recorded) -> None:
-        event = rec.event
-        if isinstance(event, SessionStarted) and rec.session not in self._known:
-            self._known.add(rec.session)
-            summary = SessionSummary(
-                id=rec.session,
-                owner=event.owner,
-                title=event.title,
-                provider=event.provider,
-                model=event.model,
-                created_at=rec.envelope.at,
-                position=rec.position,
-            )
-            rows = self._by_owner.setdefault(event.owner, [])
-            bisect.insort(rows, summary, key=_order)
-            self._on_started(rec.session, event.owner)
-        async with self._changed:
-            self.position = max(self.position, rec.position)
-            self._changed.notify_all()
-
-    def page(self, owner: str, *, limit: int, cursor: str | None) -> SessionPage:
-        """Newest first. A cursor is ``<created_at>.<session>`` of the last row shown (the
-        projections' format too, so a cursor survives swapping readers)."""
-        rows = self._by_owner.get(owner, [])
-        end = len(rows)
-        if cursor is not None:
-            at, _, session = cursor.partition(".")
-            if not at.isdigit() or not session:
-                raise InvalidCursor(cursor)
-            end = bisect.bisect_left(rows, (int(at), session), key=_order)
-        start = max(0, end - limit)
-        chosen = rows[start:end][::-1]
-        last = chosen[-1] if chosen else None
-        more = start > 0 and last is not None
-        return SessionPage(
-            sessions=chosen, next_cursor=f"{last.created_at}.{last.id}" if more and last else None
-        )
-
-    async def reached(self, position: int, timeout_s: float) -> bool:
-        try:
-            async with asyncio.timeout(timeout_s), self._changed:
-                await self._changed.wait_for(lambda: self.position >= position)
-        except TimeoutError:
-            return False
-        return True
+def page_of(rows: list[Row], *, limit: int, cursor: str | None) -> tuple[list[Row], bool]:
+    """The rows of a page, newest first, and whether older ones remain. ``rows`` are
+    sorted oldest first; a cursor is ``<created_at>.<session>`` of the last row shown
+    (the projections' format too, so a cursor survives swapping readers)."""
+    end = len(rows)
+    if cursor is not None:
+        at, _, session = cursor.partition(".")
+        if not at.isdigit() or not session:
+            raise InvalidCursor(cursor)
+        end = bisect.bisect_left(rows, Row(int(at), session))
+    start = max(0, end - limit)
+    return rows[start:end][::-1], start > 0
 
 
 class StoreHistory:
-    """Lists sessions from the event store; keeps the session index while started.
-
-    ``on_started(session, owner)`` is called for every session the index learns of
-    (the gateway primes its owner cache with it, saving a read per session).
-    """
+    """Lists sessions from ``directory`` (default: one in memory), which it keeps
+    current while started. ``on_started(session, owner)`` is called for every session
+    it learns of (the gateway primes its owner cache with it, saving a read per
+    session). ``followed`` counts the ``session_started`` events it has read."""
 
     def __init__(
-        self, store: EventStore, *, on_started: Callable[[str, str], None] | None = None
+        self,
+        store: EventStore,
+        *,
+        on_started: Callable[[str, str], None] | None = None,
+        directory: SessionDirectory | None = None,
     ) -> None:
         self.store = store
-        self.index = SessionIndex(on_started)
+        self.directory = directory or MemoryDirectory()
+        self._on_started = on_started or (lambda session, owner: None)
+        #: the log position the directory reflects, as far as this gateway knows
+        self.position = 0
+        self.followed = 0
+        self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -111,23 +98,52 @@ class StoreHistory:
             self._task = None
 
     async def _follow(self) -> None:
-        try:
-            async for rec in self.store.follow_all(kinds={"session_started"}):
-                await self.index.add(rec)
-        except ThreadlineError as exc:
-            log.error("the session index stopped following the log: %s", exc)
+        while True:
+            try:
+                await self._reached(await self.directory.checkpoint())
+                after = self.position
+                async for rec in self.store.follow_all(kinds={"session_started"}, after=after):
+                    self.followed += 1
+                    await self._add(rec)
+            except StoreUnavailable as exc:
+                log.warning("the session index lost the store, following again: %s", exc)
+                await asyncio.sleep(_RETRY_S)  # a retry timer, not a synchronisation
+            except ThreadlineError as exc:
+                log.error("the session index stopped following the log: %s", exc)
+                return
+
+    async def _add(self, rec: Recorded) -> None:
+        event = rec.event
+        if isinstance(event, SessionStarted) and rec.version == 1:
+            row = Row(rec.envelope.at, rec.session)
+            data = msgspec.msgpack.encode(summary_of(rec, event))
+            await self.directory.put(event.owner, row, data)
+            self._on_started(rec.session, event.owner)
+        await self.directory.save_checkpoint(rec.position)
+        await self._reached(rec.position)
+
+    async def _reached(self, position: int) -> None:
+        async with self._changed:
+            self.position = max(self.position, position)
+            self._changed.notify_all()
 
     async def list_sessions(self, owner: str, *, limit: int, cursor: str | None) -> SessionPage:
-        return self.index.page(owner, limit=limit, cursor=cursor)
+        rows = sorted(await self.directory.rows(owner))
+        chosen, more = page_of(rows, limit=limit, cursor=cursor)
+        found = await asyncio.gather(*(self.directory.get(owner, row) for row in chosen))
+        sessions = [_decoder.decode(data) for data in found if data is not None]
+        last = chosen[-1] if chosen else None
+        next_cursor = f"{last.created_at}.{last.session}" if more and last else None
+        return SessionPage(sessions=sessions, next_cursor=next_cursor)
 
     async def wait(self, position: int, *, timeout_s: float) -> bool:
-        """Sessions are read from the store directly, so only the index can lag.
+        """Sessions are read from the store directly, so only the list can lag.
 
-        The index is caught up with ``position`` once it has seen the
+        The list is caught up with ``position`` once it has seen the
         ``session_started`` stored there (positions handed out by ``POST /v1/sessions``)
         or any later one; positions of other kinds only need to be in the log.
         """
-        if self.index.position >= position:
+        if self.position >= position:
             return True
         try:
             async with asyncio.timeout(timeout_s):
@@ -136,7 +152,12 @@ class StoreHistory:
             return False
         if rec.position != position or rec.kind != "session_started":
             return True
-        return await self.index.reached(position, timeout_s)
+        try:
+            async with asyncio.timeout(timeout_s), self._changed:
+                await self._changed.wait_for(lambda: self.position >= position)
+        except TimeoutError:
+            return False
+        return True
 
     async def _stored(self, position: int) -> Recorded:
         try:
