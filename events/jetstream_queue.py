@@ -19,7 +19,6 @@ from typing import Final
 import msgspec
 import nats.errors
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from threadline.base.errors import DeliveryLost, StoreError, StoreUnavailable
@@ -109,9 +108,14 @@ class JetStreamWorkQueue(WorkQueue):
             ),
         )
         inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox)
+        received: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def receive(msg: Msg) -> None:
+            received.put_nowait(msg)
+
+        sub = await nc.subscribe(inbox, cb=receive)
         try:
-            async for msg in self._pull(sub, inbox, room):
+            async for msg in self._pull(received, inbox, room):
                 delivery = await self._delivery(msg)
                 if delivery is not None:
                     yield delivery
@@ -119,9 +123,13 @@ class JetStreamWorkQueue(WorkQueue):
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
 
-    async def _pull(self, sub: Subscription, inbox: str, room: Room) -> AsyncGenerator[Msg, None]:
+    async def _pull(
+        self, received: asyncio.Queue[Msg], inbox: str, room: Room
+    ) -> AsyncGenerator[Msg, None]:
         """Keep one pull request open and hand each message on as soon as it arrives
-        (a fetch-and-wait loop would hold early messages back until the batch fills)."""
+        (a fetch-and-wait loop would hold early messages back until the batch fills).
+        Not ``sub.next_msg``: its ``wait_for`` can swallow a cancellation on Python 3.11
+        when a message arrives at the same moment, and the worker would never stop."""
         settings = self.store.settings
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{settings.name}.{self.name}"
         requested = 0
@@ -135,8 +143,9 @@ class JetStreamWorkQueue(WorkQueue):
                 }
                 await self.store.nc.publish(next_subject, msgspec.json.encode(request), inbox)
             try:
-                msg = await sub.next_msg(timeout=_HB_NS / 1e9 * 3)
-            except (nats.errors.TimeoutError, TimeoutError):
+                async with asyncio.timeout(_HB_NS / 1e9 * 3):
+                    msg = await received.get()
+            except TimeoutError:
                 requested = 0  # no heartbeat: the request is gone (reconnect, restart)
                 continue
             status = (msg.headers or {}).get("Status") if not msg.data else None
