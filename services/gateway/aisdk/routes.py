@@ -9,6 +9,7 @@ the AI SDK defines the protocol, and its request body is open-ended.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -18,13 +19,14 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.response.base import ASGIResponse
 from litestar.types import ControllerRouterHandler
 
-from threadline.events.fold import fold
+from threadline.events.fold import TurnState
+from threadline.events.store import Recorded
 from threadline.services.commands.keys import chat_session
 from threadline.services.commands.session import current_turn
 from threadline.services.gateway.aisdk.commands import ChatRequest, open_chat, regenerate, submit
 from threadline.services.gateway.aisdk.stream import Slot
 from threadline.services.gateway.auth import Authenticator, BearerAuthMiddleware
-from threadline.services.gateway.context import GW, principal_of
+from threadline.services.gateway.context import GW, Gateway, principal_of
 from threadline.services.gateway.openapi import BEARER
 from threadline.services.gateway.sse import SSEResponse
 
@@ -66,15 +68,17 @@ async def resume_chat(
     """Replay the chat's unfinished turn from its start, then follow it; 204 if none.
 
     With ``Last-Event-ID`` only the chunks after that position are sent (the rest of the
-    message the client already has)."""
+    message the client already has). The turn comes from the session cache and only its
+    own events are read (from its user message on), whatever the session's length."""
     principal = principal_of(request)
     session = await gw.owners.readable(principal, chat_session(principal.owner, chat_id))
     slot = Slot(gw, principal, session)
     slot.acquire()
     try:
         await slot.join()
-        records = await gw.store.load(session)
-        turn = current_turn(fold(records))
+        state = await gw.sessions.get(session)
+        turn = current_turn(state)
+        records = [] if turn is None else await _turn_records(gw, session, state.turns[turn])
     except BaseException:
         slot.release()
         raise
@@ -82,6 +86,14 @@ async def resume_chat(
         slot.release()
         return ASGIResponse(status_code=204)
     return slot.respond(turn, records, after=int(last_event_id or 0))
+
+
+async def _turn_records(gw: Gateway, session: str, turn: TurnState) -> list[Recorded]:
+    """The session's events from the turn's user message (else its start) on."""
+    start = turn.user.version if turn.user is not None else turn.started
+    reading = gw.store.read(session, from_version=start)
+    async with contextlib.aclosing(reading) as records:
+        return [rec async for rec in records]
 
 
 #: the handlers, relative to the router they are mounted in
