@@ -31,6 +31,7 @@ from threadline.events.conversation import (
 from threadline.events.schema import (
     AssistantMessage,
     CancelRequested,
+    ContextTrimmed,
     Event,
     Fallback,
     ForkOrigin,
@@ -50,7 +51,7 @@ from threadline.events.schema import (
 from threadline.events.store import Recorded
 from threadline.events.turns import TERMINAL, Phase, TurnStatus, title_from, transition, turn_of
 
-__all__ = ["TERMINAL", "Entry", "SessionState", "TurnState", "TurnStatus", "fold"]
+__all__ = ["TERMINAL", "Entry", "SessionState", "Span", "TurnState", "TurnStatus", "fold"]
 
 Said = UserMessage | AssistantMessage | ToolResult | TurnCancelled
 Ending = TurnCompleted | TurnFailed | TurnCancelled
@@ -67,6 +68,17 @@ class Entry(NamedTuple):
     at: int
     event: Said
     message: Message
+
+
+class Span(NamedTuple):
+    """The part of the conversation one ended turn (or a user message outside any turn)
+    added: from ``messages[start]`` up to the next span's start. What a context cut
+    leaves out is always the oldest spans, whole (:class:`ContextTrimmed`)."""
+
+    start: int
+    turn: str | None
+    #: the version that added it: the turn's terminal event, or the loose message
+    version: int
 
 
 def _entry(rec: Recorded, event: Said, message: Message) -> Entry:
@@ -100,6 +112,8 @@ class TurnState:
     #: the terminal event that ended the turn, and its version
     ending: Ending | None = None
     ended: int = 0
+    #: the context cut the counting attempt was sent with (None: the whole conversation)
+    context: ContextTrimmed | None = None
 
     @property
     def phase(self) -> Phase:
@@ -235,6 +249,10 @@ class SessionState:
     turns: dict[str, TurnState] = field(default_factory=dict)
     #: the conversation of the turns that have ended
     committed: list[Message] = field(default_factory=list)
+    #: where each ended turn's part of ``committed`` starts, in order
+    spans: list[Span] = field(default_factory=list)
+    #: the latest context cut, in effect for the turns that follow (None: none yet)
+    context: ContextTrimmed | None = None
     #: user messages outside any turn
     loose: list[Entry] = field(default_factory=list)
     #: turns not yet ended, in order
@@ -281,8 +299,12 @@ class SessionState:
     def conversation_for(self, turn_id: str) -> tuple[Message, ...]:
         """What a model answering ``turn_id`` sees: the committed conversation, the
         turn's user message, and the steps the turn's current attempt has finished."""
+        return (*self.committed, *self.turn_messages(turn_id))
+
+    def turn_messages(self, turn_id: str) -> tuple[Message, ...]:
+        """The turn's own part of :meth:`conversation_for` (what a context cut keeps)."""
         turn = self.turns[turn_id]
-        return (*self.committed, UserTurn(text=turn.user_text), *turn.staged)
+        return (UserTurn(text=turn.user_text), *turn.staged)
 
     def transcript(self) -> list[Entry]:
         """Every message in log order: user messages, and each turn's counting attempt's
@@ -317,6 +339,7 @@ class SessionState:
             self,
             turns=turns,
             committed=list(self.committed),
+            spans=list(self.spans),
             loose=list(self.loose),
             open_turns=dict(self.open_turns),
             requests=dict(self.requests),
@@ -352,6 +375,9 @@ class SessionState:
             ):  # fmt: skip
                 if turn := self._turn(rec, event):
                     turn._work(rec, event)
+            case ContextTrimmed():
+                if turn := self._turn(rec, event):
+                    turn.context = self.context = event
             case TurnCompleted() | TurnFailed() | TurnCancelled():
                 self._turn(rec, event)
             case _:
@@ -369,6 +395,7 @@ class SessionState:
         entry = _entry(rec, e, UserTurn(text=e.text))
         if rec.turn is None:
             self.loose.append(entry)
+            self.spans.append(Span(len(self.committed), None, rec.version))
             self.committed.append(entry.message)
         elif self._turn(rec, e) is not None:
             self.turns[rec.turn].user = entry
@@ -399,8 +426,10 @@ class SessionState:
         if verdict == "starts":
             assert isinstance(event, TurnStarted)
             turn._start(rec, event)
+            turn.context = self.context
         elif verdict == "ends":
             assert isinstance(event, TurnCompleted | TurnFailed | TurnCancelled)
+            self.spans.append(Span(len(self.committed), turn_id, rec.version))
             self.committed += turn._end(rec, event)
             self.open_turns.pop(turn_id, None)
         return turn

@@ -186,6 +186,30 @@ class AssistantMessage(_Event, frozen=True, tag="assistant_message"):
     provider_data: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
+class ContextTrimmed(_Event, frozen=True, tag="context_trimmed"):
+    """The model answering the envelope's turn attempt (from ``step`` on, and the turns
+    after it until the next of these) is sent the conversation without its oldest part:
+    the first ``turns`` parts (an ended turn each, or a user message sent outside a
+    turn), ``messages`` messages in all, the newest of them ``through_turn``, which ended
+    at ``through_version``. ``turns == 0``: nothing is left out any more.
+
+    ``estimated_tokens`` is the request's estimate as sent (bytes / 4, see
+    docs/agent.md), ``budget_tokens`` what its input may take, ``context_tokens`` the
+    model's window. ``refused``: the provider answered "context too long" to the
+    previous request, and this one is cut to half of that request's estimate.
+    """
+
+    turns: int
+    messages: int
+    through_turn: str = ""
+    through_version: int = 0
+    estimated_tokens: int = 0
+    budget_tokens: int = 0
+    context_tokens: int = 0
+    step: int = 0
+    refused: bool = False
+
+
 class TurnCompleted(_Event, frozen=True, tag="turn_completed"):
     usage: Usage = msgspec.field(default_factory=Usage)
     ttft_ms: float | None = None
@@ -222,6 +246,7 @@ Event = (
     | ToolResult
     | Fallback
     | AssistantMessage
+    | ContextTrimmed
     | TurnCompleted
     | TurnFailed
     | CancelRequested
@@ -238,6 +263,7 @@ EVENT_TYPES: Final[tuple[type[_Event], ...]] = (
     ToolResult,
     Fallback,
     AssistantMessage,
+    ContextTrimmed,
     TurnCompleted,
     TurnFailed,
     CancelRequested,

@@ -17,6 +17,7 @@ from typing import Final, Literal, NamedTuple, assert_never
 from threadline.events.schema import (
     AssistantMessage,
     CancelRequested,
+    ContextTrimmed,
     Envelope,
     Event,
     Fallback,
@@ -38,11 +39,12 @@ TERMINAL: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled"}
 #: What an event does to its turn.
 #: ``opens``: a user message creates the turn (pending); ``starts``: a new attempt
 #: begins and supersedes the one before (its work is dropped); ``applies``: the event
-#: belongs to the attempt that counts (a delta, tool call or result, fallback, step) or
-#: is a stop request; ``ends``: the turn's terminal event; ``ignored``: not part of the
-#: turn's state (an event of a superseded attempt, of an unknown turn, a late event of an
-#: ended turn, a second user message for a turn); ``anomaly``: a terminal event or a new
-#: attempt for a turn that has already ended (kept out of the state, reported).
+#: belongs to the attempt that counts (a delta, tool call or result, fallback, step,
+#: context cut) or is a stop request; ``ends``: the turn's terminal event; ``ignored``:
+#: not part of the turn's state (an event of a superseded attempt, of an unknown turn, a
+#: late event of an ended turn, a second user message for a turn); ``anomaly``: a
+#: terminal event or a new attempt for a turn that has already ended (kept out of the
+#: state, reported).
 Verdict = Literal["opens", "starts", "applies", "ends", "ignored", "anomaly"]
 
 
@@ -90,7 +92,7 @@ def judge(phase: Phase | None, event: Event, attempt: int | None) -> Verdict:
             return "starts" if event.attempt > phase.attempt else "ignored"
         case (
             TextDelta() | ReasoningDelta() | ToolCall() | ToolResult() | Fallback()
-            | AssistantMessage()
+            | AssistantMessage() | ContextTrimmed()
         ):  # fmt: skip
             return _in_attempt(phase, attempt)
         case TurnCompleted() | TurnFailed() | TurnCancelled():

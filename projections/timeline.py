@@ -19,6 +19,7 @@ from threadline.events.fold import fold
 from threadline.events.schema import (
     AssistantMessage,
     CancelRequested,
+    ContextTrimmed,
     Fallback,
     ReasoningDelta,
     SessionStarted,
@@ -187,6 +188,8 @@ class Timeline:
                 return self._ended(rec, e)
             case CancelRequested():
                 return f"CANCEL REQUESTED ({rec.turn or 'running turn'}): {self.quote(e.reason)}"
+            case ContextTrimmed():
+                return _context(e)
             case _:
                 assert_never(e)
 
@@ -242,3 +245,16 @@ def _turn(rec: Recorded) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _context(e: ContextTrimmed) -> str:
+    """A context cut: what the model is no longer sent, and what it is sent."""
+    sent = f"~{e.estimated_tokens} of {e.budget_tokens} tokens (window {e.context_tokens})"
+    refused = "  after the provider refused it as too long" if e.refused else ""
+    if not e.turns:
+        return f"CONTEXT (step {e.step}): whole conversation sent, {sent}{refused}"
+    through = f"through {e.through_turn or 'a message'} (v{e.through_version})"
+    return (
+        f"CONTEXT (step {e.step}): {e.turns} oldest turns ({e.messages} messages) "
+        f"left out, {through}; sent {sent}{refused}"
+    )

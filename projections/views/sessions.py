@@ -15,6 +15,7 @@ from typing import assert_never
 from threadline.events.schema import (
     AssistantMessage,
     CancelRequested,
+    ContextTrimmed,
     Event,
     Fallback,
     ReasoningDelta,
@@ -112,7 +113,7 @@ class SessionsView(View):
                 self._turn(db, rec)
             case (
                 CancelRequested() | TextDelta() | ReasoningDelta() | ToolCall() | ToolResult()
-                | Fallback()
+                | Fallback() | ContextTrimmed()
             ):  # fmt: skip
                 pass  # not in the list
             case _:

@@ -17,6 +17,7 @@ from typing import assert_never
 from threadline.events.schema import (
     AssistantMessage,
     CancelRequested,
+    ContextTrimmed,
     Fallback,
     ReasoningDelta,
     SessionStarted,
@@ -94,7 +95,7 @@ class UsageView(View):
                 self._turn(db, rec)
             case (
                 UserMessage() | CancelRequested() | TextDelta() | ReasoningDelta() | ToolCall()
-                | ToolResult() | Fallback()
+                | ToolResult() | Fallback() | ContextTrimmed()
             ):  # fmt: skip
                 pass  # spends nothing
             case _:

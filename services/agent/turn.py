@@ -37,6 +37,7 @@ from threadline.events.schema import (
 )
 from threadline.events.store import EventStore
 from threadline.services.agent.coalesce import Coalescer
+from threadline.services.agent.context import ContextWindow, Cut, fixed_bytes, session_budget
 from threadline.services.agent.providers import (
     ModelAdapter,
     ModelRequest,
@@ -138,6 +139,10 @@ class Turn:
         self.started = time.monotonic()
         self.first_output: float | None = None
         self.steps = 0
+        #: the context cut in force (the session's, then the ones this attempt records)
+        self.cut_in_force = state.context
+        self._window: ContextWindow | None = None
+        self._refitted_step = -1
 
     async def run(self) -> None:
         """Run the attempt. Raises ``Fenced`` (someone else owns the turn),
@@ -199,7 +204,8 @@ class Turn:
 
     async def _steps(self) -> None:
         tools = await self._list_tools()
-        messages: list[Message] = list(self.state.conversation_for(self.turn_id))
+        # the turn's own messages; the ended turns before it are sent as the window allows
+        messages: list[Message] = list(self.state.turn_messages(self.turn_id))
         limit = self.step_limit
         for step in range(limit + 1):
             if step == limit and tools:
@@ -257,7 +263,7 @@ class Turn:
         chain = [p for p in self.cfg.fallback_providers if p != self.provider]
         while True:
             outcome = StepOutcome()
-            request = self._request(messages, tools)
+            request, cut = await self._request(step, messages, tools)
             try:
                 with self.obs.chat(request, outcome, step):
                     await run_step(
@@ -265,6 +271,8 @@ class Turn:
                         step, outcome,
                     )  # fmt: skip
             except ProviderError as err:
+                if self._refit(err, outcome, cut, step):
+                    continue
                 if err.tools_unsupported and tools:
                     await self._fallback("tools_disabled", str(err), from_="tools", to="no tools")
                     tools = ()
@@ -283,25 +291,55 @@ class Turn:
                     nxt = chain.pop(0)
                     await self._fallback("provider_switched", str(err), from_=self.provider, to=nxt)
                     self.provider, self.model, retries = nxt, "", 0
+                    self._window = None  # another model, another window
                     continue
                 raise
             if outcome.first_output_at is not None and self.first_output is None:
                 self.first_output = outcome.first_output_at
             return outcome
 
-    def _request(self, messages: list[Message], tools: tuple[ToolSpec, ...]) -> ModelRequest:
+    @property
+    def window(self) -> ContextWindow:
+        """The context window of the provider and model in use (made on first use: an
+        unknown provider is a configuration error of the turn)."""
+        if self._window is None:
+            settings = self.deps.adapter(self.provider).settings
+            budget = session_budget(settings, self.model, self.state.params, self.state.context)
+            self._window = ContextWindow(self.state.committed, self.state.spans, budget)
+        return self._window
+
+    async def _request(
+        self, step: int, own: list[Message], tools: tuple[ToolSpec, ...]
+    ) -> tuple[ModelRequest, Cut]:
+        """The step's request: the turn's own messages after as much of the history as
+        the window allows; a cut that differs from the one in force is recorded."""
+        window, system = self.window, self.state.system_prompt
+        cut = window.fit(fixed_bytes(system, tools), own)
+        in_force = self.cut_in_force.turns if self.cut_in_force is not None else 0
+        if cut.spans != in_force:
+            self.cut_in_force = window.record(cut, step)
+            await self.coalescer.flush()
+            await self.writer.append(self.cut_in_force)
         params = self.state.params
         return ModelRequest(
             model=self.model,
-            system=self.state.system_prompt,
-            messages=tuple(messages),
+            system=system,
+            messages=(*window.history[cut.start :], *own),
             tools=tools,
             temperature=params.temperature,
             max_tokens=params.max_tokens,
             top_p=params.top_p,
             reasoning_budget_tokens=params.reasoning_budget_tokens,
             provider_data_key=self.provider,
-        )
+        ), cut
+
+    def _refit(self, err: ProviderError, outcome: StepOutcome, cut: Cut, step: int) -> bool:
+        """The safety net: the provider refused the request as too long although it was
+        estimated to fit; once per step, send it again cut to half that estimate."""
+        if err.kind != "context_too_long" or outcome.produced_output or step == self._refitted_step:
+            return False
+        self._refitted_step = step
+        return self.window.tighten(cut)
 
     def _backoff(self, retries: int, retry_after: float | None) -> float:
         if retry_after is not None:

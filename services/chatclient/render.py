@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from threadline.events.schema import (
     AssistantMessage,
     CancelRequested,
+    ContextTrimmed,
     Envelope,
     Fallback,
     ReasoningDelta,
@@ -184,6 +185,8 @@ class Renderer:
             self.line(f"  ! fallback {e.fallback}{hop}: {_short(e.reason, 200)}", "33")
         elif isinstance(e, CancelRequested):
             self.line("  … stop requested", "33")
+        elif isinstance(e, ContextTrimmed) and e.turns:
+            self.line(f"  … {e.turns} older turns left out of the model's context", "2")
         elif isinstance(e, TurnCompleted):
             self.end_line()
             tokens = e.usage.output_tokens

@@ -243,7 +243,8 @@ def _describe(failure: Failure) -> str:
     if failure.kind == "invalid":
         return failure.detail
     if failure.kind == "context":
-        return "prompt is too long: 200000 tokens > 199999 maximum"
+        window, requested = failure.window or 199999, failure.requested or 200000
+        return f"prompt is too long: {requested} tokens > {window} maximum"
     if failure.kind == "notools":
         model = failure.model if ":" in failure.model else failure.model + ":latest"
         return f"registry.ollama.ai/library/{model} does not support tools"

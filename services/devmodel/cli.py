@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.tokens_per_second,
         help="streaming pace; 0 = unthrottled (default %(default)s)",
     )
+    parser.add_argument(
+        "--context-tokens",
+        type=int,
+        default=None,
+        help="refuse requests whose prompt plus max_tokens exceed this many words",
+    )
     return parser
 
 
@@ -58,7 +64,11 @@ async def _run(settings: DevModelSettings, host: str, port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
-    settings = DevModelSettings(ttft_ms=args.ttft_ms, tokens_per_second=args.tokens_per_second)
+    settings = DevModelSettings(
+        ttft_ms=args.ttft_ms,
+        tokens_per_second=args.tokens_per_second,
+        context_tokens=args.context_tokens,
+    )
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(_run(settings, args.host, args.port))

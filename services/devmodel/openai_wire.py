@@ -169,9 +169,11 @@ def _describe(failure: Failure) -> tuple[str, str, str | None]:
     if failure.kind == "invalid":
         return failure.detail, "invalid_request_error", None
     if failure.kind == "context":
+        window, requested = failure.window or 128000, failure.requested or 200000
         return (
-            "This model's maximum context length is 128000 tokens. However, your messages "
-            "resulted in 200000 tokens. Please reduce the length of the messages.",
+            f"This model's maximum context length is {window} tokens. However, your "
+            f"messages resulted in {requested} tokens. Please reduce the length of the "
+            "messages.",
             "invalid_request_error",
             "context_length_exceeded",
         )

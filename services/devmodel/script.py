@@ -42,6 +42,9 @@ class Failure:
     model: str
     retry_after: float | None = None
     detail: str = ""
+    #: a context failure from the enforced window: the tokens asked for, and the window
+    requested: int = 0
+    window: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,10 @@ def plan(conv: Conversation, settings: DevModelSettings, ledger: FailureLedger) 
         return Failure(401, "auth", conv.model, detail=conv.api_key)
     if conv.model == MISSING_MODEL:
         return Failure(404, "model", conv.model)
+    requested = conv.prompt_tokens + (conv.max_tokens or 0)
+    if settings.context_tokens is not None and requested > settings.context_tokens:
+        window = settings.context_tokens
+        return Failure(400, "context", conv.model, requested=requested, window=window)
     found = parse_directives(conv.user_text)
     failure = _failure(found, conv, ledger)
     if failure is not None and failure.status == 401:

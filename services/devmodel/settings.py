@@ -23,6 +23,9 @@ class DevModelSettings:
     max_body_bytes: int = 32 * 1024 * 1024
     #: request bodies kept for ``GET /debug/requests`` (the newest; 0 keeps none)
     record_requests: int = 64
+    #: the context window it enforces, in its tokens (words): a request whose prompt
+    #: plus ``max_tokens`` exceeds it is refused as too long (None: no limit)
+    context_tokens: int | None = None
 
     @classmethod
     def fast(cls) -> DevModelSettings:

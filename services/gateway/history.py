@@ -22,6 +22,7 @@ from threadline.events.conversation import AssistantTurn
 from threadline.events.fold import Entry, SessionState, TurnState, fold
 from threadline.events.schema import (
     AssistantMessage,
+    ContextTrimmed,
     GenerationParams,
     ToolResult,
     TurnCancelled,
@@ -30,6 +31,7 @@ from threadline.events.schema import (
 )
 from threadline.events.sessions import SessionCache
 from threadline.services.gateway.models import (
+    ContextView,
     FallbackView,
     MessageView,
     ParamsView,
@@ -126,7 +128,20 @@ def turn_view(t: TurnState) -> TurnView:
         usage=usage_view(done.usage) if done else None,
         ttft_ms=done.ttft_ms if done else None,
         duration_ms=done.duration_ms if done else None,
+        context=context_view(t.context),
     )
+
+
+def context_view(cut: ContextTrimmed | None) -> ContextView | None:
+    """A turn's context cut; None when the whole conversation was sent."""
+    if cut is None or not cut.turns:
+        return None
+    return ContextView(
+        turns=cut.turns, messages=cut.messages, through_turn=cut.through_turn,
+        through_version=cut.through_version, estimated_tokens=cut.estimated_tokens,
+        budget_tokens=cut.budget_tokens, context_tokens=cut.context_tokens,
+        refused=cut.refused,
+    )  # fmt: skip
 
 
 def message_view(entry: Entry) -> MessageView:

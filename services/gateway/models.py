@@ -137,6 +137,21 @@ class FallbackView(msgspec.Struct, frozen=True, kw_only=True):
     to: str
 
 
+class ContextView(msgspec.Struct, frozen=True, kw_only=True):
+    """What the model answering a turn was not sent (a ``context_trimmed`` event): the
+    oldest ``turns`` turns (``messages`` messages) of the conversation, through
+    ``through_turn`` (ended at ``through_version``)."""
+
+    turns: int
+    messages: int
+    through_turn: str
+    through_version: int
+    estimated_tokens: int
+    budget_tokens: int
+    context_tokens: int
+    refused: bool = False
+
+
 class TurnView(msgspec.Struct, frozen=True, kw_only=True):
     turn_id: str
     status: Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -151,6 +166,8 @@ class TurnView(msgspec.Struct, frozen=True, kw_only=True):
     usage: UsageView | None = None
     ttft_ms: float | None = None
     duration_ms: float | None = None
+    #: the context cut the model was sent this turn with (null: the whole conversation)
+    context: ContextView | None = None
 
 
 class SessionDetail(msgspec.Struct, frozen=True, kw_only=True):

@@ -38,6 +38,7 @@ EventKind = Literal[
     "tool_result",
     "fallback",
     "assistant_message",
+    "context_trimmed",
     "turn_completed",
     "turn_failed",
     "cancel_requested",

@@ -163,6 +163,21 @@ def _same(value: Any) -> Any:
     return value
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_windows(value: object) -> bool:
+    """``context_tokens``: a number of tokens, or a table of model name -> tokens."""
+    if isinstance(value, Mapping):
+        return all(_is_text(k) and _is_count(v) for k, v in value.items())
+    return _is_count(value)
+
+
+def _windows(value: Any) -> dict[str, int]:
+    return dict(value) if isinstance(value, Mapping) else {"*": value}
+
+
 _Rule = tuple[Callable[[object], bool], str, Callable[[Any], Any]]
 _SECONDS: Final[_Rule] = (_is_pos, "a positive number of seconds", float)
 _TEXT: Final[_Rule] = (_is_text, "a non-empty string", _same)
@@ -187,6 +202,11 @@ _RULES: Final[dict[str, _Rule]] = {
     "temperature": (lambda v: _is_pos(v) or v == 0, "a number >= 0", float),
     "timeout_s": _SECONDS,
     "connect_timeout_s": _SECONDS,
+    "context_tokens": (
+        _is_windows,
+        "a positive integer, or a table of model name = positive integer",
+        _windows,
+    ),
 }
 
 

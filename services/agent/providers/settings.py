@@ -91,6 +91,9 @@ class ProviderSettings:
     key_required: bool = True
     #: OpenAI wire only: which request field carries max_tokens
     max_tokens_param: MaxTokensParam = "max_tokens"
+    #: context windows in tokens by model name (``"*"``: every model); models not named
+    #: here get the catalogue's (``services/agent/context.py``)
+    context_tokens: dict[str, int] = field(default_factory=dict)
     #: usable without the user asking for it (a key is set, or its URL is)
     configured: bool = False
 

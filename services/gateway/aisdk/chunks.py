@@ -113,8 +113,11 @@ class TurnChunks:
                 return self._end(p.Error(error_text=text), p.Finish(finish_reason="error"))
             case ev.TurnCancelled():
                 return self._end(p.Abort(reason=e.reason or None), p.Finish(finish_reason="other"))
-            case ev.SessionStarted() | ev.UserMessage() | ev.CancelRequested() | ev.TurnStarted():
-                return []
+            case (
+                ev.SessionStarted() | ev.UserMessage() | ev.CancelRequested() | ev.TurnStarted()
+                | ev.ContextTrimmed()
+            ):  # fmt: skip
+                return []  # a context cut is the model's input, not the answer
             case _:
                 assert_never(e)
 
