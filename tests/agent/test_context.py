@@ -41,6 +41,7 @@ from threadline.services.agent.context import (
 from threadline.services.agent.providers import load_providers
 from threadline.services.agent.turn import AgentDeps, AgentSettings
 from threadline.services.agent.worker import AgentWorker
+from threadline.services.commands import Fork, SessionCommands
 from threadline.services.gateway.history import session_detail
 
 # ------------------------------------------------------------------ the catalogue
@@ -299,3 +300,16 @@ async def test_the_timeline_shows_the_cut() -> None:
     [cut] = trims(events)
     assert f"{cut.turns} oldest turns ({cut.messages} messages) left out" in line
     assert f"through {cut.through_turn} (v{cut.through_version})" in line
+
+
+async def test_a_fork_shows_the_same_cut() -> None:
+    store = await long_store(100)
+    events = await run(store, scripted(1_500, answer("one")), "t1", "first")
+    [cut] = trims(events)
+    commands = SessionCommands(store)
+    head = (await store.head("s")).version
+    made = await commands.fork(Fork(source="s", version=head, actor="user:alice", key="f"))
+    fork = await commands.state(made.session)
+    source = fold(await store.load("s"))
+    assert fork.spans == source.spans and fork.messages == source.messages
+    assert fork.turns["t1"].context == cut == fork.context  # the source's numbers

@@ -21,6 +21,7 @@ const DEFAULTS = {
   tool_result: { tool: '', content: '', is_error: false, duration_ms: 0, summary: '', step: 0 },
   fallback: { reason: '', from: '', to: '', attempt: 0 },
   assistant_message: { finish_reason: 'stop', usage: {}, reasoning: '', tool_calls: [], step: 0 },
+  context_trimmed: { through_turn: '', through_version: 0, estimated_tokens: 0, budget_tokens: 0, context_tokens: 0, step: 0, refused: false },
   turn_completed: { usage: {}, ttft_ms: null, duration_ms: 0, steps: 1 },
   turn_failed: { retryable: false },
   cancel_requested: { reason: '' },
@@ -326,6 +327,9 @@ class ChatView {
       case 'cancel_requested':
         if (turn.status !== 'completed') this.setStatus(turn, turn.status, 'stopping…');
         break;
+      case 'context_trimmed':
+        if (e.turns) this.note(turn, 'context', `${e.turns} older turns left out of the model's context`);
+        break;
       case 'turn_completed': {
         const u = e.usage;
         const parts = [`completed · ${(e.duration_ms / 1000).toFixed(2)} s`];
@@ -359,6 +363,7 @@ function summary(e) {
     case 'tool_result': return `${e.tool}${e.is_error ? ' ✗' : ''} ${shorten(e.content, 60)}`;
     case 'fallback': return `${e.fallback}: ${shorten(e.reason, 60)}`;
     case 'assistant_message': return `step ${e.step} · ${e.finish_reason} · ${shorten(e.text, 50)}`;
+    case 'context_trimmed': return e.turns ? `${e.turns} turns (${e.messages} messages) left out · ~${e.estimated_tokens}/${e.budget_tokens} tokens` : 'whole conversation sent';
     case 'turn_completed': return `${Math.round(e.duration_ms)} ms`;
     case 'turn_failed': return `${e.error}: ${shorten(e.message, 60)}`;
     case 'turn_cancelled': case 'cancel_requested': return e.reason || '';
