@@ -12,8 +12,8 @@ else from version 1.
 
 Every ``snapshot_every`` events folded past a session's last snapshot, the state is
 written as a new one by a background task (at most ``max_pending_snapshots`` at a time;
-when that many are pending the write is left for later): a snapshot's bytes are paid
-once per that many events, and never on the caller's path.
+when that many are pending the write is left for later; encoded in a thread): a
+snapshot's bytes are paid once per that many events, and never on the caller's path.
 
 :meth:`get` returns the caller's own state (``SessionState.copy``: O(open turns) plus a
 few pointer copies, ended turns are shared and never change), which it may keep and
@@ -224,8 +224,10 @@ class SessionCache:
 
     async def _save(self, session: str, entry: _Entry) -> None:
         assert self.snapshots is not None
-        data = encode_snapshot(entry.state, entry.hash)  # version and hash agree here
+        # a copy shares the ended turns, which never change: safe to encode in a thread
+        state, hash_ = entry.state.copy(), entry.hash  # version and hash agree here
         try:
+            data = await asyncio.to_thread(encode_snapshot, state, hash_)
             await self.snapshots.save(session, data)
         except Exception as exc:  # derived data: losing it only costs time
             log.warning("session %s: snapshot not saved: %s", session, exc)
