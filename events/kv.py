@@ -4,7 +4,9 @@ session directory (:class:`KVDirectory`, bucket ``<stream>_SESSIONS``); and the 
 deployment uses for a store (:func:`snapshot_store_for`, :func:`directory_for`).
 
 Buckets keep one value per key (history 1), on file storage, with the stream's replica
-count; they are made (or bound) on first use. A snapshot larger than the server's
+count; they are bound (or made, when missing and the user may) on first use; a bucket
+that cannot be opened is left alone for a minute, and snapshots are then simply not
+used. A snapshot larger than the server's
 maximum payload is not written (the session then folds from an older snapshot or from
 its start: losing derived data only costs time).
 """
@@ -12,7 +14,10 @@ its start: losing derived data only costs time).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
+import time
 from typing import Final
 
 import nats.errors
@@ -27,12 +32,18 @@ from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.snapshots import SnapshotStore
 from threadline.events.store import EventStore
 
+log = logging.getLogger(__name__)
+
 _ERRORS: Final = (nats.errors.Error, nats.js.errors.Error, OSError)
+#: how long a bucket that could not be opened is left alone
+_RETRY_S: Final = 60.0
 _MISSING: Final = (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError)
 
 
 class _Bucket:
-    """A KV bucket made (or bound, when it is there) on first use."""
+    """A KV bucket, bound when it is there, else made; opened on first use. When that
+    fails (no server, a user without the permissions, see deploy/README.md) it is not
+    tried again for ``_RETRY_S``, so a caller never waits on it over and over."""
 
     def __init__(self, nc: Client, bucket: str, description: str, replicas: int) -> None:
         self.nc = nc
@@ -45,16 +56,48 @@ class _Bucket:
         )
         self._kv: KeyValue | None = None
         self._opening = asyncio.Lock()
+        self._retry_at = 0.0
+        self._background: asyncio.Task[None] | None = None
+
+    def opened(self) -> KeyValue | None:
+        """The bucket if it is open; else None, and it is opened in the background."""
+        if self._kv is None and self._background is None and self._may_try():
+            self._background = asyncio.create_task(self._open_quietly())
+        return self._kv
 
     async def kv(self) -> KeyValue:
+        if self._kv is not None:
+            return self._kv
         async with self._opening:
             if self._kv is None:
-                js = self.nc.jetstream()
+                if not self._may_try():
+                    raise StoreUnavailable(f"bucket {self.config.bucket} is unavailable")
                 try:
-                    self._kv = await js.create_key_value(self.config)
-                except nats.js.errors.BadRequestError:  # there, with other settings
-                    self._kv = await js.key_value(self.config.bucket)
+                    self._kv = await self._open()
+                except _ERRORS as exc:
+                    self._retry_at = time.monotonic() + _RETRY_S
+                    log.warning("bucket %s unavailable, not tried again for %.0f s: %s",
+                                self.config.bucket, _RETRY_S, exc)  # fmt: skip
+                    raise StoreUnavailable(f"bucket {self.config.bucket}: {exc}") from None
             return self._kv
+
+    def _may_try(self) -> bool:
+        return time.monotonic() >= self._retry_at
+
+    async def _open(self) -> KeyValue:
+        js = self.nc.jetstream()
+        try:
+            return await js.key_value(self.config.bucket)
+        except nats.js.errors.BucketNotFoundError:
+            return await js.create_key_value(self.config)
+
+    async def _open_quietly(self) -> None:
+        try:
+            await self.kv()
+        except StoreUnavailable:
+            pass  # logged; tried again later
+        finally:
+            self._background = None
 
     async def get(self, key: str) -> bytes | None:
         try:
@@ -98,7 +141,14 @@ class KVSnapshots:
     def __init__(self, nc: Client, bucket: str, *, replicas: int = 1) -> None:
         self.bucket = _Bucket(nc, bucket, "Threadline session-state snapshots", replicas)
 
+    async def open(self) -> None:
+        with contextlib.suppress(StoreUnavailable):  # logged; snapshots then wait
+            await self.bucket.kv()
+
     async def load(self, session: str) -> bytes | None:
+        """None until the bucket is open (opening it never holds up a read)."""
+        if self.bucket.opened() is None:
+            return None
         return await self.bucket.get(session)
 
     async def save(self, session: str, data: bytes) -> None:

@@ -114,6 +114,11 @@ class SessionCache:
         self._maybe_snapshot(session, entry)
         return entry.state.copy()
 
+    async def open(self) -> None:
+        """Open the snapshot store now, so the first cold sessions can use it."""
+        if self.snapshots is not None:
+            await self.snapshots.open()
+
     def forget(self, session: str) -> None:
         """Drop the session's state (the next :meth:`get` starts cold)."""
         self._entries.pop(session, None)

@@ -90,6 +90,10 @@ def snapshot_state(snap: Snapshot) -> SessionState | None:
 class SnapshotStore(Protocol):
     """Where snapshots are kept: one per session, the newest."""
 
+    async def open(self) -> None:
+        """Get ready to serve loads (a failure is logged and only costs time)."""
+        ...
+
     async def load(self, session: str) -> bytes | None:
         """The session's snapshot, None if there is none (or it cannot be read now)."""
         ...
@@ -105,6 +109,9 @@ class MemorySnapshots:
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
         self.saved = 0
+
+    async def open(self) -> None:
+        pass
 
     async def load(self, session: str) -> bytes | None:
         return self.data.get(session)

@@ -124,6 +124,7 @@ async def serve_agent(
             telemetry=telemetry or AgentTelemetry(),
         )  # fmt: skip
         sessions = SessionCache(store, snapshots=snapshot_store_for(store))
+        await sessions.open()
         worker = AgentWorker(store, queue, deps, concurrency=concurrency, sessions=sessions)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))

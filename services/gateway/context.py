@@ -68,6 +68,7 @@ class Gateway:
 
     async def start(self) -> None:
         self.hub.start()
+        await self.sessions.open()
         if self._own_history is not None:
             await self._own_history.start()
         self._tasks.append(asyncio.create_task(self.metrics.follow_turns(self.store)))

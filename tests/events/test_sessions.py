@@ -11,11 +11,12 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
+import nats
 import pytest
 
 from tests.agent.longsession import build_session, recorded_turn
 from tests.conftest import fresh_stream
-from threadline.base.errors import SessionNotFound
+from threadline.base.errors import SessionNotFound, StoreUnavailable
 from threadline.events.fold import SessionState, fold
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.kv import KVSnapshots, snapshot_store_for
@@ -280,8 +281,30 @@ async def test_snapshots_in_a_kv_bucket_on_nats_server(nats_url: str) -> None:
         # another process: its own cache, the same bucket (bound, not created again)
         again = snapshot_store_for(store)
         assert again is not None
+        await again.open()
         cold = SessionCache(store, snapshots=again)
         assert await cold.get("s1") == await whole(store, "s1")
         assert cold.stats.snapshots_loaded == 1 and cold.stats.applied == 4
+    finally:
+        await store.close()
+
+
+async def test_a_bucket_that_cannot_be_opened_is_left_alone(nats_url: str) -> None:
+    """A connection that cannot reach the bucket (here: closed) costs one failed try; then
+    snapshots are skipped without trying again, and the cache works without them."""
+    store = await JetStreamEventStore.connect(nats_url, fresh_stream())
+    try:
+        await build_session(store, "s1", 3)
+        nc = await nats.connect(nats_url)
+        await nc.close()
+        snapshots = KVSnapshots(nc, "NOWHERE")
+        await snapshots.open()  # fails, logged
+        assert await snapshots.load("s1") is None
+        with pytest.raises(StoreUnavailable, match="is unavailable"):  # not tried again
+            await snapshots.save("s1", b"x")
+        cache = SessionCache(store, snapshots=snapshots, snapshot_every=1)
+        assert await cache.get("s1") == await whole(store, "s1")
+        await cache.flush()
+        assert cache.stats.snapshots_saved == 0
     finally:
         await store.close()
