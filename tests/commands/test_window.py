@@ -5,7 +5,6 @@ window is known to have passed when the server stores a repeated message id agai
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -14,8 +13,9 @@ from tests.agent.longsession import build_session
 from tests.conftest import fresh_stream
 from tests.events.test_contract import FakeClock
 from tests.events.test_sessions import CountingStore
+from tests.support.window import window_passed
 from threadline.events.jetstream import JetStreamEventStore
-from threadline.events.schema import SessionStarted, TurnCancelled, TurnStarted
+from threadline.events.schema import TurnCancelled, TurnStarted
 from threadline.events.store import EventStore, NewEvent
 from threadline.services.commands import (
     CancelTurn,
@@ -26,7 +26,6 @@ from threadline.services.commands import (
 )
 
 ALICE = "user:alice"
-PROBE = "window-probe"
 
 
 @pytest.fixture
@@ -36,17 +35,6 @@ async def store(nats_url: str) -> AsyncIterator[JetStreamEventStore]:
     store = await JetStreamEventStore.connect(nats_url, settings, allow_unsafe=True)
     yield store
     await store.close()
-
-
-async def window_passed(store: EventStore) -> None:
-    """Return once the server has forgotten every message id stored so far: a probe's id,
-    stored after them, is stored again instead of being answered as a duplicate."""
-    probe = NewEvent(event=SessionStarted(owner="probe"), key="probe")
-    first = (await store.append(PROBE, probe))[0].position
-    while True:
-        if (await store.append(PROBE, probe))[0].position != first:
-            return
-        await asyncio.sleep(0.05)  # polling the server's answer, at a modest pace
 
 
 async def heads(store: EventStore, *sessions: str) -> list[int]:

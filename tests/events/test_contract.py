@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.conftest import fresh_stream
 from tests.events.contract import EventStoreContract
+from tests.support.window import window_passed
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.memory import MemoryEventStore
 from threadline.events.store import EventStore
-
-#: nats-server forgets keys on a timer that fires at most ~50 ms after a key's window
-#: ends; a little more, so a loaded machine does not make the window tests flaky
-_SERVER_TIMER_SLACK_S = 0.3
 
 
 class FakeClock:
@@ -65,7 +60,6 @@ class TestJetStreamStore(EventStoreContract):
         return await JetStreamEventStore.connect(self.url, store.settings, heartbeat_s=0.5)
 
     async def pass_window(self, store: EventStore) -> None:
-        """The server forgets keys on its own timer, which nothing observable reports:
-        wait for it (the window, 1 s in these tests, and the timer's slack)."""
+        """Watch the server forget a probe's key (tests.support.window)."""
         assert isinstance(store, JetStreamEventStore)
-        await asyncio.sleep(store.settings.duplicate_window_s + _SERVER_TIMER_SLACK_S)
+        await window_passed(store)
