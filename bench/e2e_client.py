@@ -164,6 +164,11 @@ class Http:
         self.reader, self.writer = await asyncio.open_connection(*self.address)
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.reader is None or self.reader.at_eof() or self.writer is None:
+            # the gateway closes a connection idle for longer than its keep-alive timeout
+            # (30 s); like any HTTP client, open a new one rather than write into the old
+            self.close()
+            await self.connect()
         assert self.reader is not None and self.writer is not None
         self.writer.write(
             b"POST %s HTTP/1.1\r\n%sContent-Type: application/json\r\nContent-Length: %d"
