@@ -70,3 +70,21 @@ def test_tools_unsupported_wording_variants() -> None:
         err = ctx.http(400, detail)
         assert (err.kind, err.tools_unsupported) == ("bad_request", True)
     assert not ctx.http(400, "bad temperature").tools_unsupported
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        "Connect call failed ('10.1.2.3', 8443)",
+        "cannot reach https://llm.internal.example:8443/v1/chat/completions",
+        "upstream [fd00::12]:11434 reset",
+        "gateway llm-proxy.corp.example:8080 timed out",
+        "no route to 192.168.7.20",
+    ],
+)
+def test_no_message_shows_a_network_address(detail: str) -> None:
+    """Issue 12 #4: users see the provider's name, never the deployment's network."""
+    ctx = context()
+    for err in (ctx.network(detail, mid_stream=False), ctx.http(502, detail)):
+        assert "OpenAI" in err.message and "(address)" in err.message
+        assert not any(part in err.message for part in ("10.1", "8443", "fd00", "8080", "192."))

@@ -55,6 +55,13 @@ TYPE_STATUS: Final = {
     "timeout_error": 504,
     "overloaded_error": 529,
 }
+#: a network address in a message: a URL, a socket address ``('10.0.0.5', 443)``, an IP
+#: (v4, or v6 in brackets) or a dotted host (or localhost) with a port
+_ADDRESS: Final = re.compile(
+    r"[a-z][a-z0-9+.-]*://[^\s'\"<>]+|\(\s*'[^']*',\s*\d+[^)]*\)|\[[0-9a-f:.]+\](?::\d+)?"
+    r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b|\b(?:localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)+):\d+\b",
+    re.I,
+)
 
 
 class ProviderError(ThreadlineError):
@@ -143,10 +150,12 @@ class ErrorContext:
         return self.settings.display_name
 
     def scrub(self, message: str) -> str:
-        """``message`` through the redactor, and without this provider's own key however
-        short: the redactor ignores values under ``MIN_SECRET_LENGTH`` characters, but a
-        provider echoing a rejected key echoes it whole, and the log keeps it forever."""
-        message = self.redactor.redact(message)
+        """``message`` through the redactor, without network addresses (users see the
+        provider's name, not the deployment's network: the operator log has the address)
+        and without this provider's own key however short: the redactor ignores values
+        under ``MIN_SECRET_LENGTH`` characters, but a provider echoing a rejected key
+        echoes it whole, and the log keeps it forever."""
+        message = _ADDRESS.sub("(address)", self.redactor.redact(message))
         for secret in self.settings.secrets():
             if secret and len(secret) < MIN_SECRET_LENGTH and secret in message:
                 bounded = rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])"
@@ -155,6 +164,7 @@ class ErrorContext:
 
     @property
     def host(self) -> str:
+        """Where the provider is: for the operator's log only."""
         parts = urlsplit(self.settings.base_url or "")
         return parts.netloc.rsplit("@", 1)[-1] or "(no base URL)"
 
@@ -183,10 +193,11 @@ class ErrorContext:
     # ------------------------------------------------------------------ by cause
 
     def network(self, detail: str, *, mid_stream: bool) -> ProviderError:
-        where = "the stream broke" if mid_stream else "could not connect"
+        label = self.label
+        where = f"the stream from {label} broke" if mid_stream else f"could not connect to {label}"
         return self.error(
             "network",
-            f"{where}: {self.label} at {self.host} ({clip(detail, 120)}); "
+            f"{where} ({clip(detail, 120)}); "
             "check the network and the provider's base_url, then retry",
             retryable=True,
         )
@@ -194,9 +205,7 @@ class ErrorContext:
     def timeout(self, *, connect: bool) -> ProviderError:
         s = self.settings
         if connect:
-            text = (
-                f"could not connect to {self.label} at {self.host} within {s.connect_timeout_s:g} s"
-            )
+            text = f"could not connect to {self.label} within {s.connect_timeout_s:g} s"
         else:
             text = f"{self.label} sent nothing for {s.timeout_s:g} s (read timeout)"
         return self.error(

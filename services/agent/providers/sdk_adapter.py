@@ -154,7 +154,8 @@ class SdkAdapter(ABC, Generic[C, W]):
         except (self.sdk_error, httpx2.HTTPError, ProviderError, ValueError) as exc:
             error = self._translate(exc, ctx, mid_stream=response is not None)
             log = logging.getLogger(type(self).__module__)  # the adapter's module logs it
-            log.info("%s stream failed: %s (%s)", self._settings.name, error.message, error.kind)
+            name, host = self._settings.name, ctx.host
+            log.info("%s at %s: stream failed: %s (%s)", name, host, error.message, error.kind)
             raise error from None
         finally:
             if response is not None:
