@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
 import socket
 import sys
 import time
@@ -11,6 +14,9 @@ from typing import Any
 
 import pytest
 
+from tests.mcp.conftest import STDIO_COMMAND
+from threadline.base.logs import JsonFormatter
+from threadline.base.redact import default_redactor
 from threadline.services.agent.tools import McpServerConfig, ToolContext, ToolRegistry
 
 HttpServerFactory = Callable[..., Any]
@@ -156,3 +162,37 @@ async def test_http_crash_mid_call_then_reconnect(
     assert "disconnected during the call" in crashed.content
     assert down.is_error
     assert (again.is_error, again.content) == (False, "again")
+
+
+async def test_stdio_server_stderr_goes_through_the_redacting_json_log(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    secret = "ENVSECRET-4711-abcdef"
+    script = (
+        "import os, sys; print('upstream key is', os.environ['UPSTREAM_API_KEY'],"
+        " file=sys.stderr, flush=True);"
+        " os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+    )
+    config = McpServerConfig(
+        name="talky",
+        transport="stdio",
+        command=[sys.executable, "-c", script, *STDIO_COMMAND[1:]],
+        env={"UPSTREAM_API_KEY": secret},
+    )
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(default_redactor().log_filter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        async with ToolRegistry([config]) as registry:
+            listing = await registry.list_tools(["talky"])
+    finally:
+        root.removeHandler(handler)
+    assert listing.tools
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    said = [line for line in lines if "upstream key is" in line["msg"]]
+    assert [line["msg"] for line in said] == ["MCP server 'talky': upstream key is [REDACTED]"]
+    assert said[0]["logger"] == "threadline.services.agent.tools.connection"
+    assert secret not in stream.getvalue() + "".join(capfd.readouterr())

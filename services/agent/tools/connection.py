@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import sys
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 import anyio
 import httpx2
@@ -27,7 +27,7 @@ from mcp.shared.message import SessionMessage
 from mcp.types import Implementation, Tool
 
 from threadline.services.agent.tools.config import McpServerConfig, ToolServerUnavailable
-from threadline.services.agent.tools.content import describe_exception
+from threadline.services.agent.tools.content import describe_exception, redact
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ MAX_SSE_EVENT_BYTES = 32 * 1024 * 1024
 #: Lower bound of the HTTP read timeout (our own call timeouts come first).
 _HTTP_READ_TIMEOUT_S = 300.0
 _MAX_LIST_PAGES = 20
+#: A stdio server's stderr: lines logged at most this long; how long to wait for its end.
+_STDERR_LINE_CHARS = 2000
+_STDERR_DRAIN_S = 1.0
 
 Item = SessionMessage | Exception
 
@@ -111,12 +114,45 @@ async def _http_transport(config: McpServerConfig) -> AsyncIterator[Any]:
         yield streams
 
 
+@asynccontextmanager
+async def _stderr_logged(config: McpServerConfig) -> AsyncIterator[Any]:
+    """A pipe for a stdio server's stderr: each line is logged (redacted of every header
+    and env value) by our logger, in our log format, instead of landing on our stderr."""
+    read_fd, write_fd = os.pipe()
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb")
+    )
+
+    async def pump() -> None:
+        while True:
+            try:
+                line = await reader.readline()
+            except ValueError:  # a line beyond the reader's limit: skipped
+                continue
+            if not line:
+                return
+            text = redact(line.decode(errors="replace").rstrip(), config.secrets())
+            if text:
+                logger.info("MCP server %r: %s", config.name, text[:_STDERR_LINE_CHARS])
+
+    task = asyncio.create_task(pump(), name=f"mcp-stderr:{config.name}")
+    try:
+        with os.fdopen(write_fd, "w") as errlog:
+            yield errlog
+    finally:
+        # the server has stopped; a process it left behind may keep the pipe open
+        await asyncio.wait({task}, timeout=_STDERR_DRAIN_S)
+        task.cancel()
+        transport.close()
+
+
 class Connection:
     """A session with one MCP server, kept open until :meth:`close`."""
 
-    def __init__(self, config: McpServerConfig, *, errlog: TextIO | None = None) -> None:
+    def __init__(self, config: McpServerConfig) -> None:
         self.config = config
-        self._errlog = errlog
         self._client: Client | None = None
         self._failure = ""
         self._eof = False
@@ -188,17 +224,21 @@ class Connection:
             self._task.cancel()
             await asyncio.wait({self._task}, timeout=grace_s)
 
-    def _transport(self) -> Transport:
+    @asynccontextmanager
+    async def _transport(self) -> AsyncIterator[Any]:
         config = self.config
-        inner: Transport
-        if config.transport == "stdio":
-            params = StdioServerParameters(
-                command=config.command[0], args=list(config.command[1:]), env=dict(config.env)
-            )
-            inner = stdio_client(params, errlog=self._errlog or sys.stderr)
-        else:
-            inner = _http_transport(config)
-        return _watched(inner, self._mark_eof)
+        if config.transport == "http":
+            async with _watched(_http_transport(config), self._mark_eof) as streams:
+                yield streams
+            return
+        params = StdioServerParameters(
+            command=config.command[0], args=list(config.command[1:]), env=dict(config.env)
+        )
+        async with (
+            _stderr_logged(config) as errlog,
+            _watched(stdio_client(params, errlog=errlog), self._mark_eof) as streams,
+        ):
+            yield streams
 
     def _mark_eof(self) -> None:
         self._eof = True

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TextIO, cast
+from typing import Any, Self, cast
 
 from mcp.shared.exceptions import MCPError
 from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, RequestParamsMeta, Tool
@@ -73,7 +73,6 @@ class ToolRegistry:
         *,
         listing_ttl_s: float = 60.0,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
-        errlog: TextIO | None = None,
     ) -> None:
         self._configs: dict[str, McpServerConfig] = {}
         for config in servers:
@@ -84,7 +83,6 @@ class ToolRegistry:
             register_secret(*secret_forms(config.credentials()))
         self._ttl = listing_ttl_s
         self._max_bytes = max_result_bytes
-        self._errlog = errlog
         self._conns: dict[str, Connection] = {}
         self._every_conn: set[Connection] = set()
         self._listings: dict[str, _Listing] = {}
@@ -196,7 +194,7 @@ class ToolRegistry:
                 self._drop(name, conn)
             if self._closed:
                 raise ToolServerUnavailable(name, "the tool registry is closed")
-            conn = Connection(self._configs[name], errlog=self._errlog)
+            conn = Connection(self._configs[name])
             self._every_conn.add(conn)
             await conn.start()
             self._conns[name] = conn
