@@ -19,23 +19,26 @@ def render_result(result: types.CallToolResult) -> str:
     """Text blocks joined by newlines; other blocks summarised; structured content as JSON.
 
     Structured content is appended only when no text block already carries it (servers
-    SHOULD mirror it as serialised JSON in a text block).
+    SHOULD mirror it as serialised JSON in a text block; the MCP Python SDK wraps a value
+    that is no object as ``{"result": value}`` and mirrors only the value).
     """
     parts = [_render_block(block) for block in result.content]
     structured = result.structured_content
-    if structured is not None and not _mirrored(structured, result.content):
+    if structured is not None and not _mirrored(structured, parts):
         parts.append(json.dumps(structured, ensure_ascii=False, default=str))
     return "\n".join(parts)
 
 
-def _mirrored(structured: Any, blocks: Iterable[types.ContentBlock]) -> bool:
-    for block in blocks:
-        if isinstance(block, types.TextContent):
-            try:
-                if json.loads(block.text) == structured:
-                    return True
-            except ValueError:
-                continue
+def _mirrored(structured: Any, parts: list[str]) -> bool:
+    mirrors = [structured]
+    if isinstance(structured, dict) and structured.keys() == {"result"}:
+        mirrors.append(structured["result"])
+    for part in parts:
+        try:
+            if json.loads(part) in mirrors:
+                return True
+        except ValueError:
+            continue
     return False
 
 

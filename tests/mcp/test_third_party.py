@@ -1,0 +1,43 @@
+"""The tool registry against MCP servers others wrote (see third_party.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.mcp.conftest import make_context
+from tests.mcp.third_party import SDK1_SERVER, npm_bin, sdk1_python
+from threadline.services.agent.tools import NOT_ALLOWED, McpServerConfig, ToolRegistry
+
+__all__ = ["npm_bin", "sdk1_python"]  # fixtures
+
+
+def everything_stdio(npm_bin: Path) -> McpServerConfig:
+    return McpServerConfig(
+        name="everything", transport="stdio", command=[str(npm_bin / "mcp-server-everything")]
+    )
+
+
+async def test_tools_that_require_task_mode_are_not_offered(npm_bin: Path) -> None:
+    async with ToolRegistry([everything_stdio(npm_bin)]) as registry:
+        listing = await registry.list_tools(["everything"])
+        names = {spec.name for spec in listing.tools}
+        context = make_context(allowed=("everything",))
+        outcome = await registry.call(
+            "everything__simulate-research-query", {"topic": "x"}, context=context
+        )
+    assert "everything__trigger-long-running-operation" in names
+    assert "everything__echo" in names
+    assert "everything__simulate-research-query" not in names
+    assert (outcome.is_error, outcome.content) == (True, NOT_ALLOWED)
+
+
+async def test_an_sdk1_structured_result_reaches_the_model_once(sdk1_python: str) -> None:
+    config = McpServerConfig(
+        name="sdk1", transport="stdio", command=[sdk1_python, str(SDK1_SERVER), "stdio"]
+    )
+    context = make_context(allowed=("sdk1",))
+    async with ToolRegistry([config]) as registry:
+        number = await registry.call("sdk1__answer", {}, context=context)
+        mapping = await registry.call("sdk1__pair", {}, context=context)
+    assert (number.is_error, number.content) == (False, "42")
+    assert (mapping.is_error, mapping.content) == (False, '{\n  "a": 1,\n  "b": 2\n}')
