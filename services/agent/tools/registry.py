@@ -171,6 +171,9 @@ class ToolRegistry:
         for tool in tools:
             if allowed is not None and tool.name not in allowed:
                 continue
+            if tool.execution is not None and tool.execution.task_support == "required":
+                # only callable as a task, which this client does not run
+                continue
             name = prefixed(config.name, tool.name)
             if not _PROVIDER_SAFE_NAME.fullmatch(name):
                 logger.warning("MCP server %r: skipping tool %r (name unusable)", config.name, name)
