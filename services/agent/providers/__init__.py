@@ -7,7 +7,11 @@ into :data:`~.parts.Part` values; ``errors`` types every failure. See docs/provi
 
 from threadline.services.agent.providers._config import load_providers
 from threadline.services.agent.providers.base import ModelAdapter, ModelRequest
-from threadline.services.agent.providers.errors import ProviderError, parse_retry_after
+from threadline.services.agent.providers.errors import (
+    ProviderError,
+    parse_retry_after,
+    translate_error,
+)
 from threadline.services.agent.providers.factory import adapter_for
 from threadline.services.agent.providers.parts import (
     FinishPart,
@@ -23,10 +27,6 @@ from threadline.services.agent.providers.parts import (
     ToolCallEnd,
     ToolCallStart,
     UsagePart,
-)
-from threadline.services.agent.providers.sdk_errors import (
-    translate_anthropic_error,
-    translate_openai_error,
 )
 from threadline.services.agent.providers.settings import (
     DEFAULT_PREFERENCE,
@@ -61,6 +61,5 @@ __all__ = [
     "adapter_for",
     "load_providers",
     "parse_retry_after",
-    "translate_anthropic_error",
-    "translate_openai_error",
+    "translate_error",
 ]

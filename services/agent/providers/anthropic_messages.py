@@ -16,15 +16,14 @@ from typing import Any, Final
 
 import httpx2
 import msgspec
-from anthropic import AnthropicError, AsyncAnthropic
+from anthropic import AsyncAnthropic
 
 from threadline.events.schema import FinishReason, Usage
 from threadline.services.agent.providers.anthropic_map import AnthropicRequest, to_anthropic
 from threadline.services.agent.providers.base import ModelRequest
-from threadline.services.agent.providers.errors import ErrorContext, ProviderError
+from threadline.services.agent.providers.errors import ErrorContext
 from threadline.services.agent.providers.parts import Part, PartsAssembler
 from threadline.services.agent.providers.sdk_adapter import NO_KEY, ClientOptions, SdkAdapter
-from threadline.services.agent.providers.sdk_errors import translate_anthropic_error
 
 __all__ = ["NO_KEY", "AnthropicMessagesAdapter", "Event", "EventReader"]
 
@@ -97,8 +96,8 @@ _decode_event: Final = msgspec.json.Decoder(Event).decode
 class EventReader:
     """Feeds stream events into a :class:`PartsAssembler`; tracks usage and the end."""
 
-    def __init__(self, assembler: PartsAssembler, ctx: ErrorContext) -> None:
-        self.assembler = assembler
+    def __init__(self, ctx: ErrorContext) -> None:
+        self.assembler = PartsAssembler()
         self.stopped = False
         self._ctx = ctx
         self._usage = Usage()
@@ -190,7 +189,7 @@ def _json_or_text(data: bytes) -> object:
 class AnthropicMessagesAdapter(SdkAdapter[AsyncAnthropic, AnthropicRequest]):
     """A :class:`~.base.ModelAdapter` over ``AsyncAnthropic`` at ``settings.base_url``."""
 
-    sdk_error = AnthropicError
+    reader = EventReader
 
     def _connect(self, options: ClientOptions) -> AsyncAnthropic:
         return AsyncAnthropic(**options)
@@ -198,13 +197,7 @@ class AnthropicMessagesAdapter(SdkAdapter[AsyncAnthropic, AnthropicRequest]):
     def _wire(self, request: ModelRequest) -> AnthropicRequest:
         return to_anthropic(request, self._settings)
 
-    def _reader(self, ctx: ErrorContext) -> EventReader:
-        return EventReader(PartsAssembler(), ctx)
-
     async def _send(self, wire: AnthropicRequest) -> httpx2.Response:
         return await self._client.post(
             "/v1/messages", cast_to=httpx2.Response, content=wire.body(), stream=True
         )
-
-    def _translate(self, exc: Exception, ctx: ErrorContext, *, mid_stream: bool) -> ProviderError:
-        return translate_anthropic_error(exc, ctx, mid_stream=mid_stream)

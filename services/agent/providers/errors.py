@@ -1,9 +1,11 @@
 """Provider failures as one typed, redacted, actionable error.
 
-Each SDK gets one translation function (in :mod:`.sdk_errors`), called once, at the
-adapter boundary: nothing above the adapters sees an SDK or HTTP-library exception.
-:class:`ErrorContext` words the messages (who failed, what to do) and passes every one
-through the adapter's :class:`~threadline.base.redact.Redactor`.
+:func:`translate_error` is called once, at the adapter boundary, for both SDKs: nothing
+above the adapters sees an SDK or HTTP-library exception. :class:`ErrorContext` words
+the messages (who failed, what to do) and passes every one through the adapter's
+:class:`~threadline.base.redact.Redactor`. The SDKs raise for what happens before the
+stream (connecting, HTTP 4xx/5xx); what happens inside it (error events, undecodable
+data) the adapters classify with :class:`ErrorContext` themselves.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
+import anthropic
+import httpx2
 import msgspec
+import openai
 
 from threadline.base.errors import ThreadlineError
 from threadline.base.redact import MIN_SECRET_LENGTH, REDACTED, Redactor
@@ -30,6 +35,7 @@ __all__ = [
     "body_message",
     "clip",
     "parse_retry_after",
+    "translate_error",
 ]
 
 _TOOLS_UNSUPPORTED: Final = re.compile(
@@ -319,3 +325,46 @@ class ErrorContext:
         if status >= 500 or status == 409:
             return "provider_error", f"{label} failed (HTTP {status}); retry later{said}", True
         return "bad_request", f"{label} rejected the request (HTTP {status}){said}", False
+
+
+def _transport(exc: BaseException, ctx: ErrorContext, mid_stream: bool) -> ProviderError | None:
+    """Network and timeout failures, wrapped by the SDK or raw from httpx2."""
+    chain: list[BaseException] = [exc]
+    while chain[-1].__cause__ is not None and len(chain) < 5:
+        chain.append(chain[-1].__cause__)
+    connect = any(isinstance(e, httpx2.ConnectTimeout | httpx2.ConnectError) for e in chain)
+    if any(isinstance(e, httpx2.TimeoutException) for e in chain) or isinstance(
+        exc, openai.APITimeoutError | anthropic.APITimeoutError
+    ):
+        return ctx.timeout(connect=connect)
+    if isinstance(
+        exc, openai.APIConnectionError | anthropic.APIConnectionError | httpx2.TransportError
+    ):
+        causes = dict.fromkeys(str(e) or type(e).__name__ for e in chain[1:])
+        detail = " / ".join(causes) or str(exc)
+        return ctx.network(detail, mid_stream=mid_stream and not connect)
+    return None
+
+
+def translate_error(exc: Exception, ctx: ErrorContext, *, mid_stream: bool) -> ProviderError:
+    """An ``openai`` or ``anthropic`` SDK (or httpx2, or stream decoding) exception as a
+    ProviderError; a ProviderError as it is."""
+    if isinstance(exc, ProviderError):
+        return exc
+    known = _transport(exc, ctx, mid_stream)
+    if known is not None:
+        return known
+    if isinstance(exc, openai.APIStatusError | anthropic.APIStatusError):
+        detail, code = body_message(exc.body, exc.message)
+        return ctx.http(
+            exc.status_code,
+            detail,
+            code=code,
+            headers=exc.response.headers,
+            request_id=exc.request_id,
+        )
+    if isinstance(exc, msgspec.DecodeError):  # stream data that is not what it claims
+        return ctx.malformed(str(exc))
+    return ctx.error(
+        "provider_error", f"{ctx.label} failed: {type(exc).__name__}: {clip(str(exc))}"
+    )

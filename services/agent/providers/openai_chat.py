@@ -14,15 +14,14 @@ from typing import Any, Final
 
 import httpx2
 import msgspec
-from openai import AsyncOpenAI, Omit, OpenAIError, omit
+from openai import AsyncOpenAI, Omit, omit
 
 from threadline.events.schema import FinishReason, Usage
 from threadline.services.agent.providers.base import ModelRequest
-from threadline.services.agent.providers.errors import ErrorContext, ProviderError
+from threadline.services.agent.providers.errors import ErrorContext
 from threadline.services.agent.providers.openai_map import OpenAIRequest, to_openai
 from threadline.services.agent.providers.parts import Part, PartsAssembler
 from threadline.services.agent.providers.sdk_adapter import NO_KEY, ClientOptions, SdkAdapter
-from threadline.services.agent.providers.sdk_errors import translate_openai_error
 
 __all__ = ["NO_KEY", "Chunk", "ChunkReader", "OpenAIChatAdapter", "chunk_parts"]
 
@@ -150,8 +149,8 @@ class ChunkReader:
     the stream is complete once a chunk gave a finish reason. Nothing after ``[DONE]``
     is read (the rest of the body is drained, for the connection's reuse)."""
 
-    def __init__(self, assembler: PartsAssembler, ctx: ErrorContext) -> None:
-        self.assembler = assembler
+    def __init__(self, ctx: ErrorContext) -> None:
+        self.assembler = PartsAssembler()
         self._ctx = ctx
         self._done = False
 
@@ -174,16 +173,13 @@ class ChunkReader:
 class OpenAIChatAdapter(SdkAdapter[AsyncOpenAI, OpenAIRequest]):
     """A :class:`~.base.ModelAdapter` over ``AsyncOpenAI`` pointed at ``settings.base_url``."""
 
-    sdk_error = OpenAIError
+    reader = ChunkReader
 
     def _connect(self, options: ClientOptions) -> AsyncOpenAI:
         return AsyncOpenAI(**options)
 
     def _wire(self, request: ModelRequest) -> OpenAIRequest:
         return to_openai(request, self._settings)
-
-    def _reader(self, ctx: ErrorContext) -> ChunkReader:
-        return ChunkReader(PartsAssembler(), ctx)
 
     async def _send(self, wire: OpenAIRequest) -> httpx2.Response:
         return await self._client.post(
@@ -196,6 +192,3 @@ class OpenAIChatAdapter(SdkAdapter[AsyncOpenAI, OpenAIRequest]):
             },
             stream=True,
         )
-
-    def _translate(self, exc: Exception, ctx: ErrorContext, *, mid_stream: bool) -> ProviderError:
-        return translate_openai_error(exc, ctx, mid_stream=mid_stream)

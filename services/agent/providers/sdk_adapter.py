@@ -23,11 +23,13 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from typing import ClassVar, Final, Generic, Protocol, TypedDict, TypeVar
 
+import anthropic
 import httpx2
+import openai
 
 from threadline.base.redact import Redactor, default_redactor
 from threadline.services.agent.providers.base import ModelRequest
-from threadline.services.agent.providers.errors import ErrorContext, ProviderError
+from threadline.services.agent.providers.errors import ErrorContext, ProviderError, translate_error
 from threadline.services.agent.providers.parts import Part, PartsAssembler
 from threadline.services.agent.providers.settings import ProviderSettings
 from threadline.services.agent.providers.sse import SseDecoder
@@ -73,6 +75,8 @@ class SdkClient(Protocol):
 class StreamReader(Protocol):
     """Turns one vendor's server-sent events into parts, through :attr:`assembler`."""
 
+    def __init__(self, ctx: ErrorContext) -> None: ...
+
     @property
     def assembler(self) -> PartsAssembler: ...
 
@@ -92,17 +96,21 @@ class WireRequest(Protocol):
     def model(self) -> str: ...
 
 
+#: what sending or reading a stream may raise (ValueError: data that does not decode)
+_FAILURES: Final = (
+    openai.OpenAIError,
+    anthropic.AnthropicError,
+    httpx2.HTTPError,
+    ProviderError,
+    ValueError,
+)
 C = TypeVar("C", bound=SdkClient)
 W = TypeVar("W", bound=WireRequest)
 
 
-def _media_type(response: httpx2.Response) -> str:
-    return response.headers.get("content-type", "").partition(";")[0].strip().lower()
-
-
 async def _check_event_stream(response: httpx2.Response, ctx: ErrorContext) -> None:
     """Raise the provider's bad answer if ``response`` is plain JSON, not a stream."""
-    media = _media_type(response)
+    media = response.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media == "application/json" or media.endswith("+json"):
         raise ctx.bad_answer(media, await response.aread())
 
@@ -111,8 +119,8 @@ class SdkAdapter(ABC, Generic[C, W]):
     """A :class:`~.base.ModelAdapter` over a vendor SDK client ``C`` at
     ``settings.base_url``; ``W`` is its wire request."""
 
-    #: the SDK's own exception base (besides httpx2's, ProviderError and ValueError)
-    sdk_error: ClassVar[type[Exception]]
+    #: a fresh reader (and assembler) for one response's events
+    reader: ClassVar[type[StreamReader]]
 
     def __init__(
         self,
@@ -137,7 +145,7 @@ class SdkAdapter(ABC, Generic[C, W]):
     async def stream(self, request: ModelRequest) -> AsyncIterator[Part]:
         wire = self._wire(request)
         ctx = ErrorContext(self._settings, wire.model, self._redactor)
-        reader = self._reader(ctx)
+        reader = self.reader(ctx)
         response: httpx2.Response | None = None
         try:
             response = await self._send(wire)
@@ -151,8 +159,8 @@ class SdkAdapter(ABC, Generic[C, W]):
                 raise ctx.ended_early()
             for part in reader.assembler.complete():
                 yield part
-        except (self.sdk_error, httpx2.HTTPError, ProviderError, ValueError) as exc:
-            error = self._translate(exc, ctx, mid_stream=response is not None)
+        except _FAILURES as exc:
+            error = translate_error(exc, ctx, mid_stream=response is not None)
             log = logging.getLogger(type(self).__module__)  # the adapter's module logs it
             name, host = self._settings.name, ctx.host
             log.info("%s at %s: stream failed: %s (%s)", name, host, error.message, error.kind)
@@ -175,11 +183,3 @@ class SdkAdapter(ABC, Generic[C, W]):
     async def _send(self, wire: W) -> httpx2.Response:
         """POST ``wire`` (its body encoded by us) through the SDK client, streaming; the
         raw response once its status is a success (the SDK raises for the others)."""
-
-    @abstractmethod
-    def _reader(self, ctx: ErrorContext) -> StreamReader:
-        """A fresh reader (and assembler) for one response's events."""
-
-    @abstractmethod
-    def _translate(self, exc: Exception, ctx: ErrorContext, *, mid_stream: bool) -> ProviderError:
-        """``exc`` (raised sending or reading the stream) as a ProviderError."""
