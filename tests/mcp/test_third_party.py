@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.mcp.conftest import make_context
-from tests.mcp.third_party import SDK1_SERVER, npm_bin, sdk1_python
-from threadline.services.agent.tools import NOT_ALLOWED, McpServerConfig, ToolRegistry
+from tests.mcp.third_party import SDK1_SERVER, free_port, npm_bin, run_http, sdk1_python
+from threadline.services.agent.tools import NOT_ALLOWED, McpServerConfig, ToolOutcome, ToolRegistry
 
 __all__ = ["npm_bin", "sdk1_python"]  # fixtures
 
@@ -41,3 +41,35 @@ async def test_an_sdk1_structured_result_reaches_the_model_once(sdk1_python: str
         mapping = await registry.call("sdk1__pair", {}, context=context)
     assert (number.is_error, number.content) == (False, "42")
     assert (mapping.is_error, mapping.content) == (False, '{\n  "a": 1,\n  "b": 2\n}')
+
+
+async def _call_across_a_restart(
+    command: list[str | Path], port: int, ready: str, tool: str, **env: str
+) -> list[ToolOutcome]:
+    """A call before the server restarts, and two after."""
+    config = McpServerConfig(name="remote", transport="http", url=f"http://127.0.0.1:{port}/mcp")
+    context = make_context(allowed=("remote",))
+    arguments = {"a": 1, "b": 2} if tool == "get-sum" else {}
+    async with ToolRegistry([config]) as registry:
+        async with run_http(command, port, ready, env=env):
+            before = await registry.call(f"remote__{tool}", arguments, context=context)
+        async with run_http(command, port, ready, env=env):
+            after = await registry.call(f"remote__{tool}", arguments, context=context)
+            again = await registry.call(f"remote__{tool}", arguments, context=context)
+    return [before, after, again]
+
+
+async def test_an_sdk1_http_server_that_restarted_gets_a_new_session(sdk1_python: str) -> None:
+    port = free_port()
+    command: list[str | Path] = [sdk1_python, SDK1_SERVER, "http", str(port)]
+    outcomes = await _call_across_a_restart(command, port, "Uvicorn running", "answer")
+    assert [(o.is_error, o.content) for o in outcomes] == [(False, "42")] * 3
+
+
+async def test_server_everything_over_http_restarted_gets_a_new_session(npm_bin: Path) -> None:
+    port = free_port()
+    command: list[str | Path] = [npm_bin / "mcp-server-everything", "streamableHttp"]
+    outcomes = await _call_across_a_restart(
+        command, port, "listening on port", "get-sum", PORT=str(port)
+    )
+    assert [(o.is_error, o.content) for o in outcomes] == [(False, "The sum of 1 and 2 is 3.")] * 3

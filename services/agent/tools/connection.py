@@ -22,7 +22,7 @@ import anyio
 import httpx2
 from mcp import Client, StdioServerParameters, stdio_client
 from mcp.client import Transport
-from mcp.client.streamable_http import streamable_http_client
+from mcp.client.streamable_http import MCP_SESSION_ID, streamable_http_client
 from mcp.shared.message import SessionMessage
 from mcp.types import Implementation, Tool
 
@@ -101,12 +101,23 @@ async def _watched(transport: Transport, on_eof: Callable[[], None]) -> AsyncIte
 
 
 @asynccontextmanager
-async def _http_transport(config: McpServerConfig) -> AsyncIterator[Any]:
+async def _http_transport(
+    config: McpServerConfig, on_session_lost: Callable[[], None]
+) -> AsyncIterator[Any]:
     read_timeout = max(_HTTP_READ_TIMEOUT_S, config.call_timeout_s + 5)
     timeout = httpx2.Timeout(config.startup_timeout_s, read=read_timeout)
+
+    async def check(response: httpx2.Response) -> None:
+        # The MCP spec: a 404 to a request naming a session means the server no longer
+        # knows it (it restarted, say). Some servers (server-everything) answer 400.
+        if response.status_code in (400, 404) and MCP_SESSION_ID in response.request.headers:
+            on_session_lost()
+
     # The configured headers are sent as configured; nothing of the end user's is added.
     async with (
-        httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout) as http,
+        httpx2.AsyncClient(
+            headers=dict(config.headers), timeout=timeout, event_hooks={"response": [check]}
+        ) as http,
         streamable_http_client(
             config.url, http_client=http, max_sse_event_size=MAX_SSE_EVENT_BYTES
         ) as streams,
@@ -156,6 +167,8 @@ class Connection:
         self._client: Client | None = None
         self._failure = ""
         self._eof = False
+        #: the HTTP server answered that it does not know this session (any more)
+        self.session_lost = False
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -175,15 +188,17 @@ class Connection:
         return self._task is None or self._task.done()
 
     async def list_all_tools(self) -> list[Tool]:
-        """Every tool the server lists, following pagination (bounded)."""
+        """Every tool the server lists, following pagination (bounded), within the call
+        timeout."""
         tools: list[Tool] = []
         cursor: str | None = None
-        for _ in range(_MAX_LIST_PAGES):
-            page = await self.client.list_tools(cursor=cursor)
-            tools.extend(page.tools)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        async with asyncio.timeout(self.config.call_timeout_s):
+            for _ in range(_MAX_LIST_PAGES):
+                page = await self.client.list_tools(cursor=cursor)
+                tools.extend(page.tools)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
         return tools
 
     async def start(self) -> None:
@@ -228,7 +243,9 @@ class Connection:
     async def _transport(self) -> AsyncIterator[Any]:
         config = self.config
         if config.transport == "http":
-            async with _watched(_http_transport(config), self._mark_eof) as streams:
+            async with _watched(
+                _http_transport(config, self._mark_session_lost), self._mark_eof
+            ) as streams:
                 yield streams
             return
         params = StdioServerParameters(
@@ -242,6 +259,9 @@ class Connection:
 
     def _mark_eof(self) -> None:
         self._eof = True
+
+    def _mark_session_lost(self) -> None:
+        self.session_lost = True
 
     async def _run(self) -> None:
         name = self.config.name

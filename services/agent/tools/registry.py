@@ -10,10 +10,10 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self, TypeVar, cast
 
 from mcp.shared.exceptions import MCPError
 from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, RequestParamsMeta, Tool
@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 _PROVIDER_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CLOSE_TIMEOUT_S = 10.0
 NOT_ALLOWED = "tool not allowed"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,19 +147,20 @@ class ToolRegistry:
             if cached is not None and cached.expires > time.monotonic():
                 return cached
             config = self._configs[name]
-            conn = await self._connection(name)
             try:
-                async with asyncio.timeout(config.call_timeout_s):
-                    tools = await conn.list_all_tools()
+                tools = await self._on_session(name, Connection.list_all_tools)
+            except ToolServerUnavailable:
+                raise
             except TimeoutError:
-                self._drop(name, conn)
+                self._forget(name)
                 raise ToolServerUnavailable(
                     name, f"tools/list got no answer within {config.call_timeout_s:g}s"
                 ) from None
             except Exception as exc:
-                self._drop(name, conn)
+                self._forget(name)
+                cause = exc.__cause__ if isinstance(exc, _Disconnected) else None
                 raise ToolServerUnavailable(
-                    name, describe_exception(exc, config.secrets())
+                    name, describe_exception(cause or exc, config.secrets())
                 ) from None
             listing = self._make_listing(config, tools)
             self._listings[name] = listing
@@ -211,6 +213,32 @@ class ToolRegistry:
         conn.close()
         self._every_conn = {c for c in self._every_conn if not c.finished or c is conn}
 
+    def _forget(self, name: str) -> None:
+        conn = self._conns.get(name)
+        if conn is not None:
+            self._drop(name, conn)
+
+    async def _on_session(self, name: str, use: Callable[[Connection], Awaitable[T]]) -> T:
+        """``use(connection)``; once more on a new session when the server answered that
+        it does not know ours (it restarted: the MCP spec says to start a new session).
+
+        Raises:
+            _Disconnected: the server went away during ``use`` (the session is dropped).
+        """
+        for retry in (False, True):
+            conn = await self._connection(name)
+            try:
+                return await use(conn)
+            except Exception as exc:
+                closed = isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED
+                if closed or not conn.alive or conn.session_lost:
+                    self._drop(name, conn)
+                if not conn.session_lost or retry:
+                    if closed or not conn.alive:
+                        raise _Disconnected from exc
+                    raise
+        raise AssertionError("unreachable")
+
     # ----------------------------------------------------------------- calling
 
     async def call(
@@ -241,26 +269,19 @@ class ToolRegistry:
         try:
             if tool not in (await self._listing(server)).names:
                 return outcome(NOT_ALLOWED, True)
-            conn = await self._connection(server)
-        except ToolServerUnavailable as exc:
-            return outcome(f"tool server {server!r} is unavailable: {exc.reason}", True)
-        result = await self._invoke(config, conn, tool, arguments, context)
-        if isinstance(result, str):
-            return outcome(result, True)
+            result = await self._on_session(
+                server, lambda conn: self._invoke(conn, tool, arguments, context)
+            )
+        except Exception as exc:
+            return outcome(_failure(config, exc), True)
         text = render_result(result)
         if result.is_error and not text.strip():
             text = "the tool reported an error without a message"
         return outcome(truncate(text, self._max_bytes), result.is_error)
 
     async def _invoke(
-        self,
-        config: McpServerConfig,
-        conn: Connection,
-        tool: str,
-        arguments: dict[str, Any],
-        context: ToolContext,
-    ) -> CallToolResult | str:
-        """The ``CallToolResult``, or a short error message."""
+        self, conn: Connection, tool: str, arguments: dict[str, Any], context: ToolContext
+    ) -> CallToolResult:
         # An open map on the wire; mypy does not know TypedDict ``extra_items`` yet.
         meta = cast(
             RequestParamsMeta,
@@ -270,27 +291,26 @@ class ToolRegistry:
                 META_TURN: context.turn_id,
             },
         )
-        timeout = config.call_timeout_s
-        timed_out = f"the tool did not answer within {timeout:g}s and was cancelled"
-        try:
-            async with asyncio.timeout(timeout):
-                return await conn.client.call_tool(
-                    tool, arguments, read_timeout_seconds=timeout, meta=meta
-                )
-        except TimeoutError:
-            return timed_out
-        except MCPError as exc:
-            if exc.code == REQUEST_TIMEOUT:
-                return timed_out
-            if exc.code == CONNECTION_CLOSED or not conn.alive:
-                self._drop(config.name, conn)
-                return (
-                    f"tool server {config.name!r} disconnected during the call; "
-                    "whether the tool ran is unknown"
-                )
-            message = redact(exc.message, config.secrets())
-            return f"tool server {config.name!r} error {exc.code}: {message}"
-        except Exception as exc:
-            if not conn.alive:
-                self._drop(config.name, conn)
-            return f"tool call failed: {describe_exception(exc, config.secrets())}"
+        timeout = conn.config.call_timeout_s
+        async with asyncio.timeout(timeout):
+            return await conn.client.call_tool(
+                tool, arguments, read_timeout_seconds=timeout, meta=meta
+            )
+
+
+class _Disconnected(Exception):
+    """The server went away during a request."""
+
+
+def _failure(config: McpServerConfig, exc: Exception) -> str:
+    """What the model is told when a call failed."""
+    name = config.name
+    if isinstance(exc, ToolServerUnavailable):
+        return f"tool server {name!r} is unavailable: {exc.reason}"
+    if isinstance(exc, TimeoutError) or (isinstance(exc, MCPError) and exc.code == REQUEST_TIMEOUT):
+        return f"the tool did not answer within {config.call_timeout_s:g}s and was cancelled"
+    if isinstance(exc, _Disconnected):
+        return f"tool server {name!r} disconnected during the call; whether the tool ran is unknown"
+    if isinstance(exc, MCPError):
+        return f"tool server {name!r} error {exc.code}: {redact(exc.message, config.secrets())}"
+    return f"tool call failed: {describe_exception(exc, config.secrets())}"
