@@ -6,6 +6,13 @@ what it can take, with idle heartbeats); explicit acks, ``ack_wait`` and
 server answers it, so a deleted consumer (no responders), a lost connection or a
 heartbeat later than the ack deadline (the message may be another worker's by then)
 raises :class:`DeliveryLost`. nats-py errors are translated here.
+
+The consumer is made at start-up and made again whenever it disappears (the stream
+was deleted and created again, as a restore does, or someone deleted the consumer):
+the open pull request then ends with ``409 Consumer Deleted`` and the next one finds
+no responders (``503``). Until it exists again, the store's readiness problems say so
+(:mod:`threadline.events.readiness`: ``/readyz`` answers 503) and it is tried again,
+backing off.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from threadline.base.errors import DeliveryLost, StoreError, StoreUnavailable
 from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.readiness import problems
 from threadline.events.store import recorded_from_bytes
 from threadline.events.workqueue import WORK_KIND, Backlog, Delivery, Room, WorkQueue
 
@@ -31,6 +39,14 @@ log = logging.getLogger(__name__)
 _PULL_BATCH: Final = 64
 _PULL_EXPIRES_NS: Final = 30 * 10**9
 _HB_NS: Final = 5 * 10**9
+_RECREATE_FIRST_S: Final = 0.1
+_RECREATE_MAX_S: Final = 5.0
+#: this queue's entry in the store's readiness problems
+READINESS_CHECK: Final = "work_queue"
+
+
+class _ConsumerGone(Exception):
+    """The pull request found no consumer (deleted, or its stream was)."""
 
 
 @contextlib.contextmanager
@@ -47,6 +63,7 @@ class JetStreamDelivery(Delivery):
         super().__init__(recorded_from_bytes(meta.sequence.stream, msg.data), meta.num_delivered)
         self._msg = msg
         self._queue = queue
+        self._consumer = queue.consumers
         self._loop = asyncio.get_running_loop()
         self._deadline = self._loop.time() + queue.ack_wait_s
 
@@ -67,6 +84,8 @@ class JetStreamDelivery(Delivery):
         left = self._deadline - sent
         if left <= 0:
             raise DeliveryLost("the ack deadline passed before the in-progress ack was sent")
+        if self._consumer != self._queue.consumers:  # its successor would deliver it again
+            raise DeliveryLost(f"the consumer {self._queue.name!r} is gone (made again since)")
         nc = self._queue.store.nc
         try:
             await nc.request(self._msg.reply, b"+WPI", timeout=left)
@@ -93,10 +112,39 @@ class JetStreamWorkQueue(WorkQueue):
         super().__init__(name=name, ack_wait_s=ack_wait_s)
         self.store = store
         self.max_ack_pending = max_ack_pending
+        #: how many times the consumer was made (a delivery belongs to one of them)
+        self.consumers = 0
 
     async def deliveries(self, room: Room) -> AsyncGenerator[Delivery, None]:
-        settings, nc = self.store.settings, self.store.nc
-        await nc.jetstream().add_consumer(
+        await self._create_consumer()
+        nc = self.store.nc
+        inbox = nc.new_inbox()
+        received: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def receive(msg: Msg) -> None:
+            received.put_nowait(msg)
+
+        sub = await nc.subscribe(inbox, cb=receive)
+        try:
+            while True:
+                try:
+                    async for msg in self._pull(received, inbox, room):
+                        delivery = await self._delivery(msg)
+                        if delivery is not None:
+                            yield delivery
+                except _ConsumerGone as gone:
+                    await self._recreate(str(gone))
+                    while not received.empty():  # answers to pull requests made before
+                        received.get_nowait()
+        finally:
+            problems(self.store).pop(READINESS_CHECK, None)
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def _create_consumer(self) -> None:
+        """Create the durable consumer, or bind to it (the same config: nothing changes)."""
+        settings = self.store.settings
+        await self.store.nc.jetstream().add_consumer(
             settings.name,
             config=ConsumerConfig(
                 durable_name=self.name,
@@ -107,21 +155,25 @@ class JetStreamWorkQueue(WorkQueue):
                 deliver_policy=DeliverPolicy.ALL,
             ),
         )
-        inbox = nc.new_inbox()
-        received: asyncio.Queue[Msg] = asyncio.Queue()
+        self.consumers += 1
 
-        async def receive(msg: Msg) -> None:
-            received.put_nowait(msg)
-
-        sub = await nc.subscribe(inbox, cb=receive)
-        try:
-            async for msg in self._pull(received, inbox, room):
-                delivery = await self._delivery(msg)
-                if delivery is not None:
-                    yield delivery
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+    async def _recreate(self, why: str) -> None:
+        """Make the consumer again; until that works, readiness reports it missing."""
+        problem = f"consumer {self.name!r} is missing ({why})"
+        problems(self.store)[READINESS_CHECK] = problem
+        log.error("work queue: %s; re-creating it", problem)
+        delay = _RECREATE_FIRST_S
+        while True:
+            try:
+                await self._create_consumer()
+            except nats.errors.Error as exc:  # the stream is gone too, or NATS is
+                problems(self.store)[READINESS_CHECK] = f"{problem}: {exc!r}"
+                await asyncio.sleep(delay)  # a retry backoff, not a wait for something
+                delay = min(delay * 2, _RECREATE_MAX_S)
+                continue
+            problems(self.store).pop(READINESS_CHECK, None)
+            log.warning("work queue: consumer %r re-created; consuming again", self.name)
+            return
 
     async def _pull(
         self, received: asyncio.Queue[Msg], inbox: str, room: Room
@@ -151,6 +203,8 @@ class JetStreamWorkQueue(WorkQueue):
             status = (msg.headers or {}).get("Status") if not msg.data else None
             if status == "100":
                 continue  # idle heartbeat
+            if status == "503" or (status == "409" and _deleted(msg)):
+                raise _ConsumerGone("no responders" if status == "503" else "deleted")
             if status is not None:
                 requested = 0  # 404/408/409: this pull request is over
                 continue
@@ -171,3 +225,7 @@ class JetStreamWorkQueue(WorkQueue):
             js = self.store.nc.jetstream()
             info = await js.consumer_info(self.store.settings.name, self.name)
         return Backlog(pending=info.num_pending or 0, ack_pending=info.num_ack_pending or 0)
+
+
+def _deleted(msg: Msg) -> bool:
+    return "deleted" in str((msg.headers or {}).get("Description", "")).lower()

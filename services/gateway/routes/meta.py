@@ -8,6 +8,7 @@ from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
 from threadline.base.errors import ThreadlineError
+from threadline.events.readiness import problems
 from threadline.services.gateway.context import GW
 from threadline.services.gateway.errors import error_responses
 from threadline.services.gateway.models import Health, ProviderList, ProviderView
@@ -38,19 +39,25 @@ async def healthz() -> Health:
 @get(
     "/readyz",
     summary="Readiness",
-    description="NATS is reachable and the event stream exists (503 otherwise).",
+    description="NATS is reachable, the event stream exists and nothing this process "
+    "relies on is known to be broken: the agents' work queue consumer exists (when an "
+    "agent runs in this process) (503 otherwise, with the failing checks).",
     responses={
         503: ResponseSpec(data_container=Health, description="Not ready", generate_examples=False)
     },
 )
 async def readyz(gw: GW) -> Response[Health]:
+    checks = dict(problems(gw.store))
     try:
         async with asyncio.timeout(_READY_TIMEOUT_S):
             position = await gw.store.last_position()
     except (ThreadlineError, TimeoutError) as exc:
-        reason = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
-        return Response(Health(status="unavailable", checks={"event_log": reason}), status_code=503)
-    checks = {"event_log": "ok", "last_position": str(position)}
+        checks["event_log"] = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
+        return Response(Health(status="unavailable", checks=checks), status_code=503)
+    ready = not checks
+    checks.update(event_log="ok", last_position=str(position))
+    if not ready:
+        return Response(Health(status="unavailable", checks=checks), status_code=503)
     return Response(Health(status="ok", checks=checks), status_code=200)
 
 

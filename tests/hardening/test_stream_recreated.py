@@ -1,0 +1,69 @@
+"""Issue 12 item 9: after the stream is recreated (a restore deletes it and creates it
+again), a running agent re-creates its work-queue consumer and carries on, without a
+restart; while the consumer is missing, ``/readyz`` says so (503, ``work_queue``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.hardening.stack import running_stack
+from threadline.events.stream import ensure_stream
+from threadline.services.runtime.natsserver import EmbeddedNats
+
+
+class _Logged(logging.Handler):
+    """Sets the event of each phrase once a line containing it is logged."""
+
+    def __init__(self, *phrases: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.seen = {phrase: asyncio.Event() for phrase in phrases}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for phrase, event in self.seen.items():
+            if phrase in record.getMessage():
+                event.set()
+
+    async def wait(self, phrase: str, timeout_s: float = 30) -> None:
+        async with asyncio.timeout(timeout_s):
+            await self.seen[phrase].wait()
+
+
+@pytest.fixture
+def queue_log() -> Iterator[_Logged]:
+    logged = _Logged("is missing", "re-created")
+    logger = logging.getLogger("threadline.events.jetstream_queue")
+    logger.addHandler(logged)
+    yield logged
+    logger.removeHandler(logged)
+
+
+async def test_agent_consumes_again_after_the_stream_is_recreated(
+    nats_server: EmbeddedNats, tmp_path: Path, queue_log: _Logged
+) -> None:
+    async with running_stack(nats_server.url, tmp_path) as stack:
+        before = await stack.new_session()
+        turn = await stack.say(before, "before the restore")
+        assert (await stack.until_terminal(before, turn))[-1].kind == "turn_completed"
+        ready = stack.client("alice")
+
+        js = stack.store.nc.jetstream()
+        await js.delete_stream(stack.store.settings.name)
+        await queue_log.wait("is missing")
+        response = await ready.get("/readyz")
+        assert response.status_code == 503
+        assert "threadline-agent" in response.json()["checks"]["work_queue"]
+
+        await ensure_stream(stack.store.nc, stack.store.settings)  # the restore
+        await queue_log.wait("re-created")
+        response = await ready.get("/readyz")
+        assert response.status_code == 200, response.text
+        assert "work_queue" not in response.json()["checks"]
+
+        after = await stack.new_session()
+        turn = await stack.say(after, "after the restore")
+        assert (await stack.until_terminal(after, turn))[-1].kind == "turn_completed"
