@@ -16,6 +16,18 @@ class ConfigurationError(ThreadlineError):
     """The deployment is misconfigured (missing key, bad URL, unsafe stream...)."""
 
 
+class PortInUse(ConfigurationError):
+    """A server cannot listen on its port: something else has it."""
+
+    def __init__(self, host: str, port: int, option: str = "") -> None:
+        hint = f"; choose another with {option}" if option else ""
+        super().__init__(
+            f"port {port} on {host} is already in use (is Threadline already running?){hint}"
+        )
+        self.host = host
+        self.port = port
+
+
 class InvalidInput(ThreadlineError):
     """A caller supplied a value we refuse (bad session id, oversize payload...)."""
 

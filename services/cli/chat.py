@@ -8,24 +8,23 @@ or ``/quit`` leave. Until the ``threadline`` command lists it,
 
 The gateway: ``--url``, else ``THREADLINE_URL``, else the one a running ``threadline up``
 recorded for this data dir, else ``http://127.0.0.1:8000``. The token: ``--token``, else
-``THREADLINE_TOKEN``, else the one ``threadline up`` recorded, if it did.
+``THREADLINE_TOKEN``, else the first of ``THREADLINE_TOKENS``, else the dev token
+``threadline up`` keeps in the data dir.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from typing import Any
 
 from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError
 from threadline.events.ids import validate_session_id
 from threadline.services.chatclient import Chat, ChatError, GatewayClient, LineReader, Renderer
 from threadline.services.gateway.models import SessionDetail
-from threadline.services.runtime.connect import runtime_path
+from threadline.services.runtime.connect import read_dev_token, read_runtime
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -48,26 +47,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="where `threadline up` runs (default ./.threadline)")
 
 
-def _runtime(settings: Settings) -> dict[str, Any]:
-    try:
-        info = json.loads(runtime_path(settings).read_text())
-    except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
-
-
 def resolve(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
-    """The gateway URL and the token, from arguments, environment or the runtime file."""
-    runtime = _runtime(settings)
-    recorded = str(runtime.get("gateway_url") or runtime.get("gateway") or "").split()
-    url = args.url or os.environ.get("THREADLINE_URL") or (recorded[0] if recorded else "")
-    token = args.token or os.environ.get("THREADLINE_TOKEN") or str(runtime.get("token") or "")
+    """The gateway URL and the token, from arguments, environment or the data dir."""
+    recorded = str(read_runtime(settings).get("gateway_url") or "")
+    url = args.url or os.environ.get("THREADLINE_URL") or recorded or DEFAULT_URL
+    configured = (settings.tokens or "").split(",")[0].split(":")[0]
+    token = (
+        args.token or os.environ.get("THREADLINE_TOKEN") or configured or read_dev_token(settings)
+    )
     if not token:
         raise ConfigurationError(
             "no token: set THREADLINE_TOKEN (or pass --token); `threadline up` and "
-            "`threadline gateway` print a dev token when none is configured"
+            "`threadline gateway` keep a dev token in the data dir when none is configured"
         )
-    return (url or DEFAULT_URL).rstrip("/"), token
+    return url.rstrip("/"), token
 
 
 async def _open(client: GatewayClient, args: argparse.Namespace) -> SessionDetail:

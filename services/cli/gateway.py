@@ -1,7 +1,8 @@
 """``threadline gateway``: run the HTTP gateway alone against a NATS server.
 
 Uses ``THREADLINE_NATS_URL`` (or the server a running ``threadline up`` recorded for this
-data dir). With no token and no JWT key configured it makes a dev token and prints it.
+data dir). With no token and no JWT key configured it uses the dev token kept in the data
+dir (made on first use, as ``threadline up`` does) and prints it.
 Until the ``threadline`` command lists it, ``python -m threadline.services.cli gateway``
 runs it the same way.
 
@@ -31,7 +32,7 @@ from threadline.services.cli.stack import deployment_catalog
 from threadline.services.gateway import GatewayOptions, ensure_dev_token, serve_gateway
 from threadline.services.gateway.history import HistoryReader
 from threadline.services.gateway.projection_history import ProjectionHistory
-from threadline.services.runtime.connect import running_nats_url
+from threadline.services.runtime.connect import dev_token, running_nats_url
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +54,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             "no NATS server: set THREADLINE_NATS_URL (or run `threadline up` for everything)"
         )
     options = GatewayOptions.from_env()
-    settings, token = ensure_dev_token(settings, options)
+    settings, token = ensure_dev_token(settings, options, make=lambda: dev_token(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

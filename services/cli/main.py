@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Any
 
 from threadline.base.config import Settings, load_settings
-from threadline.base.errors import ThreadlineError
+from threadline.base.errors import PortInUse, ThreadlineError
 from threadline.base.logs import configure_logging
 
 Runner = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -86,8 +86,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level, settings.log_format)
         runner: Runner = command_module(args.command).run
         return asyncio.run(runner(args, settings))
+    except PortInUse as exc:
+        exc = PortInUse(exc.host, exc.port, _option(exc.port, args, settings))
+        print(f"threadline: {exc}", file=sys.stderr)
+        return 2
     except ThreadlineError as exc:
         print(f"threadline: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _option(port: int, args: argparse.Namespace, settings: Settings) -> str:
+    """The option that chose ``port`` (for a message)."""
+    for dest in ("port", "nats_port", "metrics_port"):
+        if hasattr(args, dest) and port in (getattr(args, dest), getattr(settings, dest, None)):
+            return "--" + dest.replace("_", "-")
+    return "THREADLINE_DEVMODEL_PORT" if port == settings.devmodel_port else ""

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from threadline.base.config import Settings
 from threadline.events.jetstream import JetStreamEventStore
@@ -25,6 +28,7 @@ from threadline.services.gateway import (
 )
 from threadline.services.gateway.projection_history import ProjectionHistory
 from threadline.services.runtime.agents import agent_env, serve_agent_processes
+from threadline.services.runtime.connect import DEV_TOKEN_FILE, dev_token
 
 #: With none of these set, ``up`` serves answers from the local dev model.
 PROVIDER_KEY_VARS = (
@@ -36,6 +40,18 @@ PROVIDER_KEY_VARS = (
 )
 
 
+def _cli() -> str:
+    """How to run this ``threadline`` from here: its name when that is on PATH, else its
+    path (``.venv/bin/threadline`` after ``make up``)."""
+    exe = Path(sys.executable).parent / "threadline"
+    if shutil.which("threadline") == str(exe):
+        return "threadline"
+    return os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)
+
+
+CLI = _cli()
+
+
 class Running:
     """What ``up`` started: lines for the banner and URLs for the runtime file."""
 
@@ -44,10 +60,7 @@ class Running:
         self._urls: dict[str, str] = {}
         self.devmodel_url: str | None = None
         self.projector: Projector | None = None
-        self.hint = (
-            "Follow a session's events:   threadline replay SESSION --follow\n"
-            "Check a session's integrity: threadline verify SESSION"
-        )
+        self.hint = ""
 
     def add(self, name: str, where: str, *, key: str | None = None) -> None:
         self.lines.append((name, where))
@@ -97,7 +110,7 @@ async def start_services(
             serve_agent(settings, store, devmodel_url=running.devmodel_url)
         )
         running.add("agent", f"worker {worker.deps.settings.worker}; MCP servers: {tools}")
-    settings, token = ensure_dev_token(settings)
+    settings, token = ensure_dev_token(settings, make=lambda: dev_token(settings))
     catalog = deployment_catalog(settings, devmodel_url=running.devmodel_url)
     history = ProjectionHistory(projector.reader)  # views, woken by the projector
     url = await stack.enter_async_context(
@@ -106,12 +119,15 @@ async def start_services(
     running.add("gateway", f"{url}  (API schema {url}/schema, metrics {url}/metrics)")
     running.record("gateway_url", url)
     if token is not None:
-        running.record("token", token)  # for `threadline chat`; runtime.json is mode 0600
-    if token is not None:
-        running.add("dev token", f"{token}  (owner 'dev'; set THREADLINE_TOKENS to choose)")
+        kept = settings.data_path / DEV_TOKEN_FILE
+        running.add("dev token", f"{token}  (owner 'dev', kept in {kept}; or THREADLINE_TOKENS)")
+    where = "" if settings.data_dir == Settings().data_dir else f" --data-dir {settings.data_dir}"
     running.hint = (
-        f"Create a session:  curl -s -X POST {url}/v1/sessions -H 'Authorization: Bearer "
-        f"{token or 'TOKEN'}'\n" + running.hint
+        f"Create a session:            curl -s -X POST {url}/v1/sessions -H 'Authorization: "
+        f"Bearer {token or 'TOKEN'}'\n"
+        f"Chat from the terminal:      {CLI} chat{where}\n"
+        f"Follow a session's events:   {CLI} replay SESSION --follow{where}\n"
+        f"Check a session's integrity: {CLI} verify SESSION{where}"
     )
     return running
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any, Literal
 
 import uvicorn
 
+from threadline.base.errors import PortInUse
 from threadline.services.runtime.slowclients import ConnectionLimits, guarded_protocol
 
 
@@ -48,8 +50,10 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
         sock.listen(4096)
         sock.setblocking(False)
-    except OSError:
+    except OSError as exc:
         sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(host, port) from None
         raise
     return sock
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,33 +16,62 @@ from threadline.events.jetstream import JetStreamEventStore
 from threadline.services.runtime.natsserver import EmbeddedNats
 
 RUNTIME_FILE = "runtime.json"
+#: the token ``up`` and ``gateway`` accept when none is configured, kept across restarts
+DEV_TOKEN_FILE = "dev-token"
 
 
 def runtime_path(settings: Settings) -> Path:
     return settings.data_path / RUNTIME_FILE
 
 
-def write_runtime(settings: Settings, info: dict[str, object]) -> None:
-    """Record what runs where; readable by the owner only (it may hold the dev token)."""
-    path = runtime_path(settings)
+def _write_private(path: Path, text: str) -> None:
+    """Write ``path`` readable by the owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(info, indent=2) + "\n")
+        fh.write(text)
     os.chmod(path, 0o600)
+
+
+def write_runtime(settings: Settings, info: dict[str, object]) -> None:
+    """Record what runs where."""
+    _write_private(runtime_path(settings), json.dumps(info, indent=2) + "\n")
 
 
 def clear_runtime(settings: Settings) -> None:
     runtime_path(settings).unlink(missing_ok=True)
 
 
-def running_nats_url(settings: Settings) -> str | None:
-    """The NATS URL recorded by a ``threadline up`` running on this data dir, if any."""
+def read_runtime(settings: Settings) -> dict[str, object]:
+    """What a ``threadline up`` running on this data dir recorded ({} if none is)."""
     try:
         info = json.loads(runtime_path(settings).read_text())
     except (OSError, ValueError):
-        return None
-    url = info.get("nats_url")
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def running_nats_url(settings: Settings) -> str | None:
+    """The NATS URL recorded by a ``threadline up`` running on this data dir, if any."""
+    url = read_runtime(settings).get("nats_url")
     return url if isinstance(url, str) else None
+
+
+def read_dev_token(settings: Settings) -> str | None:
+    """The dev token kept in the data dir, if there is one."""
+    try:
+        return (settings.data_path / DEV_TOKEN_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def dev_token(settings: Settings) -> str:
+    """The dev token kept in the data dir; made (random, owner-only file) on first use."""
+    token = read_dev_token(settings)
+    if token is None:
+        token = secrets.token_urlsafe(32)
+        _write_private(settings.data_path / DEV_TOKEN_FILE, token + "\n")
+    return token
 
 
 @contextlib.asynccontextmanager

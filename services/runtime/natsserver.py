@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from threadline.base.errors import ConfigurationError, StoreUnavailable
+from threadline.base.errors import ConfigurationError, PortInUse, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,8 @@ class EmbeddedNats:
                 tail = b"".join(lines[-5:]).decode(errors="replace")
                 raise StoreUnavailable(f"nats-server exited during start-up:\n{tail}")
             lines.append(line)
+            if b"address already in use" in line:
+                raise PortInUse(self.host, self.port)
             listen = _LISTEN_RE.search(line)
             if listen:
                 url = f"nats://{listen.group(1).decode()}:{listen.group(2).decode()}"

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TERMINAL_KINDS, SessionStarted, TurnStarted
@@ -58,6 +61,13 @@ async def test_up_runs_keeps_data_and_stops_cleanly(tmp_path: Path) -> None:
     assert "Threadline is running." in banner and "NATS (event log)" in banner
     runtime = json.loads((tmp_path / "runtime.json").read_text())
     assert runtime["nats_url"] in banner
+    token = (tmp_path / "dev-token").read_text().strip()  # made on first start, owner only
+    assert len(token) >= 32 and (tmp_path / "dev-token").stat().st_mode & 0o077 == 0
+    assert f"dev token          {token}  (owner 'dev', kept in {tmp_path / 'dev-token'}" in banner
+    cli = Path(sys.executable).parent / "threadline"  # named so that it runs from here
+    on_path = shutil.which("threadline") == str(cli)
+    shown = "threadline" if on_path else cli.relative_to(Path.cwd())
+    assert f"{shown} chat --data-dir {tmp_path}\n" in banner
     agents = agent_pids(tmp_path)
     assert len(agents) == len(os.sched_getaffinity(0))  # one agent process per core
     store = await JetStreamEventStore.connect(runtime["nats_url"])
@@ -72,11 +82,15 @@ async def test_up_runs_keeps_data_and_stops_cleanly(tmp_path: Path) -> None:
     assert not any(pid_alive(pid) for pid in agents)
     assert not (tmp_path / "runtime.json").exists()
 
-    proc, _ = await start_up(tmp_path)  # same data dir: the event is still there
+    proc, banner = await start_up(tmp_path)  # same data dir: the event is still there
     runtime = json.loads((tmp_path / "runtime.json").read_text())
     store = await JetStreamEventStore.connect(runtime["nats_url"])
     assert [r.event for r in await store.load("kept")] == [SessionStarted(owner="me")]
     await store.close()
+    assert f"dev token          {token}  " in banner  # the same token: pasted ones still work
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=runtime["gateway_url"], headers=headers) as client:
+        assert (await client.get("/v1/sessions")).status_code == 200
     proc.send_signal(signal.SIGINT)
     await asyncio.wait_for(proc.wait(), 30)
     assert proc.returncode == 0
@@ -111,7 +125,7 @@ async def test_up_runs_the_agent_processes_asked_for_and_they_answer(tmp_path: P
     assert len(set(agents)) == 3
     assert all(pid_alive(pid) and parent_of(pid) == proc.pid for pid in agents)
     assert "3 worker processes" in banner and all(f"pid {pid}" in banner for pid in agents)
-    headers = {"Authorization": f"Bearer {runtime['token']}"}
+    headers = {"Authorization": f"Bearer {(tmp_path / 'dev-token').read_text().strip()}"}
     store = await JetStreamEventStore.connect(runtime["nats_url"])
     async with httpx.AsyncClient(base_url=runtime["gateway_url"], headers=headers) as client:
         session = (await client.post("/v1/sessions", json={})).json()["id"]
@@ -135,3 +149,22 @@ async def _until_terminal(store: JetStreamEventStore, session: str) -> AsyncIter
         yield rec
         if rec.kind in TERMINAL_KINDS:
             return
+
+
+@pytest.mark.parametrize("option", ["--port", "--nats-port"])
+async def test_up_on_a_busy_port_names_the_port_and_the_option(tmp_path: Path, option: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc, out = await start_up(tmp_path, "--agents", "1", option, str(port))
+        async with asyncio.timeout(60):
+            out += (await proc.stdout.read()).decode() if proc.stdout else ""
+            await proc.wait()
+    assert proc.returncode == 2, out
+    assert "Traceback" not in out
+    message = f"port {port} on 127.0.0.1 is already in use"
+    assert (
+        f"threadline: {message} (is Threadline already running?); choose another with {option}\n"
+        in out
+    )
