@@ -14,11 +14,7 @@ from threadline.services.agent.providers import (
     ModelRequest,
     ReasoningDelta,
     ReasoningEnd,
-    ReasoningStart,
     TextDelta,
-    TextEnd,
-    TextStart,
-    ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
     UsagePart,
@@ -84,10 +80,8 @@ async def test_text_and_usage(wire: Any, make_adapter: Any, run: Any) -> None:
     wire.reply(wire.sse_reply(wire.anthropic_sse(events)))
     parts = await run(make_adapter("anthropic", temperature=0.4).stream(ASK))
     assert parts == [
-        TextStart(),
         TextDelta("Hel"),
         TextDelta("lo"),
-        TextEnd(),
         UsagePart(Usage(input_tokens=14, output_tokens=2, cached_input_tokens=4)),
         FinishPart("stop"),
     ]
@@ -129,16 +123,12 @@ async def test_thinking_with_signature_and_parallel_tools(
     )
     parts = await run(make_adapter("anthropic").stream(request))
     assert parts == [
-        ReasoningStart(),
         ReasoningDelta("Two "),
         ReasoningDelta("calls."),
         ReasoningEnd({"signature": "EqQBCgIYAhIM"}),
         ToolCallStart(0, "toolu_a", "weather"),
-        ToolCallDelta("toolu_a", '{"city": '),
-        ToolCallDelta("toolu_a", '"Oslo"}'),
         ToolCallEnd("toolu_a", "weather", {"city": "Oslo"}, '{"city": "Oslo"}'),
         ToolCallStart(1, "toolu_b", "time"),
-        ToolCallDelta("toolu_b", '{"tz": "UTC"}'),
         ToolCallEnd("toolu_b", "time", {"tz": "UTC"}, '{"tz": "UTC"}'),
         UsagePart(Usage(input_tokens=10, output_tokens=20, reasoning_tokens=5)),
         FinishPart("tool_calls"),
@@ -191,7 +181,7 @@ async def test_redacted_thinking_and_max_tokens(wire: Any, make_adapter: Any, ru
     ]
     wire.reply(wire.sse_reply(wire.anthropic_sse(events)))
     parts = await run(make_adapter("anthropic").stream(ASK))
-    assert parts[:2] == [ReasoningStart(), ReasoningEnd({"redacted_data": "opaque=="})]
+    assert parts[:2] == [ReasoningEnd({"redacted_data": "opaque=="}), TextDelta("Cut")]
     assert parts[-1] == FinishPart("length")
 
 

@@ -16,11 +16,7 @@ from threadline.services.agent.providers import (
     ModelRequest,
     ReasoningDelta,
     ReasoningEnd,
-    ReasoningStart,
     TextDelta,
-    TextEnd,
-    TextStart,
-    ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
     UsagePart,
@@ -53,10 +49,8 @@ async def test_plain_text_with_usage(wire: Any, make_adapter: Any, run: Any) -> 
     adapter = make_adapter("openai", max_tokens_param="max_completion_tokens", temperature=0.1)
     parts = await run(adapter.stream(ASK))
     assert parts == [
-        TextStart(),
         TextDelta("Hel"),
         TextDelta("lo"),
-        TextEnd(),
         UsagePart(
             Usage(input_tokens=11, output_tokens=7, reasoning_tokens=3, cached_input_tokens=5)
         ),
@@ -109,15 +103,9 @@ async def test_parallel_tool_calls_with_streamed_arguments(
         make_adapter("openai").stream(ModelRequest(messages=ASK.messages, tools=tools))
     )
     assert parts == [
-        TextStart(),
         TextDelta("Checking."),
-        TextEnd(),
         ToolCallStart(0, "call_w", "weather"),
         ToolCallStart(1, "call_t", "time"),
-        ToolCallDelta("call_t", '{"tz":'),
-        ToolCallDelta("call_w", '{"city": "Os'),
-        ToolCallDelta("call_t", ' "UTC"}'),
-        ToolCallDelta("call_w", 'lo"}'),
         ToolCallEnd("call_w", "weather", {"city": "Oslo"}, '{"city": "Oslo"}'),
         ToolCallEnd("call_t", "time", {"tz": "UTC"}, '{"tz": "UTC"}'),
         FinishPart("tool_calls"),
@@ -151,12 +139,10 @@ async def test_reasoning_deltas_and_invalid_arguments(
         )
     )
     parts = await run(make_adapter("gemini").stream(ASK))
-    assert parts[:6] == [
-        ReasoningStart(),
+    assert parts[:4] == [
         ReasoningDelta("Think"),
         ReasoningDelta("ing."),
         ReasoningEnd(),
-        TextStart(),
         TextDelta("Done"),
     ]
     end = parts[-2]
@@ -269,7 +255,7 @@ async def test_connection_refused(wire: Any, make_adapter: Any) -> None:
 async def test_closing_early_cancels_cleanly(wire: Any, make_adapter: Any) -> None:
     wire.reply(wire.sse_reply(wire.openai_sse([wire.delta(content="x")], done=False), stall=True))
     stream = make_adapter("openai").stream(ASK)
-    assert await anext(stream) == TextStart()
+    assert await anext(stream) == TextDelta("x")
     await stream.aclose()
 
 
@@ -312,4 +298,4 @@ async def test_events_after_done_are_not_read(wire: Any, make_adapter: Any, run:
     chunks.append(b"data: {not json, and never decoded}\n\n")
     wire.reply(wire.sse_reply(chunks))
     parts = await run(make_adapter("openai").stream(ASK))
-    assert parts == [TextStart(), TextDelta("a"), TextEnd(), FinishPart("stop")]
+    assert parts == [TextDelta("a"), FinishPart("stop")]

@@ -14,11 +14,7 @@ from threadline.services.agent.providers.parts import (
     PartsAssembler,
     ReasoningDelta,
     ReasoningEnd,
-    ReasoningStart,
     TextDelta,
-    TextEnd,
-    TextStart,
-    ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
     UsagePart,
@@ -38,10 +34,8 @@ def test_text_block_and_finish() -> None:
     asm.finish("stop")
     parts += asm.complete()
     assert parts == [
-        TextStart(),
         TextDelta("Hel"),
         TextDelta("lo"),
-        TextEnd(),
         UsagePart(Usage(input_tokens=3, output_tokens=2)),
         FinishPart("stop"),
     ]
@@ -51,12 +45,9 @@ def test_reasoning_then_text_closes_reasoning_first() -> None:
     asm = ids()
     parts = asm.reasoning("r", "think") + asm.text("t", "answer") + asm.complete()
     assert parts == [
-        ReasoningStart(),
         ReasoningDelta("think"),
         ReasoningEnd(),
-        TextStart(),
         TextDelta("answer"),
-        TextEnd(),
         FinishPart("stop"),
     ]
 
@@ -70,7 +61,7 @@ def test_signature_lands_in_reasoning_end() -> None:
 def test_reasoning_data_alone_opens_a_block() -> None:
     asm = ids()
     parts = asm.reasoning_data(3, {"redacted_data": "xyz"}) + asm.end(3)
-    assert parts == [ReasoningStart(), ReasoningEnd({"redacted_data": "xyz"})]
+    assert parts == [ReasoningEnd({"redacted_data": "xyz"})]
 
 
 def test_parallel_tool_calls_with_interleaved_fragments() -> None:
@@ -85,15 +76,9 @@ def test_parallel_tool_calls_with_interleaved_fragments() -> None:
     asm.finish("tool_calls")
     parts += asm.complete()
     assert parts == [
-        TextStart(),
         TextDelta("Let me check."),
-        TextEnd(),
         ToolCallStart(0, "call_a", "weather"),
         ToolCallStart(1, "call_b", "time"),
-        ToolCallDelta("call_b", '{"tz"'),
-        ToolCallDelta("call_a", '{"city": '),
-        ToolCallDelta("call_b", ': "UTC"}'),
-        ToolCallDelta("call_a", '"Oslo"}'),
         ToolCallEnd("call_a", "weather", {"city": "Oslo"}, '{"city": "Oslo"}'),
         ToolCallEnd("call_b", "time", {"tz": "UTC"}, '{"tz": "UTC"}'),
         FinishPart("tool_calls"),
@@ -104,7 +89,7 @@ def test_tool_start_waits_for_the_name_and_ids_are_generated() -> None:
     asm = ids()
     assert asm.tool_call(7, arguments='{"a"') == []
     parts = asm.tool_call(7, name="f", arguments=": 1}")
-    assert parts == [ToolCallStart(0, "gen_0", "f"), ToolCallDelta("gen_0", '{"a": 1}')]
+    assert parts == [ToolCallStart(0, "gen_0", "f")]
     assert asm.end(7) == [ToolCallEnd("gen_0", "f", {"a": 1}, '{"a": 1}')]
 
 
@@ -142,14 +127,14 @@ def test_parse_arguments() -> None:
 
 def test_parts_round_trip_as_a_tagged_union() -> None:
     parts: list[Part] = [
-        TextStart(),
+        TextDelta("t"),
         ReasoningEnd({"signature": "s"}),
         ToolCallEnd("c", "f", {"a": 1}, '{"a":1}', ""),
         UsagePart(Usage(input_tokens=1)),
         FinishPart("length"),
     ]
     data = msgspec.json.encode(parts)
-    assert b'"part":"text_start"' in data
+    assert b'"part":"text_delta"' in data
     assert msgspec.json.decode(data, type=list[Part]) == parts
 
 
@@ -186,7 +171,20 @@ def test_any_interleaving_reassembles_every_call(case: tuple[list[str], list[Any
         mine = [p for p in parts if getattr(p, "call_id", None) == f"c{i}"]
         assert isinstance(mine[0], ToolCallStart)
         assert isinstance(mine[-1], ToolCallEnd)
-        deltas = "".join(p.arguments_delta for p in mine if isinstance(p, ToolCallDelta))
-        assert deltas == payload == mine[-1].raw_arguments
+        assert [type(p) for p in mine] == [ToolCallStart, ToolCallEnd]
+        assert payload == mine[-1].raw_arguments
         assert mine[-1].arguments == msgspec.json.decode(payload)
     assert parts[-1] == FinishPart("tool_calls")
+
+
+def test_a_new_reasoning_block_or_a_tool_call_ends_the_open_reasoning() -> None:
+    asm = ids()
+    parts = asm.reasoning(0, "a") + asm.reasoning_data(0, {"signature": "s0"})
+    parts += asm.reasoning(1, "b") + asm.tool_call(2, call_id="c", name="f") + asm.end(1)
+    assert parts == [
+        ReasoningDelta("a"),
+        ReasoningEnd({"signature": "s0"}),
+        ReasoningDelta("b"),
+        ReasoningEnd(),
+        ToolCallStart(0, "c", "f"),
+    ]

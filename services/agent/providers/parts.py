@@ -2,15 +2,16 @@
 
 Every adapter turns its provider's stream into the same sequence of :data:`Part`s:
 
-* text and reasoning blocks: ``*Start``, one or more ``*Delta``, ``*End``;
-* tool calls: ``ToolCallStart``, ``ToolCallDelta`` (argument fragments), ``ToolCallEnd``
-  with the parsed arguments (or a ``parse_error``: invalid JSON never raises);
+* ``TextDelta`` and ``ReasoningDelta`` as the model writes; a reasoning block ends with
+  ``ReasoningEnd``, carrying what the provider wants back (e.g. a thinking signature);
+* tool calls: ``ToolCallStart`` once the name is known, ``ToolCallEnd`` with the parsed
+  arguments (or a ``parse_error``: invalid JSON never raises);
 * then ``UsagePart`` (when the provider reported usage) and ``FinishPart``, last.
 
 Adapters do not emit parts themselves: they feed raw fragments, keyed by the vendor's
 own block identifier (OpenAI's tool-call ``index``, Anthropic's content-block
-``index``...), into a :class:`PartsAssembler`, which keeps the start/delta/end
-bookkeeping in one place (the idea of pydantic-ai's ``_parts_manager``).
+``index``...), into a :class:`PartsAssembler`, which keeps the bookkeeping in one place
+(the idea of pydantic-ai's ``_parts_manager``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
@@ -30,11 +31,7 @@ __all__ = [
     "PartsAssembler",
     "ReasoningDelta",
     "ReasoningEnd",
-    "ReasoningStart",
     "TextDelta",
-    "TextEnd",
-    "TextStart",
-    "ToolCallDelta",
     "ToolCallEnd",
     "ToolCallStart",
     "UsagePart",
@@ -46,20 +43,8 @@ class _Part(msgspec.Struct, frozen=True, tag_field="part"):
     """Base of every part kind."""
 
 
-class TextStart(_Part, frozen=True, tag="text_start"):
-    pass
-
-
 class TextDelta(_Part, frozen=True, tag="text_delta"):
     text: str
-
-
-class TextEnd(_Part, frozen=True, tag="text_end"):
-    pass
-
-
-class ReasoningStart(_Part, frozen=True, tag="reasoning_start"):
-    pass
 
 
 class ReasoningDelta(_Part, frozen=True, tag="reasoning_delta"):
@@ -76,11 +61,6 @@ class ToolCallStart(_Part, frozen=True, tag="tool_call_start"):
     index: int
     call_id: str
     name: str
-
-
-class ToolCallDelta(_Part, frozen=True, tag="tool_call_delta"):
-    call_id: str
-    arguments_delta: str
 
 
 class ToolCallEnd(_Part, frozen=True, tag="tool_call_end"):
@@ -101,17 +81,7 @@ class FinishPart(_Part, frozen=True, tag="finish"):
 
 
 Part = (
-    TextStart
-    | TextDelta
-    | TextEnd
-    | ReasoningStart
-    | ReasoningDelta
-    | ReasoningEnd
-    | ToolCallStart
-    | ToolCallDelta
-    | ToolCallEnd
-    | UsagePart
-    | FinishPart
+    TextDelta | ReasoningDelta | ReasoningEnd | ToolCallStart | ToolCallEnd | UsagePart | FinishPart
 )
 
 
@@ -128,21 +98,12 @@ def parse_arguments(raw: str) -> tuple[dict[str, Any], str]:
     return value, ""
 
 
-_Kind = Literal["text", "reasoning", "tool"]
-
-
 @dataclass
-class _Block:
-    kind: _Kind
-    started: bool = False
-    # reasoning: provider data gathered for the end part
-    data: dict[str, Any] = field(default_factory=dict)
-    # tool calls
-    index: int = 0
+class _Call:
     call_id: str = ""
     name: str = ""
     arguments: list[str] = field(default_factory=list)
-    unsent: list[str] = field(default_factory=list)
+    started: bool = False
 
 
 def _new_call_id() -> str:
@@ -153,49 +114,38 @@ class PartsAssembler:
     """Turns keyed provider fragments into well-ordered parts.
 
     Each ``text``/``reasoning``/``tool_call``/``end`` call returns the parts to emit now.
-    Text and reasoning are prose: a fragment for a new block ends any open text or
-    reasoning block first (and so does a new tool call), which is how streams without
-    explicit block ends (OpenAI) get their end parts. Tool calls stay open until
-    :meth:`end` or :meth:`end_all`, so parallel calls may interleave their argument
-    fragments. A tool call's start is held back until its name is known; a missing
-    call id is generated. :meth:`complete` ends whatever is open and appends usage and
-    the finish reason.
+    One reasoning block is open at a time: a fragment of another block (text, another
+    reasoning block, a tool call) ends it, which is how streams without explicit block
+    ends (OpenAI) get their ``ReasoningEnd``. Tool calls stay open until :meth:`end` or
+    :meth:`end_all`, so parallel calls may interleave their argument fragments. A tool
+    call's start is held back until its name is known; a missing call id is generated.
+    :meth:`complete` ends whatever is open and appends usage and the finish reason.
     """
 
     def __init__(self, *, new_call_id: Callable[[], str] = _new_call_id) -> None:
         self._new_call_id = new_call_id
-        self._open: dict[Hashable, _Block] = {}
+        self._calls: dict[Hashable, _Call] = {}
+        #: the open reasoning block: its key and the provider data gathered for its end
+        self._reasoning: tuple[Hashable, dict[str, Any]] | None = None
         self._tool_calls = 0
         self._usage: Usage | None = None
         self._finish: FinishReason | None = None
-
-    # ------------------------------------------------------------------ queries
 
     @property
     def finish_reason(self) -> FinishReason | None:
         return self._finish
 
-    @property
-    def tool_calls(self) -> int:
-        """How many tool calls were started so far."""
-        return self._tool_calls
-
-    # ------------------------------------------------------------------ fragments
-
     def text(self, key: Hashable, text: str) -> list[Part]:
-        return self._prose(key, "text", text)
+        return [*self._end_reasoning(), TextDelta(text)] if text else []
 
     def reasoning(self, key: Hashable, text: str) -> list[Part]:
-        return self._prose(key, "reasoning", text)
+        return [*self._open_reasoning(key), ReasoningDelta(text)] if text else []
 
     def reasoning_data(self, key: Hashable, data: Mapping[str, Any]) -> list[Part]:
         """Attach provider data (e.g. a signature) to reasoning block ``key``."""
-        out = self._open_block(key, "reasoning")
-        block = self._open[key]
-        if not block.started:
-            block.started = True
-            out.append(ReasoningStart())
-        block.data.update(data)
+        out = self._open_reasoning(key)
+        assert self._reasoning is not None
+        self._reasoning[1].update(data)
         return out
 
     def tool_call(
@@ -207,31 +157,27 @@ class PartsAssembler:
         arguments: str = "",
     ) -> list[Part]:
         """A fragment of tool call ``key``: any of its id, name and an arguments piece."""
-        out = self._open_block(key, "tool")
-        block = self._open[key]
-        if call_id and not block.started:
-            block.call_id = call_id
-        if name and not block.started:
-            block.name = name
+        out = self._end_reasoning()
+        call = self._calls.setdefault(key, _Call())
+        if not call.started:
+            call.call_id, call.name = call_id or call.call_id, name or call.name
         if arguments:
-            block.arguments.append(arguments)
-            block.unsent.append(arguments)
-        if block.name and not block.started:
-            out.append(self._start_tool(block))
-        if block.started and block.unsent:
-            out.append(ToolCallDelta(block.call_id, "".join(block.unsent)))
-            block.unsent.clear()
+            call.arguments.append(arguments)
+        if call.name and not call.started:
+            out.append(self._start(call))
         return out
 
     def end(self, key: Hashable) -> list[Part]:
         """Block ``key`` is complete (no-op when it is not open)."""
-        block = self._open.pop(key, None)
-        return [] if block is None else self._end(block)
+        if self._reasoning is not None and self._reasoning[0] == key:
+            return self._end_reasoning()
+        call = self._calls.pop(key, None)
+        return [] if call is None else self._end_call(call)
 
     def end_all(self) -> list[Part]:
-        """End every open block, in the order they were opened."""
-        out: list[Part] = []
-        for key in list(self._open):
+        """End every open block (tool calls in the order they were opened)."""
+        out = self._end_reasoning()
+        for key in list(self._calls):
             out.extend(self.end(key))
         return out
 
@@ -254,57 +200,33 @@ class PartsAssembler:
         if self._usage is not None:
             out.append(UsagePart(self._usage))
         reason = self._finish or "stop"
-        if reason == "stop" and self._tool_calls:
-            reason = "tool_calls"
-        out.append(FinishPart(reason))
+        out.append(FinishPart("tool_calls" if reason == "stop" and self._tool_calls else reason))
         return out
 
-    # ------------------------------------------------------------------ internals
-
-    def _prose(self, key: Hashable, kind: _Kind, text: str) -> list[Part]:
-        if not text:
+    def _open_reasoning(self, key: Hashable) -> list[Part]:
+        if self._reasoning is not None and self._reasoning[0] == key:
             return []
-        out = self._open_block(key, kind)
-        block = self._open[key]
-        if not block.started:
-            block.started = True
-            out.append(TextStart() if kind == "text" else ReasoningStart())
-        out.append(TextDelta(text) if kind == "text" else ReasoningDelta(text))
+        out = self._end_reasoning()
+        self._reasoning = (key, {})
         return out
 
-    def _open_block(self, key: Hashable, kind: _Kind) -> list[Part]:
-        """Make ``key`` an open block of ``kind``, ending what a new block ends."""
-        block = self._open.get(key)
-        if block is not None and block.kind == kind:
-            return []
-        out = self.end(key) if block is not None else []
-        for other in [k for k, b in self._open.items() if b.kind != "tool"]:
-            out.extend(self.end(other))
-        self._open[key] = _Block(kind)
-        return out
+    def _end_reasoning(self) -> list[Part]:
+        ended, self._reasoning = self._reasoning, None
+        return [] if ended is None else [ReasoningEnd(ended[1])]
 
-    def _start_tool(self, block: _Block) -> ToolCallStart:
-        block.started = True
-        block.index = self._tool_calls
+    def _start(self, call: _Call) -> ToolCallStart:
+        call.started = True
+        call.call_id = call.call_id or self._new_call_id()
         self._tool_calls += 1
-        block.call_id = block.call_id or self._new_call_id()
-        return ToolCallStart(block.index, block.call_id, block.name)
+        return ToolCallStart(self._tool_calls - 1, call.call_id, call.name)
 
-    def _end(self, block: _Block) -> list[Part]:
-        if block.kind == "text":
-            return [TextEnd()] if block.started else []
-        if block.kind == "reasoning":
-            return [ReasoningEnd(dict(block.data))] if block.started else []
-        out: list[Part] = []
-        if not block.started:
-            if not block.name and not block.arguments and not block.call_id:
-                return []
-            out.append(self._start_tool(block))
-            if block.unsent:
-                out.append(ToolCallDelta(block.call_id, "".join(block.unsent)))
-        raw = "".join(block.arguments)
+    def _end_call(self, call: _Call) -> list[Part]:
+        if not (call.name or call.call_id or call.arguments):
+            return []
+        out: list[Part] = [] if call.started else [self._start(call)]
+        raw = "".join(call.arguments)
         arguments, error = parse_arguments(raw)
-        if not block.name:
+        if not call.name:
             error = error or "the model called a tool without a name"
-        out.append(ToolCallEnd(block.call_id, block.name, arguments, raw, error))
+        out.append(ToolCallEnd(call.call_id, call.name, arguments, raw, error))
         return out
