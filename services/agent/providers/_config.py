@@ -4,19 +4,58 @@ and :func:`load_providers` that puts them together."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Annotated, Any, Final
+
+import msgspec
 
 from threadline.base.errors import ConfigurationError
 from threadline.base.redact import Redactor, default_redactor
-from threadline.services.agent.providers.settings import ProviderRegistry, ProviderSettings, Secret
+from threadline.services.agent.providers.settings import (
+    ApiKind,
+    MaxTokensParam,
+    ProviderRegistry,
+    ProviderSettings,
+    Secret,
+)
 
-OPENAI_URL: Final = "https://api.openai.com/v1"
-ANTHROPIC_URL: Final = "https://api.anthropic.com"
-GEMINI_URL: Final = "https://generativelanguage.googleapis.com/v1beta/openai/"
-OPENROUTER_URL: Final = "https://openrouter.ai/api/v1"
 OLLAMA_URL: Final = "http://localhost:11434"
 DEV_MODELS: Final = ("threadline-dev",)
+
+#: the built-in providers with a key: name -> (label, wire API, base URL, models); the
+#: key is in ``<NAME>_API_KEY`` (Ollama's is optional)
+_BUILTIN: Final[dict[str, tuple[str, ApiKind, str, tuple[str, ...]]]] = {
+    "openai": (
+        "OpenAI",
+        "openai",
+        "https://api.openai.com/v1",
+        ("gpt-4.1-mini", "gpt-4.1", "gpt-4o-mini", "gpt-4o", "o4-mini"),
+    ),
+    "anthropic": (
+        "Anthropic",
+        "anthropic",
+        "https://api.anthropic.com",
+        ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"),
+    ),
+    "gemini": (
+        "Gemini",
+        "openai",
+        "https://generativelanguage.googleapis.com/v1beta/openai/",
+        ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite"),
+    ),
+    "openrouter": (
+        "OpenRouter",
+        "openai",
+        "https://openrouter.ai/api/v1",
+        ("openai/gpt-4.1-mini", "anthropic/claude-sonnet-4.5", "google/gemini-2.5-flash"),
+    ),
+    "ollama": ("Ollama", "openai", OLLAMA_URL + "/v1", ("llama3.2", "qwen3", "mistral")),
+}
+#: optional headers of built-in providers: header -> environment variable
+_HEADERS: Final = {
+    "openai": {"OpenAI-Organization": "OPENAI_ORG_ID", "OpenAI-Project": "OPENAI_PROJECT_ID"},
+    "openrouter": {"HTTP-Referer": "OPENROUTER_SITE_URL", "X-Title": "OPENROUTER_APP_NAME"},
+}
 
 
 def _env(env: Mapping[str, str], name: str) -> str | None:
@@ -36,63 +75,16 @@ def _with_suffix(url: str, suffix: str) -> str:
 
 def builtin_providers(env: Mapping[str, str]) -> dict[str, ProviderSettings]:
     """openai, anthropic, gemini, openrouter, ollama, dev and dev-anthropic."""
-    openai_headers = {
-        header: value
-        for header, var in (
-            ("OpenAI-Organization", "OPENAI_ORG_ID"),
-            ("OpenAI-Project", "OPENAI_PROJECT_ID"),
-        )
-        if (value := _env(env, var))
-    }
-    router_headers = {
-        header: value
-        for header, var in (
-            ("HTTP-Referer", "OPENROUTER_SITE_URL"),
-            ("X-Title", "OPENROUTER_APP_NAME"),
-        )
-        if (value := _env(env, var))
-    }
-    ollama_url = _env(env, "OLLAMA_BASE_URL")
-    dev_url = _env(env, "THREADLINE_DEVMODEL_URL")
-    keyed = {
-        "openai": (
-            "OpenAI",
-            OPENAI_URL,
-            "OPENAI_API_KEY",
-            ("gpt-4.1-mini", "gpt-4.1", "gpt-4o-mini", "gpt-4o", "o4-mini"),
-        ),
-        "anthropic": (
-            "Anthropic",
-            ANTHROPIC_URL,
-            "ANTHROPIC_API_KEY",
-            ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"),
-        ),
-        "gemini": (
-            "Gemini",
-            GEMINI_URL,
-            "GEMINI_API_KEY",
-            ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite"),
-        ),
-        "openrouter": (
-            "OpenRouter",
-            OPENROUTER_URL,
-            "OPENROUTER_API_KEY",
-            ("openai/gpt-4.1-mini", "anthropic/claude-sonnet-4.5", "google/gemini-2.5-flash"),
-        ),
-    }
     out: dict[str, ProviderSettings] = {}
-    for name, (label, url, key_env, models) in keyed.items():
+    for name, (label, api, url, models) in _BUILTIN.items():
+        key_env = f"{name.upper()}_API_KEY"
         key = _secret(env, key_env)
         out[name] = ProviderSettings(
             name=name,
-            api="anthropic" if name == "anthropic" else "openai",
+            api=api,
             base_url=url,
             api_key=key,
-            headers=openai_headers
-            if name == "openai"
-            else router_headers
-            if name == "openrouter"
-            else {},
+            headers={h: v for h, var in _HEADERS.get(name, {}).items() if (v := _env(env, var))},
             models=models,
             default_model=models[0],
             label=label,
@@ -100,26 +92,21 @@ def builtin_providers(env: Mapping[str, str]) -> dict[str, ProviderSettings]:
             max_tokens_param="max_completion_tokens" if name == "openai" else "max_tokens",
             configured=key is not None,
         )
-    out["ollama"] = ProviderSettings(
-        name="ollama",
-        api="openai",
+    ollama_url = _env(env, "OLLAMA_BASE_URL")
+    out["ollama"] = dataclasses.replace(
+        out["ollama"],
         base_url=_with_suffix(ollama_url or OLLAMA_URL, "/v1"),
-        api_key=_secret(env, "OLLAMA_API_KEY"),
-        models=("llama3.2", "qwen3", "mistral"),
-        default_model="llama3.2",
-        label="Ollama",
-        key_env="OLLAMA_API_KEY",
         key_required=False,
         configured=ollama_url is not None,
     )
-    dev_urls: tuple[tuple[str, str, str | None], ...] = (
-        ("dev", "openai", _with_suffix(dev_url, "/v1") if dev_url else None),
-        ("dev-anthropic", "anthropic", dev_url.rstrip("/") if dev_url else None),
-    )
-    for dev_name, dev_api, dev_base in dev_urls:
-        out[dev_name] = ProviderSettings(
-            name=dev_name,
-            api="openai" if dev_api == "openai" else "anthropic",
+    dev_url = _env(env, "THREADLINE_DEVMODEL_URL")
+    for name, api, dev_base in (
+        ("dev", "openai", dev_url and _with_suffix(dev_url, "/v1")),
+        ("dev-anthropic", "anthropic", dev_url and dev_url.rstrip("/")),
+    ):
+        out[name] = ProviderSettings(
+            name=name,
+            api="anthropic" if api == "anthropic" else "openai",
             base_url=dev_base,
             models=DEV_MODELS,
             default_model=DEV_MODELS[0],
@@ -132,82 +119,35 @@ def builtin_providers(env: Mapping[str, str]) -> dict[str, ProviderSettings]:
 
 # ------------------------------------------------------------------------ config file
 
+_Text = Annotated[str, msgspec.Meta(min_length=1)]
+_Count = Annotated[int, msgspec.Meta(gt=0)]
+_Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class _Entry(msgspec.Struct, forbid_unknown_fields=True):
+    """One ``[providers.<name>]`` table; a key left out is None (TOML has no null)."""
+
+    api: ApiKind | None = None
+    label: _Text | None = None
+    base_url: Annotated[str, msgspec.Meta(pattern="^https?://")] | None = None
+    key_env: _Text | None = None
+    key_required: bool | None = None
+    headers: dict[str, str] | None = None
+    #: header -> the environment variable holding its value
+    headers_env: dict[str, str] | None = None
+    models: tuple[_Text, ...] | None = None
+    default_model: _Text | None = None
+    max_tokens: _Count | None = None
+    max_tokens_param: MaxTokensParam | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    timeout_s: _Seconds | None = None
+    connect_timeout_s: _Seconds | None = None
+    #: a number of tokens, or a table of model name -> tokens
+    context_tokens: _Count | dict[_Text, _Count] | None = None
+
 
 def _fail(provider: str, message: str) -> ConfigurationError:
     return ConfigurationError(f"config: provider {provider!r}: {message}")
-
-
-def _is_pos(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-
-
-def _is_text(value: object) -> bool:
-    return isinstance(value, str) and bool(value)
-
-
-def _is_str_map(value: object) -> bool:
-    return isinstance(value, Mapping) and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    )
-
-
-def _is_models(value: object) -> bool:
-    return isinstance(value, list | tuple) and all(_is_text(m) for m in value)
-
-
-def _is_url(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("http://", "https://"))
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _is_windows(value: object) -> bool:
-    """``context_tokens``: a number of tokens, or a table of model name -> tokens."""
-    if isinstance(value, Mapping):
-        return all(_is_text(k) and _is_count(v) for k, v in value.items())
-    return _is_count(value)
-
-
-def _windows(value: Any) -> dict[str, int]:
-    return dict(value) if isinstance(value, Mapping) else {"*": value}
-
-
-_Rule = tuple[Callable[[object], bool], str, Callable[[Any], Any]]
-_SECONDS: Final[_Rule] = (_is_pos, "a positive number of seconds", float)
-_TEXT: Final[_Rule] = (_is_text, "a non-empty string", _same)
-
-#: config key -> (check, what it must be, conversion)
-_RULES: Final[dict[str, _Rule]] = {
-    "api": (lambda v: v in ("openai", "anthropic"), '"openai" or "anthropic"', _same),
-    "label": _TEXT,
-    "base_url": (_is_url, "an http(s) URL", _same),
-    "key_env": _TEXT,
-    "key_required": (lambda v: isinstance(v, bool), "true or false", _same),
-    "headers": (_is_str_map, "a table of strings", dict),
-    "headers_env": (_is_str_map, "a table of environment variable names", dict),
-    "models": (_is_models, "a list of model names", tuple),
-    "default_model": _TEXT,
-    "max_tokens": (lambda v: _is_pos(v) and isinstance(v, int), "a positive integer", _same),
-    "max_tokens_param": (
-        lambda v: v in ("max_tokens", "max_completion_tokens"),
-        '"max_tokens" or "max_completion_tokens"',
-        _same,
-    ),
-    "temperature": (lambda v: _is_pos(v) or v == 0, "a number >= 0", float),
-    "timeout_s": _SECONDS,
-    "connect_timeout_s": _SECONDS,
-    "context_tokens": (
-        _is_windows,
-        "a positive integer, or a table of model name = positive integer",
-        _windows,
-    ),
-}
 
 
 def _parse_entry(name: str, entry: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -218,17 +158,15 @@ def _parse_entry(name: str, entry: Mapping[str, Any], env: Mapping[str, str]) ->
             "api_key is not accepted in a config file; put the key in an "
             "environment variable and name that variable with key_env",
         )
-    unknown = sorted(set(entry) - set(_RULES))
-    if unknown:
-        raise _fail(name, f"unknown keys {unknown}; allowed: {sorted(_RULES)}")
-    fields: dict[str, Any] = {}
-    for key, value in entry.items():
-        check, want, convert = _RULES[key]
-        if not check(value):
-            raise _fail(name, f"{key} must be {want}, not {value!r}")
-        fields[key] = convert(value)
-    headers_env: dict[str, str] = fields.pop("headers_env", {})
-    for header, var in headers_env.items():
+    try:
+        parsed = msgspec.convert(entry, _Entry)
+    except msgspec.ValidationError as exc:
+        allowed = ", ".join(_Entry.__struct_fields__)
+        raise _fail(name, f"{exc} (allowed keys: {allowed})") from None
+    fields = {k: v for k, v in msgspec.structs.asdict(parsed).items() if v is not None}
+    if isinstance(windows := fields.get("context_tokens"), int):
+        fields["context_tokens"] = {"*": windows}
+    for header, var in fields.pop("headers_env", {}).items():
         value = _env(env, var)
         if value is None:
             raise _fail(name, f"header {header!r} comes from {var}, which is not set")
