@@ -34,6 +34,8 @@ def _mirrored(structured: Any, parts: list[str]) -> bool:
     if isinstance(structured, dict) and structured.keys() == {"result"}:
         mirrors.append(structured["result"])
     for part in parts:
+        if part in mirrors:  # a wrapped string, as is
+            return True
         try:
             if json.loads(part) in mirrors:
                 return True
