@@ -15,17 +15,16 @@ from threadline.events.schema import (
     Usage,
 )
 from threadline.services.agent.coalesce import Coalescer
-from threadline.services.agent.providers import (
+from threadline.services.agent.providers import ModelAdapter, ModelRequest
+from threadline.services.agent.providers.parts import (
     FinishPart,
-    ModelAdapter,
-    ModelRequest,
     ReasoningEnd,
     ToolCallEnd,
     ToolCallStart,
     UsagePart,
 )
-from threadline.services.agent.providers import ReasoningDelta as ReasoningPart
-from threadline.services.agent.providers import TextDelta as TextPart
+from threadline.services.agent.providers.parts import ReasoningDelta as ReasoningPart
+from threadline.services.agent.providers.parts import TextDelta as TextPart
 from threadline.services.agent.tools import split_prefixed
 from threadline.services.agent.writer import TurnWriter
 

@@ -10,8 +10,10 @@ from tests.providers.helpers import ASK, HttpErrorCase, expect_http_error, fail,
 from threadline.events.conversation import AssistantTurn, ToolSpec, ToolTurn, UserTurn
 from threadline.events.schema import ToolCallRef, Usage
 from threadline.services.agent.providers import (
-    FinishPart,
     ModelRequest,
+)
+from threadline.services.agent.providers.parts import (
+    FinishPart,
     ReasoningDelta,
     ReasoningEnd,
     TextDelta,

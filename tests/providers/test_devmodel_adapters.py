@@ -18,17 +18,19 @@ from threadline.base.redact import Redactor
 from threadline.events.conversation import AssistantTurn, ToolSpec, ToolTurn, UserTurn
 from threadline.events.schema import ToolCallRef
 from threadline.services.agent.providers import (
-    FinishPart,
     ModelAdapter,
     ModelRequest,
+    Secret,
+    adapter_for,
+    load_providers,
+)
+from threadline.services.agent.providers.parts import (
+    FinishPart,
     ReasoningDelta,
     ReasoningEnd,
-    Secret,
     TextDelta,
     ToolCallEnd,
     UsagePart,
-    adapter_for,
-    load_providers,
 )
 from threadline.services.devmodel import DevModelSettings, answer_for, serve, tool_answer
 

@@ -5,8 +5,14 @@ import email.utils
 import pytest
 
 from threadline.base.redact import Redactor
-from threadline.services.agent.providers import ProviderError, ProviderSettings, parse_retry_after
-from threadline.services.agent.providers.errors import ErrorContext
+from threadline.services.agent.providers import (
+    ProviderError,
+    ProviderSettings,
+)
+from threadline.services.agent.providers.errors import (
+    ErrorContext,
+    parse_retry_after,
+)
 
 NOW = 1_700_000_000.0
 

@@ -12,8 +12,10 @@ from tests.providers.helpers import ASK, HttpErrorCase, expect_http_error, fail,
 from threadline.events.conversation import ToolSpec
 from threadline.events.schema import Usage
 from threadline.services.agent.providers import (
-    FinishPart,
     ModelRequest,
+)
+from threadline.services.agent.providers.parts import (
+    FinishPart,
     ReasoningDelta,
     ReasoningEnd,
     TextDelta,

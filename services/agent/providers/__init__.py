@@ -5,46 +5,38 @@
 into :data:`~.parts.Part` values; ``errors`` types every failure. See docs/providers.md.
 """
 
+from __future__ import annotations
+
+import httpx2
+
+from threadline.base.redact import Redactor
 from threadline.services.agent.providers._config import load_providers
+from threadline.services.agent.providers.anthropic_messages import AnthropicMessagesAdapter
 from threadline.services.agent.providers.base import ModelAdapter, ModelRequest
-from threadline.services.agent.providers.errors import (
-    ProviderError,
-    parse_retry_after,
-    translate_error,
-)
-from threadline.services.agent.providers.factory import adapter_for
+from threadline.services.agent.providers.errors import ProviderError
+from threadline.services.agent.providers.openai_chat import OpenAIChatAdapter
 from threadline.services.agent.providers.parts import (
     FinishPart,
     Part,
     PartsAssembler,
     ReasoningDelta,
-    ReasoningEnd,
     TextDelta,
     ToolCallEnd,
     ToolCallStart,
     UsagePart,
 )
-from threadline.services.agent.providers.settings import (
-    DEFAULT_PREFERENCE,
-    ProviderInfo,
-    ProviderRegistry,
-    ProviderSettings,
-    Secret,
-)
+from threadline.services.agent.providers.settings import ProviderRegistry, ProviderSettings, Secret
 
 __all__ = [
-    "DEFAULT_PREFERENCE",
     "FinishPart",
     "ModelAdapter",
     "ModelRequest",
     "Part",
     "PartsAssembler",
     "ProviderError",
-    "ProviderInfo",
     "ProviderRegistry",
     "ProviderSettings",
     "ReasoningDelta",
-    "ReasoningEnd",
     "Secret",
     "TextDelta",
     "ToolCallEnd",
@@ -52,6 +44,19 @@ __all__ = [
     "UsagePart",
     "adapter_for",
     "load_providers",
-    "parse_retry_after",
-    "translate_error",
 ]
+
+
+def adapter_for(
+    settings: ProviderSettings,
+    *,
+    redactor: Redactor | None = None,
+    http_client: httpx2.AsyncClient | None = None,
+) -> ModelAdapter:
+    """The adapter for ``settings.api``, its key registered with ``redactor`` (the
+    process-wide one by default). Raises ``ConfigurationError`` when the provider lacks
+    a key, URL or model; nothing is sent until ``stream`` is iterated.
+    """
+    if settings.api == "anthropic":
+        return AnthropicMessagesAdapter(settings, redactor=redactor, http_client=http_client)
+    return OpenAIChatAdapter(settings, redactor=redactor, http_client=http_client)

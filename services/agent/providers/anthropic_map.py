@@ -34,8 +34,6 @@ from threadline.services.agent.providers.base import ModelRequest
 from threadline.services.agent.providers.history import repair, system_prompt, wrap_tool_output
 from threadline.services.agent.providers.settings import ProviderSettings
 
-__all__ = ["THINKING_HEADROOM", "AnthropicRequest", "map_messages", "map_tools", "to_anthropic"]
-
 #: output tokens kept for the answer when extended thinking is on
 THINKING_HEADROOM = 1024
 

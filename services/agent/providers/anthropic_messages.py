@@ -23,9 +23,7 @@ from threadline.services.agent.providers.anthropic_map import AnthropicRequest, 
 from threadline.services.agent.providers.base import ModelRequest
 from threadline.services.agent.providers.errors import ErrorContext
 from threadline.services.agent.providers.parts import Part, PartsAssembler
-from threadline.services.agent.providers.sdk_adapter import NO_KEY, ClientOptions, SdkAdapter
-
-__all__ = ["NO_KEY", "AnthropicMessagesAdapter", "Event", "EventReader"]
+from threadline.services.agent.providers.sdk_adapter import ClientOptions, SdkAdapter
 
 _FINISH: Final[dict[str, FinishReason]] = {
     "end_turn": "stop",

@@ -11,8 +11,6 @@ from threadline.events.conversation import Message, ToolSpec
 from threadline.services.agent.providers.parts import Part
 from threadline.services.agent.providers.settings import ProviderSettings
 
-__all__ = ["ModelAdapter", "ModelRequest"]
-
 
 class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
     """One model step: the vendor-neutral conversation and how to sample it.

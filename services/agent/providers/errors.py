@@ -14,8 +14,8 @@ import email.utils
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import anthropic
@@ -27,16 +27,6 @@ from threadline.base.errors import ThreadlineError
 from threadline.base.redact import MIN_SECRET_LENGTH, REDACTED, Redactor
 from threadline.events.schema import ErrorKind
 from threadline.services.agent.providers.settings import ProviderSettings
-
-__all__ = [
-    "TYPE_STATUS",
-    "ErrorContext",
-    "ProviderError",
-    "body_message",
-    "clip",
-    "parse_retry_after",
-    "translate_error",
-]
 
 _TOOLS_UNSUPPORTED: Final = re.compile(
     r"does not support tools|tools? (?:use |calling )?(?:is |are )?not supported", re.I
@@ -70,33 +60,22 @@ _ADDRESS: Final = re.compile(
 )
 
 
+@dataclass(eq=False)
 class ProviderError(ThreadlineError):
     """A model provider failed. ``str(err)`` is safe to show and to record."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: ErrorKind,
-        provider: str = "",
-        retryable: bool = False,
-        retry_after_s: float | None = None,
-        tools_unsupported: bool = False,
-        status: int | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.kind: ErrorKind = kind
-        self.provider = provider
-        self.retryable = retryable
-        self.retry_after_s = retry_after_s
-        self.tools_unsupported = tools_unsupported
-        self.status = status
-        self.request_id = request_id
+    message: str
+    _: KW_ONLY
+    kind: ErrorKind
+    provider: str = ""
+    retryable: bool = False
+    retry_after_s: float | None = None
+    tools_unsupported: bool = False
+    status: int | None = None
+    request_id: str | None = None
 
-    def __repr__(self) -> str:
-        return f"ProviderError({self.message!r}, kind={self.kind!r}, provider={self.provider!r})"
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -174,27 +153,9 @@ class ErrorContext:
         parts = urlsplit(self.settings.base_url or "")
         return parts.netloc.rsplit("@", 1)[-1] or "(no base URL)"
 
-    def error(
-        self,
-        kind: ErrorKind,
-        message: str,
-        *,
-        retryable: bool = False,
-        retry_after_s: float | None = None,
-        tools_unsupported: bool = False,
-        status: int | None = None,
-        request_id: str | None = None,
-    ) -> ProviderError:
-        return ProviderError(
-            self.scrub(message),
-            kind=kind,
-            provider=self.settings.name,
-            retryable=retryable,
-            retry_after_s=retry_after_s,
-            tools_unsupported=tools_unsupported,
-            status=status,
-            request_id=request_id,
-        )
+    def error(self, kind: ErrorKind, message: str, **details: Any) -> ProviderError:
+        """A ProviderError of this provider; ``details``: its other attributes."""
+        return ProviderError(self.scrub(message), kind=kind, provider=self.settings.name, **details)
 
     # ------------------------------------------------------------------ by cause
 

@@ -21,9 +21,7 @@ from threadline.services.agent.providers.base import ModelRequest
 from threadline.services.agent.providers.errors import ErrorContext
 from threadline.services.agent.providers.openai_map import OpenAIRequest, to_openai
 from threadline.services.agent.providers.parts import Part, PartsAssembler
-from threadline.services.agent.providers.sdk_adapter import NO_KEY, ClientOptions, SdkAdapter
-
-__all__ = ["NO_KEY", "Chunk", "ChunkReader", "OpenAIChatAdapter", "chunk_parts"]
+from threadline.services.agent.providers.sdk_adapter import ClientOptions, SdkAdapter
 
 _FINISH: Final[dict[str, FinishReason]] = {
     "stop": "stop",

@@ -36,8 +36,6 @@ from threadline.services.agent.providers.base import ModelRequest
 from threadline.services.agent.providers.history import repair, system_prompt, wrap_tool_output
 from threadline.services.agent.providers.settings import MaxTokensParam, ProviderSettings
 
-__all__ = ["OpenAIRequest", "map_messages", "map_tools", "to_openai"]
-
 
 @dataclass(frozen=True, slots=True)
 class OpenAIRequest:

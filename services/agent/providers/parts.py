@@ -25,19 +25,6 @@ import msgspec
 
 from threadline.events.schema import FinishReason, Usage
 
-__all__ = [
-    "FinishPart",
-    "Part",
-    "PartsAssembler",
-    "ReasoningDelta",
-    "ReasoningEnd",
-    "TextDelta",
-    "ToolCallEnd",
-    "ToolCallStart",
-    "UsagePart",
-    "parse_arguments",
-]
-
 
 class _Part(msgspec.Struct, frozen=True, tag_field="part"):
     """Base of every part kind."""

@@ -16,14 +16,6 @@ from threadline.events.schema import GenerationParams
 from threadline.services.agent.providers._config import builtin_providers
 from threadline.services.agent.providers.settings import ApiKind
 
-__all__ = [
-    "MAX_ANTHROPIC_TEMPERATURE",
-    "MIN_THINKING_BUDGET",
-    "MIN_TOP_P_THINKING",
-    "check_params",
-    "provider_api",
-]
-
 #: Anthropic extended thinking: the smallest budget, and the least top_p allowed with it
 MIN_THINKING_BUDGET: Final = 1024
 MIN_TOP_P_THINKING: Final = 0.95

@@ -34,8 +34,6 @@ from threadline.services.agent.providers.parts import Part, PartsAssembler
 from threadline.services.agent.providers.settings import ProviderSettings
 from threadline.services.agent.providers.sse import SseDecoder
 
-__all__ = ["NO_KEY", "ClientOptions", "SdkAdapter", "StreamReader", "client_options"]
-
 #: sent as the key (OpenAI's bearer token, Anthropic's x-api-key) to servers that need
 #: none (Ollama, the dev model): without an explicit key the SDKs would look for
 #: OPENAI_API_KEY / ANTHROPIC_API_KEY in the environment (and credential files)

@@ -16,16 +16,6 @@ import msgspec
 
 from threadline.base.errors import ConfigurationError
 
-__all__ = [
-    "DEFAULT_PREFERENCE",
-    "ApiKind",
-    "MaxTokensParam",
-    "ProviderInfo",
-    "ProviderRegistry",
-    "ProviderSettings",
-    "Secret",
-]
-
 ApiKind = Literal["openai", "anthropic"]
 MaxTokensParam = Literal["max_tokens", "max_completion_tokens"]
 
@@ -161,9 +151,6 @@ class ProviderRegistry:
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._providers)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._providers
 
     def settings(self, name: str) -> ProviderSettings:
         """The settings of ``name`` as they are, usable or not (no key check)."""

@@ -10,8 +10,6 @@ straight into the few fields they read.
 
 from __future__ import annotations
 
-__all__ = ["SseDecoder", "SseEvent"]
-
 #: (event name, data); the name is ``b""`` when the event had no ``event:`` line
 SseEvent = tuple[bytes, bytes]
 
