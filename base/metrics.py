@@ -27,7 +27,9 @@ from typing import Any, Final, TypeVar
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+#: the exposition format's media type; as a content type, with its charset
+MEDIA_TYPE: Final = "text/plain; version=0.0.4"
+CONTENT_TYPE: Final = f"{MEDIA_TYPE}; charset=utf-8"
 #: seconds, for latencies from a few milliseconds (a tool) to minutes (a long turn)
 LATENCY_BUCKETS_S: Final = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,

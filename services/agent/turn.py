@@ -158,7 +158,7 @@ class Turn:
         await self.writer.append(
             TurnStarted(
                 turn_id=self.turn_id, attempt=self.attempt, provider=self.provider,
-                model=self.model, worker=self.cfg.worker,
+                model=self.obs.model(), worker=self.cfg.worker,
             )
         )  # fmt: skip
         if self.cancel.is_set() or self.state.turns[self.turn_id].cancel_requested:

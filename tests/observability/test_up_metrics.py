@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import fresh_stream
 from tests.observability.promtext import Samples, has, parse, total, value
 from threadline.base.config import Settings
+from threadline.base.metrics import CONTENT_TYPE
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.projections import VIEW_NAMES
 from threadline.services.cli.stack import PROVIDER_KEY_VARS, start_services
@@ -33,6 +34,7 @@ class Up:
     async def scrape(self) -> tuple[str, Samples]:
         response = await self.client.get("/metrics")
         assert response.status_code == 200
+        assert response.headers["content-type"] == CONTENT_TYPE  # charset=utf-8 once
         return response.text, parse(response.text)
 
     async def turn(self, session: str, text: str) -> int:

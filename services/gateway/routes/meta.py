@@ -8,6 +8,7 @@ from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
 from threadline.base.errors import ThreadlineError
+from threadline.base.metrics import MEDIA_TYPE
 from threadline.events.readiness import problems
 from threadline.services.gateway.context import GW
 from threadline.services.gateway.errors import error_responses
@@ -67,7 +68,7 @@ async def readyz(gw: GW) -> Response[Health]:
     description="Text exposition format: the gateway's metrics and those of the other "
     "services in this process (agent, projector). Not authenticated: no owners, sessions "
     "or tokens appear in it.",
-    media_type="text/plain; version=0.0.4; charset=utf-8",
+    media_type=MEDIA_TYPE,  # Litestar adds "; charset=utf-8" to text/*
 )
 async def metrics(gw: GW) -> str:
     return await gw.metrics.render_all(gw.hub.upstreams)
