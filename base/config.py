@@ -48,7 +48,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: providers to switch to, in order, when a turn's provider keeps failing ("a,b")
     fallback_providers: str = ""
     #: how long the agent buffers token deltas into one event (the first is never held)
-    delta_window_ms: float = 25.0
+    delta_window_ms: float = 50.0
     #: tool steps per turn before a final answer without tools
     max_steps: int = 8
     #: agent worker processes ``threadline up`` starts (0: one per core)

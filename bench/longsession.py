@@ -10,7 +10,8 @@ fastest pace. Measured at turns 1, 10, 100, 500 and 1,000 (those up to N, and N)
   direct request to the dev model carrying the same history (5 of them at that point,
   median);
 * the agent's, gateway's and nats-server's CPU per turn over the same window, from
-  ``/proc`` read before and after every turn (10 ms ticks: hence the window);
+  ``/proc/<pid>/task/*/schedstat`` read before and after every turn (nanoseconds), the
+  mean over the window;
 * ``GET /v1/sessions/{id}`` after that turn: median of 5, and the size of its answer.
 
 Then turn N against turn 10, for the agent's CPU per turn and the added time to first

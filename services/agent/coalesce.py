@@ -25,7 +25,7 @@ __all__ = ["MAX_STRETCH", "Coalescer", "WorkerLoad", "process_load"]
 Append = Callable[[Event], Awaitable[object]]
 Clock = Callable[[], float]
 
-#: the most the window stretches under load (4 x 25 ms by default)
+#: the most the window stretches under load (4 x 50 ms by default)
 MAX_STRETCH: Final = 4.0
 
 

@@ -88,7 +88,7 @@ def agent_actor(worker: str) -> str:
 @dataclass(frozen=True, kw_only=True)
 class AgentSettings:
     worker: str = "agent"
-    delta_window_s: float = 0.025
+    delta_window_s: float = 0.05
     max_steps: int = 8
     max_retries: int = 3
     retry_base_s: float = 0.5
