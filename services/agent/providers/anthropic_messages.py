@@ -21,9 +21,8 @@ from anthropic import AsyncAnthropic
 from threadline.events.schema import FinishReason, Usage
 from threadline.services.agent.providers.anthropic_map import AnthropicRequest, to_anthropic
 from threadline.services.agent.providers.base import ModelRequest
-from threadline.services.agent.providers.errors import ErrorContext
-from threadline.services.agent.providers.parts import Part, PartsAssembler
-from threadline.services.agent.providers.sdk_adapter import ClientOptions, SdkAdapter
+from threadline.services.agent.providers.parts import Part
+from threadline.services.agent.providers.sdk_adapter import ClientOptions, SdkAdapter, StreamReader
 
 _FINISH: Final[dict[str, FinishReason]] = {
     "end_turn": "stop",
@@ -52,8 +51,9 @@ class _Message(msgspec.Struct):
     usage: _Usage | None = None
 
 
-class _Block(msgspec.Struct):
-    """A ``content_block_start``'s block: text, thinking, redacted thinking, tool use."""
+class _Content(msgspec.Struct):
+    """A ``content_block_start``'s block (text, thinking, redacted thinking, tool use) or
+    a ``content_block_delta``'s or ``message_delta``'s delta."""
 
     type: str = ""
     text: str | None = None
@@ -63,15 +63,6 @@ class _Block(msgspec.Struct):
     id: str | None = None
     name: str | None = None
     input: Any = None
-
-
-class _Delta(msgspec.Struct):
-    """A ``content_block_delta``'s or ``message_delta``'s delta."""
-
-    type: str = ""
-    text: str | None = None
-    thinking: str | None = None
-    signature: str | None = None
     partial_json: str | None = None
     stop_reason: str | None = None
 
@@ -82,8 +73,8 @@ class Event(msgspec.Struct):
     type: str = ""
     index: int = 0
     message: _Message | None = None
-    content_block: _Block | None = None
-    delta: _Delta | None = None
+    content_block: _Content | None = None
+    delta: _Content | None = None
     usage: _Usage | None = None
     error: Any = None
 
@@ -91,18 +82,14 @@ class Event(msgspec.Struct):
 _decode_event: Final = msgspec.json.Decoder(Event).decode
 
 
-class EventReader:
-    """Feeds stream events into a :class:`PartsAssembler`; tracks usage and the end."""
+class EventReader(StreamReader):
+    """Feeds stream events into the assembler; tracks usage and the end."""
 
-    def __init__(self, ctx: ErrorContext) -> None:
-        self.assembler = PartsAssembler()
-        self.stopped = False
-        self._ctx = ctx
-        self._usage = Usage()
+    _usage = Usage()  #: so far (``message_start``, then each ``message_delta``)
 
     def feed(self, event: bytes, data: bytes) -> list[Part]:
         if event == b"error":
-            raise self._ctx.stream_error(_json_or_text(data))
+            raise self.ctx.stream_error(_json_or_text(data))
         if self.stopped or not data:
             return []
         ev = _decode_event(data)
@@ -123,7 +110,7 @@ class EventReader:
             self.stopped = True
             return asm.end_all()
         elif kind == "error":
-            raise self._ctx.stream_error({"error": ev.error})
+            raise self.ctx.stream_error({"error": ev.error})
         return []
 
     def _started(self, u: _Usage) -> None:
@@ -138,15 +125,14 @@ class EventReader:
 
     def _delta_usage(self, d: _Usage) -> None:
         details = d.output_tokens_details
-        self._usage = Usage(
-            input_tokens=self._usage.input_tokens,
+        self._usage = msgspec.structs.replace(
+            self._usage,
             output_tokens=d.output_tokens or self._usage.output_tokens,
             reasoning_tokens=(details.thinking_tokens or 0) if details else 0,
-            cached_input_tokens=self._usage.cached_input_tokens,
         )
         self.assembler.usage(self._usage)
 
-    def _start(self, key: int, block: _Block) -> list[Part]:
+    def _start(self, key: int, block: _Content) -> list[Part]:
         asm = self.assembler
         if block.type == "text":
             return asm.text(key, block.text or "")
@@ -164,7 +150,7 @@ class EventReader:
             return asm.tool_call(key, call_id=block.id, name=block.name, arguments=arguments)
         return []  # server-side tool blocks: not ours to run
 
-    def _delta(self, key: int, delta: _Delta) -> list[Part]:
+    def _delta(self, key: int, delta: _Content) -> list[Part]:
         asm = self.assembler
         if delta.type == "text_delta":
             return asm.text(key, delta.text or "")

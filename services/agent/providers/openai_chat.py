@@ -18,10 +18,9 @@ from openai import AsyncOpenAI, Omit, omit
 
 from threadline.events.schema import FinishReason, Usage
 from threadline.services.agent.providers.base import ModelRequest
-from threadline.services.agent.providers.errors import ErrorContext
 from threadline.services.agent.providers.openai_map import OpenAIRequest, to_openai
 from threadline.services.agent.providers.parts import Part, PartsAssembler
-from threadline.services.agent.providers.sdk_adapter import ClientOptions, SdkAdapter
+from threadline.services.agent.providers.sdk_adapter import ClientOptions, SdkAdapter, StreamReader
 
 _FINISH: Final[dict[str, FinishReason]] = {
     "stop": "stop",
@@ -117,55 +116,43 @@ def _tool_calls(calls: list[_ToolCall], assembler: PartsAssembler) -> list[Part]
     return out
 
 
-def chunk_parts(chunk: Chunk, assembler: PartsAssembler) -> list[Part]:
-    """Feed one streamed chunk (first choice only) into ``assembler``."""
-    out: list[Part] = []
-    if chunk.usage is not None:
-        assembler.usage(_usage(chunk.usage))
-    for choice in chunk.choices or ():
-        if choice.index != 0:
-            continue
-        delta = choice.delta
-        if delta is not None:
-            out += assembler.reasoning("reasoning", _reasoning(delta))
-            out += assembler.text("text", (delta.content or "") + (delta.refusal or ""))
-            out += _tool_calls(delta.tool_calls or [], assembler)
-        if choice.finish_reason is not None:
-            out += assembler.end_all()
-            assembler.finish(_FINISH.get(choice.finish_reason, "stop"))
-    return out
-
-
 def _unset_ambient(headers: Mapping[str, str]) -> dict[str, str | Omit]:
     """The ambient headers to send unset: those ``headers`` (the settings') do not set."""
     present = {h.lower() for h in headers}
     return {h: omit for h in _AMBIENT_HEADERS if h.lower() not in present}
 
 
-class ChunkReader:
-    """Feeds streamed chunks into a :class:`PartsAssembler` (see :func:`chunk_parts`);
-    the stream is complete once a chunk gave a finish reason. Nothing after ``[DONE]``
-    is read (the rest of the body is drained, for the connection's reuse)."""
+class ChunkReader(StreamReader):
+    """Feeds streamed chunks (first choice only) into the assembler; the stream is
+    complete once a chunk gave a finish reason. Nothing after ``[DONE]`` is read (the
+    rest of the body is drained, for the connection's reuse)."""
 
-    def __init__(self, ctx: ErrorContext) -> None:
-        self.assembler = PartsAssembler()
-        self._ctx = ctx
-        self._done = False
-
-    @property
-    def stopped(self) -> bool:
-        return self.assembler.finish_reason is not None
+    done = False  #: ``[DONE]`` was read
 
     def feed(self, event: bytes, data: bytes) -> list[Part]:
-        if self._done or not data:
+        if self.done or not data:
             return []
         if data.startswith(b"[DONE]"):
-            self._done = True
+            self.done = True
             return []
-        chunk = _decode_chunk(data)
+        chunk, asm = _decode_chunk(data), self.assembler
         if chunk.error:
-            raise self._ctx.stream_error({"error": chunk.error})
-        return chunk_parts(chunk, self.assembler)
+            raise self.ctx.stream_error({"error": chunk.error})
+        if chunk.usage is not None:
+            asm.usage(_usage(chunk.usage))
+        out: list[Part] = []
+        for choice in chunk.choices or ():
+            if choice.index != 0:
+                continue
+            if (delta := choice.delta) is not None:
+                out += asm.reasoning("reasoning", _reasoning(delta))
+                out += asm.text("text", (delta.content or "") + (delta.refusal or ""))
+                out += _tool_calls(delta.tool_calls or [], asm)
+            if choice.finish_reason is not None:
+                out += asm.end_all()
+                asm.finish(_FINISH.get(choice.finish_reason, "stop"))
+                self.stopped = True
+        return out
 
 
 class OpenAIChatAdapter(SdkAdapter[AsyncOpenAI, OpenAIRequest]):

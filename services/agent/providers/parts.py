@@ -118,10 +118,6 @@ class PartsAssembler:
         self._usage: Usage | None = None
         self._finish: FinishReason | None = None
 
-    @property
-    def finish_reason(self) -> FinishReason | None:
-        return self._finish
-
     def text(self, key: Hashable, text: str) -> list[Part]:
         return [*self._end_reasoning(), TextDelta(text)] if text else []
 
@@ -181,7 +177,7 @@ class PartsAssembler:
 
         ``"stop"`` becomes ``"tool_calls"`` when the response asked for tools (some
         OpenAI-compatible servers report "stop" either way); no recorded finish
-        reason means ``"stop"``: callers that need one check :attr:`finish_reason`.
+        reason means ``"stop"`` (the readers check that the stream ended properly).
         """
         out = self.end_all()
         if self._usage is not None:

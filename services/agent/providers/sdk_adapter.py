@@ -12,8 +12,8 @@ assembler's closing parts. A plain JSON answer to the streaming request is the
 provider's bad answer. Every failure leaves as a typed, redacted
 :class:`~.errors.ProviderError`, and the response is closed however the step ends
 (including the caller leaving its ``async for`` early). Subclasses supply the
-vendor-specific steps: :meth:`~SdkAdapter._connect`, ``_wire``, ``_send``, ``_reader``
-and ``_translate``.
+vendor-specific steps (:meth:`~SdkAdapter._connect`, ``_wire`` and ``_send``) and the
+:class:`StreamReader` of their events.
 """
 
 from __future__ import annotations
@@ -21,15 +21,17 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
-from typing import ClassVar, Final, Generic, Protocol, TypedDict, TypeVar
+from typing import ClassVar, Final, Generic, TypedDict, TypeVar
 
 import anthropic
 import httpx2
 import openai
 
 from threadline.base.redact import Redactor, default_redactor
+from threadline.services.agent.providers.anthropic_map import AnthropicRequest
 from threadline.services.agent.providers.base import ModelRequest
 from threadline.services.agent.providers.errors import ErrorContext, ProviderError, translate_error
+from threadline.services.agent.providers.openai_map import OpenAIRequest
 from threadline.services.agent.providers.parts import Part, PartsAssembler
 from threadline.services.agent.providers.settings import ProviderSettings
 from threadline.services.agent.providers.sse import SseDecoder
@@ -66,32 +68,19 @@ def client_options(
     )
 
 
-class SdkClient(Protocol):
-    async def close(self) -> None: ...
-
-
-class StreamReader(Protocol):
+class StreamReader(ABC):
     """Turns one vendor's server-sent events into parts, through :attr:`assembler`."""
 
-    def __init__(self, ctx: ErrorContext) -> None: ...
+    def __init__(self, ctx: ErrorContext) -> None:
+        self.assembler = PartsAssembler()
+        self.ctx = ctx
+        #: the stream said it is complete (without that, it was cut short)
+        self.stopped = False
 
-    @property
-    def assembler(self) -> PartsAssembler: ...
-
-    @property
-    def stopped(self) -> bool:
-        """The stream said it is complete (without that, it was cut short)."""
-        ...
-
+    @abstractmethod
     def feed(self, event: bytes, data: bytes) -> list[Part]:
         """The parts of one event; raises ProviderError (an error event) or
         ``msgspec.DecodeError`` (data that is not what it claims)."""
-        ...
-
-
-class WireRequest(Protocol):
-    @property
-    def model(self) -> str: ...
 
 
 #: what sending or reading a stream may raise (ValueError: data that does not decode)
@@ -102,8 +91,8 @@ _FAILURES: Final = (
     ProviderError,
     ValueError,
 )
-C = TypeVar("C", bound=SdkClient)
-W = TypeVar("W", bound=WireRequest)
+C = TypeVar("C", openai.AsyncOpenAI, anthropic.AsyncAnthropic)
+W = TypeVar("W", OpenAIRequest, AnthropicRequest)
 
 
 async def _check_event_stream(response: httpx2.Response, ctx: ErrorContext) -> None:
@@ -131,7 +120,7 @@ class SdkAdapter(ABC, Generic[C, W]):
         self._settings = settings
         self._redactor = redactor if redactor is not None else default_redactor()
         self._redactor.add(*settings.secrets())
-        self._client = self._connect(client_options(settings, http_client))
+        self._client: C = self._connect(client_options(settings, http_client))
 
     @property
     def settings(self) -> ProviderSettings:
