@@ -202,30 +202,6 @@ def _overlay(
     return dataclasses.replace(merged, configured=configured)
 
 
-def apply_config(
-    providers: dict[str, ProviderSettings], env: Mapping[str, str], config: Mapping[str, Any]
-) -> str | None:
-    """Overlay the ``[providers]`` table on ``providers`` (in place).
-
-    ``config`` maps provider names to tables; its ``default`` key, if any, names the
-    default provider, which is returned.
-    """
-    default = config.get("default")
-    if default is not None and not isinstance(default, str):
-        raise ConfigurationError(
-            f"config: providers.default must be a provider name, not {default!r}"
-        )
-    for name, entry in config.items():
-        if name == "default":
-            continue
-        if not isinstance(entry, Mapping):
-            raise ConfigurationError(
-                f"config: providers.{name} must be a table (or providers.default a name)"
-            )
-        providers[name] = _overlay(name, providers.get(name), _parse_entry(name, entry, env), env)
-    return default
-
-
 def load_providers(
     env: Mapping[str, str],
     config: Mapping[str, Any] | None = None,
@@ -240,8 +216,20 @@ def load_providers(
     Every key and sensitive header value is registered with ``redactor`` (the
     process-wide default redactor unless one is given).
     """
-    providers = builtin_providers(env)
-    default = apply_config(providers, env, config or {})
+    providers, config = builtin_providers(env), config or {}
+    default = config.get("default")
+    if default is not None and not isinstance(default, str):
+        raise ConfigurationError(
+            f"config: providers.default must be a provider name, not {default!r}"
+        )
+    for name, entry in config.items():
+        if name == "default":
+            continue
+        if not isinstance(entry, Mapping):
+            raise ConfigurationError(
+                f"config: providers.{name} must be a table (or providers.default a name)"
+            )
+        providers[name] = _overlay(name, providers.get(name), _parse_entry(name, entry, env), env)
     registry = ProviderRegistry(providers, default=default)
     (redactor if redactor is not None else default_redactor()).add(*registry.secrets())
     return registry

@@ -10,6 +10,7 @@ data) the adapters classify with :class:`ErrorContext` themselves.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import re
 import time
@@ -80,22 +81,13 @@ class ProviderError(ThreadlineError):
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` (seconds or HTTP date)."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    raw_ms = lower.get("retry-after-ms")
-    if raw_ms:
-        try:
-            return max(0.0, float(raw_ms) / 1000.0)
-        except ValueError:
-            pass
-    raw = lower.get("retry-after", "").strip()
-    if not raw:
-        return None
+    lower = {k.lower(): v.strip() for k, v in headers.items()}
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        if lower.get(name):
+            with contextlib.suppress(ValueError):
+                return max(0.0, float(lower[name]) / scale)
     try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
+        when = email.utils.parsedate_to_datetime(lower.get("retry-after", ""))
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))

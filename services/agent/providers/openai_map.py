@@ -27,11 +27,9 @@ from openai.types.chat import (
     ChatCompletionFunctionToolParam,
     ChatCompletionMessageFunctionToolCallParam,
     ChatCompletionMessageParam,
-    ChatCompletionToolMessageParam,
-    ChatCompletionUserMessageParam,
 )
 
-from threadline.events.conversation import AssistantTurn, Message, ToolSpec, ToolTurn, UserTurn
+from threadline.events.conversation import AssistantTurn, Message, ToolSpec, UserTurn
 from threadline.services.agent.providers.base import ModelRequest
 from threadline.services.agent.providers.history import repair, system_prompt, wrap_tool_output
 from threadline.services.agent.providers.settings import MaxTokensParam, ProviderSettings
@@ -75,9 +73,7 @@ def to_openai(request: ModelRequest, settings: ProviderSettings) -> OpenAIReques
         tools=map_tools(request.tools),
         max_tokens=request.max_tokens or settings.max_tokens,
         max_tokens_param=settings.max_tokens_param,
-        temperature=request.temperature
-        if request.temperature is not None
-        else settings.temperature,
+        temperature=settings.temperature if request.temperature is None else request.temperature,
         top_p=request.top_p,
     )
 
@@ -104,7 +100,7 @@ def map_messages(messages: tuple[Message, ...]) -> list[ChatCompletionMessagePar
             if isinstance(previous, UserTurn):
                 message = UserTurn(text=f"{previous.text}\n\n{message.text}")
                 out.pop()
-            out.append(_user(message))
+            out.append({"role": "user", "content": message.text})
         elif isinstance(message, AssistantTurn):
             if _text_only(previous) and _text_only(message):
                 assert isinstance(previous, AssistantTurn)
@@ -112,17 +108,14 @@ def map_messages(messages: tuple[Message, ...]) -> list[ChatCompletionMessagePar
                 out.pop()
             out.append(_assistant(message))
         else:
-            out.append(_tool(message))
+            content = wrap_tool_output(message)
+            out.append({"role": "tool", "tool_call_id": message.call_id, "content": content})
         previous = message
     return out
 
 
 def _text_only(message: Message | None) -> bool:
     return isinstance(message, AssistantTurn) and not message.tool_calls
-
-
-def _user(turn: UserTurn) -> ChatCompletionUserMessageParam:
-    return {"role": "user", "content": turn.text}
 
 
 def _assistant(turn: AssistantTurn) -> ChatCompletionAssistantMessageParam:
@@ -143,7 +136,3 @@ def _assistant(turn: AssistantTurn) -> ChatCompletionAssistantMessageParam:
     elif not turn.text:
         message["content"] = ""
     return message
-
-
-def _tool(turn: ToolTurn) -> ChatCompletionToolMessageParam:
-    return {"role": "tool", "tool_call_id": turn.call_id, "content": wrap_tool_output(turn)}

@@ -7,7 +7,6 @@ whose ``repr``/``str`` never show them. See ``docs/providers.md``.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -25,32 +24,22 @@ DEFAULT_PREFERENCE: Final = ("anthropic", "openai", "gemini", "openrouter", "oll
 _SENSITIVE_HEADER_WORDS: Final = ("auth", "key", "token", "secret", "cookie", "session")
 
 
+@dataclass(frozen=True, slots=True)
 class Secret:
-    """A secret string: ``repr``/``str`` never show it; :meth:`reveal` does."""
+    """A secret string: ``repr``/``str`` never show it, it is never pickled; :meth:`reveal`
+    shows it."""
 
-    __slots__ = ("_value",)
+    _value: str = field(repr=False)
 
-    def __init__(self, value: str) -> None:
-        if not value:
+    def __post_init__(self) -> None:
+        if not self._value:
             raise ValueError("a Secret cannot be empty")
-        self._value = value
 
     def reveal(self) -> str:
         return self._value
 
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
     def __str__(self) -> str:
         return "**********"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Secret):
-            return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash((Secret, self._value))
 
     def __reduce__(self) -> Any:
         raise TypeError("a Secret cannot be pickled")
@@ -138,11 +127,9 @@ class ProviderRegistry:
         self,
         providers: Mapping[str, ProviderSettings],
         *,
-        preference: tuple[str, ...] = DEFAULT_PREFERENCE,
         default: str | None = None,
     ) -> None:
         self._providers = dict(providers)
-        self._preference = preference
         self._default = default
         if default is not None and default not in self._providers:
             raise ConfigurationError(
@@ -168,13 +155,10 @@ class ProviderRegistry:
         return settings
 
     def default_name(self) -> str:
-        if self._default is not None:
-            return self._default
-        for name in self._preference:
-            provider = self._providers.get(name)
-            if provider is not None and provider.configured:
-                return name
-        return "dev"
+        configured = (
+            n for n in DEFAULT_PREFERENCE if (p := self._providers.get(n)) and p.configured
+        )
+        return self._default or next(configured, "dev")
 
     def default(self) -> ProviderSettings:
         """The configured default, else the first configured provider of
