@@ -33,6 +33,7 @@ from threadline.base.errors import (
 )
 from threadline.events import codec
 from threadline.events.direct import MAX_BATCH, ApiError, DirectReads, locate
+from threadline.events.readiness import appended
 from threadline.events.store import (
     EventStore,
     Head,
@@ -50,6 +51,9 @@ _SLOT_S: Final = 0.25
 #: "wrong last sequence": 10071 on a single server, 10164 from a replicated stream
 _WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
 _MAX_PAYLOAD_EXCEEDED: Final = 10054  # message size exceeds maximum allowed
+#: no room: the account's storage (10002), the server's (10023), a reservation (10047,
+#: 10028); the same append may be retried once there is room again
+_NO_ROOM: Final = frozenset({10002, 10023, 10028, 10047})
 
 
 class _PubAck(msgspec.Struct, frozen=True):
@@ -166,6 +170,18 @@ class JetStreamEventStore(EventStore):
     async def _publish(
         self, subject: str, data: bytes, msg_id: str, expected_position: int, session: str
     ) -> PublishResult:
+        """Publish and keep the outcome for readiness: appends fail until one succeeds."""
+        try:
+            result = await self._publish_once(subject, data, msg_id, expected_position, session)
+        except StoreUnavailable as exc:
+            appended(self, str(exc))
+            raise
+        appended(self, None)
+        return result
+
+    async def _publish_once(
+        self, subject: str, data: bytes, msg_id: str, expected_position: int, session: str
+    ) -> PublishResult:
         if not self._reply_prefix:
             await self._start_replies()
         self._reply_counter += 1
@@ -215,6 +231,8 @@ class JetStreamEventStore(EventStore):
             return WrongLastPosition(error.description)
         if error.err_code == _MAX_PAYLOAD_EXCEEDED:
             return PayloadTooLarge(size, self.max_event_bytes)
+        if error.err_code in _NO_ROOM:
+            return StoreUnavailable(f"no room: {error.description} ({error.err_code})")
         return StoreError(f"JetStream refused the append: {error.description} ({error.err_code})")
 
     # ------------------------------------------------------------------ reads

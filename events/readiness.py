@@ -7,13 +7,39 @@ missing, appends are refused) and clear it once it works again; ``/readyz`` answ
 
 from __future__ import annotations
 
+import time
 import weakref
+from typing import Final
 
 from threadline.events.store import EventStore
 
+#: appends are refused or unanswered (the last one failed); cleared by the next success
+APPENDS: Final = "appends"
+#: how long a failed append alone keeps a process unready when it cannot try a write of
+#: its own (a gateway's NATS user may write user intents only): long enough to take it
+#: out of rotation, short enough that it gets traffic, and so a real append, again
+APPENDS_HOLD_S: Final = 15.0
+
 _PROBLEMS: weakref.WeakKeyDictionary[EventStore, dict[str, str]] = weakref.WeakKeyDictionary()
+_APPENDS_FAILED_AT: weakref.WeakKeyDictionary[EventStore, float] = weakref.WeakKeyDictionary()
 
 
 def problems(store: EventStore) -> dict[str, str]:
     """The problems reported for ``store``, by check (empty: ready); callers may change it."""
     return _PROBLEMS.setdefault(store, {})
+
+
+def appended(store: EventStore, failure: str | None) -> None:
+    """Record the outcome of an append: ``failure`` says why it failed, None that it worked."""
+    if failure is None:
+        problems(store).pop(APPENDS, None)
+        _APPENDS_FAILED_AT.pop(store, None)
+    else:
+        problems(store)[APPENDS] = failure
+        _APPENDS_FAILED_AT[store] = time.monotonic()
+
+
+def appends_failed_lately(store: EventStore, hold_s: float = APPENDS_HOLD_S) -> bool:
+    """Whether an append failed within ``hold_s`` and none worked since."""
+    failed_at = _APPENDS_FAILED_AT.get(store)
+    return failed_at is not None and time.monotonic() - failed_at < hold_s

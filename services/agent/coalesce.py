@@ -136,16 +136,19 @@ class Coalescer:
         due, self._timer = self._timer, None
         if due is not None:  # how late the loop ran it: its lag
             self._load.timer_late(asyncio.get_running_loop().time() - due.when())
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self.flush())
+        flushing = self._flushing
+        if flushing is not None and (not flushing.done() or _failed(flushing)):
+            return  # running; or failed, and the next flush() raises its error
+        self._flushing = asyncio.create_task(self.flush())
 
     async def flush(self) -> None:
         """Append what is buffered (one event), and wait for any timer-driven flush."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        flushing, self._flushing = self._flushing, None
+        flushing = self._flushing
         if flushing is not None and flushing is not asyncio.current_task():
+            self._flushing = None
             await flushing
         if not self._buffer or self._kind is None:
             return
@@ -164,3 +167,10 @@ class Coalescer:
             self._timer.cancel()
             self._timer = None
         self._buffer.clear()
+        if self._flushing is not None and _failed(self._flushing):
+            self._flushing = None  # abandoned with the attempt (its error was seen)
+
+
+def _failed(task: asyncio.Task[None]) -> bool:
+    """A timer-driven flush that failed (its text is not in the log): never dropped."""
+    return not task.cancelled() and task.exception() is not None

@@ -7,14 +7,18 @@ import asyncio
 from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
-from threadline.base.errors import ThreadlineError
+from threadline.base.errors import StoreUnavailable, ThreadlineError
 from threadline.base.metrics import MEDIA_TYPE
-from threadline.events.readiness import problems
+from threadline.events.kv import KVSnapshots, snapshot_store_for
+from threadline.events.readiness import APPENDS, appended, appends_failed_lately, problems
+from threadline.events.store import EventStore
 from threadline.services.gateway.context import GW
 from threadline.services.gateway.errors import error_responses
 from threadline.services.gateway.models import Health, ProviderList, ProviderView
 
 _READY_TIMEOUT_S = 2.0
+#: the key written to see whether writes land again (never a session id: it has a dot)
+_PROBE_KEY = "readiness.probe"
 
 
 @get(
@@ -42,7 +46,8 @@ async def healthz() -> Health:
     summary="Readiness",
     description="NATS is reachable, the event stream exists and nothing this process "
     "relies on is known to be broken: the agents' work queue consumer exists (when an "
-    "agent runs in this process) (503 otherwise, with the failing checks).",
+    "agent runs in this process) and appends are accepted (503 otherwise, with the "
+    "failing checks).",
     responses={
         503: ResponseSpec(data_container=Health, description="Not ready", generate_examples=False)
     },
@@ -52,6 +57,8 @@ async def readyz(gw: GW) -> Response[Health]:
     try:
         async with asyncio.timeout(_READY_TIMEOUT_S):
             position = await gw.store.last_position()
+            if APPENDS in checks and await _appends_work(gw.store):
+                del checks[APPENDS]
     except (ThreadlineError, TimeoutError) as exc:
         checks["event_log"] = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
         return Response(Health(status="unavailable", checks=checks), status_code=503)
@@ -72,3 +79,23 @@ async def readyz(gw: GW) -> Response[Health]:
 )
 async def metrics(gw: GW) -> str:
     return await gw.metrics.render_all(gw.hub.upstreams)
+
+
+async def _appends_work(store: EventStore) -> bool:
+    """The last append failed: does a write land now, though nothing else appends? A
+    small value in the snapshot bucket beside the stream (the same server, account and
+    disk) stands in for an append. Where that bucket cannot be opened (a NATS user
+    without the permission), the failure holds for a while (:data:`APPENDS_HOLD_S`)."""
+    snapshots = snapshot_store_for(store)
+    try:
+        if not isinstance(snapshots, KVSnapshots):
+            raise StoreUnavailable("no snapshot bucket")
+        await snapshots.bucket.kv()
+    except StoreUnavailable:
+        return not appends_failed_lately(store)
+    try:
+        await snapshots.save(_PROBE_KEY, b"")
+    except StoreUnavailable:
+        return False
+    appended(store, None)
+    return True
