@@ -41,6 +41,7 @@ from threadline.events.schema import (
     TextDelta,
     ToolCall,
     ToolCallRef,
+    ToolProgress,
     ToolResult,
     TurnCancelled,
     TurnCompleted,
@@ -367,7 +368,7 @@ class SessionState:
                 self.requests[env.key] = rec.position
                 if turn := self._turn(rec, event, env.turn or self.in_flight):
                     turn.cancel_requested, turn.cancel_position = True, rec.position
-            case TurnStarted():
+            case TurnStarted() | ToolProgress():  # progress: shown, no part of the model
                 self._turn(rec, event)
             case (
                 TextDelta() | ReasoningDelta() | ToolCall() | AssistantMessage() | ToolResult()

@@ -159,6 +159,18 @@ class ToolResult(_Event, frozen=True, tag="tool_result"):
     step: int = 0
 
 
+class ToolProgress(_Event, frozen=True, tag="tool_progress"):
+    """How far a running tool call is, as its MCP server reported it (at most one a
+    second per call is recorded): ``progress`` of ``total`` (when known), and the
+    server's ``message``. Shown while the call runs; never part of the conversation."""
+
+    call_id: str
+    progress: float
+    total: float | None = None
+    message: str = ""
+    step: int = 0
+
+
 class Fallback(_Event, frozen=True, tag="fallback"):
     """Something did not go as planned and the turn carries on another way."""
 
@@ -244,6 +256,7 @@ Event = (
     | ReasoningDelta
     | ToolCall
     | ToolResult
+    | ToolProgress
     | Fallback
     | AssistantMessage
     | ContextTrimmed
@@ -261,6 +274,7 @@ EVENT_TYPES: Final[tuple[type[_Event], ...]] = (
     ReasoningDelta,
     ToolCall,
     ToolResult,
+    ToolProgress,
     Fallback,
     AssistantMessage,
     ContextTrimmed,

@@ -25,6 +25,7 @@ from threadline.events.schema import (
     SessionStarted,
     TextDelta,
     ToolCall,
+    ToolProgress,
     ToolResult,
     TurnCancelled,
     TurnCompleted,
@@ -91,8 +92,8 @@ def judge(phase: Phase | None, event: Event, attempt: int | None) -> Verdict:
                 return "anomaly"
             return "starts" if event.attempt > phase.attempt else "ignored"
         case (
-            TextDelta() | ReasoningDelta() | ToolCall() | ToolResult() | Fallback()
-            | AssistantMessage() | ContextTrimmed()
+            TextDelta() | ReasoningDelta() | ToolCall() | ToolResult() | ToolProgress()
+            | Fallback() | AssistantMessage() | ContextTrimmed()
         ):  # fmt: skip
             return _in_attempt(phase, attempt)
         case TurnCompleted() | TurnFailed() | TurnCancelled():

@@ -25,6 +25,7 @@ from threadline.events.schema import (
     SessionStarted,
     TextDelta,
     ToolCall,
+    ToolProgress,
     ToolResult,
     TurnCancelled,
     TurnCompleted,
@@ -169,16 +170,8 @@ class Timeline:
                 )
             case TextDelta() | ReasoningDelta():
                 return f"{self._delta_label(rec)}: {self.quote(e.text)}"
-            case ToolCall():
-                tool = f"{e.server}.{e.tool}" if e.server else e.tool
-                args = json.dumps(e.arguments, ensure_ascii=False, sort_keys=True)
-                return f"TOOL CALL {e.call_id} {tool} {args if self.full else _clip(args, 300)}"
-            case ToolResult():
-                status = "ERROR" if e.is_error else "ok"
-                return (
-                    f"TOOL RESULT {e.call_id} {e.tool} {status} {e.duration_ms:.0f}ms: "
-                    f"{self.quote(e.summary or e.content, 300)}"
-                )
+            case ToolCall() | ToolResult() | ToolProgress():
+                return self._tool(e)
             case Fallback():
                 route = f"  {e.from_ or '?'} -> {e.to or '?'}" if e.from_ or e.to else ""
                 return f"FALLBACK {e.fallback}{route}: {self.quote(e.reason)}"
@@ -190,6 +183,24 @@ class Timeline:
                 return f"CANCEL REQUESTED ({rec.turn or 'running turn'}): {self.quote(e.reason)}"
             case ContextTrimmed():
                 return _context(e)
+            case _:
+                assert_never(e)
+
+    def _tool(self, e: ToolCall | ToolResult | ToolProgress) -> str:
+        match e:
+            case ToolCall():
+                tool = f"{e.server}.{e.tool}" if e.server else e.tool
+                args = json.dumps(e.arguments, ensure_ascii=False, sort_keys=True)
+                return f"TOOL CALL {e.call_id} {tool} {args if self.full else _clip(args, 300)}"
+            case ToolResult():
+                status = "ERROR" if e.is_error else "ok"
+                return (
+                    f"TOOL RESULT {e.call_id} {e.tool} {status} {e.duration_ms:.0f}ms: "
+                    f"{self.quote(e.summary or e.content, 300)}"
+                )
+            case ToolProgress():
+                of = "" if e.total is None else f"/{e.total:g}"
+                return f"TOOL PROGRESS {e.call_id} {e.progress:g}{of}: {self.quote(e.message)}"
             case _:
                 assert_never(e)
 

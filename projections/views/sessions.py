@@ -22,6 +22,7 @@ from threadline.events.schema import (
     SessionStarted,
     TextDelta,
     ToolCall,
+    ToolProgress,
     ToolResult,
     TurnCancelled,
     TurnCompleted,
@@ -113,7 +114,7 @@ class SessionsView(View):
                 self._turn(db, rec)
             case (
                 CancelRequested() | TextDelta() | ReasoningDelta() | ToolCall() | ToolResult()
-                | Fallback() | ContextTrimmed()
+                | ToolProgress() | Fallback() | ContextTrimmed()
             ):  # fmt: skip
                 pass  # not in the list
             case _:

@@ -23,6 +23,7 @@ from threadline.events.schema import (
     SessionStarted,
     TextDelta,
     ToolCall,
+    ToolProgress,
     ToolResult,
     TurnCancelled,
     TurnCompleted,
@@ -95,7 +96,7 @@ class UsageView(View):
                 self._turn(db, rec)
             case (
                 UserMessage() | CancelRequested() | TextDelta() | ReasoningDelta() | ToolCall()
-                | ToolResult() | Fallback() | ContextTrimmed()
+                | ToolResult() | ToolProgress() | Fallback() | ContextTrimmed()
             ):  # fmt: skip
                 pass  # spends nothing
             case _:

@@ -28,6 +28,7 @@ from threadline.events.schema import (
     Fallback,
     FallbackKind,
     ToolCallRef,
+    ToolProgress,
     ToolResult,
     TurnCancelled,
     TurnCompleted,
@@ -46,7 +47,7 @@ from threadline.services.agent.providers import (
 )
 from threadline.services.agent.step import StepOutcome, run_step
 from threadline.services.agent.telemetry import AgentTelemetry
-from threadline.services.agent.tools import ToolContext, ToolListing, ToolOutcome
+from threadline.services.agent.tools import Progress, ToolContext, ToolListing, ToolOutcome
 from threadline.services.agent.writer import TurnWriter
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,12 @@ class Tools(Protocol):
     async def list_tools(self, servers: Sequence[str]) -> ToolListing: ...
 
     async def call(
-        self, prefixed_name: str, arguments: dict[str, object], *, context: ToolContext
+        self,
+        prefixed_name: str,
+        arguments: dict[str, object],
+        *,
+        context: ToolContext,
+        progress: Progress | None = None,
     ) -> ToolOutcome: ...
 
 
@@ -67,7 +73,12 @@ class NoTools:
         return ToolListing()
 
     async def call(
-        self, prefixed_name: str, arguments: dict[str, object], *, context: ToolContext
+        self,
+        prefixed_name: str,
+        arguments: dict[str, object],
+        *,
+        context: ToolContext,
+        progress: Progress | None = None,
     ) -> ToolOutcome:
         return ToolOutcome(
             content="no tools are configured", is_error=True, duration_ms=0.0,
@@ -362,8 +373,18 @@ class Turn:
         )
 
         async def one(call: ToolCallRef) -> ToolTurn:
+            async def progress(done: float, total: float | None, message: str) -> None:
+                await self.writer.append(
+                    ToolProgress(
+                        call_id=call.call_id, progress=done, total=total, message=message,
+                        step=step,
+                    )
+                )  # fmt: skip
+
             with self.obs.tool(call) as record:
-                outcome = await self.deps.tools.call(call.tool, call.arguments, context=context)
+                outcome = await self.deps.tools.call(
+                    call.tool, call.arguments, context=context, progress=progress
+                )
                 record(outcome)
             await self.writer.append(
                 ToolResult(

@@ -36,6 +36,7 @@ EventKind = Literal[
     "reasoning_delta",
     "tool_call",
     "tool_result",
+    "tool_progress",
     "fallback",
     "assistant_message",
     "context_trimmed",

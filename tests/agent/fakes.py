@@ -27,6 +27,7 @@ from threadline.services.agent.providers import (
     ProviderSettings,
 )
 from threadline.services.agent.tools import (
+    Progress,
     ToolContext,
     ToolListing,
     ToolOutcome,
@@ -137,7 +138,12 @@ class LocalTools:
         )
 
     async def call(
-        self, prefixed_name: str, arguments: dict[str, object], *, context: ToolContext
+        self,
+        prefixed_name: str,
+        arguments: dict[str, object],
+        *,
+        context: ToolContext,
+        progress: Progress | None = None,
     ) -> ToolOutcome:
         self.calls.append((prefixed_name, arguments, context))
         server, name = split_prefixed(prefixed_name) or ("", prefixed_name)

@@ -16,6 +16,7 @@ from threadline.events.schema import (
     TextDelta,
     ToolCall,
     ToolCallRef,
+    ToolProgress,
     ToolResult,
     TurnCancelled,
     TurnCompleted,
@@ -119,6 +120,17 @@ def tool_error() -> Log:
     return log.add(AssistantMessage(text="It failed.", step=1)).add(TurnCompleted(steps=2))
 
 
+def tool_progress() -> Log:
+    log = Log().started()
+    call = ToolCallRef(call_id="c1", tool="slow__run", arguments={})
+    log.add(ToolCall(call_id="c1", tool="slow__run"))
+    log.add(AssistantMessage(text="", finish_reason="tool_calls", tool_calls=(call,)))
+    log.add(ToolProgress(call_id="c1", progress=1, total=3, message="one"))
+    log.add(ToolProgress(call_id="c1", progress=2, total=3, message="two"))
+    log.add(ToolResult(call_id="c1", tool="slow__run", content="done"))
+    return log.add(AssistantMessage(text="", step=1)).add(TurnCompleted(steps=2))
+
+
 def failure() -> Log:
     log = Log().started().add(TextDelta(text="Part"))
     return log.add(TurnFailed(error="rate_limit", message="slow down", retryable=True))
@@ -163,6 +175,7 @@ SEQUENCES = {
     "reasoning": reasoning,
     "parallel_tools": parallel_tools,
     "tool_error": tool_error,
+    "tool_progress": tool_progress,
     "failure": failure,
     "cancel": cancel,
     "superseded": superseded,

@@ -144,6 +144,7 @@ def test_every_chunk_is_known_and_positions_stay_out_of_json() -> None:
         "tool-output-error": {"type", "toolCallId", "errorText", "dynamic"},
         "data-fallback": {"type", "data"},
         "data-restart": {"type", "id", "data"},
+        "data-tool-progress": {"type", "id", "data"},
         "error": {"type", "errorText"},
         "abort": {"type", "reason"},
         "finish": {"type", "finishReason"},
@@ -193,6 +194,13 @@ async def test_the_real_ai_sdk_assembles_every_sequence(node: str) -> None:
     assert (tool["toolName"], tool["state"], tool["input"], tool["output"]) == (
         "threadline__add", "output-available", {"a": 1, "b": 2}, "3",
     )  # fmt: skip
+    progress = [p for p in parts["tool_progress"] if p["type"] == "data-tool-progress"]
+    assert progress == [
+        {
+            "type": "data-tool-progress", "id": "progress-c1",
+            "data": {"call_id": "c1", "progress": 2.0, "total": 3.0, "message": "two"},
+        }
+    ]  # fmt: skip
     error = parts["tool_error"][1]
     assert (error["state"], error["errorText"]) == ("output-error", "division by zero")
     assert [p["type"] for p in parts["superseded"]] == [

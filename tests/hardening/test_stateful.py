@@ -306,7 +306,12 @@ class FakeTools:
         return ToolListing(tools=(ToolSpec(name=TOOL),), unavailable=down if self.mcp_down else ())
 
     async def call(
-        self, prefixed_name: str, arguments: dict[str, object], *, context: ToolContext
+        self,
+        prefixed_name: str,
+        arguments: dict[str, object],
+        *,
+        context: ToolContext,
+        progress: object = None,
     ) -> ToolOutcome:
         command = await self.channel.wait("tool", call_id=str(arguments["id"]))
         assert isinstance(command, Result)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import time
 from pathlib import Path
 
 from tests.mcp.conftest import make_context
@@ -39,7 +41,9 @@ async def test_an_sdk1_structured_result_reaches_the_model_once(sdk1_python: str
     async with ToolRegistry([config]) as registry:
         number = await registry.call("sdk1__answer", {}, context=context)
         mapping = await registry.call("sdk1__pair", {}, context=context)
+        text = await registry.call("sdk1__steps", {"count": 0}, context=context)
     assert (number.is_error, number.content) == (False, "42")
+    assert (text.is_error, text.content) == (False, "0 steps done")
     assert (mapping.is_error, mapping.content) == (False, '{\n  "a": 1,\n  "b": 2\n}')
 
 
@@ -73,3 +77,40 @@ async def test_server_everything_over_http_restarted_gets_a_new_session(npm_bin:
         command, port, "listening on port", "get-sum", PORT=str(port)
     )
     assert [(o.is_error, o.content) for o in outcomes] == [(False, "The sum of 1 and 2 is 3.")] * 3
+
+
+async def test_progress_is_requested_and_passed_on_throttled(npm_bin: Path) -> None:
+    told: list[tuple[float, float | None, str, float]] = []
+
+    async def progress(done: float, total: float | None, message: str) -> None:
+        told.append((done, total, message, time.monotonic()))
+
+    async with ToolRegistry([everything_stdio(npm_bin)], progress_interval_s=0.5) as registry:
+        outcome = await registry.call(
+            "everything__trigger-long-running-operation",
+            {"duration": 2, "steps": 20},  # a notification every 0.1 s
+            context=make_context(allowed=("everything",)),
+            progress=progress,
+        )
+    assert not outcome.is_error, outcome.content
+    assert told[0][:3] == (1, 20, "")
+    assert 3 <= len(told) <= 5  # 20 reported over 2 s, at most one per 0.5 s passed on
+    assert all(b[3] - a[3] >= 0.5 for a, b in itertools.pairwise(told))
+    assert [t[0] for t in told] == sorted(t[0] for t in told)
+
+
+async def test_sdk1_progress_messages_are_passed_on(sdk1_python: str) -> None:
+    config = McpServerConfig(
+        name="sdk1", transport="stdio", command=[sdk1_python, str(SDK1_SERVER), "stdio"]
+    )
+    told: list[tuple[float, float | None, str]] = []
+
+    async def progress(done: float, total: float | None, message: str) -> None:
+        told.append((done, total, message))
+
+    async with ToolRegistry([config]) as registry:
+        outcome = await registry.call(
+            "sdk1__steps", {"count": 3}, context=make_context(allowed=("sdk1",)), progress=progress
+        )
+    assert (outcome.is_error, outcome.content) == (False, "3 steps done")
+    assert told == [(1, 3, "step 1")]  # the others came within the second

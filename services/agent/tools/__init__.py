@@ -20,7 +20,7 @@ from threadline.services.agent.tools.config import (
     split_prefixed,
 )
 from threadline.services.agent.tools.content import DEFAULT_MAX_RESULT_BYTES
-from threadline.services.agent.tools.registry import NOT_ALLOWED, ToolRegistry
+from threadline.services.agent.tools.registry import NOT_ALLOWED, Progress, ToolRegistry
 
 __all__ = [
     "DEFAULT_MAX_RESULT_BYTES",
@@ -31,6 +31,7 @@ __all__ = [
     "TOOL_SEPARATOR",
     "InvalidToolConfig",
     "McpServerConfig",
+    "Progress",
     "ToolContext",
     "ToolListing",
     "ToolOutcome",

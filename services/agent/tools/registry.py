@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, RequestParamsMeta, Tool
 
@@ -52,6 +53,8 @@ _PROVIDER_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CLOSE_TIMEOUT_S = 10.0
 NOT_ALLOWED = "tool not allowed"
 T = TypeVar("T")
+#: Told of a running call's progress: progress so far, the total (if known), a message.
+Progress = Callable[[float, float | None, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,7 @@ class ToolRegistry:
         *,
         listing_ttl_s: float = 60.0,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        progress_interval_s: float = 1.0,
     ) -> None:
         self._configs: dict[str, McpServerConfig] = {}
         for config in servers:
@@ -84,6 +88,7 @@ class ToolRegistry:
             register_secret(*secret_forms(config.credentials()))
         self._ttl = listing_ttl_s
         self._max_bytes = max_result_bytes
+        self._progress_interval_s = progress_interval_s
         self._conns: dict[str, Connection] = {}
         self._every_conn: set[Connection] = set()
         self._listings: dict[str, _Listing] = {}
@@ -242,9 +247,17 @@ class ToolRegistry:
     # ----------------------------------------------------------------- calling
 
     async def call(
-        self, prefixed_name: str, arguments: dict[str, Any], *, context: ToolContext
+        self,
+        prefixed_name: str,
+        arguments: dict[str, Any],
+        *,
+        context: ToolContext,
+        progress: Progress | None = None,
     ) -> ToolOutcome:
-        """Call a tool; every failure is an ``is_error`` outcome (cancellation propagates)."""
+        """Call a tool; every failure is an ``is_error`` outcome (cancellation propagates).
+
+        With ``progress``, the server is asked for progress (a progress token), and what
+        it reports is passed on, redacted, at most once per ``progress_interval_s``."""
         started = time.monotonic()
         parsed = split_prefixed(prefixed_name)
         server, tool = parsed if parsed is not None else ("", prefixed_name)
@@ -269,8 +282,9 @@ class ToolRegistry:
         try:
             if tool not in (await self._listing(server)).names:
                 return outcome(NOT_ALLOWED, True)
+            reports = None if progress is None else self._throttled(config, progress)
             result = await self._on_session(
-                server, lambda conn: self._invoke(conn, tool, arguments, context)
+                server, lambda conn: self._invoke(conn, tool, arguments, context, reports)
             )
         except Exception as exc:
             return outcome(_failure(config, exc), True)
@@ -279,8 +293,24 @@ class ToolRegistry:
             text = "the tool reported an error without a message"
         return outcome(truncate(text, self._max_bytes), result.is_error)
 
+    def _throttled(self, config: McpServerConfig, tell: Progress) -> ProgressFnT:
+        told = -self._progress_interval_s
+
+        async def report(progress: float, total: float | None, message: str | None) -> None:
+            nonlocal told
+            if time.monotonic() - told >= self._progress_interval_s:
+                told = time.monotonic()
+                await tell(progress, total, summarise(redact(message or "", config.secrets())))
+
+        return report
+
     async def _invoke(
-        self, conn: Connection, tool: str, arguments: dict[str, Any], context: ToolContext
+        self,
+        conn: Connection,
+        tool: str,
+        arguments: dict[str, Any],
+        context: ToolContext,
+        progress: ProgressFnT | None,
     ) -> CallToolResult:
         # An open map on the wire; mypy does not know TypedDict ``extra_items`` yet.
         meta = cast(
@@ -294,7 +324,7 @@ class ToolRegistry:
         timeout = conn.config.call_timeout_s
         async with asyncio.timeout(timeout):
             return await conn.client.call_tool(
-                tool, arguments, read_timeout_seconds=timeout, meta=meta
+                tool, arguments, read_timeout_seconds=timeout, progress_callback=progress, meta=meta
             )
 
 

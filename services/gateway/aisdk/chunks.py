@@ -102,6 +102,11 @@ class TurnChunks:
                 return self._tool_call(e)
             case ev.ToolResult():
                 return self._tool_result(e)
+            case ev.ToolProgress():
+                data = p.ToolProgressData(
+                    call_id=e.call_id, progress=e.progress, total=e.total, message=e.message
+                )
+                return [p.DataToolProgress(id=f"progress-{e.call_id}", data=data)]
             case ev.AssistantMessage():
                 return self._assistant_message(e)
             case ev.Fallback():

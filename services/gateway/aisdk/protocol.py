@@ -112,6 +112,21 @@ class DataFallback(Chunk, frozen=True, tag="data-fallback"):
     data: FallbackData
 
 
+class ToolProgressData(msgspec.Struct, frozen=True, kw_only=True):
+    call_id: str
+    progress: float
+    total: float | None = None
+    message: str = ""
+
+
+class DataToolProgress(Chunk, frozen=True, tag="data-tool-progress"):
+    """A ``data-tool-progress`` part: how far a running tool call is. Its ``id`` is the
+    call's, so the AI SDK keeps one such part per call, updated in place."""
+
+    id: str
+    data: ToolProgressData
+
+
 class RestartData(msgspec.Struct, frozen=True, kw_only=True):
     attempt: int
     superseded: int
