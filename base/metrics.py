@@ -1,4 +1,4 @@
-"""Prometheus metrics shared by every service, in the text exposition format (no dependency).
+"""Prometheus metrics shared by every service, on ``prometheus_client``.
 
 One :class:`Registry` per process (:func:`default_registry`) holds the agent's, the
 projector's and any other service's instruments; whoever serves ``/metrics`` (the
@@ -17,13 +17,15 @@ text, ids or secrets: instruments do not check that, their callers must.
 from __future__ import annotations
 
 import asyncio
-import bisect
+import contextlib
 import logging
-import math
 import re
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, TypeVar
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, generate_latest
 
 log = logging.getLogger(__name__)
 
@@ -36,210 +38,120 @@ LATENCY_BUCKETS_S: Final = (
 )  # fmt: skip
 SCRAPE_HOOK_TIMEOUT_S: Final = 2.0
 _MAX_LABEL_CHARS: Final = 128
-_NAME_RE: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL_RE: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_NAME_RE: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")  # the text format's (no UTF-8)
+
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created
 
 M = TypeVar("M", bound="Metric")
 ScrapeHook = Callable[[], Awaitable[None]]
-Key = tuple[str, ...]
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
 
 
 class Metric:
-    """A family of series: one per combination of label values."""
+    """A family of series (one per combination of label values), labelled by keyword."""
 
-    kind = "untyped"
-
-    def __init__(self, name: str, help_text: str, labelnames: Iterable[str] = ()) -> None:
-        self.name = name
-        self.help = help_text
-        self.labelnames: Key = tuple(labelnames)
-        if not _NAME_RE.fullmatch(name):
-            raise ValueError(f"invalid metric name {name!r}")
-        for label in self.labelnames:
-            if not _LABEL_RE.fullmatch(label) or label == "le":
-                raise ValueError(f"invalid label name {label!r} for {name}")
-        self._lock = threading.Lock()  # instruments may be touched from worker threads
-
-    def _key(self, labels: dict[str, str]) -> Key:
-        if len(labels) != len(self.labelnames):
-            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {tuple(labels)}")
-        try:
-            return tuple(str(labels[n])[:_MAX_LABEL_CHARS] for n in self.labelnames)
-        except KeyError:
-            raise ValueError(
-                f"{self.name} takes labels {self.labelnames}, got {tuple(labels)}"
-            ) from None
-
-    def _labels(self, key: Key, extra: str = "") -> str:
-        parts = [f'{n}="{_escape(v)}"' for n, v in zip(self.labelnames, key, strict=True)]
-        if extra:
-            parts.append(extra)
-        return "{" + ",".join(parts) + "}" if parts else ""
-
-    def remove(self, **labels: str) -> None:
-        """Forget one series (e.g. a view no longer projected here)."""
-        with self._lock:
-            self._series().pop(self._key(labels), None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._series().clear()
-
-    def _series(self) -> dict[Key, Any]:
-        raise NotImplementedError
-
-    def samples(self) -> list[str]:
-        raise NotImplementedError
-
-    def render(self) -> list[str]:
-        with self._lock:
-            body = self.samples()
-        return [f"# HELP {self.name} {_help(self.help)}", f"# TYPE {self.name} {self.kind}", *body]
-
-
-class _Valued(Metric):
-    def __init__(self, name: str, help_text: str, labelnames: Iterable[str] = ()) -> None:
-        super().__init__(name, help_text, labelnames)
-        self._values: dict[Key, float] = {}
-
-    def _series(self) -> dict[Key, Any]:
-        return self._values
-
-    def set(self, value: float, **labels: str) -> None:
-        """Set the value (for a counter: a total sampled from a growing source)."""
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = float(value)
-
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-    def value(self, **labels: str) -> float:
-        return self._values.get(self._key(labels), 0.0)
-
-    def samples(self) -> list[str]:
-        return [
-            f"{self.name}{self._labels(k)} {_number(v)}" for k, v in sorted(self._values.items())
-        ]
-
-
-class Counter(_Valued):
-    """Only goes up (``inc`` with a non-negative amount, or ``set`` from a sampled total)."""
-
-    kind = "counter"
-
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        if amount < 0:
-            raise ValueError(f"{self.name}: a counter cannot go down")
-        super().inc(amount, **labels)
-
-
-class Gauge(_Valued):
-    kind = "gauge"
-
-    def dec(self, amount: float = 1.0, **labels: str) -> None:
-        self.inc(-amount, **labels)
-
-
-class _Buckets:
-    __slots__ = ("counts", "n", "total")
-
-    def __init__(self, size: int) -> None:
-        self.counts = [0] * size
-        self.total = 0.0
-        self.n = 0
-
-
-class Histogram(Metric):
-    kind = "histogram"
+    family: Any  # prometheus_client's class
+    sample = ""  # the suffix of the series :meth:`value` reads
 
     def __init__(
         self,
+        registry: CollectorRegistry,
         name: str,
         help_text: str,
-        labelnames: Iterable[str] = (),
-        buckets: Iterable[float] = LATENCY_BUCKETS_S,
+        labelnames: tuple[str, ...],
+        **options: Any,
     ) -> None:
-        super().__init__(name, help_text, labelnames)
-        self.buckets = tuple(sorted(float(b) for b in buckets if not math.isinf(b)))
-        self._data: dict[Key, _Buckets] = {}
+        if not _NAME_RE.fullmatch(name):
+            raise ValueError(f"invalid metric name {name!r}")
+        self.name = name
+        self.labelnames = labelnames
+        self._registry = registry
+        self._family = self.family(name, help_text, labelnames, registry=registry, **options)
 
-    def _series(self) -> dict[Key, Any]:
-        return self._data
+    def _values(self, labels: dict[str, str]) -> dict[str, str]:
+        if set(labels) != set(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {tuple(labels)}")
+        return {name: str(value)[:_MAX_LABEL_CHARS] for name, value in labels.items()}
+
+    def _child(self, labels: dict[str, str]) -> Any:
+        return self._family.labels(**self._values(labels)) if labels else self._family
+
+    def remove(self, **labels: str) -> None:
+        """Forget one series (e.g. a view no longer projected here)."""
+        values = self._values(labels)
+        with contextlib.suppress(KeyError):
+            self._family.remove(*(values[name] for name in self.labelnames))
+
+    def clear(self) -> None:
+        self._family.clear()
+
+    def value(self, **labels: str) -> float:
+        found = self._registry.get_sample_value(self.name + self.sample, self._values(labels))
+        return found or 0.0
+
+
+class Counter(Metric):
+    """Only goes up (``inc`` with a non-negative amount, or ``set`` from a sampled total)."""
+
+    family = prometheus_client.Counter
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        self._child(labels).inc(amount)
+
+    def set(self, value: float, **labels: str) -> None:
+        """Bring the total up to ``value``, sampled from a source that only grows."""
+        self.inc(max(0.0, value - self.value(**labels)), **labels)
+
+
+class Gauge(Metric):
+    family = prometheus_client.Gauge
+
+    def set(self, value: float, **labels: str) -> None:
+        self._child(labels).set(value)
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        self._child(labels).inc(amount)
+
+    def dec(self, amount: float = 1.0, **labels: str) -> None:
+        self._child(labels).dec(amount)
+
+
+class Histogram(Metric):
+    family = prometheus_client.Histogram
+    sample = "_count"
 
     def observe(self, value: float, **labels: str) -> None:
-        key = self._key(labels)
-        with self._lock:
-            data = self._data.get(key)
-            if data is None:
-                data = self._data[key] = _Buckets(len(self.buckets) + 1)
-            data.counts[bisect.bisect_left(self.buckets, value)] += 1
-            data.total += value
-            data.n += 1
+        self._child(labels).observe(value)
 
     def count(self, **labels: str) -> int:
-        data = self._data.get(self._key(labels))
-        return 0 if data is None else data.n
-
-    def samples(self) -> list[str]:
-        out: list[str] = []
-        bounds = [*(f'le="{b!r}"' for b in self.buckets), 'le="+Inf"']
-        for key, data in sorted(self._data.items()):
-            running = 0
-            for bound, count in zip(bounds, data.counts, strict=True):
-                running += count
-                out.append(f"{self.name}_bucket{self._labels(key, bound)} {running}")
-            out.append(f"{self.name}_sum{self._labels(key)} {_number(data.total)}")
-            out.append(f"{self.name}_count{self._labels(key)} {data.n}")
-        return out
+        return int(self.value(**labels))
 
 
 class Registry:
     """The instruments of one process, and the hooks that sample values when scraped."""
 
     def __init__(self) -> None:
+        self._registry = CollectorRegistry(auto_describe=True)
         self._metrics: dict[str, Metric] = {}
         self._hooks: list[ScrapeHook] = []
         self._lock = threading.Lock()
 
-    def _get(self, cls: type[M], name: str, make: Callable[[], M], labels: Key) -> M:
+    def _get(self, cls: type[M], name: str, help_text: str, labels: Iterable[str], **kw: Any) -> M:
+        """The instrument ``name`` (made on first use; the same object afterwards)."""
+        key = tuple(labels)
         with self._lock:
             existing = self._metrics.get(name)
             if existing is None:
-                created = self._metrics[name] = make()
-                return created
-        if type(existing) is not cls or existing.labelnames != labels:
-            raise ValueError(
-                f"metric {name} already exists as {existing.kind} {existing.labelnames}"
-            )
+                made = self._metrics[name] = cls(self._registry, name, help_text, key, **kw)
+                return made
+        if type(existing) is not cls or existing.labelnames != key:
+            raise ValueError(f"metric {name} already exists as {type(existing).__name__}")
         return existing
 
     def counter(self, name: str, help_text: str, labels: Iterable[str] = ()) -> Counter:
-        """The counter ``name`` (made on first use; the same object afterwards)."""
-        key = tuple(labels)
-        return self._get(Counter, name, lambda: Counter(name, help_text, key), key)
+        return self._get(Counter, name, help_text, labels)
 
     def gauge(self, name: str, help_text: str, labels: Iterable[str] = ()) -> Gauge:
-        key = tuple(labels)
-        return self._get(Gauge, name, lambda: Gauge(name, help_text, key), key)
+        return self._get(Gauge, name, help_text, labels)
 
     def histogram(
         self,
@@ -248,8 +160,7 @@ class Registry:
         labels: Iterable[str] = (),
         buckets: Iterable[float] = LATENCY_BUCKETS_S,
     ) -> Histogram:
-        key, bounds = tuple(labels), tuple(buckets)
-        return self._get(Histogram, name, lambda: Histogram(name, help_text, key, bounds), key)
+        return self._get(Histogram, name, help_text, labels, buckets=tuple(buckets))
 
     def get(self, name: str) -> Metric | None:
         return self._metrics.get(name)
@@ -279,10 +190,7 @@ class Registry:
 
     def text(self) -> str:
         """The exposition text of the current values (no hooks run)."""
-        with self._lock:
-            metrics = sorted(self._metrics.values(), key=lambda m: m.name)
-        lines = [line for metric in metrics for line in metric.render()]
-        return "\n".join(lines) + "\n" if lines else ""
+        return generate_latest(self._registry).decode()
 
     async def render(self) -> str:
         """Sample what is sampled when scraped, then the exposition text."""
