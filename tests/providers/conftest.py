@@ -22,7 +22,7 @@ import pytest
 
 from threadline.base.redact import Redactor
 from threadline.services.agent.providers import ProviderSettings, Secret, adapter_for
-from threadline.services.agent.providers.base import ModelAdapter
+from threadline.services.agent.providers.parts import ModelAdapter
 
 
 @dataclass

@@ -31,7 +31,7 @@ def test_text_block_and_finish() -> None:
     asm = ids()
     parts = asm.text("t", "") + asm.text("t", "Hel") + asm.text("t", "lo")
     asm.usage(Usage(input_tokens=3, output_tokens=2))
-    asm.finish("stop")
+    asm.finish_reason = "stop"
     parts += asm.complete()
     assert parts == [
         TextDelta("Hel"),
@@ -73,7 +73,7 @@ def test_parallel_tool_calls_with_interleaved_fragments() -> None:
     parts += asm.tool_call(("tool", 0), arguments='{"city": ')
     parts += asm.tool_call(("tool", 1), arguments=': "UTC"}')
     parts += asm.tool_call(("tool", 0), arguments='"Oslo"}')
-    asm.finish("tool_calls")
+    asm.finish_reason = "tool_calls"
     parts += asm.complete()
     assert parts == [
         TextDelta("Let me check."),
@@ -112,7 +112,7 @@ def test_invalid_arguments_never_raise() -> None:
 def test_stop_with_tool_calls_becomes_tool_calls() -> None:
     asm = ids()
     asm.tool_call(0, call_id="c", name="f")
-    asm.finish("stop")
+    asm.finish_reason = "stop"
     parts = asm.complete()
     assert parts[-2] == ToolCallEnd("c", "f", {}, "")
     assert parts[-1] == FinishPart("tool_calls")

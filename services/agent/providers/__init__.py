@@ -12,11 +12,12 @@ import httpx2
 from threadline.base.redact import Redactor
 from threadline.services.agent.providers._config import load_providers
 from threadline.services.agent.providers.anthropic_messages import AnthropicMessagesAdapter
-from threadline.services.agent.providers.base import ModelAdapter, ModelRequest
 from threadline.services.agent.providers.errors import ProviderError
 from threadline.services.agent.providers.openai_chat import OpenAIChatAdapter
 from threadline.services.agent.providers.parts import (
     FinishPart,
+    ModelAdapter,
+    ModelRequest,
     Part,
     PartsAssembler,
     ReasoningDelta,

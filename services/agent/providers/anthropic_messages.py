@@ -20,8 +20,7 @@ from anthropic import AsyncAnthropic
 
 from threadline.events.schema import FinishReason, Usage
 from threadline.services.agent.providers.anthropic_map import AnthropicRequest, to_anthropic
-from threadline.services.agent.providers.base import ModelRequest
-from threadline.services.agent.providers.parts import Part
+from threadline.services.agent.providers.parts import ModelRequest, Part
 from threadline.services.agent.providers.sdk_adapter import ClientOptions, SdkAdapter, StreamReader
 
 _FINISH: Final[dict[str, FinishReason]] = {
@@ -105,7 +104,7 @@ class EventReader(StreamReader):
         elif kind == "message_delta":
             self._delta_usage(ev.usage or _Usage())
             if ev.delta is not None and ev.delta.stop_reason is not None:
-                asm.finish(_FINISH.get(ev.delta.stop_reason, "stop"))
+                asm.finish_reason = _FINISH.get(ev.delta.stop_reason, "stop")
         elif kind == "message_stop":
             self.stopped = True
             return asm.end_all()

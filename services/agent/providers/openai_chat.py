@@ -17,9 +17,8 @@ import msgspec
 from openai import AsyncOpenAI, Omit, omit
 
 from threadline.events.schema import FinishReason, Usage
-from threadline.services.agent.providers.base import ModelRequest
 from threadline.services.agent.providers.openai_map import OpenAIRequest, to_openai
-from threadline.services.agent.providers.parts import Part, PartsAssembler
+from threadline.services.agent.providers.parts import ModelRequest, Part, PartsAssembler
 from threadline.services.agent.providers.sdk_adapter import ClientOptions, SdkAdapter, StreamReader
 
 _FINISH: Final[dict[str, FinishReason]] = {
@@ -150,7 +149,7 @@ class ChunkReader(StreamReader):
                 out += _tool_calls(delta.tool_calls or [], asm)
             if choice.finish_reason is not None:
                 out += asm.end_all()
-                asm.finish(_FINISH.get(choice.finish_reason, "stop"))
+                asm.finish_reason = _FINISH.get(choice.finish_reason, "stop")
                 self.stopped = True
         return out
 

@@ -30,8 +30,8 @@ from openai.types.chat import (
 )
 
 from threadline.events.conversation import AssistantTurn, Message, ToolSpec, UserTurn
-from threadline.services.agent.providers.base import ModelRequest
 from threadline.services.agent.providers.history import repair, system_prompt, wrap_tool_output
+from threadline.services.agent.providers.parts import ModelRequest
 from threadline.services.agent.providers.settings import MaxTokensParam, ProviderSettings
 
 

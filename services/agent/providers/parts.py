@@ -1,4 +1,6 @@
-"""The normalised stream vocabulary, and the one place that produces it.
+"""What every adapter accepts and produces: :class:`ModelRequest` in, the normalised
+stream of :data:`Part` values out (:class:`ModelAdapter`), and the one place that
+produces those parts.
 
 Every adapter turns its provider's stream into the same sequence of :data:`Part`s:
 
@@ -17,13 +19,15 @@ own block identifier (OpenAI's tool-call ``index``, Anthropic's content-block
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
+from threadline.events.conversation import Message, ToolSpec
 from threadline.events.schema import FinishReason, Usage
+from threadline.services.agent.providers.settings import ProviderSettings
 
 
 class _Part(msgspec.Struct, frozen=True, tag_field="part"):
@@ -72,6 +76,45 @@ Part = (
 )
 
 
+class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One model step: the vendor-neutral conversation and how to sample it.
+
+    Empty ``model`` means the provider's default model; ``None`` temperature/max_tokens
+    mean the provider's configured values, ``None`` top_p the provider's default.
+    ``provider_data_key`` names the entry of ``AssistantTurn.provider_data`` this
+    provider reads back (e.g. a thinking signature); empty means the provider's name.
+    ``reasoning_budget_tokens`` turns on extended thinking (Anthropic). The gateway
+    refuses it for OpenAI-wire providers; the OpenAI adapter leaves it out (it can get
+    there only through a fallback provider). See docs/providers.md, "Session settings".
+    """
+
+    model: str = ""
+    system: str = ""
+    messages: tuple[Message, ...] = ()
+    tools: tuple[ToolSpec, ...] = ()
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    provider_data_key: str = ""
+    reasoning_budget_tokens: int | None = None
+
+
+@runtime_checkable
+class ModelAdapter(Protocol):
+    """A wire API: streams one model step as normalised parts.
+
+    ``stream`` raises only :class:`~.errors.ProviderError` (redacted, typed); closing
+    the iterator early (``aclose()``, or leaving an ``async for``) cancels the request.
+    """
+
+    @property
+    def settings(self) -> ProviderSettings: ...
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[Part]: ...
+
+    async def aclose(self) -> None: ...
+
+
 def parse_arguments(raw: str) -> tuple[dict[str, Any], str]:
     """Tool-call arguments and a parse error ("" when fine). Empty means no arguments."""
     if not raw.strip():
@@ -116,7 +159,8 @@ class PartsAssembler:
         self._reasoning: tuple[Hashable, dict[str, Any]] | None = None
         self._tool_calls = 0
         self._usage: Usage | None = None
-        self._finish: FinishReason | None = None
+        #: the finish reason to report (set by the reader)
+        self.finish_reason: FinishReason | None = None
 
     def text(self, key: Hashable, text: str) -> list[Part]:
         return [*self._end_reasoning(), TextDelta(text)] if text else []
@@ -168,10 +212,6 @@ class PartsAssembler:
         """Record the usage to report (the latest report wins)."""
         self._usage = usage
 
-    def finish(self, reason: FinishReason) -> None:
-        """Record the finish reason to report."""
-        self._finish = reason
-
     def complete(self) -> list[Part]:
         """End open blocks, then usage (if reported), then the finish reason.
 
@@ -182,7 +222,7 @@ class PartsAssembler:
         out = self.end_all()
         if self._usage is not None:
             out.append(UsagePart(self._usage))
-        reason = self._finish or "stop"
+        reason = self.finish_reason or "stop"
         out.append(FinishPart("tool_calls" if reason == "stop" and self._tool_calls else reason))
         return out
 

@@ -29,10 +29,9 @@ import openai
 
 from threadline.base.redact import Redactor, default_redactor
 from threadline.services.agent.providers.anthropic_map import AnthropicRequest
-from threadline.services.agent.providers.base import ModelRequest
 from threadline.services.agent.providers.errors import ErrorContext, ProviderError, translate_error
 from threadline.services.agent.providers.openai_map import OpenAIRequest
-from threadline.services.agent.providers.parts import Part, PartsAssembler
+from threadline.services.agent.providers.parts import ModelRequest, Part, PartsAssembler
 from threadline.services.agent.providers.settings import ProviderSettings
 from threadline.services.agent.providers.sse import SseDecoder
 
