@@ -6,7 +6,9 @@ provider keys) are never printed; :func:`Settings.public` shows the rest.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +17,9 @@ from typing import Any
 import msgspec
 
 from threadline.base.errors import ConfigurationError
+
+#: the dev default of ``Settings.id_secret``, in the data dir
+ID_SECRET_FILE = "id-secret"
 
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,6 +49,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     allow_unsafe_stream: bool = False
     database_url: str | None = None
     tokens: str | None = None
+    #: the secret that keys session ids derived from owners' keys (never printed); unset:
+    #: a random one kept in ``<data_dir>/id-secret``
+    id_secret: str | None = None
     devmodel_port: int = 0
     #: providers to switch to, in order, when a turn's provider keeps failing ("a,b")
     fallback_providers: str = ""
@@ -70,10 +78,30 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
 
+    def id_key(self) -> bytes:
+        """``id_secret``, else the deployment's dev default: made once (random) in the
+        data dir and read from there by every process sharing it."""
+        if self.id_secret:
+            return self.id_secret.encode()
+        path = self.data_path / ID_SECRET_FILE
+        if not path.exists():  # written whole, then linked: a reader never sees it half
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = path.with_name(f".{ID_SECRET_FILE}.{os.getpid()}")
+            fresh.touch(mode=0o600)
+            fresh.write_text(secrets.token_urlsafe(32))
+            with contextlib.suppress(FileExistsError):
+                os.link(fresh, path)  # another process made it first: theirs counts
+            fresh.unlink()
+        secret = path.read_text().strip()
+        if not secret:
+            raise ConfigurationError(f"{path} is empty: delete it or set THREADLINE_ID_SECRET")
+        return secret.encode()
+
     def public(self) -> dict[str, Any]:
         """Settings safe to print (no tokens, no credentials in URLs)."""
         shown = msgspec.structs.asdict(self)
         shown["tokens"] = "(set)" if self.tokens else None
+        shown["id_secret"] = "(set)" if self.id_secret else None
         for key in ("nats_url", "database_url"):
             if shown[key]:
                 shown[key] = ",".join(_without_credentials(u) for u in shown[key].split(","))

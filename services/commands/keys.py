@@ -7,18 +7,19 @@ A retryable command carries the client's key (an ``Idempotency-Key``, a
 event per key and session (docs/eventstore.md), so a retry appends nothing and gets
 the stored record back, which must hold the event asked for
 (:func:`same_request`). A command that makes a session (create, fork, an AI SDK chat)
-with a key derives the session's id from the owner and the key, so every retry lands
-in the same session and two owners' keys never meet.
+with a key derives the session's id from the owner and the key (:class:`DerivedIds`,
+keyed with the deployment's secret), so every retry lands in the same session, two
+owners' keys never meet and nobody can compute, and take first, another owner's id.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from typing import Final, Literal
 
-from threadline.base.errors import IdempotencyKeyReused, InvalidSessionId
-from threadline.events.ids import validate_session_id
+from threadline.base.errors import IdempotencyKeyReused
 from threadline.events.schema import LEGACY_COPY_KEY_SUFFIX, Event
 from threadline.events.store import Recorded
 
@@ -27,10 +28,6 @@ KEY_PATTERN: Final = r"^[!-~]{1,200}$"
 _PLAIN: Final = re.compile(KEY_PATTERN)
 
 ClientKind = Literal["create", "message", "cancel"]
-
-
-def _digest(text: str, size: int) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:size]
 
 
 def is_plain(key: str) -> bool:
@@ -47,7 +44,7 @@ def client_key(kind: ClientKind, given: str) -> str:
     keys still match)."""
     if is_plain(given) and not given.endswith(LEGACY_COPY_KEY_SUFFIX):
         return f"{kind}:{given}"
-    return f"{kind}:aisdk-{_digest(given, 40)}"
+    return f"{kind}:aisdk-{hashlib.sha256(given.encode()).hexdigest()[:40]}"
 
 
 def regenerate_key(turn: str) -> str:
@@ -65,24 +62,31 @@ def copy_key(source: str, version: int) -> str:
     return f"copy/{source}/{version}"
 
 
-def session_id(owner: str, key: str) -> str:
-    """The session a create with ``key`` makes: the same for every retry (owner + key)."""
-    return _digest(f"{owner}\0{key}", 32)
+class DerivedIds:
+    """The ids of sessions made with a client's key: an HMAC of the owner and the key
+    under the deployment's secret (``Settings.id_key``), so the same for every retry
+    and every gateway, and unguessable to anyone but the owner, who only learns them
+    from the answers."""
 
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
 
-def fork_id(owner: str, key: str) -> str:
-    """The session a fork with ``key`` makes."""
-    return session_id(owner, f"fork:{key}")
+    def _digest(self, *parts: str) -> str:
+        message = "\0".join(parts).encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
 
+    def session(self, owner: str, key: str) -> str:
+        """The session a create with ``key`` makes."""
+        return self._digest(owner, key)
 
-def chat_session(owner: str, chat: str) -> str:
-    """The session of an AI SDK chat: its id when that is a valid session id, else
-    ``ai-`` and a digest of owner and chat id."""
-    try:
-        return validate_session_id(chat)
-    except InvalidSessionId:
-        digest = _digest(f"aisdk\0{owner}\0{chat}", 32)
-        return f"ai-{digest}"
+    def fork(self, owner: str, key: str) -> str:
+        """The session a fork with ``key`` makes."""
+        return self._digest(owner, f"fork:{key}")
+
+    def chat(self, owner: str, chat: str) -> str:
+        """The session of ``owner``'s AI SDK chat ``chat`` (unless ``chat`` names a
+        session of theirs): ``ai-`` and 32 hex digits, per owner."""
+        return f"ai-{self._digest('aisdk', owner, chat)}"
 
 
 def same_request(stored: Recorded, wanted: Event, turn: str | None = None) -> Recorded:

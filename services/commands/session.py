@@ -13,6 +13,7 @@ command stored, so a retry is found however long after the store's duplicate win
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import Callable
 
 from threadline.base.errors import (
@@ -31,11 +32,10 @@ from threadline.events.store import EventStore, NewEvent, Recorded
 from threadline.services.commands.catalog import Catalog, check_choice
 from threadline.services.commands.fork import fork_events, write_fork
 from threadline.services.commands.keys import (
+    DerivedIds,
     client_key,
-    fork_id,
     regenerate_key,
     same_request,
-    session_id,
 )
 from threadline.services.commands.requests import (
     CancelTurn,
@@ -49,7 +49,9 @@ from threadline.services.commands.requests import (
 class SessionCommands:
     """The commands over an event store. ``catalog`` checks the providers, models and
     tool servers a command names; ``None`` accepts any (operators' tools). ``sessions``:
-    where session states come from (default: a cache of this store's, no snapshots)."""
+    where session states come from (default: a cache of this store's, no snapshots).
+    ``ids``: how keyed commands derive session ids (default: under a random secret of
+    this process, for tools that send no keys)."""
 
     def __init__(
         self,
@@ -57,10 +59,12 @@ class SessionCommands:
         catalog: Catalog | None = None,
         *,
         sessions: SessionCache | None = None,
+        ids: DerivedIds | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.sessions = sessions or SessionCache(store)
+        self.ids = ids or DerivedIds(secrets.token_bytes(32))
 
     async def state(self, session: str) -> SessionState:
         """The session's state now (the fold of its events, from the cache): the one
@@ -93,7 +97,7 @@ class SessionCommands:
             tool_servers=cmd.tool_servers,
             params=cmd.params,
         )
-        session = cmd.session or (session_id(cmd.owner, cmd.key) if cmd.key else new_id())
+        session = cmd.session or (self.ids.session(cmd.owner, cmd.key) if cmd.key else new_id())
         key = client_key("create", cmd.key) if cmd.key else new_id()
         new = NewEvent(event=event, actor=cmd.actor, key=key)
         (rec,) = await self.store.append(session, new, expected_version=0)
@@ -171,7 +175,7 @@ class SessionCommands:
         if cmd.session:
             target = validate_session_id(cmd.session)
         else:
-            target = fork_id(started.owner, cmd.key) if cmd.key else new_id()
+            target = self.ids.fork(started.owner, cmd.key) if cmd.key else new_id()
         try:
             fresh = not (cmd.session or cmd.key)
             return await write_fork(self.store, target, events, fresh=fresh)

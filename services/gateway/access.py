@@ -65,6 +65,10 @@ class Owners:
             raise Problem(403, "forbidden", "admins may read, not write, other owners' sessions")
         return session_id
 
+    async def owns(self, principal: Principal, session_id: str) -> bool:
+        """Whether ``session_id`` is a session of the caller's own."""
+        return await self._owner(session_id) == principal.owner
+
     async def _owner(self, session_id: str) -> str | None:
         try:
             validate_session_id(session_id)

@@ -14,6 +14,7 @@ from threadline.events.kv import directory_for, snapshot_store_for
 from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore
 from threadline.services.commands import Catalog, SessionCommands
+from threadline.services.commands.keys import DerivedIds
 from threadline.services.gateway.access import Owners
 from threadline.services.gateway.auth import Authenticator, Principal
 from threadline.services.gateway.errors import Problem, unauthorized
@@ -43,7 +44,9 @@ class Gateway:
         #: session states (commands, ``GET /v1/sessions/{id}``), folded only where new
         self.sessions = SessionCache(store, snapshots=snapshot_store_for(store))
         #: every write to a session goes through these
-        self.commands = SessionCommands(store, catalog, sessions=self.sessions)
+        self.commands = SessionCommands(
+            store, catalog, sessions=self.sessions, ids=DerivedIds(settings.id_key())
+        )
         self.auth = Authenticator(settings.tokens, options.jwt)
         self.metrics = Metrics()
         # the clock wakes streams for heartbeats and deadlines; lifetimes are kept to

@@ -75,6 +75,8 @@ class LocalCluster:
         self.startup_timeout_s = startup_timeout_s
         self.env = dict(os.environ if env is None else env)
         self.gateway_token = gateway_token or secrets.token_urlsafe(24)
+        #: one secret for every gateway's derived session ids (each has its own data dir)
+        self.id_secret = secrets.token_urlsafe(32)
         self.gateway_command = gateway_module() if gateways else None
         ports = free_ports(3 * nodes, host)
         self._http_ports = ports[2 * nodes :]
@@ -196,6 +198,7 @@ class LocalCluster:
         )
         if name.startswith("gateway"):
             env.setdefault("THREADLINE_TOKENS", f"{self.gateway_token}:dev")
+            env.setdefault("THREADLINE_ID_SECRET", self.id_secret)
         module, *args = command
         log = self.data_dir / "logs" / f"{name}.log"
         return ServiceProcess(

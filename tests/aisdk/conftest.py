@@ -24,6 +24,7 @@ from threadline.base.config import Settings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.services.agent.service import serve_agent
 from threadline.services.agent.turn import AgentSettings
+from threadline.services.commands.keys import DerivedIds
 from threadline.services.devmodel import DevModelSettings, serve
 from threadline.services.gateway import GatewayOptions, create_app, serve_app
 from threadline.services.runtime.natsserver import EmbeddedNats
@@ -85,6 +86,11 @@ class Stack:
     url: str
     store: JetStreamEventStore
     node: str
+    ids: DerivedIds
+
+    def session(self, chat: str, owner: str = "alice") -> str:
+        """The session of ``owner``'s new chat ``chat`` (a chat id is per owner)."""
+        return self.ids.chat(owner, chat)
 
     @property
     def api(self) -> str:
@@ -127,6 +133,6 @@ async def stack(
             ),
             serve_app(create_app(settings, store, options=options)) as url,
         ):
-            yield Stack(url, store, node)
+            yield Stack(url, store, node, DerivedIds(settings.id_key()))
     finally:
         await store.close()

@@ -32,8 +32,9 @@ async def posted(client: httpx.AsyncClient, chat: str, text: str = "hi") -> Asyn
 async def test_a_hand_driven_turn_streams_live(nats_server: EmbeddedNats) -> None:
     async with running_gateway(nats_server.url) as gw:
         chat = chat_id()
+        session = gw.gateway.commands.ids.chat("alice", chat)
         async with posted(gw.alice, chat) as (_, turn, chunks):
-            recs = await agent_turn(gw.store, chat, turn, tool=True)
+            recs = await agent_turn(gw.store, session, turn, tool=True)
             seen = []
             async for position, data in chunks:
                 if data == "[DONE]":
@@ -52,9 +53,10 @@ async def test_a_hand_driven_turn_streams_live(nats_server: EmbeddedNats) -> Non
 async def test_resume_after_a_position_sends_only_the_rest(nats_server: EmbeddedNats) -> None:
     async with running_gateway(nats_server.url) as gw:
         chat = chat_id()
+        session = gw.gateway.commands.ids.chat("alice", chat)
         async with posted(gw.alice, chat) as (_, turn, _chunks):
             pass  # the client went away; the turn goes on
-        recs = await agent_turn(gw.store, chat, turn, end=False)  # started, Hel, lo, !
+        recs = await agent_turn(gw.store, session, turn, end=False)  # started, Hel, lo, !
         lo = recs[2].position
         headers = {"Last-Event-ID": str(lo)}
         async with gw.alice.stream("GET", f"/api/chat/{chat}/stream", headers=headers) as resp:
@@ -67,7 +69,7 @@ async def test_resume_after_a_position_sends_only_the_rest(nats_server: Embedded
             assert json.loads(data) == {"type": "text-delta", "id": "text-1-0-1", "delta": "!"}
             end = [AssistantMessage(text="Hello!"), TurnCompleted()]
             await gw.store.append(
-                chat,
+                session,
                 [
                     NewEvent(event=e, turn=turn, attempt=1, key=f"{turn}/end/{n}")
                     for n, e in enumerate(end)
@@ -96,11 +98,12 @@ async def test_an_interrupted_stream_says_so(nats_server: EmbeddedNats) -> None:
 async def test_streams_count_against_the_owner_cap(nats_server: EmbeddedNats) -> None:
     async with running_gateway(nats_server.url, gateway_options(max_sse_per_owner=1)) as gw:
         chat = chat_id()
+        session = gw.gateway.commands.ids.chat("alice", chat)
         async with posted(gw.alice, chat):
-            version = (await gw.store.head(chat)).version
+            version = (await gw.store.head(session)).version
             resp = await gw.alice.post("/api/chat", json=body(chat, user("again")))
             assert resp.status_code == 429 and resp.json()["error"]["type"] == "too_many_streams"
-            assert (await gw.store.head(chat)).version == version
+            assert (await gw.store.head(session)).version == version
             assert (await gw.alice.get(f"/api/chat/{chat}/stream")).status_code == 429
         # the first stream's slot is given back when it ends
         await gw.gateway.hub.settled(lambda: gw.gateway.limiter.count("alice") == 0)
@@ -112,16 +115,17 @@ async def test_streams_count_against_the_owner_cap(nats_server: EmbeddedNats) ->
 async def test_the_oldest_unfinished_turn_is_the_one_resumed(nats_server: EmbeddedNats) -> None:
     async with running_gateway(nats_server.url) as gw:
         chat = chat_id()
+        session = gw.gateway.commands.ids.chat("alice", chat)
         async with posted(gw.alice, chat, "one") as (_, first, _chunks):
             pass
         async with posted(gw.alice, chat, "two") as (_, second, _chunks):
             pass
-        recs = await gw.store.load(chat)
+        recs = await gw.store.load(session)
         async with gw.alice.stream("GET", f"/api/chat/{chat}/stream") as resp:
             chunks = frames(resp)
             assert json.loads((await anext(chunks))[1])["messageId"] == first
         await gw.gateway.hub.settled(lambda: gw.gateway.limiter.count("alice") == 0)
-        await agent_turn(gw.store, chat, first)
+        await agent_turn(gw.store, session, first)
         async with gw.alice.stream("GET", f"/api/chat/{chat}/stream") as resp:
             chunks = frames(resp)
             assert json.loads((await anext(chunks))[1])["messageId"] == second
@@ -134,17 +138,18 @@ async def test_regenerate_while_the_answer_runs_streams_that_answer(
 ) -> None:
     async with running_gateway(nats_server.url) as gw:
         chat = chat_id()
+        session = gw.gateway.commands.ids.chat("alice", chat)
         asked = user("question")
         async with gw.alice.stream("POST", "/api/chat", json=body(chat, asked)) as resp:
             turn = json.loads((await anext(frames(resp)))[1])["messageId"]
         again = body(chat, asked, trigger="regenerate-message")
         async with gw.alice.stream("POST", "/api/chat", json=again) as resp:
             assert json.loads((await anext(frames(resp)))[1])["messageId"] == turn
-        await agent_turn(gw.store, chat, turn)
+        await agent_turn(gw.store, session, turn)
         async with gw.alice.stream("POST", "/api/chat", json=again) as resp:
             new_turn = json.loads((await anext(frames(resp)))[1])["messageId"]
         assert new_turn != turn
-        questions = [r for r in await gw.store.load(chat) if isinstance(r.event, UserMessage)]
+        questions = [r for r in await gw.store.load(session) if isinstance(r.event, UserMessage)]
         assert [(q.turn, q.envelope.key) for q in questions] == [
             (turn, f"message:{asked['id']}"),
             (new_turn, f"regenerate:{turn}"),

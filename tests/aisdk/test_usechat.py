@@ -77,8 +77,9 @@ def text_of(chunks: list[dict[str, Any]]) -> str:
     return "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
 
 
-async def records(stack: Stack, session: str) -> list[Recorded]:
-    return await stack.store.load(session)
+async def records(stack: Stack, chat: str) -> list[Recorded]:
+    """The events of alice's chat ``chat``."""
+    return await stack.store.load(stack.session(chat))
 
 
 def answer(recs: list[Recorded], turn: str) -> str:
@@ -99,7 +100,7 @@ async def test_use_chat_sends_a_message_and_assembles_text_and_tool_parts(stack:
     (response,) = out["responses"]
     assert response["status"] == 200 and response["protocol"] == "v1"
     assert response["contentType"].startswith("text/event-stream")
-    assert response["session"] == chat
+    assert response["session"] == stack.session(chat)
     asked, reply = out["messages"]
     recs = await records(stack, chat)
     started = recs[0].event
@@ -228,7 +229,7 @@ async def test_cancel_ends_the_stream_with_abort(stack: Stack) -> None:
                 break
             seen.append(json.loads(data))
             if seen[-1]["type"] == "text-delta" and len(seen) == 4:
-                stop = await alice.post(f"/v1/sessions/{chat}/cancel")
+                stop = await alice.post(f"/v1/sessions/{stack.session(chat)}/cancel")
                 assert stop.status_code == 202, stop.text
     assert [c["type"] for c in seen][-3:] == ["finish-step", "abort", "finish"]
     assert seen[-1] == {"type": "finish", "finishReason": "other"}
@@ -238,24 +239,27 @@ async def test_other_owners_and_anonymous_callers_get_nothing(stack: Stack) -> N
     chat = chat_id()
     await stack.chat(mode="send", chatId=chat, text="mine")
     before = len(await records(stack, chat))
+    session = stack.session(chat)
     async with (
         stack.client("bob-token") as bob,
         stack.client(None) as anonymous,
         stack.client("root-token") as root,
     ):
-        resp = await bob.post("/api/chat", json=body(chat, user("let me in")))
-        assert resp.status_code == 404
-        unknown = await bob.get(f"/v1/sessions/{chat_id()}")
-        assert resp.json() == unknown.json() and unknown.status_code == 404
-        assert (await bob.get(f"/api/chat/{chat}/stream")).status_code == 404
+        # a chat id is per owner: bob's chat of alice's id (or of her session's) is his own
+        for theirs in (chat, session):
+            async with bob.stream("POST", "/api/chat", json=body(theirs, user("x"))) as resp:
+                assert resp.status_code == 200
+                assert resp.headers["x-threadline-session"] == stack.session(theirs, "bob")
+                await read_stream(resp)
+        assert (await bob.get(f"/api/chat/{session}/stream")).status_code == 204  # his own
         assert (await bob.get(f"/api/chat/{chat_id()}/stream")).status_code == 404
         for resp in (
             await anonymous.post("/api/chat", json=body(chat, user("hi"))),
             await anonymous.get(f"/api/chat/{chat}/stream"),
         ):
             assert resp.status_code == 401 and resp.headers["www-authenticate"] == "Bearer"
-        assert (await root.get(f"/api/chat/{chat}/stream")).status_code == 204  # may read
-        assert (await root.post("/api/chat", json=body(chat, user("x")))).status_code == 403
+        assert (await root.get(f"/v1/sessions/{session}")).status_code == 200  # may read
+        assert (await root.get(f"/api/chat/{session}/stream")).status_code == 404  # not his chat
     assert len(await records(stack, chat)) == before
 
 
@@ -298,7 +302,7 @@ async def test_bad_requests_append_nothing(stack: Stack) -> None:
             "/api/chat", content=b"{", headers={"content-type": "application/json"}
         )
         assert malformed.status_code == 400
-        assert (await stack.store.head(chat)).version == 0
+        assert (await stack.store.head(stack.session(chat))).version == 0
         asked = user("first", "m-1")
         async with alice.stream("POST", "/api/chat", json=body(chat, asked)) as resp:
             await read_stream(resp)

@@ -6,10 +6,11 @@ recipe below or be one of the public routes: a route added without a recipe fail
 test, so a new route cannot escape the matrix.
 
 * **Another owner** (a static token, an HS256 JWT, an RS256 JWT) calling a route that
-  names a session (in the path or, for ``POST /api/chat``, in the body) with a real
-  session of alice's: 404, byte for byte the answer for a session that does not exist,
-  no SSE event delivered, nothing appended, no upstream follow started. Routes that name
-  no session (lists, usage, create, providers) must not mention alice's session.
+  names a session with a real session of alice's: 404, byte for byte the answer for a
+  session that does not exist, no SSE event delivered, nothing appended, no upstream
+  follow started. Routes that name no session (lists, usage, create, providers) must not
+  mention alice's session. ``POST /api/chat`` names a chat, which is per owner: naming
+  alice's session gives the caller a chat of their own, answered as for an unused id.
 * **Bad credentials** (wrong signature HS256/RS256, wrong issuer, wrong audience,
   expired, ``alg: none``, unknown static token, garbage, none at all): 401 with
   ``WWW-Authenticate: Bearer`` on every authenticated route, nothing appended.
@@ -46,6 +47,7 @@ from tests.gateway.harness import (
     make_jwt,
 )
 from tests.gateway.views_harness import running_views_gateway
+from threadline.events.ids import new_id
 from threadline.services.runtime.natsserver import EmbeddedNats
 
 SESSION = "{session}"
@@ -65,6 +67,9 @@ class Recipe:
     json: Any = None
     #: the route names a session (path or body): another owner must get the 404
     scoped: bool = True
+    #: the body names a chat, which is per owner: another owner naming alice's session
+    #: gets a chat of their own, answered as for an id nobody has (not a 404)
+    per_owner: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -87,8 +92,9 @@ RECIPES = [
     Recipe("POST", f"{S}/fork", f"/v1/sessions/{SESSION}/fork", 201, 201, {"version": 2}),
     Recipe("GET", "/v1/providers", "/v1/providers", 200, 200, scoped=False),
     Recipe("GET", "/v1/usage", "/v1/usage", 200, 200, scoped=False),
-    Recipe("POST", "/api/chat", "/api/chat", 200, 403, CHAT),
-    Recipe("GET", "/api/chat/{chat_id:str}/stream", f"/api/chat/{SESSION}/stream", 200, 200),
+    # before the POST, which makes each caller a chat of that id (an admin's is his own)
+    Recipe("GET", "/api/chat/{chat_id:str}/stream", f"/api/chat/{SESSION}/stream", 200, 404),
+    Recipe("POST", "/api/chat", "/api/chat", 200, 200, CHAT, per_owner=True),
 ]
 #: routes that need no token and carry no owner data
 PUBLIC = re.compile(r"^/(healthz|readyz|metrics|web/.*|schema(/.*)?)?$")
@@ -211,6 +217,11 @@ class Matrix:
             self.failures.append(f"{label}: changed alice's session")
         if SECRET_TEXT.encode() in answer.body:
             self.failures.append(f"{label}: leaked alice's text")
+        if recipe.per_owner:
+            nobodys = await call(client, recipe, new_id())
+            if (answer.status, answer.content_type) != (nobodys.status, nobodys.content_type):
+                self.failures.append(f"{label}: {answer.status}, not {nobodys.status}")
+            return
         if not recipe.scoped:
             if self.session.encode() in answer.body:
                 self.failures.append(f"{label}: mentions alice's session")

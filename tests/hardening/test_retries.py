@@ -141,7 +141,7 @@ async def test_every_command_retried_three_times_appends_once(
         assert {a.status_code for a in answers} == {200}, [a.text for a in answers]
         starts = {_start_of(a.text) for a in answers}
         assert len(starts) == 1, starts  # every retry streams the same turn
-        counted = await settle(stack, chat_id, 1)
+        counted = await settle(stack, answers[0].headers["x-threadline-session"], 1)
         appended["/api/chat"] = counted["user_message"]
         assert counted["session_started"] == 1 and counted["turn_completed"] == 1
 

@@ -21,11 +21,10 @@ from litestar.types import ControllerRouterHandler
 
 from threadline.events.fold import TurnState
 from threadline.events.store import Recorded
-from threadline.services.commands.keys import chat_session
 from threadline.services.commands.session import current_turn
 from threadline.services.gateway.aisdk.commands import ChatRequest, open_chat, regenerate, submit
 from threadline.services.gateway.aisdk.stream import Slot
-from threadline.services.gateway.auth import Authenticator, BearerAuthMiddleware
+from threadline.services.gateway.auth import Authenticator, BearerAuthMiddleware, Principal
 from threadline.services.gateway.context import GW, Gateway, principal_of
 from threadline.services.gateway.openapi import BEARER
 from threadline.services.gateway.sse import SSEResponse
@@ -37,7 +36,7 @@ async def post_chat(
 ) -> SSEResponse:
     """Append the new user message of a chat (creating it first) and stream the answer."""
     principal = principal_of(request)
-    session = chat_session(principal.owner, data.id)
+    session = await chat_session(gw, principal, data.id)
     slot = Slot(gw, principal, session)
     slot.acquire()  # before anything is appended: a 429 changes nothing
     try:
@@ -71,7 +70,7 @@ async def resume_chat(
     message the client already has). The turn comes from the session cache and only its
     own events are read (from its user message on), whatever the session's length."""
     principal = principal_of(request)
-    session = await gw.owners.readable(principal, chat_session(principal.owner, chat_id))
+    session = await gw.owners.readable(principal, await chat_session(gw, principal, chat_id))
     slot = Slot(gw, principal, session)
     slot.acquire()
     try:
@@ -86,6 +85,15 @@ async def resume_chat(
         slot.release()
         return ASGIResponse(status_code=204)
     return slot.respond(turn, records, after=int(last_event_id or 0))
+
+
+async def chat_session(gw: Gateway, principal: Principal, chat: str) -> str:
+    """The session of the caller's chat ``chat``: the session of that id when it is the
+    caller's own, else their ``ai-`` session of the chat (derived, per owner). Another
+    owner's session is never named by a chat id: whether it exists stays unknown."""
+    if await gw.owners.owns(principal, chat):
+        return chat
+    return gw.commands.ids.chat(principal.owner, chat)
 
 
 async def _turn_records(gw: Gateway, session: str, turn: TurnState) -> list[Recorded]:
