@@ -79,13 +79,16 @@ def make_jwt(
     aud: str | None = AUDIENCE,
     exp_in: float = 300,
     roles: Sequence[str] = (),
+    **extra: Any,
 ) -> str:
+    """A signed token; ``extra`` claims replace the made ones (``exp="..."``)."""
     claims: dict[str, Any] = {"exp": int(time.time() + exp_in)}
     for name, value in (("sub", sub), ("iss", iss), ("aud", aud)):
         if value is not None:
             claims[name] = value
     if roles:
         claims["roles"] = list(roles)
+    claims.update(extra)
     return jwt.encode(claims, key, algorithm=alg)
 
 

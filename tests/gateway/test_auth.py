@@ -57,6 +57,12 @@ BAD_TOKENS = {
     "wrong audience": make_jwt(aud="someone-else"),
     "no audience": make_jwt(aud=None),
     "expired": make_jwt(exp_in=-3600),
+    # RFC 7519: NumericDate is a JSON number; pyjwt alone takes "1999999999" for one
+    "exp a numeric string": make_jwt(exp=str(int(time.time()) + 300)),
+    "exp a float string": make_jwt(exp=f"{time.time() + 300}"),
+    "exp true": make_jwt(exp=True),
+    "nbf a numeric string": make_jwt(nbf=str(int(time.time()) - 10)),
+    "iat a numeric string": make_jwt(iat=str(int(time.time()) - 10)),
     "no subject": make_jwt(sub=None),
     "empty subject": make_jwt(sub=""),
     "alg none": jwt.encode({"sub": "jane", "exp": 2**40}, None, algorithm="none"),
