@@ -103,6 +103,9 @@ def _translate(exc: Exception) -> Problem:
         return unauthorized()
     if isinstance(exc, HTTPException):
         return _http_problem(exc)
+    if isinstance(exc, RecursionError) and "deserializing" in str(exc):  # msgspec's depth
+        log.info("a request body nested too deeply was refused")
+        return Problem(400, "malformed_body", "the request body is nested too deeply")
     log.error("unexpected error while serving a request", exc_info=exc)
     return Problem(500, "internal", "internal error")
 

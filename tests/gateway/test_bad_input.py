@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +116,31 @@ async def test_bad_input(gw: Harness, case: Case) -> None:
     assert await gw.store.last_position() == before, "a rejected request appended something"
     if case.status == 405:
         assert "GET" in response.headers["allow"]
+
+
+DEEP = "[" * 1000 + "]" * 1000  # 2 KB
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/sessions", DEEP),
+        (MESSAGES, '{"text": ' + DEEP + "}"),
+        ("/api/chat", '{"id": "c", "messages": ' + DEEP + "}"),
+    ],
+)
+async def test_json_nested_a_thousand_deep_is_400_and_one_log_line(
+    gw: Harness, caplog: pytest.LogCaptureFixture, path: str, body: str
+) -> None:
+    session = await gw.new_session()
+    url, headers = path.replace(SESSION, session), {"content-type": "application/json"}
+    with caplog.at_level(logging.DEBUG, logger="threadline"):
+        response = await gw.alice.post(url, content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["type"] == "malformed_body"
+    logged = [r for r in caplog.records if r.name.startswith("threadline.services.gateway")]
+    assert len(logged) <= 1 and not any(r.exc_info for r in logged), logged
+    assert not any("Traceback" in r.getMessage() for r in logged)
 
 
 async def test_an_event_over_the_stores_limit_is_413_and_nothing_is_appended(
