@@ -16,6 +16,7 @@ from typing import Final
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import (
     Components,
     OpenAPIMediaType,
@@ -29,6 +30,9 @@ from litestar.openapi.spec import (
 )
 
 BEARER: Final = "bearer"
+#: ReDoc 2.5.2's bundle (npm ``redoc``, MIT), shipped in web/: the schema page loads
+#: nothing from another origin (no CDN, no web fonts), so it works offline
+REDOC_JS: Final = "/schema/redoc.standalone.js"
 #: request bodies: msgspec Structs with ``forbid_unknown_fields``
 _CLOSED_BODIES: Final = ("CreateSession", "Params", "PostMessage", "Cancel", "ForkSession")
 #: (component, property) whose ``ge=0`` Litestar drops
@@ -44,6 +48,13 @@ def openapi_config() -> OpenAPIConfig:
         description="Sessions, messages and live event streams of Threadline, an "
         "event-sourced chat backend for LLM agents. See docs/gateway.md.",
         path="/schema",
+        render_plugins=[
+            RedocRenderPlugin(
+                js_url=REDOC_JS, google_fonts=False, favicon="", path=["/", "/redoc"]
+            ),
+            JsonRenderPlugin(),
+            YamlRenderPlugin(),
+        ],
         components=Components(
             security_schemes={
                 BEARER: SecurityScheme(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import msgspec
 
@@ -214,6 +215,20 @@ async def test_health_ready_metrics_need_no_token(gw: Harness) -> None:
     assert 'threadline_gateway_turn_duration_seconds_bucket{le="1.0"}' in text
     assert 'threadline_gateway_turns_total{outcome="completed"}' in text
     assert "alice" not in text and session not in text
+
+
+async def test_the_schema_page_loads_nothing_from_another_origin(gw: Harness) -> None:
+    page = await gw.client(None).get("/schema")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    head = page.text.split("<body", 1)[0]  # the body holds the OpenAPI document itself
+    assert not re.search(r"(?i)(https?:)?//", head), head  # no CDN, no web fonts, no icon
+    (script,) = re.findall(r'<script src="([^"]+)"', head)
+    assert script.startswith("/")
+    bundle = await gw.client(None).get(script)
+    assert bundle.status_code == 200 and bundle.headers["content-type"].startswith(
+        "text/javascript"
+    )
+    assert b"Redoc" in bundle.content and len(bundle.content) > 100_000
 
 
 async def test_openapi_schema_is_served_and_documents_the_api(gw: Harness) -> None:

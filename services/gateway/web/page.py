@@ -1,4 +1,5 @@
-"""Routes for the web page: ``GET /`` and its two assets under ``/web/``.
+"""Routes for the web page: ``GET /`` and its two assets under ``/web/``; and ReDoc's
+bundle, which the schema page (``/schema``) loads from here.
 
 The files are read once, at import. Every response carries a strict
 Content-Security-Policy (scripts, styles and connections from this origin only; no
@@ -14,6 +15,8 @@ from typing import Any, Final
 
 from litestar import Request, Response, get
 from litestar.types import ControllerRouterHandler
+
+from threadline.services.gateway.openapi import REDOC_JS
 
 CSP: Final = "; ".join(
     (
@@ -55,6 +58,7 @@ PAGE: Final = Asset("index.html", "text/html")
 ASSETS: Final = {
     "/web/app.js": Asset("app.js", "text/javascript"),
     "/web/app.css": Asset("app.css", "text/css"),
+    REDOC_JS: Asset("redoc.standalone.js", "text/javascript"),
 }
 
 
