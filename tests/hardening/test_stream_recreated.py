@@ -67,3 +67,26 @@ async def test_agent_consumes_again_after_the_stream_is_recreated(
         after = await stack.new_session()
         turn = await stack.say(after, "after the restore")
         assert (await stack.until_terminal(after, turn))[-1].kind == "turn_completed"
+
+
+async def test_a_turn_can_be_stopped_after_the_stream_is_recreated(
+    nats_server: EmbeddedNats, tmp_path: Path, queue_log: _Logged
+) -> None:
+    """The agent's other reader of the log (stop requests) carries on too."""
+    async with running_stack(nats_server.url, tmp_path) as stack:
+        await stack.store.nc.jetstream().delete_stream(stack.store.settings.name)
+        await queue_log.wait("is missing")
+        await ensure_stream(stack.store.nc, stack.store.settings)
+        await queue_log.wait("re-created")
+
+        session = await stack.new_session()
+        turn = await stack.say(session, "[[words:3000]] [[pace:tps=100]]")
+        async with asyncio.timeout(30):
+            async for rec in stack.store.follow(session):
+                if rec.turn == turn and rec.kind == "text_delta":
+                    break
+        stop = await stack.client("alice").post(
+            f"/v1/sessions/{session}/cancel", json={"turn_id": turn}
+        )
+        assert stop.status_code == 202, stop.text
+        assert (await stack.until_terminal(session, turn, wait_s=20))[-1].kind == "turn_cancelled"
