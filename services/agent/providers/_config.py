@@ -188,18 +188,12 @@ def _overlay(
         fields["headers"] = {**base.headers, **fields["headers"]}
     if "key_env" in fields:
         fields["api_key"] = _secret(env, fields["key_env"])
-    if (
-        "models" in fields
-        and "default_model" not in fields
-        and base.default_model not in fields["models"]
-    ):
-        fields["default_model"] = fields["models"][0] if fields["models"] else ""
+    models = fields.get("models")
+    if models is not None and "default_model" not in fields and base.default_model not in models:
+        fields["default_model"] = models[0] if models else ""
     merged = dataclasses.replace(base, **fields)
-    has_key = merged.api_key is not None
-    configured = has_key or (
-        not merged.key_required and (merged.configured or "base_url" in fields)
-    )
-    return dataclasses.replace(merged, configured=configured)
+    keyless = not merged.key_required and (merged.configured or "base_url" in fields)
+    return dataclasses.replace(merged, configured=merged.api_key is not None or keyless)
 
 
 def load_providers(

@@ -59,18 +59,9 @@ class AnthropicRequest:
 
     def body(self) -> bytes:
         """The streaming request's JSON body."""
-        body: dict[str, Any] = {
-            "max_tokens": self.max_tokens,
-            "messages": self.messages,
-            "model": self.model,
-            "stream": True,
-        }
-        if self.system:
-            body["system"] = self.system
-        if self.thinking:
-            body["thinking"] = self.thinking
-        if self.tools:
-            body["tools"] = self.tools
+        body: dict[str, Any] = {"max_tokens": self.max_tokens, "messages": self.messages}
+        optional = {"system": self.system, "thinking": self.thinking, "tools": self.tools}
+        body |= {"model": self.model, "stream": True} | {k: v for k, v in optional.items() if v}
         return msgspec.json.encode(body | self.sampling())
 
 

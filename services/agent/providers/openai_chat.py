@@ -9,12 +9,11 @@ chunk carrying ``error`` is the provider's error. Each chunk is decoded by msgsp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx2
 import msgspec
-from openai import AsyncOpenAI, Omit, omit
+from openai import AsyncOpenAI, omit
 
 from threadline.events.schema import FinishReason, Usage
 from threadline.services.agent.providers.openai_map import OpenAIRequest, to_openai
@@ -57,19 +56,18 @@ class _Choice(msgspec.Struct):
     finish_reason: str | None = None
 
 
-class _CompletionDetails(msgspec.Struct):
+class _Details(msgspec.Struct):
+    """``completion_tokens_details`` and ``prompt_tokens_details``."""
+
     reasoning_tokens: int | None = None
-
-
-class _PromptDetails(msgspec.Struct):
     cached_tokens: int | None = None
 
 
 class _Usage(msgspec.Struct):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    completion_tokens_details: _CompletionDetails | None = None
-    prompt_tokens_details: _PromptDetails | None = None
+    completion_tokens_details: _Details | None = None
+    prompt_tokens_details: _Details | None = None
 
 
 class Chunk(msgspec.Struct):
@@ -113,12 +111,6 @@ def _tool_calls(calls: list[_ToolCall], assembler: PartsAssembler) -> list[Part]
             arguments=(function.arguments or "") if function else "",
         )
     return out
-
-
-def _unset_ambient(headers: Mapping[str, str]) -> dict[str, str | Omit]:
-    """The ambient headers to send unset: those ``headers`` (the settings') do not set."""
-    present = {h.lower() for h in headers}
-    return {h: omit for h in _AMBIENT_HEADERS if h.lower() not in present}
 
 
 class ChunkReader(StreamReader):
@@ -166,12 +158,14 @@ class OpenAIChatAdapter(SdkAdapter[AsyncOpenAI, OpenAIRequest]):
         return to_openai(request, self._settings)
 
     async def _send(self, wire: OpenAIRequest) -> httpx2.Response:
+        present = {h.lower() for h in self._settings.headers}  # the SDK's are unset
+        ambient = {h: omit for h in _AMBIENT_HEADERS if h.lower() not in present}
         return await self._client.post(
             "/chat/completions",
             cast_to=httpx2.Response,
             content=wire.body(),
             options={
-                "headers": _unset_ambient(self._settings.headers),
+                "headers": ambient,
                 "security": {"bearer_auth": True},
             },
             stream=True,

@@ -49,16 +49,12 @@ class OpenAIRequest:
 
     def body(self) -> bytes:
         """The streaming request's JSON body."""
+        unset = (None, [])
+        optional = {"temperature": self.temperature, "tools": self.tools, "top_p": self.top_p}
         body: dict[str, Any] = {"model": self.model, "stream": True, "messages": self.messages}
         body[self.max_tokens_param] = self.max_tokens
         body["stream_options"] = {"include_usage": True}
-        if self.temperature is not None:
-            body["temperature"] = self.temperature
-        if self.tools:
-            body["tools"] = self.tools
-        if self.top_p is not None:
-            body["top_p"] = self.top_p
-        return msgspec.json.encode(body)
+        return msgspec.json.encode(body | {k: v for k, v in optional.items() if v not in unset})
 
 
 def to_openai(request: ModelRequest, settings: ProviderSettings) -> OpenAIRequest:

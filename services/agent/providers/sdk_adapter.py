@@ -94,13 +94,6 @@ C = TypeVar("C", openai.AsyncOpenAI, anthropic.AsyncAnthropic)
 W = TypeVar("W", OpenAIRequest, AnthropicRequest)
 
 
-async def _check_event_stream(response: httpx2.Response, ctx: ErrorContext) -> None:
-    """Raise the provider's bad answer if ``response`` is plain JSON, not a stream."""
-    media = response.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media == "application/json" or media.endswith("+json"):
-        raise ctx.bad_answer(media, await response.aread())
-
-
 class SdkAdapter(ABC, Generic[C, W]):
     """A :class:`~.base.ModelAdapter` over a vendor SDK client ``C`` at
     ``settings.base_url``; ``W`` is its wire request."""
@@ -135,7 +128,9 @@ class SdkAdapter(ABC, Generic[C, W]):
         response: httpx2.Response | None = None
         try:
             response = await self._send(wire)
-            await _check_event_stream(response, ctx)
+            media = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+            if media == "application/json" or media.endswith("+json"):  # not a stream
+                raise ctx.bad_answer(media, await response.aread())
             decoder = SseDecoder()
             async for chunk in response.aiter_bytes():
                 for event, data in decoder.feed(chunk):
