@@ -2,7 +2,7 @@
 that records how deliveries were settled.
 
 :class:`ScriptedModel` implements the provider adapter interface
-(``providers.base.ModelAdapter``): each request is answered by the next scripted
+(``providers.parts.ModelAdapter``): each request is answered by the next scripted
 :class:`Step`, its parts built by the same :class:`PartsAssembler` the real adapters use.
 A request with no step left, or a step left unused, fails the test (:meth:`verify`).
 """
@@ -20,12 +20,11 @@ from threadline.events.schema import Usage
 from threadline.events.workqueue import Backlog, Delivery, Room, WorkQueue
 from threadline.services.agent.providers import (
     ModelRequest,
-    Part,
-    PartsAssembler,
     ProviderError,
     ProviderRegistry,
     ProviderSettings,
 )
+from threadline.services.agent.providers.parts import Part, PartsAssembler
 from threadline.services.agent.tools import (
     Progress,
     ToolContext,
