@@ -20,6 +20,7 @@ from anthropic import AsyncAnthropic
 
 from threadline.events.schema import FinishReason, Usage
 from threadline.services.agent.providers.anthropic_map import AnthropicRequest, to_anthropic
+from threadline.services.agent.providers.errors import json_or_text
 from threadline.services.agent.providers.parts import ModelRequest, Part
 from threadline.services.agent.providers.sdk_adapter import ClientOptions, SdkAdapter, StreamReader
 
@@ -88,7 +89,7 @@ class EventReader(StreamReader):
 
     def feed(self, event: bytes, data: bytes) -> list[Part]:
         if event == b"error":
-            raise self.ctx.stream_error(_json_or_text(data))
+            raise self.ctx.stream_error(json_or_text(data))
         if self.stopped or not data:
             return []
         ev = _decode_event(data)
@@ -160,13 +161,6 @@ class EventReader(StreamReader):
         if delta.type == "input_json_delta":
             return asm.tool_call(key, arguments=delta.partial_json or "")
         return []  # citations
-
-
-def _json_or_text(data: bytes) -> object:
-    try:
-        return msgspec.json.decode(data)
-    except msgspec.DecodeError:
-        return data.decode(errors="replace")
 
 
 class AnthropicMessagesAdapter(SdkAdapter[AsyncAnthropic, AnthropicRequest]):

@@ -109,6 +109,14 @@ def body_message(body: object, fallback: str) -> tuple[str, str]:
     return fallback, ""
 
 
+def json_or_text(data: bytes) -> object:
+    """``data`` decoded as JSON, else as text."""
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return data.decode(errors="replace")
+
+
 def clip(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -194,11 +202,7 @@ class ErrorContext:
     def bad_answer(self, content_type: str, body: bytes) -> ProviderError:
         """A plain (non event-stream) answer to a streaming request: a server that does
         this will do it again, so it is not retried."""
-        text = body.decode(errors="replace")
-        try:
-            detail, _ = body_message(msgspec.json.decode(body), text)
-        except msgspec.DecodeError:
-            detail = text
+        detail, _ = body_message(json_or_text(body), body.decode(errors="replace"))
         return self.error(
             "provider_error",
             f"{self.label} answered a streaming request with {content_type or 'no content type'}"

@@ -49,12 +49,12 @@ class OpenAIRequest:
 
     def body(self) -> bytes:
         """The streaming request's JSON body."""
-        unset = (None, [])
-        optional = {"temperature": self.temperature, "tools": self.tools, "top_p": self.top_p}
+        tools = self.tools or None
+        optional = {"temperature": self.temperature, "tools": tools, "top_p": self.top_p}
         body: dict[str, Any] = {"model": self.model, "stream": True, "messages": self.messages}
         body[self.max_tokens_param] = self.max_tokens
         body["stream_options"] = {"include_usage": True}
-        return msgspec.json.encode(body | {k: v for k, v in optional.items() if v not in unset})
+        return msgspec.json.encode(body | {k: v for k, v in optional.items() if v is not None})
 
 
 def to_openai(request: ModelRequest, settings: ProviderSettings) -> OpenAIRequest:
