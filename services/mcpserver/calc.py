@@ -48,11 +48,14 @@ def calculate(expression: str) -> Number:
     except SyntaxError:
         raise CalcError("not a valid arithmetic expression") from None
     try:
-        value = _evaluate(tree.body)
+        return _bounded(_evaluate(tree.body))
     except ZeroDivisionError:
         raise CalcError("division by zero") from None
     except OverflowError:
         raise CalcError("result too large") from None
+
+
+def _bounded(value: Number) -> Number:
     if isinstance(value, int) and value.bit_length() > _MAX_RESULT_BITS:
         raise CalcError("result too large")
     return value
@@ -64,11 +67,9 @@ def _evaluate(node: ast.expr) -> Number:
             raise CalcError("only numbers are allowed")
         return node.value
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        left, right = _evaluate(node.left), _evaluate(node.right)
-        for operand in (left, right):
-            if isinstance(operand, int) and operand.bit_length() > _MAX_RESULT_BITS:
-                raise CalcError("result too large")
-        return _BINARY[type(node.op)](left, right)
+        return _BINARY[type(node.op)](
+            _bounded(_evaluate(node.left)), _bounded(_evaluate(node.right))
+        )
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_evaluate(node.operand))
     raise CalcError("only numbers, + - * / // % ** and parentheses are allowed")

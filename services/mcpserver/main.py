@@ -44,19 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.listen(128)
-    return sock
-
-
 async def serve_http(server: MCPServer, host: str, port: int) -> None:
-    sock = _listen(host, port)
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.create_server((host, port), family=family, backlog=128)
     bound_port = sock.getsockname()[1]
     app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
     uvicorn_server = uvicorn.Server(

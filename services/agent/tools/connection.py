@@ -10,13 +10,11 @@ use the session from their own tasks; requests are correlated by the dispatcher.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import httpx2
@@ -44,60 +42,26 @@ _STDERR_DRAIN_S = 1.0
 Item = SessionMessage | Exception
 
 
-class _Receiver(Protocol):
-    async def receive(self) -> Item: ...
-    async def aclose(self) -> None: ...
-
-
-class _EofWatcher:
-    """Wraps a transport's read stream to notice when the server went away."""
-
-    def __init__(self, inner: _Receiver, on_eof: Callable[[], None]) -> None:
-        self._inner = inner
-        self._on_eof = on_eof
-
-    @property
-    def last_context(self) -> contextvars.Context | None:
-        # The dispatcher reads this duck-typed attribute off its read stream.
-        context: contextvars.Context | None = getattr(self._inner, "last_context", None)
-        return context
-
-    async def receive(self) -> Item:
-        try:
-            return await self._inner.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._on_eof()
-            raise
-
-    async def aclose(self) -> None:
-        self._on_eof()
-        await self._inner.aclose()
-
-    def __aiter__(self) -> _EofWatcher:
-        return self
-
-    async def __anext__(self) -> Item:
-        try:
-            return await self.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
-    async def __aenter__(self) -> _EofWatcher:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
 @asynccontextmanager
 async def _watched(transport: Transport, on_eof: Callable[[], None]) -> AsyncIterator[Any]:
-    async with transport as (read_stream, write_stream):
-        yield _EofWatcher(read_stream, on_eof), write_stream
+    """The transport's streams; ``on_eof()`` once the server's side has ended (a stdio
+    process exited, say), which the mcp library does not tell."""
+    async with transport as (read_stream, write_stream), anyio.create_task_group() as tg:
+        sender, receiver = anyio.create_memory_object_stream[Item](0)
+
+        async def forward() -> None:
+            try:
+                async with sender:
+                    async for item in read_stream:
+                        await sender.send(item)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass  # the session closed its end
+            finally:
+                on_eof()
+
+        tg.start_soon(forward)
+        yield receiver, write_stream
+        tg.cancel_scope.cancel()
 
 
 @asynccontextmanager
@@ -166,16 +130,16 @@ class Connection:
         self.config = config
         self._client: Client | None = None
         self._failure = ""
-        self._eof = False
-        #: the HTTP server answered that it does not know this session (any more)
-        self.session_lost = False
+        self._eof = asyncio.Event()
+        #: set when the HTTP server answered that it does not know this session (any more)
+        self.session_lost = asyncio.Event()
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
     def alive(self) -> bool:
-        return self._client is not None and not self._eof and not self._stop.is_set()
+        return self._client is not None and not self._eof.is_set() and not self._stop.is_set()
 
     @property
     def client(self) -> Client:
@@ -244,7 +208,7 @@ class Connection:
         config = self.config
         if config.transport == "http":
             async with _watched(
-                _http_transport(config, self._mark_session_lost), self._mark_eof
+                _http_transport(config, self.session_lost.set), self._eof.set
             ) as streams:
                 yield streams
             return
@@ -253,15 +217,9 @@ class Connection:
         )
         async with (
             _stderr_logged(config) as errlog,
-            _watched(stdio_client(params, errlog=errlog), self._mark_eof) as streams,
+            _watched(stdio_client(params, errlog=errlog), self._eof.set) as streams,
         ):
             yield streams
-
-    def _mark_eof(self) -> None:
-        self._eof = True
-
-    def _mark_session_lost(self) -> None:
-        self.session_lost = True
 
     async def _run(self) -> None:
         name = self.config.name

@@ -10,9 +10,8 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
 from mcp.shared.dispatcher import ProgressFnT
@@ -96,22 +95,10 @@ class ToolRegistry:
         self._list_locks = {name: asyncio.Lock() for name in self._configs}
         self._closed = False
 
-    @property
-    def servers(self) -> Mapping[str, McpServerConfig]:
-        return self._configs
-
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self._closed = True
         conns = list(self._every_conn)
         self._conns.clear()
@@ -123,30 +110,22 @@ class ToolRegistry:
 
     async def list_tools(self, servers: Sequence[str]) -> ToolListing:
         """Tools of ``servers``, prefixed ``<server>__<tool>``; failing servers never raise."""
-        names = list(dict.fromkeys(servers))
-        results = await asyncio.gather(*(self._listing_or_reason(name) for name in names))
-        tools: list[ToolSpec] = []
-        unavailable: list[UnavailableServer] = []
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result, _Listing):
-                tools.extend(result.specs)
-            else:
-                unavailable.append(UnavailableServer(server=name, reason=result))
-        return ToolListing(tools=tuple(tools), unavailable=tuple(unavailable))
+        found = await asyncio.gather(*(self._listing_or_not(s) for s in dict.fromkeys(servers)))
+        return ToolListing(
+            tools=tuple(spec for f in found if isinstance(f, _Listing) for spec in f.specs),
+            unavailable=tuple(f for f in found if isinstance(f, UnavailableServer)),
+        )
 
-    async def _listing_or_reason(self, name: str) -> _Listing | str:
+    async def _listing_or_not(self, name: str) -> _Listing | UnavailableServer:
         if name not in self._configs:
-            return "not configured"
+            return UnavailableServer(server=name, reason="not configured")
         try:
             return await self._listing(name)
         except ToolServerUnavailable as exc:
             logger.warning("MCP server %r unavailable: %s", name, exc.reason)
-            return exc.reason
+            return UnavailableServer(server=name, reason=exc.reason)
 
     async def _listing(self, name: str) -> _Listing:
-        cached = self._listings.get(name)
-        if cached is not None and cached.expires > time.monotonic():
-            return cached
         async with self._list_locks[name]:
             cached = self._listings.get(name)
             if cached is not None and cached.expires > time.monotonic():
@@ -193,9 +172,6 @@ class ToolRegistry:
     # -------------------------------------------------------------- connecting
 
     async def _connection(self, name: str) -> Connection:
-        conn = self._conns.get(name)
-        if conn is not None and conn.alive:
-            return conn
         async with self._connect_locks[name]:
             conn = self._conns.get(name)
             if conn is not None and conn.alive:
@@ -236,9 +212,9 @@ class ToolRegistry:
                 return await use(conn)
             except Exception as exc:
                 closed = isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED
-                if closed or not conn.alive or conn.session_lost:
+                if closed or not conn.alive or conn.session_lost.is_set():
                     self._drop(name, conn)
-                if not conn.session_lost or retry:
+                if not conn.session_lost.is_set() or retry:
                     if closed or not conn.alive:
                         raise _Disconnected from exc
                     raise
