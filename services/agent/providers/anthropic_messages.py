@@ -94,10 +94,9 @@ class EventReader(StreamReader):
             return []
         ev = _decode_event(data)
         kind, asm = ev.type, self.assembler
-        if kind == "content_block_delta" and ev.delta is not None:
-            return self._delta(ev.index, ev.delta)
-        if kind == "content_block_start" and ev.content_block is not None:
-            return self._start(ev.index, ev.content_block)
+        if kind in ("content_block_start", "content_block_delta"):
+            content = ev.content_block or ev.delta
+            return [] if content is None else self._content(ev.index, content)
         if kind == "content_block_stop":
             return asm.end(ev.index)
         if kind == "message_start" and ev.message is not None and ev.message.usage is not None:
@@ -132,35 +131,24 @@ class EventReader(StreamReader):
         )
         self.assembler.usage(self._usage)
 
-    def _start(self, key: int, block: _Content) -> list[Part]:
-        asm = self.assembler
-        if block.type == "text":
-            return asm.text(key, block.text or "")
-        if block.type == "thinking":
-            out = asm.reasoning(key, block.thinking or "")
+    def _content(self, key: int, c: _Content) -> list[Part]:
+        """A ``content_block_start``'s block or a ``content_block_delta``'s delta."""
+        asm, kind = self.assembler, c.type.removesuffix("_delta")
+        if kind == "text":
+            return asm.text(key, c.text or "")
+        if kind in ("thinking", "signature"):
+            out = asm.reasoning(key, c.thinking or "")
             return out + (
-                asm.reasoning_data(key, {"signature": block.signature}) if block.signature else []
+                asm.reasoning_data(key, {"signature": c.signature}) if c.signature else []
             )
-        if block.type == "redacted_thinking":
-            return asm.reasoning_data(key, {"redacted_data": block.data or ""})
-        if block.type == "tool_use":
-            # the API sends "input": {} here and the input as deltas; a server that
-            # sends the whole input at once is understood too
-            arguments = json.dumps(block.input) if block.input else ""
-            return asm.tool_call(key, call_id=block.id, name=block.name, arguments=arguments)
-        return []  # server-side tool blocks: not ours to run
-
-    def _delta(self, key: int, delta: _Content) -> list[Part]:
-        asm = self.assembler
-        if delta.type == "text_delta":
-            return asm.text(key, delta.text or "")
-        if delta.type == "thinking_delta":
-            return asm.reasoning(key, delta.thinking or "")
-        if delta.type == "signature_delta":
-            return asm.reasoning_data(key, {"signature": delta.signature or ""})
-        if delta.type == "input_json_delta":
-            return asm.tool_call(key, arguments=delta.partial_json or "")
-        return []  # citations
+        if kind == "redacted_thinking":
+            return asm.reasoning_data(key, {"redacted_data": c.data or ""})
+        if kind in ("tool_use", "input_json"):
+            # the API starts a block with "input": {} and sends the input as deltas; a
+            # server that sends the whole input at once is understood too
+            arguments = c.partial_json or (json.dumps(c.input) if c.input else "")
+            return asm.tool_call(key, call_id=c.id, name=c.name, arguments=arguments)
+        return []  # server-side tool blocks and citations: not ours
 
 
 class AnthropicMessagesAdapter(SdkAdapter[AsyncAnthropic, AnthropicRequest]):
