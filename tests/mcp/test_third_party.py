@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from pathlib import Path
 
@@ -31,6 +32,29 @@ async def test_tools_that_require_task_mode_are_not_offered(npm_bin: Path) -> No
     assert "everything__echo" in names
     assert "everything__simulate-research-query" not in names
     assert (outcome.is_error, outcome.content) == (True, NOT_ALLOWED)
+
+
+async def test_server_memory_structured_results_reach_the_model_once(
+    npm_bin: Path, tmp_path: Path
+) -> None:
+    config = McpServerConfig(
+        name="memory",
+        transport="stdio",
+        command=[str(npm_bin / "mcp-server-memory")],
+        env={"MEMORY_FILE_PATH": str(tmp_path / "memory.jsonl")},
+    )
+    entity = {"name": "Ada", "entityType": "person", "observations": ["wrote programs"]}
+    context = make_context(allowed=("memory",))
+    async with ToolRegistry([config]) as registry:
+        created = await registry.call(
+            "memory__create_entities", {"entities": [entity]}, context=context
+        )
+        graph = await registry.call("memory__read_graph", {}, context=context)
+    assert not created.is_error and json.loads(created.content) == [entity]
+    assert not graph.is_error and json.loads(graph.content) == {
+        "entities": [entity],
+        "relations": [],
+    }
 
 
 async def test_an_sdk1_structured_result_reaches_the_model_once(sdk1_python: str) -> None:

@@ -19,8 +19,10 @@ def render_result(result: types.CallToolResult) -> str:
     """Text blocks joined by newlines; other blocks summarised; structured content as JSON.
 
     Structured content is appended only when no text block already carries it (servers
-    SHOULD mirror it as serialised JSON in a text block; the MCP Python SDK wraps a value
-    that is no object as ``{"result": value}`` and mirrors only the value).
+    SHOULD mirror it as serialised JSON in a text block). An object of one member also
+    counts as carried when a text block carries that member's value: the MCP Python SDK
+    wraps a value that is no object as ``{"result": value}`` and mirrors only the value,
+    server-memory mirrors ``{"entities": [...]}`` as the list.
     """
     parts = [_render_block(block) for block in result.content]
     structured = result.structured_content
@@ -31,8 +33,8 @@ def render_result(result: types.CallToolResult) -> str:
 
 def _mirrored(structured: Any, parts: list[str]) -> bool:
     mirrors = [structured]
-    if isinstance(structured, dict) and structured.keys() == {"result"}:
-        mirrors.append(structured["result"])
+    if isinstance(structured, dict) and len(structured) == 1:
+        mirrors.extend(structured.values())
     for part in parts:
         if part in mirrors:  # a wrapped string, as is
             return True
