@@ -10,6 +10,7 @@ from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError
 from threadline.base.tracing import tracing_from_env
 from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.readiness import problems
 from threadline.services.agent.service import serve_agent
 from threadline.services.runtime.metrics_http import add_metrics_arguments, serve_metrics
 
@@ -39,7 +40,11 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with (
-            serve_metrics(args.metrics_port, host=args.metrics_host or settings.host) as metrics,
+            serve_metrics(
+                args.metrics_port,
+                host=args.metrics_host or settings.host,
+                ready=lambda: problems(store),
+            ) as metrics,
             serve_agent(settings, store, concurrency=args.concurrency, ack_wait_s=args.ack_wait),
         ):
             print(f"agent worker consuming {settings.prefix}.*.user_message", flush=True)

@@ -5,45 +5,25 @@ restart; while the consumer is missing, ``/readyz`` says so (503, ``work_queue``
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.hardening.stack import running_stack
+from tests.support.logged import Logged, watching
 from threadline.events.stream import ensure_stream
 from threadline.services.runtime.natsserver import EmbeddedNats
 
 
-class _Logged(logging.Handler):
-    """Sets the event of each phrase once a line containing it is logged."""
-
-    def __init__(self, *phrases: str) -> None:
-        super().__init__(logging.DEBUG)
-        self.seen = {phrase: asyncio.Event() for phrase in phrases}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        for phrase, event in self.seen.items():
-            if phrase in record.getMessage():
-                event.set()
-
-    async def wait(self, phrase: str, timeout_s: float = 30) -> None:
-        async with asyncio.timeout(timeout_s):
-            await self.seen[phrase].wait()
-
-
 @pytest.fixture
-def queue_log() -> Iterator[_Logged]:
-    logged = _Logged("is missing", "re-created")
-    logger = logging.getLogger("threadline.events.jetstream_queue")
-    logger.addHandler(logged)
-    yield logged
-    logger.removeHandler(logged)
+def queue_log() -> Iterator[Logged]:
+    with watching("threadline.events.jetstream_queue", "is missing", "re-created") as logged:
+        yield logged
 
 
 async def test_agent_consumes_again_after_the_stream_is_recreated(
-    nats_server: EmbeddedNats, tmp_path: Path, queue_log: _Logged
+    nats_server: EmbeddedNats, tmp_path: Path, queue_log: Logged
 ) -> None:
     async with running_stack(nats_server.url, tmp_path) as stack:
         before = await stack.new_session()
@@ -70,7 +50,7 @@ async def test_agent_consumes_again_after_the_stream_is_recreated(
 
 
 async def test_a_turn_can_be_stopped_after_the_stream_is_recreated(
-    nats_server: EmbeddedNats, tmp_path: Path, queue_log: _Logged
+    nats_server: EmbeddedNats, tmp_path: Path, queue_log: Logged
 ) -> None:
     """The agent's other reader of the log (stop requests) carries on too."""
     async with running_stack(nats_server.url, tmp_path) as stack:
