@@ -258,27 +258,20 @@ class ToolRegistry:
         try:
             if tool not in (await self._listing(server)).names:
                 return outcome(NOT_ALLOWED, True)
-            reports = None if progress is None else self._throttled(config, progress)
-            result = await self._on_session(
-                server, lambda conn: self._invoke(conn, tool, arguments, context, reports)
-            )
+            reports = _Reports(progress, self._progress_interval_s, config) if progress else None
+            try:
+                result = await self._on_session(
+                    server, lambda conn: self._invoke(conn, tool, arguments, context, reports)
+                )
+            finally:
+                if reports is not None:
+                    reports.ended = True
         except Exception as exc:
             return outcome(_failure(config, exc), True)
         text = render_result(result)
         if result.is_error and not text.strip():
             text = "the tool reported an error without a message"
         return outcome(truncate(text, self._max_bytes), result.is_error)
-
-    def _throttled(self, config: McpServerConfig, tell: Progress) -> ProgressFnT:
-        told = -self._progress_interval_s
-
-        async def report(progress: float, total: float | None, message: str | None) -> None:
-            nonlocal told
-            if time.monotonic() - told >= self._progress_interval_s:
-                told = time.monotonic()
-                await tell(progress, total, summarise(redact(message or "", config.secrets())))
-
-        return report
 
     async def _invoke(
         self,
@@ -302,6 +295,26 @@ class ToolRegistry:
             return await conn.client.call_tool(
                 tool, arguments, read_timeout_seconds=timeout, progress_callback=progress, meta=meta
             )
+
+
+class _Reports:
+    """One call's progress, passed on at most once per ``interval_s`` and never once the
+    call has returned: the mcp library runs each report in a task of its own, which
+    could otherwise pass one on after the call's result."""
+
+    def __init__(self, tell: Progress, interval_s: float, config: McpServerConfig) -> None:
+        self.tell, self.interval_s, self.secrets = tell, interval_s, config.secrets()
+        self.told = -interval_s
+        self.ended = False
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        if self.ended or time.monotonic() - self.told < self.interval_s:
+            return
+        self.told = time.monotonic()
+        try:
+            await self.tell(progress, total, summarise(redact(message or "", self.secrets)))
+        except Exception as exc:  # the call's own outcome says what went wrong
+            logger.debug("progress not passed on: %s", exc)
 
 
 class _Disconnected(Exception):
