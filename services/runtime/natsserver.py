@@ -117,6 +117,9 @@ class EmbeddedNats:
             raise StoreUnavailable(
                 f"nats-server did not become ready within {self.startup_timeout_s} s"
             ) from None
+        except BaseException:  # it exited (a busy port...): reap it
+            await self.stop()
+            raise
         self._drain = asyncio.create_task(self._drain_output())
         return self.url
 

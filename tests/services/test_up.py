@@ -21,13 +21,15 @@ from threadline.events.store import NewEvent, Recorded
 from threadline.services.cli.stack import PROVIDER_KEY_VARS
 
 
-async def start_up(data_dir: Path, *args: str) -> tuple[asyncio.subprocess.Process, str]:
+async def start_up(
+    data_dir: Path, *args: str, cwd: Path | None = None
+) -> tuple[asyncio.subprocess.Process, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
     env = {k: v for k, v in env.items() if k not in PROVIDER_KEY_VARS}  # the dev model
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "threadline.services.cli", "up", "--data-dir", str(data_dir),
         "--port", "0", *args,
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env=env, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None
     banner = []
