@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 
 from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError
@@ -13,6 +11,7 @@ from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.readiness import problems
 from threadline.services.agent.service import serve_agent
 from threadline.services.runtime.metrics_http import add_metrics_arguments, serve_metrics
+from threadline.services.runtime.processes import stop_event
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,10 +33,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     store = await JetStreamEventStore.connect(
         settings.nats_url, settings.stream_settings(), allow_unsafe=settings.allow_unsafe_stream
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     try:
         async with (
             serve_metrics(

@@ -24,7 +24,11 @@ from threadline.base.errors import ConfigurationError
 from threadline.events.ids import validate_session_id
 from threadline.services.chatclient import Chat, ChatError, GatewayClient, LineReader, Renderer
 from threadline.services.gateway.models import SessionDetail
-from threadline.services.runtime.connect import read_dev_token, read_runtime
+from threadline.services.runtime.connect import (
+    configured_token,
+    read_dev_token,
+    read_runtime,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -44,16 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "offers; '' for none)",
     )
     parser.add_argument("--no-color", action="store_true", help="plain text output")
-    parser.add_argument("--data-dir", help="where `threadline up` runs (default ./.threadline)")
 
 
 def resolve(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
     """The gateway URL and the token, from arguments, environment or the data dir."""
     recorded = str(read_runtime(settings).get("gateway_url") or "")
     url = args.url or os.environ.get("THREADLINE_URL") or recorded or DEFAULT_URL
-    configured = (settings.tokens or "").split(",")[0].split(":")[0]
     token = (
-        args.token or os.environ.get("THREADLINE_TOKEN") or configured or read_dev_token(settings)
+        args.token
+        or os.environ.get("THREADLINE_TOKEN")
+        or configured_token(settings)
+        or read_dev_token(settings)
     )
     if not token:
         raise ConfigurationError(

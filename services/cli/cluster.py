@@ -11,11 +11,9 @@ Also runnable as ``python -m threadline.services.cli cluster``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
-import signal
 from pathlib import Path
 
 import msgspec
@@ -25,6 +23,8 @@ from threadline.services.cli.stack import PROVIDER_KEY_VARS
 from threadline.services.devmodel import DevModelSettings
 from threadline.services.devmodel import serve as serve_devmodel
 from threadline.services.runtime.cluster import LocalCluster
+from threadline.services.runtime.connect import configured_token, write_private
+from threadline.services.runtime.processes import stop_event
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,11 +47,7 @@ def cluster_dir(args: argparse.Namespace, settings: Settings) -> Path:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     root = cluster_dir(args, settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     env = dict(os.environ)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per readiness poll
     async with contextlib.AsyncExitStack() as stack:
@@ -68,7 +64,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             projector=not args.no_projector,
             stream=cluster_stream(settings),
             env=env,
-            gateway_token=_token_from(settings),
+            gateway_token=configured_token(settings),  # what the user already has
         )
         print(f"starting a 3-node JetStream cluster and services under {root} ...", flush=True)
         await stack.enter_async_context(cluster)
@@ -85,23 +81,13 @@ def cluster_stream(settings: Settings) -> StreamSettings:
     return msgspec.structs.replace(settings.stream_settings(), replicas=3)
 
 
-def _token_from(settings: Settings) -> str | None:
-    """The first configured static token, so gateways accept what the user already has."""
-    if not settings.tokens:
-        return None
-    return settings.tokens.split(",", 1)[0].split(":", 1)[0] or None
-
-
 def _write_token(root: Path, cluster: LocalCluster) -> Path | None:
     """The gateways' dev token goes to a file readable by this user only, never to the
     terminal or a log."""
     if not cluster.gateways:
         return None
-    path = root / "gateway-token"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(cluster.gateway_token + "\n")
-    return path
+    write_private(root / "gateway-token", cluster.gateway_token + "\n")
+    return root / "gateway-token"
 
 
 def summary(cluster: LocalCluster) -> list[tuple[str, str]]:

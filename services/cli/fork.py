@@ -24,7 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", help="the fork's model (default: the source's; with --provider, its default)"
     )
     parser.add_argument("--id", dest="new_session", help="the new session's id (default: new)")
-    parser.add_argument("--data-dir", help="where data lives (default ./.threadline)")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:

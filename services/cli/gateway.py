@@ -18,9 +18,7 @@ from the log and needs nothing else (no ``/v1/usage``). Unset: ``projections`` w
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import signal
 
 from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError
@@ -33,6 +31,7 @@ from threadline.services.gateway import GatewayOptions, ensure_dev_token, serve_
 from threadline.services.gateway.history import HistoryReader
 from threadline.services.gateway.projection_history import ProjectionHistory
 from threadline.services.runtime.connect import dev_token, running_nats_url
+from threadline.services.runtime.processes import stop_event
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,11 +54,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     options = GatewayOptions.from_env()
     settings, token = ensure_dev_token(settings, options, make=lambda: dev_token(settings))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     store = await JetStreamEventStore.connect(
         url, settings.stream_settings(), allow_unsafe=settings.allow_unsafe_stream
     )

@@ -59,6 +59,8 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
+        if name not in ("cluster", "projections"):  # they say where theirs goes
+            cmd.add_argument("--data-dir", help="where data lives (default ./.threadline)")
         if name == selected:
             command_module(name).add_arguments(cmd)
     for name, (_, help_text) in PASSTHROUGH.items():

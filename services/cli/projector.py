@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 
 from threadline.base.config import Settings
@@ -20,10 +19,10 @@ from threadline.projections.metrics import watch_projector
 from threadline.projections.projector import Projector
 from threadline.services.runtime.connect import open_store
 from threadline.services.runtime.metrics_http import add_metrics_arguments, serve_metrics
+from threadline.services.runtime.processes import stop_event
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", help="where data lives (default ./.threadline)")
     parser.add_argument(
         "--on-error",
         choices=["halt", "skip"],
@@ -37,10 +36,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     config = ProjectorConfig.from_settings(
         settings, on_error=args.on_error, batch_size=args.batch_size
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     async with open_store(settings) as store:
         recorder = await in_thread(config.open)
         unwatch = None

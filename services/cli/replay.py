@@ -37,7 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--at", type=int, metavar="VERSION", help="the state at this version")
     parser.add_argument("--full", action="store_true", help="do not shorten long texts")
     parser.add_argument("--gap", type=float, default=2.0, help="mark gaps longer than this (s)")
-    parser.add_argument("--data-dir", help="where data lives (default ./.threadline)")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:

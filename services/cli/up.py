@@ -10,10 +10,8 @@ prints what runs where, and shuts all of it down cleanly on Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
-import signal
 import sys
 
 from threadline.base.config import Settings
@@ -23,10 +21,10 @@ from threadline.services.cli.stack import Running, start_services
 from threadline.services.runtime.agents import agent_count
 from threadline.services.runtime.connect import clear_runtime, write_runtime
 from threadline.services.runtime.natsserver import EmbeddedNats
+from threadline.services.runtime.processes import stop_event
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", help="where data lives (default ./.threadline)")
     parser.add_argument("--port", type=int, help="the gateway's HTTP port (default 8000)")
     parser.add_argument("--nats-port", type=int, help="embedded NATS port (default: a free one)")
     parser.add_argument(
@@ -43,10 +41,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     settings.data_path.mkdir(parents=True, exist_ok=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     async with contextlib.AsyncExitStack() as stack:
         url = settings.nats_url
         extra: dict[str, object] = {}

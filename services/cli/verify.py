@@ -16,7 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--expect-head", metavar="HASH", help="the head hash recorded earlier (detects truncation)"
     )
-    parser.add_argument("--data-dir", help="where `threadline up` runs (default ./.threadline)")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -10,11 +10,12 @@ import msgspec
 
 from .conversation import (
     Conversation,
+    Message,
     RequestError,
-    ToolResult,
     count_words,
     optional_int,
     optional_number,
+    read_messages,
     require_dict,
     require_list,
     text_of,
@@ -56,7 +57,7 @@ def parse_request(body: dict[str, Any], api_key: str | None) -> Conversation:
         name = require_dict(tool, "tool").get("name")
         if isinstance(name, str):
             conv.tools.append(name)
-    _read_messages(conv, messages)
+    read_messages(conv, messages, [_neutral(m) for m in messages])
     conv.prompt_tokens += count_words(text_of(body.get("system")))
     return conv
 
@@ -92,47 +93,25 @@ def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     return [require_dict(block, "content block") for block in require_list(content, "content")]
 
 
-def _is_results(message: dict[str, Any]) -> bool:
-    return message.get("role") == "user" and any(
-        block.get("type") == "tool_result" for block in _blocks(message)
-    )
-
-
-def _read_messages(conv: Conversation, messages: list[dict[str, Any]]) -> None:
-    users = [i for i, m in enumerate(messages) if m.get("role") == "user" and not _is_results(m)]
-    last_user = users[-1] if users else -1
-    conv.key_material = messages[: last_user + 1]
-    if last_user >= 0:
-        conv.user_text = text_of(_blocks(messages[last_user]))
-    names: dict[str, str] = {}
+def _neutral(message: dict[str, Any]) -> Message:
+    blocks, role = _blocks(message), message.get("role")
+    calls: dict[str, str] = {}
+    results: list[tuple[str, str]] = []
     words = 0
-    for index, message in enumerate(messages):
-        calls = 0
-        for block in _blocks(message):
-            kind = block.get("type")
-            if kind == "tool_use":
-                calls += 1
-                names[str(block.get("id"))] = str(block.get("name", ""))
-                words += count_words(msgspec.json.encode(block.get("input", {})).decode())
-            elif kind == "tool_result":
-                words += count_words(_result_text(block))
-            else:
-                words += count_words(text_of([block]) or str(block.get("thinking", "")))
-        if index > last_user and message.get("role") == "assistant" and calls:
-            conv.rounds += 1
-    trailing = len(messages)
-    while trailing > 0 and _is_results(messages[trailing - 1]):
-        trailing -= 1
-    for message in messages[trailing:]:
-        for block in _blocks(message):
-            if block.get("type") == "tool_result":
-                name = names.get(str(block.get("tool_use_id")), "unknown")
-                conv.results.append(ToolResult(name, _result_text(block)))
-    conv.prompt_tokens = words
-
-
-def _result_text(block: dict[str, Any]) -> str:
-    return text_of(block.get("content"))
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "tool_use":
+            calls[str(block.get("id"))] = str(block.get("name", ""))
+            words += count_words(msgspec.json.encode(block.get("input", {})).decode())
+        elif kind == "tool_result":
+            results.append((str(block.get("tool_use_id")), text_of(block.get("content"))))
+            words += count_words(results[-1][1])
+        else:
+            words += count_words(text_of([block]) or str(block.get("thinking", "")))
+    question = role == "user" and not results
+    results = results if role == "user" else []
+    calls = calls if role == "assistant" else {}
+    return Message(text_of(blocks), words, question, calls, results)
 
 
 def _event(name: bytes, payload: bytes) -> bytes:

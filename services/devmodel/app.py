@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import msgspec
 
@@ -23,28 +23,18 @@ from .script import Failure, FailureLedger, Script, plan
 from .settings import DevModelSettings
 
 
-class Wire(NamedTuple):
-    parse: Callable[[dict[str, Any], str | None], Conversation]
-    stream: Callable[[Script, Conversation], Iterator[Frame]]
-    complete: Callable[[Script, Conversation], bytes]
-    error: Callable[[Failure], Reply]
-    models: Callable[[tuple[str, ...]], bytes]
+class Wire(Protocol):
+    """What a wire format module (``openai_wire``, ``anthropic_wire``) provides."""
+
+    def parse_request(self, body: dict[str, Any], api_key: str | None) -> Conversation: ...
+    def stream(self, script: Script, conv: Conversation) -> Iterator[Frame]: ...
+    def complete(self, script: Script, conv: Conversation) -> bytes: ...
+    def error(self, failure: Failure) -> Reply: ...
+    def models(self, names: tuple[str, ...]) -> bytes: ...
 
 
-OPENAI = Wire(
-    openai_wire.parse_request,
-    openai_wire.stream,
-    openai_wire.complete,
-    openai_wire.error,
-    openai_wire.models,
-)
-ANTHROPIC = Wire(
-    anthropic_wire.parse_request,
-    anthropic_wire.stream,
-    anthropic_wire.complete,
-    anthropic_wire.error,
-    anthropic_wire.models,
-)
+OPENAI: Wire = openai_wire
+ANTHROPIC: Wire = anthropic_wire
 _ROUTES = {
     "/v1/chat/completions": OPENAI,
     "/chat/completions": OPENAI,
@@ -125,7 +115,7 @@ class DevModelApp:
                 raise RequestError("the request body must be a JSON object")
             if self.requests.maxlen:  # the body only: keys travel in headers
                 self.requests.append({"path": path, "body": data})
-            conv = wire.parse(data, bearer_key(headers))
+            conv = wire.parse_request(data, bearer_key(headers))
         except (msgspec.DecodeError, RequestError) as exc:
             await _reply(send, wire.error(Failure(400, "invalid", "", detail=str(exc))))
             return

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
+
+from threadline.base.errors import PortInUse
+from threadline.services.runtime.processes import stop_event
 
 from .server import serve
 from .settings import DevModelSettings
@@ -45,11 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run(settings: DevModelSettings, host: str, port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     async with serve(settings, host, port) as url:
         print(
             f"Threadline dev model (ttft {settings.ttft_ms:g} ms, "
@@ -72,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(_run(settings, args.host, args.port))
+    except PortInUse as exc:
+        print(f"threadline devmodel: {PortInUse(exc.host, exc.port, '--port')}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(
             f"threadline devmodel: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr

@@ -55,6 +55,38 @@ class Conversation:
         return hashlib.sha256(msgspec.json.encode(self.key_material)).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of a request, wire-neutral: ``question`` for a user message that is
+    not only tool results; ``calls`` maps tool-call ids to tool names; ``results`` are
+    ``(call id, text)`` of the tool results it carries; ``words`` counts its content."""
+
+    text: str
+    words: int
+    question: bool = False
+    calls: dict[str, str] = field(default_factory=dict)
+    results: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_messages(conv: Conversation, raw: list[Any], messages: list[Message]) -> None:
+    """Fill in what the script needs from a request's messages (``raw``: as sent)."""
+    last_user = max((i for i, m in enumerate(messages) if m.question), default=-1)
+    conv.key_material = raw[: last_user + 1]
+    if last_user >= 0:
+        conv.user_text = messages[last_user].text
+    names = {call: name for m in messages for call, name in m.calls.items()}
+    conv.rounds = sum(1 for m in messages[last_user + 1 :] if m.calls)
+    trailing = len(messages)
+    while trailing > 0 and messages[trailing - 1].results:
+        trailing -= 1
+    conv.results = [
+        ToolResult(names.get(call, "unknown"), text)
+        for m in messages[trailing:]
+        for call, text in m.results
+    ]
+    conv.prompt_tokens = sum(m.words for m in messages)
+
+
 def split_tokens(text: str) -> tuple[str, ...]:
     """Split into tokens: a word with its trailing whitespace; joined they give ``text``."""
     return tuple(_TOKEN.findall(text.strip()))

@@ -11,11 +11,12 @@ import msgspec
 
 from .conversation import (
     Conversation,
+    Message,
     RequestError,
-    ToolResult,
     count_words,
     optional_int,
     optional_number,
+    read_messages,
     require_dict,
     require_list,
     text_of,
@@ -49,32 +50,20 @@ def parse_request(body: dict[str, Any], api_key: str | None) -> Conversation:
         name = inner.get("name") if isinstance(inner, dict) else None
         if isinstance(name, str):
             conv.tools.append(name)
-    _read_messages(conv, [require_dict(m, "message") for m in messages])
+    read_messages(conv, messages, [_neutral(require_dict(m, "message")) for m in messages])
     return conv
 
 
-def _read_messages(conv: Conversation, messages: list[dict[str, Any]]) -> None:
-    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
-    conv.key_material = messages[: last_user + 1]
-    if last_user >= 0:
-        conv.user_text = text_of(messages[last_user].get("content"))
-    names: dict[str, str] = {}
-    words = 0
-    for index, message in enumerate(messages):
-        words += count_words(text_of(message.get("content")))
-        for call in require_list(message.get("tool_calls"), "tool_calls"):
-            function = require_dict(call, "tool call").get("function") or {}
-            names[str(call.get("id"))] = str(function.get("name", ""))
-            words += count_words(str(function.get("arguments", "")))
-        if index > last_user and message.get("role") == "assistant" and message.get("tool_calls"):
-            conv.rounds += 1
-    trailing = len(messages)
-    while trailing > 0 and messages[trailing - 1].get("role") == "tool":
-        trailing -= 1
-    for message in messages[trailing:]:
-        name = names.get(str(message.get("tool_call_id")), "unknown")
-        conv.results.append(ToolResult(name, text_of(message.get("content"))))
-    conv.prompt_tokens = words
+def _neutral(message: dict[str, Any]) -> Message:
+    role, text = message.get("role"), text_of(message.get("content"))
+    calls: dict[str, str] = {}
+    words = count_words(text)
+    for call in require_list(message.get("tool_calls"), "tool_calls"):
+        function = require_dict(call, "tool call").get("function") or {}
+        calls[str(call.get("id"))] = str(function.get("name", ""))
+        words += count_words(str(function.get("arguments", "")))
+    results = [(str(message.get("tool_call_id")), text)] if role == "tool" else []
+    return Message(text, words, role == "user", calls if role == "assistant" else {}, results)
 
 
 def _usage(script: Script) -> dict[str, Any]:

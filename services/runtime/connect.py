@@ -24,7 +24,7 @@ def runtime_path(settings: Settings) -> Path:
     return settings.data_path / RUNTIME_FILE
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write ``path`` readable by the owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -35,7 +35,7 @@ def _write_private(path: Path, text: str) -> None:
 
 def write_runtime(settings: Settings, info: dict[str, object]) -> None:
     """Record what runs where."""
-    _write_private(runtime_path(settings), json.dumps(info, indent=2) + "\n")
+    write_private(runtime_path(settings), json.dumps(info, indent=2) + "\n")
 
 
 def clear_runtime(settings: Settings) -> None:
@@ -65,12 +65,17 @@ def read_dev_token(settings: Settings) -> str | None:
         return None
 
 
+def configured_token(settings: Settings) -> str | None:
+    """The first token of ``THREADLINE_TOKENS`` (``token:owner[:role],...``), if any."""
+    return (settings.tokens or "").split(",", 1)[0].split(":", 1)[0] or None
+
+
 def dev_token(settings: Settings) -> str:
     """The dev token kept in the data dir; made (random, owner-only file) on first use."""
     token = read_dev_token(settings)
     if token is None:
         token = secrets.token_urlsafe(32)
-        _write_private(settings.data_path / DEV_TOKEN_FILE, token + "\n")
+        write_private(settings.data_path / DEV_TOKEN_FILE, token + "\n")
     return token
 
 

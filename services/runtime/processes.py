@@ -28,6 +28,15 @@ from threadline.services.runtime.natsserver import _die_with_parent
 _POLL_S: Final = 0.1
 
 
+def stop_event() -> asyncio.Event:
+    """An event SIGINT (Ctrl-C) or SIGTERM sets: how a long-running command stops."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """``count`` distinct ports nothing listens on right now (held open together)."""
     with contextlib.ExitStack() as stack:

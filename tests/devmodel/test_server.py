@@ -172,4 +172,5 @@ async def test_cli_reports_a_busy_port() -> None:
         process = await run_cli("--port", str(port))
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 1
-    assert b"cannot listen" in stderr
+    busy = f"port {port} on 127.0.0.1 is already in use (is Threadline already running?)"
+    assert stderr.decode() == f"threadline devmodel: {busy}; choose another with --port\n"
