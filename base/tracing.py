@@ -52,14 +52,9 @@ def make_provider(kind: str, *, service_name: str = "threadline") -> TracerProvi
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
     exporter: SpanExporter
-    if kind == "otlp":
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        except ImportError:
-            raise ConfigurationError(
-                f"{EXPORTER_ENV}=otlp needs the OTLP exporter: "
-                "pip install opentelemetry-exporter-otlp-proto-http"
-            ) from None
+    if kind == "otlp":  # a dependency, imported only when asked for (start-up time)
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
         exporter = OTLPSpanExporter()  # reads OTEL_EXPORTER_OTLP_* itself
     elif kind == "console":
         exporter = ConsoleSpanExporter(service_name=service_name)
