@@ -11,6 +11,7 @@ from threadline.services.agent.providers import (
     adapter_for,
     load_providers,
 )
+from threadline.services.agent.providers.sdk_adapter import client_options
 
 ENV = {
     "OPENAI_API_KEY": "sk-openai-AAAA1111",
@@ -51,7 +52,7 @@ def test_builtins_from_env() -> None:
     assert openai.base_url == "https://api.openai.com/v1"
     assert openai.api_key == Secret("sk-openai-AAAA1111")
     assert openai.headers == {"OpenAI-Organization": "org-1"}
-    assert openai.max_tokens == 4096 and openai.max_retries_in_sdk == 0
+    assert openai.max_tokens == 4096 and client_options(openai, None)["max_retries"] == 0
     router = registry.get("openrouter")
     assert router.base_url == "https://openrouter.ai/api/v1"
     assert router.headers == {"HTTP-Referer": "https://example.org", "X-Title": "Threadline"}

@@ -61,7 +61,7 @@ def client_options(
         api_key=settings.api_key.reveal() if settings.api_key else NO_KEY,
         base_url=settings.base_url,
         timeout=httpx2.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
-        max_retries=settings.max_retries_in_sdk,
+        max_retries=0,  # the SDK never retries: the agent does, honouring Retry-After
         default_headers=settings.headers or None,
         http_client=http_client,
     )

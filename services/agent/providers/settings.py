@@ -61,8 +61,6 @@ class ProviderSettings:
     #: read/write timeout in seconds: the longest silence tolerated while streaming
     timeout_s: float = 120.0
     connect_timeout_s: float = 10.0
-    #: the SDK never retries: the agent does, honouring Retry-After
-    max_retries_in_sdk: int = 0
     #: display name used in error messages ("OpenAI")
     label: str = ""
     #: the environment variable that holds the key (named in error messages)
