@@ -208,14 +208,20 @@ class TurnState:
         self.calls, self.text, self.reasoning = [], [], []
 
     def _end(self, rec: Recorded, e: Ending) -> list[Message]:
-        """End the turn; what it adds to the conversation."""
+        """End the turn; what it adds to the conversation (the model's context).
+
+        The one rule for what a model sees of an ended turn: a completed turn adds its
+        question and its steps; a cancelled one its question, its answered steps and its
+        partial text; a failed one nothing: its question stays in the transcript, but a
+        later turn is not sent it (nor its steps) unless it is retried, as a new turn
+        (a question that always fails must not make the session unusable)."""
         self.ending, self.ended = e, rec.version
         asked = self.user.message if self.user is not None else UserTurn(text="")
         match e:
             case TurnCompleted():
                 return [asked, *self.staged]
             case TurnFailed():
-                return [asked]
+                return []
             case TurnCancelled():
                 kept = answered_steps(self.staged)
                 if not e.partial_text:

@@ -101,6 +101,12 @@ class GatewayClient:
         raw = await self._call("POST", f"/v1/sessions/{session}/messages", json=body)
         return msgspec.json.decode(raw, type=TurnAccepted)
 
+    async def retry(self, session: str, turn_id: str = "") -> TurnAccepted:
+        """Ask ``turn_id``'s question again (default: the latest turn's) as a new turn."""
+        body = {"turn_id": turn_id} if turn_id else None
+        raw = await self._call("POST", f"/v1/sessions/{session}/retry", json=body)
+        return msgspec.json.decode(raw, type=TurnAccepted)
+
     async def cancel(self, session: str, turn_id: str, reason: str = "") -> TurnAccepted | None:
         """Stop ``turn_id``; None when it had already ended."""
         body = {"turn_id": turn_id, "reason": reason}

@@ -1,4 +1,5 @@
-"""The chat loop: prompt, send, stream the answer, Ctrl-C stops the turn.
+"""The chat loop: prompt, send, stream the answer, Ctrl-C stops the turn, ``/retry``
+asks the latest turn's question again (the way past a failed turn).
 
 One task follows the session's events for the whole chat (so answers, other clients'
 messages and turns show up as they happen) and records which turns have ended. The
@@ -22,6 +23,7 @@ from threadline.services.chatclient.terminal import INTERRUPTED, LineReader
 from threadline.services.gateway.models import SessionDetail
 
 QUIT_COMMANDS = frozenset({"/quit", "/exit"})
+RETRY_COMMAND = "/retry"
 
 
 class Chat:
@@ -59,7 +61,10 @@ class Chat:
         try:
             for turn in unfinished:  # a turn running when we joined: watch it end
                 await self._wait(turn)
-            self.out.note("Type a message; Ctrl-C stops a running answer; Ctrl-D quits.")
+            self.out.note(
+                "Type a message; Ctrl-C stops a running answer; /retry asks the last "
+                "question again; Ctrl-D quits."
+            )
             while self._follow_error is None:
                 self.out.prompt()
                 self._prompting = True
@@ -77,7 +82,9 @@ class Chat:
                 text = line.strip()
                 if text in QUIT_COMMANDS:
                     break
-                if text:
+                if text == RETRY_COMMAND:
+                    await self._turn(None)
+                elif text:
                     await self._turn(line)
             if self._follow_error is not None:
                 self.out.error(str(self._follow_error))
@@ -90,12 +97,17 @@ class Chat:
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
 
-    async def _turn(self, text: str) -> None:
+    async def _turn(self, text: str | None) -> None:
+        """Send ``text`` (None: retry the latest turn) and wait for its answer."""
         message_id = uuid.uuid4().hex
         self._mine.add(message_id)
         self._sending, self._early_interrupt = True, False
         try:
-            accepted = await self.client.send(self.session, text, message_id)
+            if text is None:
+                self.out.line("  ↻ asking the last question again", "33")
+                accepted = await self.client.retry(self.session)
+            else:
+                accepted = await self.client.send(self.session, text, message_id)
         except ChatError as exc:
             self.out.error(str(exc))
             return

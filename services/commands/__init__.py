@@ -10,6 +10,7 @@ from threadline.services.commands.requests import (
     CancelTurn,
     Fork,
     Regenerate,
+    Retry,
     SendMessage,
     StartSession,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "Fork",
     "ProviderEntry",
     "Regenerate",
+    "Retry",
     "SendMessage",
     "SessionCommands",
     "StartSession",

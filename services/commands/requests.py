@@ -43,6 +43,15 @@ class Regenerate(SendMessage, frozen=True, kw_only=True):
     message first if it never was)."""
 
 
+class Retry(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask ``turn``'s question again, as a new turn (default: the session's latest turn);
+    a failed turn's question is in the model's context only through such a retry."""
+
+    session: str
+    actor: str
+    turn: str = ""
+
+
 class CancelTurn(msgspec.Struct, frozen=True, kw_only=True):
     """Stop ``turn``; default: the running turn, else the oldest waiting one."""
 

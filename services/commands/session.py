@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Callable
 
 from threadline.base.errors import (
+    CommandRefused,
     ConcurrencyError,
     IdempotencyKeyReused,
     NothingToCancel,
@@ -41,6 +42,7 @@ from threadline.services.commands.requests import (
     CancelTurn,
     Fork,
     Regenerate,
+    Retry,
     SendMessage,
     StartSession,
 )
@@ -153,16 +155,36 @@ class SessionCommands:
                 )
             ),
         )
-        if asked is None:  # never sent (or sent without a key): this is its first answer
+        state = await self.state(cmd.session)
+        if asked is None or asked.turn not in state.turns:  # never sent: its first answer
             return await self.post_message(cmd)
-        assert isinstance(asked.event, UserMessage)
-        if asked.turn is not None and not (await self.state(cmd.session)).is_terminal(asked.turn):
-            return asked
+        return await self._ask_again(state, asked.turn, cmd.actor)
+
+    async def retry(self, cmd: Retry) -> Recorded:
+        """Ask ``cmd.turn``'s question again (default: the latest turn's), as a new turn;
+        while that turn runs, answer its message instead."""
+        state = await self.state(cmd.session)
+        turn = cmd.turn or next(reversed(state.turns), None)
+        if turn is None:
+            raise CommandRefused("the session has no turn to retry")
+        if turn not in state.turns or state.turns[turn].user is None:
+            raise TurnNotFound(turn)
+        return await self._ask_again(state, turn, cmd.actor)
+
+    async def _ask_again(self, state: SessionState, turn: str, actor: str) -> Recorded:
+        """A new turn with ``turn``'s user message (once per turn: a retry of the request
+        gets the same one back); ``turn``'s own message while it has not ended."""
+        asked = state.turns[turn].user
+        assert asked is not None and isinstance(asked.event, UserMessage)
+        if not state.is_terminal(turn):
+            return await self.store.get(asked.position)
         event = UserMessage(text=asked.event.text, client_message_id=asked.event.client_message_id)
-        key = regenerate_key(str(asked.turn))
-        new = NewEvent(event=event, actor=cmd.actor, turn=new_id(), key=key)
-        (rec,) = await self.store.append(cmd.session, new)
-        return rec
+        key = regenerate_key(turn)
+        if retried := await self._retried(state, key, event):
+            return retried
+        new = NewEvent(event=event, actor=actor, turn=new_id(), key=key)
+        (rec,) = await self.store.append(state.session, new)
+        return same_request(rec, event)
 
     async def fork(self, cmd: Fork) -> Recorded:
         """Make the fork (idempotent with ``cmd.key`` or ``cmd.session``); answers its last

@@ -39,6 +39,7 @@ V1_ROUTES: tuple[ControllerRouterHandler, ...] = (
     sessions.get_session,
     messages.post_message,
     messages.cancel_turn,
+    messages.retry_turn,
     events.stream_events,
     events.export_session,
     meta.list_providers,

@@ -63,6 +63,10 @@ class TurnAccepted(msgspec.Struct, frozen=True, kw_only=True):
     """The turn a message (or a cancel) is about, and where its event sits in the log."""
 
     turn_id: str
+class RetryTurn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    turn_id: Annotated[str, Meta(pattern=SESSION_ID_PATTERN)] | None = None
+
+
     position: int
     version: int
 

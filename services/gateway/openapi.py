@@ -34,11 +34,17 @@ BEARER: Final = "bearer"
 #: nothing from another origin (no CDN, no web fonts), so it works offline
 REDOC_JS: Final = "/schema/redoc.standalone.js"
 #: request bodies: msgspec Structs with ``forbid_unknown_fields``
-_CLOSED_BODIES: Final = ("CreateSession", "Params", "PostMessage", "Cancel", "ForkSession")
+_CLOSED_BODIES: Final = (
+    "CreateSession", "Params", "PostMessage", "Cancel", "RetryTurn", "ForkSession",
+)  # fmt: skip
 #: (component, property) whose ``ge=0`` Litestar drops
 _ZERO_MINIMUMS: Final = (("Params", "temperature"), ("Params", "top_p"))
 #: operations whose body may be left out entirely
-_OPTIONAL_BODIES: Final = (("/v1/sessions", "post"), ("/v1/sessions/{session_id}/cancel", "post"))
+_OPTIONAL_BODIES: Final = (
+    ("/v1/sessions", "post"),
+    ("/v1/sessions/{session_id}/cancel", "post"),
+    ("/v1/sessions/{session_id}/retry", "post"),
+)
 
 
 def openapi_config() -> OpenAPIConfig:

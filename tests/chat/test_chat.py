@@ -96,3 +96,24 @@ async def test_chat_streams_stops_a_turn_and_resumes(
             await again.expect(PROMPT)
             again.send("\x03")  # Ctrl-C at the prompt quits
             assert await again.wait() == 0
+
+
+async def test_chat_retries_a_failed_turn(nats_server: EmbeddedNats, tmp_path: Path) -> None:
+    """``/retry`` asks the failed question again; the next message is not poisoned by it."""
+    async with (
+        running_stack(nats_server.url, tmp_path) as stack,
+        chat_client(stack, tmp_path, "--title", "retry") as chat,
+    ):
+        await chat.expect(PROMPT)
+        chat.send("[[fail:500 times=4]] once more\n")  # the attempt's 4 requests fail
+        await chat.expect(r"✗ turn failed \(")
+        await chat.expect(PROMPT)
+        chat.send("/retry\n")
+        await chat.expect(r"↻ asking the last question again")
+        await chat.expect(r"assistant> Echo: once more")
+        await chat.expect(PROMPT)
+        chat.send("and then\n")
+        await chat.expect(r"assistant> Echo: and then")
+        await chat.expect(PROMPT)
+        chat.send("\x04")
+        assert await chat.wait() == 0

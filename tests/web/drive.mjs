@@ -180,6 +180,16 @@ async function main() {
       check(failed.startsWith('failed (auth)'), `page ${i + 1} shows the failure: ${failed}`);
     }
 
+    // 5. a failed turn's Retry button (pressed on page 2) asks its question again
+    await send(one, 'flaky [[fail:500 times=4]]');
+    for (const page of [one, two]) await waitTurn(page, 5, 'failed');
+    await two.click('#messages .turn:nth-child(6) button.retry');
+    for (const page of [one, two]) await waitTurn(page, 6, 'completed');
+    for (const [i, page] of [one, two].entries()) {
+      const retried = (await turns(page))[6];
+      check(retried.user === 'flaky [[fail:500 times=4]]' && retried.answer.includes('flaky'), `page ${i + 1} shows the retried turn: ${JSON.stringify(retried)}`);
+    }
+
     // the timeline: every event, positions increasing, with times
     for (const [i, page] of [one, two].entries()) {
       const rows = await timeline(page);
@@ -203,10 +213,10 @@ async function main() {
 
     // a reload rebuilds the same chat from the log
     await two.reload();
-    await waitTurn(two, 4, 'failed');
+    await waitTurn(two, 6, 'completed');
     const reloaded = await turns(two);
     const statuses = reloaded.map((t) => t.status).join();
-    check(statuses === 'completed,completed,cancelled,completed,failed', `after a reload: ${statuses}`);
+    check(statuses === 'completed,completed,cancelled,completed,failed,failed,completed', `after a reload: ${statuses}`);
     check(reloaded[0].answer === result.turns[0][0].answer, 'after a reload the answer is the same');
 
     for (const page of [one, two]) {

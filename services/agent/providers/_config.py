@@ -59,7 +59,8 @@ _HEADERS: Final = {
 
 
 def _env(env: Mapping[str, str], name: str) -> str | None:
-    return env.get(name, "").strip() or None
+    value = env.get(name, "").strip()
+    return value or None
 
 
 def _secret(env: Mapping[str, str], name: str | None) -> Secret | None:

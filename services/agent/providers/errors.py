@@ -150,7 +150,8 @@ class ErrorContext:
     @property
     def host(self) -> str:
         """Where the provider is: for the operator's log only."""
-        return urlsplit(self.settings.base_url or "").netloc.rsplit("@", 1)[-1] or "(no URL)"
+        parts = urlsplit(self.settings.base_url or "")
+        return parts.netloc.rsplit("@", 1)[-1] or "(no base URL)"
 
     def error(self, kind: ErrorKind, message: str, **details: Any) -> ProviderError:
         """A ProviderError of this provider; ``details``: its other attributes."""

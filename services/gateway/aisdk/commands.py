@@ -16,8 +16,9 @@ the conversation itself is in the log.
   idempotently, keyed on its message id like ``client_message_id``: a retry appends
   nothing and streams the same turn; the same id with other text is a 409.
 * ``regenerate-message`` asks the last user message again as a new turn (the log is
-  append-only: the earlier answer stays in it and in the model's context). While the
-  latest answer to that message is still running, it streams that one instead.
+  append-only: an earlier completed answer stays in it and in the model's context; a
+  failed one left the context, so this is its retry). While the latest answer to that
+  message is still running, it streams that one instead.
 """
 
 from __future__ import annotations

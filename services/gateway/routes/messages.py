@@ -1,4 +1,4 @@
-"""Writes to a session: a user message (starts a turn) and a cancel request.
+"""Writes to a session: a user message (starts a turn), a retry and a cancel request.
 
 Both are idempotent with ``Idempotency-Key`` (for messages also ``client_message_id``):
 a retry appends nothing and gets the same turn id and position back
@@ -13,10 +13,10 @@ from litestar import Request, post
 from litestar.params import JSONBody
 
 from threadline.events.store import Recorded
-from threadline.services.commands import CancelTurn, SendMessage
+from threadline.services.commands import CancelTurn, Retry, SendMessage
 from threadline.services.gateway.context import GW, principal_of
 from threadline.services.gateway.errors import error_responses
-from threadline.services.gateway.models import Cancel, PostMessage, TurnAccepted
+from threadline.services.gateway.models import Cancel, PostMessage, RetryTurn, TurnAccepted
 from threadline.services.gateway.routes.params import IdempotencyKey, SessionId
 
 
@@ -78,3 +78,27 @@ async def cancel_turn(
         key=idempotency_key,
     )
     return _accepted(await gw.commands.cancel(cancel))
+
+
+@post(
+    "/sessions/{session_id:str}/retry",
+    status_code=202,
+    summary="Retry a turn",
+    description="Asks `turn_id`'s question again (default: the latest turn's) as a new turn "
+    "and returns it. A failed turn's question is not in the model's context: a retry is how "
+    "it gets asked again. Retrying the same turn again returns the same new turn; while "
+    "the turn runs, it is returned itself.",
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+)
+async def retry_turn(
+    request: Request[Any, Any, Any],
+    gw: GW,
+    session_id: SessionId,
+    data: JSONBody[RetryTurn | None] = None,
+) -> TurnAccepted:
+    principal = principal_of(request)
+    session = await gw.owners.writable(principal, session_id)
+    turn = (data or RetryTurn()).turn_id or ""
+    return _accepted(
+        await gw.commands.retry(Retry(session=session, actor=principal.actor, turn=turn))
+    )

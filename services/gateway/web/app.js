@@ -338,9 +338,15 @@ class ChatView {
         this.setStatus(turn, 'completed', parts.join(' · '));
         break;
       }
-      case 'turn_failed':
-        this.setStatus(turn, 'failed', `failed (${e.error}): ${e.message}`);
+      case 'turn_failed': {
+        this.setStatus(turn, 'failed', `failed (${e.error}): ${e.message} `);
+        // its question is left out of the model's context: Retry asks it again
+        const retry = el('button', 'retry', 'Retry');
+        retry.type = 'button';
+        retry.addEventListener('click', () => retryTurn(env.turn, retry));
+        turn.statusNode.append(retry);
         break;
+      }
       case 'turn_cancelled':
         this.setStatus(turn, 'cancelled', `cancelled${e.reason ? `: ${e.reason}` : ''}`);
         break;
@@ -540,6 +546,17 @@ async function sendMessage(event) {
   } finally {
     updateControls();
     input.focus();
+  }
+}
+
+async function retryTurn(turnId, button) {
+  if (!page.sessionId) return;
+  button.disabled = true;
+  try {
+    await api.call('POST', `/v1/sessions/${encodeURIComponent(page.sessionId)}/retry`, { turn_id: turnId });
+  } catch (error) {
+    showError(error);
+    button.disabled = false;
   }
 }
 
