@@ -98,6 +98,24 @@ def _decode_slow(data: bytes, position: int, first_error: str) -> Envelope:
         raise CorruptEvent(position, str(exc)) from None
 
 
+class _Claims(msgspec.Struct):
+    session: str = ""
+    version: int | None = None
+
+
+_claims: Final = msgspec.json.Decoder(_Claims)
+
+
+def claimed_version(data: bytes, session: str) -> int | None:
+    """The version stored bytes claim to have in ``session``, read even when they do not
+    decode as a record (None: they claim none, or are another session's)."""
+    try:
+        claims = _claims.decode(data)
+    except (msgspec.DecodeError, TypeError):
+        return None
+    return claims.version if claims.session == session else None
+
+
 def genesis_hash(session: str) -> str:
     """The ``prev`` of a session's first record: binds the chain to the session id."""
     return hashlib.sha256(b"threadline:" + session.encode()).hexdigest()

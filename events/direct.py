@@ -29,6 +29,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from threadline.base.errors import StoreError, StoreUnavailable
+from threadline.events import codec
+from threadline.events.store import Stored
 
 #: the most records a read asks for in one batched direct get (a longer read uses a
 #: consumer); at least one record comes back, whatever its size
@@ -49,6 +51,7 @@ class ApiError(msgspec.Struct, frozen=True):
 
 class _StoredMsg(msgspec.Struct, frozen=True):
     seq: int
+    subject: str = ""
     data: bytes = b""  # base64 in the JSON answer; msgspec decodes it
 
 
@@ -57,12 +60,7 @@ class _MsgGetReply(msgspec.Struct, frozen=True):
     error: ApiError | None = None
 
 
-class _Version(msgspec.Struct, frozen=True):
-    version: int = 0
-
-
 _msg_get_decoder: Final = msgspec.json.Decoder(_MsgGetReply)
-_version_decoder: Final = msgspec.json.Decoder(_Version)
 
 #: a probe: the first record matching the filter at or after a sequence, as
 #: ``(position, version)``, or None when the replica that answered has none
@@ -73,7 +71,7 @@ class _Batch:
     __slots__ = ("items", "done")
 
     def __init__(self) -> None:
-        self.items: list[tuple[int, bytes]] = []
+        self.items: list[Stored] = []
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
@@ -88,7 +86,7 @@ class DirectReads:
         self._counter = 0
         self._batches: dict[str, _Batch] = {}
 
-    async def get(self, request: dict[str, object]) -> tuple[int, bytes] | None:
+    async def get(self, request: dict[str, object]) -> Stored | None:
         """A direct get: answered by any replica, so possibly one that lags the leader."""
         msg = await self._request(f"$JS.API.DIRECT.GET.{self._stream}", request)
         headers = msg.headers or {}
@@ -97,9 +95,9 @@ class DirectReads:
             return None
         if status:
             raise StoreError(f"direct get failed: {status} {headers.get('Description', '')}")
-        return int(headers["Nats-Sequence"]), msg.data
+        return _stored(msg)
 
-    async def leader_get(self, request: dict[str, object]) -> tuple[int, bytes] | None:
+    async def leader_get(self, request: dict[str, object]) -> Stored | None:
         """A get answered by the stream leader: it holds every acknowledged append, where a
         replica that has just restarted may not yet (direct gets and R1 consumers can be
         served by such a replica)."""
@@ -116,7 +114,7 @@ class DirectReads:
             raise StoreError(f"get failed: {reply.error.description} ({reply.error.err_code})")
         if reply.message is None:
             raise StoreError("the stream answered a get without a message")
-        return reply.message.seq, reply.message.data
+        return Stored(reply.message.seq, reply.message.subject, reply.message.data)
 
     async def probe(self, subject_filter: str, position: int) -> tuple[int, int] | None:
         """The first record matching the filter at or after ``position``, as
@@ -124,12 +122,11 @@ class DirectReads:
         found = await self.get({"seq": position, "next_by_subj": subject_filter})
         if found is None:
             return None
-        try:
-            return found[0], _version_decoder.decode(found[1]).version
-        except msgspec.DecodeError:
-            return None  # a corrupt record: no help in the search, the read will say
+        version = codec.claimed_version(found.data, subject_filter.rsplit(".", 2)[-2])
+        # a record claiming no version (garbage) is no help in the search
+        return None if version is None else (found.position, version)
 
-    async def batch(self, subject_filter: str, after: int, count: int) -> list[tuple[int, bytes]]:
+    async def batch(self, subject_filter: str, after: int, count: int) -> list[Stored]:
         """Up to ``count`` records matching the filter after position ``after``, in order
         (fewer at the end of the stream, or of what the answering replica holds)."""
         if not self._prefix:
@@ -166,7 +163,7 @@ class DirectReads:
         headers = msg.headers or {}
         status = headers.get("Status")
         if status is None:
-            batch.items.append((int(headers["Nats-Sequence"]), msg.data))
+            batch.items.append(_stored(msg))
         elif status in ("204", "404"):  # end of batch; nothing (more) matches
             batch.done.set_result(None)
         elif status == "503":
@@ -182,6 +179,11 @@ class DirectReads:
             )
         except (nats.errors.Error, OSError) as exc:
             raise StoreUnavailable(f"reading the stream failed: {exc!r}") from None
+
+
+def _stored(msg: Msg) -> Stored:
+    headers = msg.headers or {}
+    return Stored(int(headers["Nats-Sequence"]), headers["Nats-Subject"], msg.data)
 
 
 async def locate(

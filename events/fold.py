@@ -49,7 +49,7 @@ from threadline.events.schema import (
     TurnStarted,
     UserMessage,
 )
-from threadline.events.store import Recorded
+from threadline.events.store import Quarantined, Recorded
 from threadline.events.turns import TERMINAL, Phase, TurnStatus, title_from, transition, turn_of
 
 __all__ = ["TERMINAL", "Entry", "SessionState", "Span", "TurnState", "TurnStatus", "fold"]
@@ -208,20 +208,14 @@ class TurnState:
         self.calls, self.text, self.reasoning = [], [], []
 
     def _end(self, rec: Recorded, e: Ending) -> list[Message]:
-        """End the turn; what it adds to the conversation (the model's context).
-
-        The one rule for what a model sees of an ended turn: a completed turn adds its
-        question and its steps; a cancelled one its question, its answered steps and its
-        partial text; a failed one nothing: its question stays in the transcript, but a
-        later turn is not sent it (nor its steps) unless it is retried, as a new turn
-        (a question that always fails must not make the session unusable)."""
+        """End the turn; what it adds to the conversation."""
         self.ending, self.ended = e, rec.version
         asked = self.user.message if self.user is not None else UserTurn(text="")
         match e:
             case TurnCompleted():
                 return [asked, *self.staged]
             case TurnFailed():
-                return []
+                return [asked]
             case TurnCancelled():
                 kept = answered_steps(self.staged)
                 if not e.partial_text:
@@ -269,6 +263,8 @@ class SessionState:
     #: long after the store's duplicate window
     requests: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: the records stepped over, unreadable (:class:`Quarantined`): position -> why
+    quarantined: dict[int, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ reading
 
@@ -351,6 +347,7 @@ class SessionState:
             open_turns=dict(self.open_turns),
             requests=dict(self.requests),
             problems=list(self.problems),
+            quarantined=dict(self.quarantined),
         )
 
     # ------------------------------------------------------------------ applying
@@ -389,6 +386,11 @@ class SessionState:
                 self._turn(rec, event)
             case _:
                 assert_never(event)
+
+    def skip(self, q: Quarantined) -> None:
+        """Step over a record no reader can use, keeping its place and why."""
+        self.version, self.position = q.version or self.version, q.position
+        self.quarantined[q.position] = q.reason
 
     def _session_started(self, e: SessionStarted) -> None:
         self.started, self.owner, self.title = True, e.owner, e.title
@@ -442,13 +444,18 @@ class SessionState:
         return turn
 
 
-def fold(records: Iterable[Recorded], state: SessionState | None = None) -> SessionState:
-    """Fold records (in version order) onto ``state``, in place, or onto a fresh state.
-    Pass ``state.copy()`` to keep ``state`` as it was."""
+def fold(
+    records: Iterable[Recorded | Quarantined], state: SessionState | None = None
+) -> SessionState:
+    """Fold records (in version order) onto ``state``, in place, or onto a fresh state,
+    stepping over quarantined ones. Pass ``state.copy()`` to keep ``state`` as it was."""
     for rec in records:
         if state is None:
             state = SessionState(session=rec.session)
-        state.apply(rec)
+        if isinstance(rec, Quarantined):
+            state.skip(rec)
+        else:
+            state.apply(rec)
     if state is None:
         raise ValueError("fold needs at least one record or an initial state")
     return state

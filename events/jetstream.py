@@ -38,9 +38,12 @@ from threadline.events.store import (
     EventStore,
     Head,
     PublishResult,
+    Quarantined,
     Recorded,
+    Stored,
     WrongLastPosition,
-    recorded_from_bytes,
+    decode_record,
+    read_record,
 )
 from threadline.events.stream import ensure_stream
 from threadline.events.tail import Tail
@@ -241,9 +244,21 @@ class JetStreamEventStore(EventStore):
         found = await self._reads.leader_get({"last_by_subj": self._filter(session)})
         if found is None:
             return Head(0, 0, codec.genesis_hash(session))
-        position, data = found
-        rec = recorded_from_bytes(position, data)
-        return Head(rec.version, position, rec.hash)
+        last = read_record(found)
+        version = last.version
+        if version is None:  # quarantined without a version (rare): the one before it
+            version = await self._version_before(session, found.position)
+        return Head(version, found.position, last.hash)
+
+    async def _version_before(self, session: str, position: int) -> int:
+        """The version of the session's last record before ``position`` that has one
+        (a read of the session: only while its newest record is unreadable garbage)."""
+        version = 0
+        tail = self._tail([self._filter(session)], 0, until=position - 1)
+        async with contextlib.aclosing(tail):
+            async for stored in tail:
+                version = codec.claimed_version(stored.data, session) or version
+        return version
 
     async def get(self, position: int) -> Recorded:
         found = await self._reads.get({"seq": position})
@@ -251,33 +266,42 @@ class JetStreamEventStore(EventStore):
             found = await self._reads.leader_get({"seq": position})
         if found is None:
             raise StoreError(f"no event at position {position}")
-        return recorded_from_bytes(*found)
+        return decode_record(found)
 
     async def _read(
         self, session: str, from_version: int, to_version: int | None, after: int
-    ) -> AsyncGenerator[Recorded, None]:
+    ) -> AsyncGenerator[Recorded | Quarantined, None]:
         """From where ``from_version`` is (:func:`~threadline.events.direct.locate`, a
-        few direct gets) to the head the leader has now, never from the session's start."""
+        few direct gets) to the head the leader has now, never from the session's start.
+        A quarantined record without a version comes with the versions around it."""
         head = await self._load_head(session)
         last = head.version if to_version is None else min(to_version, head.version)
-        if from_version > last or after >= head.position:
+        beyond = from_version > last  # only quarantined records after `after`, if any
+        if after >= head.position or (beyond and not (after and last == head.version)):
             return
         subjects = self._filter(session)
         probe = partial(self._reads.probe, subjects)
-        start, extra = await locate(probe, from_version, (head.position, head.version), after)
-        count = last - from_version + 1 + extra  # exactly; at most, when `after` cut it
+        start, extra = (
+            (after, 0)
+            if beyond
+            else await locate(probe, from_version, (head.position, head.version), after)
+        )
+        count = max(last - from_version + 1, 1) + extra  # exactly; at most, when `after` cut it
         found = self._records_after(subjects, start, head.position, count, exact=not after)
+        seen = from_version - 1 if after else 0  # the last version read
+        end_version = last if last < head.version else None  # None: to the head's position
         async with contextlib.aclosing(found):
-            async for position, data in found:
-                rec = recorded_from_bytes(position, data)
-                if rec.version >= from_version:
-                    yield rec
-                if rec.version >= last:
+            async for stored in found:
+                entry = read_record(stored)
+                if (entry.version or seen + 1) >= from_version:
+                    yield entry
+                seen = entry.version or seen
+                if stored.position >= head.position or seen == end_version:
                     return
 
     async def _records_after(
         self, subjects: str, seen: int, end: int, count: int, *, exact: bool = True
-    ) -> AsyncGenerator[tuple[int, bytes], None]:
+    ) -> AsyncGenerator[Stored, None]:
         """What matches ``subjects`` after position ``seen`` up to ``end``, ``count`` of
         them (or at most that many, not ``exact``): up to a batch's worth by one batched
         direct get; more, or what that did not bring (a replica that lags, a start found
@@ -286,7 +310,7 @@ class JetStreamEventStore(EventStore):
         and parsing headers is nats-py's main cost per record."""
         if count <= MAX_BATCH or not exact:
             for item in await self._reads.batch(subjects, seen, min(count, MAX_BATCH)):
-                seen = item[0]
+                seen = item.position
                 yield item
         if seen < end:
             tail = self._tail([subjects], seen, until=end)
@@ -294,11 +318,13 @@ class JetStreamEventStore(EventStore):
                 async for item in tail:
                     yield item
 
-    async def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded, None]:
+    async def _follow(
+        self, session: str, after: int
+    ) -> AsyncGenerator[Recorded | Quarantined, None]:
         tail = self._tail([self._filter(session)], after)
         async with contextlib.aclosing(tail):  # closing us drops the consumer at once
-            async for position, data in tail:
-                yield recorded_from_bytes(position, data)
+            async for stored in tail:
+                yield read_record(stored)
 
     async def follow_all(
         self, *, kinds: Collection[str] | None = None, after: int = 0
@@ -306,44 +332,31 @@ class JetStreamEventStore(EventStore):
         filters = [f"{self.prefix}.*.{k}" for k in sorted(kinds)] if kinds else [f"{self.prefix}.>"]
         tail = self._tail(filters, after)
         async with contextlib.aclosing(tail):
-            async for position, data in tail:
-                yield recorded_from_bytes(position, data)
+            async for stored in tail:
+                if isinstance(entry := read_record(stored), Recorded):
+                    yield entry
 
     def _filter(self, session: str) -> str:
         return f"{self.prefix}.{session}.*"
 
-    def follow_raw(
+    async def follow_raw(
         self, filters: list[str], *, after: int = 0, until_end: bool = False
-    ) -> AsyncGenerator[tuple[int, bytes], None]:
-        """Undecoded ``(position, bytes)`` pairs, for tools that must see corrupt data."""
-        if not until_end:
-            return self._tail(filters, after)
-        return self._raw_to_end(filters, after)
-
-    async def _raw_to_end(
-        self, filters: list[str], after: int
-    ) -> AsyncGenerator[tuple[int, bytes], None]:
-        tail = await self._tail_to_end(filters, after)
+    ) -> AsyncGenerator[Stored, None]:
+        """Undecoded records, for tools that must see corrupt data: live, or (``until_end``)
+        up to the newest one the leader holds now (a consumer may sit on a replica still
+        catching up, so its own idea of the end is not enough)."""
+        until = None
+        if until_end:
+            ends = [await self._reads.leader_get({"last_by_subj": f}) for f in filters]
+            until = max((found.position for found in ends if found is not None), default=0)
+        tail = self._tail(filters, after, until=until)
         async with contextlib.aclosing(tail):
             async for item in tail:
                 yield item
 
-    async def _end_position(self, filters: list[str]) -> int:
-        """The position of the newest event matching ``filters``, per the leader (0: none)."""
-        ends = [await self._reads.leader_get({"last_by_subj": f}) for f in filters]
-        return max((found[0] for found in ends if found is not None), default=0)
-
-    async def _tail_to_end(
-        self, filters: list[str], after: int
-    ) -> AsyncGenerator[tuple[int, bytes], None]:
-        """Everything after ``after`` up to the newest event the leader holds now: the
-        consumer may sit on a replica that is still catching up, so its own idea of the
-        end is not enough."""
-        return self._tail(filters, after, until=await self._end_position(filters))
-
     def _tail(
         self, filters: list[str], after: int, *, until: int | None = None
-    ) -> AsyncGenerator[tuple[int, bytes], None]:
+    ) -> AsyncGenerator[Stored, None]:
         tail = Tail(
             self.nc,
             self._js,

@@ -31,7 +31,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from threadline.base.errors import DeliveryLost, StoreError, StoreUnavailable
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.readiness import problems
-from threadline.events.store import recorded_from_bytes
+from threadline.events.store import Stored, decode_record
 from threadline.events.workqueue import WORK_KIND, Backlog, Delivery, Room, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,8 @@ def _unavailable(what: str) -> Iterator[None]:
 class JetStreamDelivery(Delivery):
     def __init__(self, msg: Msg, queue: JetStreamWorkQueue) -> None:
         meta = msg.metadata
-        super().__init__(recorded_from_bytes(meta.sequence.stream, msg.data), meta.num_delivered)
+        stored = Stored(meta.sequence.stream, msg.subject, msg.data)
+        super().__init__(decode_record(stored), meta.num_delivered)
         self._msg = msg
         self._queue = queue
         self._consumer = queue.consumers

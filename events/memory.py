@@ -37,8 +37,9 @@ from threadline.events.store import (
     Head,
     PublishResult,
     Recorded,
+    Stored,
     WrongLastPosition,
-    recorded_from_bytes,
+    decode_record,
 )
 
 DEFAULT_DUPLICATE_WINDOW_S: Final = StreamSettings().duplicate_window_s
@@ -64,8 +65,8 @@ class _Log:
             del self.msg_ids[self.stored_at.popleft()[1]]
         return self.msg_ids.get(msg_id)
 
-    def store(self, session: str, data: bytes, msg_id: str) -> Recorded:
-        rec = recorded_from_bytes(len(self.records) + 1, data)
+    def store(self, session: str, subject: str, data: bytes, msg_id: str) -> Recorded:
+        rec = decode_record(Stored(len(self.records) + 1, subject, data))
         self.records.append(rec)
         self.sessions.setdefault(session, []).append(rec)
         self.msg_ids[msg_id] = rec.position
@@ -113,7 +114,7 @@ class MemoryEventStore(EventStore):
             raise WrongLastPosition(f"wrong last sequence: {last}")
         if (stored := log.duplicate_of(msg_id)) is not None:
             return PublishResult(stored, duplicate=True)
-        rec = log.store(session, data, msg_id)
+        rec = log.store(session, subject, data, msg_id)
         async with log.appended:
             log.appended.notify_all()
         return PublishResult(rec.position)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from threadline.base.errors import SessionNotFound
-from threadline.events.fold import SessionState
+from threadline.events.fold import SessionState, fold
 from threadline.events.ids import validate_session_id
 from threadline.events.snapshots import (
     Snapshot,
@@ -39,7 +39,7 @@ from threadline.events.snapshots import (
     encode_snapshot,
     snapshot_state,
 )
-from threadline.events.store import EventStore, Recorded
+from threadline.events.store import EventStore, Quarantined, Recorded
 
 log = logging.getLogger(__name__)
 
@@ -140,20 +140,22 @@ class SessionCache:
     async def _advance(self, session: str, entry: _Entry) -> bool:
         """Fold the events after the entry's; False if they do not follow on from it."""
         state = entry.state
-        reading = self.store.read(session, from_version=state.version + 1, after=state.position)
+        reading = self.store.entries(session, from_version=state.version + 1, after=state.position)
         async with contextlib.aclosing(reading) as records:
             async for rec in records:
-                if rec.version <= state.version:
+                if rec.position <= state.position:
                     continue  # folded meanwhile by a concurrent get
-                if rec.version != state.version + 1 or rec.envelope.prev != entry.hash:
+                if isinstance(rec, Recorded) and (
+                    rec.version != state.version + 1 or rec.envelope.prev != entry.hash
+                ):
                     log.warning("session %s: the log does not follow on from version %d",
                                 session, state.version)  # fmt: skip
                     return False
                 self._apply(entry, rec)
         return True
 
-    def _apply(self, entry: _Entry, rec: Recorded) -> None:
-        entry.state.apply(rec)
+    def _apply(self, entry: _Entry, rec: Recorded | Quarantined) -> None:
+        fold((rec,), entry.state)
         entry.hash = rec.hash  # together with the version: no await in between
         self.stats.applied += 1
 
@@ -187,7 +189,7 @@ class SessionCache:
 
     async def _fold(self, session: str) -> _Entry:
         entry: _Entry | None = None
-        async with contextlib.aclosing(self.store.read(session)) as records:
+        async with contextlib.aclosing(self.store.entries(session)) as records:
             async for rec in records:
                 if entry is None:
                     entry = _Entry(SessionState(session=session), "", 0)

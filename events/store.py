@@ -12,18 +12,22 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import logging
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Collection, Sequence
-from typing import Final
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Sequence
+from typing import Final, NamedTuple
 
 import msgspec
 
-from threadline.base.errors import ConcurrencyError, PayloadTooLarge
+from threadline.base.errors import ConcurrencyError, CorruptEvent, PayloadTooLarge
+from threadline.base.metrics import default_registry
 from threadline.events import codec
 from threadline.events.ids import new_id, validate_session_id
 from threadline.events.schema import SCHEMA_VERSION, Envelope, Event, ForkOrigin, kind_of
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_EVENT_BYTES: Final = 512 * 1024
 _HEAD_CACHE_SIZE: Final = 10_000
@@ -81,8 +85,66 @@ class Recorded(msgspec.Struct, frozen=True):
         return self.envelope.attempt
 
 
-def recorded_from_bytes(position: int, data: bytes) -> Recorded:
-    return Recorded(position, codec.decode(data, position), codec.record_hash(data), data)
+class Stored(NamedTuple):
+    """A record as the stream holds it: position, subject and bytes."""
+
+    position: int
+    subject: str
+    data: bytes
+
+
+class Quarantined(msgspec.Struct, frozen=True):
+    """A stored record no reader can use: undecodable, written with a newer schema, or
+    under a subject its envelope disagrees with. Readers step over it (``read``,
+    ``follow`` and ``follow_all`` never yield one; :meth:`EventStore.entries` does).
+    ``session`` is its subject's; ``version`` the one its bytes claim (None: none)."""
+
+    position: int
+    session: str
+    version: int | None
+    hash: str
+    raw: bytes
+    reason: str
+
+
+QUARANTINED: Final = default_registry().counter(
+    "threadline_events_quarantined_total",
+    "Stored records a reader stepped over: undecodable, of a newer schema, or filed "
+    "under another session's or kind's subject.",
+)
+
+
+def decode_record(stored: Stored) -> Recorded:
+    """The one decoder of stored records: the envelope, which must agree with the
+    subject it was stored under (``<prefix>.<session>.<kind>``); else
+    :class:`CorruptEvent`."""
+    position, subject, data = stored
+    rec = Recorded(position, codec.decode(data, position), codec.record_hash(data), data)
+    if subject.rsplit(".", 2)[1:] != [rec.session, rec.kind]:
+        raise CorruptEvent(position, f"its envelope disagrees with its subject {subject!r}")
+    return rec
+
+
+def read_record(stored: Stored) -> Recorded | Quarantined:
+    """:func:`decode_record`, or the record quarantined (logged and counted)."""
+    try:
+        return decode_record(stored)
+    except CorruptEvent as exc:
+        reason = exc.reason
+    QUARANTINED.inc()
+    log.warning("quarantined the record at position %d: %s", stored.position, reason)
+    session = stored.subject.rsplit(".", 2)[-2]
+    version, hash_ = codec.claimed_version(stored.data, session), codec.record_hash(stored.data)
+    return Quarantined(stored.position, session, version, hash_, stored.data, reason)
+
+
+async def _readable(
+    entries: AsyncIterator[Recorded | Quarantined],
+) -> AsyncGenerator[Recorded, None]:
+    async with contextlib.aclosing(entries):  # type: ignore[type-var]
+        async for entry in entries:
+            if isinstance(entry, Recorded):
+                yield entry
 
 
 class Head(msgspec.Struct, frozen=True):
@@ -130,18 +192,18 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     async def get(self, position: int) -> Recorded:
-        """The record at a global position."""
+        """The record at a global position (:class:`CorruptEvent` if it is quarantined)."""
 
     @abc.abstractmethod
     def _read(
         self, session: str, from_version: int, to_version: int | None, after: int
-    ) -> AsyncGenerator[Recorded, None]:
-        """:meth:`read` with a valid session, ``from_version >= 1`` and ``after >= 0``;
+    ) -> AsyncGenerator[Recorded | Quarantined, None]:
+        """:meth:`entries` with a valid session, ``from_version >= 1`` and ``after >= 0``;
         what it costs must not grow with the events outside the range."""
 
     @abc.abstractmethod
-    def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded, None]:
-        """:meth:`follow` with a valid session."""
+    def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded | Quarantined, None]:
+        """:meth:`follow` with a valid session, quarantined records included."""
 
     @abc.abstractmethod
     def follow_all(
@@ -158,6 +220,22 @@ class EventStore(abc.ABC):
 
     # ----------------------------------------------------------------- shared logic
 
+    def entries(
+        self,
+        session: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        after: int = 0,
+    ) -> AsyncGenerator[Recorded | Quarantined, None]:
+        """The session's records as stored now, then stop: versions ``from_version`` to
+        ``to_version`` (default: the head), and only those after position ``after``
+        (the position of the last event a caller has seen), with the quarantined ones
+        among them. Bounded: reading ten events costs about the same whether the
+        session holds ten or ten thousand."""
+        validate_session_id(session)
+        return self._read(session, max(from_version, 1), to_version, max(after, 0))
+
     def read(
         self,
         session: str,
@@ -166,17 +244,17 @@ class EventStore(abc.ABC):
         to_version: int | None = None,
         after: int = 0,
     ) -> AsyncGenerator[Recorded, None]:
-        """The session's events as stored now, then stop: versions ``from_version`` to
-        ``to_version`` (default: the head), and only those after position ``after``
-        (the position of the last event a caller has seen). Bounded: reading ten events
-        costs about the same whether the session holds ten or ten thousand."""
-        validate_session_id(session)
-        return self._read(session, max(from_version, 1), to_version, max(after, 0))
+        """:meth:`entries` without the quarantined records."""
+        entries = self.entries(
+            session, from_version=from_version, to_version=to_version, after=after
+        )
+        return _readable(entries)
 
     def follow(self, session: str, *, after: int = 0) -> AsyncGenerator[Recorded, None]:
-        """The session's events after position ``after``, then live, forever."""
+        """The session's events after position ``after``, then live, forever (stepping
+        over quarantined records)."""
         validate_session_id(session)
-        return self._follow(session, after)
+        return _readable(self._follow(session, after))
 
     async def head(self, session: str) -> Head:
         validate_session_id(session)

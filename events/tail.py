@@ -25,6 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
 from threadline.base.errors import StoreUnavailable
+from threadline.events.store import Stored
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class Tail:
         self._until = until
         self._heartbeat_s = heartbeat_s
 
-    async def __aiter__(self) -> AsyncGenerator[tuple[int, bytes], None]:
+    async def __aiter__(self) -> AsyncGenerator[Stored, None]:
         backoff = 0.05
         while not self._done():
             try:
@@ -113,7 +114,7 @@ class Tail:
                 await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
-    async def _run_consumer(self) -> AsyncGenerator[tuple[int, bytes], None]:
+    async def _run_consumer(self) -> AsyncGenerator[Stored, None]:
         sub, inbox = await self._subscribe()
         name: str | None = None
         try:
@@ -159,7 +160,7 @@ class Tail:
         assert info.name is not None
         return info.name
 
-    async def _drain(self, inbox: _Inbox) -> AsyncGenerator[tuple[int, bytes], None]:
+    async def _drain(self, inbox: _Inbox) -> AsyncGenerator[Stored, None]:
         """Drain what has arrived without waiting; wait (bounded by the heartbeat) when
         nothing has. Missing heartbeats mean the consumer is gone."""
         expected_cseq = 1
@@ -180,7 +181,7 @@ class Tail:
                 expected_cseq += 1
                 if stream_seq > self._last:
                     self._last = stream_seq
-                    yield stream_seq, msg.data
+                    yield Stored(stream_seq, msg.subject, msg.data)
                 if self._done():
                     return
 

@@ -1,6 +1,7 @@
 """Tamper evidence: check a session's hash chain and version sequence.
 
-Works on the stored bytes, so it also reports records that no longer decode. Each
+Works on the stored bytes, so it also reports records that no longer decode (or sit
+under another session's or kind's subject). Each
 record's ``prev`` must equal the SHA-256 of the record before it (the session's
 genesis hash for the first), and versions must run 1, 2, 3... with no gap.
 Deleting, rewriting, reordering or moving an event breaks one of these. A truncated
@@ -15,6 +16,7 @@ import msgspec
 
 from threadline.base.errors import CorruptEvent
 from threadline.events import codec
+from threadline.events.store import Stored, decode_record
 
 
 class Problem(msgspec.Struct, frozen=True):
@@ -37,43 +39,36 @@ class VerifyReport(msgspec.Struct, frozen=True):
 
 async def verify_session(
     session: str,
-    records: AsyncIterable[tuple[int, bytes]],
+    records: AsyncIterable[Stored],
     *,
     expect_head: str | None = None,
 ) -> VerifyReport:
-    """Check ``(position, stored bytes)`` pairs of one session, in stream order."""
+    """Check the stored records of one session, in stream order."""
     prev_hash = codec.genesis_hash(session)
     expected_version = 1
-    count = 0
+    count = position = 0
     problems: list[Problem] = []
-    async for position, data in records:
-        count += 1
+    async for stored in records:
+        count, position = count + 1, stored.position
         try:
-            env = codec.decode(data, position)
+            env = decode_record(stored).envelope
         except CorruptEvent as exc:
-            problems.append(Problem(position, None, f"does not decode: {exc.reason}"))
-            prev_hash = codec.record_hash(data)
-            expected_version += 1
+            claimed = codec.claimed_version(stored.data, session)
+            problems.append(Problem(position, claimed, f"cannot be read: {exc.reason}"))
+            prev_hash = codec.record_hash(stored.data)
+            expected_version = (claimed or expected_version - 1) + 1
             continue
-        if env.session != session:
-            problems.append(Problem(position, env.version, f"belongs to session {env.session!r}"))
         if env.version != expected_version:
-            problems.append(
-                Problem(
-                    position, env.version, f"version {env.version}, expected {expected_version}"
-                )
-            )
+            reason = f"version {env.version}, expected {expected_version}"
+            problems.append(Problem(position, env.version, reason))
         if env.prev != prev_hash:
-            problems.append(
-                Problem(
-                    position,
-                    env.version,
-                    "hash chain broken: prev does not match the "
-                    "previous event (an event before it was altered, removed or reordered)",
-                )
-            )
-        prev_hash = codec.record_hash(data)
+            reason = ("hash chain broken: prev does not match the previous event (an event "
+                      "before it was altered, removed or reordered)")  # fmt: skip
+            problems.append(Problem(position, env.version, reason))
+        prev_hash = codec.record_hash(stored.data)
         expected_version = env.version + 1
     if expect_head is not None and expect_head != prev_hash:
-        problems.append(Problem(0, None, "head hash differs from the expected one"))
+        reason = (f"the head (the last event) hashes to {prev_hash}, expected {expect_head}: "
+                  "events were added or removed since that head was recorded")  # fmt: skip
+        problems.append(Problem(position, expected_version - 1, reason))
     return VerifyReport(session, count, prev_hash, expected_version - 1, tuple(problems))

@@ -9,11 +9,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, NamedTuple
 
-import msgspec
 from eventsourcing.persistence import InterfaceError, OperationalError
 
-from threadline.base.errors import CorruptEvent
-from threadline.events import codec
+from threadline.events.store import Quarantined, Stored, read_record
 from threadline.projections.sql import Db
 from threadline.projections.views import Rec, View
 
@@ -63,22 +61,11 @@ class EventFailed(Exception):
         self.reason = reason
 
 
-class _SessionHint(msgspec.Struct):
-    session: str = ""
-
-
-_hint = msgspec.json.Decoder(_SessionHint)
-
-
-def decode(position: int, data: bytes) -> Rec | Broken:
-    try:
-        return Rec(position, codec.decode(data, position))
-    except CorruptEvent as exc:
-        try:
-            session = _hint.decode(data).session[:64]
-        except (msgspec.DecodeError, TypeError):
-            session = ""
-        return Broken(position, exc.reason, session)
+def decode(stored: Stored) -> Rec | Broken:
+    entry = read_record(stored)
+    if isinstance(entry, Quarantined):
+        return Broken(entry.position, entry.reason, entry.session)
+    return Rec(entry.position, entry.envelope)
 
 
 def apply_view(db: Db, view: View, recs: list[Rec]) -> None:

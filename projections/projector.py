@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from threadline.base.errors import StoreUnavailable, ThreadlineError
-from threadline.events.store import EventStore
+from threadline.events.store import EventStore, Stored
 from threadline.projections.aio import in_thread, stop_task
 from threadline.projections.batch import TRANSIENT, BatchOutcome, Broken, Resync, TrackState
 from threadline.projections.config import OnError
@@ -123,7 +123,7 @@ class Projector:
         if not self._active():
             return
         start = min(self.positions[v.name] for v in self._active())
-        queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(self._batch_size * 4)
+        queue: asyncio.Queue[Stored | None] = asyncio.Queue(self._batch_size * 4)
         failures: list[Exception] = []
 
         async def pump() -> None:
@@ -150,8 +150,8 @@ class Projector:
             await stop_task(pump_task)
 
     def _take(
-        self, first: tuple[int, bytes] | None, queue: asyncio.Queue[tuple[int, bytes] | None]
-    ) -> tuple[list[tuple[int, bytes]], bool]:
+        self, first: Stored | None, queue: asyncio.Queue[Stored | None]
+    ) -> tuple[list[Stored], bool]:
         if first is None:
             return [], True
         batch = [first]
@@ -162,7 +162,7 @@ class Projector:
             batch.append(item)
         return batch, False
 
-    async def _apply(self, batch: list[tuple[int, bytes]]) -> None:
+    async def _apply(self, batch: list[Stored]) -> None:
         state = TrackState(self._generation, dict(self.positions))
         outcome = await in_thread(
             self.recorder.apply_batch, batch, state, views=self._active(), halt=self._halt

@@ -21,6 +21,7 @@ import msgspec
 from eventsourcing.persistence import IntegrityError, PersistenceError, TrackingRecorder
 
 from threadline.events.ids import new_id
+from threadline.events.store import Stored
 from threadline.projections.batch import (
     TRANSIENT,
     BatchOutcome,
@@ -129,7 +130,7 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
 
     def apply_batch(
         self,
-        raw: Sequence[tuple[int, bytes]],
+        raw: Sequence[Stored],
         state: TrackState,
         *,
         views: Sequence[View] = VIEWS,
@@ -141,7 +142,7 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
         it. An event a view raises on gets an error row too; that view then halts just
         before it (``halt``: its tracking stays there, a halt record says so, the other
         views carry on) or steps over it (``halt=False``)."""
-        return self._apply_items([decode(p, d) for p, d in raw], state, views, halt, ())
+        return self._apply_items([decode(stored) for stored in raw], state, views, halt, ())
 
     def _apply_items(
         self,

@@ -1,4 +1,4 @@
-"""The projector's input: every stored event as undecoded ``(position, bytes)``.
+"""The projector's input: every stored event undecoded, with its subject (:class:`Stored`).
 
 JetStream gives the stored bytes directly (``follow_raw``), so a corrupt or unknown
 event reaches the projector and becomes an error row instead of stopping the read.
@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from threadline.events.jetstream import JetStreamEventStore
-from threadline.events.store import EventStore
+from threadline.events.store import EventStore, Stored, subject_for
 
 
 async def raw_events(
     store: EventStore, *, after: int = 0, until_end: bool = False
-) -> AsyncIterator[tuple[int, bytes]]:
+) -> AsyncIterator[Stored]:
     """Every event after position ``after``, live (or, with ``until_end``, up to the end)."""
     if isinstance(store, JetStreamEventStore):
         async for item in store.follow_raw([f"{store.prefix}.>"], after=after, until_end=until_end):
@@ -26,6 +26,6 @@ async def raw_events(
     if end is not None and end <= after:
         return
     async for rec in store.follow_all(after=after):
-        yield rec.position, rec.raw
+        yield Stored(rec.position, subject_for(store.prefix, rec.session, rec.kind), rec.raw)
         if end is not None and rec.position >= end:
             return

@@ -35,6 +35,7 @@ from threadline.services.gateway.models import (
     FallbackView,
     MessageView,
     ParamsView,
+    QuarantinedView,
     SessionDetail,
     SessionPage,
     ToolCallView,
@@ -80,7 +81,7 @@ async def read_session(
         with contextlib.suppress(SessionNotFound):
             state = await sessions.get(session)
         return None if state is None else session_detail(state)
-    async with contextlib.aclosing(sessions.store.read(session, to_version=at)) as records:
+    async with contextlib.aclosing(sessions.store.entries(session, to_version=at)) as records:
         async for rec in records:
             state = fold((rec,), state)
     if state is None or (at is not None and state.version < at):
@@ -107,6 +108,7 @@ def session_detail(state: SessionState) -> SessionDetail:
         pending=list(state.pending),
         turns=[turn_view(turn) for turn in state.turns.values()],
         messages=[message_view(entry) for entry in state.transcript()],
+        quarantined=[QuarantinedView(position=p, reason=r) for p, r in state.quarantined.items()],
     )
 
 

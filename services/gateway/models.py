@@ -63,10 +63,6 @@ class TurnAccepted(msgspec.Struct, frozen=True, kw_only=True):
     """The turn a message (or a cancel) is about, and where its event sits in the log."""
 
     turn_id: str
-class RetryTurn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    turn_id: Annotated[str, Meta(pattern=SESSION_ID_PATTERN)] | None = None
-
-
     position: int
     version: int
 
@@ -174,6 +170,14 @@ class TurnView(msgspec.Struct, frozen=True, kw_only=True):
     context: ContextView | None = None
 
 
+class QuarantinedView(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored record that cannot be read (undecodable, of a newer schema, or under
+    a subject its envelope disagrees with): where it is and why."""
+
+    position: int
+    reason: str
+
+
 class SessionDetail(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     owner: str
@@ -192,6 +196,8 @@ class SessionDetail(msgspec.Struct, frozen=True, kw_only=True):
     pending: list[str] = msgspec.field(default_factory=list)
     turns: list[TurnView] = msgspec.field(default_factory=list)
     messages: list[MessageView] = msgspec.field(default_factory=list)
+    #: records that could not be read and were stepped over (see docs/events.md)
+    quarantined: list[QuarantinedView] = msgspec.field(default_factory=list)
 
 
 class ProviderView(msgspec.Struct, frozen=True, kw_only=True):

@@ -88,7 +88,7 @@ async def test_no_key_in_events_or_logs(keyed: Harness, caplog: pytest.LogCaptur
             await keyed.until_terminal(session, "t1")
     store = keyed.store
     stored = store.follow_raw([f"{store.prefix}.>"], until_end=True)
-    everything = b"\n".join([data async for _, data in stored])
+    everything = b"\n".join([s.data async for s in stored])
     assert b"Incorrect API key" in everything  # the provider's echo really was recorded...
     logs = "\n".join(r.getMessage() for r in caplog.records)
     for secret in [*KEYS.values(), "tool-secret-Zq81"]:

@@ -26,7 +26,7 @@ from threadline.base.errors import (
 )
 from threadline.events.codec import genesis_hash
 from threadline.events.schema import SessionStarted, TextDelta, UserMessage
-from threadline.events.store import EventStore, NewEvent, Recorded
+from threadline.events.store import EventStore, NewEvent, Recorded, Stored, subject_for
 from threadline.events.verify import verify_session
 
 #: the duplicate window the window tests use (short enough to wait out on a real server)
@@ -65,9 +65,9 @@ async def versions(
     return [r.version async for r in reading]
 
 
-async def raw_pairs(records: list[Recorded]) -> AsyncIterator[tuple[int, bytes]]:
+async def raw_pairs(records: list[Recorded]) -> AsyncIterator[Stored]:
     for rec in records:
-        yield rec.position, rec.raw
+        yield Stored(rec.position, subject_for("tl", rec.session, rec.kind), rec.raw)
 
 
 class EventStoreContract(abc.ABC):

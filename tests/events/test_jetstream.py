@@ -18,7 +18,7 @@ from tests.support.proxy import CuttableProxy
 from threadline.base.errors import ConcurrencyError, StreamConfigError
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import SessionStarted, TextDelta
-from threadline.events.store import NewEvent, Recorded
+from threadline.events.store import NewEvent, Recorded, Stored
 from threadline.services.runtime.natsserver import EmbeddedNats
 
 
@@ -104,11 +104,11 @@ async def test_a_read_waits_for_what_the_answering_replica_lacks(
     await created.next_msg(timeout=10)  # the batch came back short: a consumer reads on
     [late] = await js_store.append("s", NewEvent(event=TextDelta(text="late")))
     got = await asyncio.wait_for(reading, 10)
-    assert [position for position, _ in got] == [r.position for r in written] + [late.position]
+    assert [s.position for s in got] == [r.position for r in written] + [late.position]
     await deleted.next_msg(timeout=10)  # and is gone once the read is done
 
 
-async def collect_raw(it: AsyncIterator[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+async def collect_raw(it: AsyncIterator[Stored]) -> list[Stored]:
     return [item async for item in it]
 
 

@@ -13,10 +13,12 @@ from tests.conftest import fresh_stream
 from threadline.base.config import StreamSettings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import SessionStarted, TextDelta
-from threadline.events.store import NewEvent
+from threadline.events.store import NewEvent, Stored
 
 
-async def run_verify(url: str, settings: StreamSettings, session: str) -> tuple[int, str]:
+async def run_verify(
+    url: str, settings: StreamSettings, session: str, *args: str
+) -> tuple[int, str]:
     env = {
         **os.environ,
         "THREADLINE_NATS_URL": url,
@@ -25,7 +27,7 @@ async def run_verify(url: str, settings: StreamSettings, session: str) -> tuple[
         "THREADLINE_ALLOW_UNSAFE_STREAM": "1",
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "threadline.services.cli", "verify", session,
+        sys.executable, "-m", "threadline.services.cli", "verify", session, *args,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     out, _ = await proc.communicate()
@@ -50,6 +52,21 @@ async def test_verify_passes_an_untouched_session(
     code, out = await run_verify(nats_url, settings, "s")
     assert code == 0, out
     assert "OK, 6 events" in out and (await store.head("s")).hash in out
+
+
+async def test_verify_says_how_the_head_differs_from_the_expected_one(
+    tamperable: tuple[JetStreamEventStore, StreamSettings], nats_url: str
+) -> None:
+    """Issue 12 item 12: a head mismatch names both hashes and where the head is, not
+    "position 0 (an undecodable event)"."""
+    store, settings = tamperable
+    head = await store.head("s")
+    expected = "ab" * 32
+    code, out = await run_verify(nats_url, settings, "s", "--expect-head", expected)
+    assert code == 1
+    assert "position 0" not in out and "undecodable" not in out
+    assert f"position {head.position} (version {head.version})" in out
+    assert expected in out and head.hash in out
 
 
 async def test_verify_names_a_deleted_event(
@@ -88,9 +105,11 @@ async def test_verify_names_a_modified_event_in_place(nats_url: str) -> None:
     records = await store.append("s", [NewEvent(event=TextDelta(text=str(i))) for i in range(4)])
     await store.close()
 
-    async def altered() -> AsyncIterator[tuple[int, bytes]]:
+    async def altered() -> AsyncIterator[Stored]:
         for rec in records:
-            yield rec.position, rec.raw.replace(b'"text":"2"', b'"text":"Z"')
+            yield Stored(
+                rec.position, "tl.s.text_delta", rec.raw.replace(b'"text":"2"', b'"text":"Z"')
+            )
 
     report = await verify_session("s", altered())
     assert not report.ok

@@ -44,7 +44,7 @@ from threadline.events.schema import (
     TurnStarted,
     UserMessage,
 )
-from threadline.events.store import NewEvent, Recorded
+from threadline.events.store import NewEvent, Recorded, Stored, subject_for
 from threadline.events.verify import verify_session
 from threadline.services.agent.service import serve_agent
 from threadline.services.agent.turn import AgentSettings
@@ -75,9 +75,9 @@ async def session_records(store: JetStreamEventStore, sessions: list[str]) -> li
     return out
 
 
-async def _raw(records: list[Recorded]) -> AsyncIterator[tuple[int, bytes]]:
+async def _raw(records: list[Recorded]) -> AsyncIterator[Stored]:
     for rec in records:
-        yield rec.position, rec.raw
+        yield Stored(rec.position, subject_for("tl", rec.session, rec.kind), rec.raw)
 
 
 def check_exactly_once(records: list[Recorded], turns: list[str]) -> Counter[str]:

@@ -158,7 +158,7 @@ async def test_no_key_anywhere_whatever_fails(
                 bodies.append(answer.content)
         metrics = (await stack.client("alice").get("/metrics")).text + await registry.render()
         stored = stack.store.follow_raw([f"{stack.store.prefix}.>"], until_end=True)
-        events = b"\n".join([data async for _, data in stored])
+        events = b"\n".join([s.data async for s in stored])
     spans = "\n".join(span.to_json() for span in exporter.get_finished_spans())
     tracing.shutdown()
 

@@ -83,7 +83,7 @@ from threadline.events.schema import (
     Usage,
     UserMessage,
 )
-from threadline.events.store import EventStore, NewEvent, Recorded
+from threadline.events.store import EventStore, NewEvent, Recorded, Stored, subject_for
 from threadline.events.verify import verify_session
 from threadline.events.workqueue import MemoryWorkQueue
 from threadline.projections.config import ProjectorConfig
@@ -800,9 +800,9 @@ class TurnMachine(RuleBasedStateMachine):
         return finish.get(gate.kind, End())
 
 
-async def _raw(records: list[Recorded]) -> AsyncIterator[tuple[int, bytes]]:
+async def _raw(records: list[Recorded]) -> AsyncIterator[Stored]:
     for rec in records:
-        yield rec.position, rec.raw
+        yield Stored(rec.position, subject_for("tl", rec.session, rec.kind), rec.raw)
 
 
 TurnMachine.TestCase.settings = settings(

@@ -8,10 +8,17 @@ import time
 from pathlib import Path
 
 from tests.mcp.conftest import make_context
-from tests.mcp.third_party import SDK1_SERVER, free_port, npm_bin, run_http, sdk1_python
+from tests.mcp.third_party import (
+    SDK1_SERVER,
+    free_port,
+    npm_bin,
+    run_http,
+    sdk1_python,
+    time_server,
+)
 from threadline.services.agent.tools import NOT_ALLOWED, McpServerConfig, ToolOutcome, ToolRegistry
 
-__all__ = ["npm_bin", "sdk1_python"]  # fixtures
+__all__ = ["npm_bin", "sdk1_python", "time_server"]  # fixtures
 
 
 def everything_stdio(npm_bin: Path) -> McpServerConfig:
@@ -32,6 +39,21 @@ async def test_tools_that_require_task_mode_are_not_offered(npm_bin: Path) -> No
     assert "everything__echo" in names
     assert "everything__simulate-research-query" not in names
     assert (outcome.is_error, outcome.content) == (True, NOT_ALLOWED)
+
+
+async def test_mcp_server_time_answers_once_and_refuses_bad_input(time_server: str) -> None:
+    config = McpServerConfig(name="time", transport="stdio", command=[time_server])
+    context = make_context(allowed=("time",))
+    async with ToolRegistry([config]) as registry:
+        listing = await registry.list_tools(["time"])
+        now = await registry.call("time__get_current_time", {"timezone": "UTC"}, context=context)
+        bad = await registry.call(
+            "time__get_current_time", {"timezone": "Mars/Olympus"}, context=context
+        )
+    assert {spec.name for spec in listing.tools} == {"time__get_current_time", "time__convert_time"}
+    assert not now.is_error
+    assert json.loads(now.content)["timezone"] == "UTC"  # one JSON document: given once
+    assert bad.is_error and "Mars/Olympus" in bad.content
 
 
 async def test_server_memory_structured_results_reach_the_model_once(

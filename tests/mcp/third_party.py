@@ -2,8 +2,8 @@
 
 * npm: ``@modelcontextprotocol/server-everything`` and ``server-memory``, with ``npm ci``
   from the committed lock file;
-* PyPI: the MCP Python SDK 1.x (for ``servers/sdk1_server.py``), in a virtual environment
-  of its own (the suite itself runs the SDK 2.x).
+* PyPI: the MCP Python SDK 1.x (for ``servers/sdk1_server.py``) and ``mcp-server-time``,
+  each in a virtual environment of its own (the suite itself runs the SDK 2.x).
 
 Tests using them are skipped only when the package registry cannot be reached.
 """
@@ -25,8 +25,8 @@ import pytest_asyncio
 
 SERVERS = Path(__file__).resolve().parent / "servers"
 SDK1_SERVER = SERVERS / "sdk1_server.py"
-SDK1_VENV = SERVERS / ".venv-sdk1"
 SDK1_REQUIREMENT = "mcp==1.30.0"
+TIME_REQUIREMENT = "mcp-server-time==2026.10.19"
 INSTALL_TIMEOUT_S = 600
 READY_TIMEOUT_S = 30
 _UNREACHABLE = re.compile(
@@ -57,18 +57,28 @@ async def npm_bin() -> Path:
     return bin_dir
 
 
+async def _venv(name: str, requirement: str) -> Path:
+    """``servers/.venv-<name>/bin`` with ``requirement`` installed."""
+    venv = SERVERS / f".venv-{name}"
+    marker = venv / "installed.txt"
+    if not marker.exists() or marker.read_text() != requirement:
+        await _run(sys.executable, "-m", "venv", "--clear", venv)
+        pip = (venv / "bin" / "python", "-m", "pip", "install", "-q")
+        await _run(*pip, "--disable-pip-version-check", requirement)
+        marker.write_text(requirement)
+    return venv / "bin"
+
+
 @pytest_asyncio.fixture(scope="session")
 async def sdk1_python() -> str:
     """A Python with the MCP Python SDK 1.x installed."""
-    python = SDK1_VENV / "bin" / "python"
-    marker = SDK1_VENV / "installed.txt"
-    if not marker.exists() or marker.read_text() != SDK1_REQUIREMENT:
-        await _run(sys.executable, "-m", "venv", "--clear", SDK1_VENV)
-        await _run(
-            python, "-m", "pip", "install", "-q", "--disable-pip-version-check", SDK1_REQUIREMENT
-        )
-        marker.write_text(SDK1_REQUIREMENT)
-    return str(python)
+    return str(await _venv("sdk1", SDK1_REQUIREMENT) / "python")
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_server() -> str:
+    """The ``mcp-server-time`` command (PyPI)."""
+    return str(await _venv("time", TIME_REQUIREMENT) / "mcp-server-time")
 
 
 def free_port() -> int:

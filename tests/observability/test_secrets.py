@@ -89,7 +89,7 @@ async def test_no_key_in_metrics_spans_or_logs(
     finished = await spans.ended(n)
 
     stored = keyed.follow_raw([f"{keyed.prefix}.>"], until_end=True)
-    log_of_events = b"\n".join([data async for _, data in stored]).decode()
+    log_of_events = b"\n".join([s.data async for s in stored]).decode()
     assert "Incorrect API key" in log_of_events  # the provider's echo really happened
 
     async with serve_metrics(0, registry=telemetry.metrics.registry) as url:

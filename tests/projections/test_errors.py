@@ -92,6 +92,24 @@ async def test_undecodable_records_are_quarantined_and_every_view_moves_past(
     await close(recorder)
 
 
+async def test_a_record_under_another_sessions_subject_is_quarantined_not_filed_by_its_envelope(
+    js_store: JetStreamEventStore, new_config: ConfigFactory
+) -> None:
+    """Issue 12 item 2: a user message on ``<prefix>.intruder.user_message`` whose envelope
+    names ``good1`` is a corrupt record: nothing of it reaches ``good1``'s row."""
+    await js_store.append("good1", simple_session("alice"))
+    forged = envelope("good1", {"kind": "user_message", "text": "planted"})
+    ack = await js_store.nc.jetstream().publish(f"{js_store.prefix}.intruder.user_message", forged)
+    recorder, projector = await project_to_end(js_store, new_config())
+    [error] = await ProjectionReader(recorder).errors()
+    assert (error.position, error.session) == (ack.seq, "intruder")
+    assert "disagrees with its subject" in error.reason
+    [row] = (await ProjectionReader(recorder).list_sessions("alice")).sessions
+    assert (row.session, row.message_count, row.position) == ("good1", 2, ack.seq - 1)
+    assert projector.halted == {}
+    await close(recorder)
+
+
 async def test_a_view_that_raises_halts_there_loudly_and_the_others_carry_on(
     js_store: JetStreamEventStore, new_config: ConfigFactory
 ) -> None:

@@ -33,7 +33,7 @@ from threadline.events.schema import (
     TurnFailed,
     UserMessage,
 )
-from threadline.events.store import NewEvent, Recorded
+from threadline.events.store import NewEvent, Recorded, Stored, subject_for
 from threadline.projections import ProjectionReader, serve_projector
 from threadline.projections.batch import Resync
 from threadline.projections.config import ProjectorConfig
@@ -199,7 +199,11 @@ async def test_a_replayed_batch_changes_nothing(
     await js_store.append("s1", rich_session())
     recorder, projector = await project_to_end(js_store, config)
     before = await asyncio.to_thread(recorder.dump)
-    raw = [(r.position, r.raw) for r in await js_store.load("s1")]
+    prefix = js_store.prefix
+    raw = [
+        Stored(r.position, subject_for(prefix, "s1", r.kind), r.raw)
+        for r in await js_store.load("s1")
+    ]
     state = await asyncio.to_thread(recorder.state)
     # Delivered again to a projector that knows where it is: every event is skipped.
     outcome = await asyncio.to_thread(recorder.apply_batch, raw, state)

@@ -59,8 +59,7 @@ _HEADERS: Final = {
 
 
 def _env(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return value or None
+    return env.get(name, "").strip() or None
 
 
 def _secret(env: Mapping[str, str], name: str | None) -> Secret | None:

@@ -150,8 +150,7 @@ class ErrorContext:
     @property
     def host(self) -> str:
         """Where the provider is: for the operator's log only."""
-        parts = urlsplit(self.settings.base_url or "")
-        return parts.netloc.rsplit("@", 1)[-1] or "(no base URL)"
+        return urlsplit(self.settings.base_url or "").netloc.rsplit("@", 1)[-1] or "(no URL)"
 
     def error(self, kind: ErrorKind, message: str, **details: Any) -> ProviderError:
         """A ProviderError of this provider; ``details``: its other attributes."""

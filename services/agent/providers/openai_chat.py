@@ -103,13 +103,8 @@ def _tool_calls(calls: list[_ToolCall], assembler: PartsAssembler) -> list[Part]
     out: list[Part] = []
     for position, call in enumerate(calls):
         key = ("tool", call.index if call.index is not None else call.id or position)
-        function = call.function
-        out += assembler.tool_call(
-            key,
-            call_id=call.id,
-            name=function.name if function else None,
-            arguments=(function.arguments or "") if function else "",
-        )
+        fn = call.function or _Function()
+        out += assembler.tool_call(key, call_id=call.id, name=fn.name, arguments=fn.arguments or "")
     return out
 
 

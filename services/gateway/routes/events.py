@@ -12,7 +12,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 from litestar.response import Stream
 
-from threadline.events.store import EventStore
+from threadline.events.store import EventStore, Quarantined
 from threadline.services.gateway.context import GW, principal_of
 from threadline.services.gateway.errors import Problem, error_responses
 from threadline.services.gateway.routes.params import SessionId, position_query
@@ -41,12 +41,15 @@ class SSEEvent(msgspec.Struct, frozen=True, kw_only=True):
     retry: int | None = None
 
 
-class ExportLine(msgspec.Struct, frozen=True):
-    """One stored event: its position, the SHA-256 of its bytes, and the record itself."""
+class ExportLine(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One stored event: its position, the SHA-256 of its bytes, and the record itself;
+    for a record that cannot be read (quarantined), why, and its bytes in base64."""
 
     position: int
     hash: str
-    record: dict[str, Any]
+    record: dict[str, Any] | None = None
+    quarantined: str | None = None
+    raw: bytes | None = None
 
 
 @get(
@@ -122,7 +125,11 @@ async def stream_events(
 
 
 async def _export_lines(store: EventStore, session: str) -> AsyncIterator[bytes]:
-    async for rec in store.read(session):
+    async for rec in store.entries(session):
+        if isinstance(rec, Quarantined):
+            line = ExportLine(rec.position, rec.hash, quarantined=rec.reason, raw=rec.raw)
+            yield msgspec.json.encode(line) + b"\n"
+            continue
         yield b'{"position":%d,"hash":"%s","record":%s}\n' % (
             rec.position,
             rec.hash.encode(),
