@@ -24,6 +24,7 @@ from threadline.services.commands import (
     SessionCommands,
     StartSession,
 )
+from threadline.services.commands.keys import DerivedIds
 
 ALICE = "user:alice"
 
@@ -42,18 +43,20 @@ async def heads(store: EventStore, *sessions: str) -> list[int]:
 
 
 Fresh = Callable[[], SessionCommands]
+#: the deployment's derived ids: every gateway of it derives the same
+IDS = DerivedIds(b"the deployment's secret")
 
 
 @pytest.fixture
 def fresh(store: JetStreamEventStore) -> Fresh:
     """Another gateway's commands: a cold session cache."""
-    return lambda: SessionCommands(store)
+    return lambda: SessionCommands(store, ids=IDS)
 
 
 async def test_create_and_message_retried_after_the_window(
     store: JetStreamEventStore, fresh: Fresh
 ) -> None:
-    commands = SessionCommands(store)
+    commands = SessionCommands(store, ids=IDS)
     create = StartSession(owner="alice", actor=ALICE, title="t", key="create-1")
     made = await commands.create_session(create)
     send = SendMessage(session=made.session, actor=ALICE, text="hi", key="msg-1")
@@ -66,7 +69,7 @@ async def test_create_and_message_retried_after_the_window(
 
 
 async def test_cancel_retried_after_the_window(store: JetStreamEventStore, fresh: Fresh) -> None:
-    commands = SessionCommands(store)
+    commands = SessionCommands(store, ids=IDS)
     session = (await commands.create_session(StartSession(owner="alice", actor=ALICE))).session
     turn = (await commands.post_message(SendMessage(session=session, actor=ALICE, text="q"))).turn
     assert turn is not None
@@ -90,7 +93,7 @@ async def test_cancel_retried_after_the_window(store: JetStreamEventStore, fresh
 async def test_fork_retried_after_the_window(store: JetStreamEventStore, fresh: Fresh) -> None:
     await build_session(store, "source", 3)
     fork = Fork(source="source", version=13, actor=ALICE, key="fork-1")
-    commands = SessionCommands(store)
+    commands = SessionCommands(store, ids=IDS)
     made = await commands.fork(fork)
     await window_passed(store)
     for cmds in (commands, fresh()):
@@ -104,7 +107,7 @@ async def test_a_retry_costs_what_happened_since_not_the_session() -> None:
     clock = FakeClock()
     store = CountingStore(clock=clock, duplicate_window_s=1.0)
     await build_session(store, "long", 1000)
-    commands = SessionCommands(store)
+    commands = SessionCommands(store, ids=IDS)
     send = SendMessage(session="long", actor=ALICE, text="again?", key="k-1000")
     sent = await commands.post_message(send)
     clock.now += 1.0  # the store has forgotten every message id
