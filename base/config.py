@@ -59,6 +59,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     delta_window_ms: float = 50.0
     #: tool steps per turn before a final answer without tools
     max_steps: int = 8
+    #: the most output tokens a session may ask a reply to take (``params.max_tokens``)
+    max_tokens: int = 131_072
     #: agent worker processes ``threadline up`` starts (0: one per core)
     agents: int = 0
     log_level: str = "INFO"

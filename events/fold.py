@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple, assert_never
 
+import msgspec
+
 from threadline.events.conversation import (
     AssistantTurn,
     Message,
@@ -198,6 +200,10 @@ class TurnState:
                 assert_never(e)
 
     def _close_step(self, rec: Recorded, e: AssistantMessage) -> None:
+        if (not e.text and self.text) or (not e.reasoning and self.reasoning):
+            # a step too large to repeat in one event keeps its text in its deltas only
+            text, reasoning = e.text or self.partial_text, e.reasoning or self.partial_reasoning
+            e = msgspec.structs.replace(e, text=text, reasoning=reasoning)
         message = AssistantTurn(
             text=e.text,
             reasoning=e.reasoning,
@@ -208,14 +214,22 @@ class TurnState:
         self.calls, self.text, self.reasoning = [], [], []
 
     def _end(self, rec: Recorded, e: Ending) -> list[Message]:
-        """End the turn; what it adds to the conversation."""
+        """End the turn; what it adds to the conversation (the model's context).
+
+        The one rule for what a model sees of an ended turn: a completed turn adds its
+        question and its steps; a cancelled one its question, its answered steps and its
+        partial text; a failed one nothing: its question stays in the transcript, but a
+        later turn is not sent it (nor its steps) unless it is retried, as a new turn
+        (a question that always fails must not make the session unusable)."""
+        if isinstance(e, TurnCancelled) and not e.partial_text and self.text:
+            e = msgspec.structs.replace(e, partial_text=self.partial_text)  # too large, as above
         self.ending, self.ended = e, rec.version
         asked = self.user.message if self.user is not None else UserTurn(text="")
         match e:
             case TurnCompleted():
                 return [asked, *self.staged]
             case TurnFailed():
-                return [asked]
+                return []
             case TurnCancelled():
                 kept = answered_steps(self.staged)
                 if not e.partial_text:

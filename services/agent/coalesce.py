@@ -4,6 +4,8 @@ A fast model must not turn into one event per token (each costs an append, an fs
 production), and a slow one must not hold text back: the first delta of a step is
 appended immediately; later ones are buffered and flushed when the window has passed,
 by a timer if no further delta arrives, and at every boundary (tool call, end of step).
+No delta event carries more than ``max_chars`` characters: a larger buffer is flushed at
+once, in pieces that fit an event (the store's size limit).
 
 The window adapts to load (:class:`WorkerLoad`): from the configured window when the
 process is idle up to :data:`MAX_STRETCH` times it when it is busy, so a saturated
@@ -88,13 +90,16 @@ class Coalescer:
         *,
         load: WorkerLoad | None = None,
         clock: Clock = time.monotonic,
+        max_chars: int = 1 << 62,
     ) -> None:
         self._append = append
+        self._max_chars = max_chars
         self._base_window_s = window_s
         self._load = load if load is not None else process_load()
         self._clock = clock
         self._kind: type[TextDelta] | type[ReasoningDelta] | None = None
         self._buffer: list[str] = []
+        self._buffered = 0
         self._step = 0
         self._last_flush = 0.0
         self._sent_in_step = False
@@ -121,7 +126,8 @@ class Coalescer:
             await self.flush()
         self._kind = kind
         self._buffer.append(text)
-        if not self._sent_in_step:
+        self._buffered += len(text)
+        if not self._sent_in_step or self._buffered >= self._max_chars:
             await self.flush()
             return
         now = self._clock()
@@ -152,12 +158,14 @@ class Coalescer:
             await flushing
         if not self._buffer or self._kind is None:
             return
-        text, self._buffer = "".join(self._buffer), []
+        text, self._buffer, self._buffered = "".join(self._buffer), [], 0
         self._sent_in_step = True
         self._last_flush = self._clock()
         self._load.appends_in_flight += 1
         try:
-            await self._append(self._kind(text=text, step=self._step))
+            for start in range(0, len(text), self._max_chars):
+                piece = text[start : start + self._max_chars]
+                await self._append(self._kind(text=piece, step=self._step))
         finally:
             self._load.appends_in_flight -= 1
 
@@ -167,6 +175,7 @@ class Coalescer:
             self._timer.cancel()
             self._timer = None
         self._buffer.clear()
+        self._buffered = 0
         if self._flushing is not None and _failed(self._flushing):
             self._flushing = None  # abandoned with the attempt (its error was seen)
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from threadline.base.errors import ConfigurationError
+from threadline.base.errors import ConfigurationError, PayloadTooLarge
 from threadline.base.redact import redact
 from threadline.events.conversation import AssistantTurn, Message, ToolSpec, ToolTurn
 from threadline.events.fold import SessionState
@@ -145,7 +145,9 @@ class Turn:
             deps.store, state.session, turn_id, self.attempt, state.version,
             actor=agent_actor(self.cfg.worker), cancelled=cancel, on_append=self.obs.appended,
         )  # fmt: skip
-        self.coalescer = Coalescer(self.writer.append, self.cfg.delta_window_s)
+        self.coalescer = Coalescer(
+            self.writer.append, self.cfg.delta_window_s, max_chars=self.writer.text_chars
+        )
         self.usage = Usage()
         self.started = time.monotonic()
         self.first_output: float | None = None
@@ -190,9 +192,8 @@ class Turn:
             with contextlib.suppress(asyncio.CancelledError):
                 await work
             self.coalescer.discard()
-            await self.writer.append(
-                TurnCancelled(partial_text=self.coalescer.text, reason="stop requested")
-            )
+            partial = self.coalescer.text if self._fitting(self.coalescer.text) else ""
+            await self.writer.append(TurnCancelled(partial_text=partial, reason="stop requested"))
             return
         try:
             await work
@@ -200,6 +201,13 @@ class Turn:
             await self._fail(err.kind, str(err), retryable=err.retryable)
         except ConfigurationError as err:
             await self._fail("configuration", redact(str(err)))
+        except PayloadTooLarge as err:  # an event no split made fit (a tool result...)
+            await self._fail("internal", f"the turn produced an event too large to record: {err}")
+
+    def _fitting(self, *texts: str) -> bool:
+        """Whether ``texts`` fit one event; text that does not stays in its deltas only
+        (the fold reads a step's text from them when its event carries none)."""
+        return sum(map(len, texts)) <= self.writer.text_chars
 
     async def _fail(self, kind: ErrorKind, message: str, *, retryable: bool = False) -> None:
         await self.coalescer.flush()
@@ -253,11 +261,12 @@ class Turn:
         self.usage = self.usage + outcome.usage
         provider_data = {self.provider: outcome.provider_data} if outcome.provider_data else {}
         calls = tuple(outcome.calls)
+        fits = self._fitting(outcome.text, outcome.reasoning)
         await self.writer.append(
             AssistantMessage(
-                text=outcome.text, finish_reason=outcome.finish, usage=outcome.usage,
-                reasoning=outcome.reasoning, tool_calls=calls, step=step,
-                provider_data=provider_data,
+                text=outcome.text if fits else "", finish_reason=outcome.finish,
+                usage=outcome.usage, reasoning=outcome.reasoning if fits else "",
+                tool_calls=calls, step=step, provider_data=provider_data,
             )
         )  # fmt: skip
         return AssistantTurn(

@@ -13,11 +13,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Final
 
 from threadline.base.errors import ConcurrencyError, ThreadlineError
 from threadline.events.ids import new_id
 from threadline.events.schema import CancelRequested, Event
 from threadline.events.store import EventStore, NewEvent, Recorded
+
+#: what an event's envelope and its fields besides text take, at most
+ENVELOPE_BYTES: Final = 2048
+
+
+def text_budget(max_event_bytes: int) -> int:
+    """The most characters of text one event carries: a character takes at most 6 bytes
+    encoded (a JSON ``\\uXXXX`` escape; UTF-8 takes 4)."""
+    return max(1, (max_event_bytes - ENVELOPE_BYTES) // 6)
 
 
 class Fenced(ThreadlineError):
@@ -45,6 +55,8 @@ class TurnWriter:
         self.cancelled = cancelled or asyncio.Event()
         self.on_append = on_append  # told of every event once it is in the log
         self.last_position = 0
+        #: the most text one of this writer's events may carry (see :func:`text_budget`)
+        self.text_chars = text_budget(store.max_event_bytes)
         self._count = 0
         self._lock = asyncio.Lock()
         # unique to this writer: "<turn>/<attempt>/<count>" alone is shared by two workers

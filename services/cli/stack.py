@@ -153,4 +153,5 @@ def deployment_catalog(
         ProviderEntry(name=i.name, models=tuple(i.models), default_model=i.default_model, api=i.api)
         for i in offered
     ]
-    return StaticCatalog(entries, [c.name for c in mcp_configs(settings)], settings.max_steps)
+    servers = [c.name for c in mcp_configs(settings)]
+    return StaticCatalog(entries, servers, settings.max_steps, settings.max_tokens)

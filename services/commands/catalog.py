@@ -45,6 +45,10 @@ class Catalog(Protocol):
         """The most tool steps per turn a session may ask for (the agent's limit)."""
         ...
 
+    def max_tokens(self) -> int:
+        """The most output tokens a session may ask a reply to take."""
+        ...
+
 
 class StaticCatalog:
     """A fixed catalog, e.g. from settings."""
@@ -54,11 +58,14 @@ class StaticCatalog:
         providers: Sequence[ProviderEntry],
         tool_servers: Sequence[str],
         max_steps: int | None = None,
+        max_tokens: int | None = None,
     ) -> None:
-        """``max_steps``: the agent's limit (default: the default settings')."""
+        """``max_steps``, ``max_tokens``: the deployment's limits (default: the default
+        settings')."""
         self._providers = tuple(providers)
         self._tool_servers = tuple(tool_servers)
         self._max_steps = Settings().max_steps if max_steps is None else max_steps
+        self._max_tokens = Settings().max_tokens if max_tokens is None else max_tokens
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StaticCatalog:
@@ -71,7 +78,9 @@ class StaticCatalog:
                 entries.append(_entry(name, section))
         default = settings.providers.get("default")
         entries.sort(key=lambda entry: entry.name != default)  # the default first
-        return cls(entries, sorted(settings.mcp_servers), settings.max_steps)
+        return cls(
+            entries, sorted(settings.mcp_servers), settings.max_steps, settings.max_tokens
+        )
 
     def providers(self) -> Sequence[ProviderEntry]:
         return self._providers
@@ -81,6 +90,9 @@ class StaticCatalog:
 
     def max_steps(self) -> int:
         return self._max_steps
+
+    def max_tokens(self) -> int:
+        return self._max_tokens
 
 
 def _entry(name: str, section: Mapping[str, Any]) -> ProviderEntry:
@@ -137,6 +149,11 @@ def _check_params(catalog: Catalog, provider: str, params: GenerationParams) -> 
     if params.max_steps is not None and params.max_steps > limit:
         raise InvalidField(
             "params.max_steps", f"this deployment allows at most {limit} tool steps per turn"
+        )
+    tokens = catalog.max_tokens()
+    if params.max_tokens is not None and params.max_tokens > tokens:
+        raise InvalidField(
+            "params.max_tokens", f"this deployment allows at most {tokens} output tokens"
         )
     entries = [e for e in catalog.providers() if e.name == provider or not provider]
     entry = entries[0] if entries else None  # no provider: the default, listed first

@@ -76,6 +76,10 @@ class ParamsView(msgspec.Struct, frozen=True, kw_only=True):
     top_p: float | None = None
     max_steps: int | None = None
     reasoning_budget_tokens: int | None = None
+class RetryTurn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    turn_id: Annotated[str, Meta(pattern=SESSION_ID_PATTERN)] | None = None
+
+
 
 
 class SessionSummary(msgspec.Struct, frozen=True, kw_only=True):
