@@ -4,28 +4,20 @@
 in-process on uvicorn; ``threadline gateway`` runs it alone. See docs/gateway.md.
 """
 
-from threadline.services.commands.catalog import Catalog, ProviderEntry, StaticCatalog
+from threadline.services.commands.catalog import ProviderEntry, StaticCatalog
 from threadline.services.gateway.app import create_app, gateway_of
-from threadline.services.gateway.auth import Authenticator, Principal, ensure_dev_token
+from threadline.services.gateway.auth import ensure_dev_token
 from threadline.services.gateway.context import Gateway
-from threadline.services.gateway.history import HistoryReader, InvalidCursor
 from threadline.services.gateway.options import GatewayOptions, JwtOptions, RateOptions
 from threadline.services.gateway.server import serve_app, serve_gateway
-from threadline.services.gateway.store_history import StoreHistory
 
 __all__ = [
-    "Authenticator",
-    "Catalog",
     "Gateway",
     "GatewayOptions",
-    "HistoryReader",
-    "InvalidCursor",
     "JwtOptions",
-    "Principal",
     "ProviderEntry",
     "RateOptions",
     "StaticCatalog",
-    "StoreHistory",
     "create_app",
     "ensure_dev_token",
     "gateway_of",

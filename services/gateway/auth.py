@@ -75,10 +75,6 @@ class Authenticator:
         if self._jwt is not None:
             register_secret(self._jwt.secret)
 
-    @property
-    def configured(self) -> bool:
-        return bool(self._tokens) or self._jwt is not None
-
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization`` header value, or a 401 :class:`Problem`."""
         scheme, _, token = (authorization or "").partition(" ")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from litestar import Request
@@ -19,11 +21,11 @@ from threadline.services.gateway.access import Owners
 from threadline.services.gateway.auth import Authenticator, Principal
 from threadline.services.gateway.errors import Problem, unauthorized
 from threadline.services.gateway.history import HistoryReader
-from threadline.services.gateway.hub import Hub
+from threadline.services.gateway.hub import Hub, Subscriber
 from threadline.services.gateway.metrics import Metrics
 from threadline.services.gateway.options import GatewayOptions
 from threadline.services.gateway.ratelimit import RateLimiter
-from threadline.services.gateway.sse import ConnectionLimiter
+from threadline.services.gateway.sse import ConnectionLimiter, SSEResponse
 from threadline.services.gateway.store_history import StoreHistory
 
 
@@ -52,7 +54,12 @@ class Gateway:
         # the clock wakes streams for heartbeats and deadlines; lifetimes are kept to
         # within one tick
         tick_s = max(0.01, min(options.heartbeat_s, options.max_stream_s) / 2)
-        self.hub = Hub(store, buffer=options.sse_buffer, tick_s=tick_s, on_cut=self.metrics.cut)
+        self.hub = Hub(
+            store,
+            buffer=options.sse_buffer,
+            tick_s=tick_s,
+            on_cut=self.metrics.slow_clients_cut.inc,
+        )
         self.owners = Owners(store)
         self.limiter = ConnectionLimiter(options.max_sse_per_owner)
         #: the per-owner rate limit on commands (every POST)
@@ -104,6 +111,62 @@ class Gateway:
                 field="wait_for",
                 headers={"Retry-After": "1"},
             )
+
+
+class Slot:
+    """A stream's place: one of the owner's connections (429 when none is free) and the
+    session's hub subscription. The response made by :meth:`respond` gives both back
+    when it ends, however it ends; before that, :meth:`release` does (idempotent)."""
+
+    def __init__(self, gw: Gateway, principal: Principal, session: str) -> None:
+        self.gw = gw
+        self.principal = principal
+        self.session = session
+        self.sub: Subscriber | None = None
+        self.acquired = False
+
+    def acquire(self) -> None:
+        if not self.gw.limiter.acquire(self.principal.owner):
+            raise Problem(
+                429,
+                "too_many_streams",
+                f"at most {self.gw.limiter.per_owner} concurrent streams per owner",
+                headers={"Retry-After": "5"},
+            )
+        self.acquired = True
+
+    async def join(self) -> tuple[Subscriber, int]:
+        """Subscribe to the session's live events: the buffer and ``live_from``."""
+        self.sub, live_from = await self.gw.hub.join(self.session)
+        return self.sub, live_from
+
+    def release(self) -> None:
+        if self.sub is not None:
+            self.gw.hub.leave(self.session, self.sub)
+            self.sub = None
+        if self.acquired:
+            self.gw.limiter.release(self.principal.owner)
+            self.acquired = False
+
+    @property
+    def lifetime_s(self) -> float:
+        """How long the stream may last: the gateway's limit, never past the token's expiry."""
+        lifetime = self.gw.options.max_stream_s
+        if self.principal.expires_at is not None:
+            lifetime = min(lifetime, self.principal.expires_at - time.time())
+        return lifetime
+
+    def respond(
+        self, chunks: AsyncGenerator[bytes, None], headers: dict[str, str] | None = None
+    ) -> SSEResponse:
+        clients = self.gw.metrics.sse_clients
+        clients.inc()
+
+        def closed() -> None:
+            clients.dec()
+            self.release()
+
+        return SSEResponse(chunks, closed, headers=headers)
 
 
 #: how handlers receive the gateway: ``gw: GW``

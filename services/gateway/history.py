@@ -13,7 +13,7 @@ the projections (:class:`~threadline.services.gateway.projection_history.Project
 from __future__ import annotations
 
 import contextlib
-from typing import Protocol, assert_never, runtime_checkable
+from typing import Protocol, TypeVar, assert_never, runtime_checkable
 
 import msgspec
 
@@ -23,13 +23,12 @@ from threadline.events.fold import Entry, SessionState, TurnState, fold
 from threadline.events.schema import (
     AssistantMessage,
     ContextTrimmed,
-    GenerationParams,
     ToolResult,
     TurnCancelled,
-    Usage,
     UserMessage,
 )
 from threadline.events.sessions import SessionCache
+from threadline.projections.model import UsageReport
 from threadline.services.gateway.models import (
     ContextView,
     FallbackView,
@@ -38,11 +37,10 @@ from threadline.services.gateway.models import (
     QuarantinedView,
     SessionDetail,
     SessionPage,
-    ToolCallView,
     TurnView,
-    UsageReport,
-    UsageView,
 )
+
+V = TypeVar("V", bound=msgspec.Struct)
 
 
 class InvalidCursor(ValueError):
@@ -99,7 +97,7 @@ def session_detail(state: SessionState) -> SessionDetail:
         model=state.model,
         system_prompt=state.system_prompt,
         tool_servers=list(state.tool_servers),
-        params=params_view(state.params),
+        params=view_of(ParamsView, state.params),
         created_at=state.created_at,
         updated_at=state.updated_at,
         version=state.version,
@@ -123,11 +121,8 @@ def turn_view(t: TurnState) -> TurnView:
         cancel_requested=t.cancel_requested,
         partial_text=t.partial_text if t.status == "running" else "",
         error=t.error,
-        fallbacks=[
-            FallbackView(fallback=f.fallback, reason=f.reason, from_=f.from_, to=f.to)
-            for f in t.fallbacks
-        ],
-        usage=usage_view(done.usage) if done else None,
+        fallbacks=[view_of(FallbackView, f) for f in t.fallbacks],
+        usage=done.usage if done else None,
         ttft_ms=done.ttft_ms if done else None,
         duration_ms=done.duration_ms if done else None,
         context=context_view(t.context),
@@ -136,14 +131,7 @@ def turn_view(t: TurnState) -> TurnView:
 
 def context_view(cut: ContextTrimmed | None) -> ContextView | None:
     """A turn's context cut; None when the whole conversation was sent."""
-    if cut is None or not cut.turns:
-        return None
-    return ContextView(
-        turns=cut.turns, messages=cut.messages, through_turn=cut.through_turn,
-        through_version=cut.through_version, estimated_tokens=cut.estimated_tokens,
-        budget_tokens=cut.budget_tokens, context_tokens=cut.context_tokens,
-        refused=cut.refused,
-    )  # fmt: skip
+    return None if cut is None or not cut.turns else view_of(ContextView, cut)
 
 
 def message_view(entry: Entry) -> MessageView:
@@ -157,11 +145,7 @@ def message_view(entry: Entry) -> MessageView:
             return MessageView(
                 role="assistant", text=step.text, turn_id=turn, step=step.step,
                 reasoning=step.reasoning,
-                tool_calls=[
-                    ToolCallView(call_id=c.call_id, tool=c.tool, arguments=c.arguments)
-                    for c in calls
-                ],
-                finish_reason=step.finish_reason, usage=usage_view(step.usage),
+                tool_calls=list(calls), finish_reason=step.finish_reason, usage=step.usage,
                 version=v, position=p, at=at,
             )  # fmt: skip
         case ToolResult() as result:
@@ -179,14 +163,6 @@ def message_view(entry: Entry) -> MessageView:
             assert_never(entry.event)
 
 
-def usage_view(usage: Usage) -> UsageView:
-    return UsageView(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        cached_input_tokens=usage.cached_input_tokens,
-    )
-
-
-def params_view(p: GenerationParams) -> ParamsView:
-    return ParamsView(**msgspec.structs.asdict(p))
+def view_of(view: type[V], value: msgspec.Struct) -> V:
+    """``value`` as ``view``: its fields that the view has (an event without its tag)."""
+    return view(**{name: getattr(value, name) for name in view.__struct_fields__})

@@ -1,5 +1,8 @@
 """Request and response bodies of the HTTP API (msgspec Structs; they make the OpenAPI schema).
 
+Where the API shows a value of the session model as it is (token usage, a tool call)
+or a projection's row (the usage report), it uses that struct itself.
+
 Requests refuse unknown fields so a typo is a 422 naming it, not silently ignored.
 """
 
@@ -10,7 +13,10 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta
 
+from threadline.events.schema import ToolCallRef, Usage
+from threadline.services.commands import StartSession
 from threadline.services.commands.keys import KEY_PATTERN
+from threadline.services.gateway.auth import Principal
 
 #: the longest user message, in characters (the event size limit also applies)
 MAX_TEXT_CHARS: Final = 64_000
@@ -34,12 +40,23 @@ class Params(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     reasoning_budget_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
 
 
-class CreateSession(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class NewSession(msgspec.Struct, frozen=True, kw_only=True):
+    """A new session's settings (``POST /v1/sessions``, a new chat of ``/api/chat``)."""
+
     title: Annotated[str, Meta(max_length=200)] = ""
     provider: Annotated[str, Meta(max_length=128)] = ""
     model: Annotated[str, Meta(max_length=200)] = ""
     system_prompt: Annotated[str, Meta(max_length=MAX_SYSTEM_PROMPT_CHARS)] = ""
     tool_servers: Annotated[list[Name], Meta(max_length=32)] = msgspec.field(default_factory=list)
+
+    def start(self, principal: Principal, **more: Any) -> StartSession:
+        """The command starting it for the caller (``more``: the command's other fields)."""
+        fields = {name: getattr(self, name) for name in NewSession.__struct_fields__}
+        fields["tool_servers"] = tuple(self.tool_servers)
+        return StartSession(owner=principal.owner, actor=principal.actor, **(fields | more))
+
+
+class CreateSession(NewSession, frozen=True, kw_only=True, forbid_unknown_fields=True):
     params: Params = msgspec.field(default_factory=Params)
 
 
@@ -59,6 +76,10 @@ class Cancel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     reason: Annotated[str, Meta(max_length=500)] = ""
 
 
+class RetryTurn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    turn_id: Annotated[str, Meta(pattern=SESSION_ID_PATTERN)] | None = None
+
+
 class TurnAccepted(msgspec.Struct, frozen=True, kw_only=True):
     """The turn a message (or a cancel) is about, and where its event sits in the log."""
 
@@ -76,10 +97,6 @@ class ParamsView(msgspec.Struct, frozen=True, kw_only=True):
     top_p: float | None = None
     max_steps: int | None = None
     reasoning_budget_tokens: int | None = None
-class RetryTurn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    turn_id: Annotated[str, Meta(pattern=SESSION_ID_PATTERN)] | None = None
-
-
 
 
 class SessionSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,19 +117,6 @@ class SessionPage(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None = None
 
 
-class ToolCallView(msgspec.Struct, frozen=True, kw_only=True):
-    call_id: str
-    tool: str
-    arguments: dict[str, Any]
-
-
-class UsageView(msgspec.Struct, frozen=True, kw_only=True):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_tokens: int = 0
-    cached_input_tokens: int = 0
-
-
 class MessageView(msgspec.Struct, frozen=True, kw_only=True):
     """One entry of the history: a user message, an assistant step, or a tool result."""
 
@@ -124,9 +128,9 @@ class MessageView(msgspec.Struct, frozen=True, kw_only=True):
     turn_id: str | None = None
     step: int = 0
     reasoning: str = ""
-    tool_calls: list[ToolCallView] = msgspec.field(default_factory=list)
+    tool_calls: list[ToolCallRef] = msgspec.field(default_factory=list)
     finish_reason: str | None = None
-    usage: UsageView | None = None
+    usage: Usage | None = None
     #: tool results: which call, which tool, whether it failed, how long it took
     call_id: str | None = None
     tool: str | None = None
@@ -167,7 +171,7 @@ class TurnView(msgspec.Struct, frozen=True, kw_only=True):
     partial_text: str = ""
     error: str = ""
     fallbacks: list[FallbackView] = msgspec.field(default_factory=list)
-    usage: UsageView | None = None
+    usage: Usage | None = None
     ttft_ms: float | None = None
     duration_ms: float | None = None
     #: the context cut the model was sent this turn with (null: the whole conversation)
@@ -221,7 +225,7 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     checks: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-# ----------------------------------------------------------------------------- forks, usage
+# ----------------------------------------------------------------------------- forks
 
 
 class ForkSession(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -232,27 +236,3 @@ class ForkSession(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     provider: Annotated[str, Meta(max_length=128)] = ""
     #: default: the source's model (or, with another provider, that provider's default)
     model: Annotated[str, Meta(max_length=200)] = ""
-
-
-class UsageRow(msgspec.Struct, frozen=True, kw_only=True):
-    #: YYYY-MM-DD, UTC: the day the turns started
-    day: str
-    provider: str
-    model: str
-    turns: int
-    input_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-    cached_input_tokens: int
-    duration_ms: float
-    ttft_ms_avg: float | None = None
-
-
-class UsageReport(msgspec.Struct, frozen=True, kw_only=True):
-    owner: str
-    #: the day asked for; null: every day
-    day: str | None
-    rows: list[UsageRow]
-    turns: int
-    input_tokens: int
-    output_tokens: int

@@ -82,16 +82,13 @@ class GatewayOptions(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayOptions:
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for field in msgspec.structs.fields(cls):
-            raw = env.get(f"THREADLINE_GATEWAY_{field.name.upper()}")
-            if field.name not in ("jwt", "rate") and raw:
-                values[field.name] = raw
-        jwt: dict[str, Any] = {}
-        for field in msgspec.structs.fields(JwtOptions):
-            raw = env.get(f"THREADLINE_JWT_{field.name.upper()}")
-            if raw:
-                jwt[field.name] = raw
+
+        def section(prefix: str, struct: type[msgspec.Struct]) -> dict[str, Any]:
+            fields = msgspec.structs.fields(struct)
+            return {f.name: raw for f in fields if (raw := env.get(prefix + f.name.upper()))}
+
+        values = section("THREADLINE_GATEWAY_", cls)
+        jwt = section("THREADLINE_JWT_", JwtOptions)
         key_file = env.get("THREADLINE_JWT_PUBLIC_KEY_FILE")
         if key_file and "public_key" not in jwt:
             try:
@@ -100,12 +97,7 @@ class GatewayOptions(msgspec.Struct, frozen=True, kw_only=True):
                 raise ConfigurationError(
                     f"cannot read THREADLINE_JWT_PUBLIC_KEY_FILE: {exc}"
                 ) from None
-        values["jwt"] = jwt
-        values["rate"] = {
-            field.name: raw
-            for field in msgspec.structs.fields(RateOptions)
-            if (raw := env.get(f"THREADLINE_RATE_{field.name.upper()}"))
-        }
+        values.update(jwt=jwt, rate=section("THREADLINE_RATE_", RateOptions))
         try:
             return msgspec.convert(values, cls, strict=False)
         except msgspec.ValidationError as exc:

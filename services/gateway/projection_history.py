@@ -9,18 +9,11 @@ always the fold of its events (``history.read_session``).
 
 from __future__ import annotations
 
-import msgspec
-
 from threadline.base.errors import InvalidInput
 from threadline.projections import ProjectionReader
 from threadline.projections import model as pm
 from threadline.services.gateway.history import InvalidCursor
-from threadline.services.gateway.models import (
-    SessionPage,
-    SessionSummary,
-    UsageReport,
-    UsageRow,
-)
+from threadline.services.gateway.models import SessionPage, SessionSummary
 
 
 class ProjectionHistory:
@@ -41,16 +34,8 @@ class ProjectionHistory:
     async def wait(self, position: int, *, timeout_s: float) -> bool:
         return await self.reader.wait(None, position, timeout_s)
 
-    async def usage(self, owner: str, *, day: str | None) -> UsageReport:
-        report = await self.reader.usage(owner, day)
-        return UsageReport(
-            owner=report.owner,
-            day=report.day,
-            rows=[msgspec.convert(msgspec.to_builtins(r), UsageRow) for r in report.rows],
-            turns=report.turns,
-            input_tokens=report.input_tokens,
-            output_tokens=report.output_tokens,
-        )
+    async def usage(self, owner: str, *, day: str | None) -> pm.UsageReport:
+        return await self.reader.usage(owner, day)
 
 
 def _summary(s: pm.SessionSummary) -> SessionSummary:

@@ -29,7 +29,7 @@ async def serve_app(app: Litestar, *, host: str = "127.0.0.1", port: int = 0) ->
         read_timeout_s=options.read_timeout_s,
         read_min_rate=options.read_min_rate,
         send_timeout_s=options.send_timeout_s,
-        on_reclaim=gateway.metrics.reclaimed,
+        on_reclaim=lambda why: gateway.metrics.connections_reclaimed.inc(reason=why),
     )
     async with serve_asgi(
         app, host=host, port=port, lifespan="on",

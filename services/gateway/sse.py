@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Literal, get_args
 
@@ -115,27 +116,18 @@ class EventStream:
             log.warning("replay of session %s failed: %s", self.session, exc)
             yield self._goodbye("replay interrupted")
             return
-        last_write = loop.time()
-        while True:
-            frames = await self.sub.take()  # woken by events and by the hub's clock
-            now = loop.time()
-            if frames is not None:
-                chunk = self._select(frames)
+        following = live(self.sub, self._select, heartbeat_s=self.heartbeat_s, deadline=deadline)
+        async with contextlib.aclosing(following) as chunks:
+            async for chunk in chunks:
                 if chunk:
                     yield chunk
-                    last_write = now
-                if self.sub.overflowed:
-                    yield self._goodbye("too slow: buffer overflowed")
-                    return
-                if self.sub.ended:
-                    yield self._goodbye("stream ended")
-                    return
-            if now >= deadline:
-                yield self._goodbye("stream lifetime reached")
-                return
-            if now - last_write >= self.heartbeat_s:
-                yield PING
-                last_write = now
+        yield self._goodbye(
+            "too slow: buffer overflowed"
+            if self.sub.overflowed
+            else "stream ended"
+            if self.sub.ended
+            else "stream lifetime reached"
+        )
 
     async def _replay(self) -> AsyncGenerator[bytes, None]:
         """Stored events in ``(sent, live_from]``, in batches."""
@@ -158,6 +150,32 @@ class EventStream:
         chunk = self._select(batch)
         if chunk:
             yield chunk
+
+
+async def live(
+    sub: Subscriber, render: Callable[[list[Frame]], bytes], *, heartbeat_s: float, deadline: float
+) -> AsyncGenerator[bytes, None]:
+    """What ``render`` makes of the live frames as they come (maybe ``b""``), and ``: ping``
+    after ``heartbeat_s`` without a write. Ends when the client must reconnect: it fell
+    behind (``sub.overflowed``), the feed stopped (``sub.ended``) or the ``deadline``
+    (loop time) passed."""
+    loop = asyncio.get_running_loop()
+    last_write = loop.time()
+    while True:
+        frames = await sub.take()  # woken by events and by the hub's clock
+        now = loop.time()
+        if frames is not None:
+            chunk = render(frames)
+            yield chunk
+            if chunk:
+                last_write = now
+            if sub.overflowed or sub.ended:
+                return
+        if now >= deadline:
+            return
+        if now - last_write >= heartbeat_s:
+            yield PING
+            last_write = now
 
 
 class SSEResponse(ASGIResponse):
@@ -214,21 +232,18 @@ class ConnectionLimiter:
 
     def __init__(self, per_owner: int) -> None:
         self.per_owner = per_owner
-        self._open: dict[str, int] = {}
+        self._open: Counter[str] = Counter()
 
     def acquire(self, owner: str) -> bool:
-        count = self._open.get(owner, 0)
-        if count >= self.per_owner:
+        if self._open[owner] >= self.per_owner:
             return False
-        self._open[owner] = count + 1
+        self._open[owner] += 1
         return True
 
     def release(self, owner: str) -> None:
-        count = self._open.get(owner, 0) - 1
-        if count > 0:
-            self._open[owner] = count
-        else:
-            self._open.pop(owner, None)
+        self._open[owner] -= 1
+        if self._open[owner] <= 0:
+            del self._open[owner]
 
     def count(self, owner: str) -> int:
-        return self._open.get(owner, 0)
+        return self._open[owner]

@@ -198,7 +198,7 @@ async def test_health_ready_metrics_need_no_token(gw: Harness) -> None:
     assert ready.status_code == 200 and ready.json()["checks"]["event_log"] == "ok"
     session = await gw.new_session()
     turn = (await gw.alice.post(f"/v1/sessions/{session}/messages", json={"text": "t"})).json()
-    ended = sum(gw.gateway.metrics.turns.values())
+    ended = gw.gateway.metrics.turns_seen
     await agent_turn(gw.store, session, turn["turn_id"])
     await gw.gateway.metrics.turns_ended(ended + 1)
     await gw.alice.get(f"/v1/sessions/{session}")

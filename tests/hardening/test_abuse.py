@@ -203,9 +203,9 @@ async def test_slow_senders_are_reclaimed_at_the_read_timeout(
         assert await stack.store.last_position() == before, "a slow request appended"
         assert (await stack.client("alice").get("/v1/sessions")).status_code == 200
         metrics = (await stack.client("alice").get("/metrics")).text
-        reclaimed = stack.gateway.metrics.connections_reclaimed["read_timeout"]
+        reclaimed = stack.gateway.metrics.connections_reclaimed.value(reason="read_timeout")
     assert reclaimed == 80, reclaimed
-    assert 'threadline_gateway_connections_reclaimed_total{reason="read_timeout"} 80' in metrics
+    assert 'threadline_gateway_connections_reclaimed_total{reason="read_timeout"} 80.0' in metrics
     assert max(lasted) < timeout + 1.0, max(lasted)
     figure(
         f"80 slow senders (50 heads a byte at a time, 20 silent, 10 trickled bodies), "
@@ -256,7 +256,7 @@ async def test_a_client_that_stops_reading_is_reclaimed_at_the_send_timeout(
             reclaimed_after = time.monotonic() - last
         for sock in socks:
             sock.close()
-        assert gw.metrics.connections_reclaimed["send_timeout"] == 3
+        assert gw.metrics.connections_reclaimed.value(reason="send_timeout") == 3
         assert gw.hub.clients(session) == 0
     figure(
         f"3 clients that never read a busy stream, send_timeout_s={timeout}: all aborted, "

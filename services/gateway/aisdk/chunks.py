@@ -29,7 +29,7 @@ answers the chunks to send. The message id is the turn id, so a replay of the sa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final, assert_never
+from typing import Any, Final, Literal, assert_never
 
 from threadline.events import schema as ev
 from threadline.events.fold import fold
@@ -46,6 +46,12 @@ _FINISH: Final[dict[FinishReason, p.UIFinishReason]] = {
     "error": "error",
     "cancelled": "other",
 }
+PartKind = Literal["text", "reasoning"]
+#: the start, delta and end chunks of a text or reasoning part
+_PARTS: Final[dict[PartKind, tuple[type[p.Part], type[p.Delta], type[p.Part]]]] = {
+    "text": (p.TextStart, p.TextDelta, p.TextEnd),
+    "reasoning": (p.ReasoningStart, p.ReasoningDelta, p.ReasoningEnd),
+}
 
 
 class TurnChunks:
@@ -56,16 +62,15 @@ class TurnChunks:
         #: the turn's phase as far as the events fed tell (None: none seen yet)
         self.phase: Phase | None = None
         self.step: int | None = None
-        self.text_id: str | None = None
-        self.reasoning_id: str | None = None
+        #: the open text or reasoning part (at most one): its kind and id
+        self.open: dict[PartKind, str] = {}
         self.parts = 0
         #: whether the current attempt showed text, reasoning or tools
         self.shown = False
         #: tool calls of the current attempt shown so far
         self.calls: set[str] = set()
         #: text and reasoning streamed in the current step
-        self.step_text = ""
-        self.step_reasoning = ""
+        self.streamed: dict[PartKind, str] = dict.fromkeys(_PARTS, "")
         self.finish_reason: p.UIFinishReason = "stop"
 
     @property
@@ -94,10 +99,9 @@ class TurnChunks:
 
     def _chunks(self, e: ev.Event) -> list[p.Chunk]:
         match e:
-            case ev.TextDelta():
-                return self._text(e)
-            case ev.ReasoningDelta():
-                return self._reasoning(e)
+            case ev.TextDelta() | ev.ReasoningDelta():
+                kind: PartKind = "text" if isinstance(e, ev.TextDelta) else "reasoning"
+                return self._open_step(e.step) + (self._delta(kind, e.text) if e.text else [])
             case ev.ToolCall():
                 return self._tool_call(e)
             case ev.ToolResult():
@@ -148,18 +152,13 @@ class TurnChunks:
             return []
         out = self._close_step()
         self.step = step
-        self.step_text = self.step_reasoning = ""
+        self.streamed = dict.fromkeys(_PARTS, "")
         out.append(p.StartStep())
         return out
 
     def _close_parts(self) -> list[p.Chunk]:
-        out: list[p.Chunk] = []
-        if self.text_id is not None:
-            out.append(p.TextEnd(id=self.text_id))
-            self.text_id = None
-        if self.reasoning_id is not None:
-            out.append(p.ReasoningEnd(id=self.reasoning_id))
-            self.reasoning_id = None
+        out: list[p.Chunk] = [_PARTS[kind][2](id=part) for kind, part in self.open.items()]
+        self.open = {}
         return out
 
     def _close_step(self) -> list[p.Chunk]:
@@ -170,37 +169,16 @@ class TurnChunks:
         self.step = None
         return out
 
-    def _text_chunks(self, text: str) -> list[p.Chunk]:
-        out: list[p.Chunk] = []
-        if self.reasoning_id is not None:
-            out += self._close_parts()
-        if self.text_id is None:
-            self.text_id = self._part_id("text")
-            out.append(p.TextStart(id=self.text_id))
-        out.append(p.TextDelta(id=self.text_id, delta=text))
-        self.step_text += text
+    def _delta(self, kind: PartKind, text: str) -> list[p.Chunk]:
+        out = [] if kind in self.open else self._close_parts()
+        part = self.open.get(kind) or self._part_id(kind)
+        if kind not in self.open:
+            self.open[kind] = part
+            out.append(_PARTS[kind][0](id=part))
+        out.append(_PARTS[kind][1](id=part, delta=text))
+        self.streamed[kind] += text
         self.shown = True
         return out
-
-    def _reasoning_chunks(self, text: str) -> list[p.Chunk]:
-        out: list[p.Chunk] = []
-        if self.text_id is not None:
-            out += self._close_parts()
-        if self.reasoning_id is None:
-            self.reasoning_id = self._part_id("reasoning")
-            out.append(p.ReasoningStart(id=self.reasoning_id))
-        out.append(p.ReasoningDelta(id=self.reasoning_id, delta=text))
-        self.step_reasoning += text
-        self.shown = True
-        return out
-
-    def _text(self, event: ev.TextDelta) -> list[p.Chunk]:
-        out = self._open_step(event.step)
-        return out + (self._text_chunks(event.text) if event.text else [])
-
-    def _reasoning(self, event: ev.ReasoningDelta) -> list[p.Chunk]:
-        out = self._open_step(event.step)
-        return out + (self._reasoning_chunks(event.text) if event.text else [])
 
     # ------------------------------------------------------------------ tools
 
@@ -240,12 +218,13 @@ class TurnChunks:
 
     def _assistant_message(self, event: ev.AssistantMessage) -> list[p.Chunk]:
         out = self._open_step(event.step)
-        missing_reasoning = _rest(event.reasoning, self.step_reasoning)
-        if missing_reasoning:
-            out += self._reasoning_chunks(missing_reasoning)
-        missing_text = _rest(event.text, self.step_text)
-        if missing_text:
-            out += self._text_chunks(missing_text)
+        parts: tuple[tuple[PartKind, str], ...] = (
+            ("reasoning", event.reasoning),
+            ("text", event.text),
+        )
+        for kind, full in parts:
+            if missing := _rest(full, self.streamed[kind]):
+                out += self._delta(kind, missing)
         for call in event.tool_calls:
             if call.call_id not in self.calls:
                 out += self._call_chunks(call.call_id, call.tool, call.arguments)

@@ -31,12 +31,12 @@ from msgspec import Meta
 
 from threadline.base.errors import ConcurrencyError, IdempotencyKeyReused
 from threadline.events.store import Recorded
-from threadline.services.commands import Regenerate, SendMessage, StartSession
+from threadline.services.commands import Regenerate, SendMessage
 from threadline.services.commands.keys import is_plain
 from threadline.services.gateway.auth import Principal
 from threadline.services.gateway.context import Gateway
 from threadline.services.gateway.errors import unprocessable
-from threadline.services.gateway.models import MAX_SYSTEM_PROMPT_CHARS, MAX_TEXT_CHARS, Name
+from threadline.services.gateway.models import MAX_TEXT_CHARS, NewSession
 
 _TITLE_CHARS = 80
 C = TypeVar("C", bound=SendMessage)
@@ -55,19 +55,14 @@ class UIMessage(msgspec.Struct, frozen=True, kw_only=True):
     parts: list[UIPart] = msgspec.field(default_factory=list)
 
 
-class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """The body ``DefaultChatTransport`` posts (unknown fields are ignored)."""
+class ChatRequest(NewSession, frozen=True, kw_only=True):
+    """The body ``DefaultChatTransport`` posts (unknown fields are ignored); a new chat's
+    session settings come from the transport's ``body`` option."""
 
     id: Annotated[str, Meta(min_length=1, max_length=1000)]
     messages: Annotated[list[UIMessage], Meta(min_length=1)]
     trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
     message_id: str | None = msgspec.field(default=None, name="messageId")
-    # settings of a new chat's session, from the transport's `body` option
-    title: Annotated[str, Meta(max_length=200)] = ""
-    provider: Annotated[str, Meta(max_length=128)] = ""
-    model: Annotated[str, Meta(max_length=200)] = ""
-    system_prompt: Annotated[str, Meta(max_length=MAX_SYSTEM_PROMPT_CHARS)] = ""
-    tool_servers: Annotated[list[Name], Meta(max_length=32)] = msgspec.field(default_factory=list)
 
 
 def last_user_message(body: ChatRequest) -> UIMessage:
@@ -107,16 +102,7 @@ async def open_chat(gw: Gateway, principal: Principal, session: str, body: ChatR
     """Create the chat's session on first use; then the caller must own it (404 / 403)."""
     if await gw.owners.owner_of(session) is None:
         first = text_of(last_user_message(body))  # a request we refuse creates nothing
-        start = StartSession(
-            owner=principal.owner,
-            actor=principal.actor,
-            title=body.title or _title(first),
-            provider=body.provider,
-            model=body.model,
-            system_prompt=body.system_prompt,
-            tool_servers=tuple(body.tool_servers),
-            session=session,
-        )
+        start = body.start(principal, title=body.title or _title(first), session=session)
         with contextlib.suppress(ConcurrencyError):  # created meanwhile: checked below
             await gw.commands.create_session(start)
     await gw.owners.writable(principal, session)

@@ -19,7 +19,6 @@ STREAM_HEADERS: Final = {
     "X-Accel-Buffering": "no",
 }
 DONE: Final = b"data: [DONE]\n\n"
-PING: Final = b": ping\n\n"
 
 #: ``finish.finishReason`` values the AI SDK accepts
 UIFinishReason = Literal["stop", "length", "content-filter", "tool-calls", "error", "other"]
@@ -43,30 +42,38 @@ class FinishStep(Chunk, frozen=True, tag="finish-step"):
     pass
 
 
-class TextStart(Chunk, frozen=True, tag="text-start"):
+class Part(Chunk, frozen=True):
+    """A chunk of a text or reasoning part: ``id`` names the part."""
+
     id: str
 
 
-class TextDelta(Chunk, frozen=True, tag="text-delta"):
-    id: str
+class Delta(Part, frozen=True):
     delta: str
 
 
-class TextEnd(Chunk, frozen=True, tag="text-end"):
-    id: str
+class TextStart(Part, frozen=True, tag="text-start"):
+    pass
 
 
-class ReasoningStart(Chunk, frozen=True, tag="reasoning-start"):
-    id: str
+class TextDelta(Delta, frozen=True, tag="text-delta"):
+    pass
 
 
-class ReasoningDelta(Chunk, frozen=True, tag="reasoning-delta"):
-    id: str
-    delta: str
+class TextEnd(Part, frozen=True, tag="text-end"):
+    pass
 
 
-class ReasoningEnd(Chunk, frozen=True, tag="reasoning-end"):
-    id: str
+class ReasoningStart(Part, frozen=True, tag="reasoning-start"):
+    pass
+
+
+class ReasoningDelta(Delta, frozen=True, tag="reasoning-delta"):
+    pass
+
+
+class ReasoningEnd(Part, frozen=True, tag="reasoning-end"):
+    pass
 
 
 class ToolInputStart(Chunk, frozen=True, tag="tool-input-start"):

@@ -23,9 +23,9 @@ from threadline.events.fold import TurnState
 from threadline.events.store import Recorded
 from threadline.services.commands.session import current_turn
 from threadline.services.gateway.aisdk.commands import ChatRequest, open_chat, regenerate, submit
-from threadline.services.gateway.aisdk.stream import Slot
+from threadline.services.gateway.aisdk.stream import respond
 from threadline.services.gateway.auth import Authenticator, BearerAuthMiddleware, Principal
-from threadline.services.gateway.context import GW, Gateway, principal_of
+from threadline.services.gateway.context import GW, Gateway, Slot, principal_of
 from threadline.services.gateway.openapi import BEARER
 from threadline.services.gateway.sse import SSEResponse
 
@@ -51,7 +51,7 @@ async def post_chat(
         slot.release()
         raise
     assert asked.turn is not None
-    return slot.respond(asked.turn, stored)
+    return respond(slot, asked.turn, stored)
 
 
 @get("/chat/{chat_id:str}/stream", include_in_schema=False)
@@ -84,7 +84,7 @@ async def resume_chat(
     if turn is None:
         slot.release()
         return ASGIResponse(status_code=204)
-    return slot.respond(turn, records, after=int(last_event_id or 0))
+    return respond(slot, turn, records, after=int(last_event_id or 0))
 
 
 async def chat_session(gw: Gateway, principal: Principal, chat: str) -> str:

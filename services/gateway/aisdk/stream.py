@@ -13,18 +13,16 @@ replays the turn.
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from collections.abc import AsyncGenerator, Callable, Sequence
 
 from threadline.events import codec
 from threadline.events.store import Recorded
 from threadline.services.gateway.aisdk import protocol as p
 from threadline.services.gateway.aisdk.chunks import TurnChunks, replay_start
-from threadline.services.gateway.auth import Principal
-from threadline.services.gateway.context import Gateway
-from threadline.services.gateway.errors import Problem
+from threadline.services.gateway.context import Slot
 from threadline.services.gateway.hub import Frame, Subscriber
-from threadline.services.gateway.sse import SSEResponse
+from threadline.services.gateway.sse import SSEResponse, live
 
 
 def record_of(frame: Frame) -> bytes:
@@ -73,34 +71,24 @@ class TurnStream:
                 yield b"".join(out) + p.DONE
                 return
         yield b"".join(out)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.lifetime_s
-        last_write = loop.time()
-        while True:
-            frames = await self.sub.take()  # woken by events and by the hub's clock
-            now = loop.time()
-            if frames is not None:
-                chunk = b"".join(self._live(frames))
+        deadline = asyncio.get_running_loop().time() + self.lifetime_s
+        following = live(self.sub, self._live, heartbeat_s=self.heartbeat_s, deadline=deadline)
+        async with contextlib.aclosing(following) as chunks:
+            async for chunk in chunks:
                 if self.mapper.done:
                     yield chunk + p.DONE
                     return
                 if chunk:
                     yield chunk
-                    last_write = now
-                if self.sub.overflowed or self.sub.ended:
-                    why = (
-                        "the client fell behind" if self.sub.overflowed else "the gateway ended it"
-                    )
-                    yield _interrupted(why)
-                    return
-            if now >= deadline:
-                yield _interrupted("it reached its maximum duration")
-                return
-            if now - last_write >= self.heartbeat_s:
-                yield p.PING
-                last_write = now
+        yield _interrupted(
+            "the client fell behind"
+            if self.sub.overflowed
+            else "the gateway ended it"
+            if self.sub.ended
+            else "it reached its maximum duration"
+        )
 
-    def _live(self, frames: list[Frame]) -> list[bytes]:
+    def _live(self, frames: list[Frame]) -> bytes:
         out: list[bytes] = []
         for frame in frames:
             if frame.position <= self.seen:
@@ -109,7 +97,7 @@ class TurnStream:
             out.append(self._relay(frame.position, record_of(frame)))
             if self.mapper.done:
                 break
-        return out
+        return b"".join(out)
 
 
 def _interrupted(why: str) -> bytes:
@@ -117,61 +105,17 @@ def _interrupted(why: str) -> bytes:
     return p.frame([p.Error(error_text=text)])
 
 
-class Slot:
-    """A stream's place: the owner's connection slot and the session's hub subscription."""
-
-    def __init__(self, gw: Gateway, principal: Principal, session: str) -> None:
-        self.gw = gw
-        self.principal = principal
-        self.session = session
-        self.sub: Subscriber | None = None
-        self.acquired = False
-
-    def acquire(self) -> None:
-        gw = self.gw
-        if not gw.limiter.acquire(self.principal.owner):
-            raise Problem(
-                429,
-                "too_many_streams",
-                f"at most {gw.limiter.per_owner} concurrent streams per owner",
-                headers={"Retry-After": "5"},
-            )
-        self.acquired = True
-
-    async def join(self) -> Subscriber:
-        self.sub, _ = await self.gw.hub.join(self.session)
-        return self.sub
-
-    def release(self) -> None:
-        """Give everything back (idempotent)."""
-        if self.sub is not None:
-            self.gw.hub.leave(self.session, self.sub)
-            self.sub = None
-        if self.acquired:
-            self.gw.limiter.release(self.principal.owner)
-            self.acquired = False
-
-    def respond(self, turn: str, stored: Sequence[Recorded], *, after: int = 0) -> SSEResponse:
-        """The streaming response; the slot is released when it ends, however it ends."""
-        gw, sub = self.gw, self.sub
-        assert sub is not None, "join() first"
-        lifetime = gw.options.max_stream_s
-        if self.principal.expires_at is not None:
-            lifetime = min(lifetime, self.principal.expires_at - time.time())
-        stream = TurnStream(
-            turn,
-            sub,
-            stored,
-            after=after,
-            heartbeat_s=gw.options.heartbeat_s,
-            lifetime_s=lifetime,
-            on_relay=gw.metrics.relayed,
-        )
-        gw.metrics.sse_clients += 1
-
-        def closed() -> None:
-            gw.metrics.sse_clients -= 1
-            self.release()
-
-        headers = {**p.STREAM_HEADERS, "x-threadline-session": self.session}
-        return SSEResponse(stream.chunks(), closed, headers=headers)
+def respond(slot: Slot, turn: str, stored: Sequence[Recorded], *, after: int = 0) -> SSEResponse:
+    """The turn's UI message stream in ``slot`` (joined), which it gives back when it ends."""
+    assert slot.sub is not None, "join() first"
+    options = slot.gw.options
+    stream = TurnStream(
+        turn,
+        slot.sub,
+        stored,
+        after=after,
+        heartbeat_s=options.heartbeat_s,
+        lifetime_s=slot.lifetime_s,
+        on_relay=slot.gw.metrics.events_relayed.inc,
+    )
+    return slot.respond(stream.chunks(), {**p.STREAM_HEADERS, "x-threadline-session": slot.session})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -13,8 +12,8 @@ from litestar.params import HeaderParameter, Parameter
 from litestar.response import Stream
 
 from threadline.events.store import EventStore, Quarantined
-from threadline.services.gateway.context import GW, principal_of
-from threadline.services.gateway.errors import Problem, error_responses
+from threadline.services.gateway.context import GW, Slot, principal_of
+from threadline.services.gateway.errors import error_responses
 from threadline.services.gateway.routes.params import SessionId, position_query
 from threadline.services.gateway.sse import EventKind, EventStream, SSEResponse, kind_set
 
@@ -83,45 +82,29 @@ async def stream_events(
 ) -> SSEResponse:
     principal = principal_of(request)
     session = await gw.owners.readable(principal, session_id)
-    start = int(last_event_id) if last_event_id else after
-    if not gw.limiter.acquire(principal.owner):
-        raise Problem(
-            429,
-            "too_many_streams",
-            f"at most {gw.limiter.per_owner} concurrent streams per owner",
-            headers={"Retry-After": "5"},
-        )
+    slot = Slot(gw, principal, session)
+    slot.acquire()
     try:
-        sub, live_from = await gw.hub.join(session)
+        sub, live_from = await slot.join()
     except BaseException:
-        gw.limiter.release(principal.owner)
+        slot.release()
         raise
-    gw.metrics.sse_clients += 1
     options = gw.options
-    lifetime = options.max_stream_s
-    if principal.expires_at is not None:
-        lifetime = min(lifetime, principal.expires_at - time.time())
     stream = EventStream(
         gw.store,
         session,
         sub,
-        after=start,
+        after=int(last_event_id) if last_event_id else after,
         live_from=live_from,
         kinds=kind_set(kinds),
         exclude=kind_set(exclude),
         heartbeat_s=options.heartbeat_s,
-        lifetime_s=lifetime,
+        lifetime_s=slot.lifetime_s,
         retry_ms=options.retry_ms,
         replay_batch=options.replay_batch,
-        on_relay=gw.metrics.relayed,
+        on_relay=gw.metrics.events_relayed.inc,
     )
-
-    def closed() -> None:
-        gw.hub.leave(session, sub)
-        gw.limiter.release(principal.owner)
-        gw.metrics.sse_clients -= 1
-
-    return SSEResponse(stream.chunks(), closed)
+    return slot.respond(stream.chunks())
 
 
 async def _export_lines(store: EventStore, session: str) -> AsyncIterator[bytes]:

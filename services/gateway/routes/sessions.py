@@ -10,7 +10,6 @@ from litestar.params import JSONBody, Parameter
 from msgspec.structs import asdict
 
 from threadline.events.schema import GenerationParams
-from threadline.services.commands import StartSession
 from threadline.services.gateway.context import GW, principal_of
 from threadline.services.gateway.errors import Problem, error_responses, session_not_found
 from threadline.services.gateway.history import InvalidCursor, read_session
@@ -54,18 +53,9 @@ async def create_session(
 ) -> SessionCreated:
     principal = principal_of(request)
     body = data or CreateSession()
+    params = GenerationParams(**asdict(body.params))
     rec = await gw.commands.create_session(
-        StartSession(
-            owner=principal.owner,
-            actor=principal.actor,
-            title=body.title,
-            provider=body.provider,
-            model=body.model,
-            system_prompt=body.system_prompt,
-            tool_servers=tuple(body.tool_servers),
-            params=GenerationParams(**asdict(body.params)),
-            key=idempotency_key,
-        )
+        body.start(principal, params=params, key=idempotency_key)
     )
     gw.owners.remember(rec.session, principal.owner)
     return SessionCreated(id=rec.session, position=rec.position, version=rec.version)

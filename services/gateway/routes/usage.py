@@ -10,10 +10,10 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from threadline.base.errors import InvalidInput
+from threadline.projections.model import UsageReport
 from threadline.services.gateway.context import GW, principal_of
 from threadline.services.gateway.errors import ErrorBody, Problem, error_responses, unprocessable
 from threadline.services.gateway.history import UsageReader
-from threadline.services.gateway.models import UsageReport
 from threadline.services.gateway.routes.params import WaitFor
 
 DAY_PATTERN = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"
