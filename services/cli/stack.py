@@ -21,8 +21,8 @@ from threadline.services.agent.service import mcp_configs, serve_agent
 from threadline.services.devmodel import DevModelSettings
 from threadline.services.devmodel import serve as serve_devmodel
 from threadline.services.gateway import (
+    Catalog,
     ProviderEntry,
-    StaticCatalog,
     ensure_dev_token,
     serve_gateway,
 )
@@ -134,7 +134,7 @@ async def start_services(
 
 def deployment_catalog(
     settings: Settings, *, devmodel_url: str | None = None, env: Mapping[str, str] | None = None
-) -> StaticCatalog:
+) -> Catalog:
     """What a deployment offers sessions: its configured providers and MCP servers, from
     the same sources the agent uses, so the gateway accepts exactly what the agent can
     serve."""
@@ -154,4 +154,4 @@ def deployment_catalog(
         for i in offered
     ]
     servers = [c.name for c in mcp_configs(settings)]
-    return StaticCatalog(entries, servers, settings.max_steps, settings.max_tokens)
+    return Catalog(entries, servers, settings.max_steps, settings.max_tokens)

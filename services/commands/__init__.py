@@ -5,7 +5,7 @@ over the event-store port and the provider :class:`Catalog`; idempotency is defi
 :mod:`~threadline.services.commands.keys`. See docs/commands.md.
 """
 
-from threadline.services.commands.catalog import Catalog, ProviderEntry, StaticCatalog
+from threadline.services.commands.catalog import Catalog, ProviderEntry
 from threadline.services.commands.requests import (
     CancelTurn,
     Fork,
@@ -26,5 +26,4 @@ __all__ = [
     "SendMessage",
     "SessionCommands",
     "StartSession",
-    "StaticCatalog",
 ]

@@ -9,7 +9,7 @@ the same protocol later (``describe()`` gives names, models and default models).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import msgspec
 
@@ -31,44 +31,19 @@ class ProviderEntry(msgspec.Struct, frozen=True, kw_only=True):
     api: Literal["openai", "anthropic"] | None = None
 
 
-class Catalog(Protocol):
-    def providers(self) -> Sequence[ProviderEntry]:
-        """Every provider a session may name, with its models (never keys or URLs);
-        the deployment's default first."""
-        ...
+class Catalog(msgspec.Struct, frozen=True):
+    """What a session may ask for: the providers with their models (never keys or URLs;
+    the deployment's default first), the MCP tool servers, and the deployment's limits:
+    tool steps per turn and output tokens per reply (default: the default settings')."""
 
-    def tool_servers(self) -> Sequence[str]:
-        """Names of the MCP servers a session may use."""
-        ...
-
-    def max_steps(self) -> int:
-        """The most tool steps per turn a session may ask for (the agent's limit)."""
-        ...
-
-    def max_tokens(self) -> int:
-        """The most output tokens a session may ask a reply to take."""
-        ...
-
-
-class StaticCatalog:
-    """A fixed catalog, e.g. from settings."""
-
-    def __init__(
-        self,
-        providers: Sequence[ProviderEntry],
-        tool_servers: Sequence[str],
-        max_steps: int | None = None,
-        max_tokens: int | None = None,
-    ) -> None:
-        """``max_steps``, ``max_tokens``: the deployment's limits (default: the default
-        settings')."""
-        self._providers = tuple(providers)
-        self._tool_servers = tuple(tool_servers)
-        self._max_steps = Settings().max_steps if max_steps is None else max_steps
-        self._max_tokens = Settings().max_tokens if max_tokens is None else max_tokens
+    providers: Sequence[ProviderEntry]
+    tool_servers: Sequence[str] = ()
+    max_steps: int = msgspec.field(default_factory=lambda: Settings().max_steps)
+    max_tokens: int = msgspec.field(default_factory=lambda: Settings().max_tokens)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> StaticCatalog:
+    def from_settings(cls, settings: Settings) -> Catalog:
+        """From the configuration (``[providers]``, ``[mcp_servers]``), with the dev model."""
         dev = ProviderEntry(
             name=DEV_PROVIDER, models=(DEV_MODEL,), default_model=DEV_MODEL, api="openai"
         )
@@ -78,21 +53,7 @@ class StaticCatalog:
                 entries.append(_entry(name, section))
         default = settings.providers.get("default")
         entries.sort(key=lambda entry: entry.name != default)  # the default first
-        return cls(
-            entries, sorted(settings.mcp_servers), settings.max_steps, settings.max_tokens
-        )
-
-    def providers(self) -> Sequence[ProviderEntry]:
-        return self._providers
-
-    def tool_servers(self) -> Sequence[str]:
-        return self._tool_servers
-
-    def max_steps(self) -> int:
-        return self._max_steps
-
-    def max_tokens(self) -> int:
-        return self._max_tokens
+        return cls(entries, sorted(settings.mcp_servers), settings.max_steps, settings.max_tokens)
 
 
 def _entry(name: str, section: Mapping[str, Any]) -> ProviderEntry:
@@ -121,7 +82,7 @@ def check_choice(
     An empty provider means the deployment's default; a model given without a
     provider selects the first provider offering it. Raises :class:`InvalidField`.
     """
-    entries = {entry.name: entry for entry in catalog.providers()}
+    entries = {entry.name: entry for entry in catalog.providers}
     if provider:
         entry = entries.get(provider)
         if entry is None:
@@ -135,7 +96,7 @@ def check_choice(
         if not offering:
             raise InvalidField("model", f"no provider offers model {model!r}")
         provider = offering[0]
-    known = set(catalog.tool_servers())
+    known = set(catalog.tool_servers)
     for server in tool_servers:
         if server not in known:
             raise InvalidField("tool_servers", f"unknown tool server {server!r}")
@@ -145,16 +106,16 @@ def check_choice(
 
 
 def _check_params(catalog: Catalog, provider: str, params: GenerationParams) -> None:
-    limit = catalog.max_steps()
+    limit = catalog.max_steps
     if params.max_steps is not None and params.max_steps > limit:
         raise InvalidField(
             "params.max_steps", f"this deployment allows at most {limit} tool steps per turn"
         )
-    tokens = catalog.max_tokens()
+    tokens = catalog.max_tokens
     if params.max_tokens is not None and params.max_tokens > tokens:
         raise InvalidField(
             "params.max_tokens", f"this deployment allows at most {tokens} output tokens"
         )
-    entries = [e for e in catalog.providers() if e.name == provider or not provider]
+    entries = [e for e in catalog.providers if e.name == provider or not provider]
     entry = entries[0] if entries else None  # no provider: the default, listed first
     check_params(entry.api if entry else None, entry.name if entry else provider, params)

@@ -50,7 +50,7 @@ def _choice(state: SessionState, cmd: Fork, catalog: Catalog | None) -> tuple[st
     (``None``: not checked, for operators)."""
     if not cmd.provider:
         if cmd.model and catalog is not None:
-            if not any(e.name == state.provider for e in catalog.providers()):
+            if not any(e.name == state.provider for e in catalog.providers):
                 raise InvalidField(
                     "provider", f"the source's provider {state.provider!r} is not offered; name one"
                 )
@@ -59,7 +59,7 @@ def _choice(state: SessionState, cmd: Fork, catalog: Catalog | None) -> tuple[st
     if catalog is None:
         return cmd.provider, cmd.model
     provider, model = check_choice(catalog, cmd.provider, cmd.model, (), state.params)
-    entry = next(e for e in catalog.providers() if e.name == provider)
+    entry = next(e for e in catalog.providers if e.name == provider)
     return provider, model or entry.default_model
 
 

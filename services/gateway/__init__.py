@@ -4,7 +4,7 @@
 in-process on uvicorn; ``threadline gateway`` runs it alone. See docs/gateway.md.
 """
 
-from threadline.services.commands.catalog import ProviderEntry, StaticCatalog
+from threadline.services.commands.catalog import Catalog, ProviderEntry
 from threadline.services.gateway.app import create_app, gateway_of
 from threadline.services.gateway.auth import ensure_dev_token
 from threadline.services.gateway.context import Gateway
@@ -12,12 +12,12 @@ from threadline.services.gateway.options import GatewayOptions, JwtOptions, Rate
 from threadline.services.gateway.server import serve_app, serve_gateway
 
 __all__ = [
+    "Catalog",
     "Gateway",
     "GatewayOptions",
     "JwtOptions",
     "ProviderEntry",
     "RateOptions",
-    "StaticCatalog",
     "create_app",
     "ensure_dev_token",
     "gateway_of",

@@ -20,7 +20,7 @@ from litestar.types import ControllerRouterHandler
 
 from threadline.base.config import Settings
 from threadline.events.store import EventStore
-from threadline.services.commands.catalog import Catalog, StaticCatalog
+from threadline.services.commands.catalog import Catalog
 from threadline.services.gateway.aisdk import aisdk_router
 from threadline.services.gateway.auth import BearerAuthMiddleware
 from threadline.services.gateway.context import Gateway
@@ -70,7 +70,7 @@ def create_app(
         settings,
         store,
         options=options,
-        catalog=catalog or StaticCatalog.from_settings(settings),
+        catalog=catalog or Catalog.from_settings(settings),
         history=history,
     )
     # commands (every POST) are rate limited per owner, right after authentication

@@ -29,15 +29,15 @@ from threadline.events.schema import (
 from threadline.events.store import NewEvent, Recorded
 from threadline.services.commands import (
     CancelTurn,
+    Catalog,
     ProviderEntry,
     Regenerate,
     SendMessage,
     SessionCommands,
     StartSession,
-    StaticCatalog,
 )
 
-CATALOG = StaticCatalog(
+CATALOG = Catalog(
     [
         ProviderEntry(name="dev", models=("threadline-dev",), default_model="threadline-dev"),
         ProviderEntry(name="openai", models=("gpt-x", "gpt-y"), default_model="gpt-x"),

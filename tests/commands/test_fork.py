@@ -15,9 +15,9 @@ from threadline.events.fold import fold
 from threadline.events.memory import MemoryEventStore
 from threadline.events.schema import ForkOrigin, SessionStarted, UserMessage, is_fork_copy
 from threadline.events.store import NewEvent
-from threadline.services.commands import Fork, ProviderEntry, SessionCommands, StaticCatalog
+from threadline.services.commands import Catalog, Fork, ProviderEntry, SessionCommands
 
-CATALOG = StaticCatalog(
+CATALOG = Catalog(
     [
         ProviderEntry(name="openai", models=("gpt-x", "gpt-y"), default_model="gpt-x"),
         ProviderEntry(name="anthropic", models=("claude-x",), default_model="claude-x"),
@@ -109,7 +109,7 @@ async def test_the_forks_provider_and_model_are_checked(store: MemoryEventStore)
     with pytest.raises(InvalidField, match="no version 29") as refused:
         await first(version=29)
     assert await store.last_position() == before
-    only_anthropic = StaticCatalog([ProviderEntry(name="anthropic")], [])
+    only_anthropic = Catalog([ProviderEntry(name="anthropic")], [])
     with pytest.raises(InvalidField) as refused:  # the source's provider is not offered
         await SessionCommands(store, only_anthropic).fork(
             Fork(source="src", version=11, actor="system", model="any")

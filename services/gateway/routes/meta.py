@@ -31,9 +31,9 @@ _PROBE_KEY = "readiness.probe"
 async def list_providers(gw: GW) -> ProviderList:
     providers = [
         ProviderView(name=p.name, models=list(p.models), default_model=p.default_model)
-        for p in gw.catalog.providers()
+        for p in gw.catalog.providers
     ]
-    return ProviderList(providers=providers, tool_servers=list(gw.catalog.tool_servers()))
+    return ProviderList(providers=providers, tool_servers=list(gw.catalog.tool_servers))
 
 
 @get("/healthz", summary="Liveness", description="The process is serving requests.")
