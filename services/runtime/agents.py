@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from threadline.base.config import Settings, StreamSettings
-from threadline.services.runtime.processes import ServiceProcess
+from threadline.services.runtime.processes import ServiceProcess, service_env
 
 __all__ = ["AgentProcess", "agent_count", "agent_env", "serve_agent_processes"]
 
@@ -44,16 +44,8 @@ def agent_env(
 ) -> dict[str, str]:
     """The environment of an agent child: ``base`` (default: this process's) and what
     this process was given otherwise (data dir, config file, log level, the stream)."""
-    env = dict(os.environ if base is None else base)
-    env.update(
-        THREADLINE_NATS_URL=nats_url,
-        THREADLINE_STREAM=stream.name,
-        THREADLINE_PREFIX=stream.prefix,
-        THREADLINE_MAX_EVENT_BYTES=str(stream.max_event_bytes),
-        THREADLINE_DATA_DIR=str(settings.data_path),
-        THREADLINE_LOG_LEVEL=settings.log_level,
-        PYTHONUNBUFFERED="1",
-    )
+    env = service_env(os.environ if base is None else base, nats_url, stream, settings.data_path)
+    env["THREADLINE_LOG_LEVEL"] = settings.log_level
     if settings.config_file:
         env["THREADLINE_CONFIG"] = str(Path(settings.config_file).resolve())
     if devmodel_url:

@@ -38,6 +38,7 @@ from threadline.services.runtime.natsserver import EmbeddedNats
 from threadline.services.runtime.processes import (
     ServiceProcess,
     free_ports,
+    service_env,
     stream_last_seq,
     wait_healthy,
 )
@@ -187,15 +188,7 @@ class LocalCluster:
             )
 
     def _service(self, name: str, command: list[str], ready: str, index: int) -> ServiceProcess:
-        env = dict(self.env)
-        env.update(
-            THREADLINE_NATS_URL=self.service_url(index),
-            THREADLINE_STREAM=self.stream.name,
-            THREADLINE_PREFIX=self.stream.prefix,
-            THREADLINE_MAX_EVENT_BYTES=str(self.stream.max_event_bytes),
-            THREADLINE_DATA_DIR=str(self.data_dir / name),
-            PYTHONUNBUFFERED="1",
-        )
+        env = service_env(self.env, self.service_url(index), self.stream, self.data_dir / name)
         if name.startswith("gateway"):
             env.setdefault("THREADLINE_TOKENS", f"{self.gateway_token}:dev")
             env.setdefault("THREADLINE_ID_SECRET", self.id_secret)

@@ -22,6 +22,7 @@ from typing import Final
 
 import httpx
 
+from threadline.base.config import StreamSettings
 from threadline.base.errors import StoreUnavailable
 from threadline.services.runtime.natsserver import _die_with_parent
 
@@ -35,6 +36,22 @@ def stop_event() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+def service_env(
+    base: Mapping[str, str], nats_url: str, stream: StreamSettings, data_dir: Path
+) -> dict[str, str]:
+    """The environment of a child service: ``base``, with the NATS server, the stream and
+    the data dir it runs on."""
+    return {
+        **base,
+        "THREADLINE_NATS_URL": nats_url,
+        "THREADLINE_STREAM": stream.name,
+        "THREADLINE_PREFIX": stream.prefix,
+        "THREADLINE_MAX_EVENT_BYTES": str(stream.max_event_bytes),
+        "THREADLINE_DATA_DIR": str(data_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
