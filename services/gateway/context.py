@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 from litestar import Request
@@ -124,6 +124,17 @@ class Slot:
         self.session = session
         self.sub: Subscriber | None = None
         self.acquired = False
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[Slot]:
+        """Take the owner's connection (429 if none is free); give everything back if
+        the block fails (a response made in it gives it back when it ends)."""
+        self.acquire()
+        try:
+            yield self
+        except BaseException:
+            self.release()
+            raise
 
     def acquire(self) -> None:
         if not self.gw.limiter.acquire(self.principal.owner):

@@ -91,14 +91,6 @@ class TurnAccepted(msgspec.Struct, frozen=True, kw_only=True):
 # ----------------------------------------------------------------------------- reads
 
 
-class ParamsView(msgspec.Struct, frozen=True, kw_only=True):
-    temperature: float | None = None
-    max_tokens: int | None = None
-    top_p: float | None = None
-    max_steps: int | None = None
-    reasoning_budget_tokens: int | None = None
-
-
 class SessionSummary(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     owner: str
@@ -194,7 +186,7 @@ class SessionDetail(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     system_prompt: str
     tool_servers: list[str]
-    params: ParamsView
+    params: Params
     created_at: int
     updated_at: int
     #: the state is as of this version (the session's last, unless ``at`` asked for less)

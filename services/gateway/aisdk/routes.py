@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Router, get, post
 from litestar.middleware import DefineMiddleware
-from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.params import FromPath, JSONBody
 from litestar.response.base import ASGIResponse
 from litestar.types import ControllerRouterHandler
 
@@ -27,6 +27,7 @@ from threadline.services.gateway.aisdk.stream import respond
 from threadline.services.gateway.auth import Authenticator, BearerAuthMiddleware, Principal
 from threadline.services.gateway.context import GW, Gateway, Slot, principal_of
 from threadline.services.gateway.openapi import BEARER
+from threadline.services.gateway.routes.params import LastEventId
 from threadline.services.gateway.sse import SSEResponse
 
 
@@ -37,9 +38,7 @@ async def post_chat(
     """Append the new user message of a chat (creating it first) and stream the answer."""
     principal = principal_of(request)
     session = await chat_session(gw, principal, data.id)
-    slot = Slot(gw, principal, session)
-    slot.acquire()  # before anything is appended: a 429 changes nothing
-    try:
+    with Slot(gw, principal, session).held() as slot:  # first: a 429 appends nothing
         await open_chat(gw, principal, session, data)
         if data.trigger == "regenerate-message":
             asked = await regenerate(gw, principal, session, data)
@@ -47,9 +46,6 @@ async def post_chat(
             asked = await submit(gw, principal, session, data)
         await slot.join()
         stored = [rec async for rec in gw.store.read(session, from_version=asked.version)]
-    except BaseException:
-        slot.release()
-        raise
     assert asked.turn is not None
     return respond(slot, asked.turn, stored)
 
@@ -59,10 +55,7 @@ async def resume_chat(
     request: Request[Any, Any, Any],
     gw: GW,
     chat_id: FromPath[str],
-    last_event_id: Annotated[
-        str,
-        HeaderParameter(name="Last-Event-ID", pattern=r"^([0-9]{1,16})?$", required=False),
-    ] = "",
+    last_event_id: LastEventId = "",
 ) -> ASGIResponse:
     """Replay the chat's unfinished turn from its start, then follow it; 204 if none.
 
@@ -71,16 +64,11 @@ async def resume_chat(
     own events are read (from its user message on), whatever the session's length."""
     principal = principal_of(request)
     session = await gw.owners.readable(principal, await chat_session(gw, principal, chat_id))
-    slot = Slot(gw, principal, session)
-    slot.acquire()
-    try:
+    with Slot(gw, principal, session).held() as slot:
         await slot.join()
         state = await gw.sessions.get(session)
         turn = current_turn(state)
         records = [] if turn is None else await _turn_records(gw, session, state.turns[turn])
-    except BaseException:
-        slot.release()
-        raise
     if turn is None:
         slot.release()
         return ASGIResponse(status_code=204)

@@ -8,13 +8,13 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, get
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import HeaderParameter, Parameter
+from litestar.params import Parameter
 from litestar.response import Stream
 
 from threadline.events.store import EventStore, Quarantined
 from threadline.services.gateway.context import GW, Slot, principal_of
 from threadline.services.gateway.errors import error_responses
-from threadline.services.gateway.routes.params import SessionId, position_query
+from threadline.services.gateway.routes.params import LastEventId, SessionId, position_query
 from threadline.services.gateway.sse import EventKind, EventStream, SSEResponse, kind_set
 
 Kinds = Annotated[
@@ -75,20 +75,12 @@ async def stream_events(
     after: Annotated[int, position_query()] = 0,
     kinds: Kinds = None,
     exclude: Exclude = None,
-    last_event_id: Annotated[
-        str,
-        HeaderParameter(name="Last-Event-ID", pattern=r"^([0-9]{1,16})?$", required=False),
-    ] = "",
+    last_event_id: LastEventId = "",
 ) -> SSEResponse:
     principal = principal_of(request)
     session = await gw.owners.readable(principal, session_id)
-    slot = Slot(gw, principal, session)
-    slot.acquire()
-    try:
+    with Slot(gw, principal, session).held() as slot:
         sub, live_from = await slot.join()
-    except BaseException:
-        slot.release()
-        raise
     options = gw.options
     stream = EventStream(
         gw.store,

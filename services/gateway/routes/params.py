@@ -38,6 +38,12 @@ IdempotencyKey = Annotated[
 ]
 
 
+#: the position of the last event the client has (an SSE reconnection)
+LastEventId = Annotated[
+    str, HeaderParameter(name="Last-Event-ID", pattern=r"^([0-9]{1,16})?$", required=False)
+]
+
+
 def position_query(description: str | None = None) -> Any:
     """An optional query parameter holding a log position or a session version, 0 to
     :data:`POSITION_MAX` (0: none); ``schema_extra`` states its minimum in the schema."""
