@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from threadline.base.errors import CorruptEvent
-from threadline.events.schema import SCHEMA_VERSION, Envelope, ForkOrigin
+from threadline.events.schema import SCHEMA_VERSION, Envelope
 
 #: An upcaster takes a record (as plain data) of schema N and returns it as schema N+1.
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -26,6 +26,7 @@ UPCASTERS: Final[dict[int, Upcaster]] = {}
 _encoder: Final = msgspec.json.Encoder()
 _decoder: Final = msgspec.json.Decoder(Envelope)
 _raw_decoder: Final = msgspec.json.Decoder(dict[str, Any])
+_FIELDS: Final = Envelope.__struct_fields__
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -36,25 +37,12 @@ def encode_value(value: object) -> bytes:
     return _encoder.encode(value)
 
 
-class _SealedEnvelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """:class:`Envelope` with the event already encoded (so it is encoded only once)."""
-
-    schema: int
-    session: str
-    version: int
-    at: int
-    actor: str
-    key: str
-    prev: str
-    event: msgspec.Raw
-    turn: str | None = None
-    attempt: int | None = None
-    copied_from: ForkOrigin | None = None
-
-
 def encode_sealed(fields: dict[str, Any], event_body: bytes) -> bytes:
-    """Encode an envelope from its fields and the event's already encoded bytes."""
-    return _encoder.encode(_SealedEnvelope(event=msgspec.Raw(event_body), **fields))
+    """Encode an envelope from its fields and the event's already encoded bytes (so it
+    is encoded only once): the bytes :func:`encode` gives, fields in :class:`Envelope`'s
+    order, unset ones left out."""
+    fields = {**fields, "event": msgspec.Raw(event_body)}
+    return _encoder.encode({f: fields[f] for f in _FIELDS if fields[f] is not None})
 
 
 def decode(data: bytes, position: int = 0) -> Envelope:

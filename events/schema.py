@@ -9,7 +9,7 @@ field types never change, and semantic changes go through an upcaster
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
@@ -266,23 +266,7 @@ Event = (
     | TurnCancelled
 )
 
-EVENT_TYPES: Final[tuple[type[_Event], ...]] = (
-    SessionStarted,
-    UserMessage,
-    TurnStarted,
-    TextDelta,
-    ReasoningDelta,
-    ToolCall,
-    ToolResult,
-    ToolProgress,
-    Fallback,
-    AssistantMessage,
-    ContextTrimmed,
-    TurnCompleted,
-    TurnFailed,
-    CancelRequested,
-    TurnCancelled,
-)
+EVENT_TYPES: Final[tuple[type[_Event], ...]] = get_args(Event)
 
 TERMINAL_KINDS: Final = frozenset({"turn_completed", "turn_failed", "turn_cancelled"})
 

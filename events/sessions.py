@@ -119,10 +119,6 @@ class SessionCache:
         if self.snapshots is not None:
             await self.snapshots.open()
 
-    def forget(self, session: str) -> None:
-        """Drop the session's state (the next :meth:`get` starts cold)."""
-        self._entries.pop(session, None)
-
     async def flush(self) -> None:
         """Wait for the snapshot writes under way."""
         while self._saving:

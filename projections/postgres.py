@@ -11,42 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import urllib.parse
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import (
-    DatabaseError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    Tracking,
-)
+from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.rows import tuple_row
 
 from threadline.base.errors import ConfigurationError
 from threadline.events.ids import new_id
 from threadline.projections.recorder import ERRORS, ViewRecorder
-from threadline.projections.sql import Db, Dialect, Row
+from threadline.projections.sql import Db, Dialect, Row, translated
 from threadline.projections.views import select_views
 
 _LOCK = "SELECT {fn}(hashtext('threadline-projections'), hashtext(?))"
 TRACKING_TABLE = "tracking"
-
-
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        yield
-    except psycopg.IntegrityError as exc:
-        raise IntegrityError(str(exc)) from exc
-    except psycopg.OperationalError as exc:
-        raise OperationalError(str(exc)) from exc
-    except psycopg.InterfaceError as exc:
-        raise InterfaceError(str(exc)) from exc
-    except psycopg.Error as exc:
-        raise DatabaseError(str(exc)) from exc
 
 
 class PgDb(Db):
@@ -59,41 +39,24 @@ class PgDb(Db):
         dialect: Dialect,
         pipeline: psycopg.Pipeline | None = None,
     ) -> None:
-        self._cursor = cursor
-        self.dialect = dialect
+        super().__init__(cursor, dialect, psycopg)
         self._pipeline = pipeline
         self.deferred_errors = pipeline is not None
 
-    @property
-    def raw(self) -> psycopg.Cursor[Any]:
-        return self._cursor
-
-    def run(self, sql: str, *params: object) -> None:
-        with _translated():
-            self._cursor.execute(self.dialect.sql(sql), params)
-
     def count(self, sql: str, *params: object) -> int:
-        with _translated():
-            self._cursor.execute(self.dialect.sql(sql), params)
-            if self._pipeline is not None:
+        self.run(sql, *params)
+        if self._pipeline is not None:
+            with translated(psycopg):
                 self._pipeline.sync()
-        return self._cursor.rowcount
-
-    def many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        rows = list(rows)
-        if rows:
-            with _translated():
-                self._cursor.executemany(self.dialect.sql(sql), rows)
+        return int(self.raw.rowcount)
 
     def all(self, sql: str, *params: object) -> list[Row]:
-        factory = self._cursor.row_factory
-        self._cursor.row_factory = tuple_row  # the library's own statements use dict rows
+        factory = self.raw.row_factory
+        self.raw.row_factory = tuple_row  # the library's own statements use dict rows
         try:
-            with _translated():
-                self._cursor.execute(self.dialect.sql(sql), params)
-                return list(self._cursor.fetchall())
+            return super().all(sql, *params)
         finally:
-            self._cursor.row_factory = factory
+            self.raw.row_factory = factory
 
 
 def connection_params(url: str) -> dict[str, Any]:
@@ -142,13 +105,13 @@ class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
 
     def _create(self) -> None:
         # Serialise set-up against other processes creating the same schema.
-        with self.datastore.get_connection() as conn, _translated():
+        with self.datastore.get_connection() as conn, translated(psycopg):
             conn.execute(self.dialect.sql(_LOCK.format(fn="pg_advisory_lock")), (self.schema,))
             try:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 self.create_table()
                 with self.datastore.transaction(commit=True) as cursor:
-                    db = PgDb(cursor, self.dialect)
+                    db = PgDb(cursor, self.dialect, None)
                     for table in self.all_tables():
                         for statement in table.create(self.dialect):
                             db.run(statement)
@@ -161,7 +124,7 @@ class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
     def _write(self) -> Iterator[Db]:
         with (
             self.datastore.transaction(commit=True) as cursor,
-            _translated(),
+            translated(psycopg),
             cursor.connection.pipeline() as pipeline,
         ):
             db = PgDb(cursor, self.dialect, pipeline)
@@ -171,16 +134,16 @@ class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
     @contextlib.contextmanager
     def _read(self) -> Iterator[Db]:
         with self.datastore.transaction(commit=False) as cursor:
-            db = PgDb(cursor, self.dialect)
+            db = PgDb(cursor, self.dialect, None)
             db.run("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             yield db
 
     def _track(self, db: Db, view: str, position: int) -> None:
-        with _translated():
+        with translated(psycopg):
             self._insert_tracking(db.raw, Tracking(view, position))
 
     def _tracked(self, db: Db, view: str) -> int:
-        with _translated():
+        with translated(psycopg):
             return self._max_tracking_id(view, db.raw) or 0
 
     def swap_in(self, fresh: ViewRecorder, views: Sequence[str], *, errors: bool) -> None:
@@ -190,7 +153,7 @@ class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
         tables = [t for v in select_views(views) for t in v.tables] + ([ERRORS] if errors else [])
         live, new = f'"{self.schema}"', f'"{fresh.schema}"'
         with self.datastore.transaction(commit=True) as cursor:
-            db = PgDb(cursor, self.dialect)
+            db = PgDb(cursor, self.dialect, None)
             db.run(_LOCK.format(fn="pg_advisory_xact_lock"), self.schema)
             for table in tables:
                 db.run(f"DROP TABLE IF EXISTS {live}.{table.name}")
@@ -209,6 +172,6 @@ class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
         self.datastore.close()
 
     def drop(self) -> None:
-        with self.datastore.transaction(commit=True) as cursor, _translated():
+        with self.datastore.transaction(commit=True) as cursor, translated(psycopg):
             cursor.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
         self.close()

@@ -154,20 +154,25 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
     ) -> BatchOutcome:
         while True:
             try:
-                return self._apply_once(items, state, views, halt, failures)
-            except EventFailed as failed:
-                one = items[0] if len(items) == 1 else None
-                position = failed.position or (one.position if one else None)
-                view = failed.view or (views[0].name if len(views) == 1 else None)
-                if position is None or view is None:  # narrow down: by event, then by view
-                    return self._split(items, state, views, halt, failures, by_event=not one)
-                if any((f.position, f.view) == (position, view) for f in failures):
-                    raise  # not the view's doing (nothing left to put aside)
-                session = _session(next(it for it in items if it.position == position))
-                reason = failed.reason
-                if not reason.startswith(f"{view} view: "):  # found by narrowing down
-                    reason = f"{view} view: {reason}"
-                failures = (*failures, Broken(position, reason, session, view))
+                return self._transaction(items, state, views, halt, failures)
+            except (Resync, *TRANSIENT):
+                raise
+            except EventFailed as exc:
+                failed = exc
+            except PersistenceError as exc:  # refused at commit (pipelined statements)
+                failed = EventFailed(None, None, str(exc))
+            one = items[0] if len(items) == 1 else None
+            position = failed.position or (one.position if one else None)
+            view = failed.view or (views[0].name if len(views) == 1 else None)
+            if position is None or view is None:  # narrow down: by event, then by view
+                return self._split(items, state, views, halt, failures, by_event=not one)
+            if any((f.position, f.view) == (position, view) for f in failures):
+                raise failed  # not the view's doing (nothing left to put aside)
+            session = _session(next(it for it in items if it.position == position))
+            reason = failed.reason
+            if not reason.startswith(f"{view} view: "):  # found by narrowing down
+                reason = f"{view} view: {reason}"
+            failures = (*failures, Broken(position, reason, session, view))
 
     def _split(
         self,
@@ -196,21 +201,6 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
                 total.applied + out.applied,
             )  # fmt: skip
         return total
-
-    def _apply_once(
-        self,
-        items: list[Rec | Broken],
-        state: TrackState,
-        views: Sequence[View],
-        halt: bool,
-        failures: tuple[Broken, ...],
-    ) -> BatchOutcome:
-        try:
-            return self._transaction(items, state, views, halt, failures)
-        except (EventFailed, Resync, *TRANSIENT):
-            raise
-        except PersistenceError as exc:  # refused at commit (pipelined statements)
-            raise EventFailed(None, None, str(exc)) from exc
 
     def _transaction(
         self,

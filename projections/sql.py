@@ -8,10 +8,17 @@ name for PostgreSQL) and caches the result. Column types are ``text``, ``int`` a
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from eventsourcing.persistence import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 
 Row = tuple[Any, ...]
 
@@ -83,36 +90,55 @@ class Table:
         )
 
 
-class Db(abc.ABC):
-    """A cursor inside one transaction; database errors come out as the
-    ``eventsourcing.persistence`` exceptions (``OperationalError`` is transient)."""
+@contextlib.contextmanager
+def translated(driver: Any) -> Iterator[None]:
+    """A DB-API driver's (``sqlite3``, ``psycopg``) errors as ``eventsourcing``'s."""
+    try:
+        yield
+    except driver.IntegrityError as exc:
+        raise IntegrityError(str(exc)) from exc
+    except driver.OperationalError as exc:  # "database is locked", a lost connection...
+        raise OperationalError(str(exc)) from exc
+    except driver.InterfaceError as exc:
+        raise InterfaceError(str(exc)) from exc
+    except driver.Error as exc:
+        raise DatabaseError(str(exc)) from exc
 
-    dialect: Dialect
+
+class Db:
+    """A cursor inside one transaction; database errors come out as the
+    ``eventsourcing.persistence`` exceptions (``OperationalError`` is transient).
+    ``raw`` is the library cursor (for the tracking recorder's own statements)."""
 
     #: errors may surface at a later statement than the one that caused them (pipelining)
     deferred_errors: bool = False
 
-    @abc.abstractmethod
+    def __init__(self, raw: Any, dialect: Dialect, driver: Any) -> None:
+        self.raw, self.dialect, self.driver = raw, dialect, driver
+
     def run(self, sql: str, *params: object) -> None:
         """Execute a statement whose outcome is not needed now (it may be pipelined)."""
+        with translated(self.driver):
+            self.raw.execute(self.dialect.sql(sql), params)
 
-    @abc.abstractmethod
     def count(self, sql: str, *params: object) -> int:
         """Execute a statement; return the number of rows it changed."""
+        self.run(sql, *params)
+        return int(self.raw.rowcount)
 
-    @abc.abstractmethod
     def many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         """Execute a statement once per parameter row."""
+        rows = list(rows)
+        if rows:
+            with translated(self.driver):
+                self.raw.executemany(self.dialect.sql(sql), rows)
 
-    @abc.abstractmethod
     def all(self, sql: str, *params: object) -> list[Row]:
         """Execute a query; return every row as a tuple."""
+        self.run(sql, *params)
+        with translated(self.driver):
+            return [tuple(row) for row in self.raw.fetchall()]
 
     def one(self, sql: str, *params: object) -> Row | None:
         rows = self.all(sql, *params)
         return rows[0] if rows else None
-
-    @property
-    @abc.abstractmethod
-    def raw(self) -> Any:
-        """The library cursor (for the tracking recorder's own statements)."""

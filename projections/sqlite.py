@@ -13,64 +13,15 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from eventsourcing.persistence import (
-    DatabaseError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    Tracking,
-)
+from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
 
 from threadline.events.ids import new_id
 from threadline.projections.recorder import ERRORS, ViewRecorder
-from threadline.projections.sql import Db, Dialect, Row, Table
+from threadline.projections.sql import Db, Dialect, Table, translated
 from threadline.projections.views import select_views
 
 LOCK_TIMEOUT_S = 30
-
-
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.IntegrityError as exc:
-        raise IntegrityError(str(exc)) from exc
-    except sqlite3.OperationalError as exc:  # "database is locked", disk I/O...
-        raise OperationalError(str(exc)) from exc
-    except sqlite3.InterfaceError as exc:
-        raise InterfaceError(str(exc)) from exc
-    except sqlite3.Error as exc:
-        raise DatabaseError(str(exc)) from exc
-
-
-class SQLiteDb(Db):
-    def __init__(self, cursor: SQLiteCursor, dialect: Dialect) -> None:
-        self._cursor = cursor
-        self.dialect = dialect
-
-    @property
-    def raw(self) -> SQLiteCursor:
-        return self._cursor
-
-    def run(self, sql: str, *params: object) -> None:
-        with _translated():
-            self._cursor.execute(self.dialect.sql(sql), params)
-
-    def count(self, sql: str, *params: object) -> int:
-        self.run(sql, *params)
-        return int(self._cursor.sqlite_cursor.rowcount)
-
-    def many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        rows = list(rows)
-        if rows:
-            with _translated():
-                self._cursor.executemany(self.dialect.sql(sql), rows)
-
-    def all(self, sql: str, *params: object) -> list[Row]:
-        with _translated():
-            self._cursor.execute(self.dialect.sql(sql), params)
-            return [tuple(row) for row in self._cursor.fetchall()]
 
 
 class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
@@ -102,17 +53,17 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
         with self.datastore.get_connection(commit=True) as conn:
             cursor = conn.cursor()
             try:
-                with _translated():
+                with translated(sqlite3):
                     # WAL + NORMAL: a commit is atomic and survives a crash of the process;
                     # an OS crash may lose the newest batches, views and tracking together.
                     cursor.execute("PRAGMA synchronous = NORMAL")
                     cursor.execute("BEGIN IMMEDIATE")
                 try:
-                    yield SQLiteDb(cursor, self.dialect)
+                    yield Db(cursor.sqlite_cursor, self.dialect, sqlite3)
                 except BaseException:
                     conn.rollback()
                     raise
-                with _translated():
+                with translated(sqlite3):
                     conn.commit()
             finally:
                 cursor.sqlite_cursor.close()
@@ -120,15 +71,15 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
     @contextlib.contextmanager
     def _read(self) -> Iterator[Db]:
         with self.datastore.transaction(commit=False) as cursor:
-            yield SQLiteDb(cursor, self.dialect)
+            yield Db(cursor.sqlite_cursor, self.dialect, sqlite3)
 
     def _track(self, db: Db, view: str, position: int) -> None:
-        with _translated():
-            self._insert_tracking(db.raw, Tracking(view, position))
+        with translated(sqlite3):
+            self._insert_tracking(SQLiteCursor(db.raw), Tracking(view, position))
 
     def _tracked(self, db: Db, view: str) -> int:
-        with _translated():
-            return self._max_tracking_id(view, db.raw) or 0
+        with translated(sqlite3):
+            return self._max_tracking_id(view, SQLiteCursor(db.raw)) or 0
 
     def swap_in(self, fresh: ViewRecorder, views: Sequence[str], *, errors: bool) -> None:
         if not isinstance(fresh, SQLiteViewRecorder):
@@ -137,7 +88,7 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
         tables = [t for v in select_views(views) for t in v.tables] + ([ERRORS] if errors else [])
         conn = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
         try:
-            with _translated():
+            with translated(sqlite3):
                 conn.execute("ATTACH DATABASE ? AS fresh", (str(fresh.path),))
                 conn.execute("BEGIN IMMEDIATE")
                 try:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import assert_never
 
+import msgspec
+
 from threadline.events.schema import (
     AssistantMessage,
     CancelRequested,
@@ -66,13 +68,9 @@ USAGE = Table(
 USAGE_OWNERS = Table("usage_owners", (("session", "text"), ("owner", "text")), key=("session",))
 
 
-def _tokens(usage: Usage) -> tuple[int, int, int, int]:
-    return (
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.reasoning_tokens,
-        usage.cached_input_tokens,
-    )
+def _tokens(usage: Usage) -> tuple[int, ...]:
+    """Input, output, reasoning and cached input tokens (the columns' order)."""
+    return msgspec.structs.astuple(usage)
 
 
 class UsageView(View):
