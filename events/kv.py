@@ -26,6 +26,7 @@ from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
+from threadline.base.config import StreamSettings
 from threadline.base.errors import StoreUnavailable
 from threadline.events.directory import Row, SessionDirectory
 from threadline.events.jetstream import JetStreamEventStore
@@ -40,20 +41,38 @@ _RETRY_S: Final = 60.0
 _MISSING: Final = (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError)
 
 
+def bucket_config(bucket: str, description: str, replicas: int = 1) -> KeyValueConfig:
+    """A bucket as it is made: one value per key, on file storage."""
+    return KeyValueConfig(
+        bucket=bucket,
+        description=description,
+        history=1,
+        storage=StorageType.FILE,
+        replicas=replicas,
+    )
+
+
+_SNAPSHOTS: Final = "Threadline session-state snapshots"
+_SESSIONS: Final = "Threadline sessions per owner"
+
+
+def buckets(stream: StreamSettings) -> tuple[KeyValueConfig, KeyValueConfig]:
+    """The snapshots and the sessions bucket beside ``stream`` (where the services'
+    users may not make them, an admin does: deploy/README.md)."""
+    return (
+        bucket_config(f"{stream.name}_SNAPSHOTS", _SNAPSHOTS, stream.replicas),
+        bucket_config(f"{stream.name}_SESSIONS", _SESSIONS, stream.replicas),
+    )
+
+
 class _Bucket:
     """A KV bucket, bound when it is there, else made; opened on first use. When that
     fails (no server, a user without the permissions, see deploy/README.md) it is not
     tried again for ``_RETRY_S``, so a caller never waits on it over and over."""
 
-    def __init__(self, nc: Client, bucket: str, description: str, replicas: int) -> None:
+    def __init__(self, nc: Client, config: KeyValueConfig) -> None:
         self.nc = nc
-        self.config = KeyValueConfig(
-            bucket=bucket,
-            description=description,
-            history=1,
-            storage=StorageType.FILE,
-            replicas=replicas,
-        )
+        self.config = config
         self._kv: KeyValue | None = None
         self._opening = asyncio.Lock()
         self._retry_at = 0.0
@@ -139,7 +158,7 @@ class KVSnapshots:
     session (its id)."""
 
     def __init__(self, nc: Client, bucket: str, *, replicas: int = 1) -> None:
-        self.bucket = _Bucket(nc, bucket, "Threadline session-state snapshots", replicas)
+        self.bucket = _Bucket(nc, bucket_config(bucket, _SNAPSHOTS, replicas))
 
     async def open(self) -> None:
         with contextlib.suppress(StoreUnavailable):  # logged; snapshots then wait
@@ -161,7 +180,7 @@ class KVDirectory:
     subject filter, without anyone else's; the checkpoint is the key ``checkpoint``."""
 
     def __init__(self, nc: Client, bucket: str, *, replicas: int = 1) -> None:
-        self.bucket = _Bucket(nc, bucket, "Threadline sessions per owner", replicas)
+        self.bucket = _Bucket(nc, bucket_config(bucket, _SESSIONS, replicas))
         self._saved = 0
 
     @staticmethod
@@ -199,8 +218,8 @@ def snapshot_store_for(store: EventStore) -> SnapshotStore | None:
     """Where ``store``'s session snapshots are kept: a KV bucket beside a JetStream
     stream; none for other stores (an in-memory log is as quick to fold as to load)."""
     if isinstance(store, JetStreamEventStore):
-        s = store.settings
-        return KVSnapshots(store.nc, f"{s.name}_SNAPSHOTS", replicas=s.replicas)
+        config = buckets(store.settings)[0]
+        return KVSnapshots(store.nc, config.bucket, replicas=config.replicas)
     return None
 
 
@@ -208,6 +227,6 @@ def directory_for(store: EventStore) -> SessionDirectory | None:
     """Where the owners' session lists derived from ``store`` are kept: a KV bucket
     beside a JetStream stream; none for other stores (the caller keeps one in memory)."""
     if isinstance(store, JetStreamEventStore):
-        s = store.settings
-        return KVDirectory(store.nc, f"{s.name}_SESSIONS", replicas=s.replicas)
+        config = buckets(store.settings)[1]
+        return KVDirectory(store.nc, config.bucket, replicas=config.replicas)
     return None

@@ -59,7 +59,7 @@ class AgentWorker:
         cancels them (they are redelivered as new attempts); ``sessions``: the session
         states, kept between turns (default: a cache without snapshots)."""
         self.store = store
-        self.sessions = sessions or SessionCache(store)
+        self.sessions = SessionCache(store) if sessions is None else sessions
         self.queue = queue
         self.deps = deps
         self.concurrency = concurrency

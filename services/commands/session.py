@@ -65,7 +65,7 @@ class SessionCommands:
     ) -> None:
         self.store = store
         self.catalog = catalog
-        self.sessions = sessions or SessionCache(store)
+        self.sessions = SessionCache(store) if sessions is None else sessions
         self.ids = ids or DerivedIds(secrets.token_bytes(32))
 
     async def state(self, session: str) -> SessionState:

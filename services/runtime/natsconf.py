@@ -22,7 +22,7 @@ from typing import Final
 
 from threadline.base.config import StreamSettings
 from threadline.events.stream import stream_config
-from threadline.services.runtime.natsusers import accounts_block, conf_list
+from threadline.services.runtime.natsusers import accounts_block, bucket_files, conf_list
 
 CLUSTER_NAME: Final = "threadline"
 #: fsync before acknowledging: without it an OS crash or power loss loses acknowledged
@@ -193,14 +193,22 @@ def production_stream_json() -> str:
     return json.dumps(production_stream(), indent=2) + "\n"
 
 
+def production_buckets() -> dict[str, str]:
+    """``deploy/nats/kv-*.json``: the key-value buckets beside the stream, at R3, for
+    ``nats stream add --config`` by the admin (the services' users may not make them)."""
+    return bucket_files(StreamSettings(replicas=PRODUCTION_REPLICAS))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print ``nats-server.conf`` (default) or ``stream.json`` for ``deploy/nats/``."""
+    """Print ``nats-server.conf`` (default), ``stream.json`` or a ``kv-*.json`` for
+    ``deploy/nats/``."""
     which = (list(sys.argv[1:] if argv is None else argv) or ["nats-server.conf"])[0]
-    files = {"nats-server.conf": production_config, "stream.json": production_stream_json}
+    files = {"nats-server.conf": production_config(), "stream.json": production_stream_json()}
+    files |= production_buckets()
     if which not in files:
         print(f"usage: python -m {__spec__.name if __spec__ else __name__} [{'|'.join(files)}]")
         return 2
-    sys.stdout.write(files[which]())
+    sys.stdout.write(files[which])
     return 0
 
 

@@ -1,6 +1,9 @@
 """NATS accounts and users for production: an admin, one user per service, and
 permissions that allow appending and reading but never deleting, purging or
-reconfiguring the stream (rendered into ``deploy/nats/nats-server.conf``)."""
+reconfiguring the stream (rendered into ``deploy/nats/nats-server.conf``); and the
+key-value buckets beside the stream (:func:`threadline.events.kv.buckets`), which the
+admin makes with it (``deploy/nats/kv-*.json``) and each service uses only as far as its
+work needs."""
 
 from __future__ import annotations
 
@@ -9,7 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from nats.js.api import DiscardPolicy, KeyValueConfig, StreamConfig
+
 from threadline.base.config import StreamSettings
+from threadline.events.kv import buckets
 
 ACCOUNT: Final = "THREADLINE"
 
@@ -43,43 +49,109 @@ class Role:
     comment: str = ""
 
 
+API: Final = "$JS.API"
+
+
+def consumers(stream: str) -> tuple[str, ...]:
+    """Making, reading and ending one's own ephemeral (ordered) consumers on ``stream``."""
+    return (
+        f"{API}.CONSUMER.CREATE.{stream}",
+        f"{API}.CONSUMER.CREATE.{stream}.>",
+        f"{API}.CONSUMER.DELETE.{stream}.>",
+        f"{API}.CONSUMER.INFO.{stream}.>",
+        f"$JS.FC.{stream}.>",
+    )
+
+
+def bucket_use(
+    bucket: KeyValueConfig, *, write: bool = False, keys: bool = False
+) -> tuple[str, ...]:
+    """Binding ``bucket`` and reading a key (a direct get where the bucket allows them,
+    else from the stream leader); ``write``: putting keys; ``keys``: listing them (a
+    watch is an ordered consumer)."""
+    stream = f"KV_{bucket.bucket}"
+    get = f"{API}.DIRECT.GET.{stream}.>" if bucket.direct else f"{API}.STREAM.MSG.GET.{stream}"
+    return (
+        f"{API}.STREAM.INFO.{stream}",
+        get,
+        *((f"$KV.{bucket.bucket}.>",) if write else ()),
+        *(consumers(stream) if keys else ()),
+    )
+
+
 def roles(stream: StreamSettings | None = None) -> tuple[Role, ...]:
     """The application users and their permissions for one stream."""
     s = stream or StreamSettings()
-    api = "$JS.API"
     reads = (
-        f"{api}.INFO",
-        f"{api}.STREAM.INFO.{s.name}",
-        f"{api}.STREAM.MSG.GET.{s.name}",
-        f"{api}.DIRECT.GET.{s.name}",
-        f"{api}.DIRECT.GET.{s.name}.>",
-        f"{api}.CONSUMER.CREATE.{s.name}",
-        f"{api}.CONSUMER.CREATE.{s.name}.>",
-        f"{api}.CONSUMER.DELETE.{s.name}.>",
-        f"{api}.CONSUMER.INFO.{s.name}.>",
-        f"$JS.FC.{s.name}.>",
+        f"{API}.INFO",
+        f"{API}.STREAM.INFO.{s.name}",
+        f"{API}.STREAM.MSG.GET.{s.name}",
+        f"{API}.DIRECT.GET.{s.name}",
+        f"{API}.DIRECT.GET.{s.name}.>",
+        *consumers(s.name),
     )
     durable = (
-        f"{api}.CONSUMER.DURABLE.CREATE.{s.name}.>",
-        f"{api}.CONSUMER.MSG.NEXT.{s.name}.>",
+        f"{API}.CONSUMER.DURABLE.CREATE.{s.name}.>",
+        f"{API}.CONSUMER.MSG.NEXT.{s.name}.>",
         f"$JS.ACK.{s.name}.>",
     )
     user_intents = tuple(
         f"{s.prefix}.*.{kind}" for kind in ("session_started", "user_message", "cancel_requested")
     )
+    snapshots, sessions = buckets(s)
     return (
         Role(
             "agent",
-            (f"{s.prefix}.>", *reads, *durable),
-            comment="appends turns; shares the durable consumer on user messages",
+            (f"{s.prefix}.>", *reads, *durable, *bucket_use(snapshots, write=True)),
+            comment="appends turns; shares the durable consumer on user messages; "
+            "reads and writes snapshots",
         ),
         Role(
             "gateway",
-            (*user_intents, *reads),
-            comment="appends user intents only (sessions, messages, stop); reads and tails",
+            (
+                *user_intents,
+                *reads,
+                *bucket_use(snapshots, write=True),
+                *bucket_use(sessions, write=True, keys=True),
+            ),
+            comment="appends user intents only (sessions, messages, stop); reads and "
+            "tails; reads and writes snapshots and the sessions directory",
         ),
         Role("projector", reads, comment="reads and tails only; appends nothing"),
     )
+
+
+def bucket_stream(bucket: KeyValueConfig) -> StreamConfig:
+    """The stream behind ``bucket``, as nats-py's ``create_key_value`` makes it (no TTL,
+    no size limits: tests/deploy/test_buckets.py compares the two on a real server)."""
+    return StreamConfig(
+        name=f"KV_{bucket.bucket}",
+        description=bucket.description,
+        subjects=[f"$KV.{bucket.bucket}.>"],
+        allow_direct=bucket.direct,
+        allow_rollup_hdrs=True,
+        allow_msg_ttl=True,
+        deny_delete=True,
+        discard=DiscardPolicy.NEW,
+        duplicate_window=120,
+        max_consumers=-1,
+        max_msgs=-1,
+        max_msgs_per_subject=bucket.history,
+        num_replicas=bucket.replicas,
+        storage=bucket.storage,
+    )
+
+
+def bucket_files(stream: StreamSettings) -> dict[str, str]:
+    """``kv-<name>.json`` per bucket beside ``stream``: the streams behind them as
+    JetStream's API takes them (``nats stream add --config``)."""
+    return {
+        f"kv-{config.bucket.removeprefix(stream.name + '_').lower()}.json": json.dumps(
+            dict(sorted(bucket_stream(config).as_dict().items())), indent=2
+        )
+        + "\n"
+        for config in buckets(stream)
+    }
 
 
 def accounts_block(stream: StreamSettings | None = None) -> str:

@@ -7,20 +7,20 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.deploy.prodcluster import CONF, STREAM, ProdCluster, connect, prod_cluster
+from tests.deploy.prodcluster import CONF, ProdCluster, connect, prod_cluster
 
 
 @pytest.fixture(scope="session")
 async def prod(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ProdCluster]:
     async with prod_cluster(tmp_path_factory.mktemp("prod")) as cluster:
         admin = await connect(cluster, "admin")
-        try:  # what an operator does once: `nats stream add --config stream.json`
-            reply = await admin.request(
-                f"$JS.API.STREAM.CREATE.{STREAM.name}",
-                (CONF.parent / "stream.json").read_bytes(),
-                timeout=10,
-            )
-            assert "error" not in json.loads(reply.data), reply.data
+        try:  # what the stream job does once: `nats stream add --config` for each file
+            for path in sorted(CONF.parent.glob("*.json")):
+                name = json.loads(path.read_bytes())["name"]
+                reply = await admin.request(
+                    f"$JS.API.STREAM.CREATE.{name}", path.read_bytes(), timeout=10
+                )
+                assert "error" not in json.loads(reply.data), reply.data
         finally:
             await admin.close()
         yield cluster

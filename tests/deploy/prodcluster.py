@@ -27,9 +27,13 @@ from nats.aio.client import Client
 
 from threadline.base.config import StreamSettings
 from threadline.base.errors import StoreUnavailable
+from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.schema import TERMINAL_KINDS
+from threadline.events.store import Recorded
+from threadline.services.runtime.cluster import gateway_module
 from threadline.services.runtime.natsconf import PROD_STORE_DIR, PROD_TLS_DIR, production_hosts
 from threadline.services.runtime.natsserver import _die_with_parent, find_binary
-from threadline.services.runtime.processes import free_ports, wait_healthy
+from threadline.services.runtime.processes import ServiceProcess, free_ports, wait_healthy
 
 T = TypeVar("T")
 STREAM = StreamSettings()
@@ -205,3 +209,34 @@ async def retried(call: Callable[[], Awaitable[T]], timeout_s: float = 30.0) -> 
                 return await call()
             except StoreUnavailable:
                 await asyncio.sleep(0.2)
+
+
+def service(user: str, prod: ProdCluster, env: dict[str, str], tmp: Path) -> ServiceProcess:
+    """The real ``threadline agent`` or ``threadline gateway`` process, connected as
+    ``user`` (its log: ``tmp/<user>.log``)."""
+    env = env | {
+        "THREADLINE_NATS_URL": prod.urls(user)[0],
+        "THREADLINE_DATA_DIR": str(tmp / user),
+    }
+    if user == "agent":
+        return ServiceProcess(
+            "agent", "threadline.services.cli", ["agent"], env, tmp / "agent.log",
+            "agent worker consuming",
+        )  # fmt: skip
+    module, *args = gateway_module() or []
+    return ServiceProcess(
+        "gateway", module, [*args, "--port", "0"], env, tmp / "gateway.log",
+        r"Threadline gateway on http://\S+",
+    )  # fmt: skip
+
+
+async def until_terminal(
+    store: JetStreamEventStore, session: str, *, after: int = 0
+) -> AsyncIterator[Recorded]:
+    """The session's events after ``after`` up to the first terminal one."""
+    follow = store.follow(session, after=after)
+    async with contextlib.aclosing(follow):
+        async for rec in follow:
+            yield rec
+            if rec.kind in TERMINAL_KINDS:
+                return

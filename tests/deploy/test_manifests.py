@@ -74,9 +74,8 @@ def test_kustomize_build_renders_valid_objects() -> None:
     }
     conf = configs["nats-config"]["data"]["nats-server.conf"]
     assert conf == (DEPLOY / "nats/nats-server.conf").read_text()
-    assert (
-        configs["nats-stream"]["data"]["stream.json"] == (DEPLOY / "nats/stream.json").read_text()
-    )
+    streams = {path.name: path.read_text() for path in (DEPLOY / "nats").glob("*.json")}
+    assert configs["nats-stream"]["data"] == streams
 
 
 def test_kubernetes_wiring() -> None:
@@ -108,6 +107,24 @@ def test_kubernetes_wiring() -> None:
     for _, doc in k8s_docs():
         for c in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
             assert ":" in c["image"] and not c["image"].endswith(":latest"), c["image"]
+
+
+def test_the_stream_job_makes_the_stream_and_every_bucket() -> None:
+    """Kubernetes and compose hand the admin's job every file of deploy/nats/*.json
+    (the stream, the key-value buckets) under /etc/threadline/, and it adds them all."""
+    wanted = {path.name for path in (DEPLOY / "nats").glob("*.json")}
+    assert {"stream.json", "kv-snapshots.json", "kv-sessions.json"} <= wanted
+    docs = {(d["kind"], d["metadata"]["name"]): d for _, d in k8s_docs()}
+    job = docs[("Job", "nats-stream")]["spec"]["template"]["spec"]["containers"][0]
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    generated = next(g for g in kustomization["configMapGenerator"] if g["name"] == "nats-stream")
+    assert {Path(f).name for f in generated["files"]} == wanted
+    service = compose()["services"]["nats-stream"]
+    mounted = {m.split(":")[1] for m in service["volumes"] if m.startswith("./nats/")}
+    assert mounted == {f"/etc/threadline/{name}" for name in wanted}
+    loop = 'for f in /etc/threadline/*.json; do nats stream add --config "{}" || exit 1; done'
+    assert job["command"] == ["sh", "-c", loop.format("$f")]
+    assert service["command"] == ["sh", "-c", loop.format("$$f")]  # $$: compose's escape
 
 
 def compose_plugin() -> bool:

@@ -8,17 +8,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.deploy.prodcluster import CONF, STREAM, ProdCluster, connect
+from tests.deploy.prodcluster import CONF, STREAM, ProdCluster, connect, service, until_terminal
 from threadline.base.config import Settings, StreamSettings
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TERMINAL_KINDS, SessionStarted, UserMessage
-from threadline.events.store import NewEvent, Recorded
+from threadline.events.store import NewEvent
 from threadline.events.stream import stream_config, stream_problems
 from threadline.projections import serve_projector
 from threadline.services.devmodel import DevModelSettings, serve
@@ -26,18 +25,22 @@ from threadline.services.runtime.cluster import LocalCluster, gateway_module
 from threadline.services.runtime.natsconf import (
     CLUSTER_NAME,
     NodeConfig,
+    production_buckets,
     production_config,
     production_stream,
     production_stream_json,
     render_node,
 )
-from threadline.services.runtime.processes import ServiceProcess
 
 
 def test_checked_in_files_are_what_the_renderer_produces() -> None:
-    regenerate = "python -m threadline.services.runtime.natsconf [stream.json] > deploy/nats/..."
+    regenerate = "python -m threadline.services.runtime.natsconf [FILE] > deploy/nats/FILE"
     assert CONF.read_text() == production_config(), regenerate
     assert (CONF.parent / "stream.json").read_text() == production_stream_json(), regenerate
+    buckets = production_buckets()
+    assert {p.name for p in CONF.parent.glob("kv-*.json")} == set(buckets), regenerate
+    for name, text in buckets.items():
+        assert (CONF.parent / name).read_text() == text, regenerate
 
 
 def test_harness_and_production_share_the_durability_settings(tmp_path: Path) -> None:
@@ -93,23 +96,6 @@ async def test_each_service_does_its_job_with_its_own_user(
     await gateway.close()
 
 
-def service(user: str, prod: ProdCluster, env: dict[str, str], tmp: Path) -> ServiceProcess:
-    env = env | {
-        "THREADLINE_NATS_URL": prod.urls(user)[0],
-        "THREADLINE_DATA_DIR": str(tmp / user),
-    }
-    if user == "agent":
-        return ServiceProcess(
-            "agent", "threadline.services.cli", ["agent"], env, tmp / "agent.log",
-            "agent worker consuming",
-        )  # fmt: skip
-    module, *args = gateway_module() or []
-    return ServiceProcess(
-        "gateway", module, [*args, "--port", "0"], env, tmp / "gateway.log",
-        r"Threadline gateway on http://\S+",
-    )  # fmt: skip
-
-
 async def turn_over_http(ready_line: str) -> str:
     """Create a session and send a message through the gateway; the terminal event's kind
     as its SSE stream shows it."""
@@ -125,12 +111,3 @@ async def turn_over_http(ready_line: str) -> str:
                 if line.startswith("event:") and kind in TERMINAL_KINDS:
                     return kind
     return "no terminal event"
-
-
-async def until_terminal(store: JetStreamEventStore, session: str) -> AsyncIterator[Recorded]:
-    follow = store.follow(session)
-    async with contextlib.aclosing(follow):
-        async for rec in follow:
-            yield rec
-            if rec.kind in TERMINAL_KINDS:
-                return

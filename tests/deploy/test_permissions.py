@@ -1,6 +1,7 @@
 """The production users' permissions, on real nats-servers running deploy/nats/: every
-delete, purge, message delete and stream change by a service is refused (and the
-same call by admin is not), services append only what they own, and with one node
+delete, purge, message delete and stream change by a service is refused, on the stream
+and on the key-value buckets beside it (and the same call by admin is not), services
+append only what they own and write only the buckets they keep, and with one node
 killed the other two carry on."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.deploy.prodcluster import (
 )
 from threadline.base.errors import StoreUnavailable
 from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.kv import buckets
 from threadline.events.schema import Event, SessionStarted, TurnCompleted, UserMessage
 from threadline.events.store import NewEvent
 from threadline.events.stream import stream_problems
@@ -50,7 +52,11 @@ async def refusals(prod: ProdCluster, user: str) -> dict[tuple[int, str], bool]:
     permissions violation for exactly that subject)?"""
     errors: list[str] = []
     nc = await connect(prod, user, errors)
-    calls = destructive_calls(STREAM.name) + destructive_calls("SCRATCH")
+    calls = [
+        call
+        for stream in (STREAM.name, "SCRATCH", *(f"KV_{b.bucket}" for b in buckets(STREAM)))
+        for call in destructive_calls(stream)
+    ]
     results = await asyncio.gather(
         *(nc.request(subject, body, timeout=1.5) for subject, body in calls),
         return_exceptions=True,
@@ -76,10 +82,13 @@ async def test_services_cannot_delete_purge_or_reconfigure(prod: ProdCluster) ->
     failures = [(user, call) for user, o in zip(APP_USERS, outcomes, strict=True)
                 for call, ok in o.items() if not ok]  # fmt: skip
     assert not failures
-    assert attempts == refused == len(APP_USERS) * 20
+    assert attempts == refused == len(APP_USERS) * 40
     after = await js.stream_info(STREAM.name)
     assert after.state.messages == before.messages and after.state.last_seq == before.last_seq
     assert stream_problems(after.config, STREAM) == []
+    for bucket in buckets(STREAM):  # still there, as the admin made them
+        kept = (await js.stream_info(f"KV_{bucket.bucket}")).config
+        assert kept.num_replicas == 3 and kept.max_msgs_per_subject == 1 and kept.deny_delete
     assert (await js.stream_info("SCRATCH")).state.messages == 1
     await js.purge_stream("SCRATCH")  # the control: the same call is fine for admin
     assert (await js.stream_info("SCRATCH")).state.messages == 0
@@ -111,6 +120,31 @@ async def test_services_append_only_what_they_own(prod: ProdCluster) -> None:
     assert refused == [True, True]
     assert (await admin.jetstream().stream_info(STREAM.name)).state.last_seq == before
     await admin.close()
+
+
+async def refused_put(prod: ProdCluster, user: str, bucket: str) -> bool:
+    """A key put into ``bucket`` as ``user``: refused (else stored)?"""
+    errors: list[str] = []
+    nc = await connect(prod, user, errors)
+    subject = f"$KV.{bucket}.probe-{user}"
+    try:
+        await nc.request(subject, b"x", timeout=1.5)
+    except nats.errors.TimeoutError:
+        return violation(errors, subject + '"')
+    finally:
+        await nc.close()
+    return False
+
+
+async def test_services_write_only_the_buckets_they_keep(prod: ProdCluster) -> None:
+    """Snapshots: the agent and the gateway; the sessions directory: the gateway only;
+    the projector neither (reading is everyone's: test_buckets.py)."""
+    snapshots, sessions = (b.bucket for b in buckets(STREAM))
+    refused = await asyncio.gather(
+        *(refused_put(prod, user, snapshots) for user in APP_USERS),
+        *(refused_put(prod, user, sessions) for user in APP_USERS),
+    )
+    assert refused == [False, False, True, True, False, True]
 
 
 async def test_failover_with_one_node_down(prod: ProdCluster) -> None:
