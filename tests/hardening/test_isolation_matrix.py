@@ -87,6 +87,7 @@ RECIPES = [
     Recipe("GET", S, f"/v1/sessions/{SESSION}", 200, 200),
     Recipe("POST", f"{S}/messages", f"/v1/sessions/{SESSION}/messages", 202, 403, {"text": "x"}),
     Recipe("POST", f"{S}/cancel", f"/v1/sessions/{SESSION}/cancel", 202, 403, {}),
+    Recipe("POST", f"{S}/retry", f"/v1/sessions/{SESSION}/retry", 202, 403, {}),
     Recipe("GET", f"{S}/events", f"/v1/sessions/{SESSION}/events", 200, 200),
     Recipe("GET", f"{S}/export", f"/v1/sessions/{SESSION}/export", 200, 200),
     Recipe("POST", f"{S}/fork", f"/v1/sessions/{SESSION}/fork", 201, 201, {"version": 2}),
