@@ -110,8 +110,8 @@ class TurnState:
     calls: list[ToolCallRef] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
-    fallback_events: list[Fallback] = field(default_factory=list)
-    tools_disabled: bool = False
+    #: the counting attempt's fallbacks (a superseded attempt's are dropped)
+    fallbacks: list[Fallback] = field(default_factory=list)
     #: the terminal event that ended the turn, and its version
     ending: Ending | None = None
     ended: int = 0
@@ -137,19 +137,9 @@ class TurnState:
         return "".join(self.reasoning)
 
     @property
-    def step_calls(self) -> tuple[ToolCallRef, ...]:
-        """Tool calls of the step in progress."""
-        return tuple(self.calls)
-
-    @property
     def staged(self) -> tuple[Message, ...]:
         """The counting attempt's finished steps and tool results, as messages."""
         return tuple(entry.message for entry in self.steps)
-
-    @property
-    def fallbacks(self) -> tuple[Fallback, ...]:
-        """The counting attempt's fallbacks (a superseded attempt's are dropped)."""
-        return tuple(self.fallback_events)
 
     @property
     def error(self) -> str:
@@ -166,14 +156,14 @@ class TurnState:
             calls=list(self.calls),
             text=list(self.text),
             reasoning=list(self.reasoning),
-            fallback_events=list(self.fallback_events),
+            fallbacks=list(self.fallbacks),
         )
 
     def _start(self, rec: Recorded, e: TurnStarted) -> None:
         """A new attempt: the previous attempt's work is dropped."""
         self.provider, self.model, self.started = e.provider, e.model, rec.version
         self.steps, self.calls, self.text, self.reasoning = [], [], [], []
-        self.fallback_events, self.tools_disabled = [], False
+        self.fallbacks = []
 
     def _work(self, rec: Recorded, e: Work) -> None:
         """An event of the counting attempt's work."""
@@ -194,8 +184,7 @@ class TurnState:
                 )
                 self.steps.append(_entry(rec, e, result))
             case Fallback():
-                self.fallback_events.append(e)
-                self.tools_disabled |= e.fallback == "tools_disabled"
+                self.fallbacks.append(e)
             case _:
                 assert_never(e)
 
@@ -313,13 +302,10 @@ class SessionState:
     def is_terminal(self, turn_id: str) -> bool:
         return self.status(turn_id) in TERMINAL
 
-    def conversation_for(self, turn_id: str) -> tuple[Message, ...]:
-        """What a model answering ``turn_id`` sees: the committed conversation, the
-        turn's user message, and the steps the turn's current attempt has finished."""
-        return (*self.committed, *self.turn_messages(turn_id))
-
     def turn_messages(self, turn_id: str) -> tuple[Message, ...]:
-        """The turn's own part of :meth:`conversation_for` (what a context cut keeps)."""
+        """The turn's own part of what a model answering it sees, after the committed
+        conversation: its user message and the steps its current attempt has finished
+        (what a context cut keeps)."""
         turn = self.turns[turn_id]
         return (UserTurn(text=turn.user_text), *turn.staged)
 

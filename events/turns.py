@@ -126,17 +126,14 @@ def transition(phase: Phase | None, event: Event, attempt: int | None) -> Transi
     return Transition(verdict, phase)
 
 
+_ENDED: Final[dict[type[Event], TurnStatus]] = {
+    TurnCompleted: "completed", TurnFailed: "failed", TurnCancelled: "cancelled",
+}  # fmt: skip
+
+
 def ended_status(event: Event) -> TurnStatus:
-    """The status a terminal event gives its turn."""
-    match event:
-        case TurnCompleted():
-            return "completed"
-        case TurnFailed():
-            return "failed"
-        case TurnCancelled():
-            return "cancelled"
-        case _:
-            raise ValueError(f"not a terminal event: {type(event).__name__}")
+    """The status a terminal event gives its turn (``KeyError``: not a terminal event)."""
+    return _ENDED[type(event)]
 
 
 def turn_of(env: Envelope) -> str | None:

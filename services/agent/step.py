@@ -38,11 +38,8 @@ class StepOutcome:
     finish: FinishReason = "stop"
     provider_data: dict[str, Any] = field(default_factory=dict)
     first_output_at: float | None = None  # monotonic time of the first content part
-    appended: bool = False  # something of this step is already in the log
-
-    @property
-    def produced_output(self) -> bool:
-        return self.appended
+    #: something of this step is already in the log
+    produced_output: bool = False
 
 
 async def run_step(
@@ -65,7 +62,7 @@ async def run_step(
             ):
                 outcome.first_output_at = time.monotonic()
             if isinstance(part, TextPart | ReasoningPart):
-                outcome.appended = True
+                outcome.produced_output = True
                 if isinstance(part, TextPart):
                     await coalescer.add(TextDelta, part.text)
                 else:
@@ -74,7 +71,7 @@ async def run_step(
                 outcome.text = coalescer.text
                 outcome.reasoning = "".join(reasoning)
             elif isinstance(part, ToolCallEnd):
-                outcome.appended = True
+                outcome.produced_output = True
                 await coalescer.flush()
                 server = (split_prefixed(part.name) or ("", ""))[0]
                 await writer.append(

@@ -34,7 +34,7 @@ from threadline.events.schema import (
     TurnCompleted,
     TurnFailed,
 )
-from threadline.events.workqueue import WorkQueue
+from threadline.events.turns import ended_status
 from threadline.services.agent.metrics import AgentMetrics
 from threadline.services.agent.providers import ModelRequest, ProviderError, ProviderRegistry
 from threadline.services.agent.step import StepOutcome
@@ -77,21 +77,6 @@ class AgentTelemetry:
     def __init__(self, registry: Registry | None = None, tracer: trace.Tracer | None = None):
         self.metrics = AgentMetrics(registry)
         self.tracer = tracer or trace.get_tracer("threadline.agent")
-
-    def turn(self, turn: ObservedTurn, providers: ProviderRegistry, worker: str) -> TurnTelemetry:
-        return TurnTelemetry(self, turn, providers, worker)
-
-    def given_up(self) -> None:
-        """A turn failed with ``max_deliveries`` outside any attempt."""
-        self.metrics.ended(TurnFailed(error="max_deliveries", message=""), "", "")
-
-    def heartbeat_failed(self) -> None:
-        """An in-progress ack failed and the running attempt was stopped."""
-        self.metrics.heartbeat_failures.inc()
-
-    def watch_consumer(self, queue: WorkQueue) -> Callable[[], None]:
-        """Sample the work queue's backlog when scraped; returns the undo."""
-        return self.metrics.watch_consumer(queue)
 
 
 class TurnTelemetry:
@@ -200,8 +185,7 @@ class TurnTelemetry:
         span = self._span
         if not span.is_recording():
             return
-        outcome = {TurnCompleted: "completed", TurnFailed: "failed"}.get(type(event), "cancelled")
-        span.set_attribute("threadline.turn.outcome", outcome)
+        span.set_attribute("threadline.turn.outcome", ended_status(event))
         if isinstance(event, TurnCompleted):
             span.set_attributes({
                 "gen_ai.usage.input_tokens": event.usage.input_tokens,

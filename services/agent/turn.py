@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -46,7 +46,7 @@ from threadline.services.agent.providers import (
     ProviderRegistry,
 )
 from threadline.services.agent.step import StepOutcome, run_step
-from threadline.services.agent.telemetry import AgentTelemetry
+from threadline.services.agent.telemetry import AgentTelemetry, TurnTelemetry
 from threadline.services.agent.tools import Progress, ToolContext, ToolListing, ToolOutcome
 from threadline.services.agent.writer import TurnWriter
 
@@ -64,26 +64,6 @@ class Tools(Protocol):
         context: ToolContext,
         progress: Progress | None = None,
     ) -> ToolOutcome: ...
-
-
-class NoTools:
-    """Used when no MCP server is configured."""
-
-    async def list_tools(self, servers: Sequence[str]) -> ToolListing:
-        return ToolListing()
-
-    async def call(
-        self,
-        prefixed_name: str,
-        arguments: dict[str, object],
-        *,
-        context: ToolContext,
-        progress: Progress | None = None,
-    ) -> ToolOutcome:
-        return ToolOutcome(
-            content="no tools are configured", is_error=True, duration_ms=0.0,
-            summary="no tools are configured", server="", tool=prefixed_name,
-        )  # fmt: skip
 
 
 def worker_id(pid: int | None = None) -> str:
@@ -112,14 +92,11 @@ class AgentSettings:
 class AgentDeps:
     store: EventStore
     providers: ProviderRegistry
-    adapter: AdapterSource
+    #: the adapter of a provider, by name
+    adapter: Callable[[str], ModelAdapter]
     tools: Tools
     settings: AgentSettings = field(default_factory=AgentSettings)
     telemetry: AgentTelemetry = field(default_factory=AgentTelemetry)
-
-
-class AdapterSource(Protocol):
-    def __call__(self, provider: str) -> ModelAdapter: ...
 
 
 class RestartAttempt(Exception):
@@ -140,7 +117,7 @@ class Turn:
         self.attempt = state.turns[turn_id].attempt + 1
         self.provider = state.provider or deps.providers.default_name()
         self.model = state.model
-        self.obs = deps.telemetry.turn(self, deps.providers, self.cfg.worker)
+        self.obs = TurnTelemetry(deps.telemetry, self, deps.providers, self.cfg.worker)
         self.writer = TurnWriter(
             deps.store, state.session, turn_id, self.attempt, state.version,
             actor=agent_actor(self.cfg.worker), cancelled=cancel, on_append=self.obs.appended,

@@ -147,7 +147,7 @@ class AgentWorker:
             raise AssertionError("unreachable")
         except DeliveryLost as exc:
             await _stop(work)
-            self.deps.telemetry.heartbeat_failed()
+            self.deps.telemetry.metrics.heartbeat_failures.inc()
             log.error(
                 "heartbeat failed, attempt stopped (session %s, turn %s, delivery %d): %s",
                 session, turn, delivery.attempts, exc,
@@ -204,13 +204,12 @@ class AgentWorker:
             self.store, state.session, turn_id, turn.attempt, state.version,
             actor=agent_actor(self.deps.settings.worker),
         )  # fmt: skip
-        await writer.append(
-            TurnFailed(
-                error="max_deliveries",
-                message=f"gave up after {turn.attempt} attempts (the turn kept being interrupted)",
-            )
+        failed = TurnFailed(
+            error="max_deliveries",
+            message=f"gave up after {turn.attempt} attempts (the turn kept being interrupted)",
         )
-        self.deps.telemetry.given_up()
+        await writer.append(failed)
+        self.deps.telemetry.metrics.ended(failed, "", "")
 
     async def _watch_cancels(self, after: int) -> None:
         async for rec in self.store.follow_all(kinds={"cancel_requested"}, after=after):

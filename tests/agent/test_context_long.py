@@ -13,6 +13,7 @@ import httpx
 import msgspec
 import pytest
 
+from tests.agent.fakes import LocalTools
 from tests.agent.longsession import answer, build_session, question, turn_id
 from threadline.events.conversation import AssistantTurn, UserTurn
 from threadline.events.fold import fold
@@ -22,7 +23,7 @@ from threadline.events.workqueue import MemoryWorkQueue
 from threadline.services.agent.context import estimate_tokens
 from threadline.services.agent.providers import load_providers
 from threadline.services.agent.service import Adapters
-from threadline.services.agent.turn import AgentDeps, AgentSettings, NoTools
+from threadline.services.agent.turn import AgentDeps, AgentSettings
 from threadline.services.agent.worker import AgentWorker
 from threadline.services.devmodel import DevModelSettings, serve
 from threadline.services.gateway.history import session_detail
@@ -45,7 +46,7 @@ async def agent(store: EventStore, url: str) -> AsyncIterator[AgentWorker]:
     providers = load_providers({"THREADLINE_DEVMODEL_URL": url}, config)
     adapters = Adapters(providers)
     deps = AgentDeps(
-        store=store, providers=providers, adapter=adapters, tools=NoTools(),
+        store=store, providers=providers, adapter=adapters, tools=LocalTools(),
         settings=AgentSettings(worker="ctx", retry_base_s=0.01, delta_window_s=0.0),
     )  # fmt: skip
     try:

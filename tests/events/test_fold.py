@@ -74,7 +74,10 @@ def test_a_completed_tool_turn_becomes_conversation() -> None:
     )
     assert state.in_flight == "t1"
     assert state.messages == ()  # nothing joins until the turn ends...
-    assert state.conversation_for("t1") == (  # ...but the running turn sees its own steps
+    assert (
+        *state.committed,
+        *state.turn_messages("t1"),
+    ) == (  # ...but the running turn sees its own steps
         UserTurn(text="add"),
         AssistantTurn(text="Let me ", tool_calls=(call,)),
         ToolTurn(call_id="c1", tool="srv__add", content="2"),
@@ -147,7 +150,7 @@ def test_turns_queue_in_order_and_fallbacks_are_kept() -> None:
         rec(Fallback(fallback="tools_disabled", reason="no tools"), "t1", 1),
     )
     assert state.in_flight == "t1" and state.pending == ("t2",)
-    assert state.turns["t1"].tools_disabled
+    assert state.turns["t1"].fallbacks[0].fallback == "tools_disabled"
     assert state.turns["t1"].fallbacks[0].reason == "no tools"
 
 
@@ -169,12 +172,12 @@ def test_a_message_sent_during_a_turn_is_not_part_of_that_turns_conversation() -
         rec(UserMessage(text="second"), "t2"),
         rec(AssistantMessage(text="answer one"), "t1", 1),
     )
-    assert state.conversation_for("t1") == (
+    assert (*state.committed, *state.turn_messages("t1")) == (
         UserTurn(text="first"),
         AssistantTurn(text="answer one"),
     )
     state = fold([rec(TurnCompleted(), "t1", 1)], state)
-    assert state.conversation_for("t2") == (
+    assert (*state.committed, *state.turn_messages("t2")) == (
         UserTurn(text="first"),
         AssistantTurn(text="answer one"),
         UserTurn(text="second"),
@@ -196,7 +199,7 @@ def test_a_stale_turn_started_and_its_events_are_ignored() -> None:
 
 def test_fallbacks_are_the_counting_attempts_only() -> None:
     """The rule (docs/events.md): a new attempt drops everything of the one it
-    replaces, its fallbacks (and tools_disabled) included."""
+    replaces, its fallbacks included."""
     state = session(
         rec(UserMessage(text="hi"), "t1"),
         started_turn("t1", 1),
@@ -207,7 +210,6 @@ def test_fallbacks_are_the_counting_attempts_only() -> None:
     )
     turn = state.turns["t1"]
     assert [f.fallback for f in turn.fallbacks] == ["provider_switched"]
-    assert not turn.tools_disabled
 
 
 def test_a_cancel_without_a_turn_stops_the_running_one() -> None:
@@ -313,5 +315,5 @@ def test_the_fold_applies_every_kind_in_every_phase() -> None:
 def test_the_state_is_comparable_and_encodable_for_callers() -> None:
     state = session(rec(UserMessage(text="hi"), "t1"), started_turn("t1"))
     assert fold([], state.copy()) == state
-    sent = msgspec.json.encode(state.conversation_for("t1"))
+    sent = msgspec.json.encode((*state.committed, *state.turn_messages("t1")))
     assert msgspec.json.decode(sent) == [{"role": "user", "text": "hi"}]
