@@ -40,6 +40,7 @@ class ToolServerUnavailable(ThreadlineError):
 
     def __init__(self, server: str, reason: str) -> None:
         super().__init__(f"MCP server {server!r} is unavailable: {reason}")
+        self.server = server
         self.reason = reason
 
 
