@@ -152,3 +152,16 @@ async def test_a_failed_append_is_no_longer_in_flight(clock: Clock, load: Worker
     with pytest.raises(ConnectionError):
         await Coalescer(broken, WINDOW, load=load, clock=clock).add(TextDelta, "x")
     assert load.appends_in_flight == 0
+
+
+async def test_no_delta_carries_more_than_max_chars(clock: Clock, load: WorkerLoad) -> None:
+    """A buffer that reaches ``max_chars`` is written at once, in pieces that fit."""
+    log = Log()
+    coalescer = Coalescer(log, WINDOW, load=load, clock=clock, max_chars=4)
+    await coalescer.add(TextDelta, "ab")  # the first: at once
+    await coalescer.add(TextDelta, "cd")  # buffered
+    assert log.texts == ["ab"]
+    await coalescer.add(TextDelta, "efghijk")  # 9 buffered: over the limit, written now
+    assert log.texts == ["ab", "cdef", "ghij", "k"]
+    await coalescer.flush()
+    assert "".join(log.texts) == coalescer.text == "abcdefghijk"

@@ -19,6 +19,7 @@ from threadline.events.schema import (
     Envelope,
     Event,
     Fallback,
+    ReasoningDelta,
     SessionStarted,
     TextDelta,
     ToolCall,
@@ -317,3 +318,26 @@ def test_the_state_is_comparable_and_encodable_for_callers() -> None:
     assert fold([], state.copy()) == state
     sent = msgspec.json.encode((*state.committed, *state.turn_messages("t1")))
     assert msgspec.json.decode(sent) == [{"role": "user", "text": "hi"}]
+
+
+def test_a_step_too_large_for_its_event_takes_its_text_from_its_deltas() -> None:
+    """The agent leaves an oversize step's text in its deltas (docs/events.md): the
+    fold reads it from them, for the step and for a cancelled turn's partial text."""
+    state = session(
+        rec(UserMessage(text="long"), "t1"),
+        started_turn("t1"),
+        rec(ReasoningDelta(text="hm"), "t1", 1),
+        rec(TextDelta(text="a" * 5), "t1", 1),
+        rec(TextDelta(text="b" * 5), "t1", 1),
+        rec(AssistantMessage(text=""), "t1", 1),
+        rec(TurnCompleted(), "t1", 1),
+        rec(UserMessage(text="again"), "t2"),
+        started_turn("t2"),
+        rec(TextDelta(text="cut sho"), "t2", 1),
+        rec(TurnCancelled(partial_text=""), "t2", 1),
+    )
+    step = state.turns["t1"].steps[0]
+    assert isinstance(step.event, AssistantMessage) and step.event.text == "aaaaabbbbb"
+    assert step.message == AssistantTurn(text="aaaaabbbbb", reasoning="hm")
+    assert state.messages[-1] == AssistantTurn(text="cut sho")
+    assert [e.message for e in state.transcript()][-1] == AssistantTurn(text="cut sho")
