@@ -22,17 +22,20 @@ from typing import NamedTuple
 
 from threadline.base.errors import StoreUnavailable
 from threadline.events import codec
+from threadline.events.schema import Envelope
 from threadline.events.store import EventStore, Recorded
 
 log = logging.getLogger(__name__)
 
 
 class Frame(NamedTuple):
-    """One event as an SSE frame: ``id:`` position, ``event:`` kind, ``data:`` envelope."""
+    """One event as an SSE frame: ``id:`` position, ``event:`` kind, ``data:`` envelope
+    (and the envelope itself, for streams that map events to other frames)."""
 
     position: int
     kind: str
     data: bytes
+    envelope: Envelope
 
 
 def frame_of(rec: Recorded) -> Frame:
@@ -40,7 +43,7 @@ def frame_of(rec: Recorded) -> Frame:
     if b"\n" in raw or b"\r" in raw:  # never from our encoder; keep the framing safe anyway
         raw = codec.encode(rec.envelope)
     data = b"id: %d\nevent: %s\ndata: %s\n\n" % (rec.position, rec.kind.encode(), raw)
-    return Frame(rec.position, rec.kind, data)
+    return Frame(rec.position, rec.kind, data, rec.envelope)
 
 
 class Subscriber:

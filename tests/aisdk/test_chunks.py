@@ -13,7 +13,6 @@ from tests.aisdk import sequences as seq
 from tests.aisdk.conftest import run_node
 from threadline.services.gateway.aisdk import protocol
 from threadline.services.gateway.aisdk.chunks import TurnChunks, replay_start
-from threadline.services.gateway.aisdk.stream import record_of
 from threadline.services.gateway.hub import frame_of
 
 
@@ -174,9 +173,10 @@ def test_replay_starts_at_the_latest_attempt() -> None:
     assert replay_start(seq.records(seq.Log().add(seq.UserMessage(text="q"))), seq.TURN) == 0
 
 
-def test_a_hub_frame_decodes_to_its_record() -> None:
+def test_a_hub_frame_carries_its_record_and_envelope() -> None:
     rec = seq.records(seq.text())[3]
-    assert record_of(frame_of(rec)) == rec.raw
+    frame = frame_of(rec)
+    assert frame.envelope == rec.envelope and frame.data.endswith(b"data: " + rec.raw + b"\n\n")
 
 
 async def test_the_real_ai_sdk_assembles_every_sequence(node: str) -> None:

@@ -16,18 +16,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable, Sequence
 
-from threadline.events import codec
+from threadline.events.schema import Envelope
 from threadline.events.store import Recorded
 from threadline.services.gateway.aisdk import protocol as p
 from threadline.services.gateway.aisdk.chunks import TurnChunks, replay_start
 from threadline.services.gateway.context import Slot
 from threadline.services.gateway.hub import Frame, Subscriber
 from threadline.services.gateway.sse import SSEResponse, live
-
-
-def record_of(frame: Frame) -> bytes:
-    """The stored record inside a hub frame (``id: …\\nevent: …\\ndata: <record>\\n\\n``)."""
-    return frame.data.split(b"\ndata: ", 1)[1].removesuffix(b"\n\n")
 
 
 class TurnStream:
@@ -54,8 +49,7 @@ class TurnStream:
         self.lifetime_s = lifetime_s
         self.on_relay = on_relay
 
-    def _relay(self, position: int, record: Recorded | bytes) -> bytes:
-        env = record.envelope if isinstance(record, Recorded) else codec.decode(record, position)
+    def _relay(self, position: int, env: Envelope) -> bytes:
         chunks = self.mapper.feed(env)
         if not chunks or position <= self.after:
             return b""
@@ -66,7 +60,7 @@ class TurnStream:
         out = [p.frame(self.mapper.start())]
         start = replay_start(self.stored, self.mapper.turn)
         for rec in self.stored[start:]:
-            out.append(self._relay(rec.position, rec))
+            out.append(self._relay(rec.position, rec.envelope))
             if self.mapper.done:
                 yield b"".join(out) + p.DONE
                 return
@@ -94,7 +88,7 @@ class TurnStream:
             if frame.position <= self.seen:
                 continue  # already read from the store
             self.seen = frame.position
-            out.append(self._relay(frame.position, record_of(frame)))
+            out.append(self._relay(frame.position, frame.envelope))
             if self.mapper.done:
                 break
         return b"".join(out)
