@@ -29,9 +29,11 @@ from typing import Final
 import httpx
 import nats
 import nats.errors
+from nats.js.errors import BucketNotFoundError
 
 from threadline.base.config import StreamSettings
 from threadline.base.errors import StoreUnavailable, StreamConfigError
+from threadline.events.kv import buckets
 from threadline.events.stream import ensure_stream
 from threadline.services.runtime.natsconf import NodeConfig, render_node
 from threadline.services.runtime.natsserver import EmbeddedNats
@@ -179,6 +181,11 @@ class LocalCluster:
         nc = await nats.connect(self.nats_urls, connect_timeout=5, max_reconnect_attempts=-1)
         try:
             info = await ensure_stream(nc, self.stream)
+            for bucket in buckets(self.stream):  # at the stream's R (services would make R1)
+                try:
+                    await nc.jetstream().key_value(bucket.bucket)
+                except BucketNotFoundError:
+                    await nc.jetstream().create_key_value(bucket)
         finally:
             await nc.close()
         if info.config.num_replicas != self.stream.replicas:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 from nats.js.api import StreamConfig
 from nats.js.kv import KeyValue
@@ -24,6 +25,7 @@ from threadline.events.schema import UserMessage
 from threadline.events.snapshots import decode_snapshot
 from threadline.events.store import NewEvent
 from threadline.services.devmodel import DevModelSettings, serve
+from threadline.services.runtime.cluster import LocalCluster
 
 SNAPSHOTS, SESSIONS = (config.bucket for config in buckets(STREAM))
 #: what the services log when they cannot use a bucket (events/kv.py, events/sessions.py,
@@ -52,6 +54,21 @@ async def test_admin_made_the_buckets_as_the_services_would(prod: ProdCluster) -
             assert comparable(made.config) == comparable(theirs.config)
     finally:
         await admin.close()
+
+
+async def test_the_local_cluster_makes_the_buckets_at_the_streams_replicas(
+    tmp_path: Path,
+) -> None:
+    """``threadline cluster`` makes the buckets with the stream, at R3: a service would
+    make a missing one at R1, on one node, gone with that node."""
+    async with LocalCluster(tmp_path, agents=0, gateways=0, projector=False) as cluster:
+        nc = await nats.connect(cluster.nats_urls)
+        try:
+            for config in buckets(cluster.stream):
+                kv = await nc.jetstream().key_value(config.bucket)
+                assert (await kv.status()).stream_info.config.num_replicas == 3
+        finally:
+            await nc.close()
 
 
 async def stored(kv: KeyValue, key: str, timeout_s: float = 30) -> bytes:
