@@ -91,12 +91,14 @@ from threadline.projections.projector import Projector
 from threadline.projections.recorder import ViewRecorder
 from threadline.projections.sql import Db
 from threadline.services.agent.providers import (
-    FinishPart,
     ModelRequest,
-    Part,
     ProviderError,
     ProviderRegistry,
     ProviderSettings,
+)
+from threadline.services.agent.providers.parts import (
+    FinishPart,
+    Part,
     ReasoningDelta,
     TextDelta,
     ToolCallEnd,

@@ -2,7 +2,8 @@
 
 ``settings`` knows where providers are and how to authenticate; the adapters
 (``openai_chat``, ``anthropic_messages``) know their wire format and turn its stream
-into :data:`~.parts.Part` values; ``errors`` types every failure. See docs/providers.md.
+into :data:`~.parts.Part` values (import those from ``parts``); ``errors`` types every
+failure. See docs/providers.md.
 """
 
 from __future__ import annotations
@@ -14,33 +15,16 @@ from threadline.services.agent.providers._config import load_providers
 from threadline.services.agent.providers.anthropic_messages import AnthropicMessagesAdapter
 from threadline.services.agent.providers.errors import ProviderError
 from threadline.services.agent.providers.openai_chat import OpenAIChatAdapter
-from threadline.services.agent.providers.parts import (
-    FinishPart,
-    ModelAdapter,
-    ModelRequest,
-    Part,
-    ReasoningDelta,
-    TextDelta,
-    ToolCallEnd,
-    ToolCallStart,
-    UsagePart,
-)
+from threadline.services.agent.providers.parts import ModelAdapter, ModelRequest
 from threadline.services.agent.providers.settings import ProviderRegistry, ProviderSettings, Secret
 
 __all__ = [
-    "FinishPart",
     "ModelAdapter",
     "ModelRequest",
-    "Part",
     "ProviderError",
     "ProviderRegistry",
     "ProviderSettings",
-    "ReasoningDelta",
     "Secret",
-    "TextDelta",
-    "ToolCallEnd",
-    "ToolCallStart",
-    "UsagePart",
     "adapter_for",
     "load_providers",
 ]
