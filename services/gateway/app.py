@@ -29,7 +29,7 @@ from threadline.services.gateway.history import HistoryReader
 from threadline.services.gateway.openapi import BEARER, openapi_config, tighten
 from threadline.services.gateway.options import GatewayOptions
 from threadline.services.gateway.ratelimit import CommandRateLimit
-from threadline.services.gateway.routes import events, fork, messages, meta, sessions, usage
+from threadline.services.gateway.routes import events, messages, meta, sessions, usage
 from threadline.services.gateway.web import ROUTES as WEB_ROUTES
 
 V1_ROUTES: tuple[ControllerRouterHandler, ...] = (
@@ -43,7 +43,7 @@ V1_ROUTES: tuple[ControllerRouterHandler, ...] = (
     events.stream_events,
     events.export_session,
     meta.list_providers,
-    fork.fork,
+    sessions.fork,
     usage.get_usage,
 )
 PUBLIC_ROUTES: tuple[ControllerRouterHandler, ...] = (
