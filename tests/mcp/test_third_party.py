@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -123,6 +124,32 @@ async def test_server_everything_over_http_restarted_gets_a_new_session(npm_bin:
         command, port, "listening on port", "get-sum", PORT=str(port)
     )
     assert [(o.is_error, o.content) for o in outcomes] == [(False, "The sum of 1 and 2 is 3.")] * 3
+
+
+async def test_a_call_cut_off_by_a_restart_is_not_sent_again(npm_bin: Path) -> None:
+    """Only a request the server refused for want of the session is sent again: one it
+    was running when it went away may have had effects, so it is reported, not rerun."""
+    port = free_port()
+    command: list[str | Path] = [npm_bin / "mcp-server-everything", "streamableHttp"]
+    config = McpServerConfig(name="remote", transport="http", url=f"http://127.0.0.1:{port}/mcp")
+    running = asyncio.Event()
+
+    async def progress(done: float, total: float | None, message: str) -> None:
+        running.set()
+
+    async with ToolRegistry([config]) as registry:
+        async with run_http(command, port, "listening on port", env={"PORT": str(port)}):
+            call = asyncio.create_task(
+                registry.call(
+                    "remote__trigger-long-running-operation", {"duration": 2, "steps": 4},
+                    context=make_context(allowed=("remote",)), progress=progress,
+                )
+            )  # fmt: skip
+            await running.wait()
+        async with run_http(command, port, "listening on port", env={"PORT": str(port)}):
+            outcome = await call
+    assert outcome.is_error
+    assert "whether the tool ran is unknown" in outcome.content
 
 
 async def test_progress_is_requested_and_passed_on_throttled(npm_bin: Path) -> None:

@@ -6,6 +6,7 @@ See docs/mcp.md.
 
 from threadline.services.agent.tools.config import (
     META_OWNER,
+    META_REQUEST,
     META_SESSION,
     META_TURN,
     TOOL_SEPARATOR,
@@ -25,6 +26,7 @@ from threadline.services.agent.tools.registry import NOT_ALLOWED, Progress, Tool
 __all__ = [
     "DEFAULT_MAX_RESULT_BYTES",
     "META_OWNER",
+    "META_REQUEST",
     "META_SESSION",
     "META_TURN",
     "NOT_ALLOWED",

@@ -23,6 +23,8 @@ TOOL_SEPARATOR = "__"
 META_OWNER: Final = "threadline/owner"
 META_SESSION: Final = "threadline/session"
 META_TURN: Final = "threadline/turn"
+#: A tag of this request alone: a refused request is known by it, and sent again.
+META_REQUEST: Final = "threadline/request"
 
 _SERVER_NAME = re.compile(r"[a-z0-9_-]+")
 _CREDENTIAL_NAME = re.compile(r"(?i)key|token|secret|pass|auth|cred|cookie|session|private")

@@ -10,6 +10,8 @@ use the session from their own tasks; requests are correlated by the dispatcher.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +26,11 @@ from mcp.client.streamable_http import MCP_SESSION_ID, streamable_http_client
 from mcp.shared.message import SessionMessage
 from mcp.types import Implementation, Tool
 
-from threadline.services.agent.tools.config import McpServerConfig, ToolServerUnavailable
+from threadline.services.agent.tools.config import (
+    META_REQUEST,
+    McpServerConfig,
+    ToolServerUnavailable,
+)
 from threadline.services.agent.tools.content import describe_exception, redact
 
 logger = logging.getLogger(__name__)
@@ -65,17 +71,21 @@ async def _watched(transport: Transport, on_eof: Callable[[], None]) -> AsyncIte
 
 
 @asynccontextmanager
-async def _http_transport(
-    config: McpServerConfig, on_session_lost: Callable[[], None]
-) -> AsyncIterator[Any]:
+async def _http_transport(config: McpServerConfig, conn: Connection) -> AsyncIterator[Any]:
     read_timeout = max(_HTTP_READ_TIMEOUT_S, config.call_timeout_s + 5)
     timeout = httpx2.Timeout(config.startup_timeout_s, read=read_timeout)
 
     async def check(response: httpx2.Response) -> None:
-        # The MCP spec: a 404 to a request naming a session means the server no longer
-        # knows it (it restarted, say). Some servers (server-everything) answer 400.
-        if response.status_code in (400, 404) and MCP_SESSION_ID in response.request.headers:
-            on_session_lost()
+        # The MCP spec: a 404 to a message naming a session means the server no longer
+        # knows it (it restarted, say), and did not take the message. Some servers
+        # (server-everything) answer 400.
+        request = response.request
+        if response.status_code not in (400, 404) or MCP_SESSION_ID not in request.headers:
+            return
+        if request.method == "POST":
+            conn.session_lost.set()
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                conn.rejected.add(json.loads(request.content)["params"]["_meta"][META_REQUEST])
 
     # The configured headers are sent as configured; nothing of the end user's is added.
     async with (
@@ -133,6 +143,8 @@ class Connection:
         self._eof = asyncio.Event()
         #: set when the HTTP server answered that it does not know this session (any more)
         self.session_lost = asyncio.Event()
+        #: the ``META_REQUEST`` tags of the requests it refused for that reason
+        self.rejected: set[str] = set()
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -207,9 +219,7 @@ class Connection:
     async def _transport(self) -> AsyncIterator[Any]:
         config = self.config
         if config.transport == "http":
-            async with _watched(
-                _http_transport(config, self.session_lost.set), self._eof.set
-            ) as streams:
+            async with _watched(_http_transport(config, self), self._eof.set) as streams:
                 yield streams
             return
         params = StdioServerParameters(

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar, cast
@@ -23,6 +24,7 @@ from threadline.base.redact import register_secret
 from threadline.events.conversation import ToolSpec
 from threadline.services.agent.tools.config import (
     META_OWNER,
+    META_REQUEST,
     META_SESSION,
     META_TURN,
     McpServerConfig,
@@ -132,7 +134,7 @@ class ToolRegistry:
                 return cached
             config = self._configs[name]
             try:
-                tools = await self._on_session(name, Connection.list_all_tools)
+                tools = await self._on_session(name, Connection.list_all_tools, idempotent=True)
             except ToolServerUnavailable:
                 raise
             except TimeoutError:
@@ -199,9 +201,12 @@ class ToolRegistry:
         if conn is not None:
             self._drop(name, conn)
 
-    async def _on_session(self, name: str, use: Callable[[Connection], Awaitable[T]]) -> T:
-        """``use(connection)``; once more on a new session when the server answered that
-        it does not know ours (it restarted: the MCP spec says to start a new session).
+    async def _on_session(
+        self, name: str, use: Callable[[Connection], Awaitable[T]], *, idempotent: bool = False
+    ) -> T:
+        """``use(connection)``; when the server answered that it does not know our session
+        (it restarted), on a new session (as the MCP spec says), and ``use`` once more if
+        it is idempotent or the server refused its request (:class:`_Refused`).
 
         Raises:
             _Disconnected: the server went away during ``use`` (the session is dropped).
@@ -211,11 +216,12 @@ class ToolRegistry:
             try:
                 return await use(conn)
             except Exception as exc:
-                closed = isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED
-                if closed or not conn.alive or conn.session_lost.is_set():
+                gone = not conn.alive or isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED
+                lost = conn.session_lost.is_set()
+                if gone or lost:
                     self._drop(name, conn)
-                if not conn.session_lost.is_set() or retry:
-                    if closed or not conn.alive:
+                if retry or not (lost and (idempotent or isinstance(exc, _Refused))):
+                    if gone:
                         raise _Disconnected from exc
                     raise
         raise AssertionError("unreachable")
@@ -281,6 +287,7 @@ class ToolRegistry:
         context: ToolContext,
         progress: ProgressFnT | None,
     ) -> CallToolResult:
+        tag = uuid.uuid4().hex
         # An open map on the wire; mypy does not know TypedDict ``extra_items`` yet.
         meta = cast(
             RequestParamsMeta,
@@ -288,13 +295,20 @@ class ToolRegistry:
                 META_OWNER: context.owner,
                 META_SESSION: context.session_id,
                 META_TURN: context.turn_id,
+                META_REQUEST: tag,
             },
         )
         timeout = conn.config.call_timeout_s
-        async with asyncio.timeout(timeout):
-            return await conn.client.call_tool(
-                tool, arguments, read_timeout_seconds=timeout, progress_callback=progress, meta=meta
-            )
+        try:
+            async with asyncio.timeout(timeout):
+                return await conn.client.call_tool(
+                    tool, arguments, read_timeout_seconds=timeout, progress_callback=progress,
+                    meta=meta,
+                )  # fmt: skip
+        except MCPError as exc:
+            if tag in conn.rejected:
+                raise _Refused from exc  # the server never ran it
+            raise
 
 
 class _Reports:
@@ -317,6 +331,10 @@ class _Reports:
             logger.debug("progress not passed on: %s", exc)
 
 
+class _Refused(Exception):
+    """The server refused the request for want of the session (its cause: the error)."""
+
+
 class _Disconnected(Exception):
     """The server went away during a request."""
 
@@ -324,6 +342,8 @@ class _Disconnected(Exception):
 def _failure(config: McpServerConfig, exc: Exception) -> str:
     """What the model is told when a call failed."""
     name = config.name
+    if isinstance(exc, _Refused) and isinstance(exc.__cause__, MCPError):
+        exc = exc.__cause__
     if isinstance(exc, ToolServerUnavailable):
         return f"tool server {name!r} is unavailable: {exc.reason}"
     if isinstance(exc, TimeoutError) or (isinstance(exc, MCPError) and exc.code == REQUEST_TIMEOUT):
