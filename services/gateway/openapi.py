@@ -5,8 +5,8 @@ promise more (or less) than the API accepts: it leaves out ``additionalPropertie
 false`` for request bodies (they refuse unknown fields) and ``minimum: 0`` (a falsy
 bound is dropped), it marks optional bodies as required, and it makes optional query
 and header parameters nullable (a client cannot send a null header). :func:`tighten`
-fixes the generated document before it is served, and documents the 429 every command
-(``POST``) may answer under the per-owner rate limit (:mod:`.ratelimit`).
+fixes the generated document before it is served. (Every command, a ``POST``, lists the
+429 of the per-owner rate limit, :mod:`.ratelimit`, among its error responses.)
 """
 
 from __future__ import annotations
@@ -19,11 +19,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import (
     Components,
-    OpenAPIMediaType,
-    OpenAPIResponse,
     Parameter,
-    PathItem,
-    Reference,
     RequestBody,
     Schema,
     SecurityScheme,
@@ -105,30 +101,8 @@ def tighten(app: Litestar) -> None:
             for parameter in (operation.parameters or []) if operation else []:
                 if isinstance(parameter, Parameter) and isinstance(parameter.schema, Schema):
                     _drop_null(parameter.schema)
-    _document_rate_limit(paths)
     for path, method in _OPTIONAL_BODIES:
         operation = getattr(paths.get(path), method, None)
         body = getattr(operation, "request_body", None)
         if isinstance(body, RequestBody):
             body.required = False
-
-
-def _document_rate_limit(paths: dict[str, PathItem]) -> None:
-    """Every command (``POST``) may answer 429 under the per-owner rate limit."""
-    for path, item in paths.items():
-        if item.post is None or not path.startswith("/v1/"):
-            continue
-        responses = item.post.responses if item.post.responses is not None else {}
-        responses.setdefault(
-            "429",
-            OpenAPIResponse(
-                description="Too many commands from this owner (rate limit); "
-                "retry after `Retry-After`",
-                content={
-                    "application/json": OpenAPIMediaType(
-                        schema=Reference(ref="#/components/schemas/ErrorBody")
-                    )
-                },
-            ),
-        )
-        item.post.responses = responses

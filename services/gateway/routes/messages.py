@@ -31,7 +31,7 @@ def _accepted(rec: Recorded) -> TurnAccepted:
     description="Appends `user_message` with a new turn id; the agent answers on the event "
     "stream. A retry with the same `Idempotency-Key` (or `client_message_id`) appends "
     "nothing and returns the same turn id and position.",
-    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429),
 )
 async def post_message(
     request: Request[Any, Any, Any],
@@ -58,7 +58,7 @@ async def post_message(
     summary="Stop a turn",
     description="Appends `cancel_requested` for `turn_id`, or else the running turn (or the "
     "next pending one). 409 when there is nothing to stop.",
-    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429),
 )
 async def cancel_turn(
     request: Request[Any, Any, Any],
@@ -88,7 +88,7 @@ async def cancel_turn(
     "and returns it. A failed turn's question is not in the model's context: a retry is how "
     "it gets asked again. Retrying the same turn again returns the same new turn; while "
     "the turn runs, it is returned itself.",
-    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429),
 )
 async def retry_turn(
     request: Request[Any, Any, Any],

@@ -47,7 +47,7 @@ async def sessions_options() -> Response[None]:
     summary="Start a session",
     description="Appends `session_started` owned by the caller. Provider, model and tool "
     "servers are checked against the configuration (422 naming the field).",
-    responses=error_responses(400, 401, 409, 413, 422),
+    responses=error_responses(400, 401, 409, 413, 422, 429),
 )
 async def create_session(
     request: Request[Any, Any, Any],
@@ -125,7 +125,7 @@ async def get_session(
     "same settings; `provider` and `model` may be replaced (checked against the catalog). "
     "Answers the new id and the position and version of its last event (pass `position` "
     "as `wait_for`). A retry with the same `Idempotency-Key` creates one fork.",
-    responses=error_responses(400, 401, 404, 409, 413, 422),
+    responses=error_responses(400, 401, 404, 409, 413, 422, 429),
 )
 async def fork(
     request: Request[Any, Any, Any],
