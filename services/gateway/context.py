@@ -63,7 +63,7 @@ class Gateway:
         self.owners = Owners(store)
         self.limiter = ConnectionLimiter(options.max_sse_per_owner)
         #: the per-owner rate limit on commands (every POST)
-        self.rate = RateLimiter.from_options(options.rate)
+        self.rate = RateLimiter(options.rate.per_s, options.rate.burst)
         #: the default reader is ours to start and stop; a plugged-in one is not
         self._own_history: StoreHistory | None = None
         self.history: HistoryReader

@@ -83,7 +83,9 @@ def unprocessable(field: str, message: str, type_: str = "invalid_request") -> P
     return Problem(422, type_, f"{field}: {message}", field=field)
 
 
-def problem_response(problem: Problem) -> Response[ErrorBody]:
+def exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    """Every error leaves as one body (:func:`_translate`)."""
+    problem = _translate(exc)
     body = ErrorBody(
         error=ErrorDetail(type=problem.type, message=problem.message, field=problem.field)
     )
@@ -187,10 +189,6 @@ def _validation_problem(exc: ValidationException) -> Problem:
         text = f"{field}: {message}" if field else message
         return Problem(422, "invalid_request", text, field=field)
     return Problem(422, "invalid_request", "the request is invalid")
-
-
-def exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
-    return problem_response(_translate(exc))
 
 
 _DESCRIPTIONS = {

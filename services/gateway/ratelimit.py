@@ -27,7 +27,6 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from threadline.services.gateway.auth import Principal
 from threadline.services.gateway.errors import Problem
-from threadline.services.gateway.options import RateOptions
 
 #: owners tracked at once; beyond this the least recently seen bucket is forgotten
 _MAX_OWNERS: Final = 100_000
@@ -53,10 +52,6 @@ class RateLimiter:
         #: commands refused so far
         self.refused = 0
 
-    @classmethod
-    def from_options(cls, options: RateOptions) -> RateLimiter:
-        return cls(options.per_s, options.burst)
-
     @property
     def enabled(self) -> bool:
         return self.per_s > 0 and self.burst > 0
@@ -80,16 +75,6 @@ class RateLimiter:
         return wait
 
 
-def rate_limited(wait_s: float) -> Problem:
-    retry_after = max(1, math.ceil(wait_s))
-    return Problem(
-        429,
-        "rate_limited",
-        f"too many commands from this owner; retry in {retry_after} s",
-        headers={"Retry-After": str(retry_after)},
-    )
-
-
 class CommandRateLimit:
     """ASGI middleware (after authentication): 429 for an owner's ``POST`` over the limit."""
 
@@ -101,7 +86,12 @@ class CommandRateLimit:
         if scope["type"] == ScopeType.HTTP and scope.get("method") == "POST":
             user: Any = scope.get("user")
             if isinstance(user, Principal):
-                wait = self.limiter.take(user.owner)
+                wait = math.ceil(self.limiter.take(user.owner))
                 if wait > 0:
-                    raise rate_limited(wait)
+                    raise Problem(
+                        429,
+                        "rate_limited",
+                        f"too many commands from this owner; retry in {wait} s",
+                        headers={"Retry-After": str(wait)},
+                    )
         await self.app(scope, receive, send)
