@@ -67,21 +67,8 @@ def usage(db: Db, owner: str, day: str | None) -> UsageReport:
         "ORDER BY day, provider, model",
         *args,
     )
-    out = [
-        UsageRow(
-            day=r[0],
-            provider=r[1],
-            model=r[2],
-            turns=int(r[3]),
-            input_tokens=int(r[4]),
-            output_tokens=int(r[5]),
-            reasoning_tokens=int(r[6]),
-            cached_input_tokens=int(r[7]),
-            duration_ms=float(r[8]),
-            ttft_ms_avg=None if r[9] is None else float(r[9]),
-        )  # fmt: skip
-        for r in rows
-    ]
+    # the columns in UsageRow's field order
+    out = [UsageRow(**dict(zip(UsageRow.__struct_fields__, r, strict=True))) for r in rows]
     return UsageReport(
         owner=owner,
         day=day,
