@@ -13,7 +13,7 @@ the projections (:class:`~threadline.services.gateway.projection_history.Project
 from __future__ import annotations
 
 import contextlib
-from typing import Protocol, TypeVar, assert_never, runtime_checkable
+from typing import Protocol, TypeVar, assert_never
 
 import msgspec
 
@@ -48,7 +48,7 @@ class InvalidCursor(ValueError):
 
 
 class HistoryReader(Protocol):
-    """The sessions list (and read-your-writes for it)."""
+    """The sessions list (and read-your-writes for it), and the usage report."""
 
     async def list_sessions(self, owner: str, *, limit: int, cursor: str | None) -> SessionPage:
         """The owner's sessions, newest first. Raises :class:`InvalidCursor`."""
@@ -58,14 +58,10 @@ class HistoryReader(Protocol):
         """Wait until reads reflect the log up to ``position``; False on timeout."""
         ...
 
-
-@runtime_checkable
-class UsageReader(Protocol):
-    """What ``GET /v1/usage`` needs; readers over the projections have it."""
-
     async def usage(self, owner: str, *, day: str | None) -> UsageReport:
         """The owner's usage per day, provider and model (one UTC day, or every day).
-        Raises ``InvalidInput`` for a day that is not a date."""
+        Raises ``InvalidInput`` for a day that is not a date; a reader without the
+        projections answers 501."""
         ...
 
 

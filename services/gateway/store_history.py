@@ -28,6 +28,8 @@ from threadline.base.errors import StoreError, StoreUnavailable, ThreadlineError
 from threadline.events.directory import MemoryDirectory, Row, SessionDirectory
 from threadline.events.schema import SessionStarted
 from threadline.events.store import EventStore, Recorded
+from threadline.projections.model import UsageReport
+from threadline.services.gateway.errors import Problem
 from threadline.services.gateway.history import InvalidCursor
 from threadline.services.gateway.models import SessionPage, SessionSummary
 
@@ -135,6 +137,11 @@ class StoreHistory:
         last = chosen[-1] if chosen else None
         next_cursor = f"{last.created_at}.{last.session}" if more and last else None
         return SessionPage(sessions=sessions, next_cursor=next_cursor)
+
+    async def usage(self, owner: str, *, day: str | None) -> UsageReport:
+        raise Problem(
+            501, "not_implemented", "usage needs the projections; this gateway reads the log"
+        )
 
     async def wait(self, position: int, *, timeout_s: float) -> bool:
         """Sessions are read from the store directly, so only the list can lag.

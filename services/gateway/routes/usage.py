@@ -12,8 +12,7 @@ from litestar.params import Parameter
 from threadline.base.errors import InvalidInput
 from threadline.projections.model import UsageReport
 from threadline.services.gateway.context import GW, principal_of
-from threadline.services.gateway.errors import ErrorBody, Problem, error_responses, unprocessable
-from threadline.services.gateway.history import UsageReader
+from threadline.services.gateway.errors import ErrorBody, error_responses, unprocessable
 from threadline.services.gateway.routes.params import WaitFor
 
 DAY_PATTERN = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"
@@ -45,14 +44,8 @@ async def get_usage(
     ] = "",
     wait_for: WaitFor = 0,
 ) -> UsageReport:
-    principal = principal_of(request)
-    reader = gw.history
-    if not isinstance(reader, UsageReader):
-        raise Problem(
-            501, "not_implemented", "usage needs the projections; this gateway reads the log"
-        )
     await gw.caught_up(wait_for)
     try:
-        return await reader.usage(principal.owner, day=day or None)
+        return await gw.history.usage(principal_of(request).owner, day=day or None)
     except InvalidInput:
         raise unprocessable("day", f"not a date: {day[:40]!r}") from None
