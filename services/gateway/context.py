@@ -74,14 +74,14 @@ class Gateway:
             self.history = self._own_history
         else:
             self.history = history
-        self._tasks: list[asyncio.Task[None]] = []
+        self._turns: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.hub.start()
         await self.sessions.open()
         if self._own_history is not None:
             await self._own_history.start()
-        self._tasks.append(asyncio.create_task(self.metrics.follow_turns(self.store)))
+        self._turns = asyncio.create_task(self.metrics.follow_turns(self.store))
 
     def end_streams(self) -> None:
         """Start shutting down: end SSE streams so the server can stop promptly."""
@@ -89,12 +89,10 @@ class Gateway:
 
     async def close(self) -> None:
         await self.hub.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        if self._turns is not None:
+            self._turns.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+                await self._turns
         if self._own_history is not None:
             await self._own_history.close()
         await self.sessions.close()
@@ -129,14 +127,6 @@ class Slot:
     def held(self) -> Iterator[Slot]:
         """Take the owner's connection (429 if none is free); give everything back if
         the block fails (a response made in it gives it back when it ends)."""
-        self.acquire()
-        try:
-            yield self
-        except BaseException:
-            self.release()
-            raise
-
-    def acquire(self) -> None:
         if not self.gw.limiter.acquire(self.principal.owner):
             raise Problem(
                 429,
@@ -145,6 +135,11 @@ class Slot:
                 headers={"Retry-After": "5"},
             )
         self.acquired = True
+        try:
+            yield self
+        except BaseException:
+            self.release()
+            raise
 
     async def join(self) -> tuple[Subscriber, int]:
         """Subscribe to the session's live events: the buffer and ``live_from``."""
