@@ -9,12 +9,6 @@ from litestar.params import HeaderParameter, Parameter
 from threadline.services.commands.keys import KEY_PATTERN
 from threadline.services.gateway.models import POSITION_MAX, SESSION_ID_PATTERN
 
-
-def optional(pattern: str) -> str:
-    """``^X$`` -> ``^(X)?$``: the same values, or the empty string (absent)."""
-    return f"^({pattern.removeprefix('^').removesuffix('$')})?$"
-
-
 #: a path segment naming a session; a malformed one is a 404 like an unknown one
 SessionId = Annotated[
     str,
@@ -31,7 +25,7 @@ IdempotencyKey = Annotated[
     str,
     HeaderParameter(
         name="Idempotency-Key",
-        pattern=optional(KEY_PATTERN),
+        pattern=f"^({KEY_PATTERN[1:-1]})?$",  # a key, or "" (absent)
         required=False,
         description="Retrying with the same key appends nothing new and answers the same.",
     ),
