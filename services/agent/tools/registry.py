@@ -62,7 +62,7 @@ Progress = Callable[[float, float | None, str], Awaitable[None]]
 class _Listing:
     expires: float
     specs: tuple[ToolSpec, ...]
-    names: frozenset[str]
+    names: frozenset[str]  # the specs' (prefixed) names
 
 
 class ToolRegistry:
@@ -155,7 +155,6 @@ class ToolRegistry:
     def _make_listing(self, config: McpServerConfig, tools: list[Tool]) -> _Listing:
         allowed = config.allowed_tools
         specs: list[ToolSpec] = []
-        names: set[str] = set()
         for tool in tools:
             if allowed is not None and tool.name not in allowed:
                 continue
@@ -168,8 +167,8 @@ class ToolRegistry:
                 continue
             description = tool.description or tool.title or ""
             specs.append(ToolSpec(name=name, description=description, parameters=tool.input_schema))
-            names.add(tool.name)
-        return _Listing(time.monotonic() + self._ttl, tuple(specs), frozenset(names))
+        names = frozenset(spec.name for spec in specs)
+        return _Listing(time.monotonic() + self._ttl, tuple(specs), names)
 
     # -------------------------------------------------------------- connecting
 
@@ -262,7 +261,7 @@ class ToolRegistry:
         ):
             return outcome(NOT_ALLOWED, True)
         try:
-            if tool not in (await self._listing(server)).names:
+            if prefixed_name not in (await self._listing(server)).names:
                 return outcome(NOT_ALLOWED, True)
             reports = _Reports(progress, self._progress_interval_s, config) if progress else None
             try:
