@@ -250,7 +250,7 @@ class LocalCluster:
 
     async def kill_agent(self, index: int) -> None:
         """``kill -9`` one agent worker and its children (its MCP server)."""
-        await self.agents[index].kill()
+        await self.agents[index].stop(kill=True)
 
     async def restart_agent(self, index: int, *, attempts: int = 4) -> None:
         """Start an agent worker again. Like a supervisor's restart policy, try again if

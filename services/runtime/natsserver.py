@@ -7,18 +7,17 @@ log while nothing is running, and by the tests (one server per test session).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import logging
 import os
 import re
 import shutil
-import signal
 import sys
+from asyncio.subprocess import PIPE
 from pathlib import Path
 from typing import Final
 
 from threadline.base.errors import ConfigurationError, PortInUse, StoreUnavailable
+from threadline.services.runtime.processes import Child
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,6 @@ MIN_VERSION: Final = (2, 11)
 _LISTEN_RE: Final = re.compile(rb"Listening for client connections on ([\d.]+):(\d+)")
 _READY_RE: Final = re.compile(rb"Server is ready")
 _VERSION_RE: Final = re.compile(rb"v(\d+)\.(\d+)\.(\d+)")
-_PR_SET_PDEATHSIG: Final = 1
 
 
 def find_binary() -> str:
@@ -43,14 +41,7 @@ def find_binary() -> str:
     return found
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Ask Linux to SIGTERM the server if Threadline dies (no orphaned nats-server)."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-class EmbeddedNats:
+class EmbeddedNats(Child):
     """A nats-server with JetStream storing under ``store_dir``.
 
     ``port=0`` lets the server pick a free port; :attr:`url` is known once started.
@@ -73,9 +64,9 @@ class EmbeddedNats:
         self.config_text = config_text
         self.binary = binary or find_binary()
         self.startup_timeout_s = startup_timeout_s
-        self.process: asyncio.subprocess.Process | None = None
-        self._drain: asyncio.Task[None] | None = None
-        self.url = ""
+        self.name = "nats-server"
+        self.url = self._listen = ""
+        self._lines: list[bytes] = []
 
     async def version(self) -> tuple[int, int, int]:
         proc = await asyncio.create_subprocess_exec(
@@ -102,69 +93,23 @@ class EmbeddedNats:
             conf = self.store_dir / "nats-server.conf"
             conf.write_text(self.config_text)
             args += ["-c", str(conf)]
-        self.process = await asyncio.create_subprocess_exec(
-            *args,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            start_new_session=True,  # a terminal's Ctrl-C reaches us, and we stop it in order
-        )
-        try:
-            async with asyncio.timeout(self.startup_timeout_s):
-                self.url = await self._wait_ready()
-        except TimeoutError:
-            await self.stop()
-            raise StoreUnavailable(
-                f"nats-server did not become ready within {self.startup_timeout_s} s"
-            ) from None
-        except BaseException:  # it exited (a busy port...): reap it
-            await self.stop()
-            raise
-        self._drain = asyncio.create_task(self._drain_output())
+        self._listen, self._lines = "", []
+        self.url = await self._launch(args, self.startup_timeout_s, stderr=PIPE)
         return self.url
 
-    async def _wait_ready(self) -> str:
-        assert self.process is not None and self.process.stderr is not None
-        url = ""
-        lines: list[bytes] = []
-        while True:
-            line = await self.process.stderr.readline()
-            if not line:
-                tail = b"".join(lines[-5:]).decode(errors="replace")
-                raise StoreUnavailable(f"nats-server exited during start-up:\n{tail}")
-            lines.append(line)
-            if b"address already in use" in line:
-                raise PortInUse(self.host, self.port)
-            listen = _LISTEN_RE.search(line)
-            if listen:
-                url = f"nats://{listen.group(1).decode()}:{listen.group(2).decode()}"
-            if _READY_RE.search(line) and url:
-                return url
+    def _ready(self, line: bytes) -> str:
+        if not line:
+            tail = b"".join(self._lines[-5:]).decode(errors="replace")
+            raise StoreUnavailable(f"nats-server exited during start-up:\n{tail}")
+        self._lines.append(line)
+        if b"address already in use" in line:
+            raise PortInUse(self.host, self.port)
+        if listen := _LISTEN_RE.search(line):
+            self._listen = f"nats://{listen.group(1).decode()}:{listen.group(2).decode()}"
+        return self._listen if _READY_RE.search(line) else ""
 
-    async def _drain_output(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        while line := await self.process.stderr.readline():
-            log.debug("nats-server: %s", line.decode(errors="replace").rstrip())
-
-    async def stop(self, *, kill: bool = False) -> None:
-        """Stop the server (SIGTERM, or SIGKILL with ``kill``) and wait for it to exit."""
-        proc = self.process
-        if proc is None:
-            return
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                async with asyncio.timeout(15):
-                    await proc.wait()
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        if self._drain is not None:
-            self._drain.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drain
-            self._drain = None
-        self.process = None
+    def _output(self, line: bytes) -> None:
+        log.debug("nats-server: %s", line.decode(errors="replace").rstrip())
 
     async def restart(self, *, kill: bool = False) -> str:
         """Stop and start again on the same port and store (for fault tests)."""

@@ -11,22 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import signal
 import socket
 import sys
+from asyncio.subprocess import PIPE
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
 from threadline.base.config import StreamSettings
 from threadline.base.errors import StoreUnavailable
-from threadline.services.runtime.natsserver import _die_with_parent
 
 _POLL_S: Final = 0.1
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGTERM the child if Threadline dies (no orphaned processes)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_event() -> asyncio.Event:
@@ -99,8 +108,89 @@ async def stream_last_seq(client: httpx.AsyncClient, monitor_url: str, stream: s
     return None
 
 
-class ServiceProcess:
-    """``python -m <module> <args>`` with ``env``; ready when stdout matches ``ready``."""
+class Child:
+    """A child process in its own session and process group (a terminal's Ctrl-C reaches
+    us, and we stop it in order) that dies with this one (PDEATHSIG on Linux). It is
+    ready once :meth:`_ready` accepts a line of its piped output (stdout, else stderr);
+    the rest of that output goes to :meth:`_output`."""
+
+    name = "child"
+    hint = ""  # said after a start-up failure (e.g. where its log is)
+    process: asyncio.subprocess.Process | None = None
+    _drain: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    async def _launch(self, args: Sequence[str], timeout_s: float, **io: Any) -> str:
+        """Start ``args``; return what :meth:`_ready` returned (the child is stopped if it
+        does not get there within ``timeout_s``)."""
+        self.process = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            start_new_session=True, **io,
+        )  # fmt: skip
+        output = self.process.stdout or self.process.stderr
+        assert output is not None
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not (ready := self._ready(await output.readline())):
+                    pass
+        except BaseException as exc:  # it exited (a busy port...), or took too long
+            await self.stop(kill=True)
+            if isinstance(exc, TimeoutError):
+                raise StoreUnavailable(f"{self.name} did not start in time{self.hint}") from None
+            raise
+        self._drain = asyncio.create_task(self._copy(output))
+        return ready
+
+    def _ready(self, line: bytes) -> str:
+        """What the start-up line says ("" while it has not come); raise at the end of
+        the output (``b""``)."""
+        raise NotImplementedError
+
+    def _output(self, line: bytes) -> None:
+        """A line of output after start-up."""
+
+    async def _copy(self, output: asyncio.StreamReader) -> None:
+        while line := await output.readline():
+            self._output(line)
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        """Signal the child and everything it started, synchronously (e.g. ``SIGKILL``
+        at an exact moment; :meth:`stop` reaps it afterwards)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, sig)
+
+    async def stop(self, *, kill: bool = False, timeout_s: float = 15.0) -> None:
+        """SIGTERM (the child stops cleanly; SIGKILL after ``timeout_s``), or ``kill -9``
+        at once with ``kill``; then kill whatever is left of its group (e.g. an MCP
+        server) and wait for the child and the end of its output."""
+        proc = self.process
+        if proc is None:
+            return
+        if kill:
+            self.signal_group(signal.SIGKILL)
+        elif proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await proc.wait()
+        self.signal_group(signal.SIGKILL)  # leftovers, or a hung child
+        await proc.wait()
+        if self._drain is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(5):  # the pipe closes once the group is gone
+                    await self._drain
+            self._drain = None
+        self.process = None
+
+
+class ServiceProcess(Child):
+    """``python -m <module> <args>`` with ``env``; ready when stdout matches ``ready``.
+    Its stdout and stderr go to ``log_path``."""
 
     def __init__(
         self,
@@ -118,15 +208,10 @@ class ServiceProcess:
         self.args = list(args)
         self.env = dict(env)
         self.log_path = log_path
+        self.hint = f" (log: {log_path})"
         self.ready = re.compile(ready)
         self.startup_timeout_s = startup_timeout_s
-        self.process: asyncio.subprocess.Process | None = None
         self.ready_line = ""
-        self._drain: asyncio.Task[None] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
 
     @property
     def running(self) -> bool:
@@ -136,78 +221,19 @@ class ServiceProcess:
         """Start and wait for the ready line; returns it (it may carry the service's URL)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", self.module, *self.args,
-                env=self.env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=log,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-                start_new_session=True,
-            )  # fmt: skip
-        try:
-            async with asyncio.timeout(self.startup_timeout_s):
-                self.ready_line = await self._wait_ready()
-        except (TimeoutError, StoreUnavailable) as exc:
-            await self.kill()
-            reason = "did not start in time" if isinstance(exc, TimeoutError) else str(exc)
-            raise StoreUnavailable(f"{self.name} {reason} (log: {self.log_path})") from None
-        self._drain = asyncio.create_task(self._copy_output())
+            args = [sys.executable, "-m", self.module, *self.args]
+            self.ready_line = await self._launch(
+                args, self.startup_timeout_s, env=self.env, stdout=PIPE, stderr=log
+            )
         return self.ready_line
 
-    async def _wait_ready(self) -> str:
-        assert self.process is not None and self.process.stdout is not None
+    def _ready(self, line: bytes) -> str:
+        if not line:
+            raise StoreUnavailable(f"{self.name} exited during start-up{self.hint}")
+        self._output(line)
+        text = line.decode(errors="replace")
+        return text.strip() if self.ready.search(text) else ""
+
+    def _output(self, line: bytes) -> None:
         with self.log_path.open("ab") as log:
-            while True:
-                line = await self.process.stdout.readline()
-                if not line:
-                    raise StoreUnavailable("exited during start-up")
-                log.write(line)
-                text = line.decode(errors="replace")
-                if self.ready.search(text):
-                    return text.strip()
-
-    async def _copy_output(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        with self.log_path.open("ab") as log:
-            while line := await self.process.stdout.readline():
-                log.write(line)
-                log.flush()
-
-    def signal_group(self, sig: signal.Signals) -> None:
-        """Signal the service and everything it started, synchronously (e.g. ``SIGKILL``
-        at an exact moment; ``kill`` reaps it afterwards)."""
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, sig)
-
-    async def kill(self) -> None:
-        """``kill -9`` the service and everything it started; wait for it to be gone."""
-        if self.process is None:
-            return
-        self.signal_group(signal.SIGKILL)
-        await self._reap()
-
-    async def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM (the service stops cleanly), SIGKILL after ``timeout_s``; then make sure
-        nothing it started is left."""
-        proc = self.process
-        if proc is None:
-            return
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await proc.wait()
-            except TimeoutError:
-                pass
-        self.signal_group(signal.SIGKILL)  # leftovers (e.g. an MCP server), or a hung one
-        await self._reap()
-
-    async def _reap(self) -> None:
-        assert self.process is not None
-        await self.process.wait()
-        if self._drain is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                async with asyncio.timeout(5):  # the pipe closes once the group is gone
-                    await self._drain
-            self._drain = None
-        self.process = None
+            log.write(line)

@@ -53,40 +53,39 @@ class ConnectionLimits:
     on_reclaim: Callable[[Reason], None] | None = None
 
 
-class _Guard:
-    """The two timers of one connection; ``conn`` is a uvicorn HTTP protocol."""
+class _Guarded(asyncio.Protocol):
+    """Mixin, before a uvicorn HTTP protocol in the bases (whose ``cycle``, ``transport``
+    and ``loop`` it reads): the two timers of a connection, run off the protocol's
+    connection, data and flow-control callbacks."""
 
-    __slots__ = ("_deadline", "_read_timer", "_send_timer", "conn", "limits", "loop")
-
-    def __init__(self, conn: Any, limits: ConnectionLimits) -> None:
-        self.conn = conn
-        self.limits = limits
-        self.loop = asyncio.get_running_loop()
-        self._deadline: float | None = None
-        self._read_timer: asyncio.TimerHandle | None = None
-        self._send_timer: asyncio.TimerHandle | None = None
+    limits: ConnectionLimits = ConnectionLimits()
+    cycle: Any
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    _deadline: float | None = None
+    _read_timer: asyncio.TimerHandle | None = None
+    _send_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ reading
 
-    def _request_read(self) -> bool:
-        """The current request's head and body are in (the application has them)."""
-        cycle = self.conn.cycle
-        return cycle is not None and not cycle.response_complete and not cycle.more_body
-
-    def opened(self) -> None:
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
         self._start_reading()
 
-    def received(self, size: int) -> None:
-        if self._request_read():
-            self._stop_reading()
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not cycle.more_body:
+            self._stop_reading()  # the request's head and body are in (the app has them)
             return
         if self._deadline is None:
             self._start_reading()
         if self._deadline is not None and self.limits.read_min_rate > 0:
-            self._deadline += size / self.limits.read_min_rate
+            self._deadline += len(data) / self.limits.read_min_rate
 
-    def responded(self) -> None:
+    def on_response_complete(self) -> None:
         """A response is complete: idle time until the next request is keep-alive's."""
+        super().on_response_complete()  # type: ignore[misc]  # the uvicorn protocol has it
         self._stop_reading()
 
     def _start_reading(self) -> None:
@@ -113,10 +112,9 @@ class _Guard:
             self._arm_read(remaining)
             return
         self._deadline = None
-        transport: asyncio.Transport = self.conn.transport
+        transport, cycle = self.transport, self.cycle
         if transport.is_closing():
             return
-        cycle = self.conn.cycle
         if cycle is None:  # the first request's head is incomplete: say why
             transport.write(_REQUEST_TIMEOUT)
         if cycle is not None and not cycle.response_complete:
@@ -129,65 +127,37 @@ class _Guard:
 
     # ------------------------------------------------------------ sending
 
-    def paused(self) -> None:
+    def pause_writing(self) -> None:
+        super().pause_writing()
         if self._send_timer is None:
             self._send_timer = self.loop.call_later(self.limits.send_timeout_s, self._send_expired)
 
-    def resumed(self) -> None:
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._stop_sending()
+
+    def _stop_sending(self) -> None:
         if self._send_timer is not None:
             self._send_timer.cancel()
             self._send_timer = None
 
     def _send_expired(self) -> None:
         self._send_timer = None
-        transport: asyncio.Transport = self.conn.transport
-        if not transport.is_closing() or transport.get_write_buffer_size():
-            transport.abort()
+        if not self.transport.is_closing() or self.transport.get_write_buffer_size():
+            self.transport.abort()
             self._reclaimed("send_timeout")
 
     # ------------------------------------------------------------ common
 
-    def lost(self) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self._stop_reading()
-        self.resumed()
+        self._stop_sending()
+        super().connection_lost(exc)
 
     def _reclaimed(self, reason: Reason) -> None:
         log.debug("connection closed: %s", reason.replace("_", " "))
         if self.limits.on_reclaim is not None:
             self.limits.on_reclaim(reason)
-
-
-class _Guarded(asyncio.Protocol):
-    """Mixin, before a uvicorn HTTP protocol in the bases: runs its ``_Guard``'s timers
-    off the protocol's connection, data and flow-control callbacks."""
-
-    limits: ConnectionLimits = ConnectionLimits()
-    _guard: _Guard
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._guard = _Guard(self, self.limits)
-        super().connection_made(transport)
-        self._guard.opened()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._guard.received(len(data))
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()  # type: ignore[misc]  # the uvicorn protocol has it
-        self._guard.responded()
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self._guard.paused()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self._guard.resumed()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._guard.lost()
-        super().connection_lost(exc)
 
 
 class GuardedH11Protocol(_Guarded, H11Protocol):

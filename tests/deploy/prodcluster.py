@@ -32,8 +32,13 @@ from threadline.events.schema import TERMINAL_KINDS
 from threadline.events.store import Recorded
 from threadline.services.runtime.cluster import gateway_module
 from threadline.services.runtime.natsconf import PROD_STORE_DIR, PROD_TLS_DIR, production_hosts
-from threadline.services.runtime.natsserver import _die_with_parent, find_binary
-from threadline.services.runtime.processes import ServiceProcess, free_ports, wait_healthy
+from threadline.services.runtime.natsserver import find_binary
+from threadline.services.runtime.processes import (
+    ServiceProcess,
+    _die_with_parent,
+    free_ports,
+    wait_healthy,
+)
 
 T = TypeVar("T")
 STREAM = StreamSettings()
