@@ -167,7 +167,8 @@ async def test_progress_is_requested_and_passed_on_throttled(npm_bin: Path) -> N
         )
     assert not outcome.is_error, outcome.content
     assert told[0][:3] == (1, 20, "")
-    assert 3 <= len(told) <= 5  # 20 reported over 2 s, at most one per 0.5 s passed on
+    # 20 reported over 2 s (or more on a busy machine), at most one per 0.5 s passed on
+    assert 3 <= len(told) <= outcome.duration_ms / 500 + 1
     assert all(b[3] - a[3] >= 0.5 for a, b in itertools.pairwise(told))
     assert [t[0] for t in told] == sorted(t[0] for t in told)
 
