@@ -133,10 +133,6 @@ class TurnState:
         return "".join(self.text)
 
     @property
-    def partial_reasoning(self) -> str:
-        return "".join(self.reasoning)
-
-    @property
     def staged(self) -> tuple[Message, ...]:
         """The counting attempt's finished steps and tool results, as messages."""
         return tuple(entry.message for entry in self.steps)
@@ -191,7 +187,7 @@ class TurnState:
     def _close_step(self, rec: Recorded, e: AssistantMessage) -> None:
         if (not e.text and self.text) or (not e.reasoning and self.reasoning):
             # a step too large to repeat in one event keeps its text in its deltas only
-            text, reasoning = e.text or self.partial_text, e.reasoning or self.partial_reasoning
+            text, reasoning = e.text or self.partial_text, e.reasoning or "".join(self.reasoning)
             e = msgspec.structs.replace(e, text=text, reasoning=reasoning)
         message = AssistantTurn(
             text=e.text,
@@ -265,25 +261,12 @@ class SessionState:
     #: message, a stop request) and its position: a retry finds its record here, however
     #: long after the store's duplicate window
     requests: dict[str, int] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
+    #: events kept out of the state: a second terminal event, a restarted turn
+    anomalies: list[str] = field(default_factory=list)
     #: the records stepped over, unreadable (:class:`Quarantined`): position -> why
     quarantined: dict[int, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ reading
-
-    @property
-    def order(self) -> tuple[str, ...]:
-        return tuple(self.turns)
-
-    @property
-    def messages(self) -> tuple[Message, ...]:
-        """The conversation of the turns that have ended (what later turns build on)."""
-        return tuple(self.committed)
-
-    @property
-    def anomalies(self) -> tuple[str, ...]:
-        """Events kept out of the state: a second terminal event, a restarted turn."""
-        return tuple(self.problems)
 
     @property
     def in_flight(self) -> str | None:
@@ -346,7 +329,7 @@ class SessionState:
             loose=list(self.loose),
             open_turns=dict(self.open_turns),
             requests=dict(self.requests),
-            problems=list(self.problems),
+            anomalies=list(self.anomalies),
             quarantined=dict(self.quarantined),
         )
 
@@ -418,12 +401,10 @@ class SessionState:
         turn = self.turns.get(turn_id)
         verdict, phase = transition(turn.phase if turn else None, event, rec.attempt)
         if verdict == "anomaly":
-            restarted = isinstance(event, TurnStarted)
-            self.problems.append(
-                f"turn {turn_id} restarted"
-                if restarted
-                else f"second terminal event for turn {turn_id}"
-            )
+            anomaly = f"second terminal event for turn {turn_id}"
+            if isinstance(event, TurnStarted):
+                anomaly = f"turn {turn_id} restarted"
+            self.anomalies.append(anomaly)
         if verdict in ("ignored", "anomaly") or phase is None:
             return None
         if turn is None:

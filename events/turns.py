@@ -69,12 +69,6 @@ class Phase(NamedTuple):
         return attempt is not None and 0 < attempt < self.attempt
 
 
-class Transition(NamedTuple):
-    verdict: Verdict
-    #: the turn's phase after the event (None: the turn is still unknown)
-    phase: Phase | None
-
-
 def judge(phase: Phase | None, event: Event, attempt: int | None) -> Verdict:
     """What ``event`` (of ``attempt``, from its envelope) does to a turn in ``phase``
     (None: a turn no event has opened yet)."""
@@ -95,7 +89,8 @@ def judge(phase: Phase | None, event: Event, attempt: int | None) -> Verdict:
             TextDelta() | ReasoningDelta() | ToolCall() | ToolResult() | ToolProgress()
             | Fallback() | AssistantMessage() | ContextTrimmed()
         ):  # fmt: skip
-            return _in_attempt(phase, attempt)
+            ours = phase is not None and not phase.ended and phase.counts(attempt)
+            return "applies" if ours else "ignored"
         case TurnCompleted() | TurnFailed() | TurnCancelled():
             if phase is None:
                 return "ignored"
@@ -106,24 +101,21 @@ def judge(phase: Phase | None, event: Event, attempt: int | None) -> Verdict:
             assert_never(event)
 
 
-def _in_attempt(phase: Phase | None, attempt: int | None) -> Verdict:
-    if phase is None or phase.ended or not phase.counts(attempt):
-        return "ignored"
-    return "applies"
-
-
-def transition(phase: Phase | None, event: Event, attempt: int | None) -> Transition:
-    """:func:`judge`, and the turn's phase after the event."""
+def transition(
+    phase: Phase | None, event: Event, attempt: int | None
+) -> tuple[Verdict, Phase | None]:
+    """:func:`judge`, and the turn's phase after the event (None: the turn is still
+    unknown)."""
     verdict = judge(phase, event, attempt)
     if verdict == "opens":
-        return Transition(verdict, Phase())
+        return verdict, Phase()
     if verdict == "starts":
         assert isinstance(event, TurnStarted)
-        return Transition(verdict, Phase("running", event.attempt))
+        return verdict, Phase("running", event.attempt)
     if verdict == "ends":
         assert phase is not None
-        return Transition(verdict, Phase(ended_status(event), phase.attempt))
-    return Transition(verdict, phase)
+        return verdict, Phase(ended_status(event), phase.attempt)
+    return verdict, phase
 
 
 _ENDED: Final[dict[type[Event], TurnStatus]] = {

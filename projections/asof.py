@@ -21,9 +21,9 @@ def render_state(state: SessionState) -> list[str]:
     lines = [
         f"session {state.session} at version {state.version} (position {state.position})",
         f"  owner {state.owner or '?'}  {state.provider}/{state.model}  title {state.title!r}",
-        f"conversation ({len(state.messages)} messages):",
+        f"conversation ({len(state.committed)} messages):",
     ]
-    for message in state.messages:
+    for message in state.committed:
         if isinstance(message, UserTurn):
             lines.append(f"  user: {_short(message.text)}")
         elif isinstance(message, AssistantTurn):
@@ -38,9 +38,8 @@ def render_state(state: SessionState) -> list[str]:
             lines.append(
                 f"  tool {message.call_id} {message.tool}{flag}: {_short(message.content)}"
             )
-    lines.append(f"turns ({len(state.order)}):")
-    for turn_id in state.order:
-        turn = state.turns[turn_id]
+    lines.append(f"turns ({len(state.turns)}):")
+    for turn_id, turn in state.turns.items():
         extra = f"  partial {_short(turn.partial_text)}" if turn.partial_text else ""
         error = f"  error {_short(turn.error)}" if turn.error else ""
         lines.append(f"  {turn_id}  {turn.status}  attempt {turn.attempt}{error}{extra}")

@@ -59,7 +59,7 @@ async def test_an_answer_over_the_event_limit_ends_once_and_whole(
     state = fold(await harness.store.load("big"))
     (step,) = state.turns["t1"].steps
     assert isinstance(step.event, AssistantMessage) and step.event.text == expected
-    assert state.messages[-1].text == expected  # type: ignore[union-attr]
+    assert state.committed[-1].text == expected  # type: ignore[union-attr]
     await harness.say("big", "and now?", "t2")
     after = await harness.until_terminal("big", "t2", wait_s=20)
     assert after[-1].kind == "turn_completed"

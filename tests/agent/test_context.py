@@ -311,5 +311,5 @@ async def test_a_fork_shows_the_same_cut() -> None:
     made = await commands.fork(Fork(source="s", version=head, actor="user:alice", key="f"))
     fork = await commands.state(made.session)
     source = fold(await store.load("s"))
-    assert fork.spans == source.spans and fork.messages == source.messages
+    assert fork.spans == source.spans and fork.committed == source.committed
     assert fork.turns["t1"].context == cut == fork.context  # the source's numbers

@@ -78,7 +78,7 @@ async def test_history_and_as_of_on_a_long_session(agent: Agent) -> None:
     now = await read_session(cache, "long")
     assert now == session_detail(fold(records))
     assert now is not None and len(now.turns) == TURNS
-    assert len(now.messages) == 2 * TURNS + 2 * (TURNS // 25)  # tool turns: 2 more each
+    assert len(now.committed) == 2 * TURNS + 2 * (TURNS // 25)  # tool turns: 2 more each
     middle = records[len(records) // 2].version
     assert await read_session(cache, "long", at=middle) == session_detail(fold(records[:middle]))
 
@@ -90,7 +90,7 @@ async def test_a_fork_of_a_long_session(agent: Agent) -> None:
     made = await commands.fork(Fork(source="long", version=at, actor=ALICE, key="f1"))
     fork = await commands.state(made.session)
     source = fold(records[:at])
-    assert fork.messages == source.messages and len(fork.turns) == TURNS - 10
+    assert fork.committed == source.committed and len(fork.turns) == TURNS - 10
     assert fork.forked_from is not None and fork.forked_from.version == at
 
 
@@ -126,4 +126,4 @@ async def test_an_interrupted_turn_resumes_as_a_new_attempt(agent: Agent) -> Non
     assert started == [1, 2] and isinstance(events[-1].event, TurnCompleted)
     state = fold(await agent.store.load("long"))
     assert state.turns["resumed"].attempt == 2 and len(state.turns) == TURNS + 1
-    assert state.messages[-1].text == "whole answer"  # type: ignore[union-attr]
+    assert state.committed[-1].text == "whole answer"  # type: ignore[union-attr]

@@ -37,7 +37,7 @@ async def test_tool_call_through_mcp(harness: Harness) -> None:
     final = [r.event for r in events if isinstance(r.event, AssistantMessage)][-1]
     assert "ping-42" in final.text and kinds(events)[-1] == "turn_completed"
     state = fold(await harness.store.load("tools"))
-    assert state.status("t1") == "completed" and len(state.messages) == 4
+    assert state.status("t1") == "completed" and len(state.committed) == 4
 
 
 async def test_second_message_is_answered_after_the_first(harness: Harness) -> None:

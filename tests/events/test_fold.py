@@ -74,7 +74,7 @@ def test_a_completed_tool_turn_becomes_conversation() -> None:
         rec(AssistantMessage(text="It is 2.", step=1), "t1", 1),
     )
     assert state.in_flight == "t1"
-    assert state.messages == ()  # nothing joins until the turn ends...
+    assert state.committed == []  # nothing joins until the turn ends...
     assert (
         *state.committed,
         *state.turn_messages("t1"),
@@ -85,12 +85,12 @@ def test_a_completed_tool_turn_becomes_conversation() -> None:
         AssistantTurn(text="It is 2."),
     )
     state = fold([rec(TurnCompleted(), "t1", 1)], state)
-    assert state.messages == (
+    assert state.committed == [
         UserTurn(text="add"),
         AssistantTurn(text="Let me ", tool_calls=(call,)),
         ToolTurn(call_id="c1", tool="srv__add", content="2"),
         AssistantTurn(text="It is 2."),
-    )
+    ]
     assert state.status("t1") == "completed" and state.in_flight is None
 
 
@@ -108,7 +108,7 @@ def test_a_new_attempt_discards_the_old_attempts_partial_work() -> None:
     state = fold(
         [rec(AssistantMessage(text="Hello"), "t1", 2), rec(TurnCompleted(), "t1", 2)], state
     )
-    assert state.messages[-1] == AssistantTurn(text="Hello")
+    assert state.committed[-1] == AssistantTurn(text="Hello")
 
 
 def test_failed_turn_adds_nothing_and_a_second_terminal_is_an_anomaly() -> None:
@@ -119,10 +119,10 @@ def test_failed_turn_adds_nothing_and_a_second_terminal_is_an_anomaly() -> None:
         rec(TurnFailed(error="network", message="connection dropped"), "t1", 1),
         rec(TurnCompleted(), "t1", 1),
     )
-    assert state.messages == ()  # its question leaves the model's context (a retry asks it)
+    assert state.committed == []  # its question leaves the model's context (a retry asks it)
     assert state.transcript()[0].message == UserTurn(text="hi")  # but stays in the history
     assert state.status("t1") == "failed" and state.turns["t1"].error == "connection dropped"
-    assert state.anomalies == ("second terminal event for turn t1",)
+    assert state.anomalies == ["second terminal event for turn t1"]
 
 
 def test_cancel_keeps_answered_steps_and_the_partial_text() -> None:
@@ -137,9 +137,9 @@ def test_cancel_keeps_answered_steps_and_the_partial_text() -> None:
         rec(CancelRequested(reason="stop"), "t1"),
         rec(TurnCancelled(partial_text="Half an ans", reason="stop"), "t1", 1),
     )
-    roles = [type(m).__name__ for m in state.messages]
+    roles = [type(m).__name__ for m in state.committed]
     assert roles == ["UserTurn", "AssistantTurn", "ToolTurn", "AssistantTurn"]
-    assert state.messages[-1] == AssistantTurn(text="Half an ans")  # unanswered call b dropped
+    assert state.committed[-1] == AssistantTurn(text="Half an ans")  # unanswered call b dropped
     assert state.turns["t1"].cancel_requested and state.status("t1") == "cancelled"
 
 
@@ -195,7 +195,7 @@ def test_a_stale_turn_started_and_its_events_are_ignored() -> None:
     )
     turn = state.turns["t1"]
     assert (turn.status, turn.attempt, turn.partial_text) == ("running", 2, "new")
-    assert state.anomalies == ()
+    assert state.anomalies == []
 
 
 def test_fallbacks_are_the_counting_attempts_only() -> None:
@@ -250,7 +250,7 @@ def test_the_transcript_is_every_counting_message_in_log_order() -> None:
     assert isinstance(tool, ToolTurn) and tool.content == "r" * 600
     first_step = state.transcript()[1].message
     assert isinstance(first_step, AssistantTurn) and first_step.tool_calls[0].call_id == "c"
-    assert state.messages == (UserTurn(text="two"), AssistantTurn(text="Half"))
+    assert state.committed == [UserTurn(text="two"), AssistantTurn(text="Half")]
     assert state.turns["t1"].error == "gone" and state.turns["t2"].ending is not None
 
 
@@ -272,7 +272,7 @@ def test_superseded_and_settled_records() -> None:
         False,
         False,
     ]
-    assert state.anomalies == ("second terminal event for turn t1",)
+    assert state.anomalies == ["second terminal event for turn t1"]
 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "schema-1.jsonl"
@@ -339,5 +339,5 @@ def test_a_step_too_large_for_its_event_takes_its_text_from_its_deltas() -> None
     step = state.turns["t1"].steps[0]
     assert isinstance(step.event, AssistantMessage) and step.event.text == "aaaaabbbbb"
     assert step.message == AssistantTurn(text="aaaaabbbbb", reasoning="hm")
-    assert state.messages[-1] == AssistantTurn(text="cut sho")
+    assert state.committed[-1] == AssistantTurn(text="cut sho")
     assert [e.message for e in state.transcript()][-1] == AssistantTurn(text="cut sho")

@@ -70,7 +70,7 @@ async def session_records(store: JetStreamEventStore, sessions: list[str]) -> li
         records = await store.load(session)
         report = await verify_session(session, _raw(records))
         assert report.ok, (session, report.problems)  # contiguous versions, intact chain
-        assert fold(records).anomalies == (), session
+        assert fold(records).anomalies == [], session
         out += records
     return out
 

@@ -395,7 +395,7 @@ class LogChecker:
         if new:
             self.state = fold(new, self.state)
         assert self.state is not None
-        assert self.state.anomalies == (), self.state.anomalies
+        assert self.state.anomalies == [], self.state.anomalies
         return self.state
 
     def _turn_rules(self, rec: Recorded) -> None:
@@ -449,8 +449,8 @@ def compare(
     turns, the last one's status; per started turn, the attempt that counts and its status.
     And the history renders the model as it is."""
     shown = [e for e in state.transcript() if not isinstance(e.message, ToolTurn)]
-    last = state.order[-1] if state.order else ""
-    assert summary == (len(shown), len(state.order), last, state.status(last) or "")
+    last = next(reversed(state.turns), "")
+    assert summary == (len(shown), len(state.turns), last, state.status(last) or "")
     started = sorted((t.turn_id, t.attempt, t.status) for t in state.turns.values() if t.started)
     assert usage == started, "the usage view's attempt that counts"
     detail = session_detail(state)
@@ -761,14 +761,14 @@ class TurnMachine(RuleBasedStateMachine):
                 await self._send(live[0], gate, self._finish(gate))
                 continue
             state = self.checker.check(self.log())
-            open_turns = [t for t in state.order if not state.is_terminal(t)]
+            open_turns = [t for t in state.turns if not state.is_terminal(t)]
             if not open_turns:
                 break
             await self._deliver(open_turns[0], stall=False, mcp_down=False)
         else:
             raise AssertionError(f"no quiescence: {self.checker.check(self.log()).turns}")
         state = self.checker.check(self.log())
-        assert all(state.is_terminal(t) for t in state.order), state.turns
+        assert all(state.is_terminal(t) for t in state.turns), state.turns
         for worker in self.workers:
             worker.frozen = False
             while not worker.task.done():
@@ -776,7 +776,7 @@ class TurnMachine(RuleBasedStateMachine):
                 await self._send(worker, gate, self._finish(gate))
             assert worker.task.result() in ("done", "fenced", "busy"), worker
         state = self.checker.check(self.log())
-        assert all(state.is_terminal(t) for t in state.order), state.turns
+        assert all(state.is_terminal(t) for t in state.turns), state.turns
         assert all(state.is_terminal(t) for t in self.turns), state.turns
         report = await verify_session(SESSION, _raw(self.log()))
         assert report.ok and report.events == len(self.log()), report.problems

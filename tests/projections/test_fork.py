@@ -52,7 +52,7 @@ async def test_fork_copies_finished_turns_up_to_the_version(js_store: JetStreamE
     ]
     assert all(map(is_fork_copy, (r.envelope for r in copies)))
     assert not is_fork_copy(first.envelope)
-    assert fold(forked).messages == (await session_at(js_store, "src", 11)).messages
+    assert fold(forked).committed == (await session_at(js_store, "src", 11)).committed
 
 
 async def test_a_turn_still_running_at_the_version_is_left_out(
@@ -61,7 +61,7 @@ async def test_a_turn_still_running_at_the_version_is_left_out(
     await js_store.append("src", rich_session())
     new = await fork_session(js_store, "src", 14)  # t2's first attempt is running at v14
     state = fold(await js_store.load(new))
-    assert state.order == ("t1",) and state.in_flight is None and not state.pending
+    assert list(state.turns) == ["t1"] and state.in_flight is None and not state.pending
     assert len(await js_store.load(new)) == 11
 
 
@@ -74,7 +74,7 @@ async def test_fork_of_the_whole_session_drops_superseded_attempts(
     forked = await js_store.load(new)
     assert len(forked) == 28 - 3  # t2's first attempt: started, a delta, a message
     source_state, fork_state = fold(await js_store.load("src")), fold(forked)
-    assert fork_state.messages == source_state.messages
+    assert fork_state.committed == source_state.committed
     assert {t: s.status for t, s in fork_state.turns.items()} == {
         t: s.status for t, s in source_state.turns.items()
     }
@@ -109,8 +109,8 @@ async def test_fork_command_and_the_forked_session_in_the_views(
     captured = capsys.readouterr()
     assert captured.out == "forked\n" and "forked src at v19 into forked" in captured.err
     state = fold(await js_store.load("forked"))
-    last = state.messages[-1]
-    assert state.order == ("t1", "t2")
+    last = state.committed[-1]
+    assert list(state.turns) == ["t1", "t2"]
     assert isinstance(last, AssistantTurn) and last.text == "A joke."
     recorder, _ = await project_to_end(js_store, config)
     page = await ProjectionReader(recorder).list_sessions("alice")

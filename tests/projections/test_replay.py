@@ -108,7 +108,7 @@ async def test_as_of_a_version(
     await js_store.append("s1", rich_session())
     at_t1 = await session_at(js_store, "s1", 11)
     assert at_t1.version == 11 and at_t1.status("t1") == "completed"
-    assert [m.__class__.__name__ for m in at_t1.messages] == [
+    assert [m.__class__.__name__ for m in at_t1.committed] == [
         "UserTurn", "AssistantTurn", "ToolTurn", "AssistantTurn",
     ]  # fmt: skip
     mid_t2 = await session_at(js_store, "s1", 14)

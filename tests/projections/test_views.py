@@ -116,8 +116,8 @@ def expected_row(records: list[Recorded]) -> tuple[int, int, str, str]:
     """What the sessions view must say, by the session model."""
     state = fold(records)
     shown = [e for e in state.transcript() if not isinstance(e.message, ToolTurn)]
-    last = state.order[-1] if state.order else ""
-    return len(shown), len(state.order), last, state.status(last) or ""
+    last = next(reversed(state.turns), "")
+    return len(shown), len(state.turns), last, state.status(last) or ""
 
 
 def usage_rows(db: Db) -> list[tuple[str, str, int, str, int]]:
@@ -158,10 +158,10 @@ async def test_the_views_say_what_the_session_model_says(
             assert got == expected, (name, n)
     edge = {turn: tokens for s, turn, _, _, tokens in usage if s == "edge-14"}
     assert edge == {"t1": 2, "t9": 1}  # the stale step of attempt 1 is not counted
-    assert fold(await js_store.load("edge-14")).anomalies == (
+    assert fold(await js_store.load("edge-14")).anomalies == [
         "second terminal event for turn t1",
         "turn t1 restarted",
-    )
+    ]
     await close(recorder)
 
 
