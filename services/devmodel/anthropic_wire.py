@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from .conversation import (
     Conversation,
     Message,
+    Messages,
+    Name,
+    Positive,
     RequestError,
+    Unit,
+    convert,
     count_words,
-    optional_int,
-    optional_number,
     read_messages,
     require_dict,
     require_list,
@@ -28,59 +31,63 @@ _encode = msgspec.json.Encoder().encode
 MIN_THINKING_BUDGET = 1024
 MIN_TOP_P_THINKING = 0.95
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
+#: per status: the error type and, for some, the message
+_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", ""),
+    401: ("authentication_error", "invalid x-api-key: {detail}"),
+    402: ("billing_error", ""),
+    403: ("permission_error", ""),
+    404: ("not_found_error", "model: {model}"),
+    413: ("request_too_large", ""),
+    429: ("rate_limit_error", "Number of requests has exceeded your rate limit (dev model)."),
+    500: ("api_error", ""),
+    504: ("timeout_error", ""),
+    529: ("overloaded_error", "Overloaded"),
 }
+
+
+class _Thinking(msgspec.Struct):
+    type: Literal["enabled", "disabled"]
+    budget_tokens: int = 0
+
+
+class _Request(msgspec.Struct):
+    model: Name
+    messages: Messages
+    stream: bool = False
+    max_tokens: Positive | None = None
+    temperature: Unit | None = None
+    top_p: Unit | None = None
+    thinking: _Thinking | None = None
+    tools: list[dict[str, Any]] = []
+    system: Any = None
 
 
 def parse_request(body: dict[str, Any], api_key: str | None) -> Conversation:
     """Reduce a ``POST /v1/messages`` body to a :class:`Conversation`."""
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise RequestError("model: Field required")
-    messages = [require_dict(m, "message") for m in require_list(body.get("messages"), "messages")]
-    if not messages:
-        raise RequestError("messages: at least one message is required")
-    conv = Conversation(model=model, stream=bool(body.get("stream")), api_key=api_key)
-    conv.max_tokens = optional_int(body.get("max_tokens"), "max_tokens")
-    _check_sampling(body, conv.max_tokens)
-    for tool in require_list(body.get("tools"), "tools"):
-        name = require_dict(tool, "tool").get("name")
-        if isinstance(name, str):
-            conv.tools.append(name)
-    read_messages(conv, messages, [_neutral(m) for m in messages])
-    conv.prompt_tokens += count_words(text_of(body.get("system")))
+    req = convert(body, _Request)
+    _check_thinking(req)
+    conv = Conversation(model=req.model, stream=req.stream, api_key=api_key)
+    conv.max_tokens = req.max_tokens
+    conv.tools = [tool["name"] for tool in req.tools if isinstance(tool.get("name"), str)]
+    read_messages(conv, req.messages, [_neutral(m) for m in req.messages])
+    conv.prompt_tokens += count_words(text_of(req.system))
     return conv
 
 
-def _check_sampling(body: dict[str, Any], max_tokens: int | None) -> None:
-    """Refuse, as the API does, sampling settings out of range or at odds with
-    extended thinking (budget of at least 1024, under ``max_tokens``; no temperature
-    but 1; ``top_p`` from 0.95)."""
-    temperature = optional_number(body.get("temperature"), "temperature", 0, 1)
-    top_p = optional_number(body.get("top_p"), "top_p", 0, 1)
-    thinking = body.get("thinking")
-    if thinking is None or require_dict(thinking, "thinking").get("type") == "disabled":
+def _check_thinking(req: _Request) -> None:
+    """Refuse, as the API does, sampling settings at odds with extended thinking (budget
+    of at least 1024, under ``max_tokens``; no temperature but 1; ``top_p`` from 0.95)."""
+    if req.thinking is None or req.thinking.type == "disabled":
         return
-    if thinking.get("type") != "enabled":
-        raise RequestError("thinking.type: Input should be 'enabled' or 'disabled'")
-    budget = optional_int(thinking.get("budget_tokens"), "thinking.budget_tokens") or 0
+    budget = req.thinking.budget_tokens
     if budget < MIN_THINKING_BUDGET:
         raise RequestError(f"thinking.budget_tokens: must be at least {MIN_THINKING_BUDGET}")
-    if max_tokens is not None and budget >= max_tokens:
+    if req.max_tokens is not None and budget >= req.max_tokens:
         raise RequestError("max_tokens must be greater than thinking.budget_tokens")
-    if temperature not in (None, 1):
+    if req.temperature not in (None, 1):
         raise RequestError("temperature may only be set to 1 when thinking is enabled")
-    if top_p is not None and top_p < MIN_TOP_P_THINKING:
+    if req.top_p is not None and req.top_p < MIN_TOP_P_THINKING:
         raise RequestError(
             f"top_p must be at least {MIN_TOP_P_THINKING} or unset when thinking is enabled"
         )
@@ -131,17 +138,8 @@ def _block_stop(index: int) -> Frame:
 def _deltas(
     index: int, kind: str, field: str, pieces: tuple[str, ...], token: bool = True
 ) -> Iterator[Frame]:
-    head = b"".join(
-        (
-            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":',
-            str(index).encode(),
-            b',"delta":{"type":"',
-            kind.encode(),
-            b'","',
-            field.encode(),
-            b'":',
-        )
-    )
+    delta = {"type": "content_block_delta", "index": index, "delta": {"type": kind, field: 0}}
+    head = _event(b"content_block_delta", _encode(delta)).removesuffix(b"0}}\n\n")
     for piece in pieces:
         yield Frame(head + _encode(piece) + b"}}\n\n", token)
 
@@ -218,36 +216,27 @@ def complete(script: Script, conv: Conversation) -> bytes:
     return _encode(_message(script, content, _STOP_REASONS[script.finish]))
 
 
-def _describe(failure: Failure) -> str:
-    if failure.kind == "invalid":
+def _describe(failure: Failure, template: str) -> str:
+    if failure.kind in ("invalid", "notools"):
         return failure.detail
     if failure.kind == "context":
         window, requested = failure.window or 199999, failure.requested or 200000
         return f"prompt is too long: {requested} tokens > {window} maximum"
-    if failure.kind == "notools":
-        model = failure.model if ":" in failure.model else failure.model + ":latest"
-        return f"registry.ollama.ai/library/{model} does not support tools"
-    if failure.status == 401:
-        return f"invalid x-api-key: {failure.detail}"
-    if failure.status == 404:
-        return f"model: {failure.model}"
-    if failure.status == 429:
-        return "Number of requests has exceeded your rate limit (dev model)."
-    if failure.status == 529:
-        return "Overloaded"
-    if failure.status >= 500:
-        return "Internal server error"
-    return f"Dev model scripted failure ({failure.status})."
+    if not template:
+        server = failure.status >= 500
+        template = "Internal server error" if server else "Dev model scripted failure ({status})."
+    return template.format(detail=failure.detail, model=failure.model, status=failure.status)
 
 
 def error(failure: Failure) -> Reply:
     """The error reply, in Anthropic's ``{"type": "error", "error": {...}}`` shape."""
     status = failure.status
     fallback = "api_error" if status >= 500 else "invalid_request_error"
+    kind, template = _ERRORS.get(status, (fallback, ""))
     request_id = "req_" + uuid.uuid4().hex[:24]
     body = {
         "type": "error",
-        "error": {"type": _ERROR_TYPES.get(status, fallback), "message": _describe(failure)},
+        "error": {"type": kind, "message": _describe(failure, template)},
         "request_id": request_id,
     }
     headers = [(b"request-id", request_id.encode())]

@@ -9,11 +9,17 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
 _TOKEN = re.compile(r"\S+\s*")
+R = TypeVar("R")
+#: request fields: a model name, the messages, a token count, a sampling value in [0, 1]
+Name = Annotated[str, msgspec.Meta(min_length=1)]
+Messages = Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
 
 
 class RequestError(ValueError):
@@ -110,21 +116,12 @@ def require_list(value: Any, what: str) -> list[Any]:
     return value
 
 
-def optional_int(value: Any, what: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RequestError(f"{what} must be a positive integer")
-    return value
-
-
-def optional_number(value: Any, what: str, low: float, high: float) -> float | None:
-    """A sampling setting within ``[low, high]``, or None when it is not sent."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise RequestError(f"{what} must be a number from {low:g} to {high:g}")
-    return float(value)
+def convert(body: dict[str, Any], request: type[R]) -> R:
+    """``body`` as the wire's request type; what it refuses is a :class:`RequestError`."""
+    try:
+        return msgspec.convert(body, request)
+    except msgspec.ValidationError as exc:
+        raise RequestError(str(exc)) from None
 
 
 def text_of(content: Any) -> str:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from .conversation import (
     Conversation,
     Message,
-    RequestError,
+    Messages,
+    Name,
+    Positive,
+    Unit,
+    convert,
     count_words,
-    optional_int,
-    optional_number,
     read_messages,
     require_dict,
     require_list,
@@ -28,29 +30,30 @@ _encode = msgspec.json.Encoder().encode
 _FINGERPRINT = "fp_threadline_dev"
 
 
+class _Request(msgspec.Struct):
+    model: Name
+    messages: Messages
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    max_tokens: Positive | None = None
+    max_completion_tokens: Positive | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Unit | None = None
+    tools: list[dict[str, Any]] = []
+
+
 def parse_request(body: dict[str, Any], api_key: str | None) -> Conversation:
     """Reduce a ``POST /v1/chat/completions`` body to a :class:`Conversation`."""
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise RequestError("model is required")
-    messages = require_list(body.get("messages"), "messages")
-    if not messages:
-        raise RequestError("messages must not be empty")
-    conv = Conversation(model=model, stream=bool(body.get("stream")), api_key=api_key)
-    options = body.get("stream_options")
-    conv.include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-    conv.max_tokens = optional_int(
-        body.get("max_completion_tokens", body.get("max_tokens")), "max_tokens"
-    )
-    optional_number(body.get("temperature"), "temperature", 0, 2)
-    optional_number(body.get("top_p"), "top_p", 0, 1)
-    for tool in require_list(body.get("tools"), "tools"):
-        spec = require_dict(tool, "tool")
+    req = convert(body, _Request)
+    conv = Conversation(model=req.model, stream=req.stream, api_key=api_key)
+    conv.include_usage = bool((req.stream_options or {}).get("include_usage"))
+    conv.max_tokens = req.max_completion_tokens or req.max_tokens
+    for spec in req.tools:
         inner = spec.get("function") or spec.get("custom") or spec
         name = inner.get("name") if isinstance(inner, dict) else None
         if isinstance(name, str):
             conv.tools.append(name)
-    read_messages(conv, messages, [_neutral(require_dict(m, "message")) for m in messages])
+    read_messages(conv, req.messages, [_neutral(m) for m in req.messages])
     return conv
 
 
@@ -78,20 +81,15 @@ def _usage(script: Script) -> dict[str, Any]:
 
 def stream(script: Script, conv: Conversation) -> Iterator[Frame]:
     """The SSE body: ``data: {chunk}`` frames, then ``data: [DONE]``."""
-    created = str(int(time.time())).encode()
-    head = b"".join(
-        (
-            b'data: {"id":"chatcmpl-',
-            uuid.uuid4().hex.encode(),
-            b'","object":"chat.completion.chunk","created":',
-            created,
-            b',"model":',
-            _encode(script.model),
-            b',"system_fingerprint":"',
-            _FINGERPRINT.encode(),
-            b'","choices":[{"index":0,"delta":',
-        )
-    )
+    chunk = {
+        "id": "chatcmpl-" + uuid.uuid4().hex,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": script.model,
+        "system_fingerprint": _FINGERPRINT,
+        "choices": [{"index": 0, "delta": 0}],
+    }
+    head = b"data: " + _encode(chunk).removesuffix(b"0}]}")  # ... "delta":
     usage_null = b',"usage":null' if conv.include_usage else b""
     tail = b',"logprobs":null,"finish_reason":null}]' + usage_null + b"}\n\n"
 
@@ -152,11 +150,25 @@ def complete(script: Script, conv: Conversation) -> bytes:
     )
 
 
+#: per status: message, type and code of the error body
+_ERRORS = {
+    401: ("Incorrect API key provided: {detail}.", "invalid_request_error", "invalid_api_key"),
+    404: (
+        "The model `{model}` does not exist or you do not have access to it.",
+        "invalid_request_error",
+        "model_not_found",
+    ),
+    429: ("Rate limit reached for requests (dev model).", "requests", "rate_limit_exceeded"),
+}
+
+
 def _describe(failure: Failure) -> tuple[str, str, str | None]:
     """``(message, type, code)`` of the error body."""
     status = failure.status
     if failure.kind == "invalid":
         return failure.detail, "invalid_request_error", None
+    if failure.kind == "notools":  # Ollama's answer, in its OpenAI-compatible API
+        return failure.detail, "api_error", None
     if failure.kind == "context":
         window, requested = failure.window or 128000, failure.requested or 200000
         return (
@@ -166,34 +178,18 @@ def _describe(failure: Failure) -> tuple[str, str, str | None]:
             "invalid_request_error",
             "context_length_exceeded",
         )
-    if status == 401:
-        return (
-            f"Incorrect API key provided: {failure.detail}.",
-            "invalid_request_error",
-            "invalid_api_key",
-        )
-    if status == 404:
-        return (
-            f"The model `{failure.model}` does not exist or you do not have access to it.",
-            "invalid_request_error",
-            "model_not_found",
-        )
-    if status == 429:
-        return "Rate limit reached for requests (dev model).", "requests", "rate_limit_exceeded"
+    if status in _ERRORS:
+        template, kind, code = _ERRORS[status]
+        return template.format(detail=failure.detail, model=failure.model), kind, code
     if status >= 500:
         return "The server had an error while processing your request.", "server_error", None
     return f"Dev model scripted failure ({status}).", "invalid_request_error", None
 
 
 def error(failure: Failure) -> Reply:
-    """The error reply, in OpenAI's ``{"error": {...}}`` shape (Ollama's for notools)."""
-    if failure.kind == "notools":
-        model = failure.model if ":" in failure.model else failure.model + ":latest"
-        message = f"registry.ollama.ai/library/{model} does not support tools"
-        body = {"message": message, "type": "api_error", "param": None, "code": None}
-    else:
-        message, kind, code = _describe(failure)
-        body = {"message": message, "type": kind, "param": None, "code": code}
+    """The error reply, in OpenAI's ``{"error": {...}}`` shape."""
+    message, kind, code = _describe(failure)
+    body = {"message": message, "type": kind, "param": None, "code": code}
     headers = [(b"x-request-id", b"req_" + uuid.uuid4().hex.encode())]
     return Reply.json(failure.status, _encode({"error": body}), headers, failure.retry_after)
 

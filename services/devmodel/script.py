@@ -167,7 +167,10 @@ def _failure(found: Directives, conv: Conversation, ledger: FailureLedger) -> Fa
         return None
     if fail.times is not None and ledger.hit(conv.key) > fail.times:
         return None
-    return Failure(fail.status, fail.kind, conv.model, fail.retry_after)
+    model = conv.model if ":" in conv.model else conv.model + ":latest"  # as Ollama names it
+    notools = f"registry.ollama.ai/library/{model} does not support tools"
+    detail = notools if fail.kind == "notools" else ""
+    return Failure(fail.status, fail.kind, conv.model, fail.retry_after, detail)
 
 
 def _tool_calls(found: Directives, conv: Conversation) -> tuple[tuple[ToolCall, ...], list[str]]:
