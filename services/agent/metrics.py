@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Final, get_args
 
 from threadline.base.metrics import Registry, default_registry
-from threadline.events.schema import FallbackKind, TurnCancelled, TurnCompleted, TurnFailed, Usage
+from threadline.events.schema import FallbackKind, TurnCancelled, TurnCompleted, TurnFailed
 from threadline.events.workqueue import WorkQueue
 
 P: Final = "threadline_agent"
@@ -31,7 +31,7 @@ class AgentMetrics:
             "Time from turn_started to the first output of completed turns.",
             model,
         )
-        self.token_counter = reg.counter(
+        self.tokens = reg.counter(
             f"{P}_tokens_total", "Tokens reported by providers, by type (input, output).",
             (*model, "type"),
         )  # fmt: skip
@@ -93,10 +93,6 @@ class AgentMetrics:
             self.failures.inc(kind=event.error)
         else:
             self.turns.inc(outcome="cancelled")
-
-    def tokens(self, provider: str, model: str, usage: Usage) -> None:
-        self.token_counter.inc(usage.input_tokens, provider=provider, model=model, type="input")
-        self.token_counter.inc(usage.output_tokens, provider=provider, model=model, type="output")
 
     def tool_call(self, server: str, tool: str, seconds: float, is_error: bool) -> None:
         self.tool_duration.observe(seconds, server=server, tool=tool)

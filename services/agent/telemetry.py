@@ -48,26 +48,25 @@ _GENAI_PROVIDER: Final = {"gemini": "gcp.gemini"}
 
 
 def _error(span: Span, kind: str, message: str) -> None:
-    """Mark ``span`` failed with a typed kind and a redacted message (never a traceback)."""
-    if span.is_recording():
-        span.set_attribute("error.type", kind)
-        span.set_status(Status(StatusCode.ERROR, redact(message)[:500]))
+    """Mark ``span`` failed with a typed kind and a redacted message (never a traceback).
+    (A span that is not recording ignores attributes: setting them needs no check.)"""
+    span.set_attribute("error.type", kind)
+    span.set_status(Status(StatusCode.ERROR, redact(message)[:500]))
+
+
+def _kind(exc: BaseException) -> str:
+    return "cancelled" if isinstance(exc, asyncio.CancelledError) else type(exc).__name__
 
 
 class ObservedTurn(Protocol):
     """What telemetry reads of an attempt (``turn.Turn``; provider and model change on
     a fallback), so that this module does not import the turn."""
 
-    @property
-    def state(self) -> SessionState: ...
-    @property
-    def turn_id(self) -> str: ...
-    @property
-    def attempt(self) -> int: ...
-    @property
-    def provider(self) -> str: ...
-    @property
-    def model(self) -> str: ...
+    state: SessionState
+    turn_id: str
+    attempt: int
+    provider: str
+    model: str
 
 
 class AgentTelemetry:
@@ -132,105 +131,81 @@ class TurnTelemetry:
         self._metrics.running.inc()
         with self._start(f"invoke_agent {AGENT_NAME}", SpanKind.INTERNAL) as span:
             self._span = span
-            if span.is_recording():
-                session = turn.state.session
-                span.set_attributes(
-                    {
-                        "gen_ai.operation.name": "invoke_agent",
-                        "gen_ai.agent.name": AGENT_NAME,
-                        "gen_ai.conversation.id": session,
-                        "gen_ai.request.model": self.model(),
-                        "threadline.session.id": session,
-                        "threadline.turn.id": turn.turn_id,
-                        "threadline.turn.attempt": turn.attempt,
-                        "threadline.worker": self._worker,
-                        **self._provider_attrs(),
-                    }
-                )
+            span.set_attributes({
+                "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": AGENT_NAME,
+                "gen_ai.conversation.id": turn.state.session,
+                "gen_ai.request.model": self.model(),
+                "threadline.session.id": turn.state.session, "threadline.turn.id": turn.turn_id,
+                "threadline.turn.attempt": turn.attempt, "threadline.worker": self._worker,
+                **self._provider_attrs(),
+            })  # fmt: skip
             try:
                 yield
             except BaseException as exc:
-                self._interrupted(span, exc)
+                name = type(exc).__name__
+                outcome = {"RestartAttempt": "restarted", "Fenced": "fenced"}.get(name)
+                if isinstance(exc, asyncio.CancelledError):
+                    outcome = "interrupted"
+                span.set_attribute("threadline.turn.outcome", outcome or "error")
+                _error(span, outcome or name, str(exc) or name)
                 raise
             finally:
                 self._metrics.running.dec()
-
-    def _interrupted(self, span: Span, exc: BaseException) -> None:
-        name = type(exc).__name__
-        outcome = {"RestartAttempt": "restarted", "Fenced": "fenced"}.get(name)
-        if isinstance(exc, asyncio.CancelledError):
-            outcome = "interrupted"
-        if span.is_recording():
-            span.set_attribute("threadline.turn.outcome", outcome or "error")
-        _error(span, outcome or name, str(exc) or name)
 
     def appended(self, event: Event) -> None:
         """Called with every event the attempt appended (after it is in the log)."""
         if isinstance(event, Fallback):
             self._metrics.fallbacks.inc(kind=event.fallback)
-            if self._span.is_recording():
-                attrs = {"kind": event.fallback, "from": event.from_, "to": event.to}
-                self._span.add_event(
-                    "threadline.fallback",
-                    {
-                        **{f"threadline.fallback.{k}": v for k, v in attrs.items()},
-                        "threadline.fallback.attempt": event.attempt,
-                    },
-                )
+            attrs = {"kind": event.fallback, "from": event.from_, "to": event.to}
+            self._span.add_event(
+                "threadline.fallback",
+                {
+                    **{f"threadline.fallback.{k}": v for k, v in attrs.items()},
+                    "threadline.fallback.attempt": event.attempt,
+                },
+            )
         elif isinstance(event, TurnCompleted | TurnFailed | TurnCancelled):
             self._metrics.ended(event, self._turn.provider, self.model())
-            self._terminal(event)
-
-    def _terminal(self, event: TurnCompleted | TurnFailed | TurnCancelled) -> None:
-        span = self._span
-        if not span.is_recording():
-            return
-        span.set_attribute("threadline.turn.outcome", ended_status(event))
-        if isinstance(event, TurnCompleted):
-            span.set_attributes({
-                "gen_ai.usage.input_tokens": event.usage.input_tokens,
-                "gen_ai.usage.output_tokens": event.usage.output_tokens,
-                "threadline.turn.steps": event.steps,
-            })  # fmt: skip
-        elif isinstance(event, TurnFailed):
-            _error(span, event.error, event.message)
+            self._span.set_attribute("threadline.turn.outcome", ended_status(event))
+            if isinstance(event, TurnCompleted):
+                self._span.set_attributes({
+                    "gen_ai.usage.input_tokens": event.usage.input_tokens,
+                    "gen_ai.usage.output_tokens": event.usage.output_tokens,
+                    "threadline.turn.steps": event.steps,
+                })  # fmt: skip
+            elif isinstance(event, TurnFailed):
+                _error(self._span, event.error, event.message)
 
     @contextlib.contextmanager
     def chat(self, request: ModelRequest, outcome: StepOutcome, step: int) -> Iterator[None]:
         """One model request (span ``chat {model}``); ``outcome`` is read at the end."""
         provider, model = self._turn.provider, request.model or self.model()
         self._offered.update(tool.name for tool in request.tools)
+        optional = {"max_tokens": request.max_tokens, "temperature": request.temperature}
         with self._start(f"chat {model}", SpanKind.CLIENT) as span:
-            if span.is_recording():
-                span.set_attributes({
-                    "gen_ai.operation.name": "chat", "gen_ai.request.model": model,
-                    "threadline.step": step, "threadline.tools.offered": len(request.tools),
-                    **self._provider_attrs(),
-                })  # fmt: skip
-                if request.max_tokens is not None:
-                    span.set_attribute("gen_ai.request.max_tokens", request.max_tokens)
-                if request.temperature is not None:
-                    span.set_attribute("gen_ai.request.temperature", request.temperature)
+            span.set_attributes({
+                "gen_ai.operation.name": "chat", "gen_ai.request.model": model,
+                "threadline.step": step, "threadline.tools.offered": len(request.tools),
+                **{f"gen_ai.request.{k}": v for k, v in optional.items() if v is not None},
+                **self._provider_attrs(),
+            })  # fmt: skip
             try:
                 yield
             except ProviderError as err:
                 self._metrics.requests.inc(provider=provider, model=model, outcome=err.kind)
-                if err.status is not None and span.is_recording():
+                if err.status is not None:
                     span.set_attribute("http.response.status_code", err.status)
                 _error(span, err.kind, err.message)
                 raise
             except BaseException as exc:
-                _error(span, "cancelled" if isinstance(exc, asyncio.CancelledError) else
-                       type(exc).__name__, str(exc) or type(exc).__name__)  # fmt: skip
+                _error(span, _kind(exc), str(exc) or type(exc).__name__)
                 raise
             self._metrics.requests.inc(provider=provider, model=model, outcome="ok")
-            self._metrics.tokens(provider, model, outcome.usage)
-            if span.is_recording():
-                span.set_attributes({
-                    "gen_ai.response.finish_reasons": (outcome.finish,),
-                    "gen_ai.usage.input_tokens": outcome.usage.input_tokens,
-                    "gen_ai.usage.output_tokens": outcome.usage.output_tokens,
-                })  # fmt: skip
+            tokens = {"input": outcome.usage.input_tokens, "output": outcome.usage.output_tokens}
+            for kind, count in tokens.items():
+                self._metrics.tokens.inc(count, provider=provider, model=model, type=kind)
+                span.set_attribute(f"gen_ai.usage.{kind}_tokens", count)
+            span.set_attribute("gen_ai.response.finish_reasons", (outcome.finish,))
 
     @contextlib.contextmanager
     def tool(self, call: ToolCallRef) -> Iterator[Callable[[ToolOutcome], None]]:
@@ -240,12 +215,11 @@ class TurnTelemetry:
         name = call.tool if offered else "unknown"
         server, tool = (split_prefixed(name) or ("", name)) if offered else ("", "unknown")
         with self._start(f"execute_tool {name}", SpanKind.INTERNAL) as span:
-            if span.is_recording():
-                span.set_attributes({
-                    "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
-                    "gen_ai.tool.call.id": call.call_id, "gen_ai.tool.type": "extension",
-                    "threadline.tool.server": server,
-                })  # fmt: skip
+            span.set_attributes({
+                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
+                "gen_ai.tool.call.id": call.call_id, "gen_ai.tool.type": "extension",
+                "threadline.tool.server": server,
+            })  # fmt: skip
 
             def record(outcome: ToolOutcome) -> None:
                 self._metrics.tool_call(server, tool, outcome.duration_ms / 1000, outcome.is_error)
@@ -257,6 +231,5 @@ class TurnTelemetry:
                 yield record
             except BaseException as exc:
                 self._metrics.tool_call(server, tool, time.monotonic() - started, True)
-                _error(span, "cancelled" if isinstance(exc, asyncio.CancelledError) else
-                       type(exc).__name__, "the tool call did not finish")  # fmt: skip
+                _error(span, _kind(exc), "the tool call did not finish")
                 raise
