@@ -22,7 +22,6 @@ from threadline.events.conversation import AssistantTurn
 from threadline.events.fold import Entry, SessionState, TurnState, fold
 from threadline.events.schema import (
     AssistantMessage,
-    ContextTrimmed,
     ToolResult,
     TurnCancelled,
     UserMessage,
@@ -121,13 +120,9 @@ def turn_view(t: TurnState) -> TurnView:
         usage=done.usage if done else None,
         ttft_ms=done.ttft_ms if done else None,
         duration_ms=done.duration_ms if done else None,
-        context=context_view(t.context),
+        # the cut the model was sent the turn with; None: the whole conversation
+        context=view_of(ContextView, t.context) if t.context and t.context.turns else None,
     )
-
-
-def context_view(cut: ContextTrimmed | None) -> ContextView | None:
-    """A turn's context cut; None when the whole conversation was sent."""
-    return None if cut is None or not cut.turns else view_of(ContextView, cut)
 
 
 def message_view(entry: Entry) -> MessageView:

@@ -73,16 +73,14 @@ class EventStream:
         self.replay_batch = replay_batch
         self.on_relay = on_relay
 
-    def _wanted(self, kind: str) -> bool:
-        return (self.kinds is None or kind in self.kinds) and kind not in self.exclude
-
     def _select(self, frames: list[Frame]) -> bytes:
         out = []
         for frame in frames:
             if frame.position <= self.sent:
                 continue  # already replayed
             self.sent = frame.position
-            if self._wanted(frame.kind):
+            kind = frame.kind
+            if (self.kinds is None or kind in self.kinds) and kind not in self.exclude:
                 out.append(frame.data)
         self.on_relay(len(out))
         return b"".join(out)

@@ -143,10 +143,6 @@ class TurnChunks:
 
     # ------------------------------------------------------------------ parts
 
-    def _part_id(self, kind: str) -> str:
-        self.parts += 1
-        return f"{kind}-{self.attempt}-{self.step}-{self.parts}"
-
     def _open_step(self, step: int) -> list[p.Chunk]:
         if self.step == step:
             return []
@@ -170,11 +166,13 @@ class TurnChunks:
         return out
 
     def _delta(self, kind: PartKind, text: str) -> list[p.Chunk]:
-        out = [] if kind in self.open else self._close_parts()
-        part = self.open.get(kind) or self._part_id(kind)
+        out: list[p.Chunk] = []
         if kind not in self.open:
-            self.open[kind] = part
-            out.append(_PARTS[kind][0](id=part))
+            out += self._close_parts()
+            self.parts += 1
+            self.open[kind] = f"{kind}-{self.attempt}-{self.step}-{self.parts}"
+            out.append(_PARTS[kind][0](id=self.open[kind]))
+        part = self.open[kind]
         out.append(_PARTS[kind][1](id=part, delta=text))
         self.streamed[kind] += text
         self.shown = True
