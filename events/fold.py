@@ -15,11 +15,12 @@ state is a mutable aggregate, advanced in place by :meth:`SessionState.apply`;
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple, assert_never
+from typing import NamedTuple, TypeVar, assert_never
 
 import msgspec
 
@@ -58,6 +59,7 @@ __all__ = ["TERMINAL", "Entry", "SessionState", "Span", "TurnState", "TurnStatus
 
 Said = UserMessage | AssistantMessage | ToolResult | TurnCancelled
 Ending = TurnCompleted | TurnFailed | TurnCancelled
+S = TypeVar("S", "TurnState", "SessionState")
 Work = TextDelta | ReasoningDelta | ToolCall | AssistantMessage | ToolResult | Fallback
 
 
@@ -86,6 +88,15 @@ class Span(NamedTuple):
 
 def _entry(rec: Recorded, event: Said, message: Message) -> Entry:
     return Entry(rec.turn, rec.version, rec.position, rec.envelope.at, event, message)
+
+
+def _copied(state: S) -> S:
+    """A copy of ``state`` with copies of its lists and dicts (their items are shared)."""
+    twin = copy.copy(state)
+    for f in dataclasses.fields(state):
+        if isinstance(value := getattr(state, f.name), list | dict):
+            setattr(twin, f.name, copy.copy(value))
+    return twin
 
 
 @dataclass(slots=True, kw_only=True)
@@ -146,14 +157,7 @@ class TurnState:
         return self.ending if isinstance(self.ending, TurnCompleted) else None
 
     def copy(self) -> TurnState:
-        return dataclasses.replace(
-            self,
-            steps=list(self.steps),
-            calls=list(self.calls),
-            text=list(self.text),
-            reasoning=list(self.reasoning),
-            fallbacks=list(self.fallbacks),
-        )
+        return _copied(self)
 
     def _start(self, rec: Recorded, e: TurnStarted) -> None:
         """A new attempt: the previous attempt's work is dropped."""
@@ -318,20 +322,10 @@ class SessionState:
         """An independent snapshot (applying events to one leaves the other as it was).
         Ended turns are shared, not copied: the fold never changes one in place (see
         :meth:`_turn`), so a copy costs O(open turns) plus a few pointer copies."""
-        turns = dict(self.turns)
+        state = _copied(self)
         for t in self.open_turns:
-            turns[t] = turns[t].copy()
-        return dataclasses.replace(
-            self,
-            turns=turns,
-            committed=list(self.committed),
-            spans=list(self.spans),
-            loose=list(self.loose),
-            open_turns=dict(self.open_turns),
-            requests=dict(self.requests),
-            anomalies=list(self.anomalies),
-            quarantined=dict(self.quarantined),
-        )
+            state.turns[t] = state.turns[t].copy()
+        return state
 
     # ------------------------------------------------------------------ applying
 

@@ -22,7 +22,7 @@ from typing import Final
 
 from threadline.events.schema import Event, ReasoningDelta, TextDelta
 
-__all__ = ["MAX_STRETCH", "Coalescer", "WorkerLoad", "process_load"]
+__all__ = ["MAX_STRETCH", "PROCESS_LOAD", "Coalescer", "WorkerLoad"]
 
 Append = Callable[[Event], Awaitable[object]]
 Clock = Callable[[], float]
@@ -72,12 +72,8 @@ class WorkerLoad:
         return self._lag_s * float(0.5 ** ((now - self._lag_at) / self.half_life_s))
 
 
-_PROCESS_LOAD: Final = WorkerLoad()
-
-
-def process_load() -> WorkerLoad:
-    """The load every coalescer of this process reports to and reads, by default."""
-    return _PROCESS_LOAD
+#: the load every coalescer of this process reports to and reads, by default
+PROCESS_LOAD: Final = WorkerLoad()
 
 
 class Coalescer:
@@ -95,7 +91,7 @@ class Coalescer:
         self._append = append
         self._max_chars = max_chars
         self._base_window_s = window_s
-        self._load = load if load is not None else process_load()
+        self._load = load if load is not None else PROCESS_LOAD
         self._clock = clock
         self._kind: type[TextDelta] | type[ReasoningDelta] | None = None
         self._buffer: list[str] = []

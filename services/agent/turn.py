@@ -192,17 +192,12 @@ class Turn:
             TurnFailed(error=kind, message=redact(message), retryable=retryable)
         )
 
-    @property
-    def step_limit(self) -> int:
-        """Tool steps per turn: the session's ``max_steps``, within the deployment's."""
-        asked = self.state.params.max_steps
-        return min(asked, self.cfg.max_steps) if asked else self.cfg.max_steps
-
     async def _steps(self) -> None:
         tools = await self._list_tools()
         # the turn's own messages; the ended turns before it are sent as the window allows
         messages: list[Message] = list(self.state.turn_messages(self.turn_id))
-        limit = self.step_limit
+        # tool steps per turn: the session's ``max_steps``, within the deployment's
+        limit = min(self.state.params.max_steps or self.cfg.max_steps, self.cfg.max_steps)
         for step in range(limit + 1):
             if step == limit and tools:
                 await self._fallback(

@@ -25,7 +25,7 @@ from typing import Literal
 from threadline.base.errors import DeliveryLost, StoreError, StoreUnavailable
 from threadline.base.logs import log_context
 from threadline.events.fold import SessionState
-from threadline.events.schema import CancelRequested, TurnFailed, is_fork_copy
+from threadline.events.schema import TurnFailed, is_fork_copy
 from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore
 from threadline.events.workqueue import Delivery, WorkQueue
@@ -214,9 +214,7 @@ class AgentWorker:
     async def _watch_cancels(self, after: int) -> None:
         async for rec in self.store.follow_all(kinds={"cancel_requested"}, after=after):
             running = self._running.get(rec.session)
-            if running is None or not isinstance(rec.event, CancelRequested):
-                continue
-            if rec.turn in (None, running.turn_id):
+            if running is not None and rec.turn in (None, running.turn_id):
                 running.cancel.set()
 
 
