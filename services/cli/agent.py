@@ -7,9 +7,9 @@ import argparse
 from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError
 from threadline.base.tracing import tracing_from_env
-from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.readiness import problems
 from threadline.services.agent.service import serve_agent
+from threadline.services.runtime.connect import connected
 from threadline.services.runtime.metrics_http import add_metrics_arguments, serve_metrics
 from threadline.services.runtime.processes import stop_event
 
@@ -30,23 +30,18 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.nats_url:
         raise ConfigurationError("set THREADLINE_NATS_URL (or use `threadline up`)")
-    store = await JetStreamEventStore.connect(
-        settings.nats_url, settings.stream_settings(), allow_unsafe=settings.allow_unsafe_stream
-    )
     stop = stop_event()
-    try:
-        async with (
-            serve_metrics(
-                args.metrics_port,
-                host=args.metrics_host or settings.host,
-                ready=lambda: problems(store),
-            ) as metrics,
-            serve_agent(settings, store, concurrency=args.concurrency, ack_wait_s=args.ack_wait),
-        ):
-            print(f"agent worker consuming {settings.prefix}.*.user_message", flush=True)
-            if metrics is not None:
-                print(f"metrics on {metrics}", flush=True)
-            await stop.wait()
-    finally:
-        await store.close()
+    async with (
+        connected(settings, settings.nats_url) as store,
+        serve_metrics(
+            args.metrics_port,
+            host=args.metrics_host or settings.host,
+            ready=lambda: problems(store),
+        ) as metrics,
+        serve_agent(settings, store, concurrency=args.concurrency, ack_wait_s=args.ack_wait),
+    ):
+        print(f"agent worker consuming {settings.prefix}.*.user_message", flush=True)
+        if metrics is not None:
+            print(f"metrics on {metrics}", flush=True)
+        await stop.wait()
     return 0

@@ -19,9 +19,7 @@ from pathlib import Path
 import msgspec
 
 from threadline.base.config import Settings, StreamSettings
-from threadline.services.cli.stack import PROVIDER_KEY_VARS
-from threadline.services.devmodel import DevModelSettings
-from threadline.services.devmodel import serve as serve_devmodel
+from threadline.services.cli.stack import dev_model
 from threadline.services.runtime.cluster import LocalCluster
 from threadline.services.runtime.connect import configured_token, write_private
 from threadline.services.runtime.processes import stop_event
@@ -51,11 +49,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     env = dict(os.environ)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per readiness poll
     async with contextlib.AsyncExitStack() as stack:
-        devmodel = None
-        if not any(env.get(var) for var in PROVIDER_KEY_VARS):
-            devmodel = await stack.enter_async_context(
-                serve_devmodel(DevModelSettings(), settings.host, settings.devmodel_port)
-            )
+        devmodel = await dev_model(stack, settings, env)
+        if devmodel is not None:
             env.setdefault("THREADLINE_DEVMODEL_URL", devmodel)
         cluster = LocalCluster(
             root,

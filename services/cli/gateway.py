@@ -22,7 +22,6 @@ import contextlib
 
 from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError
-from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.store import EventStore
 from threadline.projections import ProjectionReader
 from threadline.projections.metrics import watch_views
@@ -30,7 +29,7 @@ from threadline.services.cli.stack import deployment_catalog
 from threadline.services.gateway import GatewayOptions, ensure_dev_token, serve_gateway
 from threadline.services.gateway.history import HistoryReader
 from threadline.services.gateway.projection_history import ProjectionHistory
-from threadline.services.runtime.connect import dev_token, running_nats_url
+from threadline.services.runtime.connect import connected, dev_token, running_nats_url
 from threadline.services.runtime.processes import stop_event
 
 
@@ -55,35 +54,29 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     options = GatewayOptions.from_env()
     settings, token = ensure_dev_token(settings, options, make=lambda: dev_token(settings))
     stop = stop_event()
-    store = await JetStreamEventStore.connect(
-        url, settings.stream_settings(), allow_unsafe=settings.allow_unsafe_stream
-    )
-    try:
+    async with connected(settings, url) as store, contextlib.AsyncExitStack() as stack:
         catalog = deployment_catalog(settings)
-        async with contextlib.AsyncExitStack() as stack:
-            choice = args.history or options.history
-            history, where = await open_history(stack, choice, settings, store)
-            base = await stack.enter_async_context(
-                serve_gateway(
-                    settings,
-                    store,
-                    host=args.host,
-                    port=args.port,
-                    options=options,
-                    catalog=catalog,
-                    history=history,
-                )
+        choice = args.history or options.history
+        history, where = await open_history(stack, choice, settings, store)
+        base = await stack.enter_async_context(
+            serve_gateway(
+                settings,
+                store,
+                host=args.host,
+                port=args.port,
+                options=options,
+                catalog=catalog,
+                history=history,
             )
-            print(f"Threadline gateway on {base} (API schema: {base}/schema/openapi.json)")
-            print(f"  history: {where}")
-            if token is not None:
-                print(f"  dev token (owner 'dev'): {token}")
-                print(f"  try: curl -H 'Authorization: Bearer {token}' {base}/v1/sessions")
-            print("Press Ctrl-C to stop.", flush=True)
-            await stop.wait()
-            print("stopping ...", flush=True)
-    finally:
-        await store.close()
+        )
+        print(f"Threadline gateway on {base} (API schema: {base}/schema/openapi.json)")
+        print(f"  history: {where}")
+        if token is not None:
+            print(f"  dev token (owner 'dev'): {token}")
+            print(f"  try: curl -H 'Authorization: Bearer {token}' {base}/v1/sessions")
+        print("Press Ctrl-C to stop.", flush=True)
+        await stop.wait()
+        print("stopping ...", flush=True)
     print("stopped.", flush=True)
     return 0
 

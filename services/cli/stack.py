@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from threadline.base.config import Settings
@@ -52,26 +53,29 @@ def _cli() -> str:
 CLI = _cli()
 
 
+@dataclass
 class Running:
     """What ``up`` started: lines for the banner and URLs for the runtime file."""
 
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str]] = []
-        self._urls: dict[str, str] = {}
-        self.devmodel_url: str | None = None
-        self.projector: Projector | None = None
-        self.hint = ""
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    urls: dict[str, str] = field(default_factory=dict)
+    devmodel_url: str | None = None
+    projector: Projector | None = None
+    hint: str = ""
 
-    def add(self, name: str, where: str, *, key: str | None = None) -> None:
+    def add(self, name: str, where: str) -> None:
         self.lines.append((name, where))
-        if key is not None:
-            self._urls[key] = where
 
-    def record(self, key: str, value: str) -> None:
-        self._urls[key] = value
 
-    def urls(self) -> dict[str, str]:
-        return dict(self._urls)
+async def dev_model(
+    stack: contextlib.AsyncExitStack, settings: Settings, env: Mapping[str, str] = os.environ
+) -> str | None:
+    """The URL of the dev model, started on ``stack`` when no provider key is set in
+    ``env`` (else None)."""
+    if any(env.get(var) for var in PROVIDER_KEY_VARS):
+        return None
+    devmodel = serve_devmodel(DevModelSettings(), settings.host, settings.devmodel_port)
+    return await stack.enter_async_context(devmodel)
 
 
 async def start_services(
@@ -86,12 +90,10 @@ async def start_services(
     ``agents`` > 0: that many agent worker processes on ``nats_url`` (``up``); 0: the
     agent runs in this process (tests that look inside it)."""
     running = Running()
-    if not any(os.environ.get(var) for var in PROVIDER_KEY_VARS):
-        url = await stack.enter_async_context(
-            serve_devmodel(DevModelSettings(), settings.host, settings.devmodel_port)
-        )
-        running.devmodel_url = url
-        running.add("dev model", f"{url}/v1 (OpenAI wire), {url} (Anthropic wire)", key="devmodel")
+    url = running.devmodel_url = await dev_model(stack, settings)
+    if url is not None:
+        running.add("dev model", f"{url}/v1 (OpenAI wire), {url} (Anthropic wire)")
+        running.urls["devmodel"] = url
     projector = await stack.enter_async_context(serve_projector(settings, store))
     running.projector = projector
     where = "PostgreSQL" if settings.database_url else settings.data_path / "projections.sqlite3"
@@ -104,7 +106,7 @@ async def start_services(
         )
         running.add("agents", f"{agents} worker processes; MCP servers: {tools}")
         running.lines += [(f"  {p.name}", f"pid {p.pid}, metrics {p.metrics_url}") for p in procs]
-        running.record("agent_pids", ",".join(str(p.pid) for p in procs))
+        running.urls["agent_pids"] = ",".join(str(p.pid) for p in procs)
     else:
         worker = await stack.enter_async_context(
             serve_agent(settings, store, devmodel_url=running.devmodel_url)
@@ -117,7 +119,7 @@ async def start_services(
         serve_gateway(settings, store, catalog=catalog, history=history)
     )
     running.add("gateway", f"{url}  (API schema {url}/schema, metrics {url}/metrics)")
-    running.record("gateway_url", url)
+    running.urls["gateway_url"] = url
     if token is not None:
         kept = settings.data_path / DEV_TOKEN_FILE
         running.add("dev token", f"{token}  (owner 'dev', kept in {kept}; or THREADLINE_TOKENS)")

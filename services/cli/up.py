@@ -16,10 +16,9 @@ import sys
 
 from threadline.base.config import Settings
 from threadline.base.tracing import tracing_from_env
-from threadline.events.jetstream import JetStreamEventStore
 from threadline.services.cli.stack import Running, start_services
 from threadline.services.runtime.agents import agent_count
-from threadline.services.runtime.connect import clear_runtime, write_runtime
+from threadline.services.runtime.connect import clear_runtime, connected, write_runtime
 from threadline.services.runtime.natsserver import EmbeddedNats
 from threadline.services.runtime.processes import stop_event
 
@@ -51,13 +50,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             await stack.enter_async_context(server)
             url = server.url
             extra["nats_pid"] = server.process.pid if server.process else None
-        store = await JetStreamEventStore.connect(
-            url, settings.stream_settings(), allow_unsafe=settings.allow_unsafe_stream
-        )
-        stack.push_async_callback(store.close)
+        store = await stack.enter_async_context(connected(settings, url))
         agents = agent_count(settings.agents if args.agents is None else args.agents)
         running = await start_services(stack, settings, store, agents=agents, nats_url=url)
-        write_runtime(settings, {"nats_url": url, "pid": os.getpid(), **extra, **running.urls()})
+        write_runtime(settings, {"nats_url": url, "pid": os.getpid(), **extra, **running.urls})
         stack.callback(clear_runtime, settings)
         _print_banner(settings, url, running)
         await stop.wait()

@@ -80,7 +80,6 @@ class LocalCluster:
         self.gateway_token = gateway_token or secrets.token_urlsafe(24)
         #: one secret for every gateway's derived session ids (each has its own data dir)
         self.id_secret = secrets.token_urlsafe(32)
-        self.gateway_command = gateway_module() if gateways else None
         ports = free_ports(3 * nodes, host)
         self._http_ports = ports[2 * nodes :]
         routes = [f"nats-route://{host}:{p}" for p in ports[nodes : 2 * nodes]]
@@ -114,10 +113,9 @@ class LocalCluster:
             self._service("projector", [cli, "projector"], "^projector: ", 0)
             for _ in range(1 if projector else 0)
         ]
-        gateway = [*(self.gateway_command or []), "--host", host, "--port", "0"]
+        gateway = [*gateway_module(), "--host", host, "--port", "0"]
         self.gateways = [
-            self._service(f"gateway-{i}", gateway, _GATEWAY_URL.pattern, i)
-            for i in range(gateways if self.gateway_command else 0)
+            self._service(f"gateway-{i}", gateway, _GATEWAY_URL.pattern, i) for i in range(gateways)
         ]
 
     # ------------------------------------------------------------------ addresses
@@ -133,12 +131,8 @@ class LocalCluster:
 
     @property
     def gateway_urls(self) -> list[str]:
-        urls = []
-        for gw in self.gateways:
-            match = _GATEWAY_URL.search(gw.ready_line)
-            if match:
-                urls.append(match.group(1))
-        return urls
+        found = (_GATEWAY_URL.search(gw.ready_line) for gw in self.gateways)
+        return [match.group(1) for match in found if match]
 
     def service_url(self, index: int = 0) -> str:
         """What a service gets as ``THREADLINE_NATS_URL``: every node, comma-separated,

@@ -80,28 +80,30 @@ def dev_token(settings: Settings) -> str:
 
 
 @contextlib.asynccontextmanager
+async def connected(settings: Settings, url: str) -> AsyncIterator[JetStreamEventStore]:
+    """The event store on ``url`` with the configured stream; closed on the way out."""
+    store = await JetStreamEventStore.connect(
+        url, settings.stream_settings(), allow_unsafe=settings.allow_unsafe_stream
+    )
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[JetStreamEventStore]:
     """Connect to the event store for a one-off command (CLI tools)."""
-    urls = [u for u in (settings.nats_url, running_nats_url(settings)) if u]
-    for url in urls:
-        try:
-            store = await JetStreamEventStore.connect(
-                url, settings.stream_settings(), allow_unsafe=settings.allow_unsafe_stream
-            )
-        except StoreUnavailable:
-            if url == settings.nats_url:
-                raise
-            continue  # a stale runtime file: that server is gone
-        try:
-            yield store
-        finally:
-            await store.close()
-        return
-    async with EmbeddedNats(settings.data_path / "nats") as server:
-        store = await JetStreamEventStore.connect(
-            server.url, settings.stream_settings(), allow_unsafe=settings.allow_unsafe_stream
-        )
-        try:
-            yield store
-        finally:
-            await store.close()
+    async with contextlib.AsyncExitStack() as stack:
+        for url in filter(None, (settings.nats_url, running_nats_url(settings))):
+            try:
+                store = await stack.enter_async_context(connected(settings, url))
+                break
+            except StoreUnavailable:
+                if url == settings.nats_url:
+                    raise
+                # a stale runtime file: that server is gone
+        else:
+            server = await stack.enter_async_context(EmbeddedNats(settings.data_path / "nats"))
+            store = await stack.enter_async_context(connected(settings, server.url))
+        yield store

@@ -115,7 +115,7 @@ async def test_up_serves_history_from_its_projector(
     try:
         async with contextlib.AsyncExitStack() as stack:
             running = await start_services(stack, settings, store)
-            url = running.urls()["gateway_url"]
+            url = running.urls["gateway_url"]
             async with httpx.AsyncClient(base_url=url, headers=ALICE, timeout=15) as client:
                 made = await client.post("/v1/sessions", json={"tool_servers": ["threadline"]})
                 assert made.status_code == 201, made.text

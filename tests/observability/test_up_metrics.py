@@ -60,7 +60,7 @@ async def up(
     try:
         async with contextlib.AsyncExitStack() as stack:
             running = await start_services(stack, settings, store)
-            url = running.urls()["gateway_url"]
+            url = running.urls["gateway_url"]
             headers = {"Authorization": f"Bearer {TOKEN}"}
             async with httpx.AsyncClient(base_url=url, headers=headers, timeout=15) as client:
                 yield Up(client, store)
