@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Final
 
 import nats.errors
@@ -80,9 +81,15 @@ class _Bucket:
 
     def opened(self) -> KeyValue | None:
         """The bucket if it is open; else None, and it is opened in the background."""
-        if self._kv is None and self._background is None and self._may_try():
-            self._background = asyncio.create_task(self._open_quietly())
+        idle = self._background is None or self._background.done()
+        if self._kv is None and idle and self._may_try():
+            self._background = asyncio.create_task(self.try_open())
         return self._kv
+
+    async def try_open(self) -> None:
+        """Open the bucket now if it can be (a failure is logged; tried again later)."""
+        with contextlib.suppress(StoreUnavailable):
+            await self.kv()
 
     async def kv(self) -> KeyValue:
         if self._kv is not None:
@@ -110,34 +117,27 @@ class _Bucket:
         except nats.js.errors.BucketNotFoundError:
             return await js.create_key_value(self.config)
 
-    async def _open_quietly(self) -> None:
+    @contextlib.contextmanager
+    def _failing(self, what: str) -> Iterator[None]:
         try:
-            await self.kv()
-        except StoreUnavailable:
-            pass  # logged; tried again later
-        finally:
-            self._background = None
+            yield
+        except _ERRORS as exc:
+            raise StoreUnavailable(f"{self.config.bucket} {what}: {exc}") from None
 
     async def get(self, key: str) -> bytes | None:
-        try:
-            entry = await (await self.kv()).get(key)
-        except _MISSING:
-            return None
-        except _ERRORS as exc:
-            raise StoreUnavailable(f"{self.config.bucket} {key}: {exc}") from None
-        return entry.value or None
+        with self._failing(key), contextlib.suppress(*_MISSING):
+            return (await (await self.kv()).get(key)).value or None
+        return None
 
     async def put(self, key: str, data: bytes) -> None:
-        try:
+        with self._failing(key):
             await (await self.kv()).put(key, data)
-        except _ERRORS as exc:
-            raise StoreUnavailable(f"{self.config.bucket} {key}: {exc}") from None
 
     async def keys(self, prefix: str) -> list[str]:
         """The keys under ``prefix``, filtered by the server (nats-py's ``keys()`` reads
         every key of the bucket and filters them itself)."""
         keys: list[str] = []
-        try:
+        with self._failing(prefix):
             watcher = await (await self.kv()).watch(
                 f"{prefix}.>", ignore_deletes=True, meta_only=True
             )
@@ -148,8 +148,6 @@ class _Bucket:
                     keys.append(entry.key)
             finally:
                 await watcher.stop()  # type: ignore[no-untyped-call]
-        except _ERRORS as exc:
-            raise StoreUnavailable(f"{self.config.bucket} {prefix}: {exc}") from None
         return keys
 
 
@@ -161,8 +159,7 @@ class KVSnapshots:
         self.bucket = _Bucket(nc, bucket_config(bucket, _SNAPSHOTS, replicas))
 
     async def open(self) -> None:
-        with contextlib.suppress(StoreUnavailable):  # logged; snapshots then wait
-            await self.bucket.kv()
+        await self.bucket.try_open()  # snapshots wait if it fails
 
     async def load(self, session: str) -> bytes | None:
         """None until the bucket is open (opening it never holds up a read)."""

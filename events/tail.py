@@ -20,7 +20,6 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
@@ -43,7 +42,7 @@ class _Inbox:
         self.msgs: list[Msg] = []
         self._waiter: asyncio.Future[None] | None = None
 
-    def put(self, msg: Msg) -> None:
+    async def put(self, msg: Msg) -> None:
         self.msgs.append(msg)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -115,7 +114,12 @@ class Tail:
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     async def _run_consumer(self) -> AsyncGenerator[Stored, None]:
-        sub, inbox = await self._subscribe()
+        # a fresh deliver subject: nats-server binds a push consumer only to a
+        # subscription on exactly that subject, not to a wildcard
+        inbox = _Inbox()
+        sub = await self._nc.subscribe(
+            self._nc.new_inbox(), cb=inbox.put, pending_msgs_limit=_PENDING_MSGS
+        )
         name: str | None = None
         try:
             name = await self._add_consumer(sub.subject)
@@ -127,20 +131,6 @@ class Tail:
             if name is not None and not self._nc.is_closed:
                 with contextlib.suppress(Exception):
                     await self._js.delete_consumer(self._stream, name)
-
-    async def _subscribe(self) -> tuple[Subscription, _Inbox]:
-        """A subscription on a fresh deliver subject (nats-server binds a push consumer
-        only to a subscription on exactly that subject, not to a wildcard) and the inbox
-        its messages land in."""
-        inbox = _Inbox()
-
-        async def deliver(msg: Msg) -> None:
-            inbox.put(msg)
-
-        sub = await self._nc.subscribe(
-            self._nc.new_inbox(), cb=deliver, pending_msgs_limit=_PENDING_MSGS
-        )
-        return sub, inbox
 
     async def _add_consumer(self, deliver_subject: str) -> str:
         config = ConsumerConfig(
@@ -175,8 +165,9 @@ class Tail:
                 if not msg.reply or msg.reply.startswith("$JS.FC.") or _is_status(msg):
                     await self._control(msg)
                     continue
-                stream_seq, consumer_seq, _ = _parse_ack_subject(msg.reply)
-                if consumer_seq != expected_cseq:
+                sequence = msg.metadata.sequence  # parsed from the $JS.ACK reply subject
+                stream_seq = sequence.stream
+                if sequence.consumer != expected_cseq:
                     raise _Reset
                 expected_cseq += 1
                 if stream_seq > self._last:
@@ -200,13 +191,3 @@ class Tail:
 
 def _is_status(msg: Msg) -> bool:
     return msg.headers is not None and "Status" in msg.headers and not msg.data
-
-
-def _parse_ack_subject(reply: str) -> tuple[int, int, int]:
-    """Stream sequence, consumer sequence and pending count from ``$JS.ACK...``."""
-    tokens = reply.split(".")
-    # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>  (v1), or
-    # $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>.<r>
-    if len(tokens) == 9:
-        return int(tokens[5]), int(tokens[6]), int(tokens[8])
-    return int(tokens[7]), int(tokens[8]), int(tokens[10])
