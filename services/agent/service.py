@@ -128,7 +128,7 @@ async def serve_agent(
         worker = AgentWorker(store, queue, deps, concurrency=concurrency, sessions=sessions)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
-        unwatch = deps.telemetry.metrics.watch_consumer(queue)
+        unwatch = deps.telemetry.watch_consumer(queue)
         try:
             yield worker
         finally:

@@ -16,33 +16,36 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import Final, Protocol
+from typing import Final, Protocol, get_args
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from threadline.base.errors import ThreadlineError
-from threadline.base.metrics import Registry
+from threadline.base.metrics import Registry, default_registry
 from threadline.base.redact import redact
 from threadline.events.fold import SessionState
 from threadline.events.schema import (
     Event,
     Fallback,
+    FallbackKind,
     ToolCallRef,
     TurnCancelled,
     TurnCompleted,
     TurnFailed,
 )
 from threadline.events.turns import ended_status
-from threadline.services.agent.metrics import AgentMetrics
+from threadline.events.workqueue import WorkQueue
 from threadline.services.agent.providers import ModelRequest, ProviderError, ProviderRegistry
 from threadline.services.agent.step import StepOutcome
 from threadline.services.agent.tools import ToolOutcome, split_prefixed
 
-__all__ = ["AgentMetrics", "AgentTelemetry", "ObservedTurn", "TurnTelemetry"]
+__all__ = ["AgentTelemetry", "ObservedTurn", "TurnTelemetry"]
 
 AGENT_NAME: Final = "threadline"
+P: Final = "threadline_agent"
+OUTCOMES: Final = ("completed", "failed", "cancelled")
 #: our provider names -> the GenAI conventions' well-known ``gen_ai.provider.name`` values
 _GENAI_PROVIDER: Final = {"gemini": "gcp.gemini"}
 
@@ -70,12 +73,109 @@ class ObservedTurn(Protocol):
 
 
 class AgentTelemetry:
-    """Metrics (into ``registry``, default the process's) and spans (from ``tracer``,
-    default the process's, a no-op unless tracing is configured) of one agent process."""
+    """The instruments (in ``registry``, default the process's) and the tracer (default
+    the process's, a no-op unless tracing is configured) of one agent process. Metric
+    labels are names, fallback kinds, outcomes and error kinds: never session ids,
+    owners, text or keys."""
 
     def __init__(self, registry: Registry | None = None, tracer: trace.Tracer | None = None):
-        self.metrics = AgentMetrics(registry)
         self.tracer = tracer or trace.get_tracer("threadline.agent")
+        reg = self.registry = registry or default_registry()
+        model = ("provider", "model")
+        self.turn_duration = reg.histogram(
+            f"{P}_turn_duration_seconds",
+            "Duration of completed turns (turn_started to turn_completed), by final provider.",
+            model,
+        )
+        self.ttft = reg.histogram(
+            f"{P}_time_to_first_token_seconds",
+            "Time from turn_started to the first output of completed turns.",
+            model,
+        )
+        self.tokens = reg.counter(
+            f"{P}_tokens_total", "Tokens reported by providers, by type (input, output).",
+            (*model, "type"),
+        )  # fmt: skip
+        self.requests = reg.counter(
+            f"{P}_provider_requests_total",
+            "Model requests by outcome: ok, or the typed error kind (rate_limit, auth, ...).",
+            (*model, "outcome"),
+        )
+        self.tool_duration = reg.histogram(
+            f"{P}_tool_call_duration_seconds", "Duration of MCP tool calls.", ("server", "tool")
+        )
+        self.tool_calls = reg.counter(
+            f"{P}_tool_calls_total", "MCP tool calls by outcome (ok, error).",
+            ("server", "tool", "outcome"),
+        )  # fmt: skip
+        self.fallbacks = reg.counter(f"{P}_fallbacks_total", "Fallback events by kind.", ("kind",))
+        self.turns = reg.counter(
+            f"{P}_turns_total",
+            "Turns ended, by outcome (completed, failed, cancelled).",
+            ("outcome",),
+        )
+        self.failures = reg.counter(
+            f"{P}_turn_failures_total", "Failed turns by error kind.", ("kind",)
+        )
+        self.running = reg.gauge(f"{P}_running_turns", "Turn attempts running in this process.")
+        self.heartbeat_failures = reg.counter(
+            f"{P}_heartbeat_failures_total",
+            "In-progress acks that failed (connection lost, consumer deleted, delivery no "
+            "longer ours); each stopped a running attempt.",
+        )
+        self.pending = reg.gauge(
+            f"{P}_consumer_pending_messages",
+            "User messages not yet delivered to any worker (the durable consumer's backlog; "
+            "sampled when scraped).",
+            ("consumer",),
+        )
+        self.ack_pending = reg.gauge(
+            f"{P}_consumer_ack_pending_messages",
+            "User messages delivered to workers and not acked yet (sampled when scraped).",
+            ("consumer",),
+        )
+        for kind in get_args(FallbackKind):  # series exist from the start: rate() sees the first
+            self.fallbacks.inc(0, kind=kind)
+        for outcome in OUTCOMES:
+            self.turns.inc(0, outcome=outcome)
+        self.running.inc(0)
+        self.heartbeat_failures.inc(0)
+
+    def ended(
+        self, event: TurnCompleted | TurnFailed | TurnCancelled, provider: str, model: str
+    ) -> None:
+        if isinstance(event, TurnCompleted):
+            self.turns.inc(outcome="completed")
+            self.turn_duration.observe(event.duration_ms / 1000, provider=provider, model=model)
+            if event.ttft_ms is not None:
+                self.ttft.observe(event.ttft_ms / 1000, provider=provider, model=model)
+        elif isinstance(event, TurnFailed):
+            self.turns.inc(outcome="failed")
+            self.failures.inc(kind=event.error)
+        else:
+            self.turns.inc(outcome="cancelled")
+
+    def tool_call(self, server: str, tool: str, seconds: float, is_error: bool) -> None:
+        self.tool_duration.observe(seconds, server=server, tool=tool)
+        self.tool_calls.inc(server=server, tool=tool, outcome="error" if is_error else "ok")
+
+    def watch_consumer(self, queue: WorkQueue) -> Callable[[], None]:
+        """Sample the work queue's backlog when scraped (no polling); returns a function
+        that stops it and drops its series."""
+
+        async def sample() -> None:
+            backlog = await queue.backlog()
+            self.pending.set(backlog.pending, consumer=queue.name)
+            self.ack_pending.set(backlog.ack_pending, consumer=queue.name)
+
+        remove = self.registry.on_scrape(sample)
+
+        def stop() -> None:
+            remove()
+            self.pending.remove(consumer=queue.name)
+            self.ack_pending.remove(consumer=queue.name)
+
+        return stop
 
 
 class TurnTelemetry:
@@ -86,7 +186,6 @@ class TurnTelemetry:
         worker: str,
     ) -> None:  # fmt: skip
         self._tel = telemetry
-        self._metrics = telemetry.metrics
         self._turn = turn
         self._providers = providers
         self._worker = worker
@@ -128,7 +227,7 @@ class TurnTelemetry:
     def attempt(self) -> Iterator[None]:
         """The whole attempt: span ``invoke_agent threadline`` and the running gauge."""
         turn = self._turn
-        self._metrics.running.inc()
+        self._tel.running.inc()
         with self._start(f"invoke_agent {AGENT_NAME}", SpanKind.INTERNAL) as span:
             self._span = span
             span.set_attributes({
@@ -150,12 +249,12 @@ class TurnTelemetry:
                 _error(span, outcome or name, str(exc) or name)
                 raise
             finally:
-                self._metrics.running.dec()
+                self._tel.running.dec()
 
     def appended(self, event: Event) -> None:
         """Called with every event the attempt appended (after it is in the log)."""
         if isinstance(event, Fallback):
-            self._metrics.fallbacks.inc(kind=event.fallback)
+            self._tel.fallbacks.inc(kind=event.fallback)
             attrs = {"kind": event.fallback, "from": event.from_, "to": event.to}
             self._span.add_event(
                 "threadline.fallback",
@@ -165,7 +264,7 @@ class TurnTelemetry:
                 },
             )
         elif isinstance(event, TurnCompleted | TurnFailed | TurnCancelled):
-            self._metrics.ended(event, self._turn.provider, self.model())
+            self._tel.ended(event, self._turn.provider, self.model())
             self._span.set_attribute("threadline.turn.outcome", ended_status(event))
             if isinstance(event, TurnCompleted):
                 self._span.set_attributes({
@@ -192,7 +291,7 @@ class TurnTelemetry:
             try:
                 yield
             except ProviderError as err:
-                self._metrics.requests.inc(provider=provider, model=model, outcome=err.kind)
+                self._tel.requests.inc(provider=provider, model=model, outcome=err.kind)
                 if err.status is not None:
                     span.set_attribute("http.response.status_code", err.status)
                 _error(span, err.kind, err.message)
@@ -200,10 +299,10 @@ class TurnTelemetry:
             except BaseException as exc:
                 _error(span, _kind(exc), str(exc) or type(exc).__name__)
                 raise
-            self._metrics.requests.inc(provider=provider, model=model, outcome="ok")
+            self._tel.requests.inc(provider=provider, model=model, outcome="ok")
             tokens = {"input": outcome.usage.input_tokens, "output": outcome.usage.output_tokens}
             for kind, count in tokens.items():
-                self._metrics.tokens.inc(count, provider=provider, model=model, type=kind)
+                self._tel.tokens.inc(count, provider=provider, model=model, type=kind)
                 span.set_attribute(f"gen_ai.usage.{kind}_tokens", count)
             span.set_attribute("gen_ai.response.finish_reasons", (outcome.finish,))
 
@@ -222,7 +321,7 @@ class TurnTelemetry:
             })  # fmt: skip
 
             def record(outcome: ToolOutcome) -> None:
-                self._metrics.tool_call(server, tool, outcome.duration_ms / 1000, outcome.is_error)
+                self._tel.tool_call(server, tool, outcome.duration_ms / 1000, outcome.is_error)
                 if outcome.is_error:
                     _error(span, "tool_error", "the tool call failed")
 
@@ -230,6 +329,6 @@ class TurnTelemetry:
             try:
                 yield record
             except BaseException as exc:
-                self._metrics.tool_call(server, tool, time.monotonic() - started, True)
+                self._tel.tool_call(server, tool, time.monotonic() - started, True)
                 _error(span, _kind(exc), "the tool call did not finish")
                 raise

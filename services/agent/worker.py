@@ -147,7 +147,7 @@ class AgentWorker:
             raise AssertionError("unreachable")
         except DeliveryLost as exc:
             await _stop(work)
-            self.deps.telemetry.metrics.heartbeat_failures.inc()
+            self.deps.telemetry.heartbeat_failures.inc()
             log.error(
                 "heartbeat failed, attempt stopped (session %s, turn %s, delivery %d): %s",
                 session, turn, delivery.attempts, exc,
@@ -209,7 +209,7 @@ class AgentWorker:
             message=f"gave up after {turn.attempt} attempts (the turn kept being interrupted)",
         )
         await writer.append(failed)
-        self.deps.telemetry.metrics.ended(failed, "", "")
+        self.deps.telemetry.ended(failed, "", "")
 
     async def _watch_cancels(self, after: int) -> None:
         async for rec in self.store.follow_all(kinds={"cancel_requested"}, after=after):

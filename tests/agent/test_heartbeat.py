@@ -66,7 +66,7 @@ async def test_deleted_consumer_stops_the_running_attempt(
             await js_store.nc.jetstream().delete_consumer(js_store.settings.name, QUEUE_NAME)
             await heartbeat_failures.event.wait()
         assert "hb" not in worker._running  # the attempt was stopped before the line
-        assert telemetry.metrics.heartbeat_failures.value() == 1
+        assert telemetry.heartbeat_failures.value() == 1
         [line] = heartbeat_failures.lines
         assert "session hb" in line and "turn t1" in line and "is gone" in line
         assert fold(await js_store.load("hb")).status("t1") == "running"  # no terminal event

@@ -229,7 +229,7 @@ async def test_failed_heartbeat_stops_the_attempt(
     assert events[-1].attempt == 2 and isinstance(events[-1].event, TurnCompleted)
     takeover = next(r.version for r in events if r.kind == "turn_started" and r.attempt == 2)
     assert all(r.version < takeover for r in events if r.attempt == 1)
-    assert agent.telemetry.metrics.heartbeat_failures.value() == 1
+    assert agent.telemetry.heartbeat_failures.value() == 1
     [line] = [r.getMessage() for r in caplog.records if "heartbeat failed" in r.getMessage()]
     assert "session s" in line and "turn t1" in line
     agent.model.verify()

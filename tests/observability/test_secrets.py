@@ -92,7 +92,7 @@ async def test_no_key_in_metrics_spans_or_logs(
     log_of_events = b"\n".join([s.data async for s in stored]).decode()
     assert "Incorrect API key" in log_of_events  # the provider's echo really happened
 
-    async with serve_metrics(0, registry=telemetry.metrics.registry) as url:
+    async with serve_metrics(0, registry=telemetry.registry) as url:
         assert url is not None
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(url)).text

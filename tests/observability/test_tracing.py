@@ -107,7 +107,7 @@ async def test_a_turn_with_a_retry_and_a_tool_call_makes_the_span_tree(
     for content in ("zanzibar", "marmalade", "text", "returned"):
         assert content not in everything, content
 
-    samples = parse(await telemetry.metrics.registry.render())
+    samples = parse(await telemetry.registry.render())
     model = {"provider": "dev", "model": "threadline-dev"}
     assert value(samples, "threadline_agent_turns_total", outcome="completed") == 1
     assert value(samples, "threadline_agent_time_to_first_token_seconds_count", **model) == 1
@@ -137,6 +137,6 @@ async def test_a_failed_turn_is_an_error_span_with_its_kind(
     assert root.status.status_code == StatusCode.ERROR
     assert attributes(root)["error.type"] == "auth"
     assert attributes(root)["threadline.turn.outcome"] == "failed"
-    samples = parse(await telemetry.metrics.registry.render())
+    samples = parse(await telemetry.registry.render())
     assert value(samples, "threadline_agent_turns_total", outcome="failed") == 1
     assert value(samples, "threadline_agent_turn_failures_total", kind="auth") == 1
