@@ -29,11 +29,8 @@ _raw_decoder: Final = msgspec.json.Decoder(dict[str, Any])
 _FIELDS: Final = Envelope.__struct_fields__
 
 
-def encode(envelope: Envelope) -> bytes:
-    return _encoder.encode(envelope)
-
-
-def encode_value(value: object) -> bytes:
+def encode(value: object) -> bytes:
+    """An envelope's (or any value's) JSON bytes."""
     return _encoder.encode(value)
 
 

@@ -79,12 +79,8 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
     cached_input_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
-            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
-        )
+        fields = self.__struct_fields__
+        return Usage(**{f: getattr(self, f) + getattr(other, f) for f in fields})
 
 
 class ToolCallRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -271,13 +267,7 @@ EVENT_TYPES: Final[tuple[type[_Event], ...]] = get_args(Event)
 TERMINAL_KINDS: Final = frozenset({"turn_completed", "turn_failed", "turn_cancelled"})
 
 
-def _tag(cls: type[_Event]) -> str:
-    tag = cls.__struct_config__.tag
-    assert isinstance(tag, str)
-    return tag
-
-
-_TAG_OF: Final[dict[type[_Event], str]] = {cls: _tag(cls) for cls in EVENT_TYPES}
+_TAG_OF: Final = {cls: str(cls.__struct_config__.tag) for cls in EVENT_TYPES}
 KINDS: Final[tuple[str, ...]] = tuple(_TAG_OF.values())
 
 

@@ -171,17 +171,10 @@ class SessionCache:
     async def _verified(self, session: str, entry: _Entry, snap: Snapshot) -> bool:
         """Whether the log's record at the snapshot's version is the one it names; if it
         is, fold the events after it onto ``entry``."""
-        head = await self.store.head(session)
-        if head.version < snap.version:
-            return False
-        if head.version == snap.version:
-            return (head.position, head.hash) == (snap.position, snap.hash)
-        reading = self.store.read(session, from_version=snap.version, to_version=snap.version)
+        reading = self.store.entries(session, from_version=snap.version, to_version=snap.version)
         async with contextlib.aclosing(reading) as records:
-            found = [rec async for rec in records]
-        if [(r.position, r.hash) for r in found] != [(snap.position, snap.hash)]:
-            return False
-        return await self._advance(session, entry)
+            found = [(r.position, r.hash) async for r in records]
+        return found == [(snap.position, snap.hash)] and await self._advance(session, entry)
 
     async def _fold(self, session: str) -> _Entry:
         entry: _Entry | None = None

@@ -298,7 +298,7 @@ class EventStore(abc.ABC):
             return out
 
     def _encode_event(self, new: NewEvent) -> bytes:
-        body = codec.encode_value(new.event)
+        body = codec.encode(new.event)
         if len(body) > self.max_event_bytes:
             raise PayloadTooLarge(len(body), self.max_event_bytes)
         return body

@@ -282,7 +282,7 @@ class FakeModel:
                 yield ToolCallStart(index=calls, call_id=command.call_id, name=TOOL)
                 yield ToolCallEnd(
                     call_id=command.call_id, name=TOOL, arguments=arguments,
-                    raw_arguments=codec.encode_value(arguments).decode(),
+                    raw_arguments=codec.encode(arguments).decode(),
                 )  # fmt: skip
                 calls += 1
             elif isinstance(command, Fault):
