@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Iterable
 
 import msgspec
 
@@ -65,10 +64,12 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         out = _Writer(args, superseded_positions(records))
         if records and not args.json:
             out.write(_header(records))
-        await out.replay(_each(records))
+        for rec in records:
+            await out.show(rec)
         if args.follow:
             after = records[-1].position if records else 0
-            await out.replay(store.follow(session, after=after), live=True)
+            async for rec in store.follow(session, after=after):
+                await out.show(rec, live=True)
         out.finish()
     return 0
 
@@ -82,17 +83,9 @@ def _header(records: list[Recorded]) -> str:
     )
 
 
-async def _each(records: Iterable[Recorded]) -> AsyncIterator[Recorded]:
-    for rec in records:
-        yield rec
-
-
 class _Writer:
     def __init__(self, args: argparse.Namespace, superseded: frozenset[int]) -> None:
-        self.json = args.json
-        self.realtime = args.realtime
-        self.speed = max(args.speed, 1e-3)
-        self.max_pause = args.max_pause
+        self.args = args
         self.superseded = superseded
         self.timeline = Timeline(
             stream=args.follow or args.realtime, gap_s=args.gap, full=args.full,
@@ -100,18 +93,17 @@ class _Writer:
         )  # fmt: skip
         self.previous_at: int | None = None
 
-    async def replay(self, records: AsyncIterator[Recorded], *, live: bool = False) -> None:
-        async for rec in records:
-            if self.realtime and not live and self.previous_at is not None:
-                pause = (rec.envelope.at - self.previous_at) / 1e6 / self.speed
-                if pause > 0:
-                    await asyncio.sleep(min(pause, self.max_pause))  # pacing the output
-            if self.json:
-                self.write(json_line(rec, self.previous_at, rec.position in self.superseded))
-                self.write("\n")
-            else:
-                self.write(self.timeline.feed(rec))
-            self.previous_at = rec.envelope.at
+    async def show(self, rec: Recorded, *, live: bool = False) -> None:
+        args = self.args
+        if args.realtime and not live and self.previous_at is not None:
+            pause = (rec.envelope.at - self.previous_at) / 1e6 / max(args.speed, 1e-3)
+            if pause > 0:
+                await asyncio.sleep(min(pause, args.max_pause))  # pacing the output
+        if args.json:
+            self.write(json_line(rec, self.previous_at, rec.position in self.superseded) + "\n")
+        else:
+            self.write(self.timeline.feed(rec))
+        self.previous_at = rec.envelope.at
 
     def write(self, text: str) -> None:
         if text:
@@ -119,5 +111,5 @@ class _Writer:
             sys.stdout.flush()
 
     def finish(self) -> None:
-        if not self.json:
+        if not self.args.json:
             self.write(self.timeline.close())

@@ -17,6 +17,7 @@ import msgspec
 
 from . import anthropic_wire, openai_wire, player
 from .conversation import Conversation, RequestError, bearer_key
+from .frames import JSON_HEADERS as _JSON
 from .frames import Frame, Reply
 from .player import Receive, Send
 from .script import Failure, FailureLedger, Script, plan
@@ -40,7 +41,6 @@ _ROUTES = {
     "/chat/completions": OPENAI,
     "/v1/messages": ANTHROPIC,
 }
-_JSON = [(b"content-type", b"application/json")]
 
 
 class _TooLarge(Exception):
@@ -128,8 +128,7 @@ class DevModelApp:
             if conv.stream:
                 await player.stream(wire.stream(outcome, conv), outcome, send, watch)
             else:
-                data = wire.complete(outcome, conv)
-                await player.complete(200, _JSON, data, outcome, send, watch)
+                await player.complete(wire.complete(outcome, conv), outcome, send, watch)
         finally:
             watch.cancel()
 

@@ -24,18 +24,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0 = any free)")
-    parser.add_argument(
-        "--ttft-ms",
-        type=float,
-        default=defaults.ttft_ms,
-        help="delay before the first token, in milliseconds (default %(default)s)",
-    )
-    parser.add_argument(
-        "--tokens-per-second",
-        type=float,
-        default=defaults.tokens_per_second,
-        help="streaming pace; 0 = unthrottled (default %(default)s)",
-    )
+    for flag, help_text in (
+        ("--ttft-ms", "delay before the first token, in milliseconds"),
+        ("--tokens-per-second", "streaming pace; 0 = unthrottled"),
+    ):
+        default = getattr(defaults, flag[2:].replace("-", "_"))
+        help_text += " (default %(default)s)"
+        parser.add_argument(flag, type=float, default=default, help=help_text)
     parser.add_argument(
         "--context-tokens",
         type=int,

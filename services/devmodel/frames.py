@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 Headers = list[tuple[bytes, bytes]]
 
+JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
 SSE_HEADERS: Headers = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -38,8 +39,7 @@ class Reply:
         headers: Headers | None = None,
         retry_after: float | None = None,
     ) -> Reply:
-        all_headers: Headers = [(b"content-type", b"application/json")]
-        all_headers.extend(headers or [])
+        all_headers = [*JSON_HEADERS, *(headers or [])]
         if retry_after is not None:
             # ``retry-after`` is whole seconds (HTTP); ``retry-after-ms`` keeps the exact
             # value and is what the OpenAI and Anthropic SDKs read first.

@@ -13,7 +13,7 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from .frames import SSE_HEADERS, Frame, Headers
+from .frames import JSON_HEADERS, SSE_HEADERS, Frame, Headers
 from .script import Script
 
 Message = MutableMapping[str, Any]
@@ -90,20 +90,13 @@ async def stream(
     return True
 
 
-async def complete(
-    status: int,
-    headers: Headers,
-    data: bytes,
-    script: Script,
-    send: Send,
-    watch: asyncio.Future[None],
-) -> bool:
+async def complete(data: bytes, script: Script, send: Send, watch: asyncio.Future[None]) -> bool:
     """Answer in one body after the time streaming would have taken; honours stall/drop."""
     tokens = script.output_tokens
     delay = script.ttft_s + max(tokens - 1, 0) * script.interval_s + script.stall_s
     if not await idle(watch, delay):
         return False
-    await start(send, status, [*headers, (b"content-length", str(len(data)).encode())])
+    await start(send, 200, [*JSON_HEADERS, (b"content-length", str(len(data)).encode())])
     if script.drop_after is not None:
         cut = len(data) * min(script.drop_after, tokens) // max(tokens, 1)
         await body(send, data[: min(cut, len(data) - 1)], more=True)

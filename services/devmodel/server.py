@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from threadline.services.runtime.asgi import base_url as base_url
 from threadline.services.runtime.asgi import serve_asgi
 
 from .app import DevModelApp
