@@ -31,6 +31,7 @@ from nats.aio.msg import Msg
 from threadline.base.errors import StoreError, StoreUnavailable
 from threadline.events import codec
 from threadline.events.store import Stored
+from threadline.events.stream import unavailable
 
 #: the most records a read asks for in one batched direct get (a longer read uses a
 #: consumer); at least one record comes back, whatever its size
@@ -173,12 +174,10 @@ class DirectReads:
             batch.done.set_exception(StoreError(f"batched get failed: {status} {description}"))
 
     async def _request(self, subject: str, request: dict[str, object]) -> Msg:
-        try:
+        with unavailable("reading the stream"):
             return await self._nc.request(
                 subject, msgspec.json.encode(request), timeout=self._timeout_s
             )
-        except (nats.errors.Error, OSError) as exc:
-            raise StoreUnavailable(f"reading the stream failed: {exc!r}") from None
 
 
 def _stored(msg: Msg) -> Stored:

@@ -26,17 +26,14 @@ class Row(NamedTuple):
 class SessionDirectory(Protocol):
     async def put(self, owner: str, row: Row, data: bytes) -> None:
         """Keep ``data`` for ``row`` of ``owner`` (again: replaced, same bytes)."""
-        ...
 
     async def rows(self, owner: str) -> list[Row]:
         """The owner's rows, in no particular order."""
-        ...
 
     async def get(self, owner: str, row: Row) -> bytes | None: ...
 
     async def checkpoint(self) -> int:
         """The log position the rows reflect (0: none yet)."""
-        ...
 
     async def save_checkpoint(self, position: int) -> None: ...
 

@@ -45,7 +45,7 @@ from threadline.events.store import (
     decode_record,
     read_record,
 )
-from threadline.events.stream import ensure_stream
+from threadline.events.stream import ensure_stream, unavailable
 from threadline.events.tail import Tail
 
 log = logging.getLogger(__name__)
@@ -369,10 +369,8 @@ class JetStreamEventStore(EventStore):
         return tail.__aiter__()
 
     async def last_position(self) -> int:
-        try:
+        with unavailable("stream info"):
             info = await self._js.stream_info(self.settings.name)
-        except (nats.errors.Error, nats.js.errors.Error) as exc:
-            raise StoreUnavailable(f"stream info failed: {exc!r}") from None
         return info.state.last_seq
 
 

@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
 from typing import Final
 
 import nats.errors
@@ -33,6 +32,7 @@ from threadline.events.directory import Row, SessionDirectory
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.snapshots import SnapshotStore
 from threadline.events.store import EventStore
+from threadline.events.stream import unavailable
 
 log = logging.getLogger(__name__)
 
@@ -117,27 +117,20 @@ class _Bucket:
         except nats.js.errors.BucketNotFoundError:
             return await js.create_key_value(self.config)
 
-    @contextlib.contextmanager
-    def _failing(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except _ERRORS as exc:
-            raise StoreUnavailable(f"{self.config.bucket} {what}: {exc}") from None
-
     async def get(self, key: str) -> bytes | None:
-        with self._failing(key), contextlib.suppress(*_MISSING):
+        with unavailable(f"{self.config.bucket} {key}"), contextlib.suppress(*_MISSING):
             return (await (await self.kv()).get(key)).value or None
         return None
 
     async def put(self, key: str, data: bytes) -> None:
-        with self._failing(key):
+        with unavailable(f"{self.config.bucket} {key}"):
             await (await self.kv()).put(key, data)
 
     async def keys(self, prefix: str) -> list[str]:
         """The keys under ``prefix``, filtered by the server (nats-py's ``keys()`` reads
         every key of the bucket and filters them itself)."""
         keys: list[str] = []
-        with self._failing(prefix):
+        with unavailable(f"{self.config.bucket} {prefix}"):
             watcher = await (await self.kv()).watch(
                 f"{prefix}.>", ignore_deletes=True, meta_only=True
             )

@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Collection, Sequence
 from functools import partial
+from operator import attrgetter
 from typing import Final
 
 from threadline.base.config import StreamSettings
@@ -133,40 +134,30 @@ class MemoryEventStore(EventStore):
         for rec in records[start:stop]:  # a copy: what is stored now
             yield rec
 
-    async def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded, None]:
-        def source() -> Sequence[Recorded]:
-            return self._log.sessions.get(session, ())
+    def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded, None]:
+        return self._tail(lambda: self._log.sessions.get(session, ()), after, None)
 
-        async for rec in self._tail(source, after, lambda _: True):
-            yield rec
-
-    async def follow_all(
+    def follow_all(
         self, *, kinds: Collection[str] | None = None, after: int = 0
     ) -> AsyncGenerator[Recorded, None]:
-        wanted = frozenset(kinds) if kinds is not None else None
-
-        def source() -> Sequence[Recorded]:
-            return self._log.records
-
-        async for rec in self._tail(source, after, lambda r: wanted is None or r.kind in wanted):
-            yield rec
+        wanted = None if kinds is None else frozenset(kinds)
+        return self._tail(lambda: self._log.records, after, wanted)
 
     async def _tail(
         self,
         source: Callable[[], Sequence[Recorded]],
         after: int,
-        want: Callable[[Recorded], bool],
+        kinds: frozenset[str] | None,
     ) -> AsyncGenerator[Recorded, None]:
         seen = _first_after(source(), after)  # index of the next record to yield
         while True:
-            records = source()
-            while seen < len(records):
-                rec = records[seen]
-                seen += 1
-                if want(rec):
-                    yield rec
             async with self._log.appended:
                 await self._log.appended.wait_for(partial(_grew, source, seen))
+            new = source()[seen:]  # a copy: what is stored now
+            seen += len(new)
+            for rec in new:
+                if kinds is None or rec.kind in kinds:
+                    yield rec
 
     async def last_position(self) -> int:
         return len(self._log.records)
@@ -174,12 +165,8 @@ class MemoryEventStore(EventStore):
 
 def _first_after(records: Sequence[Recorded], position: int) -> int:
     """The index of the first record after ``position`` (records in position order)."""
-    return bisect.bisect_right(records, position, key=_position)
+    return bisect.bisect_right(records, position, key=attrgetter("position"))
 
 
 def _grew(source: Callable[[], Sequence[Recorded]], seen: int) -> bool:
     return len(source()) > seen
-
-
-def _position(rec: Recorded) -> int:
-    return rec.position

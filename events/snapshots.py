@@ -92,15 +92,12 @@ class SnapshotStore(Protocol):
 
     async def open(self) -> None:
         """Get ready to serve loads (a failure is logged and only costs time)."""
-        ...
 
     async def load(self, session: str) -> bytes | None:
         """The session's snapshot, None if there is none (or it cannot be read now)."""
-        ...
 
     async def save(self, session: str, data: bytes) -> None:
         """Keep ``data`` as the session's snapshot (failing quietly costs only time)."""
-        ...
 
 
 class MemorySnapshots:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
@@ -12,12 +15,20 @@ from nats.js.api import (
     StreamConfig,
     StreamInfo,
 )
-from nats.js.client import JetStreamContext
 
 from threadline.base.config import StreamSettings
 from threadline.base.errors import StoreUnavailable, StreamConfigError
 
 MIN_DUPLICATE_WINDOW_S = 600.0
+
+
+@contextlib.contextmanager
+def unavailable(what: str) -> Iterator[None]:
+    """nats-py's errors (and lost sockets) as :class:`StoreUnavailable`: ``<what> failed``."""
+    try:
+        yield
+    except (nats.errors.Error, OSError) as exc:
+        raise StoreUnavailable(f"{what} failed: {exc!r}") from None
 
 
 def stream_config(settings: StreamSettings) -> StreamConfig:
@@ -84,10 +95,15 @@ async def ensure_stream(
         raise StoreUnavailable("JetStream is not enabled on this NATS server") from None
     except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
         raise StoreUnavailable(f"cannot create or read stream {settings.name}: {exc}") from None
-    if (info.config.max_consumers or 0) not in (-1, 0) and (
-        info.config.max_consumers or 0
-    ) < settings.max_consumers:
-        info = await _raise_consumer_limit(js, info, settings)
+    if 0 < (info.config.max_consumers or 0) < settings.max_consumers:
+        # lift an existing stream's consumer cap (an allowed, non-destructive update)
+        info.config.max_consumers = settings.max_consumers
+        try:
+            info = await js.update_stream(info.config)
+        except (nats.errors.Error, nats.js.errors.Error) as exc:
+            raise StoreUnavailable(
+                f"cannot raise the consumer limit of {settings.name}: {exc}"
+            ) from None
     problems = stream_problems(info.config, settings)
     if problems and not allow_unsafe:
         raise StreamConfigError(
@@ -96,17 +112,3 @@ async def ensure_stream(
             + " (set THREADLINE_ALLOW_UNSAFE_STREAM=1 only for development)"
         )
     return info
-
-
-async def _raise_consumer_limit(
-    js: JetStreamContext, info: StreamInfo, settings: StreamSettings
-) -> StreamInfo:
-    """Lift an existing stream's consumer cap (an allowed, non-destructive update)."""
-    config = info.config
-    config.max_consumers = settings.max_consumers
-    try:
-        return await js.update_stream(config)
-    except (nats.errors.Error, nats.js.errors.Error) as exc:
-        raise StoreUnavailable(
-            f"cannot raise the consumer limit of {settings.name}: {exc}"
-        ) from None
