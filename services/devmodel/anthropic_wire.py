@@ -162,31 +162,38 @@ def _message(script: Script, content: list[Any], stop_reason: str | None) -> dic
     }
 
 
+#: how a content block streams: delta type, field, pieces, and whether they are paced tokens
+_Delta = tuple[str, str, tuple[str, ...], bool]
+
+
+def _content(script: Script) -> Iterator[tuple[dict[str, Any], dict[str, Any], list[_Delta]]]:
+    """Each content block: as its stream starts, whole, and the deltas that stream it."""
+    if script.reasoning:
+        thinking = {"type": "thinking", "thinking": "", "signature": ""}
+        whole: dict[str, Any] = {**thinking, "thinking": "".join(script.reasoning)}
+        whole["signature"] = script.signature
+        signature = ("signature_delta", "signature", (script.signature,), False)
+        yield thinking, whole, [("thinking_delta", "thinking", script.reasoning, True), signature]
+    if script.text:
+        text = {"type": "text", "text": ""}
+        whole = {**text, "text": "".join(script.text)}
+        yield text, whole, [("text_delta", "text", script.text, True)]
+    for call in script.tool_calls:
+        use = {"type": "tool_use", "id": "toolu_" + call.id, "name": call.name, "input": {}}
+        whole = {**use, "input": msgspec.Raw(call.arguments.encode())}
+        yield use, whole, [("input_json_delta", "partial_json", call.chunks, True)]
+
+
 def stream(script: Script, conv: Conversation) -> Iterator[Frame]:
     """The SSE body: message_start, content blocks, message_delta, message_stop."""
     start = {"type": "message_start", "message": _message(script, [], None)}
     yield Frame(_event(b"message_start", _encode(start)))
     yield Frame(_event(b"ping", b'{"type":"ping"}'))
-    index = 0
-    if script.reasoning:
-        block = {"type": "thinking", "thinking": "", "signature": ""}
-        yield Frame(_block_start(index, block))
-        yield from _deltas(index, "thinking_delta", "thinking", script.reasoning)
-        yield from _deltas(index, "signature_delta", "signature", (script.signature,), False)
+    for index, (block, _, deltas) in enumerate(_content(script)):
+        yield Frame(_block_start(index, block), block["type"] == "tool_use")
+        for kind, field, pieces, token in deltas:
+            yield from _deltas(index, kind, field, pieces, token)
         yield _block_stop(index)
-        index += 1
-    if script.text:
-        yield Frame(_block_start(index, {"type": "text", "text": ""}))
-        yield from _deltas(index, "text_delta", "text", script.text)
-        yield _block_stop(index)
-        index += 1
-    for call in script.tool_calls:
-        use: dict[str, Any] = {"type": "tool_use", "id": "toolu_" + call.id, "input": {}}
-        use["name"] = call.name
-        yield Frame(_block_start(index, use), True)
-        yield from _deltas(index, "input_json_delta", "partial_json", call.chunks)
-        yield _block_stop(index)
-        index += 1
     delta = {
         "type": "message_delta",
         "delta": {"stop_reason": _STOP_REASONS[script.finish], "stop_sequence": None},
@@ -198,21 +205,7 @@ def stream(script: Script, conv: Conversation) -> Iterator[Frame]:
 
 def complete(script: Script, conv: Conversation) -> bytes:
     """The non-streaming ``message`` JSON body."""
-    content: list[Any] = []
-    if script.reasoning:
-        thinking = "".join(script.reasoning)
-        content.append({"type": "thinking", "thinking": thinking, "signature": script.signature})
-    if script.text:
-        content.append({"type": "text", "text": "".join(script.text)})
-    for call in script.tool_calls:
-        content.append(
-            {
-                "type": "tool_use",
-                "id": "toolu_" + call.id,
-                "name": call.name,
-                "input": msgspec.Raw(call.arguments.encode()),
-            }
-        )
+    content = [whole for _, whole, _ in _content(script)]
     return _encode(_message(script, content, _STOP_REASONS[script.finish]))
 
 
