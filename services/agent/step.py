@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec import structs
+
 from threadline.events.schema import (
     FinishReason,
     ReasoningDelta,
@@ -49,43 +51,30 @@ async def run_step(
     coalescer: Coalescer,
     step: int,
     outcome: StepOutcome,
-) -> StepOutcome:
+) -> None:
     """Stream one step. ``outcome`` is filled as parts arrive, so a caller that is
     interrupted (cancel, provider error) still knows what was produced."""
     coalescer.new_step(step)
-    reasoning: list[str] = []
     stream = adapter.stream(request)
     try:
         async for part in stream:
-            if outcome.first_output_at is None and isinstance(
-                part, TextPart | ReasoningPart | ToolCallStart
-            ):
-                outcome.first_output_at = time.monotonic()
-            if isinstance(part, TextPart | ReasoningPart):
+            if isinstance(part, TextPart | ReasoningPart | ToolCallStart):
+                outcome.first_output_at = outcome.first_output_at or time.monotonic()
+            if isinstance(part, TextPart):
                 outcome.produced_output = True
-                if isinstance(part, TextPart):
-                    await coalescer.add(TextDelta, part.text)
-                else:
-                    reasoning.append(part.text)
-                    await coalescer.add(ReasoningDelta, part.text)
+                await coalescer.add(TextDelta, part.text)
                 outcome.text = coalescer.text
-                outcome.reasoning = "".join(reasoning)
+            elif isinstance(part, ReasoningPart):
+                outcome.produced_output = True
+                outcome.reasoning += part.text
+                await coalescer.add(ReasoningDelta, part.text)
             elif isinstance(part, ToolCallEnd):
                 outcome.produced_output = True
                 await coalescer.flush()
-                server = (split_prefixed(part.name) or ("", ""))[0]
-                await writer.append(
-                    ToolCall(
-                        call_id=part.call_id,
-                        tool=part.name,
-                        server=server,
-                        arguments=part.arguments,
-                        step=step,
-                    )
-                )
-                outcome.calls.append(
-                    ToolCallRef(call_id=part.call_id, tool=part.name, arguments=part.arguments)
-                )
+                call = ToolCallRef(call_id=part.call_id, tool=part.name, arguments=part.arguments)
+                server = (split_prefixed(call.tool) or ("", ""))[0]
+                await writer.append(ToolCall(**structs.asdict(call), server=server, step=step))
+                outcome.calls.append(call)
             elif isinstance(part, ReasoningEnd) and part.provider_data:
                 outcome.provider_data = dict(part.provider_data)
             elif isinstance(part, UsagePart):
@@ -97,4 +86,3 @@ async def run_step(
     await coalescer.flush()
     if outcome.calls:
         outcome.finish = "tool_calls"
-    return outcome

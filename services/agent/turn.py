@@ -10,13 +10,13 @@ tool calls and records ``TurnCancelled`` with the partial text.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from asyncio import Task
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from threadline.base.errors import ConfigurationError, PayloadTooLarge
 from threadline.base.redact import redact
@@ -51,6 +51,7 @@ from threadline.services.agent.tools import Progress, ToolContext, ToolListing, 
 from threadline.services.agent.writer import TurnWriter
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Tools(Protocol):
@@ -64,6 +65,21 @@ class Tools(Protocol):
         context: ToolContext,
         progress: Progress | None = None,
     ) -> ToolOutcome: ...
+
+
+async def until(work: Coroutine[Any, Any, T], watch: Coroutine[Any, Any, object]) -> Task[T]:
+    """Run ``work`` until it ends or ``watch`` does; ``work``'s task, done (cancelled when
+    ``watch`` ended first; its error is raised). Cancelling the caller cancels both."""
+    task, watcher = asyncio.create_task(work), asyncio.create_task(watch)
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        task.cancel()  # neither does anything to a task that is done
+        await asyncio.gather(task, watcher, return_exceptions=True)
+    if task.cancelled() and not watcher.cancelled() and (error := watcher.exception()):
+        raise error
+    return task
 
 
 def worker_id(pid: int | None = None) -> str:
@@ -154,26 +170,14 @@ class Turn:
         if self.cancel.is_set() or self.state.turns[self.turn_id].cancel_requested:
             await self.writer.append(TurnCancelled(reason="stopped before it started"))
             return
-        work = asyncio.create_task(self._steps())
-        stop = asyncio.create_task(self.cancel.wait())
-        try:
-            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:  # stopped from outside: so are the steps
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
-            raise
-        finally:
-            stop.cancel()
-        if not work.done():
-            work.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
+        work = await until(self._steps(), self.cancel.wait())
+        if work.cancelled():  # stop requested
             self.coalescer.discard()
             partial = self.coalescer.text if self._fitting(self.coalescer.text) else ""
             await self.writer.append(TurnCancelled(partial_text=partial, reason="stop requested"))
             return
         try:
-            await work
+            work.result()
         except ProviderError as err:
             await self._fail(err.kind, str(err), retryable=err.retryable)
         except ConfigurationError as err:

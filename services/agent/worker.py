@@ -29,7 +29,7 @@ from threadline.events.schema import TurnFailed, is_fork_copy
 from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore
 from threadline.events.workqueue import Delivery, WorkQueue
-from threadline.services.agent.turn import AgentDeps, RestartAttempt, Turn, agent_actor
+from threadline.services.agent.turn import AgentDeps, RestartAttempt, Turn, agent_actor, until
 from threadline.services.agent.writer import Fenced, TurnWriter
 
 log = logging.getLogger(__name__)
@@ -137,25 +137,16 @@ class AgentWorker:
     async def _attended(self, delivery: Delivery, session: str, turn: str) -> Outcome | None:
         """:meth:`process` while the delivery's heartbeat holds; ``None`` if it failed
         (the attempt is stopped without another write)."""
-        work = asyncio.create_task(self.process(session, turn))
-        heartbeat = asyncio.create_task(self._heartbeat(delivery))
-        try:
-            await asyncio.wait({work, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
-            if work.done():
-                return work.result()
-            heartbeat.result()  # the heartbeat only ends by failing
-            raise AssertionError("unreachable")
+        try:  # the heartbeat only ends by failing
+            work = await until(self.process(session, turn), self._heartbeat(delivery))
         except DeliveryLost as exc:
-            await _stop(work)
             self.deps.telemetry.heartbeat_failures.inc()
             log.error(
                 "heartbeat failed, attempt stopped (session %s, turn %s, delivery %d): %s",
                 session, turn, delivery.attempts, exc,
             )  # fmt: skip
             return None
-        finally:
-            heartbeat.cancel()
-            await _stop(work)
+        return work.result()
 
     async def _heartbeat(self, delivery: Delivery) -> None:
         while True:
@@ -216,10 +207,3 @@ class AgentWorker:
             running = self._running.get(rec.session)
             if running is not None and rec.turn in (None, running.turn_id):
                 running.cancel.set()
-
-
-async def _stop(task: asyncio.Task[Outcome]) -> None:
-    """Cancel ``task`` unless it is done, and wait until it is."""
-    if not task.done():
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)

@@ -78,7 +78,7 @@ async def test_history_and_as_of_on_a_long_session(agent: Agent) -> None:
     now = await read_session(cache, "long")
     assert now == session_detail(fold(records))
     assert now is not None and len(now.turns) == TURNS
-    assert len(now.committed) == 2 * TURNS + 2 * (TURNS // 25)  # tool turns: 2 more each
+    assert len(now.messages) == 2 * TURNS + 2 * (TURNS // 25)  # tool turns: 2 more each
     middle = records[len(records) // 2].version
     assert await read_session(cache, "long", at=middle) == session_detail(fold(records[:middle]))
 
