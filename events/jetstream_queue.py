@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from typing import Final
 
 import msgspec
@@ -28,10 +28,11 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from threadline.base.errors import DeliveryLost, StoreError, StoreUnavailable
+from threadline.base.errors import DeliveryLost, StoreError
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.readiness import problems
 from threadline.events.store import Stored, decode_record
+from threadline.events.stream import unavailable
 from threadline.events.workqueue import WORK_KIND, Backlog, Delivery, Room, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -49,14 +50,6 @@ class _ConsumerGone(Exception):
     """The pull request found no consumer (deleted, or its stream was)."""
 
 
-@contextlib.contextmanager
-def _unavailable(what: str) -> Iterator[None]:
-    try:
-        yield
-    except nats.errors.Error as exc:
-        raise StoreUnavailable(f"{what} failed: {exc!r}") from None
-
-
 class JetStreamDelivery(Delivery):
     def __init__(self, msg: Msg, queue: JetStreamWorkQueue) -> None:
         meta = msg.metadata
@@ -69,15 +62,15 @@ class JetStreamDelivery(Delivery):
         self._deadline = self._loop.time() + queue.ack_wait_s
 
     async def ack(self) -> None:
-        with _unavailable("ack"):
+        with unavailable("ack"):
             await self._msg.ack()
 
     async def nak(self, delay_s: float = 0.0) -> None:
-        with _unavailable("nak"):
+        with unavailable("nak"):
             await self._msg.nak(delay=delay_s or None)
 
     async def term(self) -> None:
-        with _unavailable("term"):
+        with unavailable("term"):
             await self._msg.term()
 
     async def in_progress(self) -> None:
@@ -120,12 +113,8 @@ class JetStreamWorkQueue(WorkQueue):
         await self._create_consumer()
         nc = self.store.nc
         inbox = nc.new_inbox()
-        received: asyncio.Queue[Msg] = asyncio.Queue()
-
-        async def receive(msg: Msg) -> None:
-            received.put_nowait(msg)
-
-        sub = await nc.subscribe(inbox, cb=receive)
+        received: asyncio.Queue[Msg] = asyncio.Queue()  # unbounded: put never waits
+        sub = await nc.subscribe(inbox, cb=received.put)
         try:
             while True:
                 try:
@@ -222,7 +211,7 @@ class JetStreamWorkQueue(WorkQueue):
             return None
 
     async def backlog(self) -> Backlog:
-        with _unavailable("consumer info"):
+        with unavailable("consumer info"):
             js = self.store.nc.jetstream()
             info = await js.consumer_info(self.store.settings.name, self.name)
         return Backlog(pending=info.num_pending or 0, ack_pending=info.num_ack_pending or 0)
