@@ -178,15 +178,11 @@ class Registry:
     async def collect(self) -> None:
         """Run the scrape hooks (concurrently, each within its time limit)."""
         hooks = list(self._hooks)
-        results = await asyncio.gather(*(self._run(h) for h in hooks), return_exceptions=True)
+        runs = (asyncio.wait_for(hook(), SCRAPE_HOOK_TIMEOUT_S) for hook in hooks)
+        results = await asyncio.gather(*runs, return_exceptions=True)
         for hook, result in zip(hooks, results, strict=True):
             if isinstance(result, Exception):
                 log.debug("metrics hook %r failed: %r", hook, result)
-
-    @staticmethod
-    async def _run(hook: ScrapeHook) -> None:
-        async with asyncio.timeout(SCRAPE_HOOK_TIMEOUT_S):
-            await hook()
 
     def text(self) -> str:
         """The exposition text of the current values (no hooks run)."""
