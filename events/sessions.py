@@ -177,13 +177,11 @@ class SessionCache:
         return found == [(snap.position, snap.hash)] and await self._advance(session, entry)
 
     async def _fold(self, session: str) -> _Entry:
-        entry: _Entry | None = None
+        entry = _Entry(SessionState(session=session), "", 0)
         async with contextlib.aclosing(self.store.entries(session)) as records:
             async for rec in records:
-                if entry is None:
-                    entry = _Entry(SessionState(session=session), "", 0)
                 self._apply(entry, rec)
-        if entry is None:
+        if not entry.hash:  # no record folded
             raise SessionNotFound(f"session {session!r} has no events")
         return entry
 

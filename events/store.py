@@ -285,10 +285,8 @@ class EventStore(abc.ABC):
         validate_session_id(session)
         batch = [events] if isinstance(events, NewEvent) else list(events)
         sealed = [self._encode_event(e) for e in batch]  # size errors before anything lands
-        lock = self._locks.get(session)
-        if lock is None:
-            lock = self._locks[session] = asyncio.Lock()
-        async with lock:  # one append at a time per session in this process
+        # one append at a time per session in this process
+        async with self._locks.setdefault(session, asyncio.Lock()):
             out: list[Recorded] = []
             for new, body in zip(batch, sealed, strict=True):
                 rec = await self._append_one(session, new, body, expected_version)
