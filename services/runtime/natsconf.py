@@ -83,15 +83,9 @@ def _value(value: Value) -> str:
 
 
 def _tls_block(tls: Tls, indent: str) -> str:
-    lines = [
-        f"{indent}tls {{",
-        f"{indent}  cert_file: {json.dumps(tls.cert)}",
-        f"{indent}  key_file: {json.dumps(tls.key)}",
-        f"{indent}  ca_file: {json.dumps(tls.ca)}",
-        f"{indent}  verify: {_value(tls.verify)}",
-        f"{indent}  timeout: 2",
-        f"{indent}}}",
-    ]
+    files = {"cert_file": tls.cert, "key_file": tls.key, "ca_file": tls.ca}
+    lines = [f"{indent}tls {{", *(f"{indent}  {k}: {json.dumps(v)}" for k, v in files.items())]
+    lines += [f"{indent}  verify: {_value(tls.verify)}", f"{indent}  timeout: 2", f"{indent}}}"]
     return "\n".join(lines)
 
 
@@ -112,10 +106,8 @@ def render_node(node: NodeConfig) -> str:
         "  # fsync every write before acknowledging it (see deploy/README.md, Jepsen 2.12.1)",
         f"  sync_interval: {SYNC_INTERVAL}",
     ]
-    if node.max_memory_store:
-        js.append(f"  max_memory_store: {node.max_memory_store}")
-    if node.max_file_store:
-        js.append(f"  max_file_store: {node.max_file_store}")
+    limits = {"max_memory_store": node.max_memory_store, "max_file_store": node.max_file_store}
+    js += [f"  {key}: {value}" for key, value in limits.items() if value]
     out += ["", *js, "}", ""]
     out += [
         "cluster {",
