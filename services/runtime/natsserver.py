@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 MIN_VERSION: Final = (2, 11)
 _LISTEN_RE: Final = re.compile(rb"Listening for client connections on ([\d.]+):(\d+)")
 _READY_RE: Final = re.compile(rb"Server is ready")
-_VERSION_RE: Final = re.compile(rb"v(\d+)\.(\d+)\.(\d+)")
+_VERSION_RE: Final = re.compile(rb"v(\d+)\.(\d+)\.\d+")
 
 
 def find_binary() -> str:
@@ -55,32 +55,24 @@ class EmbeddedNats(Child):
         port: int = 0,
         host: str = "127.0.0.1",
         config_text: str | None = None,
-        binary: str | None = None,
         startup_timeout_s: float = 20.0,
     ) -> None:
         self.store_dir = store_dir
         self.port = port
         self.host = host
         self.config_text = config_text
-        self.binary = binary or find_binary()
+        self.binary = find_binary()
         self.startup_timeout_s = startup_timeout_s
         self.name = "nats-server"
         self.url = self._listen = ""
         self._lines: list[bytes] = []
 
-    async def version(self) -> tuple[int, int, int]:
-        proc = await asyncio.create_subprocess_exec(
-            self.binary, "--version", stdout=asyncio.subprocess.PIPE
-        )
-        out, _ = await proc.communicate()
-        match = _VERSION_RE.search(out)
-        if match is None:
-            raise ConfigurationError(f"cannot tell the version of {self.binary}")
-        major, minor, patch = (int(x) for x in match.groups())
-        return major, minor, patch
-
     async def start(self) -> str:
-        major, minor, _ = await self.version()
+        proc = await asyncio.create_subprocess_exec(self.binary, "--version", stdout=PIPE)
+        version = _VERSION_RE.search((await proc.communicate())[0])
+        if version is None:
+            raise ConfigurationError(f"cannot tell the version of {self.binary}")
+        major, minor = int(version[1]), int(version[2])
         if (major, minor) < MIN_VERSION:
             raise ConfigurationError(
                 f"{self.binary} is nats-server {major}.{minor}; Threadline needs 2.11 or newer "
