@@ -134,9 +134,9 @@ class TurnState:
         return Phase(self.status, self.attempt)
 
     @property
-    def user_text(self) -> str:
-        said = self.user.event if self.user is not None else None
-        return said.text if isinstance(said, UserMessage) else ""
+    def asked(self) -> Message:
+        """The turn's question as a model sees it (empty: a turn started without one)."""
+        return self.user.message if self.user is not None else UserTurn(text="")
 
     @property
     def partial_text(self) -> str:
@@ -213,7 +213,7 @@ class TurnState:
         if isinstance(e, TurnCancelled) and not e.partial_text and self.text:
             e = msgspec.structs.replace(e, partial_text=self.partial_text)  # too large, as above
         self.ending, self.ended = e, rec.version
-        asked = self.user.message if self.user is not None else UserTurn(text="")
+        asked = self.asked
         match e:
             case TurnCompleted():
                 return [asked, *self.staged]
@@ -294,7 +294,7 @@ class SessionState:
         conversation: its user message and the steps its current attempt has finished
         (what a context cut keeps)."""
         turn = self.turns[turn_id]
-        return (UserTurn(text=turn.user_text), *turn.staged)
+        return (turn.asked, *turn.staged)
 
     def transcript(self) -> list[Entry]:
         """Every message in log order: user messages, and each turn's counting attempt's

@@ -35,7 +35,7 @@ from threadline.events.schema import (
     TurnCompleted,
     TurnFailed,
 )
-from threadline.events.turns import ended_status
+from threadline.events.turns import TERMINAL, ended_status
 from threadline.events.workqueue import WorkQueue
 from threadline.services.agent.providers import ModelRequest, ProviderError, ProviderRegistry
 from threadline.services.agent.step import StepOutcome
@@ -45,7 +45,6 @@ __all__ = ["AgentTelemetry", "ObservedTurn", "TurnTelemetry"]
 
 AGENT_NAME: Final = "threadline"
 P: Final = "threadline_agent"
-OUTCOMES: Final = ("completed", "failed", "cancelled")
 #: our provider names -> the GenAI conventions' well-known ``gen_ai.provider.name`` values
 _GENAI_PROVIDER: Final = {"gemini": "gcp.gemini"}
 
@@ -136,7 +135,7 @@ class AgentTelemetry:
         )
         for kind in get_args(FallbackKind):  # series exist from the start: rate() sees the first
             self.fallbacks.inc(0, kind=kind)
-        for outcome in OUTCOMES:
+        for outcome in TERMINAL:
             self.turns.inc(0, outcome=outcome)
         self.running.inc(0)
         self.heartbeat_failures.inc(0)
@@ -144,16 +143,13 @@ class AgentTelemetry:
     def ended(
         self, event: TurnCompleted | TurnFailed | TurnCancelled, provider: str, model: str
     ) -> None:
+        self.turns.inc(outcome=ended_status(event))
         if isinstance(event, TurnCompleted):
-            self.turns.inc(outcome="completed")
             self.turn_duration.observe(event.duration_ms / 1000, provider=provider, model=model)
             if event.ttft_ms is not None:
                 self.ttft.observe(event.ttft_ms / 1000, provider=provider, model=model)
         elif isinstance(event, TurnFailed):
-            self.turns.inc(outcome="failed")
             self.failures.inc(kind=event.error)
-        else:
-            self.turns.inc(outcome="cancelled")
 
     def tool_call(self, server: str, tool: str, seconds: float, is_error: bool) -> None:
         self.tool_duration.observe(seconds, server=server, tool=tool)

@@ -213,8 +213,7 @@ class Turn:
             messages.append(await self._close_step(step, outcome))
             if not outcome.calls:
                 break
-            for result in await self._call_tools(step, outcome.calls):
-                messages.append(result)
+            messages += await self._call_tools(step, outcome.calls)
         await self.writer.append(
             TurnCompleted(
                 usage=self.usage,

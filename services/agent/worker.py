@@ -159,9 +159,11 @@ class AgentWorker:
             return "busy"
         for _ in range(self.deps.settings.max_attempts + 1):
             state = await self.sessions.get(session)  # folds only what is new
-            verdict = self._verdict(state, turn_id)
-            if verdict is not None:
-                return verdict
+            if turn_id not in state.turns or state.is_terminal(turn_id):
+                return "done"
+            # answered in order: busy while an earlier turn has not ended (O(open turns))
+            if next(iter(state.open_turns), turn_id) != turn_id:
+                return "busy"
             if state.turns[turn_id].attempt >= self.deps.settings.max_attempts:
                 try:
                     await self._give_up(state, turn_id)
@@ -181,13 +183,6 @@ class AgentWorker:
             finally:
                 self._running.pop(session, None)
         return "done"
-
-    @staticmethod
-    def _verdict(state: SessionState, turn_id: str) -> Outcome | None:
-        if turn_id not in state.turns or state.is_terminal(turn_id):
-            return "done"
-        # answered in order: busy while an earlier turn has not ended (O(open turns))
-        return None if next(iter(state.open_turns), turn_id) == turn_id else "busy"
 
     async def _give_up(self, state: SessionState, turn_id: str) -> None:
         turn = state.turns[turn_id]

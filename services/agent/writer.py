@@ -24,12 +24,6 @@ from threadline.events.store import EventStore, NewEvent, Recorded
 ENVELOPE_BYTES: Final = 2048
 
 
-def text_budget(max_event_bytes: int) -> int:
-    """The most characters of text one event carries: a character takes at most 6 bytes
-    encoded (a JSON ``\\uXXXX`` escape; UTF-8 takes 4)."""
-    return max(1, (max_event_bytes - ENVELOPE_BYTES) // 6)
-
-
 class Fenced(ThreadlineError):
     """Another attempt owns this turn now; this one must stop without writing."""
 
@@ -55,8 +49,9 @@ class TurnWriter:
         self.cancelled = cancelled or asyncio.Event()
         self.on_append = on_append  # told of every event once it is in the log
         self.last_position = 0
-        #: the most text one of this writer's events may carry (see :func:`text_budget`)
-        self.text_chars = text_budget(store.max_event_bytes)
+        #: the most characters of text one of this writer's events may carry: a character
+        #: takes at most 6 bytes encoded (a JSON ``\uXXXX`` escape; UTF-8 takes 4)
+        self.text_chars = max(1, (store.max_event_bytes - ENVELOPE_BYTES) // 6)
         self._count = 0
         self._lock = asyncio.Lock()
         # unique to this writer: "<turn>/<attempt>/<count>" alone is shared by two workers
