@@ -8,7 +8,6 @@ faults (stall, drop) to stream them with.
 from __future__ import annotations
 
 import base64
-import collections
 import dataclasses
 import hashlib
 import re
@@ -30,7 +29,6 @@ VOCABULARY = (
     *("do", "eiusmod", "tempor", "incididunt", "ut", "labore", "et", "dolore", "magna"),
     "aliqua",
 )
-LEDGER_CAPACITY = 100_000
 ARGUMENT_CHUNK = 16  # characters of tool-call arguments per streamed token
 
 FailureKind = Literal["status", "notools", "context", "auth", "model", "invalid"]
@@ -84,15 +82,19 @@ class Script:
         return base64.b64encode(b"threadline-dev:" + digest).decode()
 
 
-class FailureLedger(collections.Counter[str]):
-    """Counts requests per conversation for ``[[fail:... times=N]]`` (forgets them all
-    when a new conversation comes with ``LEDGER_CAPACITY`` counted)."""
+class FailureLedger:
+    """Counts requests per conversation for ``[[fail:... times=N]]``."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._counts: dict[str, int] = {}
+        self._capacity = capacity
 
     def hit(self, key: str) -> int:
-        if len(self) >= LEDGER_CAPACITY and key not in self:
-            self.clear()
-        self[key] += 1
-        return self[key]
+        if len(self._counts) >= self._capacity and key not in self._counts:
+            self._counts.clear()
+        count = self._counts.get(key, 0) + 1
+        self._counts[key] = count
+        return count
 
 
 def answer_for(user_text: str) -> str:
