@@ -17,36 +17,23 @@ from __future__ import annotations
 from threadline.base.errors import SessionNotFound
 from threadline.projections.asof import session_at
 from threadline.projections.config import ProjectorConfig
-from threadline.projections.model import (
-    VIEW_NAMES,
-    ProjectionErrorRow,
-    SessionPage,
-    SessionSummary,
-    UsageReport,
-    UsageRow,
-    ViewStatus,
-)
+from threadline.projections.model import VIEW_NAMES, SessionPage, SessionSummary
 from threadline.projections.projector import ProjectionHalted, Projector
 from threadline.projections.reader import ProjectionReader
-from threadline.projections.rebuild import RebuildResult, rebuild, status
+from threadline.projections.rebuild import rebuild, status
 from threadline.projections.recorder import ViewRecorder
 from threadline.projections.serve import serve_projector
 
 __all__ = [
     "VIEW_NAMES",
-    "ProjectionErrorRow",
     "ProjectionHalted",
     "ProjectionReader",
     "Projector",
     "ProjectorConfig",
-    "RebuildResult",
     "SessionNotFound",
     "SessionPage",
     "SessionSummary",
-    "UsageReport",
-    "UsageRow",
     "ViewRecorder",
-    "ViewStatus",
     "rebuild",
     "serve_projector",
     "session_at",

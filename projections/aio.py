@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
-async def in_thread(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """Run a synchronous call in a worker thread; if cancelled, let it finish first
-    (a transaction is never abandoned half-way, and nothing is closed under it)."""
-    future = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+async def in_thread(
+    fn: Callable[..., T], *args: object, interrupt: threading.Event | None = None, **kw: object
+) -> T:
+    """Run a synchronous call in a worker thread; if cancelled, set ``interrupt`` (if any)
+    and let the call finish first (a transaction is never abandoned half-way, and nothing
+    is closed under it)."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kw))
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
+        if interrupt is not None:
+            interrupt.set()
         await asyncio.wait([future])
         raise
 

@@ -9,6 +9,7 @@ from threadline.events.conversation import AssistantTurn, UserTurn
 from threadline.events.fold import SessionState, fold
 from threadline.events.reads import records_at
 from threadline.events.store import EventStore
+from threadline.projections.timeline import clip
 
 
 async def session_at(store: EventStore, session: str, version: int) -> SessionState:
@@ -51,9 +52,7 @@ def render_state(state: SessionState) -> list[str]:
 
 
 def _short(text: str, limit: int = 200) -> str:
-    return json.dumps(
-        text if len(text) <= limit else text[: limit - 1] + "\u2026", ensure_ascii=False
-    )
+    return json.dumps(clip(text, limit), ensure_ascii=False)
 
 
 def _args(arguments: dict[str, Any]) -> str:

@@ -56,9 +56,8 @@ def watch_views(
     def stop() -> None:
         remove()
         for view in seen:
-            lag.remove(view=view)
-            position.remove(view=view)
-            halted.remove(view=view)
+            for gauge in (lag, position, halted):
+                gauge.remove(view=view)
 
     return stop
 

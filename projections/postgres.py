@@ -11,44 +11,31 @@ from __future__ import annotations
 
 import contextlib
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 
 from threadline.base.errors import ConfigurationError
 from threadline.events.ids import new_id
-from threadline.projections.recorder import ERRORS, ViewRecorder
-from threadline.projections.sql import Db, Dialect, Row, translated
-from threadline.projections.views import select_views
+from threadline.projections.recorder import ViewRecorder
+from threadline.projections.sql import Db, Dialect, Row, Table, translated
 
 _LOCK = "SELECT {fn}(hashtext('threadline-projections'), hashtext(?))"
 TRACKING_TABLE = "tracking"
 
 
 class PgDb(Db):
-    """A cursor, optionally in pipeline mode: ``run`` then sends without waiting for the
-    server; ``count`` and queries wait (and so surface any error queued before them)."""
+    """A cursor, optionally in pipeline mode (``pipelined``): ``run`` then sends without
+    waiting for the server; queries wait (and so surface any error queued before them)."""
 
-    def __init__(
-        self,
-        cursor: psycopg.Cursor[Any],
-        dialect: Dialect,
-        pipeline: psycopg.Pipeline | None = None,
-    ) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any], dialect: Dialect, pipelined: bool) -> None:
         super().__init__(cursor, dialect, psycopg)
-        self._pipeline = pipeline
-        self.deferred_errors = pipeline is not None
-
-    def count(self, sql: str, *params: object) -> int:
-        self.run(sql, *params)
-        if self._pipeline is not None:
-            with translated(psycopg):
-                self._pipeline.sync()
-        return int(self.raw.rowcount)
+        self.deferred_errors = pipelined
 
     def all(self, sql: str, *params: object) -> list[Row]:
         factory = self.raw.row_factory
@@ -61,16 +48,16 @@ class PgDb(Db):
 
 def connection_params(url: str) -> dict[str, Any]:
     """``postgresql://user:password@host:port/dbname`` as keyword arguments."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql"):
+    if not url.startswith(("postgres://", "postgresql://")):
         raise ConfigurationError("THREADLINE_DATABASE_URL must start with postgresql://")
-    user = urllib.parse.unquote(parts.username or "postgres")
+    given = conninfo_to_dict(url)  # other parameters (``?sslmode=...``) are not used
+    user = given.get("user", "postgres")
     return {
-        "dbname": urllib.parse.unquote(parts.path.lstrip("/")) or user,
-        "host": parts.hostname or "localhost",
-        "port": parts.port or 5432,
+        "dbname": given.get("dbname") or user,
+        "host": given.get("host", "localhost"),
+        "port": given.get("port", 5432),
         "user": user,
-        "password": urllib.parse.unquote(parts.password or ""),
+        "password": given.get("password", ""),
     }
 
 
@@ -111,7 +98,7 @@ class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 self.create_table()
                 with self.datastore.transaction(commit=True) as cursor:
-                    db = PgDb(cursor, self.dialect, None)
+                    db = PgDb(cursor, self.dialect, False)
                     for table in self.all_tables():
                         for statement in table.create(self.dialect):
                             db.run(statement)
@@ -125,16 +112,16 @@ class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
         with (
             self.datastore.transaction(commit=True) as cursor,
             translated(psycopg),
-            cursor.connection.pipeline() as pipeline,
+            cursor.connection.pipeline(),
         ):
-            db = PgDb(cursor, self.dialect, pipeline)
+            db = PgDb(cursor, self.dialect, True)
             db.run(_LOCK.format(fn="pg_advisory_xact_lock_shared"), self.schema)
             yield db
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Db]:
         with self.datastore.transaction(commit=False) as cursor:
-            db = PgDb(cursor, self.dialect, None)
+            db = PgDb(cursor, self.dialect, False)
             db.run("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             yield db
 
@@ -146,26 +133,22 @@ class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
         with translated(psycopg):
             return self._max_tracking_id(view, db.raw) or 0
 
-    def swap_in(self, fresh: ViewRecorder, views: Sequence[str], *, errors: bool) -> None:
-        if not isinstance(fresh, PostgresViewRecorder):
-            raise TypeError("a PostgreSQL view store swaps in a PostgreSQL rebuild only")
-        positions = fresh.state().positions
-        tables = [t for v in select_views(views) for t in v.tables] + ([ERRORS] if errors else [])
+    def _swap(
+        self, fresh: PostgresViewRecorder, tables: list[Table], tracked: dict[str, int]
+    ) -> None:
         live, new = f'"{self.schema}"', f'"{fresh.schema}"'
         with self.datastore.transaction(commit=True) as cursor:
-            db = PgDb(cursor, self.dialect, None)
+            db = PgDb(cursor, self.dialect, False)
             db.run(_LOCK.format(fn="pg_advisory_xact_lock"), self.schema)
             for table in tables:
                 db.run(f"DROP TABLE IF EXISTS {live}.{table.name}")
                 db.run(f"ALTER TABLE {new}.{table.name} SET SCHEMA {live}")
-            for view in views:
-                db.run(
-                    f"INSERT INTO {live}.{TRACKING_TABLE} (application_name, notification_id) "
-                    "VALUES (?, ?) ON CONFLICT (application_name) "
-                    "DO UPDATE SET notification_id = excluded.notification_id",
-                    view,
-                    positions[view],
-                )
+            db.many(
+                f"INSERT INTO {live}.{TRACKING_TABLE} (application_name, notification_id) "
+                "VALUES (?, ?) ON CONFLICT (application_name) "
+                "DO UPDATE SET notification_id = excluded.notification_id",
+                tracked.items(),
+            )
             db.run("UPDATE {p}projection_meta SET value = ? WHERE key = 'generation'", new_id())
 
     def close(self) -> None:

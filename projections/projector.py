@@ -12,18 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Final
 
 from threadline.base.errors import StoreUnavailable, ThreadlineError
-from threadline.events.store import EventStore, Stored
+from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.store import EventStore, Stored, subject_for
 from threadline.projections.aio import in_thread, stop_task
-from threadline.projections.batch import TRANSIENT, BatchOutcome, Broken, Resync, TrackState
 from threadline.projections.config import OnError
 from threadline.projections.model import VIEW_NAMES
 from threadline.projections.reader import ProjectionReader
-from threadline.projections.recorder import ViewRecorder
-from threadline.projections.source import raw_events
+from threadline.projections.recorder import (
+    TRANSIENT,
+    BatchOutcome,
+    Broken,
+    Resync,
+    TrackState,
+    ViewRecorder,
+)
 from threadline.projections.views import View, select_views
 
 log = logging.getLogger(__name__)
@@ -39,9 +45,6 @@ class ProjectionHalted(ThreadlineError):
         super().__init__(
             f"the {broken.view} view halted at position {broken.position}: {broken.reason}"
         )
-        self.position = broken.position
-        self.view = broken.view
-        self.reason = broken.reason
 
 
 class Projector:
@@ -77,14 +80,8 @@ class Projector:
         self.resyncs = 0
         self._generation = ""
         self._changed = asyncio.Event()
-        self._reader: ProjectionReader | None = None
-
-    @property
-    def reader(self) -> ProjectionReader:
-        """A read API over these views whose ``wait`` is woken by this projector."""
-        if self._reader is None:
-            self._reader = ProjectionReader(self.recorder, wait=self.wait)
-        return self._reader
+        #: a read API over these views whose ``wait`` is woken by this projector
+        self.reader = ProjectionReader(recorder, wait=self.wait)
 
     def _active(self) -> list[View]:
         return [view for view in self._views if view.name not in self.halted]
@@ -202,6 +199,26 @@ class Projector:
         except TimeoutError:
             return False
         return True
+
+
+async def raw_events(
+    store: EventStore, *, after: int = 0, until_end: bool = False
+) -> AsyncIterator[Stored]:
+    """Every stored event after position ``after``, undecoded, live (or, with ``until_end``,
+    up to the end). JetStream gives the stored bytes directly (``follow_raw``), so a
+    corrupt or unknown event reaches the projector and becomes an error row instead of
+    stopping the read; other stores (the in-memory one) hold valid events only."""
+    if isinstance(store, JetStreamEventStore):
+        async for item in store.follow_raw([f"{store.prefix}.>"], after=after, until_end=until_end):
+            yield item
+        return
+    end = await store.last_position() if until_end else None
+    if end is not None and end <= after:
+        return
+    async for rec in store.follow_all(after=after):
+        yield Stored(rec.position, subject_for(store.prefix, rec.session, rec.kind), rec.raw)
+        if end is not None and rec.position >= end:
+            return
 
 
 def _log_errors(outcome: BatchOutcome) -> None:

@@ -1,31 +1,40 @@
-"""The gateway's read API over the views. Async; every database call runs in a thread."""
+"""The gateway's read API over the views. Async; every database call runs in a thread,
+through :meth:`ViewRecorder.query` (the queries below: ``fn(db, ...)``)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from eventsourcing.persistence import WaitInterruptedError
 
 from threadline.base.config import Settings
 from threadline.base.errors import InvalidInput
-from threadline.projections import queries
 from threadline.projections.aio import in_thread
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.model import (
     VIEW_NAMES,
     ProjectionErrorRow,
     SessionPage,
+    SessionSummary,
     UsageReport,
+    UsageRow,
 )
 from threadline.projections.recorder import ViewRecorder
+from threadline.projections.sql import Db, Row
+
+S = TypeVar("S", SessionSummary, UsageRow)
 
 #: ``wait(view, position, timeout)`` of a projector running in this process
 Waiter = Callable[[str | None, int, float], Awaitable[bool]]
+MAX_PAGE = 500
+#: the sessions table's columns in SessionSummary's field order
+_SUMMARY_COLUMNS = ", ".join(SessionSummary.__struct_fields__)
+_MAX_AT = 2**63 - 1  # cursors hold a microsecond timestamp (a signed 64-bit column)
 
 
 class ProjectionReader:
@@ -54,7 +63,7 @@ class ProjectionReader:
         self, owner: str, limit: int = 50, cursor: str | None = None
     ) -> SessionPage:
         """``owner``'s sessions, newest first; pass ``next_cursor`` back for the next page."""
-        return await in_thread(self.recorder.query, queries.list_sessions, owner, limit, cursor)
+        return await in_thread(self.recorder.query, _list_sessions, owner, limit, cursor)
 
     async def usage(self, owner: str, day: str | datetime.date | None = None) -> UsageReport:
         """Tokens, latency and turns per day, provider and model (one UTC day, or all)."""
@@ -65,15 +74,11 @@ class ProjectionReader:
                 day = datetime.date.fromisoformat(day).isoformat()
             except ValueError:
                 raise InvalidInput(f"day must be YYYY-MM-DD, not {day[:40]!r}") from None
-        return await in_thread(self.recorder.query, queries.usage, owner, day)
+        return await in_thread(self.recorder.query, _usage, owner, day)
 
     async def errors(self, limit: int = 100) -> list[ProjectionErrorRow]:
         """The newest projection errors (events the views could not use)."""
         return await in_thread(self.recorder.errors, limit)
-
-    async def positions(self) -> dict[str, int]:
-        """Each view's tracked position."""
-        return (await in_thread(self.recorder.state)).positions
 
     async def wait(self, view: str | None, position: int, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
         """Until ``view`` (every view for ``None``) has processed stream position
@@ -82,32 +87,79 @@ class ProjectionReader:
             raise InvalidInput(f"unknown view {view!r}; views are {', '.join(VIEW_NAMES)}")
         if self._wait is not None:
             return await self._wait(view, position, timeout)
-        return await in_thread_wait(self.recorder, view, position, timeout)
+        # the library's tracking ``wait`` (it polls with backoff), interrupted on cancel
+        interrupt = threading.Event()
+        deadline = time.monotonic() + timeout
+
+        def wait_all() -> bool:
+            for name in VIEW_NAMES if view is None else (view,):
+                try:
+                    self.recorder.wait(
+                        name, position, timeout=max(0.0, deadline - time.monotonic()),
+                        interrupt=interrupt,
+                    )  # fmt: skip
+                except (TimeoutError, WaitInterruptedError):
+                    return False
+            return True
+
+        return await in_thread(wait_all, interrupt=interrupt)
 
 
-async def in_thread_wait(
-    recorder: ViewRecorder, view: str | None, position: int, seconds: float
-) -> bool:
-    """The library's tracking ``wait`` (it polls with backoff) in a worker thread,
-    interrupted if the caller is cancelled."""
-    interrupt = threading.Event()
-    deadline = time.monotonic() + seconds
+def _struct(cls: type[S], row: Row) -> S:
+    return cls(**dict(zip(cls.__struct_fields__, row, strict=True)))
 
-    def wait_all() -> bool:
-        for name in VIEW_NAMES if view is None else (view,):
-            try:
-                recorder.wait(
-                    name, position, timeout=max(0.0, deadline - time.monotonic()),
-                    interrupt=interrupt,
-                )  # fmt: skip
-            except (TimeoutError, WaitInterruptedError):
-                return False
-        return True
 
-    future = asyncio.ensure_future(asyncio.to_thread(wait_all))
+def _cursor(value: str) -> tuple[int, str]:
+    at, _, session = value.partition(".")
     try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        interrupt.set()
-        await asyncio.wait([future])
-        raise
+        moment = int(at)
+    except ValueError:
+        moment = -1
+    if not 0 <= moment <= _MAX_AT:
+        raise InvalidInput("invalid cursor: pass back the next_cursor of a page")
+    return moment, session
+
+
+def _list_sessions(db: Db, owner: str, limit: int, cursor: str | None) -> SessionPage:
+    """An owner's sessions, newest first (by creation), ``limit`` per page."""
+    limit = max(1, min(limit, MAX_PAGE))
+    where, args = "owner = ?", list[object]([owner])
+    if cursor:
+        at, session = _cursor(cursor)
+        where += " AND (created_at < ? OR (created_at = ? AND session < ?))"
+        args += [at, at, session]
+    rows = db.all(
+        f"SELECT {_SUMMARY_COLUMNS} FROM {{p}}sessions WHERE {where} "
+        "ORDER BY created_at DESC, session DESC LIMIT ?",
+        *args,
+        limit + 1,
+    )
+    page = [_struct(SessionSummary, r) for r in rows[:limit]]
+    more = len(rows) > limit
+    next_cursor = f"{page[-1].created_at}.{page[-1].session}" if more and page else None
+    return SessionPage(sessions=page, next_cursor=next_cursor)
+
+
+def _usage(db: Db, owner: str, day: str | None) -> UsageReport:
+    """An owner's usage per day, provider and model (one day, or every day)."""
+    where, args = "owner = ?", list[object]([owner])
+    if day is not None:
+        where += " AND day = ?"
+        args.append(day)
+    rows = db.all(
+        "SELECT day, provider, model, COUNT(*), CAST(SUM(input_tokens) AS BIGINT), "
+        "CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(reasoning_tokens) AS BIGINT), "
+        "CAST(SUM(cached_input_tokens) AS BIGINT), SUM(duration_ms), AVG(ttft_ms) "
+        f"FROM {{p}}usage WHERE {where} GROUP BY day, provider, model "
+        "ORDER BY day, provider, model",
+        *args,
+    )
+    out = [_struct(UsageRow, r) for r in rows]  # the columns in UsageRow's field order
+    return UsageReport(
+        owner=owner,
+        day=day,
+        rows=out,
+        turns=sum(r.turns for r in out),
+        input_tokens=sum(r.input_tokens for r in out),
+        output_tokens=sum(r.output_tokens for r in out),
+    )

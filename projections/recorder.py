@@ -13,25 +13,22 @@ one contract suite. All of it is synchronous: callers run it in worker threads.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Final, TypeVar
+from types import MappingProxyType
+from typing import Final, NamedTuple, Self, TypeVar
 
 import msgspec
-from eventsourcing.persistence import IntegrityError, PersistenceError, TrackingRecorder
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    PersistenceError,
+    TrackingRecorder,
+)
 
 from threadline.events.ids import new_id
-from threadline.events.store import Stored
-from threadline.projections.batch import (
-    TRANSIENT,
-    BatchOutcome,
-    Broken,
-    EventFailed,
-    Resync,
-    TrackState,
-    apply_view,
-    decode,
-)
+from threadline.events.store import Quarantined, Stored, read_record
 from threadline.projections.model import ProjectionErrorRow
 from threadline.projections.sql import Db, Table
 from threadline.projections.views import VIEWS, Rec, View, select_views
@@ -48,6 +45,50 @@ META: Final = Table("projection_meta", (("key", "text"), ("value", "text")), key
 #: counts while the view's tracking is below that position
 _HALTED: Final = "halted:"
 _END: Final = 2**63
+TRANSIENT: Final = (OperationalError, InterfaceError)
+
+
+class Resync(Exception):
+    """The database moved under the projector (a rebuild was swapped in, or another
+    projector advanced the tracking): re-read the positions and start again from them."""
+
+
+class Broken(NamedTuple):
+    """An event a view could not use. ``view`` is empty for an undecodable record
+    (quarantined: no view can ever use it); otherwise it names the view whose code
+    raised on the event (that view halts there, or with ``on_error = "skip"`` steps over it)."""
+
+    position: int
+    reason: str
+    session: str = ""
+    view: str = ""
+
+
+class TrackState(NamedTuple):
+    generation: str
+    positions: dict[str, int]
+    #: views halted at a position they have not got past (view -> that position)
+    halted: Mapping[str, int] = MappingProxyType({})
+
+
+class BatchOutcome(NamedTuple):
+    positions: dict[str, int]
+    #: events put aside or halted at, one per (event, view); undecodable ones once
+    errors: tuple[Broken, ...]
+    #: the views that halted in this batch, at which event
+    halted: dict[str, Broken]
+    applied: int
+
+
+class EventFailed(Exception):
+    """A view raised; ``position`` and ``view`` are None when it cannot be told which
+    (the error surfaced later than the statement that caused it)."""
+
+    def __init__(self, position: int | None, view: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.position = position
+        self.view = view
+        self.reason = reason
 
 
 class ViewRecorder(TrackingRecorder, abc.ABC):
@@ -76,8 +117,9 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
         """Create the tracking table, the views' tables, the errors and meta tables."""
 
     @abc.abstractmethod
-    def swap_in(self, fresh: ViewRecorder, views: Sequence[str], *, errors: bool) -> None:
-        """Replace these views (and their tracking) with ``fresh``'s, atomically."""
+    def _swap(self, fresh: Self, tables: list[Table], tracked: dict[str, int]) -> None:
+        """Put ``fresh``'s ``tables`` in place of these, set the ``tracked`` positions and
+        a new generation, in one transaction."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -118,6 +160,14 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
             if int(meta.get(f"{_HALTED}{view}", 0)) > positions[view]
         }
         return TrackState(str(meta.get("generation", "")), positions, halted)
+
+    def swap_in(self, fresh: ViewRecorder, views: Sequence[str], *, errors: bool) -> None:
+        """Replace these views (and their tracking) with ``fresh``'s, atomically."""
+        if not isinstance(fresh, type(self)):
+            raise TypeError(f"a {type(self).__name__} swaps in a rebuild of its own kind only")
+        positions = fresh.state().positions
+        tables = [t for v in select_views(views) for t in v.tables] + ([ERRORS] if errors else [])
+        self._swap(fresh, tables, {view: positions[view] for view in views})
 
     def query(self, fn: Callable[..., T], *args: object) -> T:
         """Run a read function (``fn(db, *args)``) in a read transaction."""
@@ -306,4 +356,28 @@ def _record(db: Db, errors: Sequence[Broken], stops: dict[str, Broken]) -> None:
     )
 
 
-__all__ = ["ERRORS", "META", "ViewRecorder"]
+def decode(stored: Stored) -> Rec | Broken:
+    entry = read_record(stored)
+    if isinstance(entry, Quarantined):
+        return Broken(entry.position, entry.reason, entry.session)
+    return Rec(entry.position, entry.envelope)
+
+
+def apply_view(db: Db, view: View, recs: list[Rec]) -> None:
+    """Apply ``recs`` to ``view``; a view that raises becomes :class:`EventFailed`."""
+    known = None if db.deferred_errors else view.name  # pipelined: the cause may be earlier
+    try:
+        view.before(db, recs)
+        for rec in recs:
+            try:
+                view.apply(db, rec)
+            except TRANSIENT:
+                raise
+            except Exception as exc:
+                position = None if db.deferred_errors else rec.position
+                raise EventFailed(position, known, f"{view.name} view: {exc}") from exc
+        view.after(db, recs)
+    except (EventFailed, *TRANSIENT):
+        raise
+    except Exception as exc:
+        raise EventFailed(None, known, f"{view.name} view: {exc}") from exc

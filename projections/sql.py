@@ -66,10 +66,6 @@ class Table:
     key: tuple[str, ...]
     indexes: tuple[tuple[str, ...], ...] = ()
 
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.columns)
-
     def create(self, dialect: Dialect) -> list[str]:
         cols = ", ".join(f"{name} {dialect.column_type(spec)}" for name, spec in self.columns)
         statements = [
@@ -85,7 +81,7 @@ class Table:
 
     def select_all(self) -> str:
         return (
-            f"SELECT {', '.join(self.column_names)} FROM {{p}}{self.name} "
+            f"SELECT {', '.join(name for name, _ in self.columns)} FROM {{p}}{self.name} "
             f"ORDER BY {', '.join(self.key)}"
         )
 
@@ -120,11 +116,6 @@ class Db:
         """Execute a statement whose outcome is not needed now (it may be pipelined)."""
         with translated(self.driver):
             self.raw.execute(self.dialect.sql(sql), params)
-
-    def count(self, sql: str, *params: object) -> int:
-        """Execute a statement; return the number of rows it changed."""
-        self.run(sql, *params)
-        return int(self.raw.rowcount)
 
     def many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         """Execute a statement once per parameter row."""

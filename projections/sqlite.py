@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
 
 from threadline.events.ids import new_id
-from threadline.projections.recorder import ERRORS, ViewRecorder
+from threadline.projections.recorder import ViewRecorder
 from threadline.projections.sql import Db, Dialect, Table, translated
-from threadline.projections.views import select_views
 
 LOCK_TIMEOUT_S = 30
 
@@ -81,41 +80,28 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
         with translated(sqlite3):
             return self._max_tracking_id(view, SQLiteCursor(db.raw)) or 0
 
-    def swap_in(self, fresh: ViewRecorder, views: Sequence[str], *, errors: bool) -> None:
-        if not isinstance(fresh, SQLiteViewRecorder):
-            raise TypeError("a SQLite view store swaps in a SQLite rebuild only")
-        positions = fresh.state().positions
-        tables = [t for v in select_views(views) for t in v.tables] + ([ERRORS] if errors else [])
-        conn = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
-        try:
-            with translated(sqlite3):
-                conn.execute("ATTACH DATABASE ? AS fresh", (str(fresh.path),))
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._copy(conn, tables, {v: positions[v] for v in views})
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                conn.execute("DETACH DATABASE fresh")
-        finally:
-            conn.close()
-
-    def _copy(
-        self, conn: sqlite3.Connection, tables: Iterable[Table], tracked: dict[str, int]
+    def _swap(
+        self, fresh: SQLiteViewRecorder, tables: list[Table], tracked: dict[str, int]
     ) -> None:
-        for table in tables:
-            conn.execute(f"DELETE FROM main.{table.name}")
-            conn.execute(f"INSERT INTO main.{table.name} SELECT * FROM fresh.{table.name}")
-        for view, position in tracked.items():
-            conn.execute(
-                "INSERT INTO main.tracking (application_name, notification_id) VALUES (?, ?) "
-                "ON CONFLICT (application_name) DO UPDATE SET notification_id = ?",
-                (view, position, position),
-            )
-        conn.execute(
-            "UPDATE main.projection_meta SET value = ? WHERE key = 'generation'", (new_id(),)
-        )
+        connection = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
+        with contextlib.closing(connection) as conn, translated(sqlite3):
+            conn.execute("ATTACH DATABASE ? AS fresh", (str(fresh.path),))
+            conn.execute("BEGIN IMMEDIATE")
+            with conn:  # commits, or rolls back on an error
+                for table in tables:
+                    conn.execute(f"DELETE FROM main.{table.name}")
+                    conn.execute(f"INSERT INTO main.{table.name} SELECT * FROM fresh.{table.name}")
+                conn.executemany(
+                    "INSERT INTO main.tracking (application_name, notification_id) VALUES (?, ?) "
+                    "ON CONFLICT (application_name) DO UPDATE SET notification_id = "
+                    "excluded.notification_id",
+                    tracked.items(),
+                )
+                conn.execute(
+                    "UPDATE main.projection_meta SET value = ? WHERE key = 'generation'",
+                    (new_id(),),
+                )
+            conn.execute("DETACH DATABASE fresh")
 
     def close(self) -> None:
         self.datastore.close()

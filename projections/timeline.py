@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Iterable
-from typing import Any, assert_never
+from typing import assert_never
 
 import msgspec
 
@@ -40,7 +40,7 @@ _INDENT = " " * 7
 
 
 def clock(at: int) -> str:
-    return datetime.datetime.fromtimestamp(at / 1e6, datetime.UTC).strftime("%H:%M:%S.%f")[:-3]
+    return iso(at)[11:23]  # HH:MM:SS.mmm
 
 
 def iso(at: int) -> str:
@@ -93,26 +93,28 @@ class Timeline:
         self.full = full
         self.superseded = superseded
         self._prev_at: int | None = None
+        #: a group of consecutive deltas: its records, key, label and text so far
         self._group: list[Recorded] = []
+        self._key: tuple[object, ...] = ()
+        self._label = self._text = ""
 
     def quote(self, text: str, limit: int = 160) -> str:
-        if not self.full and len(text) > limit:
-            text = text[: limit - 1] + "\u2026"
-        return json.dumps(text, ensure_ascii=False)
+        return json.dumps(text if self.full else clip(text, limit), ensure_ascii=False)
 
     def feed(self, rec: Recorded) -> str:
-        if isinstance(rec.event, _DELTAS):
-            if self._group and _group_key(self._group[-1]) == _group_key(rec):
-                self._group.append(rec)
-                return _delta_text(rec) if self.stream else ""
-            out = self.close()
-            self._group = [rec]
-            if self.stream:
-                head = self._line(rec, rec.version, self._delta_label(rec) + ":", end=" ")
-                return out + head + _delta_text(rec)
-            return out
+        e = rec.event
+        if not isinstance(e, _DELTAS):
+            return self.close() + self._line(rec, rec.version, self.describe(rec))
+        if self._group and self._key == (rec.kind, rec.turn, rec.attempt, e.step):
+            self._group.append(rec)
+            self._text += e.text
+            return e.text if self.stream else ""
         out = self.close()
-        return out + self._line(rec, rec.version, self.describe(rec))
+        self._group, self._text = [rec], e.text
+        self._key, self._label = (rec.kind, rec.turn, rec.attempt, e.step), _delta_label(rec, e)
+        if self.stream:
+            return out + self._line(rec, rec.version, self._label + ":", end=" ") + e.text
+        return out
 
     def close(self) -> str:
         """End a pending group of deltas (its line, or the end of its streamed text)."""
@@ -122,10 +124,9 @@ class Timeline:
         if self.stream:  # its first line is out; the text followed it
             self._prev_at = group[-1].envelope.at
             return "\n"
-        text = "".join(_delta_text(r) for r in group)
         span = (group[-1].envelope.at - group[0].envelope.at) / 1e6
         count = f" x{len(group)} over {span:.3f}s" if len(group) > 1 else ""
-        label = f"{self._delta_label(group[0])}{count}: {self.quote(text)}"
+        label = f"{self._label}{count}: {self.quote(self._text)}"
         versions = f"{group[0].version}-{group[-1].version}" if len(group) > 1 else group[0].version
         return self._line(group[0], versions, label, last_at=group[-1].envelope.at)
 
@@ -151,11 +152,6 @@ class Timeline:
             f"{rec.envelope.actor:<14} {what}{mark}{end}"
         )
 
-    def _delta_label(self, rec: Recorded) -> str:
-        what = "text" if isinstance(rec.event, TextDelta) else "reasoning"
-        step = rec.event.step if isinstance(rec.event, _DELTAS) else 0
-        return f"{what} ({_turn(rec)} step {step})"
-
     def describe(self, rec: Recorded) -> str:
         e = rec.event
         match e:
@@ -169,7 +165,7 @@ class Timeline:
                     f"turn {e.turn_id} attempt {e.attempt} started  {e.provider}/{e.model}{worker}"
                 )
             case TextDelta() | ReasoningDelta():
-                return f"{self._delta_label(rec)}: {self.quote(e.text)}"
+                return f"{_delta_label(rec, e)}: {self.quote(e.text)}"
             case ToolCall() | ToolResult() | ToolProgress():
                 return self._tool(e)
             case Fallback():
@@ -191,7 +187,7 @@ class Timeline:
             case ToolCall():
                 tool = f"{e.server}.{e.tool}" if e.server else e.tool
                 args = json.dumps(e.arguments, ensure_ascii=False, sort_keys=True)
-                return f"TOOL CALL {e.call_id} {tool} {args if self.full else _clip(args, 300)}"
+                return f"TOOL CALL {e.call_id} {tool} {args if self.full else clip(args, 300)}"
             case ToolResult():
                 status = "ERROR" if e.is_error else "ok"
                 return (
@@ -241,20 +237,15 @@ class Timeline:
                 assert_never(e)
 
 
-def _group_key(rec: Recorded) -> tuple[Any, ...]:
-    step = rec.event.step if isinstance(rec.event, _DELTAS) else 0
-    return (rec.kind, rec.turn, rec.attempt, step)
-
-
-def _delta_text(rec: Recorded) -> str:
-    return rec.event.text if isinstance(rec.event, _DELTAS) else ""
+def _delta_label(rec: Recorded, e: TextDelta | ReasoningDelta) -> str:
+    return f"{'text' if isinstance(e, TextDelta) else 'reasoning'} ({_turn(rec)} step {e.step})"
 
 
 def _turn(rec: Recorded) -> str:
     return f"{rec.turn}#{rec.attempt}" if rec.attempt else str(rec.turn or "-")
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 

@@ -104,7 +104,11 @@ class SessionsView(View):
             case UserMessage():
                 self._title(db, rec.env.session, event.text)
                 if rec.env.turn is None:  # a message outside any turn
-                    self._count_messages(db, rec.env.session, 1)
+                    db.run(
+                        "UPDATE {p}sessions SET message_count = message_count + 1 "
+                        "WHERE session = ?",
+                        rec.env.session,
+                    )
                 else:
                     self._turn(db, rec)
             case (
@@ -156,45 +160,34 @@ class SessionsView(View):
         verdict, after = transition(phase, event, env.attempt)
         if after is None or verdict in ("ignored", "anomaly"):
             return
-        shown = 0  # messages the event adds to (or takes from) the history
+        shown = _shown(event, verdict)  # messages the event adds to (or takes from) the history
         if phase is None:
-            db.run(
-                "INSERT INTO {p}session_turns (session, turn, attempt, status) "
-                "VALUES (?, ?, ?, ?)",
-                session, turn, after.attempt, after.status,
-            )  # fmt: skip
             db.run(
                 "UPDATE {p}sessions SET turn_count = turn_count + 1, last_turn = ? "
                 "WHERE session = ?",
                 turn,
                 session,
             )
-        if verdict == "starts" and phase is not None:
+        elif verdict == "starts":
             taken = db.one(
                 "SELECT assistant_count FROM {p}session_turns WHERE session = ? AND turn = ?",
                 session,
                 turn,
             )
             shown -= taken[0] if taken else 0
-        shown += _shown(event, verdict)
         db.run(
-            "UPDATE {p}session_turns SET status = ?, attempt = ?, assistant_count = CASE "
-            "WHEN ? THEN 0 ELSE assistant_count END + ? WHERE session = ? AND turn = ?",
-            after.status, after.attempt, verdict == "starts",
-            int(isinstance(event, AssistantMessage)), session, turn,
+            "INSERT INTO {p}session_turns (session, turn, attempt, status, assistant_count) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session, turn) DO UPDATE SET "
+            "status = excluded.status, attempt = excluded.attempt, assistant_count = CASE "
+            "WHEN ? THEN 0 ELSE session_turns.assistant_count END + excluded.assistant_count",
+            session, turn, after.attempt, after.status,
+            int(isinstance(event, AssistantMessage)), verdict == "starts",
         )  # fmt: skip
         db.run(
             "UPDATE {p}sessions SET message_count = message_count + ?, last_status = CASE "
             "WHEN last_turn = ? THEN ? ELSE last_status END WHERE session = ?",
             shown, turn, after.status, session,
         )  # fmt: skip
-
-    def _count_messages(self, db: Db, session: str, delta: int) -> None:
-        db.run(
-            "UPDATE {p}sessions SET message_count = message_count + ? WHERE session = ?",
-            delta,
-            session,
-        )
 
 
 def _shown(event: Event, verdict: Verdict) -> int:

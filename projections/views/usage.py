@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
-import msgspec
+from msgspec.structs import astuple  # Usage: input, output, reasoning, cached input
 
 from threadline.events.schema import (
     AssistantMessage,
@@ -31,7 +31,6 @@ from threadline.events.schema import (
     TurnCompleted,
     TurnFailed,
     TurnStarted,
-    Usage,
     UserMessage,
     is_fork_copy,
 )
@@ -66,11 +65,6 @@ USAGE = Table(
 
 #: The owner of each session, kept by this view so that it rebuilds on its own.
 USAGE_OWNERS = Table("usage_owners", (("session", "text"), ("owner", "text")), key=("session",))
-
-
-def _tokens(usage: Usage) -> tuple[int, ...]:
-    """Input, output, reasoning and cached input tokens (the columns' order)."""
-    return msgspec.structs.astuple(usage)
 
 
 class UsageView(View):
@@ -115,10 +109,10 @@ class UsageView(View):
                 "output_tokens = output_tokens + ?, reasoning_tokens = reasoning_tokens + ?, "
                 "cached_input_tokens = cached_input_tokens + ?, steps = steps + 1 "
                 "WHERE session = ? AND turn = ?",
-                *_tokens(event.usage), *key,
+                *astuple(event.usage), *key,
             )  # fmt: skip
         elif verdict == "ends" and isinstance(event, TurnCompleted):
-            reported = any(_tokens(event.usage))
+            reported = any(astuple(event.usage))
             tokens = (
                 ", input_tokens = ?, output_tokens = ?, reasoning_tokens = ?, "
                 "cached_input_tokens = ?"
@@ -129,7 +123,7 @@ class UsageView(View):
                 "UPDATE {p}usage SET status = 'completed', ttft_ms = ?, duration_ms = ?, "
                 f"steps = ?, ended_at = ?{tokens} WHERE session = ? AND turn = ?",
                 event.ttft_ms, event.duration_ms, event.steps, env.at,
-                *(_tokens(event.usage) if reported else ()), *key,
+                *(astuple(event.usage) if reported else ()), *key,
             )  # fmt: skip
         elif verdict == "ends":
             db.run(

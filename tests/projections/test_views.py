@@ -35,8 +35,8 @@ from threadline.events.schema import (
 )
 from threadline.events.store import NewEvent, Recorded, Stored, subject_for
 from threadline.projections import ProjectionReader, serve_projector
-from threadline.projections.batch import Resync
 from threadline.projections.config import ProjectorConfig
+from threadline.projections.recorder import Resync
 from threadline.projections.sql import Db
 from threadline.projections.views.base import day_of
 
