@@ -55,7 +55,9 @@ from threadline.events.schema import (
 from threadline.events.store import Quarantined, Recorded
 from threadline.events.turns import TERMINAL, Phase, TurnStatus, title_from, transition, turn_of
 
-__all__ = ["TERMINAL", "Entry", "SessionState", "Span", "TurnState", "TurnStatus", "fold"]
+__all__ = [
+    "TERMINAL", "Entry", "SessionState", "Span", "TurnState", "TurnStatus", "fold", "message_of",
+]  # fmt: skip
 
 Said = UserMessage | AssistantMessage | ToolResult | TurnCancelled
 Ending = TurnCompleted | TurnFailed | TurnCancelled
@@ -84,6 +86,15 @@ class Span(NamedTuple):
     turn: str | None
     #: the version that added it: the turn's terminal event, or the loose message
     version: int
+
+
+def message_of(e: AssistantMessage | ToolResult) -> Message:
+    """What a model sees of a step or of a tool result (the fold's and the agent's)."""
+    if isinstance(e, ToolResult):
+        return ToolTurn(call_id=e.call_id, tool=e.tool, content=e.content, is_error=e.is_error)
+    return AssistantTurn(
+        text=e.text, reasoning=e.reasoning, tool_calls=e.tool_calls, provider_data=e.provider_data
+    )
 
 
 def _entry(rec: Recorded, event: Said, message: Message) -> Entry:
@@ -179,10 +190,7 @@ class TurnState:
             case AssistantMessage():
                 self._close_step(rec, e)
             case ToolResult():
-                result = ToolTurn(
-                    call_id=e.call_id, tool=e.tool, content=e.content, is_error=e.is_error
-                )
-                self.steps.append(_entry(rec, e, result))
+                self.steps.append(_entry(rec, e, message_of(e)))
             case Fallback():
                 self.fallbacks.append(e)
             case _:
@@ -193,12 +201,9 @@ class TurnState:
             # a step too large to repeat in one event keeps its text in its deltas only
             text, reasoning = e.text or self.partial_text, e.reasoning or "".join(self.reasoning)
             e = msgspec.structs.replace(e, text=text, reasoning=reasoning)
-        message = AssistantTurn(
-            text=e.text,
-            reasoning=e.reasoning,
-            tool_calls=e.tool_calls or tuple(self.calls),
-            provider_data=e.provider_data,
-        )
+        message = message_of(e)
+        if not e.tool_calls and self.calls:  # the calls named by their own events only
+            message = msgspec.structs.replace(message, tool_calls=tuple(self.calls))
         self.steps.append(_entry(rec, e, message))
         self.calls, self.text, self.reasoning = [], [], []
 

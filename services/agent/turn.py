@@ -18,10 +18,12 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from msgspec import structs
+
 from threadline.base.errors import ConfigurationError, PayloadTooLarge
 from threadline.base.redact import redact
-from threadline.events.conversation import AssistantTurn, Message, ToolSpec, ToolTurn
-from threadline.events.fold import SessionState
+from threadline.events.conversation import Message, ToolSpec
+from threadline.events.fold import SessionState, message_of
 from threadline.events.schema import (
     AssistantMessage,
     ErrorKind,
@@ -232,24 +234,17 @@ class Turn:
             await self._fallback("mcp_unavailable", down.reason, from_=down.server)
         return listing.tools
 
-    async def _close_step(self, step: int, outcome: StepOutcome) -> AssistantTurn:
+    async def _close_step(self, step: int, outcome: StepOutcome) -> Message:
         self.usage = self.usage + outcome.usage
         provider_data = {self.provider: outcome.provider_data} if outcome.provider_data else {}
-        calls = tuple(outcome.calls)
-        fits = self._fitting(outcome.text, outcome.reasoning)
-        await self.writer.append(
-            AssistantMessage(
-                text=outcome.text if fits else "", finish_reason=outcome.finish,
-                usage=outcome.usage, reasoning=outcome.reasoning if fits else "",
-                tool_calls=calls, step=step, provider_data=provider_data,
-            )
-        )  # fmt: skip
-        return AssistantTurn(
-            text=outcome.text,
-            reasoning=outcome.reasoning,
-            tool_calls=calls,
+        said = AssistantMessage(
+            text=outcome.text, finish_reason=outcome.finish, usage=outcome.usage,
+            reasoning=outcome.reasoning, tool_calls=tuple(outcome.calls), step=step,
             provider_data=provider_data,
-        )
+        )  # fmt: skip
+        fits = self._fitting(outcome.text, outcome.reasoning)
+        await self.writer.append(said if fits else structs.replace(said, text="", reasoning=""))
+        return message_of(said)
 
     async def _model_step(
         self, step: int, messages: list[Message], tools: tuple[ToolSpec, ...]
@@ -348,7 +343,7 @@ class Turn:
         event = Fallback(fallback=kind, reason=redact(reason), from_=from_, to=to, attempt=attempt)
         await self.writer.append(event)
 
-    async def _call_tools(self, step: int, calls: list[ToolCallRef]) -> list[ToolTurn]:
+    async def _call_tools(self, step: int, calls: list[ToolCallRef]) -> list[Message]:
         context = ToolContext(
             session_id=self.state.session,
             owner=self.state.owner,
@@ -356,7 +351,7 @@ class Turn:
             allowed_servers=self.state.tool_servers,
         )
 
-        async def one(call: ToolCallRef) -> ToolTurn:
+        async def one(call: ToolCallRef) -> Message:
             async def progress(done: float, total: float | None, message: str) -> None:
                 await self.writer.append(
                     ToolProgress(
@@ -370,16 +365,12 @@ class Turn:
                     call.tool, call.arguments, context=context, progress=progress
                 )
                 record(outcome)
-            await self.writer.append(
-                ToolResult(
-                    call_id=call.call_id, tool=call.tool, content=outcome.content,
-                    is_error=outcome.is_error, duration_ms=outcome.duration_ms,
-                    summary=outcome.summary, step=step,
-                )
-            )  # fmt: skip
-            return ToolTurn(
+            result = ToolResult(
                 call_id=call.call_id, tool=call.tool, content=outcome.content,
-                is_error=outcome.is_error,
+                is_error=outcome.is_error, duration_ms=outcome.duration_ms,
+                summary=outcome.summary, step=step,
             )  # fmt: skip
+            await self.writer.append(result)
+            return message_of(result)
 
         return list(await asyncio.gather(*(one(c) for c in calls)))
