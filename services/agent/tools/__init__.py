@@ -6,10 +6,8 @@ See docs/mcp.md.
 
 from threadline.services.agent.tools.config import (
     META_OWNER,
-    META_REQUEST,
     META_SESSION,
     META_TURN,
-    TOOL_SEPARATOR,
     InvalidToolConfig,
     McpServerConfig,
     ToolContext,
@@ -20,17 +18,13 @@ from threadline.services.agent.tools.config import (
     prefixed,
     split_prefixed,
 )
-from threadline.services.agent.tools.content import DEFAULT_MAX_RESULT_BYTES
 from threadline.services.agent.tools.registry import NOT_ALLOWED, Progress, ToolRegistry
 
 __all__ = [
-    "DEFAULT_MAX_RESULT_BYTES",
     "META_OWNER",
-    "META_REQUEST",
     "META_SESSION",
     "META_TURN",
     "NOT_ALLOWED",
-    "TOOL_SEPARATOR",
     "InvalidToolConfig",
     "McpServerConfig",
     "Progress",

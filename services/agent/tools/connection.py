@@ -45,15 +45,13 @@ _MAX_LIST_PAGES = 20
 _STDERR_LINE_CHARS = 2000
 _STDERR_DRAIN_S = 1.0
 
-Item = SessionMessage | Exception
-
 
 @asynccontextmanager
 async def _watched(transport: Transport, on_eof: Callable[[], None]) -> AsyncIterator[Any]:
     """The transport's streams; ``on_eof()`` once the server's side has ended (a stdio
     process exited, say), which the mcp library does not tell."""
     async with transport as (read_stream, write_stream), anyio.create_task_group() as tg:
-        sender, receiver = anyio.create_memory_object_stream[Item](0)
+        sender, receiver = anyio.create_memory_object_stream[SessionMessage | Exception](0)
 
         async def forward() -> None:
             try:

@@ -49,10 +49,8 @@ def _mirrored(structured: Any, parts: list[str]) -> bool:
 def _render_block(block: types.ContentBlock) -> str:
     if isinstance(block, types.TextContent):
         return block.text
-    if isinstance(block, types.ImageContent):
-        return f"[image: {block.mime_type}, {_b64_size(block.data)} bytes]"
-    if isinstance(block, types.AudioContent):
-        return f"[audio: {block.mime_type}, {_b64_size(block.data)} bytes]"
+    if isinstance(block, types.ImageContent | types.AudioContent):
+        return f"[{block.type}: {block.mime_type}, {_b64_size(block.data)} bytes]"
     if isinstance(block, types.ResourceLink):
         return f"[resource link: {block.uri}]"
     resource = block.resource
@@ -64,8 +62,7 @@ def _render_block(block: types.ContentBlock) -> str:
 
 def _b64_size(data: str) -> int:
     """Decoded size of a base64 string, without decoding it."""
-    stripped = data.rstrip("=")
-    return len(stripped) * 3 // 4
+    return len(data.rstrip("=")) * 3 // 4
 
 
 def truncate(text: str, max_bytes: int) -> str:

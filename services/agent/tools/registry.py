@@ -62,7 +62,6 @@ Progress = Callable[[float, float | None, str], Awaitable[None]]
 class _Listing:
     expires: float
     specs: tuple[ToolSpec, ...]
-    names: frozenset[str]  # the specs' (prefixed) names
 
 
 class ToolRegistry:
@@ -138,12 +137,12 @@ class ToolRegistry:
             except ToolServerUnavailable:
                 raise
             except TimeoutError:
-                self._forget(name)
+                self._drop(name)
                 raise ToolServerUnavailable(
                     name, f"tools/list got no answer within {config.call_timeout_s:g}s"
                 ) from None
             except Exception as exc:
-                self._forget(name)
+                self._drop(name)
                 cause = exc.__cause__ if isinstance(exc, _Disconnected) else None
                 raise ToolServerUnavailable(
                     name, describe_exception(cause or exc, config.secrets())
@@ -167,8 +166,7 @@ class ToolRegistry:
                 continue
             description = tool.description or tool.title or ""
             specs.append(ToolSpec(name=name, description=description, parameters=tool.input_schema))
-        names = frozenset(spec.name for spec in specs)
-        return _Listing(time.monotonic() + self._ttl, tuple(specs), names)
+        return _Listing(time.monotonic() + self._ttl, tuple(specs))
 
     # -------------------------------------------------------------- connecting
 
@@ -187,18 +185,17 @@ class ToolRegistry:
             self._conns[name] = conn
             return conn
 
-    def _drop(self, name: str, conn: Connection) -> None:
-        """Forget a session (the next use reconnects) and let its runner wind down."""
+    def _drop(self, name: str, conn: Connection | None = None) -> None:
+        """Forget a session (by default the current one: the next use reconnects) and let
+        its runner wind down."""
+        conn = conn or self._conns.get(name)
+        if conn is None:
+            return
         if self._conns.get(name) is conn:
             del self._conns[name]
             self._listings.pop(name, None)
         conn.close()
         self._every_conn = {c for c in self._every_conn if not c.finished or c is conn}
-
-    def _forget(self, name: str) -> None:
-        conn = self._conns.get(name)
-        if conn is not None:
-            self._drop(name, conn)
 
     async def _on_session(
         self, name: str, use: Callable[[Connection], Awaitable[T]], *, idempotent: bool = False
@@ -261,7 +258,7 @@ class ToolRegistry:
         ):
             return outcome(NOT_ALLOWED, True)
         try:
-            if prefixed_name not in (await self._listing(server)).names:
+            if all(spec.name != prefixed_name for spec in (await self._listing(server)).specs):
                 return outcome(NOT_ALLOWED, True)
             reports = _Reports(progress, self._progress_interval_s, config) if progress else None
             try:
