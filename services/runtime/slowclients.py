@@ -160,33 +160,18 @@ class _Guarded(asyncio.Protocol):
             self.limits.on_reclaim(reason)
 
 
-class GuardedH11Protocol(_Guarded, H11Protocol):
-    """uvicorn's h11 protocol with the read and send timers."""
-
-
-def _httptools_class() -> type[asyncio.Protocol] | None:
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # httptools is optional
-        return None
-
-    class GuardedHttpToolsProtocol(_Guarded, HttpToolsProtocol):
-        """uvicorn's httptools protocol with the read and send timers."""
-
-    return GuardedHttpToolsProtocol
-
-
-_HTTPTOOLS: Final = _httptools_class()
-
-
 def guarded_protocol(
     limits: ConnectionLimits, impl: Literal["auto", "h11", "httptools"] = "auto"
 ) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol (``auto``: httptools when installed, as uvicorn picks) with
     ``limits`` enforced, for ``uvicorn.Config(http=...)``."""
-    base: type[asyncio.Protocol] = GuardedH11Protocol
-    if impl != "h11" and _HTTPTOOLS is not None:
-        base = _HTTPTOOLS
-    elif impl == "httptools":
-        raise RuntimeError("httptools is not installed")
-    return type(base.__name__, (base,), {"limits": limits})
+    base: type[asyncio.Protocol] = H11Protocol
+    if impl != "h11":
+        try:
+            from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+            base = HttpToolsProtocol
+        except ImportError:  # httptools is optional
+            if impl == "httptools":
+                raise RuntimeError("httptools is not installed") from None
+    return type(f"Guarded{base.__name__}", (_Guarded, base), {"limits": limits})
