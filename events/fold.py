@@ -167,9 +167,6 @@ class TurnState:
     def completed(self) -> TurnCompleted | None:
         return self.ending if isinstance(self.ending, TurnCompleted) else None
 
-    def copy(self) -> TurnState:
-        return _copied(self)
-
     def _start(self, rec: Recorded, e: TurnStarted) -> None:
         """A new attempt: the previous attempt's work is dropped."""
         self.provider, self.model, self.started = e.provider, e.model, rec.version
@@ -329,7 +326,7 @@ class SessionState:
         :meth:`_turn`), so a copy costs O(open turns) plus a few pointer copies."""
         state = _copied(self)
         for t in self.open_turns:
-            state.turns[t] = state.turns[t].copy()
+            state.turns[t] = _copied(state.turns[t])
         return state
 
     # ------------------------------------------------------------------ applying
@@ -410,7 +407,7 @@ class SessionState:
             turn = self.turns[turn_id] = TurnState(turn_id=turn_id)
             self.open_turns[turn_id] = None
         elif turn.ending is not None:  # shared by copies: changed on a copy of its own
-            turn = self.turns[turn_id] = turn.copy()
+            turn = self.turns[turn_id] = _copied(turn)
         turn.status, turn.attempt = phase
         if verdict == "starts":
             assert isinstance(event, TurnStarted)

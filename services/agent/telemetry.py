@@ -196,14 +196,12 @@ class TurnTelemetry:
 
     def model(self) -> str:
         """The model the turn's provider is asked for (its default when none is named)."""
-        turn = self._turn
-        if turn.model:
-            return turn.model
-        try:
-            settings = self._providers.settings(turn.provider)
-        except ThreadlineError:
-            return ""
-        return settings.default_model or (settings.models[0] if settings.models else "")
+        if self._turn.model:
+            return self._turn.model
+        with contextlib.suppress(ThreadlineError):  # an unknown provider: none
+            settings = self._providers.settings(self._turn.provider)
+            return settings.default_model or next(iter(settings.models), "")
+        return ""
 
     def _provider_attrs(self) -> dict[str, str | int]:
         provider = self._turn.provider

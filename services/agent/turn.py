@@ -10,7 +10,6 @@ tool calls and records ``TurnCancelled`` with the partial text.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from asyncio import Task
@@ -52,7 +51,6 @@ from threadline.services.agent.telemetry import AgentTelemetry, TurnTelemetry
 from threadline.services.agent.tools import Progress, ToolContext, ToolListing, ToolOutcome
 from threadline.services.agent.writer import TurnWriter
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -277,15 +275,14 @@ class Turn:
                     await self._fallback("retry", str(err), attempt=retries)
                     await asyncio.sleep(self._backoff(retries, err.retry_after_s))
                     continue
-                if chain and not outcome.produced_output:
+                if chain:  # (a step with output in the log never switches: raised above)
                     nxt = chain.pop(0)
                     await self._fallback("provider_switched", str(err), from_=self.provider, to=nxt)
                     self.provider, self.model, retries = nxt, "", 0
                     self._window = None  # another model, another window
                     continue
                 raise
-            if outcome.first_output_at is not None and self.first_output is None:
-                self.first_output = outcome.first_output_at
+            self.first_output = self.first_output or outcome.first_output_at
             return outcome
 
     @property
