@@ -2,8 +2,7 @@
 
 SQLite at ``<data dir>/projections.sqlite3`` unless ``Settings.database_url``
 (``THREADLINE_DATABASE_URL``) names a PostgreSQL database. Projection settings come
-from a ``[threadline.projections]`` table of the config file when ``Settings`` has one,
-then from the environment (``THREADLINE_PROJECTIONS_ON_ERROR``, ``..._SCHEMA``,
+from the environment (``THREADLINE_PROJECTIONS_ON_ERROR``, ``..._SCHEMA``,
 ``..._BATCH_SIZE``), then from explicit overrides (command-line options).
 """
 
@@ -63,9 +62,6 @@ class ProjectorConfig(msgspec.Struct, frozen=True, kw_only=True):
             "sqlite_path": str(settings.data_path / SQLITE_FILE),
             "database_url": settings.database_url or None,
         }
-        section = getattr(settings, "projections", None)
-        if isinstance(section, Mapping):
-            merged.update(section)
         for name, var in _ENV.items():
             if env.get(var):
                 merged[name] = env[var]

@@ -40,13 +40,11 @@ def watch_views(
         "1 while the view is halted at an event it raised on (it needs a fix or a rebuild).",
         ("view",),
     )
-    seen: set[str] = set()
 
     async def sample() -> None:
         last = await store.last_position()
         state = await in_thread(recorder.state)
         for view, at in state.positions.items():
-            seen.add(view)
             position.set(at, view=view)
             lag.set(max(0, last - at), view=view)
             halted.set(1 if view in state.halted else 0, view=view)
@@ -55,9 +53,8 @@ def watch_views(
 
     def stop() -> None:
         remove()
-        for view in seen:
-            for gauge in (lag, position, halted):
-                gauge.remove(view=view)
+        for gauge in (lag, position, halted):
+            gauge.clear()
 
     return stop
 

@@ -98,10 +98,7 @@ class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 self.create_table()
                 with self.datastore.transaction(commit=True) as cursor:
-                    db = PgDb(cursor, self.dialect, False)
-                    for table in self.all_tables():
-                        for statement in table.create(self.dialect):
-                            db.run(statement)
+                    self._create_tables(PgDb(cursor, self.dialect, False))
             finally:
                 conn.execute(
                     self.dialect.sql(_LOCK.format(fn="pg_advisory_unlock")), (self.schema,)

@@ -88,7 +88,6 @@ class EventFailed(Exception):
         super().__init__(reason)
         self.position = position
         self.view = view
-        self.reason = reason
 
 
 class ViewRecorder(TrackingRecorder, abc.ABC):
@@ -137,8 +136,10 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
     # ------------------------------------------------------------ shared logic
 
     @staticmethod
-    def all_tables() -> tuple[Table, ...]:
-        return (*(t for v in VIEWS for t in v.tables), ERRORS, META)
+    def _create_tables(db: Db) -> None:
+        for table in (*(t for v in VIEWS for t in v.tables), ERRORS, META):
+            for statement in table.create(db.dialect):
+                db.run(statement)
 
     def setup(self) -> None:
         """Create what is missing; give a new database its generation id."""
@@ -173,10 +174,6 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
         """Run a read function (``fn(db, *args)``) in a read transaction."""
         with self._read() as db:
             return fn(db, *args)
-
-    def _generation(self, db: Db) -> str:
-        row = db.one("SELECT value FROM {p}projection_meta WHERE key = 'generation'")
-        return str(row[0]) if row else ""
 
     def apply_batch(
         self,
@@ -218,8 +215,9 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
                 return self._split(items, state, views, halt, failures, by_event=not one)
             if any((f.position, f.view) == (position, view) for f in failures):
                 raise failed  # not the view's doing (nothing left to put aside)
-            session = _session(next(it for it in items if it.position == position))
-            reason = failed.reason
+            item = next(it for it in items if it.position == position)
+            session = item.session if isinstance(item, Broken) else item.env.session
+            reason = str(failed)
             if not reason.startswith(f"{view} view: "):  # found by narrowing down
                 reason = f"{view} view: {reason}"
             failures = (*failures, Broken(position, reason, session, view))
@@ -275,7 +273,8 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
         positions = dict(seen)
         applied = 0
         with self._write() as db:
-            if self._generation(db) != state.generation:
+            row = db.one("SELECT value FROM {p}projection_meta WHERE key = 'generation'")
+            if (str(row[0]) if row else "") != state.generation:
                 raise Resync("the projections database was replaced")
             for view in views:
                 if covered[view.name]:
@@ -318,10 +317,6 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
                 limit,
             )
         return [ProjectionErrorRow(position=r[0], reason=r[1], session=r[2]) for r in rows]
-
-
-def _session(item: Rec | Broken) -> str:
-    return item.session if isinstance(item, Broken) else item.env.session
 
 
 def _record(db: Db, errors: Sequence[Broken], stops: dict[str, Broken]) -> None:

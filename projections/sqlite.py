@@ -43,9 +43,7 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
     def _create(self) -> None:
         self.create_table()  # the library's tracking table (and its migrations)
         with self._write() as db:
-            for table in self.all_tables():
-                for statement in table.create(self.dialect):
-                    db.run(statement)
+            self._create_tables(db)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Db]:
