@@ -67,19 +67,22 @@ class Tools(Protocol):
     ) -> ToolOutcome: ...
 
 
-async def until(work: Coroutine[Any, Any, T], watch: Coroutine[Any, Any, object]) -> Task[T]:
-    """Run ``work`` until it ends or ``watch`` does; ``work``'s task, done (cancelled when
-    ``watch`` ended first; its error is raised). Cancelling the caller cancels both."""
+async def until(work: Coroutine[Any, Any, T], watch: Coroutine[Any, Any, object]) -> Task[T] | None:
+    """Run ``work`` until it ends or ``watch`` does: ``work``'s task, done; or None when
+    ``watch`` ended first (``work`` is cancelled, an error of ``watch`` raised).
+    Cancelling the caller cancels both."""
     task, watcher = asyncio.create_task(work), asyncio.create_task(watch)
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watcher.cancel()
         task.cancel()  # neither does anything to a task that is done
         await asyncio.gather(task, watcher, return_exceptions=True)
-    if task.cancelled() and not watcher.cancelled() and (error := watcher.exception()):
+    if task in done:
+        return task
+    if error := watcher.exception():
         raise error
-    return task
+    return None
 
 
 def worker_id(pid: int | None = None) -> str:
@@ -171,7 +174,7 @@ class Turn:
             await self.writer.append(TurnCancelled(reason="stopped before it started"))
             return
         work = await until(self._steps(), self.cancel.wait())
-        if work.cancelled():  # stop requested
+        if work is None:  # stop requested
             self.coalescer.discard()
             partial = self.coalescer.text if self._fitting(self.coalescer.text) else ""
             await self.writer.append(TurnCancelled(partial_text=partial, reason="stop requested"))

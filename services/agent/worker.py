@@ -137,8 +137,9 @@ class AgentWorker:
     async def _attended(self, delivery: Delivery, session: str, turn: str) -> Outcome | None:
         """:meth:`process` while the delivery's heartbeat holds; ``None`` if it failed
         (the attempt is stopped without another write)."""
-        try:  # the heartbeat only ends by failing
+        try:
             work = await until(self.process(session, turn), self._heartbeat(delivery))
+            assert work is not None  # the heartbeat only ends by failing
         except DeliveryLost as exc:
             self.deps.telemetry.heartbeat_failures.inc()
             log.error(
