@@ -9,8 +9,9 @@ name for PostgreSQL) and caches the result. Column types are ``text``, ``int`` a
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from eventsourcing.persistence import (
@@ -35,20 +36,13 @@ class Dialect:
 
     name: Literal["sqlite", "postgres"]
     schema: str = ""
-    _cache: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def prefix(self) -> str:
         return f'"{self.schema}".' if self.name == "postgres" else ""
 
     def sql(self, text: str) -> str:
-        found = self._cache.get(text)
-        if found is None:
-            found = text.replace("{p}", self.prefix)
-            if self.name == "postgres":
-                found = found.replace("?", "%s")
-            self._cache[text] = found
-        return found
+        return _spelled(text, self.prefix, self.name == "postgres")
 
     def column_type(self, spec: str) -> str:
         nullable = spec.endswith("?")
@@ -84,6 +78,14 @@ class Table:
             f"SELECT {', '.join(name for name, _ in self.columns)} FROM {{p}}{self.name} "
             f"ORDER BY {', '.join(self.key)}"
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _spelled(text: str, prefix: str, percent: bool) -> str:
+    """``{p}`` as ``prefix``, and ``?`` as ``%s`` if ``percent`` (cached: views run the
+    same statements over and over)."""
+    text = text.replace("{p}", prefix)
+    return text.replace("?", "%s") if percent else text
 
 
 @contextlib.contextmanager
