@@ -175,8 +175,7 @@ class ToolRegistry:
             conn = self._conns.get(name)
             if conn is not None and conn.alive:
                 return conn
-            if conn is not None:
-                self._drop(name, conn)
+            self._drop(name)  # a dead session, if any
             if self._closed:
                 raise ToolServerUnavailable(name, "the tool registry is closed")
             conn = Connection(self._configs[name])
