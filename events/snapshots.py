@@ -78,13 +78,8 @@ def snapshot_state(snap: Snapshot) -> SessionState | None:
         state = _state_decoder.decode(zlib.decompress(snap.state))
     except (msgspec.DecodeError, zlib.error):
         return None
-    if (state.session, state.version, state.position) != (
-        snap.session,
-        snap.version,
-        snap.position,
-    ):
-        return None
-    return state
+    claimed = (snap.session, snap.version, snap.position)
+    return state if (state.session, state.version, state.position) == claimed else None
 
 
 class SnapshotStore(Protocol):
