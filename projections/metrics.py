@@ -15,8 +15,8 @@ from typing import Final
 
 from threadline.base.metrics import Registry, default_registry
 from threadline.events.store import EventStore
-from threadline.projections.aio import in_thread
 from threadline.projections.projector import Projector
+from threadline.projections.rebuild import status
 from threadline.projections.recorder import ViewRecorder
 
 P: Final = "threadline_projector"
@@ -42,12 +42,10 @@ def watch_views(
     )
 
     async def sample() -> None:
-        last = await store.last_position()
-        state = await in_thread(recorder.state)
-        for view, at in state.positions.items():
-            position.set(at, view=view)
-            lag.set(max(0, last - at), view=view)
-            halted.set(1 if view in state.halted else 0, view=view)
+        for view in await status(store, recorder):
+            position.set(view.position, view=view.view)
+            lag.set(view.lag, view=view.view)
+            halted.set(view.halted_at is not None, view=view.view)
 
     remove = reg.on_scrape(sample)
 
