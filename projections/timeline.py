@@ -39,10 +39,6 @@ _DELTAS = (TextDelta, ReasoningDelta)
 _INDENT = " " * 7
 
 
-def clock(at: int) -> str:
-    return iso(at)[11:23]  # HH:MM:SS.mmm
-
-
 def iso(at: int) -> str:
     moment = datetime.datetime.fromtimestamp(at / 1e6, datetime.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -147,8 +143,8 @@ class Timeline:
             lead = f"{_INDENT}   ... {gap:.3f}s without events ...\n"
         delta = "" if gap is None else f"+{gap:.3f}s"
         mark = "  [superseded attempt]" if rec.position in self.superseded else ""
-        return (
-            f"{lead}{'v' + str(version):>7}  {clock(at)}  {delta:>9}  "
+        return (  # the time of day: iso(at)[11:23], HH:MM:SS.mmm
+            f"{lead}{'v' + str(version):>7}  {iso(at)[11:23]}  {delta:>9}  "
             f"{rec.envelope.actor:<14} {what}{mark}{end}"
         )
 
