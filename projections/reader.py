@@ -111,10 +111,7 @@ def _struct(cls: type[S], row: Row) -> S:
 
 def _cursor(value: str) -> tuple[int, str]:
     at, _, session = value.partition(".")
-    try:
-        moment = int(at)
-    except ValueError:
-        moment = -1
+    moment = int(at) if at.isascii() and at.isdigit() else -1
     if not 0 <= moment <= _MAX_AT:
         raise InvalidInput("invalid cursor: pass back the next_cursor of a page")
     return moment, session
