@@ -123,16 +123,11 @@ class Coalescer:
         self._kind = kind
         self._buffer.append(text)
         self._buffered += len(text)
-        if not self._sent_in_step or self._buffered >= self._max_chars:
-            await self.flush()
-            return
-        now = self._clock()
-        window = self.window_s
-        if now - self._last_flush >= window:
+        due_in = self.window_s - (self._clock() - self._last_flush)
+        if not self._sent_in_step or self._buffered >= self._max_chars or due_in <= 0:
             await self.flush()
         elif self._timer is None:
-            delay = window - (now - self._last_flush)
-            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+            self._timer = asyncio.get_running_loop().call_later(due_in, self._on_timer)
 
     def _on_timer(self) -> None:
         due, self._timer = self._timer, None
