@@ -78,9 +78,7 @@ class SessionsView(View):
     tables = (SESSIONS, SESSION_TURNS)
 
     def before(self, db: Db, recs: Sequence[Rec]) -> None:
-        first: dict[str, int] = {}
-        for rec in recs:
-            first.setdefault(rec.env.session, rec.env.at)
+        first = {rec.env.session: rec.env.at for rec in reversed(recs)}  # the earliest wins
         db.many(
             "INSERT INTO {p}sessions (session, created_at, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT (session) DO NOTHING",
@@ -88,9 +86,7 @@ class SessionsView(View):
         )
 
     def after(self, db: Db, recs: Sequence[Rec]) -> None:
-        last: dict[str, Rec] = {}
-        for rec in recs:
-            last[rec.env.session] = rec
+        last = {rec.env.session: rec for rec in recs}  # the latest wins
         db.many(
             "UPDATE {p}sessions SET updated_at = ?, version = ?, position = ? WHERE session = ?",
             [(r.env.at, r.env.version, r.position, s) for s, r in last.items()],
