@@ -25,11 +25,8 @@ from threadline.projections.recorder import ViewRecorder
 OnError = Literal["halt", "skip"]
 SQLITE_FILE: Final = "projections.sqlite3"
 _SCHEMA_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
-_ENV: Final = {
-    "on_error": "THREADLINE_PROJECTIONS_ON_ERROR",
-    "schema": "THREADLINE_PROJECTIONS_SCHEMA",
-    "batch_size": "THREADLINE_PROJECTIONS_BATCH_SIZE",
-}
+#: the settings read from ``THREADLINE_PROJECTIONS_<NAME>``
+_FROM_ENV: Final = ("on_error", "schema", "batch_size")
 
 
 class ProjectorConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,9 +59,9 @@ class ProjectorConfig(msgspec.Struct, frozen=True, kw_only=True):
             "sqlite_path": str(settings.data_path / SQLITE_FILE),
             "database_url": settings.database_url or None,
         }
-        for name, var in _ENV.items():
-            if env.get(var):
-                merged[name] = env[var]
+        for name in _FROM_ENV:
+            if value := env.get(f"THREADLINE_PROJECTIONS_{name.upper()}"):
+                merged[name] = value
         merged.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return msgspec.convert(merged, cls, strict=False)
