@@ -230,10 +230,8 @@ class Connection:
             yield streams
 
     async def _run(self) -> None:
-        name = self.config.name
         try:
-            client = Client(self._transport(), cache=None, client_info=CLIENT_INFO)
-            async with client:
+            async with Client(self._transport(), cache=None, client_info=CLIENT_INFO) as client:
                 self._client = client
                 self._ready.set()
                 await self._stop.wait()
@@ -243,7 +241,7 @@ class Connection:
         except Exception as exc:
             reason = describe_exception(exc, self.config.secrets())
             if self._ready.is_set():
-                logger.warning("MCP server %r: session ended: %s", name, reason)
+                logger.warning("MCP server %r: session ended: %s", self.config.name, reason)
             self._failure = reason
         finally:
             self._client = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from typing import Any, Final
@@ -36,13 +37,9 @@ def _mirrored(structured: Any, parts: list[str]) -> bool:
     if isinstance(structured, dict) and len(structured) == 1:
         mirrors.extend(structured.values())
     for part in parts:
-        if part in mirrors:  # a wrapped string, as is
-            return True
-        try:
-            if json.loads(part) in mirrors:
+        with contextlib.suppress(ValueError):  # a part that is no JSON
+            if part in mirrors or json.loads(part) in mirrors:  # (a wrapped string as is)
                 return True
-        except ValueError:
-            continue
     return False
 
 
