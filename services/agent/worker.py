@@ -72,17 +72,14 @@ class AgentWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then let running turns finish (or be cancelled)."""
         watcher = asyncio.create_task(self._watch_cancels(await self.store.last_position()))
-        consumer = asyncio.create_task(self._consume())
-        stopping = asyncio.create_task(stop.wait())
         try:
-            await asyncio.wait({consumer, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            consumer = await until(self._consume(), stop.wait())
         finally:
-            for task in (stopping, consumer, watcher):
-                task.cancel()
+            watcher.cancel()
             await self._drain()
-            await asyncio.gather(consumer, watcher, return_exceptions=True)
-        if not consumer.cancelled() and (error := consumer.exception()) is not None:
-            raise error  # the queue failed
+            await asyncio.gather(watcher, return_exceptions=True)
+        if consumer is not None:
+            consumer.result()  # raises when the queue failed
 
     async def _consume(self) -> None:
         """Start each delivery's turn as soon as it arrives, up to ``concurrency``."""
