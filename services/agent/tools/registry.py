@@ -152,10 +152,9 @@ class ToolRegistry:
             return listing
 
     def _make_listing(self, config: McpServerConfig, tools: list[Tool]) -> _Listing:
-        allowed = config.allowed_tools
         specs: list[ToolSpec] = []
         for tool in tools:
-            if allowed is not None and tool.name not in allowed:
+            if config.allowed_tools is not None and tool.name not in config.allowed_tools:
                 continue
             if tool.execution is not None and tool.execution.task_support == "required":
                 # only callable as a task, which this client does not run
