@@ -1,9 +1,9 @@
 """Reading a JetStream stream without a consumer: gets, batches, and finding a version.
 
-* :meth:`DirectReads.get` — one record by a direct get (``$JS.API.DIRECT.GET``): any
-  replica answers, so possibly one that lags the leader;
-* :meth:`DirectReads.leader_get` — one record from the stream leader
-  (``$JS.API.STREAM.MSG.GET``), which holds every acknowledged append;
+* :meth:`DirectReads.get` — one record (nats-py's ``get_msg``) by a direct get
+  (``$JS.API.DIRECT.GET``): any replica answers, so possibly one that lags the leader;
+  or from the stream leader (``$JS.API.STREAM.MSG.GET``), which holds every
+  acknowledged append;
 * :meth:`DirectReads.batch` — up to ``count`` records matching a subject filter from a
   sequence on, in one request (a batched direct get, nats-server 2.11+: the records, then
   an end-of-batch status);
@@ -25,13 +25,13 @@ from typing import Final
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from threadline.base.errors import StoreError, StoreUnavailable
 from threadline.events import codec
 from threadline.events.store import Stored
-from threadline.events.stream import unavailable
 
 #: the most records a read asks for in one batched direct get (a longer read uses a
 #: consumer); at least one record comes back, whatever its size
@@ -49,19 +49,6 @@ class ApiError(msgspec.Struct, frozen=True):
     err_code: int = 0
     description: str = ""
 
-
-class _StoredMsg(msgspec.Struct, frozen=True):
-    seq: int
-    subject: str = ""
-    data: bytes = b""  # base64 in the JSON answer; msgspec decodes it
-
-
-class _MsgGetReply(msgspec.Struct, frozen=True):
-    message: _StoredMsg | None = None
-    error: ApiError | None = None
-
-
-_msg_get_decoder: Final = msgspec.json.Decoder(_MsgGetReply)
 
 #: a probe: the first record matching the filter at or after a sequence, as
 #: ``(position, version)``, or None when the replica that answered has none
@@ -83,44 +70,42 @@ class DirectReads:
         self._nc = nc
         self._stream = stream
         self._timeout_s = timeout_s
+        self._js = nc.jetstream(timeout=timeout_s)
         self._prefix = ""
         self._counter = 0
         self._batches: dict[str, _Batch] = {}
 
-    async def get(self, request: dict[str, object]) -> Stored | None:
-        """A direct get: answered by any replica, so possibly one that lags the leader."""
-        msg = await self._request(f"$JS.API.DIRECT.GET.{self._stream}", request)
-        headers = msg.headers or {}
-        status = headers.get("Status")
-        if status == "404":
-            return None
-        if status:
-            raise StoreError(f"direct get failed: {status} {headers.get('Description', '')}")
-        return _stored(msg)
-
-    async def leader_get(self, request: dict[str, object]) -> Stored | None:
-        """A get answered by the stream leader: it holds every acknowledged append, where a
-        replica that has just restarted may not yet (direct gets and R1 consumers can be
-        served by such a replica)."""
-        msg = await self._request(f"$JS.API.STREAM.MSG.GET.{self._stream}", request)
+    async def get(
+        self,
+        seq: int | None = None,
+        subject: str | None = None,
+        *,
+        next_: bool = False,
+        leader: bool = False,
+    ) -> Stored | None:
+        """The record at ``seq``, the last one matching ``subject``, or (``next_``) the
+        first matching it at or after ``seq``; None if there is none. A direct get, which
+        any replica answers (so possibly one that lags the leader), or (``leader``) a get
+        the stream leader answers: it holds every acknowledged append, where a replica
+        that has just restarted may not yet (direct gets and R1 consumers can be served
+        by such a replica)."""
         try:
-            reply = _msg_get_decoder.decode(msg.data)
-        except msgspec.DecodeError:
-            raise StoreError("the stream answered a get with something unreadable") from None
-        if reply.error is not None:
-            if reply.error.code == 404:
-                return None
-            if reply.error.code == 503:
-                raise StoreUnavailable(f"the stream has no leader: {reply.error.description}")
-            raise StoreError(f"get failed: {reply.error.description} ({reply.error.err_code})")
-        if reply.message is None:
-            raise StoreError("the stream answered a get without a message")
-        return Stored(reply.message.seq, reply.message.subject, reply.message.data)
+            msg = await self._js.get_msg(self._stream, seq, subject, direct=not leader, next=next_)
+        except nats.js.errors.NotFoundError:
+            return None
+        except nats.js.errors.ServiceUnavailableError:
+            raise StoreUnavailable(f"no leader of stream {self._stream} answers") from None
+        except nats.js.errors.APIError as exc:
+            raise StoreError(f"get failed: {exc.description} ({exc.err_code})") from None
+        except (nats.errors.Error, OSError) as exc:
+            raise StoreUnavailable(f"reading the stream failed: {exc!r}") from None
+        assert msg.seq is not None and msg.subject is not None
+        return Stored(msg.seq, msg.subject, msg.data or b"")
 
     async def probe(self, subject_filter: str, position: int) -> tuple[int, int] | None:
         """The first record matching the filter at or after ``position``, as
         ``(position, version)`` (None if the replica that answered has none)."""
-        found = await self.get({"seq": position, "next_by_subj": subject_filter})
+        found = await self.get(position, subject_filter, next_=True)
         if found is None:
             return None
         version = codec.claimed_version(found.data, subject_filter.rsplit(".", 2)[-2])
@@ -164,7 +149,8 @@ class DirectReads:
         headers = msg.headers or {}
         status = headers.get("Status")
         if status is None:
-            batch.items.append(_stored(msg))
+            position = int(headers["Nats-Sequence"])
+            batch.items.append(Stored(position, headers["Nats-Subject"], msg.data))
         elif status in ("204", "404"):  # end of batch; nothing (more) matches
             batch.done.set_result(None)
         elif status == "503":
@@ -172,17 +158,6 @@ class DirectReads:
         else:
             description = headers.get("Description", "")
             batch.done.set_exception(StoreError(f"batched get failed: {status} {description}"))
-
-    async def _request(self, subject: str, request: dict[str, object]) -> Msg:
-        with unavailable("reading the stream"):
-            return await self._nc.request(
-                subject, msgspec.json.encode(request), timeout=self._timeout_s
-            )
-
-
-def _stored(msg: Msg) -> Stored:
-    headers = msg.headers or {}
-    return Stored(int(headers["Nats-Sequence"]), headers["Nats-Subject"], msg.data)
 
 
 async def locate(

@@ -241,7 +241,7 @@ class JetStreamEventStore(EventStore):
     # ------------------------------------------------------------------ reads
 
     async def _load_head(self, session: str) -> Head:
-        found = await self._reads.leader_get({"last_by_subj": self._filter(session)})
+        found = await self._reads.get(subject=self._filter(session), leader=True)
         if found is None:
             return Head(0, 0, codec.genesis_hash(session))
         last = read_record(found)
@@ -261,9 +261,9 @@ class JetStreamEventStore(EventStore):
         return version
 
     async def get(self, position: int) -> Recorded:
-        found = await self._reads.get({"seq": position})
+        found = await self._reads.get(position)
         if found is None:  # not there, or not there yet on the replica that answered
-            found = await self._reads.leader_get({"seq": position})
+            found = await self._reads.get(position, leader=True)
         if found is None:
             raise StoreError(f"no event at position {position}")
         return decode_record(found)
@@ -347,7 +347,7 @@ class JetStreamEventStore(EventStore):
         catching up, so its own idea of the end is not enough)."""
         until = None
         if until_end:
-            ends = [await self._reads.leader_get({"last_by_subj": f}) for f in filters]
+            ends = [await self._reads.get(subject=f, leader=True) for f in filters]
             until = max((found.position for found in ends if found is not None), default=0)
         tail = self._tail(filters, after, until=until)
         async with contextlib.aclosing(tail):
