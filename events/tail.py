@@ -32,36 +32,6 @@ _MAX_BACKOFF_S: Final = 2.0
 _PENDING_MSGS: Final = 65_536
 
 
-class _Inbox:
-    """Messages for one consumer: a list swapped out whole, and a future while waiting
-    (lighter than a deque and an ``asyncio.Event`` per tail)."""
-
-    __slots__ = ("msgs", "_waiter")
-
-    def __init__(self) -> None:
-        self.msgs: list[Msg] = []
-        self._waiter: asyncio.Future[None] | None = None
-
-    async def put(self, msg: Msg) -> None:
-        self.msgs.append(msg)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    def take(self) -> list[Msg]:
-        msgs, self.msgs = self.msgs, []
-        return msgs
-
-    async def wait(self) -> None:
-        """Until a message has arrived."""
-        if self.msgs:
-            return
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-
-
 class _Reset(Exception):
     """The consumer lost its place; start a new one after the last yielded sequence."""
 
@@ -116,7 +86,7 @@ class Tail:
     async def _run_consumer(self) -> AsyncGenerator[Stored, None]:
         # a fresh deliver subject: nats-server binds a push consumer only to a
         # subscription on exactly that subject, not to a wildcard
-        inbox = _Inbox()
+        inbox: asyncio.Queue[Msg] = asyncio.Queue()  # unbounded: put never waits
         sub = await self._nc.subscribe(
             self._nc.new_inbox(), cb=inbox.put, pending_msgs_limit=_PENDING_MSGS
         )
@@ -150,7 +120,7 @@ class Tail:
         assert info.name is not None
         return info.name
 
-    async def _drain(self, inbox: _Inbox) -> AsyncGenerator[Stored, None]:
+    async def _drain(self, inbox: asyncio.Queue[Msg]) -> AsyncGenerator[Stored, None]:
         """Drain what has arrived without waiting; wait (bounded by the heartbeat) when
         nothing has. Missing heartbeats mean the consumer is gone."""
         expected_cseq = 1
@@ -158,10 +128,12 @@ class Tail:
         while True:
             try:
                 async with asyncio.timeout(timeout):
-                    await inbox.wait()
+                    arrived = [await inbox.get()]
             except TimeoutError:
                 raise _Reset from None
-            for msg in inbox.take():
+            while not inbox.empty():  # all that has arrived, under one timeout
+                arrived.append(inbox.get_nowait())
+            for msg in arrived:
                 if not msg.reply or msg.reply.startswith("$JS.FC.") or _is_status(msg):
                     await self._control(msg)
                     continue
