@@ -20,6 +20,7 @@ import logging
 import time
 from typing import Final
 
+import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
@@ -40,6 +41,28 @@ _ERRORS: Final = (nats.errors.Error, nats.js.errors.Error, OSError)
 #: how long a bucket that could not be opened is left alone
 _RETRY_S: Final = 60.0
 _MISSING: Final = (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError)
+#: how long a bucket's key listing may take (one request per page)
+_TIMEOUT_S: Final = 5.0
+
+
+class _ApiError(msgspec.Struct):
+    description: str = ""
+
+
+class _State(msgspec.Struct):
+    subjects: dict[str, int] = {}
+
+
+class _StreamInfo(msgspec.Struct):
+    """What a key listing reads of ``STREAM.INFO``: the page of subjects and the total."""
+
+    state: _State = msgspec.field(default_factory=_State)
+    total: int = 0
+    error: _ApiError | None = None
+
+
+_info_decoder: Final = msgspec.json.Decoder(_StreamInfo)
+_encode: Final = msgspec.json.encode
 
 
 def bucket_config(bucket: str, description: str, replicas: int = 1) -> KeyValueConfig:
@@ -127,21 +150,26 @@ class _Bucket:
             await (await self.kv()).put(key, data)
 
     async def keys(self, prefix: str) -> list[str]:
-        """The keys under ``prefix``, filtered by the server (nats-py's ``keys()`` reads
-        every key of the bucket and filters them itself)."""
-        keys: list[str] = []
+        """The keys under ``prefix``: the bucket stream's subjects under it, listed by the
+        server (``STREAM.INFO`` with a subject filter, page by page). Not a watcher:
+        nats-py's watcher may signal "nothing stored" before the entries it is being sent
+        have reached it, and a listing came back empty under load."""
+        await self.kv()  # the bucket exists (made when missing and allowed)
+        stream, subjects = f"KV_{self.config.bucket}", f"$KV.{self.config.bucket}."
+        found: list[str] = []
         with unavailable(f"{self.config.bucket} {prefix}"):
-            watcher = await (await self.kv()).watch(
-                f"{prefix}.>", ignore_deletes=True, meta_only=True
-            )
-            try:
-                async for entry in watcher:
-                    if entry is None:  # the end of what is stored now
-                        break
-                    keys.append(entry.key)
-            finally:
-                await watcher.stop()  # type: ignore[no-untyped-call]
-        return keys
+            while True:
+                request = {"subjects_filter": f"{subjects}{prefix}.>", "offset": len(found)}
+                reply = await self.nc.request(
+                    f"$JS.API.STREAM.INFO.{stream}", _encode(request), timeout=_TIMEOUT_S
+                )
+                info = _info_decoder.decode(reply.data)
+                if info.error is not None:
+                    raise StoreUnavailable(f"{stream}: {info.error.description}")
+                page = [subject.removeprefix(subjects) for subject in info.state.subjects]
+                found += page
+                if not page or len(found) >= info.total:
+                    return found
 
 
 class KVSnapshots:

@@ -63,19 +63,16 @@ def consumers(stream: str) -> tuple[str, ...]:
     )
 
 
-def bucket_use(
-    bucket: KeyValueConfig, *, write: bool = False, keys: bool = False
-) -> tuple[str, ...]:
-    """Binding ``bucket`` and reading a key (a direct get where the bucket allows them,
-    else from the stream leader); ``write``: putting keys; ``keys``: listing them (a
-    watch is an ordered consumer)."""
+def bucket_use(bucket: KeyValueConfig, *, write: bool = False) -> tuple[str, ...]:
+    """Binding ``bucket``, listing its keys (``STREAM.INFO`` with a subject filter) and
+    reading a key (a direct get where the bucket allows them, else from the stream
+    leader); ``write``: putting keys."""
     stream = f"KV_{bucket.bucket}"
     get = f"{API}.DIRECT.GET.{stream}.>" if bucket.direct else f"{API}.STREAM.MSG.GET.{stream}"
     return (
         f"{API}.STREAM.INFO.{stream}",
         get,
         *((f"$KV.{bucket.bucket}.>",) if write else ()),
-        *(consumers(stream) if keys else ()),
     )
 
 
@@ -112,7 +109,7 @@ def roles(stream: StreamSettings | None = None) -> tuple[Role, ...]:
                 *user_intents,
                 *reads,
                 *bucket_use(snapshots, write=True),
-                *bucket_use(sessions, write=True, keys=True),
+                *bucket_use(sessions, write=True),
             ),
             comment="appends user intents only (sessions, messages, stop); reads and "
             "tails; reads and writes snapshots and the sessions directory",
