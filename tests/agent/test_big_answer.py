@@ -26,9 +26,7 @@ BIG = "[[words:15000]]"
 
 
 @pytest.fixture
-async def small_events(
-    nats_url: str, devmodel_url: str, tmp_path: Path
-) -> AsyncIterator[Harness]:
+async def small_events(nats_url: str, devmodel_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
     store = await JetStreamEventStore.connect(
         nats_url, fresh_stream(max_event_bytes=LIMIT), heartbeat_s=0.5
     )

@@ -30,9 +30,7 @@ async def stack(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Stac
 async def sent_for(stack: Stack, text: str) -> list[list[Any]]:
     """The messages of each request the dev model got whose conversation holds ``text``."""
     listing = await stack.model_requests()
-    return [
-        r["body"]["messages"] for r in listing["requests"] if text in json.dumps(r["body"])
-    ]
+    return [r["body"]["messages"] for r in listing["requests"] if text in json.dumps(r["body"])]
 
 
 async def ended(stack: Stack, session: str, turn: str) -> tuple[str, str]:
