@@ -6,6 +6,10 @@ record's ``prev`` must equal the SHA-256 of the record before it (the session's
 genesis hash for the first), and versions must run 1, 2, 3... with no gap.
 Deleting, rewriting, reordering or moving an event breaks one of these. A truncated
 tail is only caught against a head hash recorded elsewhere (``expect_head``).
+
+Two entry points share the one check (:class:`_Chain`): :func:`verify_session` over
+undecoded records (``follow_raw``, the CLI) and :func:`verify_entries` over a store's
+:meth:`~threadline.events.store.EventStore.entries` (any store; the gateway's route).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import msgspec
 
 from threadline.base.errors import CorruptEvent
 from threadline.events import codec
-from threadline.events.store import Stored, decode_record
+from threadline.events.schema import Envelope
+from threadline.events.store import Quarantined, Recorded, Stored, decode_record
 
 
 class Problem(msgspec.Struct, frozen=True):
@@ -37,6 +42,47 @@ class VerifyReport(msgspec.Struct, frozen=True):
         return not self.problems
 
 
+class _Chain:
+    """The check, one record at a time, in stream order."""
+
+    def __init__(self, session: str) -> None:
+        self.session = session
+        self.prev_hash = codec.genesis_hash(session)
+        self.expected_version = 1
+        self.count = self.position = 0
+        self.problems: list[Problem] = []
+
+    def readable(self, position: int, data: bytes, env: Envelope) -> None:
+        self.count, self.position = self.count + 1, position
+        if env.version != self.expected_version:
+            reason = f"version {env.version}, expected {self.expected_version}"
+            self.problems.append(Problem(position, env.version, reason))
+        if env.prev != self.prev_hash:
+            reason = ("hash chain broken: prev does not match the previous event (an event "
+                      "before it was altered, removed or reordered)")  # fmt: skip
+            self.problems.append(Problem(position, env.version, reason))
+        self.prev_hash = codec.record_hash(data)
+        self.expected_version = env.version + 1
+
+    def unreadable(self, position: int, data: bytes, reason: str) -> None:
+        self.count, self.position = self.count + 1, position
+        claimed = codec.claimed_version(data, self.session)
+        self.problems.append(Problem(position, claimed, f"cannot be read: {reason}"))
+        self.prev_hash = codec.record_hash(data)
+        self.expected_version = (claimed or self.expected_version - 1) + 1
+
+    def report(self, expect_head: str | None) -> VerifyReport:
+        last_version = self.expected_version - 1
+        if expect_head is not None and expect_head != self.prev_hash:
+            reason = (f"the head (the last event) hashes to {self.prev_hash}, expected "
+                      f"{expect_head}: events were added or removed since that head was "
+                      "recorded")  # fmt: skip
+            self.problems.append(Problem(self.position, last_version, reason))
+        return VerifyReport(
+            self.session, self.count, self.prev_hash, last_version, tuple(self.problems)
+        )
+
+
 async def verify_session(
     session: str,
     records: AsyncIterable[Stored],
@@ -44,31 +90,29 @@ async def verify_session(
     expect_head: str | None = None,
 ) -> VerifyReport:
     """Check the stored records of one session, in stream order."""
-    prev_hash = codec.genesis_hash(session)
-    expected_version = 1
-    count = position = 0
-    problems: list[Problem] = []
+    chain = _Chain(session)
     async for stored in records:
-        count, position = count + 1, stored.position
         try:
             env = decode_record(stored).envelope
         except CorruptEvent as exc:
-            claimed = codec.claimed_version(stored.data, session)
-            problems.append(Problem(position, claimed, f"cannot be read: {exc.reason}"))
-            prev_hash = codec.record_hash(stored.data)
-            expected_version = (claimed or expected_version - 1) + 1
+            chain.unreadable(stored.position, stored.data, exc.reason)
             continue
-        if env.version != expected_version:
-            reason = f"version {env.version}, expected {expected_version}"
-            problems.append(Problem(position, env.version, reason))
-        if env.prev != prev_hash:
-            reason = ("hash chain broken: prev does not match the previous event (an event "
-                      "before it was altered, removed or reordered)")  # fmt: skip
-            problems.append(Problem(position, env.version, reason))
-        prev_hash = codec.record_hash(stored.data)
-        expected_version = env.version + 1
-    if expect_head is not None and expect_head != prev_hash:
-        reason = (f"the head (the last event) hashes to {prev_hash}, expected {expect_head}: "
-                  "events were added or removed since that head was recorded")  # fmt: skip
-        problems.append(Problem(position, expected_version - 1, reason))
-    return VerifyReport(session, count, prev_hash, expected_version - 1, tuple(problems))
+        chain.readable(stored.position, stored.data, env)
+    return chain.report(expect_head)
+
+
+async def verify_entries(
+    session: str,
+    entries: AsyncIterable[Recorded | Quarantined],
+    *,
+    expect_head: str | None = None,
+) -> VerifyReport:
+    """The same check over a store's ``entries(session)`` (decoded once by the store;
+    quarantined records are the unreadable ones)."""
+    chain = _Chain(session)
+    async for entry in entries:
+        if isinstance(entry, Quarantined):
+            chain.unreadable(entry.position, entry.raw, entry.reason)
+        else:
+            chain.readable(entry.position, entry.raw, entry.envelope)
+    return chain.report(expect_head)

@@ -42,6 +42,7 @@ V1_ROUTES: tuple[ControllerRouterHandler, ...] = (
     messages.retry_turn,
     events.stream_events,
     events.export_session,
+    events.verify_chain,
     meta.list_providers,
     sessions.fork,
     usage.get_usage,

@@ -242,6 +242,7 @@ async def test_openapi_schema_is_served_and_documents_the_api(gw: Harness) -> No
         "/v1/sessions/{session_id}/cancel",
         "/v1/sessions/{session_id}/events",
         "/v1/sessions/{session_id}/export",
+        "/v1/sessions/{session_id}/verify",
         "/v1/providers",
         "/healthz",
         "/readyz",

@@ -90,6 +90,7 @@ RECIPES = [
     Recipe("POST", f"{S}/retry", f"/v1/sessions/{SESSION}/retry", 202, 403, {}),
     Recipe("GET", f"{S}/events", f"/v1/sessions/{SESSION}/events", 200, 200),
     Recipe("GET", f"{S}/export", f"/v1/sessions/{SESSION}/export", 200, 200),
+    Recipe("GET", f"{S}/verify", f"/v1/sessions/{SESSION}/verify", 200, 200),
     Recipe("POST", f"{S}/fork", f"/v1/sessions/{SESSION}/fork", 201, 201, {"version": 2}),
     Recipe("GET", "/v1/providers", "/v1/providers", 200, 200, scoped=False),
     Recipe("GET", "/v1/usage", "/v1/usage", 200, 200, scoped=False),
@@ -98,7 +99,7 @@ RECIPES = [
     Recipe("POST", "/api/chat", "/api/chat", 200, 200, CHAT, per_owner=True),
 ]
 #: routes that need no token and carry no owner data
-PUBLIC = re.compile(r"^/(healthz|readyz|metrics|web/.*|schema(/.*)?)?$")
+PUBLIC = re.compile(r"^/(healthz|readyz|metrics|debug|web/.*|schema(/.*)?)?$")
 
 #: another owner, three ways
 OTHERS: dict[str, Callable[[], str]] = {

@@ -1,4 +1,5 @@
-"""A session's events: live Server-Sent Events, and the raw log as JSON lines for audit."""
+"""A session's events: live Server-Sent Events, the raw log as JSON lines for audit, and the
+check of its hash chain."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from litestar.params import Parameter
 from litestar.response import Stream
 
 from threadline.events.store import EventStore, Quarantined
+from threadline.events.verify import Problem, verify_entries
 from threadline.services.gateway.context import GW, Slot, principal_of
 from threadline.services.gateway.errors import error_responses
 from threadline.services.gateway.routes.params import LastEventId, SessionId, position_query
@@ -133,4 +135,60 @@ async def export_session(request: Request[Any, Any, Any], gw: GW, session_id: Se
         _export_lines(gw.store, session),
         media_type="application/x-ndjson",
         headers={"Content-Disposition": f'attachment; filename="{session}.jsonl"'},
+    )
+
+
+class ChainCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """The session's hash chain and version sequence as stored now (``threadline verify``)."""
+
+    session: str
+    #: no problem found
+    ok: bool
+    #: records checked, readable or not
+    events: int
+    #: SHA-256 of the last record's stored bytes: keep it elsewhere, pass it back as
+    #: ``expect_head`` later to detect a truncated tail
+    head: str
+    last_version: int
+    #: position of the first record that breaks the chain (null when ``ok``)
+    first_broken: int | None
+    problems: list[Problem]
+
+
+@get(
+    "/sessions/{session_id:str}/verify",
+    summary="Check a session's hash chain",
+    description="Walks the session's stored records: each record's `prev` must be the "
+    "SHA-256 of the one before and versions must run 1, 2, 3... Answers `ok`, the head "
+    "hash and, when something was deleted, rewritten, reordered or altered, the first "
+    "broken position and every problem. `expect_head` (a head from an earlier check) "
+    "also detects a removed tail.",
+    responses=error_responses(401, 404, 422),
+)
+async def verify_chain(
+    request: Request[Any, Any, Any],
+    gw: GW,
+    session_id: SessionId,
+    expect_head: Annotated[
+        str,
+        Parameter(
+            pattern=r"^([0-9a-f]{64})?$",
+            required=False,
+            description="The head hash an earlier check answered.",
+        ),
+    ] = "",
+) -> ChainCheck:
+    session = await gw.owners.readable(principal_of(request), session_id)
+    report = await verify_entries(
+        session, gw.store.entries(session), expect_head=expect_head or None
+    )
+    problems = list(report.problems)
+    return ChainCheck(
+        session=session,
+        ok=report.ok,
+        events=report.events,
+        head=report.head_hash,
+        last_version=report.last_version,
+        first_broken=problems[0].position if problems else None,
+        problems=problems,
     )
