@@ -109,7 +109,14 @@ def _struct(cls: type[S], row: Row) -> S:
     return cls(**dict(zip(cls.__struct_fields__, row, strict=True)))
 
 
-def _cursor(value: str) -> tuple[int, str]:
+def cursor_of(created_at: int, session: str) -> str:
+    """The cursor of a page that ends with that session: ``<created_at>.<session>`` (the
+    gateway's sessions list from the log hands out the same)."""
+    return f"{created_at}.{session}"
+
+
+def parse_cursor(value: str) -> tuple[int, str]:
+    """``(created_at, session)`` of a cursor; :class:`InvalidInput` if it is not one."""
     at, _, session = value.partition(".")
     moment = int(at) if at.isascii() and at.isdigit() else -1
     if not 0 <= moment <= _MAX_AT:
@@ -122,7 +129,7 @@ def _list_sessions(db: Db, owner: str, limit: int, cursor: str | None) -> Sessio
     limit = max(1, min(limit, MAX_PAGE))
     where, args = "owner = ?", list[object]([owner])
     if cursor:
-        at, session = _cursor(cursor)
+        at, session = parse_cursor(cursor)
         where += " AND (created_at < ? OR (created_at = ? AND session < ?))"
         args += [at, at, session]
     rows = db.all(
@@ -133,7 +140,7 @@ def _list_sessions(db: Db, owner: str, limit: int, cursor: str | None) -> Sessio
     )
     page = [_struct(SessionSummary, r) for r in rows[:limit]]
     more = len(rows) > limit
-    next_cursor = f"{page[-1].created_at}.{page[-1].session}" if more and page else None
+    next_cursor = cursor_of(page[-1].created_at, page[-1].session) if more and page else None
     return SessionPage(sessions=page, next_cursor=next_cursor)
 
 

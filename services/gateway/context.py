@@ -66,14 +66,11 @@ class Gateway:
         self.rate = RateLimiter(options.rate.per_s, options.rate.burst)
         #: the default reader is ours to start and stop; a plugged-in one is not
         self._own_history: StoreHistory | None = None
-        self.history: HistoryReader
         if history is None:
-            self._own_history = StoreHistory(
+            history = self._own_history = StoreHistory(
                 store, on_started=self.owners.remember, directory=directory_for(store)
             )
-            self.history = self._own_history
-        else:
-            self.history = history
+        self.history = history
         self._turns: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

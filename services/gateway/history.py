@@ -13,7 +13,7 @@ the projections (:class:`~threadline.services.gateway.projection_history.Project
 from __future__ import annotations
 
 import contextlib
-from typing import Protocol, TypeVar, assert_never
+from typing import Any, Protocol, TypeVar, assert_never
 
 import msgspec
 
@@ -42,15 +42,12 @@ from threadline.services.gateway.models import (
 V = TypeVar("V", bound=msgspec.Struct)
 
 
-class InvalidCursor(ValueError):
-    """A ``cursor`` this reader did not hand out."""
-
-
 class HistoryReader(Protocol):
     """The sessions list (and read-your-writes for it), and the usage report."""
 
     async def list_sessions(self, owner: str, *, limit: int, cursor: str | None) -> SessionPage:
-        """The owner's sessions, newest first. Raises :class:`InvalidCursor`."""
+        """The owner's sessions, newest first. Raises ``InvalidInput`` for a cursor that
+        is not one."""
         ...
 
     async def wait(self, position: int, *, timeout_s: float) -> bool:
@@ -77,27 +74,19 @@ async def read_session(
     async with contextlib.aclosing(sessions.store.entries(session, to_version=at)) as records:
         async for rec in records:
             state = fold((rec,), state)
-    if state is None or (at is not None and state.version < at):
+    if state is None or state.version < at:
         return None
     return session_detail(state)
 
 
 def session_detail(state: SessionState) -> SessionDetail:
     """The HTTP view of a session's state."""
-    return SessionDetail(
+    return view_of(
+        SessionDetail,
+        state,
         id=state.session,
-        owner=state.owner,
-        title=state.title,
-        provider=state.provider,
-        model=state.model,
-        system_prompt=state.system_prompt,
         tool_servers=list(state.tool_servers),
         params=view_of(Params, state.params),
-        created_at=state.created_at,
-        updated_at=state.updated_at,
-        version=state.version,
-        position=state.position,
-        in_flight=state.in_flight,
         pending=list(state.pending),
         turns=[turn_view(turn) for turn in state.turns.values()],
         messages=[message_view(entry) for entry in state.transcript()],
@@ -107,15 +96,10 @@ def session_detail(state: SessionState) -> SessionDetail:
 
 def turn_view(t: TurnState) -> TurnView:
     done = t.completed
-    return TurnView(
-        turn_id=t.turn_id,
-        status=t.status,
-        attempt=t.attempt,
-        provider=t.provider,
-        model=t.model,
-        cancel_requested=t.cancel_requested,
+    return view_of(
+        TurnView,
+        t,
         partial_text=t.partial_text if t.status == "running" else "",
-        error=t.error,
         fallbacks=[view_of(FallbackView, f) for f in t.fallbacks],
         usage=done.usage if done else None,
         ttft_ms=done.ttft_ms if done else None,
@@ -154,6 +138,8 @@ def message_view(entry: Entry) -> MessageView:
             assert_never(entry.event)
 
 
-def view_of(view: type[V], value: msgspec.Struct) -> V:
-    """``value`` as ``view``: its fields that the view has (an event without its tag)."""
-    return view(**{name: getattr(value, name) for name in view.__struct_fields__})
+def view_of(view: type[V], value: object, **given: Any) -> V:
+    """``value`` as ``view``: each of the view's fields from ``given``, else from the
+    attribute of ``value`` of that name (an event without its tag, a state)."""
+    fields = view.__struct_fields__
+    return view(**{f: given[f] if f in given else getattr(value, f) for f in fields})

@@ -9,10 +9,9 @@ always the fold of its events (``history.read_session``).
 
 from __future__ import annotations
 
-from threadline.base.errors import InvalidInput
 from threadline.projections import ProjectionReader
 from threadline.projections import model as pm
-from threadline.services.gateway.history import InvalidCursor
+from threadline.services.gateway.history import view_of
 from threadline.services.gateway.models import SessionPage, SessionSummary
 
 
@@ -23,10 +22,7 @@ class ProjectionHistory:
         self.reader = reader
 
     async def list_sessions(self, owner: str, *, limit: int, cursor: str | None) -> SessionPage:
-        try:
-            page = await self.reader.list_sessions(owner, limit, cursor)
-        except InvalidInput:
-            raise InvalidCursor(cursor or "") from None
+        page = await self.reader.list_sessions(owner, limit, cursor)
         return SessionPage(
             sessions=[_summary(s) for s in page.sessions], next_cursor=page.next_cursor
         )
@@ -40,7 +36,4 @@ class ProjectionHistory:
 
 def _summary(s: pm.SessionSummary) -> SessionSummary:
     # position 0: the sessions view keeps the latest position, not the first event's
-    return SessionSummary(
-        id=s.session, owner=s.owner, title=s.title, provider=s.provider, model=s.model,
-        created_at=s.created_at, position=0,
-    )  # fmt: skip
+    return view_of(SessionSummary, s, id=s.session, position=0)

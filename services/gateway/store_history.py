@@ -29,8 +29,9 @@ from threadline.events.directory import MemoryDirectory, Row, SessionDirectory
 from threadline.events.schema import SessionStarted
 from threadline.events.store import EventStore, Recorded
 from threadline.projections.model import UsageReport
+from threadline.projections.reader import cursor_of, parse_cursor
 from threadline.services.gateway.errors import Problem
-from threadline.services.gateway.history import InvalidCursor
+from threadline.services.gateway.history import view_of
 from threadline.services.gateway.models import SessionPage, SessionSummary
 
 log = logging.getLogger(__name__)
@@ -40,28 +41,10 @@ _RETRY_S: Final = 1.0
 _decoder: Final = msgspec.msgpack.Decoder(SessionSummary)
 
 
-def summary_of(rec: Recorded, event: SessionStarted) -> SessionSummary:
-    return SessionSummary(
-        id=rec.session,
-        owner=event.owner,
-        title=event.title,
-        provider=event.provider,
-        model=event.model,
-        created_at=rec.envelope.at,
-        position=rec.position,
-    )
-
-
 def page_of(rows: list[Row], *, limit: int, cursor: str | None) -> tuple[list[Row], bool]:
     """The rows of a page, newest first, and whether older ones remain. ``rows`` are
-    sorted oldest first; a cursor is ``<created_at>.<session>`` of the last row shown
-    (the projections' format too, so a cursor survives swapping readers)."""
-    end = len(rows)
-    if cursor is not None:
-        at, _, session = cursor.partition(".")
-        if not at.isdigit() or not session:
-            raise InvalidCursor(cursor)
-        end = bisect.bisect_left(rows, Row(int(at), session))
+    sorted oldest first; the cursor is the projections' (it survives swapping readers)."""
+    end = len(rows) if cursor is None else bisect.bisect_left(rows, Row(*parse_cursor(cursor)))
     start = max(0, end - limit)
     return rows[start:end][::-1], start > 0
 
@@ -117,9 +100,11 @@ class StoreHistory:
     async def _add(self, rec: Recorded) -> None:
         event = rec.event
         if isinstance(event, SessionStarted) and rec.version == 1:
-            row = Row(rec.envelope.at, rec.session)
-            data = msgspec.msgpack.encode(summary_of(rec, event))
-            await self.directory.put(event.owner, row, data)
+            at, session = rec.envelope.at, rec.session
+            summary = view_of(
+                SessionSummary, event, id=session, created_at=at, position=rec.position
+            )
+            await self.directory.put(event.owner, Row(at, session), msgspec.msgpack.encode(summary))
             self._on_started(rec.session, event.owner)
         await self.directory.save_checkpoint(rec.position)
         await self._reached(rec.position)
@@ -135,7 +120,7 @@ class StoreHistory:
         found = await asyncio.gather(*(self.directory.get(owner, row) for row in chosen))
         sessions = [_decoder.decode(data) for data in found if data is not None]
         last = chosen[-1] if chosen else None
-        next_cursor = f"{last.created_at}.{last.session}" if more and last else None
+        next_cursor = cursor_of(last.created_at, last.session) if more and last else None
         return SessionPage(sessions=sessions, next_cursor=next_cursor)
 
     async def usage(self, owner: str, *, day: str | None) -> UsageReport:

@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.conftest import fresh_stream
+from threadline.base.errors import InvalidInput
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.kv import KVDirectory, directory_for
 from threadline.events.memory import MemoryEventStore
 from threadline.events.schema import SessionStarted, UserMessage
 from threadline.events.store import EventStore, NewEvent
-from threadline.services.gateway.history import InvalidCursor
 from threadline.services.gateway.store_history import StoreHistory
 
 
@@ -87,7 +87,7 @@ async def test_a_cursor_that_is_not_one_is_refused() -> None:
     await make(store, "alice", 2)
     history = await started(store)
     try:
-        with pytest.raises(InvalidCursor):
+        with pytest.raises(InvalidInput):
             await history.list_sessions("alice", limit=1, cursor="yesterday")
         page = await history.list_sessions("alice", limit=1, cursor=None)
         assert [s.title for s in page.sessions] == ["alice 1"] and page.next_cursor

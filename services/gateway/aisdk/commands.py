@@ -31,6 +31,7 @@ from msgspec import Meta
 
 from threadline.base.errors import ConcurrencyError, IdempotencyKeyReused
 from threadline.events.store import Recorded
+from threadline.events.turns import title_from
 from threadline.services.commands import Regenerate, SendMessage
 from threadline.services.commands.keys import is_plain
 from threadline.services.gateway.auth import Principal
@@ -38,7 +39,6 @@ from threadline.services.gateway.context import Gateway
 from threadline.services.gateway.errors import unprocessable
 from threadline.services.gateway.models import MAX_TEXT_CHARS, NewSession
 
-_TITLE_CHARS = 80
 C = TypeVar("C", bound=SendMessage)
 
 
@@ -93,16 +93,11 @@ def text_of(message: UIMessage) -> str:
     return text
 
 
-def _title(text: str) -> str:
-    line = text.strip().splitlines()[0].strip() if text.strip() else ""
-    return line if len(line) <= _TITLE_CHARS else line[: _TITLE_CHARS - 1] + "…"
-
-
 async def open_chat(gw: Gateway, principal: Principal, session: str, body: ChatRequest) -> None:
     """Create the chat's session on first use; then the caller must own it (404 / 403)."""
     if await gw.owners.owner_of(session) is None:
         first = text_of(last_user_message(body))  # a request we refuse creates nothing
-        start = body.start(principal, title=body.title or _title(first), session=session)
+        start = body.start(principal, title=body.title or title_from(first), session=session)
         with contextlib.suppress(ConcurrencyError):  # created meanwhile: checked below
             await gw.commands.create_session(start)
     await gw.owners.writable(principal, session)

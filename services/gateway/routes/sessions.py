@@ -11,11 +11,17 @@ from litestar.enums import HttpMethod
 from litestar.params import JSONBody, Parameter
 from msgspec.structs import asdict
 
+from threadline.base.errors import InvalidInput
 from threadline.events.schema import GenerationParams
 from threadline.services.commands import Fork
 from threadline.services.gateway.context import GW, principal_of
-from threadline.services.gateway.errors import Problem, error_responses, session_not_found
-from threadline.services.gateway.history import InvalidCursor, read_session
+from threadline.services.gateway.errors import (
+    Problem,
+    error_responses,
+    session_not_found,
+    unprocessable,
+)
+from threadline.services.gateway.history import read_session
 from threadline.services.gateway.models import (
     CreateSession,
     ForkSession,
@@ -84,12 +90,9 @@ async def list_sessions(
     principal = principal_of(request)
     await gw.caught_up(wait_for)
     try:
-        page = await gw.history.list_sessions(principal.owner, limit=limit, cursor=cursor or None)
-        return page
-    except InvalidCursor:
-        raise Problem(
-            422, "invalid_request", "cursor: not a cursor from this API", field="cursor"
-        ) from None
+        return await gw.history.list_sessions(principal.owner, limit=limit, cursor=cursor or None)
+    except InvalidInput:
+        raise unprocessable("cursor", "not a cursor from this API") from None
 
 
 @get(
