@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint links typecheck pytest bench clean
+.PHONY: up test lint links typecheck pytest bench clean screenshots web-vendor
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ typecheck: $(STAMP) links
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+## The web pages' screenshots in docs/screenshots/ (headless Chromium, see docs/web.md).
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.web.screenshots
+
+## Re-vendor the web page's pinned front-end libraries (npm registry).
+web-vendor:
+	sh tests/web/vendor.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -14,7 +14,9 @@ from typing import Literal
 
 FailKind = Literal["status", "notools", "context"]
 
-_OPEN = re.compile(r"\[\[(?:(tool|reason|fail|drop|stall|words|pace):|(obey-tool-output)\]\])")
+_OPEN = re.compile(
+    r"\[\[(?:(tool|reason|fail|drop|stall|words|pace):|(obey-tool-output|verbatim)\]\])"
+)
 _TOOL_HEAD = re.compile(r"\s*(?P<name>[^\s\[\]{}]+)(?:\s+step=(?P<step>\d+))?\s*")
 _CLOSE = re.compile(r"\s*\]\]")
 _JSON = json.JSONDecoder()
@@ -58,6 +60,10 @@ class Directives:
     tokens_per_second: float | None = None
     #: ``[[obey-tool-output]]``: follow ``[[tool:...]]`` directives found in tool results
     obey_tool_output: bool = False
+    #: ``[[verbatim]]``: answer the text as written (its lines and spaces kept, no echo)
+    verbatim: bool = False
+    #: the text around the directives, its whitespace kept (for ``[[verbatim]]``)
+    raw: str = ""
 
 
 def parse_directives(text: str) -> Directives:
@@ -67,8 +73,9 @@ def parse_directives(text: str) -> Directives:
     pos = 0
     while (match := _OPEN.search(text, pos)) is not None:
         plain.append(text[pos : match.start()])
-        if match.group(2):  # [[obey-tool-output]]
-            found.obey_tool_output = True
+        if match.group(2):  # [[obey-tool-output]] or [[verbatim]]
+            found.obey_tool_output |= match.group(2) == "obey-tool-output"
+            found.verbatim |= match.group(2) == "verbatim"
             pos = match.end()
             continue
         kind = match.group(1)
@@ -83,7 +90,8 @@ def parse_directives(text: str) -> Directives:
         else:
             pos = end
     plain.append(text[pos:])
-    found.text = " ".join("".join(plain).split())
+    found.raw = "".join(plain).strip()
+    found.text = " ".join(found.raw.split())
     return found
 
 

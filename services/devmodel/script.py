@@ -227,6 +227,8 @@ def _text(found: Directives, conv: Conversation, missing: list[str]) -> str:
 
 
 def _plain(found: Directives) -> str:
+    if found.verbatim:
+        return found.raw
     if found.words is not None:
         return " ".join(VOCABULARY[i % len(VOCABULARY)] for i in range(found.words))
     return " ".join(part for part in ("Echo:", found.text, FILLER) if part)

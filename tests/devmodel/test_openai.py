@@ -288,3 +288,12 @@ async def test_models_list(oai: openai.AsyncOpenAI) -> None:
     assert (await oai.models.retrieve("threadline-dev")).id == "threadline-dev"
     with pytest.raises(openai.NotFoundError):
         await oai.models.retrieve("nope")
+
+
+async def test_verbatim_answers_the_text_with_its_lines(oai: openai.AsyncOpenAI) -> None:
+    text = "# Title\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```py\nx  = 1\n```"
+    stream = await oai.chat.completions.create(
+        model="m", messages=user(f"[[verbatim]]\n{text}\n"), stream=True
+    )
+    out = await collect(stream)
+    assert out.text == answer_for(f"[[verbatim]] {text}") == text

@@ -1,5 +1,7 @@
-"""Routes for the web page: ``GET /`` and its two assets under ``/web/``; and ReDoc's
-bundle, which the schema page (``/schema``) loads from here.
+"""Routes for the web page: ``GET /`` and its assets under ``/web/`` (every ``.js`` and
+``.css`` file of this package's folder and of ``vendor/``, the pinned front-end libraries
+with their licences: docs/web.md); and ReDoc's bundle, which the schema page
+(``/schema``) loads from here.
 
 The files are read once, at import. Every response carries a strict
 Content-Security-Policy (scripts, styles and connections from this origin only; no
@@ -41,6 +43,9 @@ SECURITY_HEADERS: Final = {
 }
 
 
+MEDIA_TYPES: Final = {".js": "text/javascript", ".css": "text/css"}
+
+
 class Asset:
     def __init__(self, name: str, media_type: str) -> None:
         self.body = resources.files(__package__).joinpath(name).read_bytes()
@@ -54,12 +59,20 @@ class Asset:
         return Response(self.body, headers=headers, media_type=self.media_type)
 
 
+def _assets() -> dict[str, Asset]:
+    """``/web/<name>`` for every script and style sheet here and in ``vendor/``."""
+    root = resources.files(__package__)
+    found: dict[str, Asset] = {}
+    for folder in ("", "vendor/"):
+        for item in (root / folder if folder else root).iterdir():
+            suffix = "." + item.name.rpartition(".")[2]
+            if item.is_file() and suffix in MEDIA_TYPES and item.name != "redoc.standalone.js":
+                found[f"/web/{folder}{item.name}"] = Asset(folder + item.name, MEDIA_TYPES[suffix])
+    return found
+
+
 PAGE: Final = Asset("index.html", "text/html")
-ASSETS: Final = {
-    "/web/app.js": Asset("app.js", "text/javascript"),
-    "/web/app.css": Asset("app.css", "text/css"),
-    REDOC_JS: Asset("redoc.standalone.js", "text/javascript"),
-}
+ASSETS: Final = {**_assets(), REDOC_JS: Asset("redoc.standalone.js", "text/javascript")}
 
 
 @get("/", include_in_schema=False)
