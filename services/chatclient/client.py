@@ -11,14 +11,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 import msgspec
 
 from threadline.base.errors import CorruptEvent
 from threadline.base.redact import register_secret
 from threadline.events.codec import decode
 from threadline.events.schema import Envelope
-from threadline.services.chatclient.sse import sse_messages
 from threadline.services.gateway.models import (
     ProviderList,
     SessionCreated,
@@ -39,7 +38,7 @@ class ChatError(Exception):
         self.type = type_
 
 
-def _problem(response: httpx.Response) -> ChatError:
+def _problem(response: httpx2.Response) -> ChatError:
     try:
         error = response.json()["error"]
         message, type_ = str(error["message"]), str(error["type"])
@@ -54,7 +53,7 @@ class GatewayClient:
     def __init__(self, base_url: str, token: str, *, timeout_s: float = 15.0) -> None:
         register_secret(token)
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.AsyncClient(
+        self.http = httpx2.AsyncClient(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout_s,
@@ -68,7 +67,7 @@ class GatewayClient:
     ) -> bytes:
         try:
             response = await self.http.request(method, path, json=json, headers=headers)
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             raise ChatError(f"cannot reach the gateway at {self.base_url}: {exc!r}") from None
         if response.is_error:
             raise _problem(response)
@@ -125,26 +124,26 @@ class GatewayClient:
         duplicate); raises :class:`ChatError` when the gateway refuses (401, 404).
         """
         last, retry_s = after, 1.0
-        timeout = httpx.Timeout(10.0, read=STREAM_READ_TIMEOUT_S)
+        timeout = httpx2.Timeout(10.0, read=STREAM_READ_TIMEOUT_S)
+        url = f"/v1/sessions/{session}/events"
         while True:
-            headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last)}
-            url = f"/v1/sessions/{session}/events"
+            headers = {"Last-Event-ID": str(last)}
             try:
-                async with self.http.stream("GET", url, headers=headers, timeout=timeout) as r:
+                async with self.http.sse(url, headers=headers, timeout=timeout) as source:
+                    r = source.response
                     if r.status_code in (401, 403, 404):
                         await r.aread()
                         raise _problem(r)
-                    if r.status_code == 200:
-                        async for message in sse_messages(r):
-                            if message.retry_ms is not None:
-                                retry_s = message.retry_ms / 1000
-                            elif message.id is not None and message.data is not None:
-                                position = int(message.id)
-                                last = position
-                                yield position, _decode(message.data, position)
-                    else:
+                    if r.status_code != 200:
                         retry_s = max(retry_s, _seconds(r.headers.get("Retry-After")))
-            except httpx.TransportError:
+                    else:
+                        async for message in source:  # a ``retry:`` hint, or an event
+                            if message.retry is not None:
+                                retry_s = message.retry / 1000
+                            if message.data:
+                                last = int(message.id)
+                                yield last, _decode(message.data, last)
+            except httpx2.TransportError:
                 pass  # the gateway went away or restarted: try again
             await asyncio.sleep(retry_s)
 

@@ -83,7 +83,7 @@ async def _open(client: GatewayClient, args: argparse.Namespace) -> SessionDetai
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     url, token = resolve(args, settings)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # no request lines in the chat
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # no request lines in the chat
     client = GatewayClient(url, token)
     color = False if args.no_color else None
     try:

@@ -1,4 +1,4 @@
-"""The chat client's parts: the SSE parser, following a session across reconnections,
+"""The chat client's parts: following a session across reconnections,
 reading stdin without blocking (pipe, regular file), and the terminal rendering."""
 
 from __future__ import annotations
@@ -6,41 +6,14 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from tests.gateway.harness import agent_turn, gateway_options, running_gateway
 from threadline.events.schema import Envelope, Event, TextDelta, ToolCall
 from threadline.services.chatclient import INTERRUPTED, GatewayClient, LineReader, Renderer
-from threadline.services.chatclient.sse import SSEMessage, sse_messages
 from threadline.services.runtime.natsserver import EmbeddedNats
-
-
-async def test_sse_parser_follows_the_spec() -> None:
-    body = (
-        b"retry: 500\n\n: ping\n\nid: 3\nevent: text_delta\ndata: a\ndata: b\n\n"
-        b"id: 4\r\ndata:c\r\n\r\nevent: ignored\n\nid: 5\ndata: cut off"
-    )
-
-    async def chunks() -> AsyncIterator[bytes]:
-        for i in range(0, len(body), 7):  # lines split across reads
-            yield body[i : i + 7]
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=chunks())
-
-    async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http,
-        http.stream("GET", "http://test/") as response,
-    ):
-        messages = [m async for m in sse_messages(response)]
-    assert messages == [
-        SSEMessage(None, "", None, 500),
-        SSEMessage("3", "text_delta", "a\nb"),
-        SSEMessage("4", "message", "c"),
-    ]
 
 
 async def test_follow_resumes_without_gap_or_duplicate(nats_server: EmbeddedNats) -> None:
@@ -50,7 +23,7 @@ async def test_follow_resumes_without_gap_or_duplicate(nats_server: EmbeddedNats
         client = GatewayClient(gw.url, "alice-token")
         resumed: list[str] = []
 
-        async def on_request(request: httpx.Request) -> None:
+        async def on_request(request: httpx2.Request) -> None:
             resumed.append(request.headers["Last-Event-ID"])
 
         client.http.event_hooks["request"].append(on_request)
