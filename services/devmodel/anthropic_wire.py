@@ -11,14 +11,11 @@ import msgspec
 from .conversation import (
     Conversation,
     Message,
-    Messages,
-    Name,
-    Positive,
+    Request,
     RequestError,
     Unit,
-    convert,
     count_words,
-    read_messages,
+    read_request,
     require_dict,
     require_list,
     text_of,
@@ -51,26 +48,17 @@ class _Thinking(msgspec.Struct):
     budget_tokens: int = 0
 
 
-class _Request(msgspec.Struct):
-    model: Name
-    messages: Messages
-    stream: bool = False
-    max_tokens: Positive | None = None
+class _Request(Request):
     temperature: Unit | None = None
-    top_p: Unit | None = None
     thinking: _Thinking | None = None
-    tools: list[dict[str, Any]] = []
     system: Any = None
 
 
 def parse_request(body: dict[str, Any], api_key: str | None) -> Conversation:
     """Reduce a ``POST /v1/messages`` body to a :class:`Conversation`."""
-    req = convert(body, _Request)
+    req, conv = read_request(body, _Request, api_key, _neutral)
     _check_thinking(req)
-    conv = Conversation(model=req.model, stream=req.stream, api_key=api_key)
-    conv.max_tokens = req.max_tokens
     conv.tools = [tool["name"] for tool in req.tools if isinstance(tool.get("name"), str)]
-    read_messages(conv, req.messages, [_neutral(m) for m in req.messages])
     conv.prompt_tokens += count_words(text_of(req.system))
     return conv
 

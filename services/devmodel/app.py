@@ -17,7 +17,6 @@ import msgspec
 
 from . import anthropic_wire, openai_wire, player
 from .conversation import Conversation, RequestError, bearer_key
-from .frames import JSON_HEADERS as _JSON
 from .frames import Frame, Reply
 from .player import Receive, Send
 from .script import Failure, FailureLedger, Script, plan
@@ -75,28 +74,26 @@ class DevModelApp:
         if wire is not None and method == "POST":
             await self._generate(wire, path, headers, receive, send)
         elif method in ("GET", "HEAD"):
-            await self._get(path, headers, send)
+            await _reply(send, self._get(path, headers))
         else:
-            detail = f"no route for {method} {path}"
-            await _reply(send, OPENAI.error(Failure(404, "invalid", "", detail=detail)))
+            await _reply(send, OPENAI.error(_invalid(404, f"no route for {method} {path}")))
 
-    async def _get(self, path: str, headers: dict[bytes, bytes], send: Send) -> None:
+    def _get(self, path: str, headers: dict[bytes, bytes]) -> Reply:
         wire = ANTHROPIC if b"anthropic-version" in headers else OPENAI
+        model = path.removeprefix("/v1/models/")
         if path == "/health":
-            await _reply(send, Reply(200, b'{"status":"ok"}', _JSON))
-        elif path == "/debug/requests":
+            return Reply.json(200, b'{"status":"ok"}')
+        if path == "/debug/requests":
             listing = {"total": self.requests_total, "requests": list(self.requests)}
-            await _reply(send, Reply(200, msgspec.json.encode(listing), _JSON))
-        elif path == "/v1/models":
-            await _reply(send, Reply(200, wire.models(self.settings.models), _JSON))
-        elif path.startswith("/v1/models/") and path[11:] in self.settings.models:
-            listing = msgspec.json.decode(wire.models((path[11:],)))
-            await _reply(send, Reply(200, msgspec.json.encode(listing["data"][0]), _JSON))
-        elif path.startswith("/v1/models/"):
-            await _reply(send, wire.error(Failure(404, "model", path[11:])))
-        else:
-            detail = f"no route for GET {path}"
-            await _reply(send, wire.error(Failure(404, "invalid", "", detail=detail)))
+            return Reply.json(200, msgspec.json.encode(listing))
+        if path == "/v1/models":
+            return Reply.json(200, wire.models(self.settings.models))
+        if model == path:
+            return wire.error(_invalid(404, f"no route for GET {path}"))
+        if model not in self.settings.models:
+            return wire.error(Failure(404, "model", model))
+        listing = msgspec.json.decode(wire.models((model,)))
+        return Reply.json(200, msgspec.json.encode(listing["data"][0]))
 
     async def _generate(
         self, wire: Wire, path: str, headers: dict[bytes, bytes], receive: Receive, send: Send
@@ -104,7 +101,7 @@ class DevModelApp:
         try:
             raw = await self._read_body(receive)
         except _TooLarge:
-            await _reply(send, wire.error(Failure(413, "invalid", "", detail="body too large")))
+            await _reply(send, wire.error(_invalid(413, "body too large")))
             return
         if raw is None:  # the client left before sending the whole request
             return
@@ -116,10 +113,9 @@ class DevModelApp:
             if self.requests.maxlen:  # the body only: keys travel in headers
                 self.requests.append({"path": path, "body": data})
             conv = wire.parse_request(data, bearer_key(headers))
+            outcome = plan(conv, self.settings, self.ledger)
         except (msgspec.DecodeError, RequestError) as exc:
-            await _reply(send, wire.error(Failure(400, "invalid", "", detail=str(exc))))
-            return
-        outcome = plan(conv, self.settings, self.ledger)
+            outcome = _invalid(400, str(exc))
         if isinstance(outcome, Failure):
             await _reply(send, wire.error(outcome))
             return
@@ -154,6 +150,11 @@ class DevModelApp:
         if self._closed:
             watch.cancel()
         return watch
+
+
+def _invalid(status: int, detail: str) -> Failure:
+    """A request refused before any script: malformed, too large, or no such route."""
+    return Failure(status, "invalid", "", detail=detail)
 
 
 async def _reply(send: Send, reply: Reply) -> None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 
 _TOKEN = re.compile(r"\S+\s*")
-R = TypeVar("R")
+Q = TypeVar("Q", bound="Request")
 #: request fields: a model name, the messages, a token count, a sampling value in [0, 1]
 Name = Annotated[str, msgspec.Meta(min_length=1)]
 Messages = Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1)]
@@ -74,7 +75,32 @@ class Message:
     results: list[tuple[str, str]] = field(default_factory=list)
 
 
-def read_messages(conv: Conversation, raw: list[Any], messages: list[Message]) -> None:
+class Request(msgspec.Struct):
+    """What the request bodies of both wires have (each wire's own type adds to it)."""
+
+    model: Name
+    messages: Messages
+    stream: bool = False
+    max_tokens: Positive | None = None
+    top_p: Unit | None = None
+    tools: list[dict[str, Any]] = []
+
+
+def read_request(
+    body: dict[str, Any], request: type[Q], api_key: str | None, neutral: Callable[[Any], Message]
+) -> tuple[Q, Conversation]:
+    """``body`` as the wire's ``request`` type (what it refuses is a :class:`RequestError`)
+    and the conversation of its messages, each made wire-neutral by ``neutral``."""
+    try:
+        req = msgspec.convert(body, request)
+    except msgspec.ValidationError as exc:
+        raise RequestError(str(exc)) from None
+    conv = Conversation(req.model, req.stream, api_key=api_key, max_tokens=req.max_tokens)
+    _read_messages(conv, req.messages, [neutral(m) for m in req.messages])
+    return req, conv
+
+
+def _read_messages(conv: Conversation, raw: list[Any], messages: list[Message]) -> None:
     """Fill in what the script needs from a request's messages (``raw``: as sent)."""
     last_user = max((i for i, m in enumerate(messages) if m.question), default=-1)
     conv.key_material = raw[: last_user + 1]
@@ -114,14 +140,6 @@ def require_list(value: Any, what: str) -> list[Any]:
     if not isinstance(value, list):
         raise RequestError(f"{what} must be an array")
     return value
-
-
-def convert(body: dict[str, Any], request: type[R]) -> R:
-    """``body`` as the wire's request type; what it refuses is a :class:`RequestError`."""
-    try:
-        return msgspec.convert(body, request)
-    except msgspec.ValidationError as exc:
-        raise RequestError(str(exc)) from None
 
 
 def text_of(content: Any) -> str:

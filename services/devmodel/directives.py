@@ -73,22 +73,19 @@ def parse_directives(text: str) -> Directives:
     pos = 0
     while (match := _OPEN.search(text, pos)) is not None:
         plain.append(text[pos : match.start()])
-        if match.group(2):  # [[obey-tool-output]] or [[verbatim]]
+        kind = match.group(1)
+        if kind is None:  # [[obey-tool-output]] or [[verbatim]]
             found.obey_tool_output |= match.group(2) == "obey-tool-output"
             found.verbatim |= match.group(2) == "verbatim"
-            pos = match.end()
-            continue
-        kind = match.group(1)
-        end = (
-            _parse_tool(text, match.end(), found)
-            if kind == "tool"
-            else _parse_simple(kind, text, match.end(), found)
-        )
-        if end is None:  # malformed: keep it as text and scan on after the "[["
-            plain.append(text[match.start() : match.start() + 2])
-            pos = match.start() + 2
+            end: int | None = match.end()
+        elif kind == "tool":
+            end = _parse_tool(text, match.end(), found)
         else:
-            pos = end
+            end = _parse_simple(kind, text, match.end(), found)
+        if end is None:  # malformed: keep it as text and scan on after the "[["
+            plain.append("[[")
+            end = match.start() + 2
+        pos = end
     plain.append(text[pos:])
     found.raw = "".join(plain).strip()
     found.text = " ".join(found.raw.split())
@@ -99,18 +96,15 @@ def _parse_tool(text: str, pos: int, found: Directives) -> int | None:
     head = _TOOL_HEAD.match(text, pos)
     if head is None:
         return None
+    arguments: object = {}
     pos = head.end()
-    arguments: dict[str, object] = {}
     if text.startswith("{", pos):
         try:
-            value, pos = _JSON.raw_decode(text, pos)
+            arguments, pos = _JSON.raw_decode(text, pos)
         except ValueError:
             return None
-        if not isinstance(value, dict):
-            return None
-        arguments = value
     close = _CLOSE.match(text, pos)
-    if close is None:
+    if close is None or not isinstance(arguments, dict):
         return None
     step = int(head.group("step") or 0)
     found.tools.append(ToolDirective(head.group("name"), step, arguments))
@@ -119,14 +113,13 @@ def _parse_tool(text: str, pos: int, found: Directives) -> int | None:
 
 def _parse_simple(kind: str, text: str, pos: int, found: Directives) -> int | None:
     end = text.find("]]", pos)
-    if end < 0:
-        return None
-    body = text[pos:end].strip()
     try:
-        ok = _apply(kind, body, found)
+        if end < 0:
+            raise ValueError("not closed")
+        _apply(kind, text[pos:end].strip(), found)
     except ValueError:
         return None
-    return end + 2 if ok else None
+    return end + 2
 
 
 def _options(body: str) -> tuple[str, dict[str, str]]:
@@ -144,12 +137,13 @@ def _options(body: str) -> tuple[str, dict[str, str]]:
     return head, options
 
 
-def _apply(kind: str, body: str, found: Directives) -> bool:
+def _apply(kind: str, body: str, found: Directives) -> None:
+    """Store what ``[[kind:body]]`` asks for; ValueError when it is malformed."""
     if kind == "reason":
         if not body:
-            return False
+            raise ValueError("no reasoning text")
         found.reason = body
-        return True
+        return
     head, options = _options(body)
     if not options.keys() <= _OPTIONS[kind] or (kind == "pace" and head):
         raise ValueError(f"unexpected options in [[{kind}:{body}]]")
@@ -166,7 +160,6 @@ def _apply(kind: str, body: str, found: Directives) -> bool:
         ttft, tps = (_non_negative(options[k]) if k in options else None for k in ("ttft", "tps"))
         found.ttft_ms = found.ttft_ms if ttft is None else ttft
         found.tokens_per_second = found.tokens_per_second if tps is None else tps
-    return True
 
 
 def _fail(head: str, options: dict[str, str]) -> FailDirective:

@@ -12,13 +12,10 @@ import msgspec
 from .conversation import (
     Conversation,
     Message,
-    Messages,
-    Name,
     Positive,
-    Unit,
-    convert,
+    Request,
     count_words,
-    read_messages,
+    read_request,
     require_dict,
     require_list,
     text_of,
@@ -30,22 +27,15 @@ _encode = msgspec.json.Encoder().encode
 _FINGERPRINT = "fp_threadline_dev"
 
 
-class _Request(msgspec.Struct):
-    model: Name
-    messages: Messages
-    stream: bool = False
+class _Request(Request):
     stream_options: dict[str, Any] | None = None
-    max_tokens: Positive | None = None
     max_completion_tokens: Positive | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
-    top_p: Unit | None = None
-    tools: list[dict[str, Any]] = []
 
 
 def parse_request(body: dict[str, Any], api_key: str | None) -> Conversation:
     """Reduce a ``POST /v1/chat/completions`` body to a :class:`Conversation`."""
-    req = convert(body, _Request)
-    conv = Conversation(model=req.model, stream=req.stream, api_key=api_key)
+    req, conv = read_request(body, _Request, api_key, _neutral)
     conv.include_usage = bool((req.stream_options or {}).get("include_usage"))
     conv.max_tokens = req.max_completion_tokens or req.max_tokens
     for spec in req.tools:
@@ -53,7 +43,6 @@ def parse_request(body: dict[str, Any], api_key: str | None) -> Conversation:
         name = inner.get("name") if isinstance(inner, dict) else None
         if isinstance(name, str):
             conv.tools.append(name)
-    read_messages(conv, req.messages, [_neutral(m) for m in req.messages])
     return conv
 
 
