@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 import msgspec
@@ -25,6 +25,7 @@ from threadline.services.gateway.models import (
     TurnAccepted,
 )
 
+T = TypeVar("T")
 #: an idle stream gets a ``: ping`` every 15 s by default; silence this long means it is dead
 STREAM_READ_TIMEOUT_S = 60.0
 
@@ -62,19 +63,18 @@ class GatewayClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def _call(
-        self, method: str, path: str, *, json: Any = None, headers: dict[str, str] | None = None
-    ) -> bytes:
+    async def _call(self, answer: type[T], method: str, path: str, **options: Any) -> T:
+        """The gateway's answer to a request (``options``: httpx2's), decoded as ``answer``."""
         try:
-            response = await self.http.request(method, path, json=json, headers=headers)
+            response = await self.http.request(method, path, **options)
         except httpx2.TransportError as exc:
             raise ChatError(f"cannot reach the gateway at {self.base_url}: {exc!r}") from None
         if response.is_error:
             raise _problem(response)
-        return response.content
+        return msgspec.json.decode(response.content, type=answer)
 
     async def providers(self) -> ProviderList:
-        return msgspec.json.decode(await self._call("GET", "/v1/providers"), type=ProviderList)
+        return await self._call(ProviderList, "GET", "/v1/providers")
 
     async def create_session(
         self,
@@ -87,35 +87,30 @@ class GatewayClient:
         body: dict[str, Any] = {"title": title, "provider": provider, "model": model}
         body["tool_servers"] = tool_servers or []
         key = {"Idempotency-Key": uuid.uuid4().hex}
-        raw = await self._call("POST", "/v1/sessions", json=body, headers=key)
-        return msgspec.json.decode(raw, type=SessionCreated)
+        return await self._call(SessionCreated, "POST", "/v1/sessions", json=body, headers=key)
 
     async def session(self, session: str, *, wait_for: int = 0) -> SessionDetail:
         path = f"/v1/sessions/{session}" + (f"?wait_for={wait_for}" if wait_for else "")
-        raw = await self._call("GET", path)
-        return msgspec.json.decode(raw, type=SessionDetail)
+        return await self._call(SessionDetail, "GET", path)
 
     async def send(self, session: str, text: str, client_message_id: str) -> TurnAccepted:
         body = {"text": text, "client_message_id": client_message_id}
-        raw = await self._call("POST", f"/v1/sessions/{session}/messages", json=body)
-        return msgspec.json.decode(raw, type=TurnAccepted)
+        return await self._call(TurnAccepted, "POST", f"/v1/sessions/{session}/messages", json=body)
 
     async def retry(self, session: str, turn_id: str = "") -> TurnAccepted:
         """Ask ``turn_id``'s question again (default: the latest turn's) as a new turn."""
         body = {"turn_id": turn_id} if turn_id else None
-        raw = await self._call("POST", f"/v1/sessions/{session}/retry", json=body)
-        return msgspec.json.decode(raw, type=TurnAccepted)
+        return await self._call(TurnAccepted, "POST", f"/v1/sessions/{session}/retry", json=body)
 
     async def cancel(self, session: str, turn_id: str, reason: str = "") -> TurnAccepted | None:
         """Stop ``turn_id``; None when it had already ended."""
-        body = {"turn_id": turn_id, "reason": reason}
+        body, path = {"turn_id": turn_id, "reason": reason}, f"/v1/sessions/{session}/cancel"
         try:
-            raw = await self._call("POST", f"/v1/sessions/{session}/cancel", json=body)
+            return await self._call(TurnAccepted, "POST", path, json=body)
         except ChatError as exc:
             if exc.status == 409:
                 return None
             raise
-        return msgspec.json.decode(raw, type=TurnAccepted)
 
     async def follow(self, session: str, after: int) -> AsyncIterator[tuple[int, Envelope]]:
         """The session's events after position ``after``, live, for ever.
