@@ -137,8 +137,6 @@ class AgentTelemetry:
             self.fallbacks.inc(0, kind=kind)
         for outcome in TERMINAL:
             self.turns.inc(0, outcome=outcome)
-        self.running.inc(0)
-        self.heartbeat_failures.inc(0)
 
     def ended(
         self, event: TurnCompleted | TurnFailed | TurnCancelled, provider: str, model: str
@@ -250,13 +248,9 @@ class TurnTelemetry:
         if isinstance(event, Fallback):
             self._tel.fallbacks.inc(kind=event.fallback)
             attrs = {"kind": event.fallback, "from": event.from_, "to": event.to}
-            self._span.add_event(
-                "threadline.fallback",
-                {
-                    **{f"threadline.fallback.{k}": v for k, v in attrs.items()},
-                    "threadline.fallback.attempt": event.attempt,
-                },
-            )
+            named: dict[str, str | int] = {f"threadline.fallback.{k}": v for k, v in attrs.items()}
+            named["threadline.fallback.attempt"] = event.attempt
+            self._span.add_event("threadline.fallback", named)
         elif isinstance(event, TurnCompleted | TurnFailed | TurnCancelled):
             self._tel.ended(event, self._turn.provider, self.model())
             self._span.set_attribute("threadline.turn.outcome", ended_status(event))
