@@ -12,9 +12,7 @@ command stored, so a retry is found however long after the store's duplicate win
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-from collections.abc import Callable
 
 from threadline.base.errors import (
     CommandRefused,
@@ -72,16 +70,6 @@ class SessionCommands:
         """The session's state now (the fold of its events, from the cache): the one
         way commands read it. Raises ``SessionNotFound``."""
         return await self.sessions.get(session)
-
-    async def _newest(self, session: str, match: Callable[[Recorded], bool]) -> Recorded | None:
-        """The newest of the session's records that ``match``: a scan, for retries and
-        requests already made (rare paths)."""
-        found = None
-        async with contextlib.aclosing(self.store.read(session)) as records:
-            async for rec in records:
-                if match(rec):
-                    found = rec
-        return found
 
     async def create_session(self, cmd: StartSession) -> Recorded:
         """Start a session; answers its ``session_started`` record."""
@@ -145,20 +133,16 @@ class SessionCommands:
     async def regenerate(self, cmd: Regenerate) -> Recorded:
         """Ask the message with client key ``cmd.key`` again, as a new turn; while the
         latest answer to it runs, answer that turn's message instead."""
-        key = client_key("message", cmd.key) if cmd.key else None
-        asked = await self._newest(
-            cmd.session,
-            lambda r: (
-                isinstance(r.event, UserMessage)
-                and (
-                    r.envelope.key == key or bool(cmd.key and r.event.client_message_id == cmd.key)
-                )
-            ),
-        )
         state = await self.state(cmd.session)
-        if asked is None or asked.turn not in state.turns:  # never sent: its first answer
-            return await self.post_message(cmd)
-        return await self._ask_again(state, asked.turn, cmd.actor)
+        if cmd.key:
+            sent = state.requests.get(client_key("message", cmd.key))
+            for turn in reversed(state.turns.values()):  # the latest ask: sent, or asked again
+                user = turn.user
+                if user is None:
+                    continue
+                if user.position == sent or getattr(user.event, "client_message_id", "") == cmd.key:
+                    return await self._ask_again(state, turn.turn_id, cmd.actor)
+        return await self.post_message(cmd)  # never sent: this is its first answer
 
     async def retry(self, cmd: Retry) -> Recorded:
         """Ask ``cmd.turn``'s question again (default: the latest turn's), as a new turn;
