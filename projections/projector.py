@@ -68,7 +68,6 @@ class Projector:
         self.store = store
         self.recorder = recorder
         self._views = select_views(views)
-        self._halt = on_error == "halt"
         self._batch_size = batch_size
         self._until_end = until_end
         self._on_batch = on_batch
@@ -80,6 +79,9 @@ class Projector:
         self.resyncs = 0
         self._generation = ""
         self._changed = asyncio.Event()
+        self.on_error = on_error
+        #: the task running this projector in the background (``serve_projector``)
+        self.running: asyncio.Task[None] | None = None
         #: a read API over these views whose ``wait`` is woken by this projector
         self.reader = ProjectionReader(recorder, wait=self.wait)
 
@@ -161,8 +163,9 @@ class Projector:
 
     async def _apply(self, batch: list[Stored]) -> None:
         state = TrackState(self._generation, dict(self.positions))
+        halt = self.on_error == "halt"
         outcome = await in_thread(
-            self.recorder.apply_batch, batch, state, views=self._active(), halt=self._halt
+            self.recorder.apply_batch, batch, state, views=self._active(), halt=halt
         )
         self.positions = outcome.positions
         self.events += len(batch)

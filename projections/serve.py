@@ -1,4 +1,5 @@
-"""The projector as a background service of a process (``threadline up``)."""
+"""The projector as a background service of a process (``threadline up``, ``threadline
+projector``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from threadline.base.config import Settings
 from threadline.base.metrics import Registry
@@ -20,21 +22,22 @@ log = logging.getLogger(__name__)
 
 @contextlib.asynccontextmanager
 async def serve_projector(
-    settings: Settings, store: EventStore, *, registry: Registry | None = None
+    settings: Settings, store: EventStore, *, registry: Registry | None = None, **overrides: Any
 ) -> AsyncIterator[Projector]:
     """Run the projector in the background for as long as the context is open.
 
-    Yields the :class:`Projector`; ``projector.reader`` is the gateway's read API
-    (its ``wait`` is woken in-process). On exit the task is cancelled, the batch in
-    flight commits, and the database connections close. Its metrics go to
-    ``registry`` (default: the process's).
+    Yields the :class:`Projector` (configured by ``settings``, then ``overrides`` of
+    :class:`ProjectorConfig`); ``projector.reader`` is the gateway's read API (its
+    ``wait`` is woken in-process), ``projector.running`` the task running it. On exit
+    the task is cancelled, the batch in flight commits, and the database connections
+    close. Its metrics go to ``registry`` (default: the process's).
     """
-    config = ProjectorConfig.from_settings(settings)
+    config = ProjectorConfig.from_settings(settings, **overrides)
     recorder = await in_thread(config.open)
     projector = Projector(store, recorder, on_error=config.on_error, batch_size=config.batch_size)
     try:
         await projector.load()
-        task = asyncio.create_task(projector.run(), name="projector")
+        task = projector.running = asyncio.create_task(projector.run(), name="projector")
         unwatch = watch_projector(projector, registry)
         try:
             yield projector

@@ -13,10 +13,7 @@ import asyncio
 import sys
 
 from threadline.base.config import Settings
-from threadline.projections.aio import in_thread, stop_task
-from threadline.projections.config import ProjectorConfig
-from threadline.projections.metrics import watch_projector
-from threadline.projections.projector import Projector
+from threadline.projections import serve_projector
 from threadline.services.runtime.connect import open_store
 from threadline.services.runtime.metrics_http import add_metrics_arguments, serve_metrics
 from threadline.services.runtime.processes import stop_event
@@ -33,41 +30,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    config = ProjectorConfig.from_settings(
-        settings, on_error=args.on_error, batch_size=args.batch_size
-    )
     stop = stop_event()
-    async with open_store(settings) as store:
-        recorder = await in_thread(config.open)
-        unwatch = None
-        try:
-            projector = Projector(
-                store, recorder, on_error=config.on_error, batch_size=config.batch_size
-            )
-            await projector.load()
-            unwatch = watch_projector(projector)
-            print(
-                f"projector: views in {recorder.location}, on_error={config.on_error}, "
-                f"resuming at {projector.positions}",
-                flush=True,
-            )
-            task = asyncio.create_task(projector.run(), name="projector")
-            stopping = asyncio.create_task(stop.wait())
-            async with serve_metrics(
-                args.metrics_port, host=args.metrics_host or settings.host
-            ) as metrics:
-                if metrics is not None:
-                    print(f"metrics on {metrics}", flush=True)
-                await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            await stop_task(task)
-            failure = None if task.cancelled() else task.exception()
-            if failure is not None:
-                raise failure
-        finally:
-            if unwatch is not None:
-                unwatch()
-            await in_thread(recorder.close)
+    overrides = {"on_error": args.on_error, "batch_size": args.batch_size}
+    async with (
+        open_store(settings) as store,
+        serve_projector(settings, store, **overrides) as projector,
+        serve_metrics(args.metrics_port, host=args.metrics_host or settings.host) as metrics,
+    ):
+        print(
+            f"projector: views in {projector.recorder.location}, on_error={projector.on_error}, "
+            f"resuming at {projector.positions}",
+            flush=True,
+        )
+        if metrics is not None:
+            print(f"metrics on {metrics}", flush=True)
+        task = projector.running
+        assert task is not None
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+    if not task.cancelled() and (failure := task.exception()) is not None:
+        raise failure
     for name, broken in projector.halted.items():
         print(
             f"the {name} view halted at position {broken.position}: {broken.reason}",
