@@ -24,6 +24,7 @@ from threadline.services.commands.catalog import Catalog
 from threadline.services.gateway.aisdk import aisdk_router
 from threadline.services.gateway.auth import BearerAuthMiddleware
 from threadline.services.gateway.context import Gateway
+from threadline.services.gateway.cors import cors_config
 from threadline.services.gateway.errors import exception_handler
 from threadline.services.gateway.history import HistoryReader
 from threadline.services.gateway.openapi import BEARER, openapi_config, tighten
@@ -92,6 +93,7 @@ def create_app(
         dependencies={"gw": Provide(provide_gateway, sync_to_thread=False)},
         exception_handlers=handlers,
         middleware=[gateway.metrics.middleware],
+        cors_config=cors_config(options.cors_origins),
         request_max_body_size=options.max_body_bytes,
         on_startup=[gateway.start],
         on_shutdown=[gateway.close],

@@ -76,6 +76,10 @@ class GatewayOptions(msgspec.Struct, frozen=True, kw_only=True):
     #: where ``threadline gateway`` lists sessions and reads usage (``projections`` or
     #: ``log``; unset: ``projections`` when ``THREADLINE_DATABASE_URL`` is set)
     history: Literal["projections", "log"] | None = None
+    #: origins (``https://app.example.com``) whose pages may call the gateway
+    #: from the browser (CORS); none by default. ``THREADLINE_GATEWAY_CORS_ORIGINS``:
+    #: comma-separated. See cors.py
+    cors_origins: tuple[str, ...] = ()
     jwt: JwtOptions = msgspec.field(default_factory=JwtOptions)
     rate: RateOptions = msgspec.field(default_factory=RateOptions)
 
@@ -87,7 +91,10 @@ class GatewayOptions(msgspec.Struct, frozen=True, kw_only=True):
             fields = msgspec.structs.fields(struct)
             return {f.name: raw for f in fields if (raw := env.get(prefix + f.name.upper()))}
 
-        values = section("THREADLINE_GATEWAY_", cls)
+        values: dict[str, Any] = section("THREADLINE_GATEWAY_", cls)
+        if "cors_origins" in values:
+            raw = values["cors_origins"].split(",")
+            values["cors_origins"] = [origin.strip() for origin in raw if origin.strip()]
         jwt = section("THREADLINE_JWT_", JwtOptions)
         key_file = env.get("THREADLINE_JWT_PUBLIC_KEY_FILE")
         if key_file and "public_key" not in jwt:

@@ -7,6 +7,9 @@
 //       the same chat core, useChat({resume: true}) style: resumeStream()
 //   {"mode": "regenerate", "api", "token", "chatId", "messages"}
 //       regenerate() the last assistant message of ``messages``
+//   {"mode": "stop", "api", "token", "chatId", "text", "cancel": bool}
+//       sendMessage({text}), and once answer text shows, stop() and (if ``cancel``)
+//       POST <api>/<chatId>/cancel: a durable stop as docs/aisdk.md shows it
 //   {"mode": "replay"} with {"name": "<SSE text>", ...} on stdin
 //       each stream through DefaultChatTransport's parser (the real zod chunk schema)
 //       and readUIMessageStream
@@ -15,10 +18,11 @@ import { AbstractChat, DefaultChatTransport, readUIMessageStream } from 'ai';
 
 /** A plain ChatState, as @ai-sdk/react's (immutable arrays, structuredClone snapshots). */
 class State {
-  constructor(messages = []) {
+  constructor(messages = [], onChange = () => {}) {
     this.status = 'ready';
     this.error = undefined;
     this.messages = messages;
+    this.onChange = onChange;
   }
   pushMessage = (message) => {
     this.messages = this.messages.concat(message);
@@ -32,13 +36,14 @@ class State {
       this.snapshot(message),
       ...this.messages.slice(index + 1),
     ];
+    this.onChange(message);
   };
   snapshot = (value) => structuredClone(value);
 }
 
 class Chat extends AbstractChat {
-  constructor({ messages, ...init }) {
-    super({ ...init, state: new State(messages) });
+  constructor({ messages, onChange, ...init }) {
+    super({ ...init, state: new State(messages, onChange) });
   }
 }
 
@@ -64,6 +69,7 @@ function chatFor(args, log) {
   return new Chat({
     id: args.chatId,
     messages: args.messages ?? [],
+    onChange: (message) => log.onChange?.(message),
     transport,
     onData: (part) => log.data.push(part),
     onError: (error) => log.errors.push(String(error?.message ?? error)),
@@ -80,6 +86,21 @@ async function converse(args) {
     await chat.sendMessage({ text: args.text });
   } else if (args.mode === 'regenerate') {
     await chat.regenerate();
+  } else if (args.mode === 'stop') {
+    const answering = new Promise((resolve) => {
+      log.onChange = (m) => m.parts.some((p) => p.type === 'text' && p.text) && resolve();
+    });
+    const sending = chat.sendMessage({ text: args.text });
+    await answering;
+    await chat.stop(); // closes the connection only
+    if (args.cancel) {
+      const url = `${args.api}/${encodeURIComponent(args.chatId)}/cancel`;
+      const headers = { Authorization: `Bearer ${args.token}` };
+      const response = await fetch(url, { method: 'POST', headers });
+      log.cancel = { status: response.status, body: await response.json() };
+    }
+    await sending;
+    delete log.onChange;
   } else {
     await chat.resumeStream();
   }

@@ -7,6 +7,7 @@ missing (CI gets it this way). Without Node.js or npm the tests fail, saying so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import sys
@@ -22,6 +23,8 @@ import pytest_asyncio
 from tests.conftest import fresh_stream
 from threadline.base.config import Settings
 from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.schema import TERMINAL_KINDS
+from threadline.events.store import Recorded
 from threadline.services.agent.service import serve_agent
 from threadline.services.agent.turn import AgentSettings
 from threadline.services.commands.keys import DerivedIds
@@ -99,6 +102,14 @@ class Stack:
     def client(self, token: str | None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
+
+    async def ended(self, session: str, turn: str) -> Recorded:
+        """The terminal event of ``turn``, once the agent has appended it."""
+        async with asyncio.timeout(30), contextlib.aclosing(self.store.follow(session)) as recs:
+            async for rec in recs:
+                if rec.turn == turn and rec.kind in TERMINAL_KINDS:
+                    return rec
+        raise AssertionError("the session's log ended")
 
     async def chat(self, **args: Any) -> Any:
         """The AI SDK's chat core, as alice unless ``token`` says otherwise."""

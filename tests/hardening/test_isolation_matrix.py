@@ -9,8 +9,9 @@ test, so a new route cannot escape the matrix.
   names a session with a real session of alice's: 404, byte for byte the answer for a
   session that does not exist, no SSE event delivered, nothing appended, no upstream
   follow started. Routes that name no session (lists, usage, create, providers) must not
-  mention alice's session. ``POST /api/chat`` names a chat, which is per owner: naming
-  alice's session gives the caller a chat of their own, answered as for an unused id.
+  mention alice's session. The ``/api/chat`` routes name a chat, which is per owner:
+  naming alice's session gives the caller a chat of their own, answered as for an unused
+  id (a resume: 204, a cancel: 404).
 * **Bad credentials** (wrong signature HS256/RS256, wrong issuer, wrong audience,
   expired, ``alg: none``, unknown static token, garbage, none at all): 401 with
   ``WWW-Authenticate: Bearer`` on every authenticated route, nothing appended.
@@ -77,6 +78,7 @@ class Recipe:
 
 
 S = "/v1/sessions/{session_id:str}"
+C = "/api/chat/{chat_id:str}"
 CHAT = {
     "id": SESSION,
     "messages": [{"id": "iso-m1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
@@ -95,7 +97,8 @@ RECIPES = [
     Recipe("GET", "/v1/providers", "/v1/providers", 200, 200, scoped=False),
     Recipe("GET", "/v1/usage", "/v1/usage", 200, 200, scoped=False),
     # before the POST, which makes each caller a chat of that id (an admin's is his own)
-    Recipe("GET", "/api/chat/{chat_id:str}/stream", f"/api/chat/{SESSION}/stream", 200, 404),
+    Recipe("GET", f"{C}/stream", f"/api/chat/{SESSION}/stream", 200, 204, per_owner=True),
+    Recipe("POST", f"{C}/cancel", f"/api/chat/{SESSION}/cancel", 202, 404, {}, per_owner=True),
     Recipe("POST", "/api/chat", "/api/chat", 200, 200, CHAT, per_owner=True),
 ]
 #: routes that need no token and carry no owner data

@@ -2,9 +2,10 @@
 
 ``DefaultChatTransport({api: '<gateway>/api/chat'})`` posts a chat's messages to
 ``/api/chat`` and, with ``useChat({resume: true})``, reconnects with
-``GET /api/chat/{id}/stream``. Both need the bearer token like every ``/v1`` route and
-answer the UI Message Stream protocol v1. They are left out of the OpenAPI document:
-the AI SDK defines the protocol, and its request body is open-ended.
+``GET /api/chat/{id}/stream``; ``POST /api/chat/{id}/cancel`` makes ``stop()`` durable.
+They need the bearer token like every ``/v1`` route; the first two answer the UI Message
+Stream protocol v1. They are left out of the OpenAPI document: the AI SDK defines the
+protocol, and its request body is open-ended.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from threadline.services.gateway.aisdk.commands import ChatRequest, open_chat, r
 from threadline.services.gateway.aisdk.stream import respond
 from threadline.services.gateway.auth import Authenticator, BearerAuthMiddleware, Principal
 from threadline.services.gateway.context import GW, Gateway, Slot, principal_of
+from threadline.services.gateway.models import Cancel, TurnAccepted
 from threadline.services.gateway.openapi import BEARER
-from threadline.services.gateway.routes.params import LastEventId
+from threadline.services.gateway.routes.messages import cancel
+from threadline.services.gateway.routes.params import IdempotencyKey, LastEventId
 from threadline.services.gateway.sse import SSEResponse
 
 
@@ -57,13 +60,16 @@ async def resume_chat(
     chat_id: FromPath[str],
     last_event_id: LastEventId = "",
 ) -> ASGIResponse:
-    """Replay the chat's unfinished turn from its start, then follow it; 204 if none.
+    """Replay the chat's unfinished turn from its start, then follow it; 204 if none,
+    or if the chat has no session yet (``useChat({resume: true})`` on a new chat).
 
     With ``Last-Event-ID`` only the chunks after that position are sent (the rest of the
     message the client already has). The turn comes from the session cache and only its
     own events are read (from its user message on), whatever the session's length."""
     principal = principal_of(request)
-    session = await gw.owners.readable(principal, await chat_session(gw, principal, chat_id))
+    session = await chat_session(gw, principal, chat_id)
+    if not await gw.owners.owns(principal, session):
+        return ASGIResponse(status_code=204)  # a chat not started yet: nothing to resume
     with Slot(gw, principal, session).held() as slot:
         await slot.join()
         state = await gw.sessions.get(session)
@@ -73,6 +79,21 @@ async def resume_chat(
         slot.release()
         return ASGIResponse(status_code=204)
     return respond(slot, turn, records, after=int(last_event_id or 0))
+
+
+@post("/chat/{chat_id:str}/cancel", status_code=202, include_in_schema=False)
+async def cancel_chat(
+    request: Request[Any, Any, Any],
+    gw: GW,
+    chat_id: FromPath[str],
+    idempotency_key: IdempotencyKey = "",
+    data: JSONBody[Cancel | None] = None,
+) -> TurnAccepted:
+    """Stop the chat's running turn (``useChat``'s ``stop()`` only closes the connection):
+    ``POST /v1/sessions/{id}/cancel`` on the chat's session, with the same body."""
+    principal = principal_of(request)
+    session = await gw.owners.writable(principal, await chat_session(gw, principal, chat_id))
+    return await cancel(gw, principal, session, data or Cancel(), idempotency_key)
 
 
 async def chat_session(gw: Gateway, principal: Principal, chat: str) -> str:
@@ -93,7 +114,7 @@ async def _turn_records(gw: Gateway, session: str, turn: TurnState) -> list[Reco
 
 
 #: the handlers, relative to the router they are mounted in
-AISDK_ROUTES: tuple[ControllerRouterHandler, ...] = (post_chat, resume_chat)
+AISDK_ROUTES: tuple[ControllerRouterHandler, ...] = (post_chat, resume_chat, cancel_chat)
 
 
 def aisdk_router(

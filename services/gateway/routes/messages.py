@@ -14,7 +14,8 @@ from litestar.params import JSONBody
 
 from threadline.events.store import Recorded
 from threadline.services.commands import CancelTurn, Retry, SendMessage
-from threadline.services.gateway.context import GW, principal_of
+from threadline.services.gateway.auth import Principal
+from threadline.services.gateway.context import GW, Gateway, principal_of
 from threadline.services.gateway.errors import error_responses
 from threadline.services.gateway.models import Cancel, PostMessage, RetryTurn, TurnAccepted
 from threadline.services.gateway.routes.params import IdempotencyKey, SessionId
@@ -69,15 +70,21 @@ async def cancel_turn(
 ) -> TurnAccepted:
     principal = principal_of(request)
     session = await gw.owners.writable(principal, session_id)
-    body = data or Cancel()
-    cancel = CancelTurn(
+    return await cancel(gw, principal, session, data or Cancel(), idempotency_key)
+
+
+async def cancel(
+    gw: Gateway, principal: Principal, session: str, body: Cancel, key: str
+) -> TurnAccepted:
+    """Ask the caller's ``session`` to stop ``body.turn_id`` (else its running turn)."""
+    command = CancelTurn(
         session=session,
         actor=principal.actor,
         turn=body.turn_id or "",
         reason=body.reason,
-        key=idempotency_key,
+        key=key,
     )
-    return _accepted(await gw.commands.cancel(cancel))
+    return _accepted(await gw.commands.cancel(command))
 
 
 @post(
