@@ -5,6 +5,7 @@
 // SHOTS makes its own sessions through the API and writes `<name>-<variant>.png` for the
 // three variants: light and dark at 1280x800, and a phone (390x844, light).
 import { chromium } from 'playwright-core';
+import { debuggerShots } from './screenshots-debugger.mjs';
 
 const { GATEWAY_URL: base, TOKEN: token, CHROMIUM: executablePath, OUT: out } = process.env;
 const WAIT = { timeout: 30000 };
@@ -72,7 +73,10 @@ async function chat(browser) {
 }
 
 // Each entry writes its own <name>-<variant>.png files.
-const SHOTS = [chat];
+const SHOTS = [
+  chat,
+  (browser) => debuggerShots(browser, { base, token, out, api, settled, variants: VARIANTS }),
+];
 
 async function main() {
   const browser = await chromium.launch({

@@ -1,4 +1,5 @@
-"""Routes for the web page: ``GET /`` and its assets under ``/web/`` (every ``.js`` and
+"""Routes for the web pages: ``GET /`` (the chat), ``GET /debug`` (the replay debugger:
+docs/debugger.md) and their assets under ``/web/`` (every ``.js`` and
 ``.css`` file of this package's folder and of ``vendor/``, the pinned front-end libraries
 with their licences: docs/web.md); and ReDoc's bundle, which the schema page
 (``/schema``) loads from here.
@@ -72,6 +73,7 @@ def _assets() -> dict[str, Asset]:
 
 
 PAGE: Final = Asset("index.html", "text/html")
+DEBUG_PAGE: Final = Asset("debug.html", "text/html")
 ASSETS: Final = {**_assets(), REDOC_JS: Asset("redoc.standalone.js", "text/javascript")}
 
 
@@ -80,9 +82,14 @@ async def index(request: Request[Any, Any, Any]) -> Response[bytes]:
     return PAGE.response(request)
 
 
+@get("/debug", include_in_schema=False)
+async def debug(request: Request[Any, Any, Any]) -> Response[bytes]:
+    return DEBUG_PAGE.response(request)
+
+
 @get(list(ASSETS), include_in_schema=False)
 async def asset(request: Request[Any, Any, Any]) -> Response[bytes]:
     return ASSETS[request.url.path].response(request)
 
 
-ROUTES: Final[tuple[ControllerRouterHandler, ...]] = (index, asset)
+ROUTES: Final[tuple[ControllerRouterHandler, ...]] = (index, debug, asset)

@@ -1,0 +1,590 @@
+// Threadline's replay debugger (/debug): any session, any age, read from its log.
+//
+// The session's raw log comes from GET /v1/sessions/{id}/export (every stored record
+// with its position and hash), its turns as the server folds them (status, the attempt
+// that counts, usage, TTFT, duration, the context cut) from GET /v1/sessions/{id}, and
+// its hash-chain check from GET /v1/sessions/{id}/verify. Nothing here decides what a
+// turn is: the page groups the log by the envelopes' turn ids and asks the server's
+// fold which attempt counts. Deep links: #session=ID&turn=N&event=POSITION.
+// The token is the chat page's (localStorage), sent only in Authorization headers.
+import { Player, el, json, ms } from './debug-player.js';
+import { renderDiff } from './debug-diff.js';
+
+const TOKEN_KEY = 'threadline.token';
+
+const $ = (id) => document.getElementById(id);
+
+function shorten(text, n) {
+  const s = String(text).replace(/\s+/g, ' ').trim();
+  return s.length > n ? s.slice(0, n - 1) + '…' : s;
+}
+
+function tokens(usage) {
+  if (!usage) return '–';
+  const u = { input_tokens: 0, output_tokens: 0, reasoning_tokens: 0, cached_input_tokens: 0, ...usage };
+  let text = `${u.input_tokens} in / ${u.output_tokens} out`;
+  if (u.reasoning_tokens) text += ` (${u.reasoning_tokens} reasoning)`;
+  if (u.cached_input_tokens) text += ` · ${u.cached_input_tokens} cached`;
+  return text;
+}
+
+// A <dl>'s items: one <div> per name and value, so a grid keeps them together.
+function pairs(rows) {
+  return rows.map(([name, value]) => {
+    const item = el('div');
+    item.append(el('dt', '', name), el('dd', '', value));
+    return item;
+  });
+}
+
+function randomKey() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+// ------------------------------------------------------------------ the API
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+const api = {
+  token: localStorage.getItem(TOKEN_KEY) || '',
+
+  async fetch(method, path, body, extra) {
+    const headers = { Authorization: `Bearer ${this.token}`, ...(extra || {}) };
+    const init = { method, headers, cache: 'no-store' };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      headers['Content-Type'] = 'application/json';
+    }
+    const response = await fetch(path, init);
+    if (!response.ok) {
+      let message = `HTTP ${response.status}`;
+      try { message = (await response.json()).error.message || message; } catch (_) { /* not JSON */ }
+      if (response.status === 401) askToken('Your token was not accepted: sign in again.');
+      throw new ApiError(response.status, message);
+    }
+    return response;
+  },
+
+  async json(method, path, body, extra) {
+    return (await this.fetch(method, path, body, extra)).json();
+  },
+};
+
+function session(path) {
+  return `/v1/sessions/${encodeURIComponent(view.sessionId)}${path}`;
+}
+
+// ------------------------------------------------------------------ state
+
+const view = {
+  sessionId: null,
+  records: [], // {position, hash, env, raw}
+  byPosition: new Map(),
+  detail: null,
+  started: null, // the session_started envelope
+  turns: [], // {n, id, detail, records}
+  chain: null,
+  turn: null,
+  selected: null, // position of the event shown in the inspector
+  player: null,
+  loading: 0,
+};
+
+function message(text) {
+  $('message').textContent = text || '';
+}
+
+function parseHash() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const id = params.get('session');
+  const number = (name) => (/^\d+$/.test(params.get(name) || '') ? Number(params.get(name)) : null);
+  return { session: id && /^[A-Za-z0-9_-]{1,64}$/.test(id) ? id : null, turn: number('turn'), event: number('event') };
+}
+
+function setHash() {
+  if (!view.sessionId) return;
+  let hash = `#session=${view.sessionId}`;
+  if (view.turn) hash += `&turn=${view.turn.n}`;
+  if (view.selected !== null) hash += `&event=${view.selected}`;
+  if (hash !== location.hash) history.replaceState(null, '', hash);
+}
+
+// ------------------------------------------------------------------ loading
+
+async function readExport() {
+  const text = await (await api.fetch('GET', session('/export'))).text();
+  const records = [];
+  const quarantined = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const item = JSON.parse(line);
+    if (item.record) records.push({ position: item.position, hash: item.hash, env: item.record });
+    else quarantined.push({ position: item.position, reason: item.quarantined });
+  }
+  return { records, quarantined };
+}
+
+async function loadSession(id, target) {
+  const ticket = ++view.loading;
+  view.sessionId = id;
+  if (view.player) view.player.pause();
+  message('Loading…');
+  for (const section of ['sessions', 'overview', 'turns', 'turn', 'inspector', 'diff']) $(section).hidden = true;
+  setChain('unknown', 'chain: checking…');
+  let loaded;
+  try {
+    loaded = await Promise.all([readExport(), api.json('GET', session('')), api.json('GET', session('/verify'))]);
+  } catch (error) {
+    if (ticket !== view.loading) return;
+    setChain('unknown', 'chain: not checked');
+    message(error.status === 404 ? `There is no session ${id} you may read.` : `Could not load the session: ${error.message}`);
+    return;
+  }
+  if (ticket !== view.loading) return;
+  const [{ records }, detail, chain] = loaded;
+  view.records = records;
+  view.byPosition = new Map(records.map((r) => [r.position, r]));
+  view.detail = detail;
+  view.chain = chain;
+  view.started = records.find((r) => r.env.event.kind === 'session_started') || null;
+  view.turns = groupTurns(records, detail);
+  message('');
+  showChain(chain);
+  showOverview();
+  showTurnList();
+  const origin = view.started && view.started.env.event.forked_from;
+  $('show-diff').hidden = !origin;
+  if (origin) showDiff(origin);
+  route(target);
+}
+
+// The log grouped by turn, in the order the server's fold lists the turns.
+function groupTurns(records, detail) {
+  const byTurn = new Map();
+  for (const rec of records) {
+    if (!rec.env.turn) continue;
+    if (!byTurn.has(rec.env.turn)) byTurn.set(rec.env.turn, []);
+    byTurn.get(rec.env.turn).push(rec);
+  }
+  return detail.turns.map((turn, i) => ({ n: i + 1, id: turn.turn_id, detail: turn, records: byTurn.get(turn.turn_id) || [] }));
+}
+
+// Selects what the deep link names: an event (and its turn), a turn, or the last turn.
+function route(target) {
+  let turn = null;
+  let event = null;
+  if (target.event !== null && view.byPosition.has(target.event)) {
+    event = target.event;
+    const rec = view.byPosition.get(event);
+    turn = view.turns.find((t) => t.id === rec.env.turn) || null;
+  } else if (target.event !== null) {
+    message(`Position ${target.event} is not an event of this session.`);
+  }
+  if (!turn && target.turn !== null) turn = view.turns[target.turn - 1] || null;
+  if (!turn) turn = view.turns[view.turns.length - 1] || null;
+  if (turn) selectTurn(turn, event);
+  else if (event !== null) showEvent(event);
+  else setHash();
+}
+
+// ------------------------------------------------------------------ the chain
+
+function setChain(state, text, title) {
+  const badge = $('chain');
+  badge.dataset.state = state;
+  badge.textContent = text;
+  badge.title = title || 'hash chain';
+}
+
+function showChain(chain) {
+  const problems = $('problems');
+  problems.replaceChildren();
+  if (chain.ok) {
+    delete $('chain').dataset.firstBroken;
+    setChain('ok', `chain OK · ${chain.events} events · head ${chain.head.slice(0, 12)}…`, `head ${chain.head}`);
+    problems.hidden = true;
+    return;
+  }
+  $('chain').dataset.firstBroken = String(chain.first_broken);
+  setChain('broken', `chain BROKEN at position ${chain.first_broken}`, chain.problems[0].reason);
+  problems.append(el('h3', '', 'The hash chain does not hold'));
+  const list = el('ul', 'plain');
+  for (const p of chain.problems) {
+    const item = el('li', 'problem');
+    item.append(el('span', 'pos', `position ${p.position}`), document.createTextNode(` ${p.version === null ? '' : `(version ${p.version}) `}${p.reason} `));
+    if (view.byPosition.has(p.position)) {
+      const show = el('button', 'secondary small', 'show');
+      show.type = 'button';
+      show.addEventListener('click', () => route({ event: p.position, turn: null }));
+      item.append(show);
+    }
+    list.append(item);
+  }
+  problems.append(list);
+  problems.hidden = false;
+}
+
+// ------------------------------------------------------------------ overview and turns
+
+function showOverview() {
+  const d = view.detail;
+  $('title').textContent = d.title || '(untitled)';
+  const params = Object.entries(d.params || {}).filter(([, v]) => v !== null).map(([k, v]) => `${k} ${v}`);
+  const origin = view.started && view.started.env.event.forked_from;
+  $('meta').textContent = [
+    d.id, `owner ${d.owner}`, `${d.provider}${d.model ? '/' + d.model : ''}`,
+    params.length ? params.join(', ') : 'default parameters',
+    `tools: ${d.tool_servers.length ? d.tool_servers.join(', ') : 'none'}`,
+    origin ? `forked from ${origin.session} at version ${origin.version}` : '',
+  ].filter(Boolean).join(' · ');
+  $('to-chat').href = `/#session=${encodeURIComponent(d.id)}`;
+  const statuses = {};
+  let input = 0;
+  let output = 0;
+  let duration = 0;
+  const ttfts = [];
+  for (const t of d.turns) {
+    statuses[t.status] = (statuses[t.status] || 0) + 1;
+    if (t.usage) { input += t.usage.input_tokens || 0; output += t.usage.output_tokens || 0; }
+    if (t.duration_ms) duration += t.duration_ms;
+    if (t.ttft_ms !== null && t.ttft_ms !== undefined) ttfts.push(t.ttft_ms);
+  }
+  const rows = [
+    ['turns', `${d.turns.length}${d.turns.length ? ` (${Object.entries(statuses).map(([s, n]) => `${n} ${s}`).join(', ')})` : ''}`],
+    ['tokens', `${input} in / ${output} out`],
+    ['time answering', ms(duration)],
+    ['mean TTFT', ttfts.length ? ms(ttfts.reduce((a, b) => a + b, 0) / ttfts.length) : '–'],
+    ['events', `${view.records.length} (versions 1–${d.version})${d.quarantined.length ? `, ${d.quarantined.length} unreadable` : ''}`],
+    ['created', new Date(d.created_at / 1000).toLocaleString()],
+  ];
+  $('totals').replaceChildren(...pairs(rows));
+  $('overview').hidden = false;
+}
+
+function showTurnList() {
+  const list = $('turn-list');
+  list.replaceChildren();
+  for (const turn of view.turns) {
+    const t = turn.detail;
+    const item = el('li', `turn-item s-${t.status}`);
+    item.dataset.turn = turn.id;
+    item.dataset.n = String(turn.n);
+    const user = turn.records.find((r) => r.env.event.kind === 'user_message');
+    const button = el('button', 'turn-button');
+    button.type = 'button';
+    button.append(
+      el('span', 'n', `${turn.n}`),
+      el('span', 'q', user ? shorten(user.env.event.text, 120) : '(no question)'),
+      el('span', 'cost meta', [t.status, tokens(t.usage), t.duration_ms ? ms(t.duration_ms) : '', t.ttft_ms !== null && t.ttft_ms !== undefined ? `TTFT ${ms(t.ttft_ms)}` : ''].filter(Boolean).join(' · ')),
+    );
+    const marks = el('span', 'marks');
+    if (t.attempt > 1) marks.append(el('span', 'mark', `attempt ${t.attempt}`));
+    if (t.fallbacks.length) marks.append(el('span', 'mark warn', `${t.fallbacks.length} fallback${t.fallbacks.length > 1 ? 's' : ''}`));
+    if (t.context) marks.append(el('span', 'mark', `context cut: ${t.context.turns} turns`));
+    if (t.cancel_requested) marks.append(el('span', 'mark', 'stop asked'));
+    if (turn.records.some((r) => r.env.copied_from)) marks.append(el('span', 'mark', 'copied'));
+    if (view.chain && !view.chain.ok && turn.records.some((r) => r.position === view.chain.first_broken)) marks.append(el('span', 'mark bad', 'chain broken'));
+    button.append(marks);
+    button.addEventListener('click', () => selectTurn(turn, null));
+    item.append(button);
+    list.append(item);
+  }
+  if (!view.turns.length) list.append(el('li', 'meta', 'No turns yet.'));
+  $('turns').hidden = false;
+}
+
+// ------------------------------------------------------------------ one turn
+
+function summary(env) {
+  const e = env.event;
+  switch (e.kind) {
+    case 'user_message': return e.text;
+    case 'turn_started': return `attempt ${e.attempt} · ${e.provider}${e.model ? '/' + e.model : ''}${e.worker ? ` · worker ${e.worker}` : ''}`;
+    case 'text_delta': case 'reasoning_delta': return json(e.text);
+    case 'tool_call': return `${e.tool}(${json(e.arguments || {})})`;
+    case 'tool_progress': return `${e.call_id}: ${e.progress}${e.total ? ` of ${e.total}` : ''}${e.message ? ` · ${e.message}` : ''}`;
+    case 'tool_result': return `${e.tool || e.call_id} ${e.is_error ? '✗' : '→'} ${shorten(e.content || '', 300)} (${ms(e.duration_ms || 0)})`;
+    case 'fallback': return `${e.fallback}${e.from || e.to ? ` ${e.from || ''} → ${e.to || ''}` : ''}: ${e.reason || ''}`;
+    case 'assistant_message': return `step ${e.step || 0} · ${e.finish_reason || 'stop'} · ${tokens(e.usage)}${e.tool_calls && e.tool_calls.length ? ` · ${e.tool_calls.length} tool call(s)` : ''}${e.text ? ` · ${shorten(e.text, 200)}` : ''}`;
+    case 'context_trimmed': return e.turns
+      ? `left out the oldest ${e.turns} turns (${e.messages} messages) through version ${e.through_version || 0} · ~${e.estimated_tokens || 0} of ${e.budget_tokens || 0} tokens (window ${e.context_tokens || 0})${e.refused ? ' · after a "context too long"' : ''}`
+      : 'the whole conversation is sent again';
+    case 'turn_completed': return `${ms(e.duration_ms || 0)} · TTFT ${ms(e.ttft_ms)} · ${tokens(e.usage)} · ${e.steps || 1} step(s)`;
+    case 'turn_failed': return `${e.error}: ${e.message}${e.retryable ? ' (retryable)' : ''}`;
+    case 'cancel_requested': return e.reason || 'stop asked';
+    case 'turn_cancelled': return `${e.reason || 'cancelled'}${e.partial_text ? ` · ${e.partial_text.length} characters kept` : ''}`;
+    default: return '';
+  }
+}
+
+function selectTurn(turn, position) {
+  view.turn = turn;
+  for (const item of document.querySelectorAll('#turn-list .turn-item')) {
+    item.classList.toggle('current', item.dataset.turn === turn.id);
+  }
+  showTurnHead(turn);
+  showRequest(turn);
+  showSteps(turn);
+  $('turn').hidden = false;
+  $('fork-result').replaceChildren();
+  const index = position === null ? -1 : turn.records.findIndex((r) => r.position === position);
+  view.player.load(turn.records, index < 0 ? turn.records.length : index + 1);
+  const last = index >= 0 ? turn.records[index] : turn.records[turn.records.length - 1];
+  if (last) showEvent(last.position, index >= 0);
+  else setHash();
+}
+
+function showTurnHead(turn) {
+  const t = turn.detail;
+  const head = $('turn-head');
+  head.replaceChildren(el('h2', '', `Turn ${turn.n} · ${t.status}`));
+  const cost = el('dl', 'totals');
+  const rows = [
+    ['provider', `${t.provider}${t.model ? '/' + t.model : ''}`],
+    ['tokens', tokens(t.usage)],
+    ['latency', t.duration_ms !== null && t.duration_ms !== undefined ? ms(t.duration_ms) : '–'],
+    ['TTFT', ms(t.ttft_ms)],
+    ['attempt', String(t.attempt)],
+  ];
+  if (t.error) rows.push(['error', t.error]);
+  cost.append(...pairs(rows));
+  head.append(cost);
+  head.dataset.turn = turn.id;
+}
+
+// What each attempt asked the model: provider, model, parameters, the context it was sent.
+function showRequest(turn) {
+  const root = $('request');
+  root.replaceChildren(el('h3', '', 'Model requests'));
+  const d = view.detail;
+  const params = Object.entries(d.params || {}).filter(([, v]) => v !== null).map(([k, v]) => `${k}=${v}`).join(', ') || 'provider defaults';
+  const starts = turn.records.filter((r) => r.env.event.kind === 'turn_started');
+  if (!starts.length) root.append(el('p', 'meta', 'No attempt started (the turn never reached an agent).'));
+  for (const start of starts) {
+    const e = start.env.event;
+    const counts = e.attempt === turn.detail.attempt;
+    const box = el('div', `attempt${counts ? '' : ' superseded'}`);
+    box.append(el('div', 'attempt-head', `attempt ${e.attempt}${counts ? '' : ' (superseded)'} · ${e.provider}${e.model ? '/' + e.model : ''}${e.worker ? ` · worker ${e.worker}` : ''}`));
+    box.append(el('div', 'meta', `parameters: ${params} · system prompt: ${d.system_prompt ? `${d.system_prompt.length} characters` : 'none'} · tools: ${d.tool_servers.join(', ') || 'none'}`));
+    const mine = turn.records.filter((r) => r.env.attempt === e.attempt);
+    const first = mine.find((r) => r.env.event.kind === 'text_delta' || r.env.event.kind === 'reasoning_delta');
+    if (first) box.append(el('div', 'meta', `first token ${ms((first.env.at - start.env.at) / 1000)} after the start`));
+    const cuts = mine.filter((r) => r.env.event.kind === 'context_trimmed');
+    for (const cut of cuts) box.append(el('div', 'context', `context from step ${cut.env.event.step || 0}: ${summary(cut.env)}`));
+    if (!cuts.length) {
+      const cut = counts ? turn.detail.context : null;
+      box.append(el('div', 'context', cut
+        ? `context: the oldest ${cut.turns} turns (${cut.messages} messages, through version ${cut.through_version}) left out, a cut made before this turn`
+        : 'context: the whole conversation'));
+    }
+    root.append(box);
+  }
+}
+
+function showSteps(turn) {
+  const list = $('steps');
+  list.replaceChildren();
+  const first = turn.records.length ? turn.records[0].env.at : 0;
+  let previous = first;
+  turn.records.forEach((rec, i) => {
+    const env = rec.env;
+    const item = el('li', `ev k-${env.event.kind}`);
+    item.dataset.position = String(rec.position);
+    item.dataset.index = String(i);
+    if (env.attempt && env.attempt < turn.detail.attempt) item.classList.add('superseded');
+    if (env.copied_from) item.classList.add('copied');
+    if (view.chain && !view.chain.ok && view.chain.problems.some((p) => p.position === rec.position)) item.classList.add('broken');
+    const button = el('button', 'ev-button');
+    button.type = 'button';
+    button.append(
+      el('span', 'pos', rec.position),
+      el('span', 'offset', `+${((env.at - first) / 1e6).toFixed(3)} s`),
+      el('span', 'gap', i ? `Δ ${ms((env.at - previous) / 1000)}` : ''),
+      el('span', 'kind', env.event.kind),
+      el('span', 'sum', summary(env)),
+    );
+    previous = env.at;
+    button.addEventListener('click', () => {
+      view.player.pause();
+      view.player.seek(i + 1);
+      showEvent(rec.position, true);
+    });
+    item.append(button);
+    list.append(item);
+  });
+}
+
+// Marks the player's position in the event list (the last event shown).
+function onCursor(cursor, playing) {
+  const turn = view.turn;
+  if (!turn) return;
+  for (const item of document.querySelectorAll('#steps li.at')) item.classList.remove('at');
+  const rec = cursor ? turn.records[cursor - 1] : null;
+  const fork = $('fork');
+  const version = rec ? rec.env.version : Math.max(1, (turn.records[0] ? turn.records[0].env.version : 2) - 1);
+  fork.dataset.version = String(version);
+  fork.textContent = `Fork from here (version ${version})`;
+  if (!rec) return;
+  const row = document.querySelector(`#steps li[data-position="${rec.position}"]`);
+  if (row) row.classList.add('at');
+  if (!playing) showEvent(rec.position, false);
+}
+
+function showEvent(position, scroll) {
+  const rec = view.byPosition.get(position);
+  if (!rec) return;
+  view.selected = position;
+  const env = rec.env;
+  const rows = [
+    ['position', String(position)], ['version', String(env.version)], ['kind', env.event.kind],
+    ['at', new Date(env.at / 1000).toISOString()], ['actor', env.actor], ['key', env.key],
+  ];
+  if (env.turn) rows.push(['turn', `${env.turn}${env.attempt ? ` · attempt ${env.attempt}` : ''}`]);
+  if (env.copied_from) rows.push(['copy of', `${env.copied_from.session} version ${env.copied_from.version}`]);
+  rows.push(['hash', rec.hash], ['prev', env.prev]);
+  const problem = view.chain && view.chain.problems.find((p) => p.position === position);
+  if (problem) rows.push(['chain', problem.reason]);
+  $('event-meta').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', '', k), el('dd', k === 'chain' ? 'bad' : '', v)]));
+  $('event-json').textContent = JSON.stringify(env, null, 2);
+  $('inspector').hidden = false;
+  $('inspector').dataset.position = String(position);
+  for (const item of document.querySelectorAll('#steps li.selected')) item.classList.remove('selected');
+  const row = document.querySelector(`#steps li[data-position="${position}"]`);
+  if (row) {
+    row.classList.add('selected');
+    if (scroll) row.scrollIntoView({ block: 'nearest' });
+  }
+  setHash();
+}
+
+// ------------------------------------------------------------------ fork and diff
+
+async function forkHere() {
+  const version = Number($('fork').dataset.version);
+  const button = $('fork');
+  const out = $('fork-result');
+  button.disabled = true;
+  out.textContent = 'Forking…';
+  try {
+    const created = await api.json('POST', session('/fork'), { version }, { 'Idempotency-Key': randomKey() });
+    out.replaceChildren(document.createTextNode(`Forked at version ${version} into ${created.id} (the turns that had ended by then). `));
+    const debug = el('a', 'fork-link', 'Open the fork here');
+    debug.href = `#session=${created.id}`;
+    const chat = el('a', '', 'continue it in the chat');
+    chat.href = `/#session=${created.id}`;
+    out.append(debug, document.createTextNode(' or '), chat);
+    out.dataset.fork = created.id;
+  } catch (error) {
+    out.textContent = `Fork failed: ${error.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function showDiff(origin) {
+  const body = $('diff-body');
+  $('diff-title').textContent = 'This fork and its source';
+  body.replaceChildren(el('p', 'meta', 'Loading the source…'));
+  $('diff').hidden = false;
+  const ticket = view.loading;
+  try {
+    const source = await api.json('GET', `/v1/sessions/${encodeURIComponent(origin.session)}`);
+    if (ticket === view.loading) renderDiff(body, source, view.detail, origin);
+  } catch (error) {
+    if (ticket === view.loading) body.replaceChildren(el('p', 'meta', `The source cannot be read: ${error.message}`));
+  }
+}
+
+// ------------------------------------------------------------------ sign-in and start
+
+function askToken(text) {
+  $('token-form').hidden = false;
+  $('token-status').textContent = text || '';
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const value = $('token').value.trim();
+  if (!value) return;
+  $('token').value = '';
+  const response = await fetch('/v1/sessions?limit=1', { headers: { Authorization: `Bearer ${value}` }, cache: 'no-store' });
+  if (response.status === 401) { $('token-status').textContent = 'That token was rejected; nothing was saved.'; return; }
+  api.token = value;
+  localStorage.setItem(TOKEN_KEY, value);
+  $('token-form').hidden = true;
+  start();
+}
+
+async function showSessions() {
+  for (const section of ['overview', 'turns', 'turn', 'inspector', 'diff']) $(section).hidden = true;
+  setChain('unknown', 'chain: no session');
+  view.sessionId = null;
+  try {
+    const page = await api.json('GET', '/v1/sessions?limit=100');
+    const list = $('session-list');
+    list.replaceChildren();
+    for (const s of page.sessions) {
+      const item = el('li');
+      const link = el('a', '', s.title || '(untitled)');
+      link.href = `#session=${s.id}`;
+      item.append(link, el('span', 'meta', ` ${new Date(s.created_at / 1000).toLocaleString()} · ${s.id}`));
+      list.append(item);
+    }
+    if (!page.sessions.length) list.append(el('li', 'meta', 'No sessions yet: start one in the chat.'));
+    $('sessions').hidden = false;
+    message('');
+  } catch (error) {
+    message(`Could not list your sessions: ${error.message}`);
+  }
+}
+
+function start() {
+  if (!api.token) { askToken('Paste the token the chat page uses (threadline up prints it).'); return; }
+  const target = parseHash();
+  if (!target.session) { showSessions(); return; }
+  if (target.session === view.sessionId && view.detail) route(target);
+  else loadSession(target.session, target);
+}
+
+function main() {
+  view.player = new Player({
+    screen: $('screen'), scrubber: $('scrubber'), clock: $('clock'), button: $('play'), speed: $('speed'), onCursor,
+  });
+  $('fork').addEventListener('click', forkHere);
+  $('hide-deltas').addEventListener('change', (event) => $('steps').classList.toggle('hide-deltas', event.target.checked));
+  $('token-form').addEventListener('submit', signIn);
+  $('reload').addEventListener('click', () => {
+    view.detail = null;
+    start();
+  });
+  $('show-diff').addEventListener('click', () => {
+    const origin = view.started && view.started.env.event.forked_from;
+    if (origin) showDiff(origin);
+  });
+  $('hide-diff').addEventListener('click', () => { $('diff').hidden = true; });
+  $('open-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const id = $('session-input').value.trim();
+    if (/^[A-Za-z0-9_-]{1,64}$/.test(id)) location.hash = `#session=${id}`;
+  });
+  window.addEventListener('hashchange', start);
+  document.addEventListener('keydown', (event) => {
+    if (event.target.closest('input, select, textarea, button, a, summary') || !view.turn) return;
+    if (event.key === ' ') { event.preventDefault(); $('play').click(); }
+    if (event.key === 'ArrowRight' || event.key === 'ArrowLeft') {
+      event.preventDefault();
+      view.player.pause();
+      view.player.seek(view.player.cursor + (event.key === 'ArrowRight' ? 1 : -1));
+    }
+  });
+  start();
+}
+
+main();

@@ -1,0 +1,152 @@
+"""The replay debugger (``/debug``) in a real browser: headless Chromium (playwright-core)
+against a real gateway, agent, MCP server and dev model.
+
+Sessions are made through the API as a user of the chat would make them (a tool call, a
+long streamed answer, a provider error a retry got past), and one more whose log was
+tampered with: a record published raw with nats-py whose ``prev`` does not chain. The
+browser script (debug.mjs) then uses the debugger as a person would: signs in, sees the
+chain checked OK, replays the long answer at recorded pace and gets its text exactly,
+opens a deep link at the tool call, forks from the end of the first turn, continues the
+fork differently and sees the changed words in the side-by-side diff, and sees the
+tampered session's chain broken at the forged record's position. Screenshots (light,
+dark, phone) go to ``THREADLINE_WEB_SHOTS`` (``make screenshots``: docs/screenshots)
+or a temp folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+
+from tests.support.stack import Stack, running_stack
+from tests.web.browser import HERE, ensure_chromium, ensure_node_modules
+from threadline.events.schema import SCHEMA_VERSION, TERMINAL_KINDS, Envelope, TextDelta
+from threadline.services.runtime.natsserver import EmbeddedNats
+
+TOOL = 'say it back [[tool:echo {"text": "hello"}]]'
+LONG = "stream please [[pace:ttft=0,tps=60]] [[words:40]]"
+HICCUP = "hiccup [[fail:500 times=1]]"
+
+
+async def ask(stack: Stack, client: httpx.AsyncClient, session: str, text: str) -> str:
+    """Post a message and return once its turn has ended (followed in the log)."""
+    posted = await client.post(f"/v1/sessions/{session}/messages", json={"text": text})
+    assert posted.status_code == 202, posted.text
+    turn: str = posted.json()["turn_id"]
+    events = stack.store.follow(session, after=posted.json()["position"])
+    async with contextlib.aclosing(events):
+        async for rec in events:
+            if rec.turn == turn and rec.kind in TERMINAL_KINDS:
+                return turn
+    raise AssertionError("the log ended")
+
+
+async def prepare(stack: Stack) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    async with httpx.AsyncClient(base_url=stack.url, headers=headers, timeout=30) as client:
+        made = await client.post(
+            "/v1/sessions", json={"title": "Debugger", "tool_servers": ["threadline"]}
+        )
+        session = made.json()["id"]
+        for text in (TOOL, LONG, HICCUP):
+            await asyncio.wait_for(ask(stack, client, session, text), 60)
+        records = await stack.store.load(session)
+        tool_call = next(r for r in records if r.kind == "tool_call")
+
+        made = await client.post("/v1/sessions", json={"title": "Tampered"})
+        tampered = made.json()["id"]
+        turn = await asyncio.wait_for(ask(stack, client, tampered, "a quiet one"), 60)
+        last = (await stack.store.load(tampered))[-1]
+        forged = Envelope(
+            schema=SCHEMA_VERSION, session=tampered, version=last.version + 1, at=last.envelope.at,
+            actor="agent:x", key="forged", prev="0" * 64, turn=turn, attempt=1,
+            event=TextDelta(text="words nobody wrote"),
+        )  # fmt: skip
+        js = stack.store.nc.jetstream()
+        subject = f"{stack.store.prefix}.{tampered}.text_delta"
+        ack = await js.publish(subject, msgspec.json.encode(forged))
+    return {
+        "session": session,
+        "toolCall": tool_call.position,
+        "tampered": tampered,
+        "forged": ack.seq,
+        "long": LONG,
+    }
+
+
+async def test_the_debugger_replays_forks_diffs_and_checks_the_chain(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    chromium = await asyncio.to_thread(ensure_chromium)
+    await asyncio.to_thread(ensure_node_modules)
+    node = shutil.which("node")
+    assert node is not None, "node is missing"
+    shots = Path(os.environ.get("THREADLINE_WEB_SHOTS") or tmp_path / "shots")
+    os.makedirs(shots, exist_ok=True)
+    async with running_stack(nats_server.url, tmp_path / "data") as stack:
+        made = await prepare(stack)
+        env = {
+            **os.environ,
+            "GATEWAY_URL": stack.url,
+            "TOKEN": stack.token,
+            "CHROMIUM": str(chromium),
+            "SHOTS": str(shots),
+            "SCENARIO": json.dumps(made),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            node, str(HERE / "debug.mjs"), cwd=HERE, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 150)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        assert proc.returncode == 0, f"the browser script failed:\n{err.decode()}"
+        result = json.loads(out.decode().splitlines()[-1])
+        assert result["ok"]
+        fork = await stack.store.load(result["fork"])
+        print(f"screenshots: {shots}")
+    # the fork the page made is a fork of the session at the version the page showed
+    started = fork[0].event
+    assert started.forked_from is not None  # type: ignore[union-attr]
+    assert started.forked_from.session == made["session"]  # type: ignore[union-attr]
+    assert started.forked_from.version == result["forkVersion"]  # type: ignore[union-attr]
+    assert result["replayed"] == result["expected"] and len(result["expected"]) > 100
+    assert len(result["growth"]) >= 4  # the text grew piece by piece
+    for name in (
+        "debugger-light.png",
+        "debugger-dark.png",
+        "debugger-phone.png",
+        "debugger-diff.png",
+    ):
+        assert (shots / name).stat().st_size > 10_000
+
+
+async def test_the_debugger_page_and_its_assets_are_served_like_the_chat(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    async with (
+        running_stack(nats_server.url, tmp_path) as stack,
+        httpx.AsyncClient(base_url=stack.url) as client,
+    ):
+        page = await client.get("/debug")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["x-frame-options"] == "DENY"
+        scripts = ("debug.js", "debug-player.js", "debug-diff.js")
+        for path in [f"/web/{name}" for name in scripts] + ["/web/debug.css"]:
+            asset = await client.get(path)
+            assert asset.status_code == 200, path
+            again = await client.get(path, headers={"If-None-Match": asset.headers["etag"]})
+            assert again.status_code == 304
+        assert "/debug" not in (await client.get("/schema/openapi.json")).json()["paths"]
