@@ -214,6 +214,16 @@ async function main() {
     await page.waitForSelector(`#steps li.broken[data-position="${scenario.forged}"].selected`, WAIT);
     check(/hash chain broken/.test(await page.textContent('#problems')), 'the problem is explained');
     check(/hash chain broken/.test(await page.textContent('#event-meta')), 'the inspector says why');
+    // its failed turn, that turn's retry, and a turn stopped at once
+    const listed = await page.$$eval('#turn-list .turn-item', (items) => items.map((i) => ({ cls: i.className, text: i.textContent })));
+    check(listed.map((t) => /s-(\w+)/.exec(t.cls)[1]).join() === 'completed,failed,failed,cancelled', `statuses: ${JSON.stringify(listed)}`);
+    check(listed[2].text.includes('retry of turn 2'), `the retry names its turn: ${listed[2].text}`);
+    await page.click('#turn-list .turn-item[data-n="2"] button');
+    await page.waitForFunction(() => document.getElementById('screen').dataset.status === 'failed', null, WAIT);
+    check(/failed \(auth\)/.test(await page.textContent('#screen .status')), 'the replay ends with the failure');
+    await page.click('#turn-list .turn-item[data-n="4"] button');
+    await page.waitForFunction(() => document.getElementById('screen').dataset.status === 'cancelled', null, WAIT);
+    check(await page.$('#steps li.k-cancel_requested') !== null, 'the stop request is listed');
 
     // dark and phone screenshots of the source session
     const dark = await browser.newContext({ viewport: { width: 1400, height: 1000 }, colorScheme: 'dark' });

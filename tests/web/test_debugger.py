@@ -36,17 +36,28 @@ LONG = "stream please [[pace:ttft=0,tps=60]] [[words:40]]"
 HICCUP = "hiccup [[fail:500 times=1]]"
 
 
-async def ask(stack: Stack, client: httpx.AsyncClient, session: str, text: str) -> str:
-    """Post a message and return once its turn has ended (followed in the log)."""
+async def post(client: httpx.AsyncClient, session: str, text: str) -> tuple[str, int]:
+    """Post a message: its turn and the position of its event."""
     posted = await client.post(f"/v1/sessions/{session}/messages", json={"text": text})
     assert posted.status_code == 202, posted.text
-    turn: str = posted.json()["turn_id"]
-    events = stack.store.follow(session, after=posted.json()["position"])
+    return posted.json()["turn_id"], posted.json()["position"]
+
+
+async def ended(stack: Stack, session: str, turn: str, after: int) -> str:
+    """Returns once ``turn`` has ended (followed in the log after position ``after``)."""
+    events = stack.store.follow(session, after=after)
     async with contextlib.aclosing(events):
         async for rec in events:
             if rec.turn == turn and rec.kind in TERMINAL_KINDS:
-                return turn
+                return rec.kind
     raise AssertionError("the log ended")
+
+
+async def ask(stack: Stack, client: httpx.AsyncClient, session: str, text: str) -> str:
+    """Post a message and return its turn once it has ended."""
+    turn, position = await post(client, session, text)
+    await asyncio.wait_for(ended(stack, session, turn, position), 60)
+    return turn
 
 
 async def prepare(stack: Stack) -> dict[str, Any]:
@@ -57,13 +68,24 @@ async def prepare(stack: Stack) -> dict[str, Any]:
         )
         session = made.json()["id"]
         for text in (TOOL, LONG, HICCUP):
-            await asyncio.wait_for(ask(stack, client, session, text), 60)
+            await ask(stack, client, session, text)
         records = await stack.store.load(session)
         tool_call = next(r for r in records if r.kind == "tool_call")
 
         made = await client.post("/v1/sessions", json={"title": "Tampered"})
         tampered = made.json()["id"]
-        turn = await asyncio.wait_for(ask(stack, client, tampered, "a quiet one"), 60)
+        turn = await ask(stack, client, tampered, "a quiet one")
+        # a failed turn, its retry, and a turn stopped at once
+        failed = await ask(stack, client, tampered, "bad key [[fail:401]]")
+        retry = await client.post(f"/v1/sessions/{tampered}/retry", json={"turn_id": failed})
+        assert retry.status_code == 202, retry.text
+        await ended(stack, tampered, retry.json()["turn_id"], retry.json()["position"])
+        slow, position = await post(
+            client, tampered, "a long one [[pace:ttft=0,tps=5]] [[words:200]]"
+        )
+        stop = await client.post(f"/v1/sessions/{tampered}/cancel", json={"turn_id": slow})
+        assert stop.status_code == 202, stop.text
+        assert await ended(stack, tampered, slow, position) == "turn_cancelled"
         last = (await stack.store.load(tampered))[-1]
         forged = Envelope(
             schema=SCHEMA_VERSION, session=tampered, version=last.version + 1, at=last.envelope.at,

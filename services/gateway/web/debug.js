@@ -286,6 +286,10 @@ function showTurnList() {
     );
     const marks = el('span', 'marks');
     if (t.attempt > 1) marks.append(el('span', 'mark', `attempt ${t.attempt}`));
+    // a retry of a turn asks its question again under the key regenerate:<turn> (docs/events.md)
+    const asked = user && /^regenerate:(.+)$/.exec(user.env.key);
+    const retried = asked && view.turns.find((other) => other.id === asked[1]);
+    if (retried) marks.append(el('span', 'mark', `retry of turn ${retried.n}`));
     if (t.fallbacks.length) marks.append(el('span', 'mark warn', `${t.fallbacks.length} fallback${t.fallbacks.length > 1 ? 's' : ''}`));
     if (t.context) marks.append(el('span', 'mark', `context cut: ${t.context.turns} turns`));
     if (t.cancel_requested) marks.append(el('span', 'mark', 'stop asked'));
