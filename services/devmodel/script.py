@@ -8,7 +8,6 @@ faults (stall, drop) to stream them with.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import re
 import uuid
@@ -130,9 +129,6 @@ def plan(conv: Conversation, settings: DevModelSettings, ledger: FailureLedger) 
         return Failure(400, "context", conv.model, requested=requested, window=window)
     found = parse_directives(conv.user_text)
     failure = _failure(found, conv, ledger)
-    if failure is not None and failure.status == 401:
-        # Like some real providers, echo the rejected key: the worst case for redaction.
-        return dataclasses.replace(failure, detail=conv.api_key or "")
     if failure is not None:
         return failure
     reasoning = split_tokens(found.reason or "")
@@ -167,9 +163,11 @@ def _failure(found: Directives, conv: Conversation, ledger: FailureLedger) -> Fa
         return None
     if fail.times is not None and ledger.hit(conv.key) > fail.times:
         return None
-    model = conv.model if ":" in conv.model else conv.model + ":latest"  # as Ollama names it
-    notools = f"registry.ollama.ai/library/{model} does not support tools"
-    detail = notools if fail.kind == "notools" else ""
+    if fail.kind == "notools":
+        model = conv.model if ":" in conv.model else conv.model + ":latest"  # as Ollama names it
+        detail = f"registry.ollama.ai/library/{model} does not support tools"
+    else:  # like some real providers, a 401 echoes the rejected key: the worst case for redaction
+        detail = (conv.api_key or "") if fail.status == 401 else ""
     return Failure(fail.status, fail.kind, conv.model, fail.retry_after, detail)
 
 
