@@ -37,10 +37,6 @@ def _short(text: str, limit: int = _RESULT_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _args(arguments: dict[str, Any]) -> str:
-    return json.dumps(arguments, ensure_ascii=False)
-
-
 class Renderer:
     def __init__(self, out: TextIO, *, color: bool | None = None) -> None:
         self.out = out
@@ -152,7 +148,7 @@ class Renderer:
     # ------------------------------------------------------------------ live events
 
     def _tool_call(self, tool: str, arguments: dict[str, Any]) -> None:
-        self.line(f"  ⚙ {tool} {_args(arguments)}", "35")
+        self.line(f"  ⚙ {tool} {json.dumps(arguments, ensure_ascii=False)}", "35")
 
     def _tool_result(self, tool: str, content: str, is_error: bool, ms: float | None) -> None:
         took = f" ({ms:.0f} ms)" if ms else ""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 
 from threadline.base.config import Settings
 from threadline.base.tracing import tracing_from_env
@@ -77,4 +76,3 @@ def _print_banner(settings: Settings, nats_url: str, running: Running) -> None:
         "",
     ]
     print("\n".join(lines), flush=True)
-    sys.stdout.flush()
