@@ -12,11 +12,16 @@ import secrets
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from threadline.base.errors import ConfigurationError
+
+#: what a message sent while a turn of its session is open does (docs/human-in-the-loop.md):
+#: queue behind it, be refused, stop it (its partial answer kept), or stop it and leave it
+#: out of the model's context
+DoubleTexting = Literal["enqueue", "reject", "interrupt", "rollback"]
 
 #: the dev default of ``Settings.id_secret``, in the data dir
 ID_SECRET_FILE = "id-secret"
@@ -61,6 +66,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_steps: int = 8
     #: the most output tokens a session may ask a reply to take (``params.max_tokens``)
     max_tokens: int = 131_072
+    #: what a message sent while a turn runs does, for sessions that chose nothing
+    double_texting: DoubleTexting = "enqueue"
     #: agent worker processes ``threadline up`` starts (0: one per core)
     agents: int = 0
     log_level: str = "INFO"

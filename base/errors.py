@@ -88,6 +88,13 @@ class TurnFinished(CommandRefused):
     code = "turn_finished"
 
 
+class TurnRunning(CommandRefused):
+    """A message sent while a turn is open, to a session whose double-texting policy is
+    ``reject``."""
+
+    code = "turn_running"
+
+
 class TurnNotFound(InvalidInput):
     """The session has no such turn."""
 

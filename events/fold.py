@@ -24,6 +24,7 @@ from typing import NamedTuple, TypeVar, assert_never
 
 import msgspec
 
+from threadline.base.config import DoubleTexting
 from threadline.events.conversation import (
     AssistantTurn,
     Message,
@@ -124,6 +125,9 @@ class TurnState:
     cancel_requested: bool = False
     #: position of the latest stop request for the turn (0: none)
     cancel_position: int = 0
+    #: a stop request asked to roll the turn back: if it ends cancelled, it adds nothing
+    #: to the model's context (:meth:`_end`)
+    rollback: bool = False
     #: version of the counting attempt's ``turn_started`` (0: none yet)
     started: int = 0
     #: the counting attempt's finished steps and tool results (and, for a cancelled
@@ -211,7 +215,9 @@ class TurnState:
         question and its steps; a cancelled one its question, its answered steps and its
         partial text; a failed one nothing: its question stays in the transcript, but a
         later turn is not sent it (nor its steps) unless it is retried, as a new turn
-        (a question that always fails must not make the session unusable)."""
+        (a question that always fails must not make the session unusable). A cancelled
+        turn that was rolled back (a stop request with ``rollback``: the double-texting
+        policy) adds nothing either: it stays in the transcript, its partial text too."""
         if isinstance(e, TurnCancelled) and not e.partial_text and self.text:
             e = msgspec.structs.replace(e, partial_text=self.partial_text)  # too large, as above
         self.ending, self.ended = e, rec.version
@@ -223,11 +229,11 @@ class TurnState:
                 return []
             case TurnCancelled():
                 kept = answered_steps(self.staged)
-                if not e.partial_text:
-                    return [asked, *kept]
-                partial = AssistantTurn(text=e.partial_text)
-                self.steps.append(_entry(rec, e, partial))
-                return [asked, *kept, partial]
+                if e.partial_text:
+                    partial = AssistantTurn(text=e.partial_text)
+                    self.steps.append(_entry(rec, e, partial))
+                    kept = (*kept, partial)
+                return [] if self.rollback else [asked, *kept]
             case _:
                 assert_never(e)
 
@@ -245,6 +251,8 @@ class SessionState:
     tool_servers: tuple[str, ...] = ()
     params: GenerationParams = field(default_factory=GenerationParams)
     forked_from: ForkOrigin | None = None
+    #: what a message sent while a turn is open does (None: the deployment's default)
+    double_texting: DoubleTexting | None = None
     started: bool = False
     version: int = 0
     position: int = 0
@@ -350,6 +358,7 @@ class SessionState:
                 self.requests[env.key] = rec.position
                 if turn := self._turn(rec, event, env.turn or self.in_flight):
                     turn.cancel_requested, turn.cancel_position = True, rec.position
+                    turn.rollback = turn.rollback or event.rollback
             case TurnStarted() | ToolProgress():  # progress: shown, no part of the model
                 self._turn(rec, event)
             case (
@@ -375,6 +384,7 @@ class SessionState:
         self.started, self.owner, self.title = True, e.owner, e.title
         self.provider, self.model, self.system_prompt = e.provider, e.model, e.system_prompt
         self.tool_servers, self.params, self.forked_from = e.tool_servers, e.params, e.forked_from
+        self.double_texting = e.double_texting
 
     def _user_message(self, rec: Recorded, e: UserMessage) -> None:
         """A user message opens its turn; it joins the conversation when the turn ends

@@ -13,6 +13,8 @@ from typing import Any, Final, Literal, get_args
 
 import msgspec
 
+from threadline.base.config import DoubleTexting
+
 #: Version of the event catalogue written by this code. Bump it only together with an
 #: upcaster that lifts records of the previous version (see docs/events.md).
 SCHEMA_VERSION: Final = 1
@@ -103,6 +105,8 @@ class SessionStarted(_Event, frozen=True, tag="session_started"):
     tool_servers: tuple[str, ...] = ()
     params: GenerationParams = msgspec.field(default_factory=GenerationParams)
     forked_from: ForkOrigin | None = None
+    #: what a message sent while a turn is open does (None: the deployment's default)
+    double_texting: DoubleTexting | None = None
 
 
 class UserMessage(_Event, frozen=True, tag="user_message"):
@@ -234,9 +238,12 @@ class TurnFailed(_Event, frozen=True, tag="turn_failed"):
 
 
 class CancelRequested(_Event, frozen=True, tag="cancel_requested"):
-    """A durable stop command for the envelope's turn (or the running turn if none)."""
+    """A durable stop command for the envelope's turn (or the running turn if none).
+    ``rollback``: if the stop ends the turn, it adds nothing to the model's context
+    (a message sent with the ``rollback`` double-texting policy asks this)."""
 
     reason: str = ""
+    rollback: bool = False
 
 
 class TurnCancelled(_Event, frozen=True, tag="turn_cancelled"):

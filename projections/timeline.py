@@ -172,7 +172,8 @@ class Timeline:
             case TurnCompleted() | TurnFailed() | TurnCancelled():
                 return self._ended(rec, e)
             case CancelRequested():
-                return f"CANCEL REQUESTED ({rec.turn or 'running turn'}): {self.quote(e.reason)}"
+                stop = "ROLLBACK" if e.rollback else "CANCEL"
+                return f"{stop} REQUESTED ({rec.turn or 'running turn'}): {self.quote(e.reason)}"
             case ContextTrimmed():
                 return _context(e)
             case _:

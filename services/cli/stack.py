@@ -156,4 +156,6 @@ def deployment_catalog(
         for i in offered
     ]
     servers = [c.name for c in mcp_configs(settings)]
-    return Catalog(entries, servers, settings.max_steps, settings.max_tokens)
+    return Catalog(
+        entries, servers, settings.max_steps, settings.max_tokens, settings.double_texting
+    )

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from threadline.base.config import Settings
+from threadline.base.config import DoubleTexting, Settings
 from threadline.base.errors import InvalidField
 from threadline.events.schema import GenerationParams
 from threadline.services.agent.providers.sampling import check_params, provider_api
@@ -34,12 +34,14 @@ class ProviderEntry(msgspec.Struct, frozen=True, kw_only=True):
 class Catalog(msgspec.Struct, frozen=True):
     """What a session may ask for: the providers with their models (never keys or URLs;
     the deployment's default first), the MCP tool servers, and the deployment's limits:
-    tool steps per turn and output tokens per reply (default: the default settings')."""
+    tool steps per turn and output tokens per reply (default: the default settings'),
+    and its double-texting policy for sessions that chose none."""
 
     providers: Sequence[ProviderEntry]
     tool_servers: Sequence[str] = ()
     max_steps: int = msgspec.field(default_factory=lambda: Settings().max_steps)
     max_tokens: int = msgspec.field(default_factory=lambda: Settings().max_tokens)
+    double_texting: DoubleTexting = "enqueue"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Catalog:
@@ -53,7 +55,10 @@ class Catalog(msgspec.Struct, frozen=True):
                 entries.append(_entry(name, section))
         default = settings.providers.get("default")
         entries.sort(key=lambda entry: entry.name != default)  # the default first
-        return cls(entries, sorted(settings.mcp_servers), settings.max_steps, settings.max_tokens)
+        return cls(
+            entries, sorted(settings.mcp_servers), settings.max_steps, settings.max_tokens,
+            settings.double_texting,
+        )  # fmt: skip
 
 
 def _entry(name: str, section: Mapping[str, Any]) -> ProviderEntry:

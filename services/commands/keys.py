@@ -52,6 +52,12 @@ def regenerate_key(turn: str) -> str:
     return f"regenerate:{turn}"
 
 
+def stop_key(policy: str, turn: str) -> str:
+    """The stop request a message sent with double-texting ``policy`` makes for the open
+    ``turn``: one per turn however many messages (or retries) ask it."""
+    return f"{policy}:{turn}"
+
+
 def fork_key(source: str, version: int) -> str:
     """The first event of a fork of ``source`` at ``version``."""
     return f"fork/{source}/{version}"

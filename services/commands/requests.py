@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from threadline.base.config import DoubleTexting
 from threadline.events.schema import GenerationParams
 
 
@@ -23,6 +24,8 @@ class StartSession(msgspec.Struct, frozen=True, kw_only=True):
     system_prompt: str = ""
     tool_servers: tuple[str, ...] = ()
     params: GenerationParams = msgspec.field(default_factory=GenerationParams)
+    #: what a message sent while a turn is open does (None: the deployment's default)
+    double_texting: DoubleTexting | None = None
     key: str = ""
     #: the session's id; default: derived from ``owner`` and ``key``, else a new one
     session: str = ""

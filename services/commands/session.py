@@ -13,7 +13,9 @@ command stored, so a retry is found however long after the store's duplicate win
 from __future__ import annotations
 
 import secrets
+from typing import Final
 
+from threadline.base.config import DoubleTexting
 from threadline.base.errors import (
     CommandRefused,
     ConcurrencyError,
@@ -21,6 +23,7 @@ from threadline.base.errors import (
     NothingToCancel,
     TurnFinished,
     TurnNotFound,
+    TurnRunning,
 )
 from threadline.events.fold import SessionState
 from threadline.events.ids import new_id, validate_session_id
@@ -35,6 +38,7 @@ from threadline.services.commands.keys import (
     client_key,
     regenerate_key,
     same_request,
+    stop_key,
 )
 from threadline.services.commands.requests import (
     CancelTurn,
@@ -44,6 +48,9 @@ from threadline.services.commands.requests import (
     SendMessage,
     StartSession,
 )
+
+#: how often a message is decided again when its session moved on meanwhile
+_ADMIT_TRIES: Final = 20
 
 
 class SessionCommands:
@@ -86,6 +93,7 @@ class SessionCommands:
             system_prompt=cmd.system_prompt,
             tool_servers=cmd.tool_servers,
             params=cmd.params,
+            double_texting=cmd.double_texting,
         )
         session = cmd.session or (self.ids.session(cmd.owner, cmd.key) if cmd.key else new_id())
         key = client_key("create", cmd.key) if cmd.key else new_id()
@@ -97,11 +105,43 @@ class SessionCommands:
         """Append a user message with a new turn id; answers its record (``rec.turn``)."""
         event = UserMessage(text=cmd.text, client_message_id=cmd.client_message_id)
         key = client_key("message", cmd.key) if cmd.key else new_id()
-        if cmd.key and (retried := await self._retried(await self.state(cmd.session), key, event)):
+        state = await self.state(cmd.session)
+        if cmd.key and (retried := await self._retried(state, key, event)):
             return retried
-        new = NewEvent(event=event, actor=cmd.actor, turn=new_id(), key=key)
-        (rec,) = await self.store.append(cmd.session, new)  # a retry racing it: one stored
-        return same_request(rec, event)
+        return await self._open_turn(state, event, key, cmd.actor)
+
+    def double_texting(self, state: SessionState) -> DoubleTexting:
+        """What a message sent to the session while a turn is open does: the session's
+        choice, else the deployment's (the catalog's; none: ``enqueue``)."""
+        default = self.catalog.double_texting if self.catalog is not None else "enqueue"
+        return state.double_texting or default
+
+    async def _open_turn(
+        self, state: SessionState, event: UserMessage, key: str, actor: str
+    ) -> Recorded:
+        """Append ``event`` as the message of a new turn, as the session's double-texting
+        policy says (docs/human-in-the-loop.md): queued behind the open turns
+        (``enqueue``), refused while one is open (``reject``), or after a stop request
+        for each open turn (``interrupt``; ``rollback`` also leaves them out of the
+        model's context: the fold's rule). Those three append at the version they decided
+        on, so of two messages at once the one that loses decides again."""
+        policy = self.double_texting(state)
+        new = NewEvent(event=event, actor=actor, turn=new_id(), key=key)
+        if policy == "enqueue":
+            (rec,) = await self.store.append(state.session, new)  # a retry racing it: one stored
+            return same_request(rec, event)
+        for _ in range(_ADMIT_TRIES):
+            stops = _stops(state, policy, actor)
+            try:
+                *_, rec = await self.store.append(
+                    state.session, [*stops, new], expected_version=state.version
+                )
+                return same_request(rec, event)
+            except ConcurrencyError:
+                state = await self.state(state.session)
+                if retried := await self._retried(state, key, event):
+                    return retried
+        raise ConcurrencyError(state.session, state.version)
 
     async def cancel(self, cmd: CancelTurn) -> Recorded:
         """Ask the agent to stop a turn; answers the ``cancel_requested`` record (the one
@@ -166,9 +206,7 @@ class SessionCommands:
         key = regenerate_key(turn)
         if retried := await self._retried(state, key, event):
             return retried
-        new = NewEvent(event=event, actor=actor, turn=new_id(), key=key)
-        (rec,) = await self.store.append(state.session, new)
-        return same_request(rec, event)
+        return await self._open_turn(state, event, key, actor)
 
     async def fork(self, cmd: Fork) -> Recorded:
         """Make the fork (idempotent with ``cmd.key`` or ``cmd.session``); answers its last
@@ -195,6 +233,28 @@ def current_turn(state: SessionState) -> str | None:
     """The turn being answered, else the next to be (what a cancel without a turn stops,
     what an AI SDK resume streams)."""
     return state.in_flight or next(iter(state.pending), None)
+
+
+def _stops(state: SessionState, policy: DoubleTexting, actor: str) -> list[NewEvent]:
+    """The stop requests a new message sent with ``policy`` makes: one for each open turn
+    not yet asked (``rollback``: asked to roll back); ``reject`` refuses the message
+    while a turn is open."""
+    if policy == "reject" and state.open_turns:
+        raise TurnRunning("a turn of this session is still running; wait for it or stop it")
+    if policy not in ("interrupt", "rollback"):
+        return []
+    rollback = policy == "rollback"
+    reason = "rolled back by a new message" if rollback else "interrupted by a new message"
+    return [
+        NewEvent(
+            event=CancelRequested(reason=reason, rollback=rollback),
+            actor=actor,
+            turn=turn,
+            key=stop_key(policy, turn),
+        )
+        for turn in state.open_turns
+        if not (state.turns[turn].rollback if rollback else state.turns[turn].cancel_requested)
+    ]
 
 
 def _cancellable(state: SessionState, turn: str | None) -> str:

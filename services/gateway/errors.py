@@ -197,7 +197,8 @@ _DESCRIPTIONS = {
     403: "An admin may read, not write, another owner's session",
     404: "No such session (or it belongs to someone else)",
     409: "Conflict: an Idempotency-Key reused for another request, nothing to cancel, a "
-    "turn already finished, or a view not caught up",
+    "turn already finished, a turn still running (double texting: reject), or a view not "
+    "caught up",
     413: "Request body or event too large",
     422: "The request violates the schema; `error.field` names the field",
     429: "Too many concurrent streams or commands for this owner",

@@ -99,6 +99,7 @@ def turn_view(t: TurnState) -> TurnView:
     return view_of(
         TurnView,
         t,
+        rolled_back=t.rollback,
         partial_text=t.partial_text if t.status == "running" else "",
         fallbacks=[view_of(FallbackView, f) for f in t.fallbacks],
         usage=done.usage if done else None,

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta
 
+from threadline.base.config import DoubleTexting
 from threadline.events.schema import ToolCallRef, Usage
 from threadline.services.commands import StartSession
 from threadline.services.commands.keys import KEY_PATTERN
@@ -48,6 +49,8 @@ class NewSession(msgspec.Struct, frozen=True, kw_only=True):
     model: Annotated[str, Meta(max_length=200)] = ""
     system_prompt: Annotated[str, Meta(max_length=MAX_SYSTEM_PROMPT_CHARS)] = ""
     tool_servers: Annotated[list[Name], Meta(max_length=32)] = msgspec.field(default_factory=list)
+    #: what a message sent while a turn runs does (null: the deployment's default)
+    double_texting: DoubleTexting | None = None
 
     def start(self, principal: Principal, **more: Any) -> StartSession:
         """The command starting it for the caller (``more``: the command's other fields)."""
@@ -159,6 +162,8 @@ class TurnView(msgspec.Struct, frozen=True, kw_only=True):
     provider: str
     model: str
     cancel_requested: bool = False
+    #: a stop asked to leave the turn out of the model's context (double texting: rollback)
+    rolled_back: bool = False
     #: text streamed so far by a running turn's current step
     partial_text: str = ""
     error: str = ""
@@ -187,6 +192,8 @@ class SessionDetail(msgspec.Struct, frozen=True, kw_only=True):
     system_prompt: str
     tool_servers: list[str]
     params: Params
+    #: the session's double-texting policy (null: the deployment's default)
+    double_texting: DoubleTexting | None = None
     created_at: int
     updated_at: int
     #: the state is as of this version (the session's last, unless ``at`` asked for less)
