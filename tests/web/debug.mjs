@@ -202,6 +202,18 @@ async function main() {
     check(diff.rows === 2, `two turns after the fork point on the source's side: ${diff.rows}`);
     check(diff.ins.includes('differently') && !diff.ins.includes('stream'), `the fork's changed words: ${diff.ins}`);
     check(diff.del.includes('please'), `the source's changed words: ${diff.del}`);
+    // live: a turn asked elsewhere shows up in the open debugger, which moves to it
+    await page.waitForFunction(() => document.getElementById('live').dataset.state === 'live', null, WAIT);
+    await api('POST', `/v1/sessions/${fork}/messages`, { text: 'and live [[words:3]]' });
+    await page.waitForFunction(() => document.querySelectorAll('#turn-list .turn-item').length === 3
+      && document.getElementById('turn-head').textContent.startsWith('Turn 3 · completed')
+      && document.getElementById('chain').dataset.state === 'ok', null, WAIT);
+    check((await page.textContent('#screen .bubble.user')) === 'and live [[words:3]]', 'the new turn is shown');
+    const exported = (await (await fetch(`${base}/v1/sessions/${fork}/export`, { headers: { Authorization: `Bearer ${token}` } })).text()).trim().split('\n').map((l) => JSON.parse(l));
+    const shownHash = await page.$eval('#event-meta', (dl) => Array.from(dl.querySelectorAll('dt')).find((dt) => dt.textContent === 'hash').nextElementSibling.textContent);
+    const shownPosition = Number(await page.getAttribute('#inspector', 'data-position'));
+    const stored = exported.find((line) => line.position === shownPosition);
+    check(stored && stored.hash === shownHash, `a live event's hash is the stored record's: ${shownHash} at ${shownPosition}`);
     await noOverflow(page, 'desktop');
     await page.locator('#diff').screenshot({ path: `${shots}/debugger-diff.png` });
 

@@ -180,6 +180,13 @@ export class Player {
     this.seek(cursor === undefined ? records.length : cursor);
   }
 
+  // More events of the same turn arrived (live): keep the position, and keep playing.
+  extend(records) {
+    this.records = records;
+    this.scrubber.max = String(records.length);
+    this.moved();
+  }
+
   // Shows the turn after its first `k` events.
   seek(k) {
     this.cursor = Math.max(0, Math.min(k, this.records.length));

@@ -9,6 +9,7 @@
 // The token is the chat page's (localStorage), sent only in Authorization headers.
 import { Player, el, json, ms } from './debug-player.js';
 import { renderDiff } from './debug-diff.js';
+import { LiveFollow } from './debug-live.js';
 
 const TOKEN_KEY = 'threadline.token';
 
@@ -95,6 +96,8 @@ const view = {
   selected: null, // position of the event shown in the inspector
   player: null,
   loading: 0,
+  follow: null, // the live follow of the session shown
+  refreshing: null,
 };
 
 function message(text) {
@@ -134,6 +137,7 @@ async function readExport() {
 async function loadSession(id, target) {
   const ticket = ++view.loading;
   view.sessionId = id;
+  stopFollow();
   if (view.player) view.player.pause();
   message('Loading…');
   for (const section of ['sessions', 'overview', 'turns', 'turn', 'inspector', 'diff']) $(section).hidden = true;
@@ -148,7 +152,7 @@ async function loadSession(id, target) {
     return;
   }
   if (ticket !== view.loading) return;
-  const [{ records }, detail, chain] = loaded;
+  const [{ records, quarantined }, detail, chain] = loaded;
   view.records = records;
   view.byPosition = new Map(records.map((r) => [r.position, r]));
   view.detail = detail;
@@ -163,6 +167,78 @@ async function loadSession(id, target) {
   $('show-diff').hidden = !origin;
   if (origin) showDiff(origin);
   route(target);
+  const last = Math.max(0, detail.position, ...records.map((r) => r.position), ...quarantined.map((q) => q.position));
+  startFollow(last);
+}
+
+// ------------------------------------------------------------------ live
+
+function stopFollow() {
+  if (view.follow) view.follow.stop();
+  view.follow = null;
+  $('live').dataset.state = 'off';
+  $('live').textContent = '';
+}
+
+// New events of the session shown are added as they are stored; the turns, the chain
+// check and the selected turn are read again once they stop coming for a moment.
+function startFollow(after) {
+  const follow = new LiveFollow({
+    sessionId: view.sessionId,
+    after,
+    token: () => api.token,
+    onRecord: (rec) => {
+      if (follow !== view.follow || view.byPosition.has(rec.position)) return;
+      view.records.push(rec);
+      view.byPosition.set(rec.position, rec);
+      clearTimeout(view.refreshing);
+      view.refreshing = setTimeout(refresh, 250);
+    },
+    onState: (state) => {
+      if (follow !== view.follow) return;
+      $('live').dataset.state = state;
+      $('live').textContent = state === 'live' ? '● live' : state === 'reconnecting' ? 'reconnecting…' : '';
+    },
+  });
+  view.follow = follow;
+  follow.run();
+}
+
+async function refresh() {
+  const ticket = view.loading;
+  let detail;
+  let chain;
+  try {
+    [detail, chain] = await Promise.all([api.json('GET', session('')), api.json('GET', session('/verify'))]);
+  } catch (_) {
+    return; // the next event tries again
+  }
+  if (ticket !== view.loading) return;
+  const old = view.turn;
+  const player = view.player;
+  const atEnd = !old || player.cursor >= player.records.length;
+  const wasLast = !old || old.n === view.turns.length;
+  view.detail = detail;
+  view.chain = chain;
+  view.turns = groupTurns(view.records, detail);
+  showChain(chain);
+  showOverview();
+  showTurnList();
+  const origin = view.started && view.started.env.event.forked_from;
+  if (origin && !$('diff').hidden) showDiff(origin);
+  let turn = old ? view.turns.find((t) => t.id === old.id) : null;
+  if (wasLast && atEnd && !player.playing) turn = view.turns[view.turns.length - 1] || turn;
+  if (!turn) return;
+  if (old && turn.id === old.id && player.playing) {
+    view.turn = turn;
+    for (const item of document.querySelectorAll('#turn-list .turn-item')) item.classList.toggle('current', item.dataset.turn === turn.id);
+    showTurnHead(turn);
+    showSteps(turn);
+    player.extend(turn.records);
+    return;
+  }
+  const at = !atEnd && old && turn.id === old.id ? player.records[player.cursor - 1] : null;
+  selectTurn(turn, at ? at.position : null);
 }
 
 // The log grouped by turn, in the order the server's fold lists the turns.
@@ -452,7 +528,7 @@ function showEvent(position, scroll) {
   ];
   if (env.turn) rows.push(['turn', `${env.turn}${env.attempt ? ` · attempt ${env.attempt}` : ''}`]);
   if (env.copied_from) rows.push(['copy of', `${env.copied_from.session} version ${env.copied_from.version}`]);
-  rows.push(['hash', rec.hash], ['prev', env.prev]);
+  rows.push(['hash', rec.hash || '(shown after a reload)'], ['prev', env.prev]);
   const problem = view.chain && view.chain.problems.find((p) => p.position === position);
   if (problem) rows.push(['chain', problem.reason]);
   $('event-meta').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', '', k), el('dd', k === 'chain' ? 'bad' : '', v)]));
@@ -530,6 +606,8 @@ async function showSessions() {
   for (const section of ['overview', 'turns', 'turn', 'inspector', 'diff']) $(section).hidden = true;
   setChain('unknown', 'chain: no session');
   view.sessionId = null;
+  view.loading += 1;
+  stopFollow();
   try {
     const page = await api.json('GET', '/v1/sessions?limit=100');
     const list = $('session-list');
