@@ -1,7 +1,7 @@
 """The two ``useChat`` edges at a chat's ends, with the real ``ai`` package (chat.mjs):
 ``resume: true`` on a chat that has no session yet, and a ``stop()`` that lasts.
 
-The same in a browser: the example React app (examples/aisdk-react).
+The same in a browser, through examples/aisdk-react: test_example_app.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """CORS over real HTTP: a page of an allowed origin may call ``/v1`` and ``/api``; others,
 and every origin when none is configured (the default), get no ``Access-Control-*``.
 
-A real browser calling the gateway from another origin: tests/aisdk (the example app).
+A real browser calling the gateway from another origin: tests/aisdk/test_example_app.py.
 """
 
 from __future__ import annotations
