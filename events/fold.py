@@ -41,6 +41,7 @@ from threadline.events.schema import (
     ForkOrigin,
     GenerationParams,
     ReasoningDelta,
+    SessionRenamed,
     SessionStarted,
     TextDelta,
     ToolCall,
@@ -64,6 +65,8 @@ Said = UserMessage | AssistantMessage | ToolResult | TurnCancelled
 Ending = TurnCompleted | TurnFailed | TurnCancelled
 S = TypeVar("S", "TurnState", "SessionState")
 Work = TextDelta | ReasoningDelta | ToolCall | AssistantMessage | ToolResult | Fallback
+#: the events commands store with their request's idempotency key
+Request = SessionStarted | SessionRenamed | UserMessage | CancelRequested
 
 
 class Entry(NamedTuple):
@@ -244,7 +247,10 @@ class SessionState:
 
     session: str
     owner: str = ""
+    #: the title shown: the one set (``named``), else the first message's first line
     title: str = ""
+    #: the title set by ``session_started`` or the latest ``session_renamed`` ("": none)
+    named: str = ""
     provider: str = ""
     model: str = ""
     system_prompt: str = ""
@@ -341,26 +347,19 @@ class SessionState:
 
     def apply(self, rec: Recorded) -> None:
         """Advance the state by one event (the session's next, in version order)."""
-        env = rec.envelope
-        if self.version == 0:
-            self.created_at = env.at
-        self.version, self.updated_at = env.version, env.at
-        self.position = rec.position or self.position
-        event = env.event
+        env, event = rec.envelope, rec.envelope.event
+        self._advance(rec)
         match event:
             case SessionStarted():
-                self.requests[env.key] = rec.position
                 self._session_started(event)
+            case SessionRenamed():
+                self.title = self.named = event.title
             case UserMessage():
-                self.requests[env.key] = rec.position
                 self._user_message(rec, event)
             case CancelRequested():
-                self.requests[env.key] = rec.position
                 if turn := self._turn(rec, event, env.turn or self.in_flight):
                     turn.cancel_requested, turn.cancel_position = True, rec.position
                     turn.rollback = turn.rollback or event.rollback
-            case TurnStarted() | ToolProgress():  # progress: shown, no part of the model
-                self._turn(rec, event)
             case (
                 TextDelta() | ReasoningDelta() | ToolCall() | AssistantMessage() | ToolResult()
                 | Fallback()
@@ -370,10 +369,22 @@ class SessionState:
             case ContextTrimmed():
                 if turn := self._turn(rec, event):
                     turn.context = self.context = event
-            case TurnCompleted() | TurnFailed() | TurnCancelled():
+            case (
+                TurnStarted() | ToolProgress() | TurnCompleted() | TurnFailed() | TurnCancelled()
+            ):  # progress: shown, no part of the model
                 self._turn(rec, event)
             case _:
                 assert_never(event)
+
+    def _advance(self, rec: Recorded) -> None:
+        """Where the state is: version, position, times, the keys of requests."""
+        env = rec.envelope
+        if self.version == 0:
+            self.created_at = env.at
+        self.version, self.updated_at = env.version, env.at
+        self.position = rec.position or self.position
+        if isinstance(env.event, Request):  # a command's: a retry of it finds it here
+            self.requests[env.key] = rec.position
 
     def skip(self, q: Quarantined) -> None:
         """Step over a record no reader can use, keeping its place and why."""
@@ -381,7 +392,7 @@ class SessionState:
         self.quarantined[q.position] = q.reason
 
     def _session_started(self, e: SessionStarted) -> None:
-        self.started, self.owner, self.title = True, e.owner, e.title
+        self.started, self.owner, self.title, self.named = True, e.owner, e.title, e.title
         self.provider, self.model, self.system_prompt = e.provider, e.model, e.system_prompt
         self.tool_servers, self.params, self.forked_from = e.tool_servers, e.params, e.forked_from
         self.double_texting = e.double_texting

@@ -109,6 +109,13 @@ class SessionStarted(_Event, frozen=True, tag="session_started"):
     double_texting: DoubleTexting | None = None
 
 
+class SessionRenamed(_Event, frozen=True, tag="session_renamed"):
+    """The session's title, set by its owner (replaces ``session_started``'s, and the
+    title taken from the first message)."""
+
+    title: str
+
+
 class UserMessage(_Event, frozen=True, tag="user_message"):
     """A user's message. The envelope's ``turn`` is the turn that will answer it."""
 
@@ -253,6 +260,7 @@ class TurnCancelled(_Event, frozen=True, tag="turn_cancelled"):
 
 Event = (
     SessionStarted
+    | SessionRenamed
     | UserMessage
     | TurnStarted
     | TextDelta

@@ -22,6 +22,7 @@ from threadline.events.schema import (
     Event,
     Fallback,
     ReasoningDelta,
+    SessionRenamed,
     SessionStarted,
     TextDelta,
     ToolCall,
@@ -73,7 +74,7 @@ def judge(phase: Phase | None, event: Event, attempt: int | None) -> Verdict:
     """What ``event`` (of ``attempt``, from its envelope) does to a turn in ``phase``
     (None: a turn no event has opened yet)."""
     match event:
-        case SessionStarted():
+        case SessionStarted() | SessionRenamed():
             return "ignored"
         case UserMessage():
             return "opens" if phase is None else "ignored"

@@ -22,6 +22,7 @@ from threadline.events.schema import (
     ContextTrimmed,
     Fallback,
     ReasoningDelta,
+    SessionRenamed,
     SessionStarted,
     TextDelta,
     ToolCall,
@@ -153,6 +154,8 @@ class Timeline:
         match e:
             case SessionStarted():
                 return self._session_started(e)
+            case SessionRenamed():
+                return f"session renamed: {self.quote(e.title)}"
             case UserMessage():
                 return f"USER ({rec.turn or '-'}): {self.quote(e.text, 400)}"
             case TurnStarted():

@@ -19,6 +19,7 @@ from threadline.events.schema import (
     Event,
     Fallback,
     ReasoningDelta,
+    SessionRenamed,
     SessionStarted,
     TextDelta,
     ToolCall,
@@ -97,6 +98,12 @@ class SessionsView(View):
         match event:
             case SessionStarted():
                 self._session_started(db, rec.env.session, event)
+            case SessionRenamed():
+                db.run(
+                    "UPDATE {p}sessions SET title = ?, title_set = 1 WHERE session = ?",
+                    event.title,
+                    rec.env.session,
+                )
             case UserMessage():
                 self._title(db, rec.env.session, event.text)
                 if rec.env.turn is None:  # a message outside any turn

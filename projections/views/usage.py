@@ -22,6 +22,7 @@ from threadline.events.schema import (
     ContextTrimmed,
     Fallback,
     ReasoningDelta,
+    SessionRenamed,
     SessionStarted,
     TextDelta,
     ToolCall,
@@ -87,8 +88,9 @@ class UsageView(View):
             ):  # fmt: skip
                 self._turn(db, rec)
             case (
-                UserMessage() | CancelRequested() | TextDelta() | ReasoningDelta() | ToolCall()
-                | ToolResult() | ToolProgress() | Fallback() | ContextTrimmed()
+                SessionRenamed() | UserMessage() | CancelRequested() | TextDelta()
+                | ReasoningDelta() | ToolCall() | ToolResult() | ToolProgress() | Fallback()
+                | ContextTrimmed()
             ):  # fmt: skip
                 pass  # spends nothing
             case _:

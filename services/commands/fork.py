@@ -33,7 +33,7 @@ def fork_events(records: list[Recorded], cmd: Fork, catalog: Catalog | None) -> 
     provider, model = _choice(state, cmd, catalog)
     started = SessionStarted(
         owner=state.owner if cmd.owner is None else cmd.owner,
-        title=next((r.event.title for r in records if isinstance(r.event, SessionStarted)), ""),
+        title=state.named,
         provider=provider,
         model=model,
         system_prompt=state.system_prompt,

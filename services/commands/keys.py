@@ -27,7 +27,7 @@ from threadline.events.store import Recorded
 KEY_PATTERN: Final = r"^[!-~]{1,200}$"
 _PLAIN: Final = re.compile(KEY_PATTERN)
 
-ClientKind = Literal["create", "message", "cancel"]
+ClientKind = Literal["create", "message", "cancel", "rename"]
 
 
 def is_plain(key: str) -> bool:

@@ -55,6 +55,15 @@ class Retry(msgspec.Struct, frozen=True, kw_only=True):
     turn: str = ""
 
 
+class Rename(msgspec.Struct, frozen=True, kw_only=True):
+    """Set the session's title (shown in place of the one it started with)."""
+
+    session: str
+    actor: str
+    title: str
+    key: str = ""
+
+
 class CancelTurn(msgspec.Struct, frozen=True, kw_only=True):
     """Stop ``turn``; default: the running turn, else the oldest waiting one."""
 

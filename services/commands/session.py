@@ -28,7 +28,13 @@ from threadline.base.errors import (
 from threadline.events.fold import SessionState
 from threadline.events.ids import new_id, validate_session_id
 from threadline.events.reads import records_at
-from threadline.events.schema import CancelRequested, Event, SessionStarted, UserMessage
+from threadline.events.schema import (
+    CancelRequested,
+    Event,
+    SessionRenamed,
+    SessionStarted,
+    UserMessage,
+)
 from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore, NewEvent, Recorded
 from threadline.services.commands.catalog import Catalog, check_choice
@@ -44,6 +50,7 @@ from threadline.services.commands.requests import (
     CancelTurn,
     Fork,
     Regenerate,
+    Rename,
     Retry,
     SendMessage,
     StartSession,
@@ -142,6 +149,18 @@ class SessionCommands:
                 if retried := await self._retried(state, key, event):
                     return retried
         raise ConcurrencyError(state.session, state.version)
+
+    async def rename(self, cmd: Rename) -> Recorded:
+        """Set the session's title; answers the ``session_renamed`` record."""
+        state = await self.state(cmd.session)  # the session must exist
+        event = SessionRenamed(title=cmd.title)
+        key = client_key("rename", cmd.key) if cmd.key else new_id()
+        if cmd.key and (retried := await self._retried(state, key, event)):
+            return retried
+        (rec,) = await self.store.append(
+            cmd.session, NewEvent(event=event, actor=cmd.actor, key=key)
+        )
+        return same_request(rec, event)
 
     async def cancel(self, cmd: CancelTurn) -> Recorded:
         """Ask the agent to stop a turn; answers the ``cancel_requested`` record (the one

@@ -37,7 +37,9 @@ V1_ROUTES: tuple[ControllerRouterHandler, ...] = (
     sessions.sessions_options,  # first: see its docstring
     sessions.create_session,
     sessions.list_sessions,
+    sessions.session_options,  # before its GET and PATCH, as above
     sessions.get_session,
+    sessions.rename_session,
     messages.post_message,
     messages.cancel_turn,
     messages.retry_turn,

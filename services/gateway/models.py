@@ -59,6 +59,12 @@ class NewSession(msgspec.Struct, frozen=True, kw_only=True):
         return StartSession(owner=principal.owner, actor=principal.actor, **(fields | more))
 
 
+class RenameSession(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A session's new title (``PATCH /v1/sessions/{id}``)."""
+
+    title: Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
+
+
 class CreateSession(NewSession, frozen=True, kw_only=True, forbid_unknown_fields=True):
     params: Params = msgspec.field(default_factory=Params)
 
@@ -104,6 +110,9 @@ class SessionSummary(msgspec.Struct, frozen=True, kw_only=True):
     created_at: int
     #: position of the session's first event
     position: int
+    #: a fork's source session and the version it was forked at (None: not a fork)
+    forked_from: str | None = None
+    forked_version: int = 0
 
 
 class SessionPage(msgspec.Struct, frozen=True, kw_only=True):

@@ -36,4 +36,4 @@ class ProjectionHistory:
 
 def _summary(s: pm.SessionSummary) -> SessionSummary:
     # position 0: the sessions view keeps the latest position, not the first event's
-    return view_of(SessionSummary, s, id=s.session, position=0)
+    return view_of(SessionSummary, s, id=s.session, position=0, forked_from=s.forked_from or None)

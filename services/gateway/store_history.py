@@ -2,12 +2,13 @@
 
 An owner's sessions are rows of a :class:`~threadline.events.directory.SessionDirectory`
 (beside a JetStream stream: a key-value bucket shared by every gateway; otherwise one in
-memory), kept current by one ``follow_all(kinds={"session_started"})`` per gateway from
-the directory's checkpoint. So a gateway's start-up reads the sessions created since
-the checkpoint (while no gateway ran), not every session ever created, and holds none
-of them in memory; listing reads one owner's rows (the cost grows with that owner's
-sessions, not the deployment's). The first gateway on a deployment that has no
-directory yet reads every ``session_started`` once, to fill it.
+memory), kept current by one ``follow_all`` of ``session_started`` and
+``session_renamed`` (the title) per gateway from the directory's checkpoint. So a
+gateway's start-up reads the sessions created since the checkpoint (while no gateway
+ran), not every session ever created, and holds none of them in memory; listing reads
+one owner's rows (the cost grows with that owner's sessions, not the deployment's). The
+first gateway on a deployment that has no directory yet reads every ``session_started``
+once, to fill it.
 
 (A session itself is read from the session cache: ``history.read_session``.) The
 projections' reader replaces this when the gateway is configured to use them.
@@ -26,7 +27,7 @@ import msgspec
 
 from threadline.base.errors import StoreError, StoreUnavailable, ThreadlineError
 from threadline.events.directory import MemoryDirectory, Row, SessionDirectory
-from threadline.events.schema import SessionStarted
+from threadline.events.schema import SessionRenamed, SessionStarted
 from threadline.events.store import EventStore, Recorded
 from threadline.projections.model import UsageReport
 from threadline.projections.reader import cursor_of, parse_cursor
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 #: how long the follower waits before following again after the store failed
 _RETRY_S: Final = 1.0
 _decoder: Final = msgspec.msgpack.Decoder(SessionSummary)
+#: what the list shows comes from these
+_KINDS: Final = frozenset({"session_started", "session_renamed"})
 
 
 def page_of(rows: list[Row], *, limit: int, cursor: str | None) -> tuple[list[Row], bool]:
@@ -87,7 +90,7 @@ class StoreHistory:
             try:
                 await self._reached(await self.directory.checkpoint())
                 after = self.position
-                async for rec in self.store.follow_all(kinds={"session_started"}, after=after):
+                async for rec in self.store.follow_all(kinds=_KINDS, after=after):
                     self.followed += 1
                     await self._add(rec)
             except StoreUnavailable as exc:
@@ -101,13 +104,30 @@ class StoreHistory:
         event = rec.event
         if isinstance(event, SessionStarted) and rec.version == 1:
             at, session = rec.envelope.at, rec.session
+            origin = event.forked_from
             summary = view_of(
-                SessionSummary, event, id=session, created_at=at, position=rec.position
-            )
+                SessionSummary, event, id=session, created_at=at, position=rec.position,
+                forked_from=origin.session if origin else None,
+                forked_version=origin.version if origin else 0,
+            )  # fmt: skip
             await self.directory.put(event.owner, Row(at, session), msgspec.msgpack.encode(summary))
             self._on_started(rec.session, event.owner)
+        elif isinstance(event, SessionRenamed):
+            await self._renamed(rec.session, event.title)
         await self.directory.save_checkpoint(rec.position)
         await self._reached(rec.position)
+
+    async def _renamed(self, session: str, title: str) -> None:
+        """The session's row with its new title (its owner and row from its first event)."""
+        async with contextlib.aclosing(self.store.read(session, to_version=1)) as first:
+            started = [rec async for rec in first]
+        if not started or not isinstance(started[0].event, SessionStarted):
+            return
+        owner, row = started[0].event.owner, Row(started[0].envelope.at, session)
+        data = await self.directory.get(owner, row)
+        if data is not None:
+            renamed = msgspec.structs.replace(_decoder.decode(data), title=title)
+            await self.directory.put(owner, row, msgspec.msgpack.encode(renamed))
 
     async def _reached(self, position: int) -> None:
         async with self._changed:
@@ -132,8 +152,9 @@ class StoreHistory:
         """Sessions are read from the store directly, so only the list can lag.
 
         The list is caught up with ``position`` once it has seen the
-        ``session_started`` stored there (positions handed out by ``POST /v1/sessions``)
-        or any later one; positions of other kinds only need to be in the log.
+        ``session_started`` or ``session_renamed`` stored there (positions handed out by
+        ``POST /v1/sessions`` and ``PATCH``) or any later one; positions of other kinds
+        only need to be in the log.
         """
         if self.position >= position:
             return True
@@ -142,7 +163,7 @@ class StoreHistory:
                 rec = await self._stored(position)
         except TimeoutError:
             return False
-        if rec.position != position or rec.kind != "session_started":
+        if rec.position != position or rec.kind not in _KINDS:
             return True
         try:
             async with asyncio.timeout(timeout_s), self._changed:

@@ -30,8 +30,10 @@ from threadline.events.store import NewEvent, Recorded
 from threadline.services.commands import (
     CancelTurn,
     Catalog,
+    Fork,
     ProviderEntry,
     Regenerate,
+    Rename,
     SendMessage,
     SessionCommands,
     StartSession,
@@ -238,3 +240,23 @@ async def test_regenerate_asks_again_once_per_answer(
     assert third.turn not in (sent.turn, second.turn)
     assert third.envelope.key == f"regenerate:{second.turn}"
     assert (await kinds(store, session))["user_message"] == 3
+
+
+async def test_rename_sets_the_title_once_per_key_and_forks_keep_it(
+    store: MemoryEventStore, commands: SessionCommands
+) -> None:
+    session = await started(commands)
+    await commands.post_message(SendMessage(session=session, actor=ALICE, text="plan a trip\nnow"))
+    assert (await commands.state(session)).title == "plan a trip"  # from the first message
+    rename = Rename(session=session, actor=ALICE, title="Lisbon", key="r1")
+    first = await commands.rename(rename)
+    assert [await commands.rename(rename) for _ in range(2)] == [first, first]
+    state = await commands.state(session)
+    assert (state.title, state.named) == ("Lisbon", "Lisbon")
+    assert (await kinds(store, session))["session_renamed"] == 1
+    with pytest.raises(IdempotencyKeyReused):
+        await commands.rename(Rename(session=session, actor=ALICE, title="Porto", key="r1"))
+    fork = await commands.fork(Fork(source=session, version=state.version, actor=ALICE))
+    assert (await commands.state(fork.session)).title == "Lisbon"
+    with pytest.raises(SessionNotFound):
+        await commands.rename(Rename(session="nope", actor=ALICE, title="x"))

@@ -250,3 +250,42 @@ async def test_openapi_schema_is_served_and_documents_the_api(gw: Harness) -> No
     }
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert schema["components"]["schemas"]["PostMessage"]["additionalProperties"] is False
+
+
+async def test_rename_shows_in_the_list_and_the_session_and_forks_are_marked(
+    gw: Harness,
+) -> None:
+    session = await gw.new_session(title="Draft")
+    renamed = await gw.alice.patch(
+        f"/v1/sessions/{session}",
+        json={"title": "Release notes"},
+        headers={"Idempotency-Key": "r1"},
+    )
+    assert renamed.status_code == 200, renamed.text
+    again = await gw.alice.patch(
+        f"/v1/sessions/{session}",
+        json={"title": "Release notes"},
+        headers={"Idempotency-Key": "r1"},
+    )
+    assert again.json() == renamed.json()  # a retry renames once
+    listed = await gw.alice.get("/v1/sessions", params={"wait_for": renamed.json()["position"]})
+    row = next(s for s in listed.json()["sessions"] if s["id"] == session)
+    assert row["title"] == "Release notes" and row["forked_from"] is None
+    assert (await gw.alice.get(f"/v1/sessions/{session}")).json()["title"] == "Release notes"
+    for bad in ({"title": ""}, {"title": "   "}, {"title": "x" * 201}, {}):
+        refused = await gw.alice.patch(f"/v1/sessions/{session}", json=bad)
+        assert refused.status_code in (400, 422), (bad, refused.text)
+    assert (await gw.bob.patch(f"/v1/sessions/{session}", json={"title": "mine"})).status_code in (
+        403,
+        404,
+    )
+    version = await gw.version(session)
+    fork = await gw.alice.post(f"/v1/sessions/{session}/fork", json={"version": version})
+    assert fork.status_code == 201, fork.text
+    listed = await gw.alice.get("/v1/sessions", params={"wait_for": fork.json()["position"]})
+    row = next(s for s in listed.json()["sessions"] if s["id"] == fork.json()["id"])
+    assert (row["title"], row["forked_from"], row["forked_version"]) == (
+        "Release notes",
+        session,
+        version,
+    )

@@ -27,6 +27,7 @@ from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.memory import MemoryEventStore
 from threadline.events.schema import (
     AssistantMessage,
+    SessionRenamed,
     SessionStarted,
     TurnCancelled,
     TurnCompleted,
@@ -65,6 +66,18 @@ async def test_sessions_view_lists_per_owner(
     assert page.sessions[0].title == "second session"
     assert [s.session for s in (await reader.list_sessions("bob")).sessions] == ["s3"]
     assert (await reader.list_sessions("nobody")).sessions == []
+    await close(recorder)
+
+
+async def test_a_rename_replaces_the_title_in_the_list(
+    js_store: JetStreamEventStore, config: ProjectorConfig
+) -> None:
+    await js_store.append("r1", rich_session("alice"))
+    await js_store.append("r1", NewEvent(event=SessionRenamed(title="Paris"), actor="user:alice"))
+    await js_store.append("r1", user("and tomorrow?", "t9"))  # no longer the title's source
+    recorder, _ = await project_to_end(js_store, config)
+    page = await ProjectionReader(recorder).list_sessions("alice")
+    assert [s.title for s in page.sessions] == ["Paris"]
     await close(recorder)
 
 

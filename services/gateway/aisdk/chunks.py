@@ -123,8 +123,8 @@ class TurnChunks:
             case ev.TurnCancelled():
                 return self._end(p.Abort(reason=e.reason or None), p.Finish(finish_reason="other"))
             case (
-                ev.SessionStarted() | ev.UserMessage() | ev.CancelRequested() | ev.TurnStarted()
-                | ev.ContextTrimmed()
+                ev.SessionStarted() | ev.SessionRenamed() | ev.UserMessage()
+                | ev.CancelRequested() | ev.TurnStarted() | ev.ContextTrimmed()
             ):  # fmt: skip
                 return []  # a context cut is the model's input, not the answer
             case _:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, Response, get, post, route
+from litestar import Request, Response, get, patch, post, route
 from litestar.enums import HttpMethod
 from litestar.params import JSONBody, Parameter
 from msgspec.structs import asdict
 
 from threadline.base.errors import InvalidInput
 from threadline.events.schema import GenerationParams
-from threadline.services.commands import Fork
+from threadline.services.commands import Fork, Rename
 from threadline.services.gateway.context import GW, principal_of
 from threadline.services.gateway.errors import (
     Problem,
@@ -25,6 +25,7 @@ from threadline.services.gateway.history import read_session
 from threadline.services.gateway.models import (
     CreateSession,
     ForkSession,
+    RenameSession,
     SessionCreated,
     SessionDetail,
     SessionPage,
@@ -45,6 +46,12 @@ async def sessions_options() -> Response[None]:
     """``Allow`` for ``/sessions``. Registered before its GET and POST: Litestar's automatic
     OPTIONS handler for a path with two handlers lists only the first one's method."""
     return Response(None, status_code=204, headers={"Allow": "GET, OPTIONS, POST"})
+
+
+@route("/sessions/{session_id:str}", http_method=[HttpMethod.OPTIONS], include_in_schema=False)
+async def session_options(session_id: SessionId) -> Response[None]:
+    """``Allow`` for ``/sessions/{id}`` (GET and PATCH), as :func:`sessions_options`."""
+    return Response(None, status_code=204, headers={"Allow": "GET, OPTIONS, PATCH"})
 
 
 @post(
@@ -117,6 +124,29 @@ async def get_session(
             raise Problem(404, "version_not_found", f"the session has no version {at}", field="at")
         raise session_not_found()
     return detail
+
+
+@patch(
+    "/sessions/{session_id:str}",
+    summary="Rename a session",
+    description="Appends `session_renamed`: `title` replaces the session's title (the one "
+    "it started with, or its first message's first line) in the list and the session. "
+    "A retry with the same `Idempotency-Key` renames once.",
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429),
+)
+async def rename_session(
+    request: Request[Any, Any, Any],
+    gw: GW,
+    session_id: SessionId,
+    data: JSONBody[RenameSession],
+    idempotency_key: IdempotencyKey = "",
+) -> SessionCreated:
+    principal = principal_of(request)
+    session = await gw.owners.writable(principal, session_id)
+    rec = await gw.commands.rename(
+        Rename(session=session, actor=principal.actor, title=data.title, key=idempotency_key)
+    )
+    return SessionCreated(id=rec.session, position=rec.position, version=rec.version)
 
 
 @post(
