@@ -10,9 +10,9 @@ import contextlib
 import os
 import secrets
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -25,6 +25,7 @@ DoubleTexting = Literal["enqueue", "reject", "interrupt", "rollback"]
 
 #: the dev default of ``Settings.id_secret``, in the data dir
 ID_SECRET_FILE = "id-secret"
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -145,15 +146,27 @@ def load_settings(
     if path:
         merged.update(_read_toml(path))
         merged["config_file"] = path
-    for name in _SCALARS:
-        value = env.get(_ENV_PREFIX + name.upper())
-        if value is not None and value != "":
-            merged[name] = value
+    merged.update(env_values(Settings, _ENV_PREFIX, env, _SCALARS))
     merged.update({k: v for k, v in overrides.items() if v is not None})
+    return convert(merged, Settings, "setting")
+
+
+def env_values(
+    struct: type[msgspec.Struct], prefix: str, env: Mapping[str, str], names: Iterable[str] = ()
+) -> dict[str, str]:
+    """The variables ``<prefix><NAME>`` set in ``env``, for the fields of ``struct`` (or
+    for ``names``), by field name: every service reads its settings this way."""
+    names = names or [f.name for f in msgspec.structs.fields(struct)]
+    return {name: value for name in names if (value := env.get(prefix + name.upper()))}
+
+
+def convert(values: Mapping[str, Any], struct: type[S], what: str) -> S:
+    """``values`` (strings from the environment or a file) as ``struct``; a value that
+    does not fit is a :class:`ConfigurationError` naming ``what``."""
     try:
-        return msgspec.convert(merged, Settings, strict=False)
+        return msgspec.convert(values, struct, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigurationError(f"invalid setting: {exc}") from None
+        raise ConfigurationError(f"invalid {what}: {exc}") from None
 
 
 def _read_toml(path: str) -> dict[str, Any]:

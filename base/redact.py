@@ -25,16 +25,6 @@ import threading
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = [
-    "MIN_SECRET_LENGTH",
-    "REDACTED",
-    "RedactingFilter",
-    "Redactor",
-    "default_redactor",
-    "redact",
-    "register_secret",
-]
-
 REDACTED: Final = "[REDACTED]"
 
 #: Registered values shorter than this are ignored: redacting every occurrence of a

@@ -14,14 +14,12 @@ See docs/projections.md.
 
 from __future__ import annotations
 
-from threadline.base.errors import SessionNotFound
 from threadline.projections.asof import session_at
 from threadline.projections.config import ProjectorConfig
-from threadline.projections.model import VIEW_NAMES, SessionPage, SessionSummary
+from threadline.projections.model import VIEW_NAMES
 from threadline.projections.projector import ProjectionHalted, Projector
 from threadline.projections.reader import ProjectionReader
 from threadline.projections.rebuild import rebuild, status
-from threadline.projections.recorder import ViewRecorder
 from threadline.projections.serve import serve_projector
 
 __all__ = [
@@ -30,10 +28,6 @@ __all__ = [
     "ProjectionReader",
     "Projector",
     "ProjectorConfig",
-    "SessionNotFound",
-    "SessionPage",
-    "SessionSummary",
-    "ViewRecorder",
     "rebuild",
     "serve_projector",
     "session_at",

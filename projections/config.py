@@ -18,7 +18,7 @@ from typing import Any, Final, Literal
 import msgspec
 from eventsourcing.persistence import PersistenceError
 
-from threadline.base.config import Settings
+from threadline.base.config import Settings, convert, env_values
 from threadline.base.errors import ConfigurationError, StoreUnavailable
 from threadline.projections.recorder import ViewRecorder
 
@@ -59,14 +59,9 @@ class ProjectorConfig(msgspec.Struct, frozen=True, kw_only=True):
             "sqlite_path": str(settings.data_path / SQLITE_FILE),
             "database_url": settings.database_url or None,
         }
-        for name in _FROM_ENV:
-            if value := env.get(f"THREADLINE_PROJECTIONS_{name.upper()}"):
-                merged[name] = value
+        merged.update(env_values(cls, "THREADLINE_PROJECTIONS_", env, _FROM_ENV))
         merged.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return msgspec.convert(merged, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ConfigurationError(f"invalid projection setting: {exc}") from None
+        return convert(merged, cls, "projection setting")
 
     def open(self) -> ViewRecorder:
         """The live view store, created if missing (synchronous: call it in a thread)."""

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from threadline.base.config import convert, env_values
 from threadline.base.errors import ConfigurationError
 
 
@@ -86,16 +87,11 @@ class GatewayOptions(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayOptions:
         env = os.environ if env is None else env
-
-        def section(prefix: str, struct: type[msgspec.Struct]) -> dict[str, Any]:
-            fields = msgspec.structs.fields(struct)
-            return {f.name: raw for f in fields if (raw := env.get(prefix + f.name.upper()))}
-
-        values: dict[str, Any] = section("THREADLINE_GATEWAY_", cls)
+        values: dict[str, Any] = env_values(cls, "THREADLINE_GATEWAY_", env)
         if "cors_origins" in values:
             raw = values["cors_origins"].split(",")
             values["cors_origins"] = [origin.strip() for origin in raw if origin.strip()]
-        jwt = section("THREADLINE_JWT_", JwtOptions)
+        jwt = env_values(JwtOptions, "THREADLINE_JWT_", env)
         key_file = env.get("THREADLINE_JWT_PUBLIC_KEY_FILE")
         if key_file and "public_key" not in jwt:
             try:
@@ -104,8 +100,5 @@ class GatewayOptions(msgspec.Struct, frozen=True, kw_only=True):
                 raise ConfigurationError(
                     f"cannot read THREADLINE_JWT_PUBLIC_KEY_FILE: {exc}"
                 ) from None
-        values.update(jwt=jwt, rate=section("THREADLINE_RATE_", RateOptions))
-        try:
-            return msgspec.convert(values, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ConfigurationError(f"invalid gateway setting: {exc}") from None
+        values.update(jwt=jwt, rate=env_values(RateOptions, "THREADLINE_RATE_", env))
+        return convert(values, cls, "gateway setting")

@@ -13,11 +13,11 @@ import pytest
 
 from tests.projections.cli import run_command, settings_for
 from tests.projections.helpers import rich_session, user
-from threadline.base.errors import InvalidInput
+from threadline.base.errors import InvalidInput, SessionNotFound
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TextDelta
 from threadline.events.store import NewEvent
-from threadline.projections import SessionNotFound, session_at
+from threadline.projections import session_at
 from threadline.projections.timeline import Timeline
 from threadline.services.cli import replay
 
