@@ -37,6 +37,7 @@ from threadline.events.schema import Envelope, FinishReason
 from threadline.events.store import Recorded
 from threadline.events.turns import Phase, transition
 from threadline.services.gateway.aisdk import protocol as p
+from threadline.services.gateway.history import view_of
 
 _FINISH: Final[dict[FinishReason, p.UIFinishReason]] = {
     "stop": "stop",
@@ -107,9 +108,7 @@ class TurnChunks:
             case ev.ToolResult():
                 return self._tool_result(e)
             case ev.ToolProgress():
-                data = p.ToolProgressData(
-                    call_id=e.call_id, progress=e.progress, total=e.total, message=e.message
-                )
+                data = view_of(p.ToolProgressData, e)
                 return [p.DataToolProgress(id=f"progress-{e.call_id}", data=data)]
             case ev.AssistantMessage():
                 return self._assistant_message(e)
@@ -201,16 +200,11 @@ class TurnChunks:
         out = self._open_step(event.step)
         if event.call_id not in self.calls:  # never without its call, but keep the client sane
             out += self._call_chunks(event.call_id, event.tool, {})
+        call = event.call_id
         if event.is_error:
             text = event.content or event.summary or "the tool failed"
-            out.append(p.ToolOutputError(tool_call_id=event.call_id, error_text=text, dynamic=True))
-        else:
-            out.append(
-                p.ToolOutputAvailable(
-                    tool_call_id=event.call_id, output=event.content, dynamic=True
-                )
-            )
-        return out
+            return [*out, p.ToolOutputError(tool_call_id=call, error_text=text, dynamic=True)]
+        return [*out, p.ToolOutputAvailable(tool_call_id=call, output=event.content, dynamic=True)]
 
     # ------------------------------------------------------------------ steps and ends
 
@@ -230,13 +224,7 @@ class TurnChunks:
         return out + self._close_parts()
 
     def _fallback(self, event: ev.Fallback) -> list[p.Chunk]:
-        data = p.FallbackData(
-            kind=event.fallback,
-            reason=event.reason,
-            from_=event.from_,
-            to=event.to,
-            attempt=event.attempt,
-        )
+        data = view_of(p.FallbackData, event, kind=event.fallback)
         return [*self._close_parts(), p.DataFallback(data=data)]
 
     def _end(self, *chunks: p.Chunk) -> list[p.Chunk]:
