@@ -132,10 +132,10 @@ class GatewayClient:
                     if r.status_code != 200:
                         retry_s = max(retry_s, _seconds(r.headers.get("Retry-After")))
                     else:
-                        async for message in source:  # a ``retry:`` hint, or an event
-                            if message.retry is not None:
+                        async for message in source:
+                            if message.retry is not None:  # the gateway's reconnect hint
                                 retry_s = message.retry / 1000
-                            if message.data:
+                            if message.data and message.id:  # one of the session's events
                                 last = int(message.id)
                                 yield last, _decode(message.data, last)
             except httpx2.TransportError:
