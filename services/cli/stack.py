@@ -116,7 +116,7 @@ async def start_services(
     catalog = deployment_catalog(settings, devmodel_url=running.devmodel_url)
     history = ProjectionHistory(projector.reader)  # views, woken by the projector
     url = await stack.enter_async_context(
-        serve_gateway(settings, store, catalog=catalog, history=history)
+        serve_gateway(settings, store, catalog=catalog, history=history, dev_signin=token)
     )
     running.add("gateway", f"{url}  (API schema {url}/schema, metrics {url}/metrics)")
     running.urls["gateway_url"] = url
@@ -127,7 +127,9 @@ async def start_services(
     running.hint = (
         f"Create a session:            curl -s -X POST {url}/v1/sessions -H 'Authorization: "
         f"Bearer {token or 'TOKEN'}'\n"
-        f"Chat from the terminal:      {CLI} chat{where}\n"
+        f"Chat in the browser:         {url}/"
+        + (" (signed in as 'dev' on this machine)\n" if token else "\n")
+        + f"Chat from the terminal:      {CLI} chat{where}\n"
         f"Follow a session's events:   {CLI} replay SESSION --follow{where}\n"
         f"Check a session's integrity: {CLI} verify SESSION{where}"
     )

@@ -66,9 +66,12 @@ def create_app(
     catalog: Catalog | None = None,
     options: GatewayOptions | None = None,
     extra_routes: Sequence[ControllerRouterHandler] = (),
+    dev_signin: str | None = None,
 ) -> Litestar:
     """The gateway app. ``history`` defaults to views folded from the store; ``catalog``
-    to the providers and MCP servers in ``settings``; ``options`` to the environment."""
+    to the providers and MCP servers in ``settings``; ``options`` to the environment.
+    ``dev_signin``: a token the web page may fetch from this machine (``threadline up``'s
+    dev token; see web/signin.py)."""
     options = options or GatewayOptions.from_env()
     gateway = Gateway(
         settings,
@@ -76,6 +79,7 @@ def create_app(
         options=options,
         catalog=catalog or Catalog.from_settings(settings),
         history=history,
+        dev_signin=dev_signin,
     )
     # commands (every POST) are rate limited per owner, right after authentication
     rate_limit = DefineMiddleware(CommandRateLimit, limiter=gateway.rate)

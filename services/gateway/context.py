@@ -38,8 +38,11 @@ class Gateway:
         options: GatewayOptions,
         catalog: Catalog,
         history: HistoryReader | None,
+        dev_signin: str | None = None,
     ) -> None:
         self.settings = settings
+        #: the dev token the web page may fetch (``threadline up`` only; web/signin.py)
+        self.dev_signin = dev_signin
         self.store = store
         self.options = options
         self.catalog = catalog

@@ -48,12 +48,16 @@ async def serve_gateway(
     history: HistoryReader | None = None,
     catalog: Catalog | None = None,
     options: GatewayOptions | None = None,
+    dev_signin: str | None = None,
 ) -> AsyncIterator[str]:
     """Run the gateway until the block ends; yields its base URL (no trailing slash).
 
     ``host``/``port`` default to ``settings.host``/``settings.port`` (port 0: a free one).
+    ``dev_signin``: see :func:`create_app`.
     """
-    app = create_app(settings, store, history=history, catalog=catalog, options=options)
+    app = create_app(
+        settings, store, history=history, catalog=catalog, options=options, dev_signin=dev_signin
+    )
     async with serve_app(
         app,
         host=settings.host if host is None else host,

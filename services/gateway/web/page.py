@@ -20,6 +20,7 @@ from litestar import Request, Response, get
 from litestar.types import ControllerRouterHandler
 
 from threadline.services.gateway.openapi import REDOC_JS
+from threadline.services.gateway.web.signin import dev_signin
 
 CSP: Final = "; ".join(
     (
@@ -92,4 +93,4 @@ async def asset(request: Request[Any, Any, Any]) -> Response[bytes]:
     return ASSETS[request.url.path].response(request)
 
 
-ROUTES: Final[tuple[ControllerRouterHandler, ...]] = (index, debug, asset)
+ROUTES: Final[tuple[ControllerRouterHandler, ...]] = (index, debug, asset, dev_signin)
