@@ -22,11 +22,13 @@ const API = `${GATEWAY}/api/chat`;
 const authorization = () => ({ Authorization: `Bearer ${TOKEN}` });
 
 // useChat's stop() only closes the connection; the gateway's cancel ends the turn
-// itself (202; 409 when nothing is running; 404 for a chat that has not started).
-async function cancelTurn(chatId) {
+// itself (202; 409 when it has ended; 404 for a chat that has not started). An answer's
+// message id is its turn's id.
+async function cancelTurn(chatId, turnId) {
   const response = await fetch(`${API}/${encodeURIComponent(chatId)}/cancel`, {
     method: 'POST',
-    headers: authorization(),
+    headers: { ...authorization(), 'Content-Type': 'application/json' },
+    body: JSON.stringify({ turn_id: turnId }),
   });
   return response.status;
 }
@@ -52,10 +54,14 @@ function Chat() {
   const [input, setInput] = useState('');
   const [cancelled, setCancelled] = useState('');
   const running = status === 'submitted' || status === 'streaming';
+  // The answer's message appears with the stream's first chunk, which the gateway sends
+  // once it has stored the question: from then on the cancel finds the turn.
+  const answering = running && messages.at(-1)?.role === 'assistant';
 
   async function stopForGood() {
+    const turn = messages.at(-1).id; // the answer on screen
     stop(); // the stream, at once
-    setCancelled(String(await cancelTurn(CHAT_ID))); // the turn, for good
+    setCancelled(String(await cancelTurn(CHAT_ID, turn))); // the turn, for good
   }
 
   function send(event) {
@@ -82,7 +88,7 @@ function Chat() {
       <form onSubmit={send}>
         <textarea id="input" value={input} onChange={(e) => setInput(e.target.value)} />
         {running ? (
-          <button id="stop" type="button" onClick={stopForGood}>
+          <button id="stop" type="button" onClick={stopForGood} disabled={!answering}>
             Stop
           </button>
         ) : (
