@@ -117,7 +117,7 @@ async function main() {
     // the chain is checked and shown OK
     const ok = await chain(page);
     check(ok.state === 'ok' && ok.text.startsWith('chain OK'), `the chain is OK: ${ok.text}`);
-    const turns = await page.$$eval('#turn-list .turn-item', (items) => items.map((i) => i.textContent));
+    const turns = await page.$$eval('#turn-list .turn-item:not(.s-session)', (items) => items.map((i) => i.textContent));
     check(turns.length === 3, `three turns listed: ${turns}`);
     check(/in \/ \d+ out/.test(turns[1]) && /TTFT/.test(turns[1]), `a turn shows its cost: ${turns[1]}`);
     check(/fallback/.test(turns[2]), `the retried turn shows its fallback: ${turns[2]}`);
@@ -168,6 +168,15 @@ async function main() {
     check(opened.tools.length === 1 && opened.tools[0].includes('echo'), `the screen shows the tool call: ${opened.tools}`);
     check(JSON.parse(opened.json).event.kind === 'tool_call', 'the inspector shows the stored event');
     await page.screenshot({ path: `${shots}/debugger-light.png`, fullPage: false });
+    // the session's own events (outside any turn) are "turn 0"
+    await open(page, `#session=${session}&event=${scenario.started}`);
+    await waitLoaded(page, session);
+    await page.waitForFunction((p) => document.getElementById('inspector').dataset.position === String(p), scenario.started, WAIT);
+    check(await page.getAttribute('#turn-list .current', 'data-n') === '0', 'the session events are selected');
+    check(JSON.parse(await page.textContent('#event-json')).event.kind === 'session_started', 'the inspector shows session_started');
+    await open(page, `#session=${session}&turn=1&event=${scenario.toolCall}`);
+    await waitLoaded(page, session);
+    await page.waitForFunction((p) => document.getElementById('inspector').dataset.position === String(p), scenario.toolCall, WAIT);
 
     // fork from the end of turn 1
     await page.click('#steps li.k-turn_completed button');
@@ -205,7 +214,7 @@ async function main() {
     // live: a turn asked elsewhere shows up in the open debugger, which moves to it
     await page.waitForFunction(() => document.getElementById('live').dataset.state === 'live', null, WAIT);
     await api('POST', `/v1/sessions/${fork}/messages`, { text: 'and live [[words:3]]' });
-    await page.waitForFunction(() => document.querySelectorAll('#turn-list .turn-item').length === 3
+    await page.waitForFunction(() => document.querySelectorAll('#turn-list .turn-item:not(.s-session)').length === 3
       && document.getElementById('turn-head').textContent.startsWith('Turn 3 · completed')
       && document.getElementById('chain').dataset.state === 'ok', null, WAIT);
     check((await page.textContent('#screen .bubble.user')) === 'and live [[words:3]]', 'the new turn is shown');
@@ -227,7 +236,7 @@ async function main() {
     check(/hash chain broken/.test(await page.textContent('#problems')), 'the problem is explained');
     check(/hash chain broken/.test(await page.textContent('#event-meta')), 'the inspector says why');
     // its failed turn, that turn's retry, and a turn stopped at once
-    const listed = await page.$$eval('#turn-list .turn-item', (items) => items.map((i) => ({ cls: i.className, text: i.textContent })));
+    const listed = await page.$$eval('#turn-list .turn-item:not(.s-session)', (items) => items.map((i) => ({ cls: i.className, text: i.textContent })));
     check(listed.map((t) => /s-(\w+)/.exec(t.cls)[1]).join() === 'completed,failed,failed,cancelled', `statuses: ${JSON.stringify(listed)}`);
     check(listed[2].text.includes('retry of turn 2'), `the retry names its turn: ${listed[2].text}`);
     await page.click('#turn-list .turn-item[data-n="2"] button');

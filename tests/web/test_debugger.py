@@ -98,6 +98,7 @@ async def prepare(stack: Stack) -> dict[str, Any]:
     return {
         "session": session,
         "toolCall": tool_call.position,
+        "started": records[0].position,
         "tampered": tampered,
         "forged": ack.seq,
         "long": LONG,

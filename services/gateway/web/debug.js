@@ -91,6 +91,7 @@ const view = {
   detail: null,
   started: null, // the session_started envelope
   turns: [], // {n, id, detail, records}
+  session: null, // the events outside any turn, as turn 0
   chain: null,
   turn: null,
   selected: null, // position of the event shown in the inspector
@@ -159,6 +160,7 @@ async function loadSession(id, target) {
   view.chain = chain;
   view.started = records.find((r) => r.env.event.kind === 'session_started') || null;
   view.turns = groupTurns(records, detail);
+  view.session = sessionTurn(records);
   message('');
   showChain(chain);
   showOverview();
@@ -221,12 +223,13 @@ async function refresh() {
   view.detail = detail;
   view.chain = chain;
   view.turns = groupTurns(view.records, detail);
+  view.session = sessionTurn(view.records);
   showChain(chain);
   showOverview();
   showTurnList();
   const origin = view.started && view.started.env.event.forked_from;
   if (origin && !$('diff').hidden) showDiff(origin);
-  let turn = old ? view.turns.find((t) => t.id === old.id) : null;
+  let turn = old ? findTurn(old.id) : null;
   if (wasLast && atEnd && !player.playing) turn = view.turns[view.turns.length - 1] || turn;
   if (!turn) return;
   if (old && turn.id === old.id && player.playing) {
@@ -252,6 +255,17 @@ function groupTurns(records, detail) {
   return detail.turns.map((turn, i) => ({ n: i + 1, id: turn.turn_id, detail: turn, records: byTurn.get(turn.turn_id) || [] }));
 }
 
+// The events outside any turn (the session's start, renames, a message outside a turn),
+// listed as "turn 0".
+function sessionTurn(records) {
+  const detail = { status: 'session', attempt: 0, provider: '', model: '', fallbacks: [], usage: null, ttft_ms: null, duration_ms: null, context: null };
+  return { n: 0, id: '', detail, records: records.filter((r) => !r.env.turn) };
+}
+
+function findTurn(id) {
+  return id ? view.turns.find((t) => t.id === id) || null : view.session;
+}
+
 // Selects what the deep link names: an event (and its turn), a turn, or the last turn.
 function route(target) {
   let turn = null;
@@ -259,11 +273,11 @@ function route(target) {
   if (target.event !== null && view.byPosition.has(target.event)) {
     event = target.event;
     const rec = view.byPosition.get(event);
-    turn = view.turns.find((t) => t.id === rec.env.turn) || null;
+    turn = findTurn(rec.env.turn);
   } else if (target.event !== null) {
     message(`Position ${target.event} is not an event of this session.`);
   }
-  if (!turn && target.turn !== null) turn = view.turns[target.turn - 1] || null;
+  if (!turn && target.turn !== null) turn = target.turn === 0 ? view.session : view.turns[target.turn - 1] || null;
   if (!turn) turn = view.turns[view.turns.length - 1] || null;
   if (turn) selectTurn(turn, event);
   else if (event !== null) showEvent(event);
@@ -318,6 +332,7 @@ function showOverview() {
     d.id, `owner ${d.owner}`, `${d.provider}${d.model ? '/' + d.model : ''}`,
     params.length ? params.join(', ') : 'default parameters',
     `tools: ${d.tool_servers.length ? d.tool_servers.join(', ') : 'none'}`,
+    d.double_texting ? `double texting: ${d.double_texting}` : '',
     origin ? `forked from ${origin.session} at version ${origin.version}` : '',
   ].filter(Boolean).join(' · ');
   $('to-chat').href = `/#session=${encodeURIComponent(d.id)}`;
@@ -347,6 +362,18 @@ function showOverview() {
 function showTurnList() {
   const list = $('turn-list');
   list.replaceChildren();
+  if (view.session.records.length) {
+    const item = el('li', 'turn-item s-session');
+    item.dataset.turn = '';
+    item.dataset.n = '0';
+    const button = el('button', 'turn-button');
+    button.type = 'button';
+    const kinds = [...new Set(view.session.records.map((r) => r.env.event.kind))].join(', ');
+    button.append(el('span', 'n', '0'), el('span', 'q', 'Session events'), el('span', 'cost meta', `${view.session.records.length} · ${kinds}`));
+    button.addEventListener('click', () => selectTurn(view.session, null));
+    item.append(button);
+    list.append(item);
+  }
   for (const turn of view.turns) {
     const t = turn.detail;
     const item = el('li', `turn-item s-${t.status}`);
@@ -369,6 +396,7 @@ function showTurnList() {
     if (t.fallbacks.length) marks.append(el('span', 'mark warn', `${t.fallbacks.length} fallback${t.fallbacks.length > 1 ? 's' : ''}`));
     if (t.context) marks.append(el('span', 'mark', `context cut: ${t.context.turns} turns`));
     if (t.cancel_requested) marks.append(el('span', 'mark', 'stop asked'));
+    if (t.rolled_back) marks.append(el('span', 'mark', 'rolled back: left out of the context'));
     if (turn.records.some((r) => r.env.copied_from)) marks.append(el('span', 'mark', 'copied'));
     if (view.chain && !view.chain.ok && turn.records.some((r) => r.position === view.chain.first_broken)) marks.append(el('span', 'mark bad', 'chain broken'));
     button.append(marks);
@@ -398,9 +426,12 @@ function summary(env) {
       : 'the whole conversation is sent again';
     case 'turn_completed': return `${ms(e.duration_ms || 0)} · TTFT ${ms(e.ttft_ms)} · ${tokens(e.usage)} · ${e.steps || 1} step(s)`;
     case 'turn_failed': return `${e.error}: ${e.message}${e.retryable ? ' (retryable)' : ''}`;
-    case 'cancel_requested': return e.reason || 'stop asked';
+    case 'cancel_requested': return `${e.reason || 'stop asked'}${e.rollback ? ' · rollback: the turn leaves the model\'s context' : ''}`;
     case 'turn_cancelled': return `${e.reason || 'cancelled'}${e.partial_text ? ` · ${e.partial_text.length} characters kept` : ''}`;
-    default: return '';
+    default: { // a kind this page does not know yet: its fields
+      const { kind, ...fields } = e;
+      return shorten(json(fields), 300);
+    }
   }
 }
 
@@ -424,6 +455,11 @@ function selectTurn(turn, position) {
 function showTurnHead(turn) {
   const t = turn.detail;
   const head = $('turn-head');
+  head.dataset.turn = turn.id;
+  if (!turn.n) {
+    head.replaceChildren(el('h2', '', 'Session events'), el('p', 'meta', 'What happened to the session outside its turns.'));
+    return;
+  }
   head.replaceChildren(el('h2', '', `Turn ${turn.n} · ${t.status}`));
   const cost = el('dl', 'totals');
   const rows = [
@@ -442,7 +478,9 @@ function showTurnHead(turn) {
 // What each attempt asked the model: provider, model, parameters, the context it was sent.
 function showRequest(turn) {
   const root = $('request');
-  root.replaceChildren(el('h3', '', 'Model requests'));
+  root.replaceChildren();
+  if (!turn.n) return;
+  root.append(el('h3', '', 'Model requests'));
   const d = view.detail;
   const params = Object.entries(d.params || {}).filter(([, v]) => v !== null).map(([k, v]) => `${k}=${v}`).join(', ') || 'provider defaults';
   const starts = turn.records.filter((r) => r.env.event.kind === 'turn_started');
