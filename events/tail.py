@@ -134,7 +134,7 @@ class Tail:
             while not inbox.empty():  # all that has arrived, under one timeout
                 arrived.append(inbox.get_nowait())
             for msg in arrived:
-                if not msg.reply or msg.reply.startswith("$JS.FC.") or _is_status(msg):
+                if not msg.reply.startswith("$JS.ACK."):  # a heartbeat or flow control
                     await self._control(msg)
                     continue
                 sequence = msg.metadata.sequence  # parsed from the $JS.ACK reply subject
@@ -159,7 +159,3 @@ class Tail:
         stalled = headers.get("Nats-Consumer-Stalled")
         if stalled:
             await self._nc.publish(stalled, b"")
-
-
-def _is_status(msg: Msg) -> bool:
-    return msg.headers is not None and "Status" in msg.headers and not msg.data
