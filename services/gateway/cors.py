@@ -34,7 +34,8 @@ EXPOSE_HEADERS: Final = (
     "www-authenticate",
     "content-disposition",
 )
-METHODS: Final = ("GET", "POST", "OPTIONS")
+#: every method the API serves (tests/gateway/test_cors.py checks against the app)
+METHODS: Final = ("GET", "POST", "PATCH", "OPTIONS")
 #: ``scheme://host[:port]``, as browsers send it in ``Origin`` (no path, no trailing /);
 #: ``*`` alone allows every origin, and ``*`` inside one matches anything there
 _ORIGIN: Final = re.compile(r"^\*$|^https?://[^/\s]+$")

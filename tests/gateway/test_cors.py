@@ -15,7 +15,7 @@ import pytest_asyncio
 from tests.gateway.harness import Harness, gateway_options, running_gateway
 from threadline.base.errors import ConfigurationError
 from threadline.services.gateway import GatewayOptions
-from threadline.services.gateway.cors import cors_config
+from threadline.services.gateway.cors import METHODS, cors_config
 from threadline.services.runtime.natsserver import EmbeddedNats
 
 APP = "https://app.example.com"
@@ -51,6 +51,7 @@ async def test_preflight_names_an_allowed_origin(cors: Harness) -> None:
         ("/api/chat/c1/cancel", "POST"),
         ("/v1/sessions", "POST"),
         ("/v1/sessions/s1/cancel", "POST"),
+        ("/v1/sessions/s1", "PATCH"),
     ):
         for origin in (APP, "http://localhost:5173"):
             resp = await anonymous.options(path, headers=preflight(origin, method))
@@ -105,6 +106,11 @@ async def test_no_origin_is_allowed_by_default(gw: Harness) -> None:
     resp = await gw.alice.get("/v1/sessions", headers={"Origin": APP})
     assert resp.status_code == 200
     assert not [h for h in resp.headers if h.startswith("access-control-")]
+
+
+def test_every_method_the_app_serves_is_allowed(cors: Harness) -> None:
+    served = {m for route in cors.app.routes for m in getattr(route, "methods", ())}
+    assert served - {"HEAD"} <= set(METHODS)
 
 
 def test_origins_from_the_environment() -> None:
