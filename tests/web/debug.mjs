@@ -6,7 +6,7 @@
 import { chromium } from 'playwright-core';
 
 const { GATEWAY_URL: base, TOKEN: token, CHROMIUM: executablePath, SHOTS: shots } = process.env;
-const scenario = JSON.parse(process.env.SCENARIO);
+const scenario = JSON.parse(process.env.SCENARIO || '{}');
 const WAIT = { timeout: 20000 };
 const problems = [];
 let expect401 = false;
@@ -36,6 +36,8 @@ async function answerOf(session, n) {
 function watch(page, name) {
   page.on('pageerror', (error) => problems.push(`${name}: page error: ${error.message}`));
   page.on('console', (msg) => {
+    // the page asks for a dev sign-in first: only `threadline up` answers it (else 404)
+    if (msg.type() === 'error' && (msg.location().url || '').endsWith('/web/dev-signin')) return;
     if (msg.text().includes(token)) problems.push(`${name}: the token was logged to the console`);
     // the deliberately rejected token's request
     if (msg.type() === 'error' && /status of 401/.test(msg.text()) && expect401) { expect401 = false; return; }
@@ -89,12 +91,35 @@ async function noOverflow(page, what) {
   check(sizes.scroll <= sizes.client, `${what}: no horizontal overflow (${sizes.scroll} > ${sizes.client})`);
 }
 
-async function main() {
-  const browser = await chromium.launch({
+function launch() {
+  return chromium.launch({
     executablePath,
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
+}
+
+// MODE=devsignin: a gateway that hands out its dev token (`threadline up`): the page
+// opens the session with nothing pasted, and keeps the token.
+async function devSigninMain() {
+  const browser = await launch();
+  try {
+    const page = await (await browser.newContext()).newPage();
+    watch(page, 'dev sign-in');
+    await open(page, `#session=${scenario.session}`);
+    await waitLoaded(page, scenario.session);
+    check(await page.isHidden('#token-form'), 'no token asked for');
+    check(await page.evaluate(() => localStorage.getItem('threadline.token')) === token, 'the dev token is kept');
+    check(problems.length === 0, problems.join('\n'));
+  } finally {
+    await browser.close();
+  }
+  process.stdout.write(JSON.stringify({ ok: true }) + '\n');
+}
+
+async function main() {
+  if (process.env.MODE === 'devsignin') return devSigninMain();
+  const browser = await launch();
   const result = {};
   try {
     const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });

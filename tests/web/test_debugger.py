@@ -26,9 +26,19 @@ from typing import Any
 import httpx
 import msgspec
 
+from tests.conftest import fresh_stream
 from tests.support.stack import Stack, running_stack
 from tests.web.browser import HERE, ensure_chromium, ensure_node_modules
-from threadline.events.schema import SCHEMA_VERSION, TERMINAL_KINDS, Envelope, TextDelta
+from threadline.base.config import Settings
+from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.schema import (
+    SCHEMA_VERSION,
+    TERMINAL_KINDS,
+    Envelope,
+    SessionStarted,
+    TextDelta,
+)
+from threadline.services.gateway import create_app, serve_app
 from threadline.services.runtime.natsserver import EmbeddedNats
 
 TOOL = 'say it back [[tool:echo {"text": "hello"}]]'
@@ -105,6 +115,23 @@ async def prepare(stack: Stack) -> dict[str, Any]:
     }
 
 
+async def drive(node: str, env: dict[str, str]) -> dict[str, Any]:
+    """Runs debug.mjs; what it printed last."""
+    proc = await asyncio.create_subprocess_exec(
+        node, str(HERE / "debug.mjs"), cwd=HERE, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 150)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode == 0, f"the browser script failed:\n{err.decode()}"
+    result: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+    return result
+
+
 async def test_the_debugger_replays_forks_diffs_and_checks_the_chain(
     nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
@@ -124,26 +151,15 @@ async def test_the_debugger_replays_forks_diffs_and_checks_the_chain(
             "SHOTS": str(shots),
             "SCENARIO": json.dumps(made),
         }
-        proc = await asyncio.create_subprocess_exec(
-            node, str(HERE / "debug.mjs"), cwd=HERE, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), 150)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        assert proc.returncode == 0, f"the browser script failed:\n{err.decode()}"
-        result = json.loads(out.decode().splitlines()[-1])
+        result = await drive(node, env)
         assert result["ok"]
         fork = await stack.store.load(result["fork"])
         print(f"screenshots: {shots}")
     # the fork the page made is a fork of the session at the version the page showed
     started = fork[0].event
-    assert started.forked_from is not None  # type: ignore[union-attr]
-    assert started.forked_from.session == made["session"]  # type: ignore[union-attr]
-    assert started.forked_from.version == result["forkVersion"]  # type: ignore[union-attr]
+    assert isinstance(started, SessionStarted) and started.forked_from is not None
+    assert started.forked_from.session == made["session"]
+    assert started.forked_from.version == result["forkVersion"]
     assert result["replayed"] == result["expected"] and len(result["expected"]) > 100
     assert len(result["growth"]) >= 4  # the text grew piece by piece
     for name in (
@@ -173,3 +189,30 @@ async def test_the_debugger_page_and_its_assets_are_served_like_the_chat(
             again = await client.get(path, headers={"If-None-Match": asset.headers["etag"]})
             assert again.status_code == 304
         assert "/debug" not in (await client.get("/schema/openapi.json")).json()["paths"]
+
+
+async def test_under_up_the_debugger_signs_in_by_itself(nats_server: EmbeddedNats) -> None:
+    """A gateway handing out its dev token (``threadline up``'s): nothing to paste."""
+    chromium = await asyncio.to_thread(ensure_chromium)
+    await asyncio.to_thread(ensure_node_modules)
+    node = shutil.which("node")
+    assert node is not None, "node is missing"
+    token = "dev-token-debugger"
+    store = await JetStreamEventStore.connect(nats_server.url, fresh_stream(), heartbeat_s=0.5)
+    app = create_app(Settings(tokens=f"{token}:dev"), store, dev_signin=token)
+    try:
+        async with serve_app(app) as url:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(base_url=url, headers=headers) as client:
+                session = (await client.post("/v1/sessions", json={"title": "mine"})).json()["id"]
+            env = {
+                **os.environ,
+                "GATEWAY_URL": url,
+                "TOKEN": token,
+                "CHROMIUM": str(chromium),
+                "MODE": "devsignin",
+                "SCENARIO": json.dumps({"session": session}),
+            }
+            assert (await drive(node, env))["ok"]
+    finally:
+        await store.close()

@@ -67,7 +67,10 @@ const api = {
     if (!response.ok) {
       let message = `HTTP ${response.status}`;
       try { message = (await response.json()).error.message || message; } catch (_) { /* not JSON */ }
-      if (response.status === 401) askToken('Your token was not accepted: sign in again.');
+      if (response.status === 401) {
+        forgetToken(); // a token the gateway rejects is not kept
+        askToken('Your token was not accepted: sign in again.');
+      }
       throw new ApiError(response.status, message);
     }
     return response;
@@ -665,8 +668,34 @@ async function showSessions() {
   }
 }
 
-function start() {
-  if (!api.token) { askToken('Paste the token the chat page uses (threadline up prints it).'); return; }
+function forgetToken() {
+  api.token = '';
+  localStorage.removeItem(TOKEN_KEY);
+}
+
+// Under `threadline up` the gateway hands its dev token to a browser on this machine
+// (GET /web/dev-signin, docs/web.md); anywhere else it answers 404.
+async function devSignin() {
+  try {
+    const response = await fetch('/web/dev-signin', { cache: 'no-store' });
+    return response.ok ? (await response.json()).token || '' : '';
+  } catch (_) {
+    return '';
+  }
+}
+
+let devSigninTried = false;
+
+async function start() {
+  if (!api.token && !devSigninTried) {
+    devSigninTried = true;
+    const token = await devSignin();
+    if (token) {
+      api.token = token;
+      localStorage.setItem(TOKEN_KEY, token);
+    }
+  }
+  if (!api.token) { askToken('Paste your API token or JWT (threadline up prints its dev token).'); return; }
   const target = parseHash();
   if (!target.session) { showSessions(); return; }
   if (target.session === view.sessionId && view.detail) route(target);
