@@ -10,7 +10,7 @@ import asyncio
 import json
 
 from tests.aisdk.conftest import Stack
-from tests.aisdk.test_usechat import SLOW, body, chat_id, frames, user
+from tests.aisdk.test_usechat import body, chat_id, frames, user
 
 LONG = "[[pace:ttft=0,tps=20]] [[words:200]]"
 
@@ -30,14 +30,15 @@ async def test_another_owners_chat_and_no_chat_answer_alike(stack: Stack) -> Non
     session = stack.session(chat)
     async with (
         stack.client("alice-token") as alice,
-        alice.stream("POST", "/api/chat", json=body(chat, user(SLOW))) as streaming,
+        alice.stream("POST", "/api/chat", json=body(chat, user(LONG))) as streaming,
         stack.client("bob-token") as bob,
     ):
         async for _, data in frames(streaming):  # alice's answer is under way
             if json.loads(data)["type"] == "text-delta":
                 break
-        mine = await alice.get(f"/api/chat/{chat}/stream", headers={"Last-Event-ID": "999999"})
-        assert mine.status_code == 200  # hers: her turn in flight
+        url, after = f"/api/chat/{chat}/stream", {"Last-Event-ID": "999999"}
+        async with alice.stream("GET", url, headers=after) as mine:
+            assert mine.status_code == 200  # hers: her turn in flight
         answers = [await bob.get(f"/api/chat/{cid}/stream") for cid in (chat, session, chat_id())]
         for resp in answers:
             assert (resp.status_code, resp.content) == (204, b"")
@@ -65,7 +66,7 @@ async def test_stop_with_cancel_ends_the_turn_for_good(stack: Stack) -> None:
 async def test_stop_alone_leaves_the_turn_running(stack: Stack) -> None:
     """Without the cancel the agent answers on, and a reload resumes the answer."""
     chat = chat_id()
-    out = await stack.chat(mode="stop", chatId=chat, text=SLOW, cancel=False)
+    out = await stack.chat(mode="stop", chatId=chat, text=LONG, cancel=False)  # 10 s
     assert out["finish"]["isAbort"] is True
     turn = out["messages"][1]["id"]
     resumed = asyncio.create_task(stack.chat(mode="resume", chatId=chat))
