@@ -4,7 +4,7 @@ Extension points for later routes (the AI SDK stream endpoint, the web page): ad
 handlers to :data:`V1_ROUTES` (authenticated, under ``/v1``) or :data:`PUBLIC_ROUTES`,
 or pass ``extra_routes`` (authenticated); handlers receive the
 :class:`~threadline.services.gateway.context.Gateway` by declaring ``gw: GW`` and the
-caller with :func:`~threadline.services.gateway.context.principal_of`.
+caller by declaring ``principal: Caller``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from threadline.events.store import EventStore
 from threadline.services.commands.catalog import Catalog
 from threadline.services.gateway.aisdk import aisdk_router
 from threadline.services.gateway.auth import BearerAuthMiddleware
-from threadline.services.gateway.context import Gateway
+from threadline.services.gateway.context import Gateway, principal_of
 from threadline.services.gateway.cors import cors_config
 from threadline.services.gateway.errors import exception_handler
 from threadline.services.gateway.history import HistoryReader
@@ -96,7 +96,10 @@ def create_app(
     handlers: dict[Any, Any] = {Exception: exception_handler}
     app = Litestar(
         route_handlers=[v1, aisdk_router(gateway.auth, middleware=[rate_limit]), *PUBLIC_ROUTES],
-        dependencies={"gw": Provide(provide_gateway, sync_to_thread=False)},
+        dependencies={
+            "gw": Provide(provide_gateway, sync_to_thread=False),
+            "principal": Provide(principal_of, sync_to_thread=False),
+        },
         exception_handlers=handlers,
         middleware=[gateway.metrics.middleware],
         cors_config=cors_config(options.cors_origins),

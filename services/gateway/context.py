@@ -177,6 +177,8 @@ class Slot:
 
 #: how handlers receive the gateway: ``gw: GW``
 GW = NamedDependency[Gateway]
+#: how handlers receive the caller (authenticated by the middleware): ``principal: Caller``
+Caller = NamedDependency[Principal]
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:

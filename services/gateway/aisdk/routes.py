@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Any
 
-from litestar import Request, Router, get, post
+from litestar import Router, get, post
 from litestar.middleware import DefineMiddleware
 from litestar.params import FromPath, JSONBody
 from litestar.response.base import ASGIResponse
@@ -26,7 +25,7 @@ from threadline.services.commands.session import current_turn
 from threadline.services.gateway.aisdk.commands import ChatRequest, open_chat, regenerate, submit
 from threadline.services.gateway.aisdk.stream import respond
 from threadline.services.gateway.auth import Authenticator, BearerAuthMiddleware, Principal
-from threadline.services.gateway.context import GW, Gateway, Slot, principal_of
+from threadline.services.gateway.context import GW, Caller, Gateway, Slot
 from threadline.services.gateway.models import Cancel, TurnAccepted
 from threadline.services.gateway.openapi import BEARER
 from threadline.services.gateway.routes.messages import cancel
@@ -35,11 +34,8 @@ from threadline.services.gateway.sse import SSEResponse
 
 
 @post("/chat", include_in_schema=False)
-async def post_chat(
-    request: Request[Any, Any, Any], gw: GW, data: JSONBody[ChatRequest]
-) -> SSEResponse:
+async def post_chat(principal: Caller, gw: GW, data: JSONBody[ChatRequest]) -> SSEResponse:
     """Append the new user message of a chat (creating it first) and stream the answer."""
-    principal = principal_of(request)
     session = await chat_session(gw, principal, data.id)
     with Slot(gw, principal, session).held() as slot:  # first: a 429 appends nothing
         await open_chat(gw, principal, session, data)
@@ -55,7 +51,7 @@ async def post_chat(
 
 @get("/chat/{chat_id:str}/stream", include_in_schema=False)
 async def resume_chat(
-    request: Request[Any, Any, Any],
+    principal: Caller,
     gw: GW,
     chat_id: FromPath[str],
     last_event_id: LastEventId = "",
@@ -66,7 +62,6 @@ async def resume_chat(
     With ``Last-Event-ID`` only the chunks after that position are sent (the rest of the
     message the client already has). The turn comes from the session cache and only its
     own events are read (from its user message on), whatever the session's length."""
-    principal = principal_of(request)
     session = await chat_session(gw, principal, chat_id)
     if not await gw.owners.owns(principal, session):
         return ASGIResponse(status_code=204)  # a chat not started yet: nothing to resume
@@ -83,7 +78,7 @@ async def resume_chat(
 
 @post("/chat/{chat_id:str}/cancel", status_code=202, include_in_schema=False)
 async def cancel_chat(
-    request: Request[Any, Any, Any],
+    principal: Caller,
     gw: GW,
     chat_id: FromPath[str],
     idempotency_key: IdempotencyKey = "",
@@ -91,7 +86,6 @@ async def cancel_chat(
 ) -> TurnAccepted:
     """Stop the chat's running turn (``useChat``'s ``stop()`` only closes the connection):
     ``POST /v1/sessions/{id}/cancel`` on the chat's session, with the same body."""
-    principal = principal_of(request)
     session = await gw.owners.writable(principal, await chat_session(gw, principal, chat_id))
     return await cancel(gw, principal, session, data or Cancel(), idempotency_key)
 

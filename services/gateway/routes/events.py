@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, get
+from litestar import get
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import Stream
 
 from threadline.events.store import EventStore, Quarantined
 from threadline.events.verify import Problem, verify_entries
-from threadline.services.gateway.context import GW, Slot, principal_of
+from threadline.services.gateway.context import GW, Caller, Slot
 from threadline.services.gateway.errors import error_responses
 from threadline.services.gateway.routes.params import LastEventId, SessionId, position_query
 from threadline.services.gateway.sse import EventKind, EventStream, SSEResponse, kind_set
@@ -71,7 +71,7 @@ class ExportLine(msgspec.Struct, frozen=True, omit_defaults=True):
     },
 )
 async def stream_events(
-    request: Request[Any, Any, Any],
+    principal: Caller,
     gw: GW,
     session_id: SessionId,
     after: Annotated[int, position_query()] = 0,
@@ -79,7 +79,6 @@ async def stream_events(
     exclude: Exclude = None,
     last_event_id: LastEventId = "",
 ) -> SSEResponse:
-    principal = principal_of(request)
     session = await gw.owners.readable(principal, session_id)
     with Slot(gw, principal, session).held() as slot:
         sub, live_from = await slot.join()
@@ -129,8 +128,8 @@ async def _export_lines(store: EventStore, session: str) -> AsyncIterator[bytes]
         **error_responses(401, 404),
     },
 )
-async def export_session(request: Request[Any, Any, Any], gw: GW, session_id: SessionId) -> Stream:
-    session = await gw.owners.readable(principal_of(request), session_id)
+async def export_session(principal: Caller, gw: GW, session_id: SessionId) -> Stream:
+    session = await gw.owners.readable(principal, session_id)
     return Stream(
         _export_lines(gw.store, session),
         media_type="application/x-ndjson",
@@ -166,7 +165,7 @@ class ChainCheck(msgspec.Struct, frozen=True, kw_only=True):
     responses=error_responses(401, 404, 422),
 )
 async def verify_chain(
-    request: Request[Any, Any, Any],
+    principal: Caller,
     gw: GW,
     session_id: SessionId,
     expect_head: Annotated[
@@ -178,7 +177,7 @@ async def verify_chain(
         ),
     ] = "",
 ) -> ChainCheck:
-    session = await gw.owners.readable(principal_of(request), session_id)
+    session = await gw.owners.readable(principal, session_id)
     report = await verify_entries(
         session, gw.store.entries(session), expect_head=expect_head or None
     )

@@ -7,15 +7,13 @@ a retry appends nothing and gets the same turn id and position back
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request, post
+from litestar import post
 from litestar.params import JSONBody
 
 from threadline.events.store import Recorded
 from threadline.services.commands import CancelTurn, Retry, SendMessage
 from threadline.services.gateway.auth import Principal
-from threadline.services.gateway.context import GW, Gateway, principal_of
+from threadline.services.gateway.context import GW, Caller, Gateway
 from threadline.services.gateway.errors import error_responses
 from threadline.services.gateway.models import Cancel, PostMessage, RetryTurn, TurnAccepted
 from threadline.services.gateway.routes.params import IdempotencyKey, SessionId
@@ -35,13 +33,12 @@ def _accepted(rec: Recorded) -> TurnAccepted:
     responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429),
 )
 async def post_message(
-    request: Request[Any, Any, Any],
+    principal: Caller,
     gw: GW,
     session_id: SessionId,
     data: JSONBody[PostMessage],
     idempotency_key: IdempotencyKey = "",
 ) -> TurnAccepted:
-    principal = principal_of(request)
     session = await gw.owners.writable(principal, session_id)
     message = SendMessage(
         session=session,
@@ -62,13 +59,12 @@ async def post_message(
     responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429),
 )
 async def cancel_turn(
-    request: Request[Any, Any, Any],
+    principal: Caller,
     gw: GW,
     session_id: SessionId,
     idempotency_key: IdempotencyKey = "",
     data: JSONBody[Cancel | None] = None,
 ) -> TurnAccepted:
-    principal = principal_of(request)
     session = await gw.owners.writable(principal, session_id)
     return await cancel(gw, principal, session, data or Cancel(), idempotency_key)
 
@@ -98,12 +94,11 @@ async def cancel(
     responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429),
 )
 async def retry_turn(
-    request: Request[Any, Any, Any],
+    principal: Caller,
     gw: GW,
     session_id: SessionId,
     data: JSONBody[RetryTurn | None] = None,
 ) -> TurnAccepted:
-    principal = principal_of(request)
     session = await gw.owners.writable(principal, session_id)
     turn = (data or RetryTurn()).turn_id or ""
     return _accepted(

@@ -4,9 +4,9 @@ up to a version: ``threadline.services.commands``)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Request, Response, get, patch, post, route
+from litestar import Response, get, patch, post, route
 from litestar.enums import HttpMethod
 from litestar.params import JSONBody, Parameter
 from msgspec.structs import asdict
@@ -14,7 +14,7 @@ from msgspec.structs import asdict
 from threadline.base.errors import InvalidInput
 from threadline.events.schema import GenerationParams
 from threadline.services.commands import Fork, Rename
-from threadline.services.gateway.context import GW, principal_of
+from threadline.services.gateway.context import GW, Caller
 from threadline.services.gateway.errors import (
     Problem,
     error_responses,
@@ -63,12 +63,11 @@ async def session_options(session_id: SessionId) -> Response[None]:
     responses=error_responses(400, 401, 409, 413, 422, 429),
 )
 async def create_session(
-    request: Request[Any, Any, Any],
+    principal: Caller,
     gw: GW,
     idempotency_key: IdempotencyKey = "",
     data: JSONBody[CreateSession | None] = None,
 ) -> SessionCreated:
-    principal = principal_of(request)
     body = data or CreateSession()
     params = GenerationParams(**asdict(body.params))
     rec = await gw.commands.create_session(
@@ -85,7 +84,7 @@ async def create_session(
     responses=error_responses(401, 409, 422),
 )
 async def list_sessions(
-    request: Request[Any, Any, Any],
+    principal: Caller,
     gw: GW,
     limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     cursor: Annotated[
@@ -94,7 +93,6 @@ async def list_sessions(
     ] = "",
     wait_for: WaitFor = 0,
 ) -> SessionPage:
-    principal = principal_of(request)
     await gw.caught_up(wait_for)
     try:
         return await gw.history.list_sessions(principal.owner, limit=limit, cursor=cursor or None)
@@ -110,13 +108,13 @@ async def list_sessions(
     responses=error_responses(401, 404, 409, 422),
 )
 async def get_session(
-    request: Request[Any, Any, Any],
+    principal: Caller,
     gw: GW,
     session_id: SessionId,
     at: Annotated[int, position_query("The state as of this version (0: the latest).")] = 0,
     wait_for: WaitFor = 0,
 ) -> SessionDetail:
-    session = await gw.owners.readable(principal_of(request), session_id)
+    session = await gw.owners.readable(principal, session_id)
     await gw.caught_up(wait_for)
     detail = await read_session(gw.sessions, session, at=at or None)
     if detail is None:
@@ -135,13 +133,12 @@ async def get_session(
     responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429),
 )
 async def rename_session(
-    request: Request[Any, Any, Any],
+    principal: Caller,
     gw: GW,
     session_id: SessionId,
     data: JSONBody[RenameSession],
     idempotency_key: IdempotencyKey = "",
 ) -> SessionCreated:
-    principal = principal_of(request)
     session = await gw.owners.writable(principal, session_id)
     rec = await gw.commands.rename(
         Rename(session=session, actor=principal.actor, title=data.title, key=idempotency_key)
@@ -161,13 +158,12 @@ async def rename_session(
     responses=error_responses(400, 401, 404, 409, 413, 422, 429),
 )
 async def fork(
-    request: Request[Any, Any, Any],
+    principal: Caller,
     gw: GW,
     session_id: SessionId,
     data: JSONBody[ForkSession],
     idempotency_key: IdempotencyKey = "",
 ) -> SessionCreated:
-    principal = principal_of(request)
     source = await gw.owners.readable(principal, session_id)
     last = await gw.commands.fork(
         Fork(

@@ -3,15 +3,15 @@ from the projections' usage view (501 on a gateway reading history from the log)
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Request, get
+from litestar import get
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from threadline.base.errors import InvalidInput
 from threadline.projections.model import UsageReport
-from threadline.services.gateway.context import GW, principal_of
+from threadline.services.gateway.context import GW, Caller
 from threadline.services.gateway.errors import ErrorBody, error_responses, unprocessable
 from threadline.services.gateway.routes.params import WaitFor
 
@@ -34,7 +34,7 @@ DAY_PATTERN = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"
     },
 )
 async def get_usage(
-    request: Request[Any, Any, Any],
+    principal: Caller,
     gw: GW,
     day: Annotated[
         str,
@@ -46,6 +46,6 @@ async def get_usage(
 ) -> UsageReport:
     await gw.caught_up(wait_for)
     try:
-        return await gw.history.usage(principal_of(request).owner, day=day or None)
+        return await gw.history.usage(principal.owner, day=day or None)
     except InvalidInput:
         raise unprocessable("day", f"not a date: {day[:40]!r}") from None
