@@ -182,7 +182,7 @@ async def test_the_debugger_page_and_its_assets_are_served_like_the_chat(
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["x-frame-options"] == "DENY"
-        scripts = ("debug.js", "debug-player.js", "debug-diff.js")
+        scripts = ("debug.js", "debug-player.js", "debug-diff.js", "debug-live.js", "debug-turn.js")
         for path in [f"/web/{name}" for name in scripts] + ["/web/debug.css"]:
             asset = await client.get(path)
             assert asset.status_code == 200, path
