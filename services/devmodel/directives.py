@@ -20,6 +20,8 @@ _OPEN = re.compile(
 _TOOL_HEAD = re.compile(r"\s*(?P<name>[^\s\[\]{}]+)(?:\s+step=(?P<step>\d+))?\s*")
 _CLOSE = re.compile(r"\s*\]\]")
 _JSON = json.JSONDecoder()
+#: ``[[fail:NAME]]``: the failures named rather than given by status (all are a 400)
+_NAMED_FAILURES: dict[str, FailKind] = {"400-notools": "notools", "context": "context"}
 _OPTIONS = {
     "fail": {"retry-after", "times"},
     "drop": {"after"},
@@ -163,16 +165,10 @@ def _apply(kind: str, body: str, found: Directives) -> None:
 
 
 def _fail(head: str, options: dict[str, str]) -> FailDirective:
-    lowered = head.lower()
-    kind: FailKind
-    if lowered == "400-notools":
-        kind, status = "notools", 400
-    elif lowered == "context":
-        kind, status = "context", 400
-    else:
-        kind, status = "status", int(head)
-        if not 400 <= status <= 599:
-            raise ValueError(f"not an error status: {status}")
+    kind = _NAMED_FAILURES.get(head.lower(), "status")
+    status = int(head) if kind == "status" else 400
+    if not 400 <= status <= 599:
+        raise ValueError(f"not an error status: {status}")
     retry_after = _non_negative(options["retry-after"]) if "retry-after" in options else None
     times = _count(options["times"]) if "times" in options else None
     return FailDirective(kind, status, retry_after, times)
