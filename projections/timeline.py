@@ -15,28 +15,11 @@ from typing import assert_never
 
 import msgspec
 
+from threadline.events import schema as ev
 from threadline.events.fold import fold
-from threadline.events.schema import (
-    AssistantMessage,
-    CancelRequested,
-    ContextTrimmed,
-    Fallback,
-    ReasoningDelta,
-    SessionRenamed,
-    SessionStarted,
-    TextDelta,
-    ToolCall,
-    ToolProgress,
-    ToolResult,
-    TurnCancelled,
-    TurnCompleted,
-    TurnFailed,
-    TurnStarted,
-    UserMessage,
-)
 from threadline.events.store import Recorded
 
-_DELTAS = (TextDelta, ReasoningDelta)
+_DELTAS = (ev.TextDelta, ev.ReasoningDelta)
 _INDENT = " " * 7
 
 
@@ -152,55 +135,55 @@ class Timeline:
     def describe(self, rec: Recorded) -> str:
         e = rec.event
         match e:
-            case SessionStarted():
+            case ev.SessionStarted():
                 return self._session_started(e)
-            case SessionRenamed():
+            case ev.SessionRenamed():
                 return f"session renamed: {self.quote(e.title)}"
-            case UserMessage():
+            case ev.UserMessage():
                 return f"USER ({rec.turn or '-'}): {self.quote(e.text, 400)}"
-            case TurnStarted():
+            case ev.TurnStarted():
                 worker = f"  worker={e.worker}" if e.worker else ""
                 return (
                     f"turn {e.turn_id} attempt {e.attempt} started  {e.provider}/{e.model}{worker}"
                 )
-            case TextDelta() | ReasoningDelta():
+            case ev.TextDelta() | ev.ReasoningDelta():
                 return f"{_delta_label(rec, e)}: {self.quote(e.text)}"
-            case ToolCall() | ToolResult() | ToolProgress():
+            case ev.ToolCall() | ev.ToolResult() | ev.ToolProgress():
                 return self._tool(e)
-            case Fallback():
+            case ev.Fallback():
                 route = f"  {e.from_ or '?'} -> {e.to or '?'}" if e.from_ or e.to else ""
                 return f"FALLBACK {e.fallback}{route}: {self.quote(e.reason)}"
-            case AssistantMessage():
+            case ev.AssistantMessage():
                 return self._assistant(rec, e)
-            case TurnCompleted() | TurnFailed() | TurnCancelled():
+            case ev.TurnCompleted() | ev.TurnFailed() | ev.TurnCancelled():
                 return self._ended(rec, e)
-            case CancelRequested():
+            case ev.CancelRequested():
                 stop = "ROLLBACK" if e.rollback else "CANCEL"
                 return f"{stop} REQUESTED ({rec.turn or 'running turn'}): {self.quote(e.reason)}"
-            case ContextTrimmed():
+            case ev.ContextTrimmed():
                 return _context(e)
             case _:
                 assert_never(e)
 
-    def _tool(self, e: ToolCall | ToolResult | ToolProgress) -> str:
+    def _tool(self, e: ev.ToolCall | ev.ToolResult | ev.ToolProgress) -> str:
         match e:
-            case ToolCall():
+            case ev.ToolCall():
                 tool = f"{e.server}.{e.tool}" if e.server else e.tool
                 args = json.dumps(e.arguments, ensure_ascii=False, sort_keys=True)
                 return f"TOOL CALL {e.call_id} {tool} {args if self.full else clip(args, 300)}"
-            case ToolResult():
+            case ev.ToolResult():
                 status = "ERROR" if e.is_error else "ok"
                 return (
                     f"TOOL RESULT {e.call_id} {e.tool} {status} {e.duration_ms:.0f}ms: "
                     f"{self.quote(e.summary or e.content, 300)}"
                 )
-            case ToolProgress():
+            case ev.ToolProgress():
                 of = "" if e.total is None else f"/{e.total:g}"
                 return f"TOOL PROGRESS {e.call_id} {e.progress:g}{of}: {self.quote(e.message)}"
             case _:
                 assert_never(e)
 
-    def _session_started(self, e: SessionStarted) -> str:
+    def _session_started(self, e: ev.SessionStarted) -> str:
         parts = [f"session started  owner={e.owner}  {e.provider}/{e.model}"]
         if e.title:
             parts.append(f"title={self.quote(e.title)}")
@@ -210,7 +193,7 @@ class Timeline:
             parts.append(f"forked from {e.forked_from.session}@v{e.forked_from.version}")
         return "  ".join(parts)
 
-    def _assistant(self, rec: Recorded, e: AssistantMessage) -> str:
+    def _assistant(self, rec: Recorded, e: ev.AssistantMessage) -> str:
         calls = f"  calls={','.join(c.call_id for c in e.tool_calls)}" if e.tool_calls else ""
         return (
             f"ASSISTANT ({_turn(rec)} step {e.step}, {e.finish_reason}, "
@@ -218,27 +201,27 @@ class Timeline:
             f"{self.quote(e.text, 400)}"
         )
 
-    def _ended(self, rec: Recorded, e: TurnCompleted | TurnFailed | TurnCancelled) -> str:
+    def _ended(self, rec: Recorded, e: ev.TurnCompleted | ev.TurnFailed | ev.TurnCancelled) -> str:
         match e:
-            case TurnCompleted():
+            case ev.TurnCompleted():
                 ttft = "-" if e.ttft_ms is None else f"{e.ttft_ms:.0f}ms"
                 return (
                     f"turn {rec.turn} COMPLETED  steps={e.steps} ttft={ttft} "
                     f"duration={e.duration_ms:.0f}ms in={e.usage.input_tokens} "
                     f"out={e.usage.output_tokens}"
                 )
-            case TurnFailed():
+            case ev.TurnFailed():
                 retry = " (retryable)" if e.retryable else ""
                 return f"turn {rec.turn} FAILED {e.error}: {self.quote(e.message)}{retry}"
-            case TurnCancelled():
+            case ev.TurnCancelled():
                 partial = f"  partial={self.quote(e.partial_text)}" if e.partial_text else ""
                 return f"turn {rec.turn} CANCELLED: {self.quote(e.reason)}{partial}"
             case _:
                 assert_never(e)
 
 
-def _delta_label(rec: Recorded, e: TextDelta | ReasoningDelta) -> str:
-    return f"{'text' if isinstance(e, TextDelta) else 'reasoning'} ({_turn(rec)} step {e.step})"
+def _delta_label(rec: Recorded, e: ev.TextDelta | ev.ReasoningDelta) -> str:
+    return f"{'text' if isinstance(e, ev.TextDelta) else 'reasoning'} ({_turn(rec)} step {e.step})"
 
 
 def _turn(rec: Recorded) -> str:
@@ -249,7 +232,7 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def _context(e: ContextTrimmed) -> str:
+def _context(e: ev.ContextTrimmed) -> str:
     """A context cut: what the model is no longer sent, and what it is sent."""
     sent = f"~{e.estimated_tokens} of {e.budget_tokens} tokens (window {e.context_tokens})"
     refused = "  after the provider refused it as too long" if e.refused else ""

@@ -12,25 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import assert_never
 
-from threadline.events.schema import (
-    AssistantMessage,
-    CancelRequested,
-    ContextTrimmed,
-    Event,
-    Fallback,
-    ReasoningDelta,
-    SessionRenamed,
-    SessionStarted,
-    TextDelta,
-    ToolCall,
-    ToolProgress,
-    ToolResult,
-    TurnCancelled,
-    TurnCompleted,
-    TurnFailed,
-    TurnStarted,
-    UserMessage,
-)
+from threadline.events import schema as ev
 from threadline.events.turns import Verdict, title_from, transition, turn_of
 from threadline.projections.sql import Db, Table
 from threadline.projections.views.base import Rec, View, phase_of
@@ -96,15 +78,15 @@ class SessionsView(View):
     def apply(self, db: Db, rec: Rec) -> None:
         event = rec.env.event
         match event:
-            case SessionStarted():
+            case ev.SessionStarted():
                 self._session_started(db, rec.env.session, event)
-            case SessionRenamed():
+            case ev.SessionRenamed():
                 db.run(
                     "UPDATE {p}sessions SET title = ?, title_set = 1 WHERE session = ?",
                     event.title,
                     rec.env.session,
                 )
-            case UserMessage():
+            case ev.UserMessage():
                 self._title(db, rec.env.session, event.text)
                 if rec.env.turn is None:  # a message outside any turn
                     db.run(
@@ -115,19 +97,19 @@ class SessionsView(View):
                 else:
                     self._turn(db, rec)
             case (
-                TurnStarted() | AssistantMessage() | TurnCompleted() | TurnFailed()
-                | TurnCancelled()
+                ev.TurnStarted() | ev.AssistantMessage() | ev.TurnCompleted() | ev.TurnFailed()
+                | ev.TurnCancelled()
             ):  # fmt: skip
                 self._turn(db, rec)
             case (
-                CancelRequested() | TextDelta() | ReasoningDelta() | ToolCall() | ToolResult()
-                | ToolProgress() | Fallback() | ContextTrimmed()
+                ev.CancelRequested() | ev.TextDelta() | ev.ReasoningDelta() | ev.ToolCall()
+                | ev.ToolResult() | ev.ToolProgress() | ev.Fallback() | ev.ContextTrimmed()
             ):  # fmt: skip
                 pass  # not in the list
             case _:
                 assert_never(event)
 
-    def _session_started(self, db: Db, session: str, event: SessionStarted) -> None:
+    def _session_started(self, db: Db, session: str, event: ev.SessionStarted) -> None:
         origin = event.forked_from
         db.run(
             "UPDATE {p}sessions SET owner = ?, provider = ?, model = ?, forked_from = ?, "
@@ -184,7 +166,7 @@ class SessionsView(View):
             "status = excluded.status, attempt = excluded.attempt, assistant_count = CASE "
             "WHEN ? THEN 0 ELSE session_turns.assistant_count END + excluded.assistant_count",
             session, turn, after.attempt, after.status,
-            int(isinstance(event, AssistantMessage)), verdict == "starts",
+            int(isinstance(event, ev.AssistantMessage)), verdict == "starts",
         )  # fmt: skip
         db.run(
             "UPDATE {p}sessions SET message_count = message_count + ?, last_status = CASE "
@@ -193,8 +175,9 @@ class SessionsView(View):
         )  # fmt: skip
 
 
-def _shown(event: Event, verdict: Verdict) -> int:
+def _shown(event: ev.Event, verdict: Verdict) -> int:
     """How many messages of the history an event adds (given its verdict)."""
-    if verdict == "opens" or (verdict == "applies" and isinstance(event, AssistantMessage)):
+    if verdict == "opens" or (verdict == "applies" and isinstance(event, ev.AssistantMessage)):
         return 1
-    return int(verdict == "ends" and isinstance(event, TurnCancelled) and bool(event.partial_text))
+    cancelled = isinstance(event, ev.TurnCancelled) and bool(event.partial_text)
+    return int(verdict == "ends" and cancelled)

@@ -16,25 +16,7 @@ from typing import assert_never
 
 from msgspec.structs import astuple  # Usage: input, output, reasoning, cached input
 
-from threadline.events.schema import (
-    AssistantMessage,
-    CancelRequested,
-    ContextTrimmed,
-    Fallback,
-    ReasoningDelta,
-    SessionRenamed,
-    SessionStarted,
-    TextDelta,
-    ToolCall,
-    ToolProgress,
-    ToolResult,
-    TurnCancelled,
-    TurnCompleted,
-    TurnFailed,
-    TurnStarted,
-    UserMessage,
-    is_fork_copy,
-)
+from threadline.events import schema as ev
 from threadline.events.turns import transition, turn_of
 from threadline.projections.sql import Db, Table
 from threadline.projections.views.base import Rec, View, day_of, phase_of
@@ -75,7 +57,7 @@ class UsageView(View):
     def apply(self, db: Db, rec: Rec) -> None:
         env, event = rec.env, rec.env.event
         match event:
-            case SessionStarted():
+            case ev.SessionStarted():
                 db.run(
                     "INSERT INTO {p}usage_owners (session, owner) VALUES (?, ?) "
                     "ON CONFLICT (session) DO UPDATE SET owner = excluded.owner",
@@ -83,14 +65,14 @@ class UsageView(View):
                     event.owner,
                 )
             case (
-                TurnStarted() | AssistantMessage() | TurnCompleted() | TurnFailed()
-                | TurnCancelled()
+                ev.TurnStarted() | ev.AssistantMessage() | ev.TurnCompleted() | ev.TurnFailed()
+                | ev.TurnCancelled()
             ):  # fmt: skip
                 self._turn(db, rec)
             case (
-                SessionRenamed() | UserMessage() | CancelRequested() | TextDelta()
-                | ReasoningDelta() | ToolCall() | ToolResult() | ToolProgress() | Fallback()
-                | ContextTrimmed()
+                ev.SessionRenamed() | ev.UserMessage() | ev.CancelRequested() | ev.TextDelta()
+                | ev.ReasoningDelta() | ev.ToolCall() | ev.ToolResult() | ev.ToolProgress()
+                | ev.Fallback() | ev.ContextTrimmed()
             ):  # fmt: skip
                 pass  # spends nothing
             case _:
@@ -103,9 +85,9 @@ class UsageView(View):
             return
         verdict, _ = transition(phase_of(db, "usage", env.session, turn), event, env.attempt)
         key = (env.session, turn)
-        if verdict == "starts" and isinstance(event, TurnStarted):
+        if verdict == "starts" and isinstance(event, ev.TurnStarted):
             self._started(db, rec, turn, event)
-        elif verdict == "applies" and isinstance(event, AssistantMessage):
+        elif verdict == "applies" and isinstance(event, ev.AssistantMessage):
             db.run(
                 "UPDATE {p}usage SET input_tokens = input_tokens + ?, "
                 "output_tokens = output_tokens + ?, reasoning_tokens = reasoning_tokens + ?, "
@@ -113,7 +95,7 @@ class UsageView(View):
                 "WHERE session = ? AND turn = ?",
                 *astuple(event.usage), *key,
             )  # fmt: skip
-        elif verdict == "ends" and isinstance(event, TurnCompleted):
+        elif verdict == "ends" and isinstance(event, ev.TurnCompleted):
             reported = any(astuple(event.usage))
             tokens = (
                 ", input_tokens = ?, output_tokens = ?, reasoning_tokens = ?, "
@@ -131,10 +113,10 @@ class UsageView(View):
             db.run(
                 "UPDATE {p}usage SET status = ?, ended_at = ?, "
                 "duration_ms = (? - started_at) / 1000.0 WHERE session = ? AND turn = ?",
-                "failed" if isinstance(event, TurnFailed) else "cancelled", env.at, env.at, *key,
+                "failed" if isinstance(event, ev.TurnFailed) else "cancelled", env.at, env.at, *key,
             )  # fmt: skip
 
-    def _started(self, db: Db, rec: Rec, turn: str, event: TurnStarted) -> None:
+    def _started(self, db: Db, rec: Rec, turn: str, event: ev.TurnStarted) -> None:
         """A new attempt: a fresh row (a turn a fork copied was spent in its source, so
         its row has no owner to charge)."""
         env = rec.env
@@ -145,6 +127,6 @@ class UsageView(View):
             "ON CONFLICT (session, turn) DO UPDATE SET provider = excluded.provider, "
             "model = excluded.model, attempt = excluded.attempt, input_tokens = 0, "
             "output_tokens = 0, reasoning_tokens = 0, cached_input_tokens = 0, steps = 0",
-            env.session, turn, is_fork_copy(env), env.session, event.provider, event.model,
+            env.session, turn, ev.is_fork_copy(env), env.session, event.provider, event.model,
             day_of(env.at), event.attempt, env.at,
         )  # fmt: skip

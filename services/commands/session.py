@@ -25,16 +25,10 @@ from threadline.base.errors import (
     TurnNotFound,
     TurnRunning,
 )
+from threadline.events import schema as ev
 from threadline.events.fold import SessionState
 from threadline.events.ids import new_id, validate_session_id
 from threadline.events.reads import records_at
-from threadline.events.schema import (
-    CancelRequested,
-    Event,
-    SessionRenamed,
-    SessionStarted,
-    UserMessage,
-)
 from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore, NewEvent, Recorded
 from threadline.services.commands.catalog import Catalog, check_choice
@@ -92,7 +86,7 @@ class SessionCommands:
             provider, model = check_choice(
                 self.catalog, provider, model, cmd.tool_servers, cmd.params
             )
-        event = SessionStarted(
+        event = ev.SessionStarted(
             owner=cmd.owner,
             title=cmd.title,
             provider=provider,
@@ -110,7 +104,7 @@ class SessionCommands:
 
     async def post_message(self, cmd: SendMessage) -> Recorded:
         """Append a user message with a new turn id; answers its record (``rec.turn``)."""
-        event = UserMessage(text=cmd.text, client_message_id=cmd.client_message_id)
+        event = ev.UserMessage(text=cmd.text, client_message_id=cmd.client_message_id)
         key = client_key("message", cmd.key) if cmd.key else new_id()
         state = await self.state(cmd.session)
         if cmd.key and (retried := await self._retried(state, key, event)):
@@ -124,7 +118,7 @@ class SessionCommands:
         return state.double_texting or default
 
     async def _open_turn(
-        self, state: SessionState, event: UserMessage, key: str, actor: str
+        self, state: SessionState, event: ev.UserMessage, key: str, actor: str
     ) -> Recorded:
         """Append ``event`` as the message of a new turn, as the session's double-texting
         policy says (docs/human-in-the-loop.md): queued behind the open turns
@@ -153,7 +147,7 @@ class SessionCommands:
     async def rename(self, cmd: Rename) -> Recorded:
         """Set the session's title; answers the ``session_renamed`` record."""
         state = await self.state(cmd.session)  # the session must exist
-        event = SessionRenamed(title=cmd.title)
+        event = ev.SessionRenamed(title=cmd.title)
         key = client_key("rename", cmd.key) if cmd.key else new_id()
         if cmd.key and (retried := await self._retried(state, key, event)):
             return retried
@@ -167,7 +161,7 @@ class SessionCommands:
         already there if the turn was asked to stop before)."""
         state = await self.state(cmd.session)
         key = client_key("cancel", cmd.key) if cmd.key else new_id()
-        event = CancelRequested(reason=cmd.reason)
+        event = ev.CancelRequested(reason=cmd.reason)
         named = cmd.turn or None
         if cmd.key and (retried := await self._retried(state, key, event, named)):
             return retried
@@ -179,7 +173,7 @@ class SessionCommands:
         return same_request(rec, event, named)
 
     async def _retried(
-        self, state: SessionState, key: str, event: Event, turn: str | None = None
+        self, state: SessionState, key: str, event: ev.Event, turn: str | None = None
     ) -> Recorded | None:
         """The record an earlier request with ``key`` stored in the session, if any (one
         direct read, found in the state's keys); it must be the same request
@@ -218,10 +212,10 @@ class SessionCommands:
         """A new turn with ``turn``'s user message (once per turn: a retry of the request
         gets the same one back); ``turn``'s own message while it has not ended."""
         asked = state.turns[turn].user
-        assert asked is not None and isinstance(asked.event, UserMessage)
+        assert asked is not None and isinstance(asked.event, ev.UserMessage)
         if not state.is_terminal(turn):
             return await self.store.get(asked.position)
-        event = UserMessage(text=asked.event.text, client_message_id=asked.event.client_message_id)
+        event = asked.event  # the same question, asked again
         key = regenerate_key(turn)
         if retried := await self._retried(state, key, event):
             return retried
@@ -234,7 +228,7 @@ class SessionCommands:
             await records_at(self.store, cmd.source, cmd.version), cmd, self.catalog
         )
         started = events[0].event
-        assert isinstance(started, SessionStarted)
+        assert isinstance(started, ev.SessionStarted)
         if cmd.session:
             target = validate_session_id(cmd.session)
         else:
@@ -266,7 +260,7 @@ def _stops(state: SessionState, policy: DoubleTexting, actor: str) -> list[NewEv
     reason = "rolled back by a new message" if rollback else "interrupted by a new message"
     return [
         NewEvent(
-            event=CancelRequested(reason=reason, rollback=rollback),
+            event=ev.CancelRequested(reason=reason, rollback=rollback),
             actor=actor,
             turn=turn,
             key=stop_key(policy, turn),

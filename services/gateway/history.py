@@ -18,14 +18,9 @@ from typing import Any, Protocol, TypeVar, assert_never
 import msgspec
 
 from threadline.base.errors import SessionNotFound
+from threadline.events import schema as ev
 from threadline.events.conversation import AssistantTurn
 from threadline.events.fold import Entry, SessionState, TurnState, fold
-from threadline.events.schema import (
-    AssistantMessage,
-    ToolResult,
-    TurnCancelled,
-    UserMessage,
-)
 from threadline.events.sessions import SessionCache
 from threadline.projections.model import UsageReport
 from threadline.services.gateway.models import (
@@ -114,9 +109,9 @@ def message_view(entry: Entry) -> MessageView:
     turn, v, p, at = entry.turn, entry.version, entry.position, entry.at
     e = entry.message
     match entry.event:
-        case UserMessage(text=text):
+        case ev.UserMessage(text=text):
             return MessageView(role="user", text=text, turn_id=turn, version=v, position=p, at=at)
-        case AssistantMessage() as step:
+        case ev.AssistantMessage() as step:
             calls = e.tool_calls if isinstance(e, AssistantTurn) else ()
             return MessageView(
                 role="assistant", text=step.text, turn_id=turn, step=step.step,
@@ -124,13 +119,13 @@ def message_view(entry: Entry) -> MessageView:
                 tool_calls=list(calls), finish_reason=step.finish_reason, usage=step.usage,
                 version=v, position=p, at=at,
             )  # fmt: skip
-        case ToolResult() as result:
+        case ev.ToolResult() as result:
             return MessageView(
                 role="tool", text=result.content, turn_id=turn, step=result.step,
                 call_id=result.call_id, tool=result.tool, is_error=result.is_error,
                 duration_ms=result.duration_ms, version=v, position=p, at=at,
             )  # fmt: skip
-        case TurnCancelled(partial_text=text):
+        case ev.TurnCancelled(partial_text=text):
             return MessageView(
                 role="assistant", text=text, turn_id=turn, finish_reason="cancelled",
                 version=v, position=p, at=at,
