@@ -1,15 +1,22 @@
-"""Fan-out: one upstream follow per session per process, shared by all its SSE clients.
+"""Fan-out: one upstream follow of the whole log per process, shared by every SSE client.
 
-The first client of a session starts a *feed*: it reads the session's head position
-``H`` and follows ``store.follow(session, after=H)`` (which yields only stored
-events). Each event is framed once and offered to every subscriber's bounded buffer;
-offering never waits. A subscriber whose buffer is full is cut off (it gets a
-``retry:`` hint and reconnects with ``Last-Event-ID``), so a slow client never delays
-the others. The feed stops when its last subscriber leaves.
+The first client starts the *upstream*: it reads the log's newest position ``G`` and
+follows ``store.follow_all(after=G)`` (which yields only stored events). Each event of a
+session with clients is framed once and offered to every subscriber's bounded buffer;
+offering never waits; events of sessions without clients here are skipped. A
+subscriber whose buffer is full is cut off (it gets a ``retry:`` hint and reconnects
+with ``Last-Event-ID``), so a slow client never delays the others.
 
-A subscriber joins with ``live_from``: the feed's newest dispatched position (or H).
-Everything after it arrives in the buffer; anything the client is missing up to it
-is replayed from the store separately (:mod:`~threadline.services.gateway.sse`).
+One follow for all sessions, not one per session: opening and closing a stream costs
+no consumer on the server (creating and deleting one, its heartbeats and flow control
+cost more than the events of a short turn), and a thousand idle streams cost nothing
+upstream. Every gateway process reads the whole log's live tail once; the upstream
+stops after ``idle_s`` without any client.
+
+A subscriber joins with ``live_from``: the newest position the upstream has seen (or
+``G``). Every event after it arrives in the buffer; anything the client is missing up
+to it is already stored and is read from the store separately
+(:mod:`~threadline.services.gateway.sse`).
 """
 
 from __future__ import annotations
@@ -17,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Coroutine
+from typing import Any, NamedTuple
 
 from threadline.base.errors import StoreUnavailable
 from threadline.events import codec
@@ -97,15 +104,15 @@ class Subscriber:
         return frames
 
 
-class _Feed:
-    def __init__(self, session: str) -> None:
-        self.session = session
-        self.subscribers: set[Subscriber] = set()
-        self.joining = 0
+class _Upstream:
+    """The one follow of the log: where it is, and whether it is up."""
+
+    def __init__(self) -> None:
         self.last = 0
         self.ready = asyncio.Event()
         self.error: str | None = None
         self.stopped = False
+        self.idle_since: float | None = None
         self.task: asyncio.Task[None] | None = None
 
 
@@ -116,108 +123,114 @@ class Hub:
         *,
         buffer: int,
         tick_s: float = 1.0,
+        idle_s: float = 60.0,
         on_cut: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self._buffer = buffer
         self._tick_s = tick_s
+        self._idle_s = idle_s
         self._clock: asyncio.Task[None] | None = None
         self._on_cut = on_cut or (lambda: None)
-        self._feeds: dict[str, _Feed] = {}
-        self._stopping: set[asyncio.Task[None]] = set()
+        #: session -> its clients here
+        self._feeds: dict[str, set[Subscriber]] = {}
+        self._upstream: _Upstream | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._changed = asyncio.Condition()
-        #: upstream follows started so far (one per session with clients at a time)
+        #: sessions that got a first client so far (a session's feed lasts while it has any)
         self.feeds_started = 0
+        #: upstream follows of the log started so far
+        self.follows_started = 0
 
     @property
     def upstreams(self) -> int:
-        """Upstream follows running (one per session with clients)."""
+        """Sessions followed for clients here (each one's events are fanned out)."""
         return len(self._feeds)
 
     def clients(self, session: str | None = None) -> int:
         feeds = self._feeds.values() if session is None else [self._feeds.get(session)]
-        return sum(len(f.subscribers) for f in feeds if f is not None)
+        return sum(len(f) for f in feeds if f is not None)
 
     def has_upstream(self, session: str) -> bool:
         return session in self._feeds
+
+    @property
+    def following(self) -> bool:
+        """Whether the upstream follow of the log is running."""
+        return self._upstream is not None and not self._upstream.stopped
 
     async def join(self, session: str) -> tuple[Subscriber, int]:
         """Subscribe to ``session``'s live events; returns the buffer and ``live_from``."""
         while True:
             if self._closed:
                 raise StoreUnavailable("the gateway is shutting down")
-            feed = self._feeds.get(session)
-            if feed is None:
-                feed = self._feeds[session] = _Feed(session)
+            up = self._upstream
+            if up is None or up.stopped:
+                up = self._upstream = _Upstream()
+                self.follows_started += 1
+                up.task = self._spawn(self._follow(up), name="hub-upstream")
+            await up.ready.wait()
+            if up.error is not None:
+                raise StoreUnavailable(up.error)
+            if up.stopped or self._closed:
+                continue  # it stopped while we waited: start a fresh one (or refuse)
+            subs = self._feeds.get(session)
+            if subs is None:
+                subs = self._feeds[session] = set()
                 self.feeds_started += 1
-                feed.task = asyncio.create_task(self._run(feed), name=f"hub-feed-{session}")
-            feed.joining += 1
-            try:
-                await feed.ready.wait()
-            except BaseException:
-                feed.joining -= 1
-                self._stop_if_unused(feed)
-                raise
-            feed.joining -= 1
-            if feed.error is not None:
-                raise StoreUnavailable(feed.error)
-            if feed.stopped:
-                continue  # it stopped while we waited: start a fresh one
             sub = Subscriber(self._buffer)
-            feed.subscribers.add(sub)
+            subs.add(sub)
+            up.idle_since = None
             self._notify_soon()  # no await between registering and returning: no leak
-            return sub, feed.last
+            return sub, up.last
 
     def leave(self, session: str, sub: Subscriber) -> None:
-        feed = self._feeds.get(session)
-        if feed is not None:
-            feed.subscribers.discard(sub)
-            self._stop_if_unused(feed)
+        subs = self._feeds.get(session)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._feeds[session]
         self._notify_soon()
 
-    def _stop_if_unused(self, feed: _Feed) -> None:
-        if feed.subscribers or feed.joining or feed.stopped:
-            return
-        feed.stopped = True
-        if self._feeds.get(feed.session) is feed:
-            del self._feeds[feed.session]
-        if feed.task is not None and not feed.task.done():
-            feed.task.cancel()
-            self._stopping.add(feed.task)
-            feed.task.add_done_callback(self._stopping.discard)
-
-    async def _run(self, feed: _Feed) -> None:
+    async def _follow(self, up: _Upstream) -> None:
         try:
-            head = await self.store.head(feed.session)
-            feed.last = head.position
-            feed.ready.set()
-            async for rec in self.store.follow(feed.session, after=head.position):
-                self._dispatch(feed, frame_of(rec))
+            up.last = await self.store.last_position()
+            up.ready.set()
+            async for rec in self.store.follow_all(after=up.last):
+                up.last = rec.position
+                subs = self._feeds.get(rec.session)
+                if subs:
+                    self._dispatch(rec.session, subs, frame_of(rec))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a background task: log, never die silently
-            log.error("upstream follow of session %s stopped: %s", feed.session, exc)
-            feed.error = "the event log is unreachable"
+            log.error("the upstream follow of the log stopped: %s", exc)
+            up.error = "the event log is unreachable"
         finally:
-            feed.stopped = True
-            if self._feeds.get(feed.session) is feed:
-                del self._feeds[feed.session]
-            for sub in feed.subscribers:
-                sub.end()
-            feed.subscribers.clear()
-            feed.ready.set()
+            up.stopped = True
+            up.ready.set()
+            if self._upstream is up:
+                self._upstream = None
+                self._end_feeds()
             self._notify_soon()
 
-    def _dispatch(self, feed: _Feed, frame: Frame) -> None:
-        feed.last = frame.position
-        cut = [sub for sub in feed.subscribers if not sub.offer(frame)]
+    def _dispatch(self, session: str, subs: set[Subscriber], frame: Frame) -> None:
+        cut = [sub for sub in subs if not sub.offer(frame)]
         for sub in cut:
-            feed.subscribers.discard(sub)
+            subs.discard(sub)
             self._on_cut()
         if cut:
-            self._stop_if_unused(feed)
+            if not subs:
+                del self._feeds[session]
             self._notify_soon()
+
+    def _end_feeds(self) -> None:
+        for subs in self._feeds.values():
+            for sub in subs:
+                sub.end()
+        self._feeds.clear()
+        self._notify_soon()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -227,30 +240,55 @@ class Hub:
             self._clock = asyncio.create_task(self._ticks(), name="hub-clock")
 
     async def _ticks(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._tick_s)  # a clock, not synchronisation
-            for feed in list(self._feeds.values()):
-                for sub in feed.subscribers:
+            for subs in list(self._feeds.values()):
+                for sub in subs:
                     sub.tick()
+            self._stop_if_idle(loop.time())
+
+    def _stop_if_idle(self, now: float) -> None:
+        """Stop the upstream once it has had no client for ``idle_s``."""
+        up = self._upstream
+        if up is None or self._feeds or not up.ready.is_set():
+            return
+        if up.idle_since is None:
+            up.idle_since = now
+        elif now - up.idle_since >= self._idle_s:
+            self._stop_upstream()
+
+    def _stop_upstream(self) -> None:
+        up, self._upstream = self._upstream, None
+        if up is not None:
+            up.stopped = True
+            if up.task is not None:
+                up.task.cancel()
 
     def end_all(self) -> None:
         """Refuse new clients and end every stream (shutdown): clients get a retry hint."""
         self._closed = True
-        for feed in list(self._feeds.values()):
-            for sub in feed.subscribers:
-                sub.end()
-            feed.subscribers.clear()
-            self._stop_if_unused(feed)
+        self._end_feeds()
 
     async def close(self) -> None:
         self.end_all()
-        tasks = [f.task for f in self._feeds.values() if f.task is not None] + list(self._stopping)
+        self._stop_upstream()
         if self._clock is not None:
-            tasks.append(self._clock)
+            self._clock.cancel()
+            self._tasks.add(self._clock)
             self._clock = None
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(
+        self, coro: Coroutine[Any, Any, None], name: str | None = None
+    ) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     # ------------------------------------------------------------------ observation
 
@@ -259,9 +297,7 @@ class Hub:
             self._changed.notify_all()
 
     def _notify_soon(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._notify())
-        self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+        self._spawn(self._notify())
 
     async def settled(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
         """Wait until ``predicate()`` holds (checked whenever clients or feeds change)."""

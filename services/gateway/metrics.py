@@ -39,7 +39,7 @@ class Metrics:
             ("method", "route", "status"),
         )
         self.sse_clients = r.gauge(f"{_P}_sse_clients", "SSE connections open.")
-        self.upstreams = r.gauge(f"{_P}_sse_upstreams", "Upstream session follows running.")
+        self.upstreams = r.gauge(f"{_P}_sse_upstreams", "Sessions with SSE clients here.")
         self.events_relayed = r.counter(f"{_P}_events_relayed_total", "Events sent to SSE clients.")
         self.slow_clients_cut = r.counter(
             f"{_P}_slow_clients_cut_total", "SSE clients cut off (buffer full)."

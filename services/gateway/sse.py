@@ -114,23 +114,23 @@ class EventStream:
         )
 
     async def _replay(self) -> AsyncGenerator[bytes, None]:
-        """Stored events in ``(sent, live_from]``, in batches."""
+        """Stored events in ``(sent, live_from]``, in batches: the session's events as
+        stored now (``live_from`` is the log's position the hub had seen, not
+        necessarily one of this session's events; every event up to it is stored)."""
         if self.live_from <= self.sent:
             return
         batch: list[Frame] = []
-        follow = self.store.follow(self.session, after=self.sent)
-        async with contextlib.aclosing(follow) as stored:
+        read = self.store.read(self.session, after=self.sent)
+        async with contextlib.aclosing(read) as stored:
             async for rec in stored:
                 if rec.position > self.live_from:
-                    break
+                    break  # the live buffer has it
                 batch.append(frame_of(rec))
-                if rec.position == self.live_from or len(batch) >= self.replay_batch:
+                if len(batch) >= self.replay_batch:
                     chunk = self._select(batch)
                     batch = []
                     if chunk:
                         yield chunk
-                if rec.position >= self.live_from:
-                    break
         chunk = self._select(batch)
         if chunk:
             yield chunk

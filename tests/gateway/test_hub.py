@@ -1,0 +1,61 @@
+"""The hub's one upstream follow of the log: shared by every session's clients, no
+consumer per stream, stopped once idle and started again by the next client."""
+
+from __future__ import annotations
+
+import contextlib
+
+from tests.gateway.harness import Harness, open_stream
+from threadline.events.ids import new_id
+from threadline.events.memory import MemoryEventStore
+from threadline.events.schema import UserMessage
+from threadline.events.store import NewEvent
+from threadline.services.gateway.hub import Hub
+
+
+async def _consumers(gw: Harness) -> int:
+    info = await gw.store.nc.jetstream().stream_info(gw.store.settings.name)
+    return info.state.consumer_count
+
+
+async def test_streams_on_more_sessions_start_no_consumer_on_the_server(gw: Harness) -> None:
+    sessions = [await gw.new_session() for _ in range(4)]
+    async with contextlib.AsyncExitStack() as stack:
+        first = await stack.enter_async_context(open_stream(gw.alice, sessions[0]))
+        await first.events(count=1)  # the upstream is running
+        consumers = await _consumers(gw)
+        more = [await stack.enter_async_context(open_stream(gw.alice, s)) for s in sessions[1:]]
+        for stream in more:  # (kept referenced: a reader collected early closes its stream)
+            [started], _ = await stream.events(count=1)
+            assert started.event == "session_started"
+        assert gw.gateway.hub.upstreams == 4
+        assert await _consumers(gw) == consumers
+
+
+async def _append(store: MemoryEventStore, session: str, version: int) -> None:
+    new = NewEvent(event=UserMessage(text="hi"), actor="test", key=new_id())
+    await store.append(session, new, expected_version=version)
+
+
+async def test_the_upstream_stops_once_idle_and_the_next_client_starts_it_again() -> None:
+    store = MemoryEventStore()
+    hub = Hub(store, buffer=8, tick_s=0.01, idle_s=0.05)
+    hub.start()
+    try:
+        one, other = new_id(), new_id()
+        await _append(store, other, 0)  # before the follow: not live, never offered
+        sub, live_from = await hub.join(one)
+        assert hub.following and live_from == await store.last_position()
+        await _append(store, other, 1)  # another session's event: not offered to `one`
+        await _append(store, one, 0)
+        frames = await sub.take()
+        assert frames is not None and [f.kind for f in frames] == ["user_message"]
+        assert frames[0].envelope.session == one and frames[0].position > live_from
+        hub.leave(one, sub)
+        await hub.settled(lambda: not hub.following, timeout_s=5)
+        assert hub.follows_started == 1
+        sub, live_from = await hub.join(one)
+        assert hub.following and hub.follows_started == 2
+        assert live_from == await store.last_position()
+    finally:
+        await hub.close()
