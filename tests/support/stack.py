@@ -37,8 +37,10 @@ async def running_stack(
     *,
     devmodel: DevModelSettings | None = None,
     max_stream_s: float = 3600.0,
+    dev_signin: bool = False,
 ) -> AsyncIterator[Stack]:
-    """``max_stream_s``: SSE streams end this often (clients must resume with Last-Event-ID)."""
+    """``max_stream_s``: SSE streams end this often (clients must resume with Last-Event-ID).
+    ``dev_signin``: the web page may fetch the token, as under ``threadline up``."""
     settings = Settings(
         data_dir=str(data_dir),
         tokens=f"{TOKEN}:{OWNER}",
@@ -57,7 +59,11 @@ async def running_stack(
         async with (
             serve(devmodel or DevModelSettings(ttft_ms=20, tokens_per_second=100)) as model_url,
             serve_agent(settings, store, devmodel_url=model_url, agent=agent, env={}, ack_wait_s=5),
-            serve_app(create_app(settings, store, options=options)) as url,
+            serve_app(
+                create_app(
+                    settings, store, options=options, dev_signin=TOKEN if dev_signin else None
+                )
+            ) as url,
         ):
             yield Stack(url, TOKEN, store)
     finally:

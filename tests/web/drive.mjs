@@ -1,6 +1,7 @@
 // Drives the gateway's web page in headless Chromium (run by tests/web/test_page.py).
 //
-// Environment: GATEWAY_URL, TOKEN, CHROMIUM (executable), SHOTS (screenshot folder).
+// Environment: GATEWAY_URL, TOKEN, CHROMIUM (executable), SHOTS (screenshot folder). The
+// gateway hands TOKEN to the page as `threadline up`'s dev sign-in does.
 // Prints one JSON line with what it saw; exits 1 with the reason on the first failed check.
 import { chromium } from 'playwright-core';
 
@@ -38,7 +39,12 @@ async function openPage(context, name, hash = '') {
   page.on('pageerror', (error) => problems.push(`${name}: page error: ${error.message}`));
   page.on('console', (msg) => {
     if (msg.text().includes(token)) problems.push(`${name}: the token was logged to the console`);
-    if (msg.type() === 'error') problems.push(`${name}: console error: ${msg.text()}`);
+    // expected: the 401 of the rejected token, and the CSP blocking the inline handler of
+    // the hostile markdown (inside DOMPurify's inert parse; the page is never touched)
+    // (and on the phone, the 404 of the unknown chat it opens)
+    const expected = /status of 401|Executing inline event handler violates/.test(msg.text())
+      || (name === 'phone' && /status of 404/.test(msg.text()));
+    if (msg.type() === 'error' && !expected) problems.push(`${name}: console error: ${msg.text()}`);
   });
   const response = await page.goto(`${base}/${hash}`);
   check(response.ok(), `${name}: GET / answered ${response.status()}`);
@@ -54,16 +60,23 @@ function turns(page) {
     tools: Array.from(n.querySelectorAll('.tool-call .tool-name'), (t) => t.textContent),
     args: Array.from(n.querySelectorAll('.tool-call .tool-args'), (t) => t.textContent),
     results: Array.from(n.querySelectorAll('.tool-result'), (t) => t.textContent),
-    statusText: n.querySelector('.status').textContent,
+    statusText: n.querySelector('.status .status-text').textContent,
+    retry: Boolean(n.querySelector('.status button.retry')),
   })));
 }
 
+// The event log's rows; a row of consecutive deltas lists all their positions.
 function timeline(page) {
   return page.$$eval('#timeline li', (rows) => rows.map((r) => ({
-    position: Number(r.dataset.position),
+    positions: r.dataset.positions.split(',').map(Number),
     time: r.querySelector('.time').textContent,
-    kind: r.querySelector('.kind').textContent,
+    kind: r.querySelector('.kind').textContent.split(' ')[0],
+    summary: r.querySelector('.sum').textContent,
   })));
+}
+
+function live(page) {
+  return page.waitForFunction(() => document.getElementById('stream-status').dataset.state === 'live', null, WAIT);
 }
 
 async function waitTurn(page, index, status) {
@@ -100,6 +113,151 @@ async function send(page, text) {
   await page.press('#input', 'Enter');
 }
 
+// A new chat; its id.
+async function newChat(page, title) {
+  const before = await page.evaluate(() => location.hash);
+  await page.fill('#new-title', title);
+  await page.click('#new-session button[type=submit]');
+  await page.waitForFunction((old) => /^#session=/.test(location.hash) && location.hash !== old, before, WAIT);
+  await live(page);
+  return (await page.evaluate(() => location.hash)).slice('#session='.length);
+}
+
+const MARKDOWN = `[[verbatim]]
+A **bold** claim, a [link](https://example.com) and \`inline code\`.
+
+| name | value |
+|---|---:|
+| alpha | 1 |
+| beta | 2 |
+
+\`\`\`python
+def add(a, b):
+    return a + b
+\`\`\`
+
+<img src="x" onerror="window.pwned = 1"><script>window.pwned = 2</script>`;
+
+// Markdown renders (sanitised); a long streamed answer stays in view unless the reader
+// scrolled up, and then "jump to latest" brings it back.
+async function markdownAndFollowing(page, result) {
+  result.markdownSession = await newChat(page, 'Markdown');
+  await send(page, MARKDOWN);
+  await waitTurn(page, 0, 'completed');
+  const seen = await page.evaluate(() => {
+    const answer = document.querySelector('#messages .turn .answer');
+    return {
+      strong: answer.querySelector('strong') && answer.querySelector('strong').textContent,
+      code: answer.querySelector('pre code') && answer.querySelector('pre code').textContent,
+      highlighted: Boolean(answer.querySelector('pre code.hljs span')),
+      copy: Boolean(answer.querySelector('.code-block button.copy')),
+      cells: Array.from(answer.querySelectorAll('table td'), (td) => td.textContent),
+      link: answer.querySelector('a') && answer.querySelector('a').rel,
+      unsafe: Boolean(answer.querySelector('script, img[onerror], [onerror]')) || Boolean(window.pwned),
+    };
+  });
+  check(seen.strong === 'bold', `markdown renders <strong>: ${JSON.stringify(seen)}`);
+  check(seen.code && seen.code.includes('return a + b') && seen.highlighted && seen.copy, `a code block is highlighted with a copy button: ${JSON.stringify(seen)}`);
+  check(seen.cells.join() === 'alpha,1,beta,2', `a table renders: ${seen.cells}`);
+  check(seen.link.includes('noopener') && !seen.unsafe, `the HTML is sanitised: ${JSON.stringify(seen)}`);
+
+  // a long answer: the view follows it to the end
+  await send(page, 'tell me a long story [[pace:ttft=0,tps=120]] [[words:700]]');
+  const gaps = [];
+  let tall = false;
+  for (let i = 0; i < 400; i++) {
+    const state = await page.evaluate(() => {
+      const box = document.getElementById('messages');
+      const turn = document.querySelectorAll('#messages .turn')[1];
+      return { gap: box.scrollHeight - box.scrollTop - box.clientHeight, tall: box.scrollHeight > 2 * box.clientHeight, status: turn && turn.dataset.status };
+    });
+    gaps.push(Math.round(state.gap));
+    tall = tall || state.tall;
+    if (state.status === 'completed') break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await page.waitForTimeout(100); // the last frame
+  const end = await page.evaluate(() => { const b = document.getElementById('messages'); return b.scrollHeight - b.scrollTop - b.clientHeight; });
+  check(tall, 'the long answer is taller than the view');
+  check(end < 2 && gaps.filter((g) => g > 150).length <= 2, `the long answer stayed in view: gaps ${gaps}`);
+  result.followGaps = gaps;
+
+  // scrolled up while it streams: the view stays where the reader is; jump to latest
+  await send(page, 'and another one [[pace:ttft=0,tps=60]] [[words:500]]');
+  await page.waitForFunction(() => {
+    const turn = document.querySelectorAll('#messages .turn')[2];
+    return turn && turn.querySelector('.assistant').textContent.length > 200;
+  }, null, WAIT);
+  await page.hover('#messages');
+  await page.mouse.wheel(0, -1500);
+  await page.waitForSelector('#jump', { state: 'visible', ...WAIT });
+  const held = await page.evaluate(() => document.getElementById('messages').scrollTop);
+  await page.waitForTimeout(300);
+  const still = await page.evaluate(() => document.getElementById('messages').scrollTop);
+  check(Math.abs(still - held) < 2, `the view stays where the reader scrolled (${held} -> ${still})`);
+  await page.click('#jump');
+  await waitTurn(page, 2, 'completed');
+  await page.waitForTimeout(100);
+  const back = await page.evaluate(() => { const b = document.getElementById('messages'); return b.scrollHeight - b.scrollTop - b.clientHeight; });
+  check(back < 2 && await page.isHidden('#jump'), `"jump to latest" follows the answer again (gap ${back})`);
+}
+
+// Edit-and-resend: a fork at the message, asked the edited text, linked both ways.
+async function editMakesABranch(page, session, result) {
+  await page.evaluate((id) => { location.hash = `#session=${id}`; }, session);
+  await waitTurn(page, 6, 'completed');
+  await page.hover('#messages .turn:nth-child(2) .bubble.user');
+  await page.click('#messages .turn:nth-child(2) button.edit');
+  await page.fill('#messages .turn:nth-child(2) .edit-form textarea', 'an edited question');
+  await page.press('#messages .turn:nth-child(2) .edit-form textarea', 'Enter');
+  await page.waitForFunction((id) => /^#session=/.test(location.hash) && !location.hash.endsWith(id), session, WAIT);
+  const fork = (await page.evaluate(() => location.hash)).slice('#session='.length);
+  result.fork = fork;
+  await waitTurn(page, 1, 'completed');
+  const forked = await turns(page);
+  check(forked.length === 2 && forked[0].user === TOOL_MESSAGE && forked[1].user === 'an edited question', `the branch has the history before the edit, then the edit: ${forked.map((t) => t.user)}`);
+  await page.waitForSelector('#session-meta a.branch-of', WAIT);
+  check(await page.textContent('#session-meta a.branch-of') === 'Browser test', 'the branch links to its source');
+  await page.click('#session-meta a.branch-of');
+  await page.waitForSelector('#messages .turn:nth-child(2) a.branch', WAIT);
+  const link = await page.getAttribute('#messages .turn:nth-child(2) a.branch', 'href');
+  check(link === `#session=${fork}`, `the edited message links to its branch: ${link}`);
+}
+
+// A phone: signed in by the dev sign-in, no horizontal overflow, the box in view, one
+// scroller; an unknown chat says so and disables the box.
+async function phone(browser, session, result) {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const page = await openPage(context, 'phone', `#session=${session}`);
+  await waitTurn(page, 6, 'completed');
+  const layout = await page.evaluate(() => {
+    const input = document.getElementById('input').getBoundingClientRect();
+    const scrollers = Array.from(document.querySelectorAll('*')).filter((n) => {
+      const style = getComputedStyle(n);
+      return /(auto|scroll)/.test(style.overflowY) && n.scrollHeight > n.clientHeight + 1 && n.getClientRects().length && n.closest('.layout') && !n.closest('.sessions');
+    }).map((n) => n.id || n.className);
+    const wide = Array.from(document.querySelectorAll('*')).filter((n) => n.getBoundingClientRect().right > 391 && n.getClientRects().length)
+      .slice(0, 8).map((n) => `${n.tagName}.${n.className}#${n.id}:${Math.round(n.getBoundingClientRect().right)}`).concat([`inner ${innerWidth}`]);
+    return {
+      wide,
+      width: document.documentElement.scrollWidth,
+      bodyScroll: document.scrollingElement.scrollHeight - innerHeight,
+      inputBottom: input.bottom, inputTop: input.top, scrollers,
+    };
+  });
+  check(layout.width <= 390, `no horizontal overflow at 390 px: ${layout.width} ${layout.wide}`);
+  check(layout.inputTop > 0 && layout.inputBottom <= 844, `the message box is in view: ${JSON.stringify(layout)}`);
+  check(layout.bodyScroll <= 1 && layout.scrollers.join() === 'messages', `one scroll area, the messages: ${JSON.stringify(layout)}`);
+  await page.screenshot({ path: `${shots}/phone.png` });
+  await page.click('#toggle-sessions');
+  await page.waitForSelector(`#session-list li[data-session="${session}"]`, { state: 'visible', ...WAIT });
+  await page.evaluate(() => { location.hash = '#session=no-such-chat'; });
+  await page.waitForFunction(() => document.getElementById('session-title').textContent === 'Chat not found', null, WAIT);
+  check(await page.isDisabled('#input') && await page.isDisabled('#send'), 'an unknown chat disables the message box');
+  result.phone = layout;
+  await context.close();
+}
+
 async function main() {
   const browser = await chromium.launch({
     executablePath,
@@ -113,11 +271,22 @@ async function main() {
   try {
     const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
     const one = await openPage(context, 'page 1');
-    // the token: entered once, kept in localStorage, never shown back
+    // signed in without a token to paste (the dev sign-in, as under `threadline up`)
+    await one.waitForFunction(() => document.getElementById('auth-status').dataset.state === 'ok', null, WAIT);
+    check(await one.evaluate(() => localStorage.getItem('threadline.token')) === token, 'the dev sign-in keeps the token');
+    // signed out, a deployment's sign-in: a rejected token is never kept, an accepted one is
+    await one.click('#sign-out');
+    await one.waitForSelector('#token-form', { state: 'visible', ...WAIT });
+    await one.fill('#token', 'not-a-token');
+    await one.click('#token-form button[type=submit]');
+    await one.waitForFunction(() => /not accept/.test(document.getElementById('signin-status').textContent), null, WAIT);
+    check(await one.evaluate(() => localStorage.getItem('threadline.token')) === null, 'a rejected token is not kept');
+    check(await one.isVisible('#token-form'), 'the sign-in form stays after a rejected token');
     await one.fill('#token', token);
     await one.click('#token-form button[type=submit]');
     await one.waitForFunction(() => document.getElementById('auth-status').dataset.state === 'ok', null, WAIT);
     check(await one.inputValue('#token') === '', 'the token field is cleared after saving');
+    check(await one.evaluate(() => localStorage.getItem('threadline.token')) === token, 'an accepted token is kept');
     // a new session from the page
     await one.fill('#new-title', 'Browser test');
     await one.click('#new-session button[type=submit]');
@@ -128,9 +297,7 @@ async function main() {
     await one.waitForSelector(`#session-list li[data-session="${session}"].current`, WAIT);
     // a second tab on the same session (same browser profile: it finds the token)
     const two = await openPage(context, 'page 2', `#session=${session}`);
-    for (const page of [one, two]) {
-      await page.waitForFunction(() => document.getElementById('stream-status').textContent === 'live', null, WAIT);
-    }
+    for (const page of [one, two]) await live(page);
 
     // 1. a tool call, sent from page 1, seen live on both pages
     await send(one, TOOL_MESSAGE);
@@ -145,7 +312,7 @@ async function main() {
       check(JSON.parse(turn.args[0]).text === 'hello', `page ${i + 1} shows the call's arguments: ${turn.args}`);
       check(turn.results.length === 1 && turn.results[0].includes('hello'), `page ${i + 1} shows the tool result: ${turn.results}`);
       check(turn.answer.includes('hello'), `page ${i + 1} shows the answer: ${turn.answer}`);
-      check(turn.statusText.startsWith('completed'), `page ${i + 1} shows the turn completed: ${turn.statusText}`);
+      check(turn.status === 'completed' && / s|ms/.test(turn.statusText), `page ${i + 1} shows the turn completed: ${turn.statusText}`);
     }
     check(result.turns[0][0].answer === result.turns[1][0].answer, 'both pages show the same answer');
 
@@ -175,14 +342,18 @@ async function main() {
     for (const page of [one, two]) await waitTurn(page, 4, 'failed');
     for (const [i, page] of [one, two].entries()) {
       const notes = await page.$$eval('#messages .turn:nth-child(4) .note.fallback', (n) => n.map((x) => x.textContent));
-      check(notes.length >= 1 && notes[0].includes('retry'), `page ${i + 1} shows the fallback: ${notes}`);
-      const failed = (await turns(page))[4].statusText;
-      check(failed.startsWith('failed (auth)'), `page ${i + 1} shows the failure: ${failed}`);
+      check(notes.length === 1 && notes[0].includes('tried again') && !notes[0].includes('fallback'), `page ${i + 1} shows the retry in words, once: ${notes}`);
+      const failed = (await turns(page))[4];
+      check(failed.statusText.startsWith('No answer:') && failed.statusText.includes('credentials') && failed.retry, `page ${i + 1} shows the failure in words, with Retry: ${failed.statusText}`);
     }
 
     // 5. a failed turn's Retry button (pressed on page 2) asks its question again
     await send(one, 'flaky [[fail:500 times=4]]');
     for (const page of [one, two]) await waitTurn(page, 5, 'failed');
+    for (const [i, page] of [one, two].entries()) {
+      const said = await page.$$eval('#messages .turn:nth-child(6) .note, #messages .turn:nth-child(6) .status-text', (n) => n.map((x) => x.textContent));
+      check(said.length === 2 && said[0].includes('(3 times)') && said[1].startsWith('No answer:'), `page ${i + 1} tells the retries and the failure once each: ${said}`);
+    }
     await two.click('#messages .turn:nth-child(6) button.retry');
     for (const page of [one, two]) await waitTurn(page, 6, 'completed');
     for (const [i, page] of [one, two].entries()) {
@@ -193,7 +364,7 @@ async function main() {
     // the timeline: every event, positions increasing, with times
     for (const [i, page] of [one, two].entries()) {
       const rows = await timeline(page);
-      const positions = rows.map((r) => r.position);
+      const positions = rows.flatMap((r) => r.positions);
       check(rows.length >= 10, `page ${i + 1}'s timeline has the events (${rows.length})`);
       check(positions.every((p, j) => Number.isInteger(p) && p > 0 && (j === 0 || p > positions[j - 1])), `page ${i + 1}'s positions increase: ${positions}`);
       check(rows.every((r) => /^\d\d:\d\d:\d\d\.\d{3}$/.test(r.time)), `page ${i + 1}'s rows have times`);
@@ -202,14 +373,18 @@ async function main() {
         'assistant_message', 'turn_completed', 'cancel_requested', 'turn_cancelled', 'fallback', 'turn_failed']) {
         check(kinds.has(kind), `page ${i + 1}'s timeline shows ${kind}`);
       }
+      const grouped = rows.filter((r) => r.kind === 'text_delta' && r.positions.length > 1);
+      check(grouped.some((r) => r.summary.split(' ').length >= 30), `page ${i + 1}'s log joins a step's deltas into one row, its text whole`);
       result[`timeline${i + 1}`] = positions;
     }
     check(result.timeline1.join() === result.timeline2.join(), 'both timelines list the same positions');
     // a row opens to the raw envelope
+    await one.click('#toggle-events');
     await one.click('#timeline li.k-tool_call');
     const raw = await one.textContent('#timeline li.k-tool_call pre');
     check(JSON.parse(raw).event.kind === 'tool_call', 'a timeline row shows its raw event');
     await one.screenshot({ path: `${shots}/page.png` });
+    await one.click('#toggle-events');
 
     // a reload rebuilds the same chat from the log
     await two.reload();
@@ -218,6 +393,10 @@ async function main() {
     const statuses = reloaded.map((t) => t.status).join();
     check(statuses === 'completed,completed,cancelled,completed,failed,failed,completed', `after a reload: ${statuses}`);
     check(reloaded[0].answer === result.turns[0][0].answer, 'after a reload the answer is the same');
+
+    await markdownAndFollowing(one, result);
+    await editMakesABranch(one, session, result);
+    await phone(browser, session, result);
 
     for (const page of [one, two]) {
       const html = await page.content();

@@ -64,6 +64,8 @@ async function chat(browser) {
     const context = await browser.newContext({ ...variant, name: undefined });
     await context.addInitScript((t) => localStorage.setItem('threadline.token', t), token);
     const page = await context.newPage();
+    page.on('pageerror', (error) => process.stderr.write(`page error: ${error.message}\n`));
+    page.on('console', (msg) => { if (msg.type() === 'error') process.stderr.write(`console: ${msg.text()}\n`); });
     await page.goto(`${base}/#session=${session}`);
     await page.waitForFunction(() => document.querySelectorAll('#messages .turn[data-status="completed"]').length >= 2, null, WAIT);
     await page.waitForTimeout(300); // fonts and the last scroll

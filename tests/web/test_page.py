@@ -1,14 +1,18 @@
-"""The web page in a real browser: headless Chromium (playwright-core from Node) against a
-real gateway, agent, MCP server and dev model.
+"""The chat page in a real browser: headless Chromium (playwright-core from Node) against a
+real gateway, agent, MCP server and dev model (tests/web/drive.mjs; docs/web.md).
 
-Two tabs on one session: a tool call sent from the first shows up live in both (the
-streamed answer, the call with its arguments, the result), a long answer grows piece
-by piece in the second, Stop in the second cancels the first's turn in both, a
-retried provider error (a fallback) and a failed turn show in both, a failed turn's
-Retry button asks its question again, the timeline lists
-every event with its position and time, and a reload rebuilds the same chat. The
-gateway ends streams every 2.5 s, so the page's resuming with Last-Event-ID is part of
-it. Screenshots go to a temp folder (or ``THREADLINE_WEB_SHOTS``). Chromium and
+Signed in by the dev sign-in, then signed out: a rejected token is not kept, an accepted
+one is. Two tabs on one session: a tool call sent from the first shows up live in both
+(the streamed answer, the call with its arguments, the result), a long answer grows
+piece by piece in the second, Stop in the second cancels the first's turn in both, a
+retried provider error is told once in words and a failed turn in plain words with
+Retry, which asks its question again; the event log lists every event with its position
+and time, a step's deltas on one row; a reload rebuilds the same chat. Then markdown
+(strong, highlighted code with Copy, a table, hostile HTML removed), a long streamed
+answer kept in view and "jump to latest", edit-and-resend making a linked branch, and a
+phone (no horizontal overflow, the box in view, one scroll area, an unknown chat
+disabled). The gateway ends streams every 2.5 s, so resuming with Last-Event-ID is part
+of it. Screenshots go to a temp folder (or ``THREADLINE_WEB_SHOTS``). Chromium and
 playwright-core are installed on first use (tests/web/browser.py); if that is
 impossible the test fails, saying why.
 """
@@ -60,7 +64,9 @@ async def test_two_tabs_follow_one_session_live(nats_server: EmbeddedNats, tmp_p
     shots = Path(os.environ.get("THREADLINE_WEB_SHOTS") or tmp_path / "shots")
     os.makedirs(shots, exist_ok=True)
     # streams end every 2.5 s: the page must resume with Last-Event-ID, losing nothing
-    async with running_stack(nats_server.url, tmp_path / "data", max_stream_s=2.5) as stack:
+    async with running_stack(
+        nats_server.url, tmp_path / "data", max_stream_s=2.5, dev_signin=True
+    ) as stack:
         env = {
             **os.environ,
             "GATEWAY_URL": stack.url,
@@ -73,7 +79,7 @@ async def test_two_tabs_follow_one_session_live(nats_server: EmbeddedNats, tmp_p
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), 120)
+            out, err = await asyncio.wait_for(proc.communicate(), 240)
         except TimeoutError:
             proc.kill()
             await proc.wait()
@@ -83,6 +89,7 @@ async def test_two_tabs_follow_one_session_live(nats_server: EmbeddedNats, tmp_p
         assert result["ok"]
         print(f"screenshots: {shots}")
         records = await stack.store.load(result["session"])
+        forked = [r.kind for r in await stack.store.load(result["fork"])]
     # the timeline is the log, position for position, across the reconnections
     assert result["timeline1"] == [r.position for r in records]
     assert result["reconnects"] >= 2
@@ -90,6 +97,9 @@ async def test_two_tabs_follow_one_session_live(nats_server: EmbeddedNats, tmp_p
     assert kinds.count("turn_completed") == 4 and kinds.count("turn_cancelled") == 1
     assert kinds.count("turn_failed") == 2 and "fallback" in kinds
     assert _size(shots / "page.png") > 10_000 and _size(shots / "streaming.png") > 10_000
+    assert _size(shots / "phone.png") > 10_000
+    # the edit made a branch: the history before the edited message, then the edit
+    assert forked.count("user_message") == 2 and forked.count("turn_completed") == 2
 
 
 def _size(path: Path) -> int:
