@@ -25,6 +25,8 @@ from threadline.events.schema import (
 from threadline.events.store import Recorded
 
 SLOW = "[[pace:ttft=0,tps=20]] [[words:60]]"
+#: 8 s: time for a node process to start and resume it, even on a loaded machine
+SLOWER = "[[pace:ttft=0,tps=20]] [[words:160]]"
 
 
 def chat_id() -> str:
@@ -140,7 +142,7 @@ async def test_use_chat_sends_a_message_and_assembles_text_and_tool_parts(stack:
 async def test_resume_mid_turn_assembles_the_full_answer(stack: Stack) -> None:
     chat = chat_id()
     async with stack.client("alice-token") as alice:
-        async with alice.stream("POST", "/api/chat", json=body(chat, user(SLOW))) as resp:
+        async with alice.stream("POST", "/api/chat", json=body(chat, user(SLOWER))) as resp:
             assert resp.status_code == 200
             stream = frames(resp)
             async for _, data in stream:  # wait until the answer is under way
