@@ -171,9 +171,11 @@ async def verify_chain(
     expect_head: Annotated[
         str,
         Parameter(
-            pattern=r"^([0-9a-f]{64})?$",
+            pattern=r"^[0-9a-f]*$",
+            max_length=64,
             required=False,
-            description="The head hash an earlier check answered.",
+            description="The head hash (64 hex digits) an earlier check answered; a head "
+            "other than this one is a problem.",
         ),
     ] = "",
 ) -> ChainCheck:
