@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from threadline.base.errors import ConfigurationError
+from threadline.base.redact import without_credentials
 
 #: what a message sent while a turn of its session is open does (docs/human-in-the-loop.md):
 #: queue behind it, be refused, stop it (its partial answer kept), or stop it and leave it
@@ -114,16 +115,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         shown["id_secret"] = "(set)" if self.id_secret else None
         for key in ("nats_url", "database_url"):
             if shown[key]:
-                shown[key] = ",".join(_without_credentials(u) for u in shown[key].split(","))
+                shown[key] = without_credentials(shown[key])
         return shown
-
-
-def _without_credentials(url: str) -> str:
-    """``scheme://user:password@host`` as ``scheme://***@host`` (one URL of a list)."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
 _ENV_PREFIX = "THREADLINE_"

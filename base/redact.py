@@ -152,3 +152,16 @@ def register_secret(*values: str | None) -> None:
 def redact(text: str) -> str:
     """Redact ``text`` with the process-wide redactor."""
     return _DEFAULT.redact(text)
+
+
+def without_credentials(urls: str) -> str:
+    """URLs (one, or a comma-separated list) without their user info:
+    ``scheme://user:password@host`` as ``scheme://***@host``."""
+    return ",".join(_without_credentials(url) for url in urls.split(","))
+
+
+def _without_credentials(url: str) -> str:
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

@@ -31,6 +31,7 @@ from threadline.base.errors import (
     StoreError,
     StoreUnavailable,
 )
+from threadline.base.redact import without_credentials
 from threadline.events import codec
 from threadline.events.direct import MAX_BATCH, ApiError, DirectReads, locate
 from threadline.events.readiness import appended
@@ -109,6 +110,7 @@ class JetStreamEventStore(EventStore):
     ) -> JetStreamEventStore:
         """Connect to NATS and (by default) create or check the stream."""
         settings = settings or StreamSettings()
+        where = without_credentials(url if isinstance(url, str) else ",".join(url))
         if isinstance(url, str) and "," in url:  # "nats://a:4222,nats://b:4222"
             url = [u.strip() for u in url.split(",") if u.strip()]
         callbacks = _ConnectionLog()
@@ -125,7 +127,7 @@ class JetStreamEventStore(EventStore):
                 reconnected_cb=callbacks.reconnected,
             )
         except (nats.errors.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot connect to NATS at {_safe_urls(url)}: {exc}") from None
+            raise StoreUnavailable(f"cannot connect to NATS at {where}: {exc}") from None
         store = cls(
             nc, settings, owns_connection=True, heartbeat_s=heartbeat_s, timeout_s=timeout_s
         )
@@ -390,12 +392,6 @@ class _ConnectionLog:
 
     async def reconnected(self) -> None:
         log.info("NATS connection restored")
-
-
-def _safe_urls(url: str | list[str]) -> str:
-    """NATS URLs without user info (a password in a URL must not reach an error)."""
-    urls = [url] if isinstance(url, str) else url
-    return ", ".join(u.split("@", 1)[-1] if "@" in u else u for u in urls)
 
 
 __all__ = ["CorruptEvent", "JetStreamEventStore", "StreamSettings"]

@@ -10,7 +10,6 @@ swapped-in tracking. Reads run at ``REPEATABLE READ`` (one snapshot per call).
 from __future__ import annotations
 
 import contextlib
-import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 
 from threadline.base.errors import ConfigurationError
+from threadline.base.redact import without_credentials
 from threadline.events.ids import new_id
 from threadline.projections.recorder import ViewRecorder
 from threadline.projections.sql import Db, Dialect, Row, Table, translated
@@ -61,15 +61,6 @@ def connection_params(url: str) -> dict[str, Any]:
     }
 
 
-def safe_url(url: str) -> str:
-    """The URL without its password (for messages and logs)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    user = f"{parts.username}@" if parts.username else ""
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
-
-
 class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
     """Views in one PostgreSQL schema."""
 
@@ -88,7 +79,7 @@ class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
 
     @property
     def location(self) -> str:
-        return f"{safe_url(self.url)} schema {self.schema}"
+        return f"{without_credentials(self.url)} schema {self.schema}"
 
     def _create(self) -> None:
         # Serialise set-up against other processes creating the same schema.
