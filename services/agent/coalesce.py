@@ -34,11 +34,15 @@ MAX_STRETCH: Final = 4.0
 class WorkerLoad:
     """How busy this agent process is, as its coalescers see it: 0 (idle) to 1 (busy).
 
-    Two signals, both free to measure: delta appends in flight (each streaming turn
+    Three signals, all cheap to measure: delta appends in flight (each streaming turn
     waits on its own, so many at once means the store or the loop is behind;
-    ``busy_appends`` of them is busy), and how late the coalescers' flush timers fire,
+    ``busy_appends`` of them is busy); how late the coalescers' flush timers fire,
     i.e. event-loop lag (``busy_lag_s`` is busy), kept as a moving average that decays
-    with ``half_life_s`` so that, without late timers, the load falls back to idle.
+    with ``half_life_s`` so that, without late timers, the load falls back to idle; and
+    the share of a core the process used over the last ``cpu_every_s`` or more
+    (``cpu_clock``, read at most that often): nothing up to ``idle_cpu``, busy at
+    ``busy_cpu``. One event loop saturates at one core, and the CPU share says so well
+    before timers run late: at 50 streaming turns the agent uses about half a core.
     """
 
     def __init__(
@@ -47,15 +51,26 @@ class WorkerLoad:
         busy_appends: int = 8,
         busy_lag_s: float = 0.010,
         half_life_s: float = 1.0,
+        idle_cpu: float = 0.2,
+        busy_cpu: float = 0.7,
+        cpu_every_s: float = 0.5,
         clock: Clock = time.monotonic,
+        cpu_clock: Clock = time.process_time,
     ) -> None:
         self.busy_appends = busy_appends
         self.busy_lag_s = busy_lag_s
         self.half_life_s = half_life_s
+        self.idle_cpu = idle_cpu
+        self.busy_cpu = busy_cpu
+        self.cpu_every_s = cpu_every_s
         self._clock = clock
+        self._cpu_clock = cpu_clock
         self.appends_in_flight = 0
         self._lag_s = 0.0
         self._lag_at = clock()
+        self._cpu_level = 0.0
+        self._cpu_at = self._lag_at
+        self._cpu_used = cpu_clock()
 
     def timer_late(self, late_s: float) -> None:
         """A flush timer fired ``late_s`` after it was due."""
@@ -65,8 +80,21 @@ class WorkerLoad:
         self._lag_at = now
 
     def level(self) -> float:
+        now = self._clock()
         appends = self.appends_in_flight / self.busy_appends
-        return min(1.0, max(appends, self._lag_now(self._clock()) / self.busy_lag_s))
+        lag = self._lag_now(now) / self.busy_lag_s
+        return min(1.0, max(appends, lag, self._cpu_now(now)))
+
+    def _cpu_now(self, now: float) -> float:
+        """The CPU signal (0 to 1), measured again once ``cpu_every_s`` has passed."""
+        elapsed = now - self._cpu_at
+        if elapsed >= self.cpu_every_s:
+            used = self._cpu_clock()
+            share = (used - self._cpu_used) / elapsed
+            span = self.busy_cpu - self.idle_cpu
+            self._cpu_level = min(1.0, max(0.0, (share - self.idle_cpu) / span))
+            self._cpu_at, self._cpu_used = now, used
+        return self._cpu_level
 
     def _lag_now(self, now: float) -> float:
         return self._lag_s * float(0.5 ** ((now - self._lag_at) / self.half_life_s))

@@ -50,7 +50,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def load(clock: Clock) -> WorkerLoad:
-    return WorkerLoad(busy_appends=4, clock=clock)
+    return WorkerLoad(busy_appends=4, clock=clock, cpu_clock=lambda: 0.0)
 
 
 async def test_the_first_delta_of_a_step_is_never_held_even_when_busy(
@@ -120,12 +120,34 @@ async def test_late_timers_raise_the_load_and_it_decays_when_they_stop(
     assert coalescer.window_s == pytest.approx(WINDOW, rel=0.01)
 
 
+async def test_a_process_using_much_of_a_core_stretches_the_window(clock: Clock) -> None:
+    """The CPU signal: the share of a core used since it was last read (at most every
+    ``cpu_every_s``), nothing up to ``idle_cpu``, busy at ``busy_cpu``."""
+    cpu = Clock()
+    load = WorkerLoad(clock=clock, cpu_clock=cpu, idle_cpu=0.2, busy_cpu=0.7, cpu_every_s=0.5)
+    coalescer = Coalescer(Log(), WINDOW, load=load, clock=clock)
+    clock.now += 1.0
+    cpu.now += 0.45  # 45 % of a core over the last second: half-way to busy
+    assert load.level() == pytest.approx(0.5)
+    assert coalescer.window_s == pytest.approx(WINDOW * (1 + (MAX_STRETCH - 1) / 2))
+    clock.now += 0.25
+    cpu.now += 5.0  # not read again before cpu_every_s has passed
+    assert load.level() == pytest.approx(0.5)
+    clock.now += 0.25  # now it is: far past busy, and bounded
+    assert load.level() == 1.0
+    assert coalescer.window_s == WINDOW * MAX_STRETCH
+    clock.now += 1.0
+    cpu.now += 0.15  # 15 % of a core: idle
+    assert load.level() == 0.0
+    assert coalescer.window_s == WINDOW
+
+
 async def test_a_turn_waiting_on_its_append_makes_the_others_wait_longer(
     clock: Clock,
 ) -> None:
     """The appends-in-flight signal, measured: one turn blocked in an append stretches
     the window of another turn of the same process."""
-    load = WorkerLoad(busy_appends=1, clock=clock)
+    load = WorkerLoad(busy_appends=1, clock=clock, cpu_clock=lambda: 0.0)
     release = asyncio.Event()
     started = asyncio.Event()
 
