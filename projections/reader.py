@@ -65,11 +65,9 @@ class ProjectionReader:
         """``owner``'s sessions, newest first; pass ``next_cursor`` back for the next page."""
         return await in_thread(self.recorder.query, _list_sessions, owner, limit, cursor)
 
-    async def usage(self, owner: str, day: str | datetime.date | None = None) -> UsageReport:
+    async def usage(self, owner: str, day: str | None = None) -> UsageReport:
         """Tokens, latency and turns per day, provider and model (one UTC day, or all)."""
-        if isinstance(day, datetime.date):
-            day = day.isoformat()
-        elif day is not None:
+        if day is not None:
             try:
                 day = datetime.date.fromisoformat(day).isoformat()
             except ValueError:

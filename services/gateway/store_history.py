@@ -161,13 +161,9 @@ class StoreHistory:
         try:
             async with asyncio.timeout(timeout_s):
                 rec = await self._stored(position)
-        except TimeoutError:
-            return False
-        if rec.position != position or rec.kind not in _KINDS:
-            return True
-        try:
-            async with asyncio.timeout(timeout_s), self._changed:
-                await self._changed.wait_for(lambda: self.position >= position)
+                if rec.position == position and rec.kind in _KINDS:
+                    async with self._changed:
+                        await self._changed.wait_for(lambda: self.position >= position)
         except TimeoutError:
             return False
         return True
