@@ -9,13 +9,15 @@ system prompt and tools; no tokenizer) and, when the conversation does not fit, 
 out its oldest parts: whole ended turns (:class:`~threadline.events.fold.Span`), never
 the system prompt or the turn being answered, so a tool call is never sent without its
 result. :class:`ContextWindow` walks from the newest part backwards and stops when the
-budget is full, caching each part's size, so its cost follows what is sent, not the
-session's length. The turn records each change of the cut as ``context_trimmed``
-(docs/agent.md, "Long sessions and the context window").
+budget is full; each part's size is kept for the session's later turns
+(:class:`SpanSizes`), so its cost follows what is sent, not the session's length. The
+turn records each change of the cut as ``context_trimmed`` (docs/agent.md, "Long
+sessions and the context window").
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
@@ -108,23 +110,47 @@ class Budget:
     refused: bool = False
 
 
+class SpanSizes:
+    """The sizes of each session's parts by ``Span.version`` (a part is an ended turn of
+    the session's append-only log: it always holds the same messages), kept between its
+    turns for the ``max_sessions`` sessions used last."""
+
+    def __init__(self, max_sessions: int = 2_000) -> None:
+        self._max = max_sessions
+        self._sessions: OrderedDict[str, dict[int, int]] = OrderedDict()
+
+    def of(self, session: str) -> dict[int, int]:
+        """The sizes known of ``session``'s parts (filled by :class:`ContextWindow`)."""
+        sizes = self._sessions.pop(session, None)
+        self._sessions[session] = sizes = {} if sizes is None else sizes
+        if len(self._sessions) > self._max:
+            self._sessions.popitem(last=False)
+        return sizes
+
+
 class ContextWindow:
     """The cut of one turn attempt's requests.
 
     ``history`` and ``spans`` are the session's ended conversation and its parts
     (``SessionState.committed`` and ``.spans``, read, never copied); ``own`` in
     :meth:`fit` is the turn's own messages (its user message and the steps it has
-    finished), which are always sent. Sizes are cached per part and per own message,
-    so a later step estimates only what is new; ``estimated_messages`` counts the
-    messages encoded.
+    finished), which are always sent. Sizes are cached per part (in ``sizes``: the
+    session's, :meth:`SpanSizes.of`) and per own message, so a later step or turn
+    estimates only what is new; ``estimated_messages`` counts the messages encoded.
     """
 
-    def __init__(self, history: Sequence[Message], spans: Sequence[Span], budget: Budget):
+    def __init__(
+        self,
+        history: Sequence[Message],
+        spans: Sequence[Span],
+        budget: Budget,
+        sizes: dict[int, int] | None = None,
+    ):
         self.history = history
         self.spans = spans
         self.budget = budget
         self.estimated_messages = 0
-        self._span_bytes: dict[int, int] = {}
+        self._span_bytes = {} if sizes is None else sizes
         self._own_bytes: list[int] = []
 
     def fit(self, fixed: int, own: Sequence[Message]) -> Cut:
@@ -133,8 +159,13 @@ class ContextWindow:
             self._own_bytes.append(self._size(message))
         used = fixed + sum(self._own_bytes)
         room = self.budget.tokens * BYTES_PER_TOKEN
-        keep = len(self.spans)
-        while keep > 0 and used + (size := self._span_size(keep - 1)) <= room:
+        keep, known = len(self.spans), self._span_bytes
+        while keep > 0:
+            size = known.get(self.spans[keep - 1].version)
+            if size is None:
+                size = self._span_size(keep - 1)
+            if used + size > room:
+                break
             used += size
             keep -= 1
         start = self.spans[keep].start if keep < len(self.spans) else len(self.history)
@@ -149,11 +180,10 @@ class ContextWindow:
         return True
 
     def _span_size(self, index: int) -> int:
-        size = self._span_bytes.get(index)
-        if size is None:
-            end = self.spans[index + 1].start if index + 1 < len(self.spans) else None
-            chunk = self.history[self.spans[index].start : end]
-            size = self._span_bytes[index] = sum(self._size(m) for m in chunk)
+        span = self.spans[index]
+        end = self.spans[index + 1].start if index + 1 < len(self.spans) else None
+        chunk = self.history[span.start : end]
+        size = self._span_bytes[span.version] = sum(self._size(m) for m in chunk)
         return size
 
     def _size(self, message: Message) -> int:

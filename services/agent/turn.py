@@ -39,7 +39,13 @@ from threadline.events.schema import (
 )
 from threadline.events.store import EventStore
 from threadline.services.agent.coalesce import Coalescer
-from threadline.services.agent.context import ContextWindow, Cut, fixed_bytes, session_budget
+from threadline.services.agent.context import (
+    ContextWindow,
+    Cut,
+    SpanSizes,
+    fixed_bytes,
+    session_budget,
+)
 from threadline.services.agent.providers import (
     ModelAdapter,
     ModelRequest,
@@ -116,6 +122,8 @@ class AgentDeps:
     tools: Tools
     settings: AgentSettings = field(default_factory=AgentSettings)
     telemetry: AgentTelemetry = field(default_factory=AgentTelemetry)
+    #: the sessions' context sizes, kept between their turns
+    span_sizes: SpanSizes = field(default_factory=SpanSizes)
 
 
 class RestartAttempt(Exception):
@@ -295,7 +303,8 @@ class Turn:
         if self._window is None:
             settings = self.deps.adapter(self.provider).settings
             budget = session_budget(settings, self.model, self.state.params, self.state.context)
-            self._window = ContextWindow(self.state.committed, self.state.spans, budget)
+            sizes = self.deps.span_sizes.of(self.state.session)
+            self._window = ContextWindow(self.state.committed, self.state.spans, budget, sizes)
         return self._window
 
     async def _request(
@@ -321,6 +330,7 @@ class Turn:
             top_p=params.top_p,
             reasoning_budget_tokens=params.reasoning_budget_tokens,
             provider_data_key=self.provider,
+            history=len(window.history) - cut.start,
         ), cut
 
     def _refit(self, err: ProviderError, outcome: StepOutcome, cut: Cut, step: int) -> bool:

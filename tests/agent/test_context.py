@@ -20,7 +20,7 @@ from tests.agent.fakes import (
     answer,
     tool_call,
 )
-from tests.agent.longsession import build_session, question, turn_id
+from tests.agent.longsession import build_session, question, recorded_turn, turn_id
 from threadline.base.errors import ConfigurationError
 from threadline.events.conversation import AssistantTurn, Message, ToolTurn, UserTurn
 from threadline.events.fold import SessionState, fold
@@ -34,6 +34,7 @@ from threadline.services.agent.context import (
     DEV_CONTEXT_TOKENS,
     Budget,
     ContextWindow,
+    SpanSizes,
     context_tokens,
     input_budget,
     session_budget,
@@ -169,6 +170,22 @@ async def test_the_estimates_cost_does_not_grow_with_the_history(tokens: int) ->
         win.fit(0, own)
         assert win.estimated_messages == counts[-1] + 1
     assert counts[0] == counts[1]
+
+
+async def test_a_sessions_later_turns_estimate_only_their_new_parts() -> None:
+    """The sizes of a session's parts are kept between its turns (``SpanSizes``): the
+    next turn's window encodes the turn ended since and its own messages, whatever the
+    length of what it sends."""
+    store, sizes = MemoryEventStore(), SpanSizes()
+    await build_session(store, "s", 300)
+    counts = []
+    for index in range(300, 305):
+        state = fold(await store.load("s"))
+        win = ContextWindow(state.committed, state.spans, Budget(30_000, 3_000), sizes.of("s"))
+        win.fit(0, [UserTurn(text="now then")])
+        counts.append(win.estimated_messages)
+        await store.append("s", recorded_turn(index))
+    assert counts[0] > 100 and counts[1:] == [3, 3, 3, 3]  # own, and the new turn's two
 
 
 async def test_a_refusal_halves_the_budget_below_what_was_refused() -> None:

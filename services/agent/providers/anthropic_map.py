@@ -13,11 +13,13 @@
 
 :meth:`AnthropicRequest.body` is the JSON the SDK's ``messages.create`` would send for
 these fields, byte for byte (its keys in the SDK's order, sampling after them as its
-``extra_body`` would put them), encoded by msgspec.
+``extra_body`` would put them), encoded by msgspec. With a :class:`~.wire_cache.WireCache`
+the session's ended turns come encoded already (``msgspec.Raw`` items of ``messages``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +35,7 @@ from threadline.events.conversation import AssistantTurn, Message, ToolSpec, Too
 from threadline.services.agent.providers.history import repair, system_prompt, wrap_tool_output
 from threadline.services.agent.providers.parts import ModelRequest
 from threadline.services.agent.providers.settings import ProviderSettings
+from threadline.services.agent.providers.wire_cache import WireCache, has_tool_turns
 
 #: output tokens kept for the answer when extended thinking is on
 THINKING_HEADROOM = 1024
@@ -44,7 +47,8 @@ class AnthropicRequest:
 
     model: str
     system: str
-    messages: list[MessageParam]
+    #: (an item encoded already is a ``msgspec.Raw``: see :mod:`.wire_cache`)
+    messages: list[MessageParam | msgspec.Raw]
     tools: list[ToolParam]
     max_tokens: int
     temperature: float | None
@@ -65,10 +69,14 @@ class AnthropicRequest:
         return msgspec.json.encode(body | self.sampling())
 
 
-def to_anthropic(request: ModelRequest, settings: ProviderSettings) -> AnthropicRequest:
-    """The request as sent. The session's settings are sent as they are (the gateway
-    checked them); the provider's defaults give way to extended thinking: its
-    ``max_tokens`` is raised to leave the budget room and its temperature is left out."""
+def to_anthropic(
+    request: ModelRequest, settings: ProviderSettings, cache: WireCache | None = None
+) -> AnthropicRequest:
+    """The request as sent (its ended turns from ``cache`` when one is given: a cache of
+    :func:`map_messages` for :func:`data_key`). The session's settings are sent as they
+    are (the gateway checked them); the provider's defaults give way to extended
+    thinking: its ``max_tokens`` is raised to leave the budget room and its temperature
+    is left out."""
     max_tokens = request.max_tokens or settings.max_tokens
     temperature = request.temperature if request.temperature is not None else settings.temperature
     thinking: ThinkingConfigEnabledParam | None = None
@@ -78,16 +86,28 @@ def to_anthropic(request: ModelRequest, settings: ProviderSettings) -> Anthropic
         if request.max_tokens is None:
             max_tokens = max(max_tokens, budget + THINKING_HEADROOM)
         temperature = request.temperature  # the provider's own is not allowed with thinking
+    messages: list[MessageParam | msgspec.Raw] = []
+    if cache is None:
+        messages += map_messages(request.messages, data_key(request, settings))
+        tool_turns = has_tool_turns(request.messages)
+    else:
+        mapped, tool_turns = cache.wire(request.messages, request.history)
+        messages += mapped
     return AnthropicRequest(
         model=request.model or settings.default_model or settings.models[0],
-        system=system_prompt(request.system, request.messages, bool(request.tools)),
-        messages=map_messages(request.messages, request.provider_data_key or settings.name),
+        system=system_prompt(request.system, tool_turns or bool(request.tools)),
+        messages=messages,
         tools=map_tools(request.tools),
         max_tokens=max_tokens,
         temperature=temperature,
         top_p=request.top_p,
         thinking=thinking,
     )
+
+
+def data_key(request: ModelRequest, settings: ProviderSettings) -> str:
+    """The ``provider_data`` entry the request's assistant steps are replayed with."""
+    return request.provider_data_key or settings.name
 
 
 def map_tools(tools: tuple[ToolSpec, ...]) -> list[ToolParam]:
@@ -100,7 +120,7 @@ def map_tools(tools: tuple[ToolSpec, ...]) -> list[ToolParam]:
     return out
 
 
-def map_messages(messages: tuple[Message, ...], provider_data_key: str) -> list[MessageParam]:
+def map_messages(messages: Sequence[Message], provider_data_key: str) -> list[MessageParam]:
     merged: list[tuple[Literal["user", "assistant"], list[ContentBlockParam]]] = []
     for message in repair(messages):
         role: Literal["user", "assistant"] = (

@@ -11,6 +11,7 @@ holds only the fields read here.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Final
 
@@ -19,10 +20,16 @@ import msgspec
 from anthropic import AsyncAnthropic
 
 from threadline.events.schema import FinishReason, Usage
-from threadline.services.agent.providers.anthropic_map import AnthropicRequest, to_anthropic
+from threadline.services.agent.providers.anthropic_map import (
+    AnthropicRequest,
+    data_key,
+    map_messages,
+    to_anthropic,
+)
 from threadline.services.agent.providers.errors import json_or_text
 from threadline.services.agent.providers.parts import ModelRequest, Part
 from threadline.services.agent.providers.sdk_adapter import ClientOptions, SdkAdapter, StreamReader
+from threadline.services.agent.providers.wire_cache import WireCache
 
 _FINISH: Final[dict[str, FinishReason]] = {
     "end_turn": "stop",
@@ -155,12 +162,19 @@ class AnthropicMessagesAdapter(SdkAdapter[AsyncAnthropic, AnthropicRequest]):
     """A :class:`~.base.ModelAdapter` over ``AsyncAnthropic`` at ``settings.base_url``."""
 
     reader = EventReader
+    _caches: dict[str, WireCache]  # per provider_data key
 
     def _connect(self, options: ClientOptions) -> AsyncAnthropic:
+        self._caches = {}
         return AsyncAnthropic(**options)
 
     def _wire(self, request: ModelRequest) -> AnthropicRequest:
-        return to_anthropic(request, self._settings)
+        key = data_key(request, self._settings)
+        if (cache := self._caches.get(key)) is None:
+            cache = self._caches[key] = WireCache(
+                functools.partial(map_messages, provider_data_key=key)
+            )
+        return to_anthropic(request, self._settings, cache)
 
     async def _send(self, wire: AnthropicRequest) -> httpx2.Response:
         return await self._client.post(

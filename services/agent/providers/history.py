@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from typing import Final
 
 from threadline.events.conversation import AssistantTurn, Message, ToolTurn
@@ -44,14 +45,15 @@ def wrap_tool_output(turn: ToolTurn) -> str:
     )
 
 
-def system_prompt(system: str, messages: tuple[Message, ...], has_tools: bool) -> str:
-    """The system prompt, with the untrusted-data notice when tools are involved."""
-    if not has_tools and not any(isinstance(m, ToolTurn) for m in messages):
+def system_prompt(system: str, tools: bool) -> str:
+    """The system prompt, with the untrusted-data notice when tools are involved (offered,
+    or tool results among the messages)."""
+    if not tools:
         return system
     return f"{system}\n\n{UNTRUSTED_NOTICE}" if system else UNTRUSTED_NOTICE
 
 
-def repair(messages: tuple[Message, ...]) -> list[Message]:
+def repair(messages: Sequence[Message]) -> list[Message]:
     """Every tool call answered right after its step; results without a call dropped."""
     out: list[Message] = []
     pending: dict[str, str] = {}  # call id -> tool name, for the latest assistant step

@@ -16,9 +16,10 @@ import msgspec
 from openai import AsyncOpenAI, omit
 
 from threadline.events.schema import FinishReason, Usage
-from threadline.services.agent.providers.openai_map import OpenAIRequest, to_openai
+from threadline.services.agent.providers.openai_map import OpenAIRequest, map_messages, to_openai
 from threadline.services.agent.providers.parts import ModelRequest, Part, PartsAssembler
 from threadline.services.agent.providers.sdk_adapter import ClientOptions, SdkAdapter, StreamReader
+from threadline.services.agent.providers.wire_cache import WireCache
 
 _FINISH: Final[dict[str, FinishReason]] = {
     "stop": "stop",
@@ -145,12 +146,14 @@ class OpenAIChatAdapter(SdkAdapter[AsyncOpenAI, OpenAIRequest]):
     """A :class:`~.base.ModelAdapter` over ``AsyncOpenAI`` pointed at ``settings.base_url``."""
 
     reader = ChunkReader
+    _cache: WireCache
 
     def _connect(self, options: ClientOptions) -> AsyncOpenAI:
+        self._cache = WireCache(map_messages)
         return AsyncOpenAI(**options)
 
     def _wire(self, request: ModelRequest) -> OpenAIRequest:
-        return to_openai(request, self._settings)
+        return to_openai(request, self._settings, self._cache)
 
     async def _send(self, wire: OpenAIRequest) -> httpx2.Response:
         present = {h.lower() for h in self._settings.headers}  # the SDK's are unset

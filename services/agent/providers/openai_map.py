@@ -12,12 +12,14 @@
 
 :meth:`OpenAIRequest.body` is the JSON the SDK's ``chat.completions.create`` would send
 for these fields, byte for byte (its keys in the SDK's order), encoded by msgspec
-without the SDK's per-message transformation.
+without the SDK's per-message transformation. With a :class:`~.wire_cache.WireCache`
+the session's ended turns come encoded already (``msgspec.Raw`` items of ``messages``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ from threadline.events.conversation import AssistantTurn, Message, ToolSpec, Use
 from threadline.services.agent.providers.history import repair, system_prompt, wrap_tool_output
 from threadline.services.agent.providers.parts import ModelRequest
 from threadline.services.agent.providers.settings import MaxTokensParam, ProviderSettings
+from threadline.services.agent.providers.wire_cache import WireCache, has_tool_turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,8 @@ class OpenAIRequest:
     """The arguments of ``chat.completions.create`` (besides the streaming switches)."""
 
     model: str
-    messages: list[ChatCompletionMessageParam]
+    #: (an item encoded already is a ``msgspec.Raw``: see :mod:`.wire_cache`)
+    messages: list[ChatCompletionMessageParam | msgspec.Raw]
     tools: list[ChatCompletionFunctionToolParam]
     max_tokens: int
     max_tokens_param: MaxTokensParam
@@ -57,12 +61,19 @@ class OpenAIRequest:
         return msgspec.json.encode(body | {k: v for k, v in optional.items() if v is not None})
 
 
-def to_openai(request: ModelRequest, settings: ProviderSettings) -> OpenAIRequest:
-    system = system_prompt(request.system, request.messages, bool(request.tools))
-    messages: list[ChatCompletionMessageParam] = []
+def to_openai(
+    request: ModelRequest, settings: ProviderSettings, cache: WireCache | None = None
+) -> OpenAIRequest:
+    """The request as sent (its ended turns from ``cache`` when one is given)."""
+    if cache is None:
+        mapped, tool_turns = map_messages(request.messages), has_tool_turns(request.messages)
+    else:
+        mapped, tool_turns = cache.wire(request.messages, request.history)
+    system = system_prompt(request.system, tool_turns or bool(request.tools))
+    messages: list[ChatCompletionMessageParam | msgspec.Raw] = []
     if system:
         messages.append({"role": "system", "content": system})
-    messages.extend(map_messages(request.messages))
+    messages.extend(mapped)
     return OpenAIRequest(
         model=request.model or settings.default_model or settings.models[0],
         messages=messages,
@@ -88,7 +99,7 @@ def map_tools(tools: tuple[ToolSpec, ...]) -> list[ChatCompletionFunctionToolPar
     ]
 
 
-def map_messages(messages: tuple[Message, ...]) -> list[ChatCompletionMessageParam]:
+def map_messages(messages: Sequence[Message]) -> list[ChatCompletionMessageParam]:
     out: list[ChatCompletionMessageParam] = []
     previous: Message | None = None
     for message in repair(messages):

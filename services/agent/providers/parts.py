@@ -86,6 +86,9 @@ class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
     ``reasoning_budget_tokens`` turns on extended thinking (Anthropic). The gateway
     refuses it for OpenAI-wire providers; the OpenAI adapter leaves it out (it can get
     there only through a fallback provider). See docs/providers.md, "Session settings".
+    ``history``: how many of ``messages``, from the first, are a session's ended turns
+    (from a turn's start; objects that never change), which an adapter may keep encoded
+    between requests (:mod:`.wire_cache`).
     """
 
     model: str = ""
@@ -97,6 +100,7 @@ class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
     top_p: float | None = None
     provider_data_key: str = ""
     reasoning_budget_tokens: int | None = None
+    history: int = 0
 
 
 @runtime_checkable
