@@ -24,7 +24,7 @@ from threadline.services.commands.catalog import Catalog
 from threadline.services.gateway.aisdk import aisdk_router
 from threadline.services.gateway.auth import BearerAuthMiddleware
 from threadline.services.gateway.context import Gateway, principal_of
-from threadline.services.gateway.cors import cors_config
+from threadline.services.gateway.cors import CORSMiddleware, cors_config
 from threadline.services.gateway.errors import exception_handler
 from threadline.services.gateway.history import HistoryReader
 from threadline.services.gateway.openapi import BEARER, openapi_config, tighten
@@ -102,7 +102,6 @@ def create_app(
         },
         exception_handlers=handlers,
         middleware=[gateway.metrics.middleware],
-        cors_config=cors_config(options.cors_origins),
         request_max_body_size=options.max_body_bytes,
         on_startup=[gateway.start],
         on_shutdown=[gateway.close],
@@ -112,6 +111,8 @@ def create_app(
         debug=False,
     )
     tighten(app)
+    if allowed := cors_config(options.cors_origins):  # only for /v1 and /api: cors.py
+        app.asgi_handler = CORSMiddleware(app.asgi_handler, allowed)
     return app
 
 

@@ -77,7 +77,7 @@ class GatewayOptions(msgspec.Struct, frozen=True, kw_only=True):
     #: where ``threadline gateway`` lists sessions and reads usage (``projections`` or
     #: ``log``; unset: ``projections`` when ``THREADLINE_DATABASE_URL`` is set)
     history: Literal["projections", "log"] | None = None
-    #: origins (``https://app.example.com``) whose pages may call the gateway
+    #: origins (``https://app.example.com``) whose pages may call ``/v1`` and ``/api``
     #: from the browser (CORS); none by default. ``THREADLINE_GATEWAY_CORS_ORIGINS``:
     #: comma-separated. See cors.py
     cors_origins: tuple[str, ...] = ()

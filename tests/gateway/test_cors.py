@@ -1,5 +1,6 @@
-"""CORS over real HTTP: a page of an allowed origin may call ``/v1`` and ``/api``; others,
-and every origin when none is configured (the default), get no ``Access-Control-*``.
+"""CORS over real HTTP: a page of an allowed origin may call ``/v1`` and ``/api`` (and
+nothing else); others, and every origin when none is configured (the default), get no
+``Access-Control-*``.
 
 A real browser calling the gateway from another origin: tests/aisdk/test_example_app.py.
 """
@@ -102,10 +103,24 @@ async def test_actual_requests_expose_what_clients_read(cors: Harness) -> None:
 async def test_no_origin_is_allowed_by_default(gw: Harness) -> None:
     for path in ("/api/chat", "/v1/sessions"):
         resp = await gw.client(None).options(path, headers=preflight(APP))
-        assert not [h for h in resp.headers if h.startswith("access-control-")], resp.headers
+        assert not cors_headers(resp), resp.headers
     resp = await gw.alice.get("/v1/sessions", headers={"Origin": APP})
-    assert resp.status_code == 200
-    assert not [h for h in resp.headers if h.startswith("access-control-")]
+    assert resp.status_code == 200 and not cors_headers(resp)
+
+
+def cors_headers(resp: httpx.Response) -> list[str]:
+    return [h for h in resp.headers if h.startswith("access-control-")]
+
+
+async def test_only_the_api_is_open_to_other_origins(cors: Harness) -> None:
+    """The page's routes (``/web/dev-signin`` hands out ``up``'s dev token on loopback)
+    and the public ones never get CORS headers, even for an allowed origin."""
+    anonymous = cors.client(None)
+    for path in ("/", "/web/dev-signin", "/web/app.js", "/healthz", "/metrics", "/schema"):
+        resp = await anonymous.get(path, headers={"Origin": APP})
+        assert not cors_headers(resp), (path, resp.headers)
+        asked = await anonymous.options(path, headers=preflight(APP, "GET"))
+        assert not cors_headers(asked), (path, asked.headers)
 
 
 def test_every_method_the_app_serves_is_allowed(cors: Harness) -> None:
