@@ -81,11 +81,7 @@ class SessionsView(View):
             case ev.SessionStarted():
                 self._session_started(db, rec.env.session, event)
             case ev.SessionRenamed():
-                db.run(
-                    "UPDATE {p}sessions SET title = ?, title_set = 1 WHERE session = ?",
-                    event.title,
-                    rec.env.session,
-                )
+                self._named(db, rec.env.session, event.title)
             case ev.UserMessage():
                 self._title(db, rec.env.session, event.text)
                 if rec.env.turn is None:  # a message outside any turn
@@ -122,11 +118,11 @@ class SessionsView(View):
             session,
         )
         if event.title:
-            db.run(
-                "UPDATE {p}sessions SET title = ?, title_set = 1 WHERE session = ?",
-                event.title,
-                session,
-            )
+            self._named(db, session, event.title)
+
+    def _named(self, db: Db, session: str, title: str) -> None:
+        """A title given (at the start, or a rename): a first message no longer names it."""
+        db.run("UPDATE {p}sessions SET title = ?, title_set = 1 WHERE session = ?", title, session)
 
     def _title(self, db: Db, session: str, text: str) -> None:
         db.run(
