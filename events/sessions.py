@@ -10,10 +10,13 @@ the session's length. A miss (a cold or evicted session) starts from the session
 snapshot (:mod:`threadline.events.snapshots`) when there is one that matches the log,
 else from version 1.
 
-Every ``snapshot_every`` events folded past a session's last snapshot, the state is
-written as a new one by a background task (at most ``max_pending_snapshots`` at a time;
-when that many are pending the write is left for later; encoded in a thread): a
-snapshot's bytes are paid once per that many events, and never on the caller's path.
+Every ``snapshot_every`` events folded past a session's last snapshot, or a quarter of
+the snapshot's version when that is more, the state is written as a new one by a
+background task (at most ``max_pending_snapshots`` at a time; when that many are
+pending the write is left for later; encoded in a thread): a snapshot's bytes (which
+grow with the session) are paid once per that many events, so what they cost per event
+stays the same however long the session grows, and never on the caller's path; a cold
+load folds at most that many events past its snapshot.
 
 :meth:`get` returns the caller's own state (``SessionState.copy``: O(open turns) plus a
 few pointer copies, ended turns are shared and never change), which it may keep and
@@ -45,6 +48,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SESSIONS: Final = 2_000
 DEFAULT_SNAPSHOT_EVERY: Final = 200
+#: the events between snapshots are at least the last snapshot's version over this
+SNAPSHOT_SPACING: Final = 4
 
 
 @dataclass(slots=True)
@@ -206,7 +211,8 @@ class SessionCache:
     def _maybe_snapshot(self, session: str, entry: _Entry) -> None:
         if (
             self.snapshots is None
-            or entry.state.version - entry.snapshot < self.snapshot_every
+            or entry.state.version - entry.snapshot
+            < max(self.snapshot_every, entry.snapshot // SNAPSHOT_SPACING)
             or session in self._saving
             or len(self._saving) >= self.max_pending_snapshots
         ):

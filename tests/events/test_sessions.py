@@ -185,6 +185,24 @@ async def test_snapshots_are_written_every_k_events_and_start_a_cold_cache() -> 
     assert state == await whole(store, "s1")
 
 
+async def test_snapshots_grow_apart_as_the_session_grows() -> None:
+    """A snapshot costs what the session's length costs: they are written at least a
+    quarter of the last one's version apart, so their cost per event stays bounded."""
+    store, snapshots = MemoryEventStore(), MemorySnapshots()
+    await start(store, "s1")
+    cache = SessionCache(store, snapshots=snapshots, snapshot_every=10)
+    versions = []
+    for index in range(300):  # 1,201 events, each turn folded as it is written
+        await store.append("s1", recorded_turn(index))
+        await cache.get("s1")
+        await cache.flush()
+        if snapshots.saved > len(versions):
+            versions.append((await cache.get("s1")).version)
+    gaps = [b - a for a, b in zip(versions, versions[1:], strict=False)]
+    assert all(gap >= max(10, a // 4) for a, gap in zip(versions, gaps, strict=False))
+    assert 10 < len(versions) < 25  # every 10 events: 120
+
+
 async def test_a_tampered_snapshot_is_discarded() -> None:
     store = CountingStore()
     snapshots = MemorySnapshots()
