@@ -70,6 +70,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_tokens: int = 131_072
     #: what a message sent while a turn runs does, for sessions that chose nothing
     double_texting: DoubleTexting = "enqueue"
+    #: how long a tool call waits for a person's approval before it is denied (0: forever)
+    approval_timeout_s: float = 3600.0
     #: agent worker processes ``threadline up`` starts (0: one per core)
     agents: int = 0
     log_level: str = "INFO"

@@ -95,6 +95,20 @@ class TurnRunning(CommandRefused):
     code = "turn_running"
 
 
+class ApprovalDecided(CommandRefused):
+    """An answer to a tool call that another answer (or its deadline) decided first."""
+
+    code = "approval_decided"
+
+
+class ApprovalNotFound(InvalidInput):
+    """No call of the session waits, or waited, for approval under this id."""
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(f"no tool call {call_id!r} waits for approval in this session")
+        self.call_id = call_id
+
+
 class TurnNotFound(InvalidInput):
     """The session has no such turn."""
 

@@ -20,7 +20,7 @@ import dataclasses
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeVar, assert_never
+from typing import Literal, NamedTuple, TypeVar, assert_never
 
 import msgspec
 
@@ -33,6 +33,9 @@ from threadline.events.conversation import (
     answered_steps,
 )
 from threadline.events.schema import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     AssistantMessage,
     CancelRequested,
     ContextTrimmed,
@@ -58,13 +61,17 @@ from threadline.events.store import Quarantined, Recorded
 from threadline.events.turns import TERMINAL, Phase, TurnStatus, title_from, transition, turn_of
 
 __all__ = [
-    "TERMINAL", "Entry", "SessionState", "Span", "TurnState", "TurnStatus", "fold", "message_of",
+    "TERMINAL", "Approval", "Entry", "SessionState", "Span", "TurnState", "TurnStatus", "fold",
+    "message_of",
 ]  # fmt: skip
 
 Said = UserMessage | AssistantMessage | ToolResult | TurnCancelled
 Ending = TurnCompleted | TurnFailed | TurnCancelled
 S = TypeVar("S", "TurnState", "SessionState")
-Work = TextDelta | ReasoningDelta | ToolCall | AssistantMessage | ToolResult | Fallback
+Work = (
+    TextDelta | ReasoningDelta | ToolCall | AssistantMessage | ToolResult | Fallback
+    | ApprovalRequested | ApprovalGranted | ApprovalDenied
+)  # fmt: skip
 #: the events commands store with their request's idempotency key
 Request = SessionStarted | SessionRenamed | UserMessage | CancelRequested
 
@@ -79,6 +86,23 @@ class Entry(NamedTuple):
     at: int
     event: Said
     message: Message
+
+
+Decision = ApprovalGranted | ApprovalDenied
+
+
+class Approval(NamedTuple):
+    """A tool call waiting for a person (``request``), and the decision that counts once
+    there is one: the first (a person's, or the deadline's), who made it, and where."""
+
+    request: ApprovalRequested
+    decision: Decision | None = None
+    actor: str = ""
+    position: int = 0
+
+    @property
+    def granted(self) -> bool:
+        return isinstance(self.decision, ApprovalGranted)
 
 
 class Span(NamedTuple):
@@ -146,6 +170,8 @@ class TurnState:
     ended: int = 0
     #: the context cut the counting attempt was sent with (None: the whole conversation)
     context: ContextTrimmed | None = None
+    #: the counting attempt's calls that needed a person's approval, by call id
+    approvals: dict[str, Approval] = field(default_factory=dict)
 
     @property
     def phase(self) -> Phase:
@@ -167,6 +193,35 @@ class TurnState:
         return tuple(entry.message for entry in self.steps)
 
     @property
+    def awaiting(self) -> tuple[str, ...]:
+        """The calls waiting for a decision: while there are any, the turn waits without
+        a worker (the decision brings it back: docs/human-in-the-loop.md)."""
+        return tuple(c for c, a in self.approvals.items() if a.decision is None)
+
+    @property
+    def unanswered(self) -> tuple[int, tuple[ToolCallRef, ...]]:
+        """The last finished step and its calls that have no result yet."""
+        step, answered = 0, set[str]()
+        calls: tuple[ToolCallRef, ...] = ()
+        for entry in self.steps:
+            if isinstance(entry.event, AssistantMessage) and isinstance(
+                entry.message, AssistantTurn
+            ):
+                step, calls, answered = entry.event.step, entry.message.tool_calls, set()
+            elif isinstance(entry.event, ToolResult):
+                answered.add(entry.event.call_id)
+        return step, tuple(c for c in calls if c.call_id not in answered)
+
+    @property
+    def resumable(self) -> bool:
+        """Whether the attempt that counts stopped to wait for approvals that are all
+        decided now: it carries on (the same attempt) from the calls they held back."""
+        if self.status != "running" or not self.approvals or self.awaiting:
+            return False
+        _, calls = self.unanswered
+        return any(c.call_id in self.approvals for c in calls)
+
+    @property
     def error(self) -> str:
         return self.ending.message if isinstance(self.ending, TurnFailed) else ""
 
@@ -178,7 +233,7 @@ class TurnState:
         """A new attempt: the previous attempt's work is dropped."""
         self.provider, self.model, self.started = e.provider, e.model, rec.version
         self.steps, self.calls, self.text, self.reasoning = [], [], [], []
-        self.fallbacks = []
+        self.fallbacks, self.approvals = [], {}
 
     def _work(self, rec: Recorded, e: Work) -> None:
         """An event of the counting attempt's work."""
@@ -197,8 +252,22 @@ class TurnState:
                 self.steps.append(_entry(rec, e, message_of(e)))
             case Fallback():
                 self.fallbacks.append(e)
+            case ApprovalRequested() | ApprovalGranted() | ApprovalDenied():
+                self._approval(rec, e)
             case _:
                 assert_never(e)
+
+    def _approval(
+        self, rec: Recorded, e: ApprovalRequested | ApprovalGranted | ApprovalDenied
+    ) -> None:
+        """A call of the counting attempt waits for approval, or is decided: the first
+        decision counts (a later one, or one for a call not asked about, is ignored)."""
+        if isinstance(e, ApprovalRequested):
+            self.approvals[e.call_id] = Approval(e)
+        elif (asked := self.approvals.get(e.call_id)) is not None and asked.decision is None:
+            self.approvals[e.call_id] = asked._replace(
+                decision=e, actor=rec.envelope.actor, position=rec.position
+            )
 
     def _close_step(self, rec: Recorded, e: AssistantMessage) -> None:
         if (not e.text and self.text) or (not e.reasoning and self.reasoning):
@@ -259,6 +328,8 @@ class SessionState:
     forked_from: ForkOrigin | None = None
     #: what a message sent while a turn is open does (None: the deployment's default)
     double_texting: DoubleTexting | None = None
+    #: ``always``: every tool call of the session waits for a person's approval
+    approval: Literal["always"] | None = None
     started: bool = False
     version: int = 0
     position: int = 0
@@ -362,7 +433,7 @@ class SessionState:
                     turn.rollback = turn.rollback or event.rollback
             case (
                 TextDelta() | ReasoningDelta() | ToolCall() | AssistantMessage() | ToolResult()
-                | Fallback()
+                | Fallback() | ApprovalRequested() | ApprovalGranted() | ApprovalDenied()
             ):  # fmt: skip
                 if turn := self._turn(rec, event):
                     turn._work(rec, event)
@@ -395,7 +466,7 @@ class SessionState:
         self.started, self.owner, self.title, self.named = True, e.owner, e.title, e.title
         self.provider, self.model, self.system_prompt = e.provider, e.model, e.system_prompt
         self.tool_servers, self.params, self.forked_from = e.tool_servers, e.params, e.forked_from
-        self.double_texting = e.double_texting
+        self.double_texting, self.approval = e.double_texting, e.approval
 
     def _user_message(self, rec: Recorded, e: UserMessage) -> None:
         """A user message opens its turn; it joins the conversation when the turn ends

@@ -1,4 +1,4 @@
-"""The work queue on JetStream: a durable pull consumer on ``<prefix>.*.user_message``.
+"""The work queue on JetStream: a durable pull consumer on ``<prefix>.*.<kind>`` for its kinds.
 
 Shared by any number of workers (each with one open pull request at a time, sized to
 what it can take, with idle heartbeats); explicit acks, ``ack_wait`` and
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Final
 
 import msgspec
@@ -33,7 +33,7 @@ from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.readiness import problems
 from threadline.events.store import Stored, decode_record
 from threadline.events.stream import unavailable
-from threadline.events.workqueue import WORK_KIND, Backlog, Delivery, Room, WorkQueue
+from threadline.events.workqueue import WORK_KINDS, Backlog, Delivery, Room, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,9 @@ class JetStreamWorkQueue(WorkQueue):
         name: str,
         ack_wait_s: float = 30.0,
         max_ack_pending: int = 1000,
+        kinds: Sequence[str] = WORK_KINDS,
     ) -> None:
-        super().__init__(name=name, ack_wait_s=ack_wait_s)
+        super().__init__(name=name, ack_wait_s=ack_wait_s, kinds=kinds)
         self.store = store
         self.max_ack_pending = max_ack_pending
         #: how many times the consumer was made (a delivery belongs to one of them)
@@ -138,7 +139,7 @@ class JetStreamWorkQueue(WorkQueue):
             settings.name,
             config=ConsumerConfig(
                 durable_name=self.name,
-                filter_subject=f"{settings.prefix}.*.{WORK_KIND}",
+                filter_subjects=[f"{settings.prefix}.*.{kind}" for kind in self.kinds],
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=self.ack_wait_s,
                 max_ack_pending=self.max_ack_pending,

@@ -107,6 +107,9 @@ class SessionStarted(_Event, frozen=True, tag="session_started"):
     forked_from: ForkOrigin | None = None
     #: what a message sent while a turn is open does (None: the deployment's default)
     double_texting: DoubleTexting | None = None
+    #: ``always``: every tool call waits for a person's approval (None: the deployment's
+    #: rules for its tool servers decide)
+    approval: Literal["always"] | None = None
 
 
 class SessionRenamed(_Event, frozen=True, tag="session_renamed"):
@@ -258,6 +261,36 @@ class TurnCancelled(_Event, frozen=True, tag="turn_cancelled"):
     reason: str = ""
 
 
+class ApprovalRequested(_Event, frozen=True, tag="approval_requested"):
+    """A tool call of the envelope's turn attempt waits for a person to approve it; the
+    turn waits without a worker until the decision (docs/human-in-the-loop.md).
+    ``deadline``: when it is denied by itself (microseconds since the epoch; 0: never)."""
+
+    call_id: str
+    tool: str
+    server: str = ""
+    arguments: dict[str, Any] = msgspec.field(default_factory=dict)
+    step: int = 0
+    deadline: int = 0
+
+
+class ApprovalGranted(_Event, frozen=True, tag="approval_granted"):
+    """A person approved the envelope's turn's call ``call_id`` (who: the envelope's
+    ``actor``); the first decision for a call is the one that counts."""
+
+    call_id: str
+    reason: str = ""
+
+
+class ApprovalDenied(_Event, frozen=True, tag="approval_denied"):
+    """The call ``call_id`` is not run; the model is told so, with ``reason``, as its
+    result. ``expired``: its deadline passed without a decision (actor ``system``)."""
+
+    call_id: str
+    reason: str = ""
+    expired: bool = False
+
+
 Event = (
     SessionStarted
     | SessionRenamed
@@ -275,6 +308,9 @@ Event = (
     | TurnFailed
     | CancelRequested
     | TurnCancelled
+    | ApprovalRequested
+    | ApprovalGranted
+    | ApprovalDenied
 )
 
 EVENT_TYPES: Final[tuple[type[_Event], ...]] = get_args(Event)

@@ -15,6 +15,9 @@ from __future__ import annotations
 from typing import Final, Literal, NamedTuple, assert_never
 
 from threadline.events.schema import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     AssistantMessage,
     CancelRequested,
     ContextTrimmed,
@@ -80,6 +83,8 @@ def judge(phase: Phase | None, event: Event, attempt: int | None) -> Verdict:
             return "opens" if phase is None else "ignored"
         case CancelRequested():
             return "ignored" if phase is None else "applies"
+        case ApprovalGranted() | ApprovalDenied():  # a person's (or the deadline's) decision
+            return "applies" if phase is not None and not phase.ended else "ignored"
         case TurnStarted():
             if phase is None:
                 return "starts"
@@ -88,7 +93,7 @@ def judge(phase: Phase | None, event: Event, attempt: int | None) -> Verdict:
             return "starts" if event.attempt > phase.attempt else "ignored"
         case (
             TextDelta() | ReasoningDelta() | ToolCall() | ToolResult() | ToolProgress()
-            | Fallback() | AssistantMessage() | ContextTrimmed()
+            | Fallback() | AssistantMessage() | ContextTrimmed() | ApprovalRequested()
         ):  # fmt: skip
             ours = phase is not None and not phase.ended and phase.counts(attempt)
             return "applies" if ours else "ignored"

@@ -17,15 +17,16 @@ import abc
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from threadline.base.errors import DeliveryLost
 from threadline.events.store import EventStore, Recorded
 
-#: the kind of record a work queue delivers
-WORK_KIND: Final = "user_message"
+#: the kinds of record the agents' work queue delivers: user messages, and the decisions
+#: that bring a turn waiting for approval back (docs/human-in-the-loop.md)
+WORK_KINDS: Final = ("user_message", "approval_granted", "approval_denied")
 
 #: awaited before asking for more: how many deliveries the consumer can take now (at
 #: least one; it waits while it can take none)
@@ -64,11 +65,12 @@ class Delivery(abc.ABC):
 
 
 class WorkQueue(abc.ABC):
-    """A named, durable queue of the log's ``user_message`` records."""
+    """A named, durable queue of the log's records of ``kinds``."""
 
-    def __init__(self, *, name: str, ack_wait_s: float) -> None:
+    def __init__(self, *, name: str, ack_wait_s: float, kinds: Sequence[str] = WORK_KINDS) -> None:
         self.name = name
         self.ack_wait_s = ack_wait_s
+        self.kinds = tuple(kinds)
 
     @abc.abstractmethod
     def deliveries(self, room: Room) -> AsyncGenerator[Delivery, None]:
@@ -122,8 +124,9 @@ class MemoryWorkQueue(WorkQueue):
         name: str = "memory",
         ack_wait_s: float = 30.0,
         max_ack_pending: int = 1000,
+        kinds: Sequence[str] = WORK_KINDS,
     ) -> None:
-        super().__init__(name=name, ack_wait_s=ack_wait_s)
+        super().__init__(name=name, ack_wait_s=ack_wait_s, kinds=kinds)
         self._store = store
         self._max_ack_pending = max_ack_pending
         self._position = 0  # the last record taken from the log
@@ -163,7 +166,7 @@ class MemoryWorkQueue(WorkQueue):
     # ------------------------------------------------------------------ internals
 
     async def _feed(self) -> None:
-        records = self._store.follow_all(kinds={WORK_KIND}, after=self._position)
+        records = self._store.follow_all(kinds=set(self.kinds), after=self._position)
         async with contextlib.aclosing(records):
             async for rec in records:
                 self._position = rec.position

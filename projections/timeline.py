@@ -157,13 +157,35 @@ class Timeline:
                 return self._assistant(rec, e)
             case ev.TurnCompleted() | ev.TurnFailed() | ev.TurnCancelled():
                 return self._ended(rec, e)
+            case ev.ContextTrimmed():
+                return _context(e)
+            case (
+                ev.CancelRequested() | ev.ApprovalRequested() | ev.ApprovalGranted()
+                | ev.ApprovalDenied()
+            ):  # fmt: skip
+                return self._held(rec, e)
+            case _:
+                assert_never(e)
+
+    def _held(
+        self,
+        rec: Recorded,
+        e: ev.CancelRequested | ev.ApprovalRequested | ev.ApprovalGranted | ev.ApprovalDenied,
+    ) -> str:
+        """A stop request, a call waiting for a person, a person's (or the deadline's)
+        decision."""
+        match e:
             case ev.CancelRequested():
                 stop = "ROLLBACK" if e.rollback else "CANCEL"
                 return f"{stop} REQUESTED ({rec.turn or 'running turn'}): {self.quote(e.reason)}"
-            case ev.ContextTrimmed():
-                return _context(e)
-            case _:
-                assert_never(e)
+            case ev.ApprovalRequested():
+                args = json.dumps(e.arguments, ensure_ascii=False, sort_keys=True)
+                return f"APPROVAL REQUESTED {e.call_id} {e.tool} {self.quote(args)}"
+            case ev.ApprovalGranted():
+                return f"APPROVED {e.call_id}: {self.quote(e.reason)}"
+            case ev.ApprovalDenied():
+                expired = " (deadline passed)" if e.expired else ""
+                return f"DENIED {e.call_id}{expired}: {self.quote(e.reason)}"
 
     def _tool(self, e: ev.ToolCall | ev.ToolResult | ev.ToolProgress) -> str:
         match e:

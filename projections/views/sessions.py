@@ -100,6 +100,7 @@ class SessionsView(View):
             case (
                 ev.CancelRequested() | ev.TextDelta() | ev.ReasoningDelta() | ev.ToolCall()
                 | ev.ToolResult() | ev.ToolProgress() | ev.Fallback() | ev.ContextTrimmed()
+                | ev.ApprovalRequested() | ev.ApprovalGranted() | ev.ApprovalDenied()
             ):  # fmt: skip
                 pass  # not in the list
             case _:

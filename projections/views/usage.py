@@ -73,6 +73,7 @@ class UsageView(View):
                 ev.SessionRenamed() | ev.UserMessage() | ev.CancelRequested() | ev.TextDelta()
                 | ev.ReasoningDelta() | ev.ToolCall() | ev.ToolResult() | ev.ToolProgress()
                 | ev.Fallback() | ev.ContextTrimmed()
+                | ev.ApprovalRequested() | ev.ApprovalGranted() | ev.ApprovalDenied()
             ):  # fmt: skip
                 pass  # spends nothing
             case _:

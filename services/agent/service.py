@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Final
 
 import msgspec
@@ -23,7 +23,10 @@ from threadline.events.jetstream_queue import JetStreamWorkQueue
 from threadline.events.kv import snapshot_store_for
 from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore
-from threadline.events.workqueue import MemoryWorkQueue, WorkQueue
+from threadline.events.workqueue import WORK_KINDS, MemoryWorkQueue, WorkQueue
+from threadline.services.agent.approvals import ApprovalRules
+from threadline.services.agent.deadlines import KINDS as DEADLINE_KINDS
+from threadline.services.agent.deadlines import QUEUE_NAME as DEADLINES
 from threadline.services.agent.providers import ModelAdapter, adapter_for, load_providers
 from threadline.services.agent.providers.settings import ProviderRegistry
 from threadline.services.agent.telemetry import AgentTelemetry
@@ -64,6 +67,7 @@ def default_agent_settings(settings: Settings) -> AgentSettings:
         fallback_providers=chain,
         delta_window_s=settings.delta_window_ms / 1000,
         max_steps=settings.max_steps,
+        approval_timeout_s=settings.approval_timeout_s,
     )
 
 
@@ -85,14 +89,22 @@ class Adapters:
             await adapter.aclose()
 
 
-def work_queue_for(store: EventStore, *, ack_wait_s: float, max_ack_pending: int) -> WorkQueue:
-    """The agents' queue on ``store``: the JetStream consumer, or one in memory."""
+def work_queue_for(
+    store: EventStore,
+    *,
+    ack_wait_s: float,
+    max_ack_pending: int,
+    name: str = QUEUE_NAME,
+    kinds: Sequence[str] = WORK_KINDS,
+) -> WorkQueue:
+    """The agents' queue on ``store`` (or another of ``name`` for ``kinds``): the
+    JetStream consumer, or one in memory."""
     if isinstance(store, JetStreamEventStore):
         return JetStreamWorkQueue(
-            store, name=QUEUE_NAME, ack_wait_s=ack_wait_s, max_ack_pending=max_ack_pending
+            store, name=name, ack_wait_s=ack_wait_s, max_ack_pending=max_ack_pending, kinds=kinds
         )
     return MemoryWorkQueue(
-        store, name=QUEUE_NAME, ack_wait_s=ack_wait_s, max_ack_pending=max_ack_pending
+        store, name=name, ack_wait_s=ack_wait_s, max_ack_pending=max_ack_pending, kinds=kinds
     )
 
 
@@ -121,11 +133,17 @@ async def serve_agent(
         deps = AgentDeps(
             store=store, providers=providers, adapter=adapters, tools=tools,
             settings=agent or default_agent_settings(settings),
-            telemetry=telemetry or AgentTelemetry(),
+            telemetry=telemetry or AgentTelemetry(), approvals=ApprovalRules(settings.mcp_servers),
         )  # fmt: skip
         sessions = SessionCache(store, snapshots=snapshot_store_for(store))
         await sessions.open()
-        worker = AgentWorker(store, queue, deps, concurrency=concurrency, sessions=sessions)
+        # approvals waiting for a person: as many as there are, each held by the server only
+        deadlines = work_queue_for(
+            store, ack_wait_s=30.0, max_ack_pending=1_000_000, name=DEADLINES, kinds=DEADLINE_KINDS
+        )
+        worker = AgentWorker(
+            store, queue, deps, concurrency=concurrency, sessions=sessions, deadlines=deadlines
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
         unwatch = deps.telemetry.watch_consumer(queue)

@@ -24,6 +24,8 @@ from threadline.base.redact import redact
 from threadline.events.conversation import Message, ToolSpec
 from threadline.events.fold import SessionState, message_of
 from threadline.events.schema import (
+    ApprovalDenied,
+    ApprovalRequested,
     AssistantMessage,
     ErrorKind,
     Fallback,
@@ -38,6 +40,7 @@ from threadline.events.schema import (
     Usage,
 )
 from threadline.events.store import EventStore
+from threadline.services.agent.approvals import ApprovalRules
 from threadline.services.agent.coalesce import Coalescer
 from threadline.services.agent.context import (
     ContextWindow,
@@ -54,7 +57,13 @@ from threadline.services.agent.providers import (
 )
 from threadline.services.agent.step import StepOutcome, run_step
 from threadline.services.agent.telemetry import AgentTelemetry, TurnTelemetry
-from threadline.services.agent.tools import Progress, ToolContext, ToolListing, ToolOutcome
+from threadline.services.agent.tools import (
+    Progress,
+    ToolContext,
+    ToolListing,
+    ToolOutcome,
+    split_prefixed,
+)
 from threadline.services.agent.writer import TurnWriter
 
 T = TypeVar("T")
@@ -91,6 +100,14 @@ async def until(work: Coroutine[Any, Any, T], watch: Coroutine[Any, Any, object]
     return None
 
 
+def denial(decision: ApprovalDenied) -> str:
+    """What the model is told, as the tool's result, of a call that was denied."""
+    if decision.expired:
+        return "This tool call was not run: nobody approved it before its deadline."
+    why = f" Their reason: {decision.reason}" if decision.reason else ""
+    return f"This tool call was not run: the user denied it.{why}"
+
+
 def worker_id(pid: int | None = None) -> str:
     """A worker's name: host and process id (``pid`` defaults to this process)."""
     return f"{os.uname().nodename}-{os.getpid() if pid is None else pid}"
@@ -111,6 +128,8 @@ class AgentSettings:
     retry_max_s: float = 30.0
     max_attempts: int = 3
     fallback_providers: tuple[str, ...] = ()
+    #: how long a call waits for a person's approval before it is denied (0: forever)
+    approval_timeout_s: float = 3600.0
 
 
 @dataclass
@@ -124,24 +143,39 @@ class AgentDeps:
     telemetry: AgentTelemetry = field(default_factory=AgentTelemetry)
     #: the sessions' context sizes, kept between their turns
     span_sizes: SpanSizes = field(default_factory=SpanSizes)
+    #: which calls wait for a person (default: none, unless the session says so)
+    approvals: ApprovalRules = field(default_factory=ApprovalRules)
 
 
 class RestartAttempt(Exception):
     """The attempt must start over (a stream broke after it had produced output)."""
 
 
+class Waiting(Exception):
+    """The attempt stops, without a terminal event, until its calls are decided."""
+
+
 class Turn:
     """One attempt; :meth:`run` always ends in a terminal event unless fenced off."""
 
     def __init__(
-        self, deps: AgentDeps, state: SessionState, turn_id: str, cancel: asyncio.Event
+        self,
+        deps: AgentDeps,
+        state: SessionState,
+        turn_id: str,
+        cancel: asyncio.Event,
+        *,
+        resume: bool = False,
     ) -> None:
+        """``resume``: carry on the attempt that counts, which stopped to wait for
+        approvals decided since (:attr:`TurnState.resumable`), instead of a new one."""
         self.deps = deps
         self.cfg = deps.settings
         self.state = state
         self.turn_id = turn_id
         self.cancel = cancel
-        self.attempt = state.turns[turn_id].attempt + 1
+        self.resume = resume
+        self.attempt = state.turns[turn_id].attempt + (0 if resume else 1)
         self.provider = state.provider or deps.providers.default_name()
         self.model = state.model
         self.obs = TurnTelemetry(deps.telemetry, self, deps.providers, self.cfg.worker)
@@ -172,12 +206,13 @@ class Turn:
                 raise
 
     async def _run(self) -> None:
-        await self.writer.append(
-            TurnStarted(
-                turn_id=self.turn_id, attempt=self.attempt, provider=self.provider,
-                model=self.obs.model(), worker=self.cfg.worker,
-            )
-        )  # fmt: skip
+        if not self.resume:
+            await self.writer.append(
+                TurnStarted(
+                    turn_id=self.turn_id, attempt=self.attempt, provider=self.provider,
+                    model=self.obs.model(), worker=self.cfg.worker,
+                )
+            )  # fmt: skip
         if self.cancel.is_set() or self.state.turns[self.turn_id].cancel_requested:
             await self.writer.append(TurnCancelled(reason="stopped before it started"))
             return
@@ -189,6 +224,8 @@ class Turn:
             return
         try:
             work.result()
+        except Waiting:  # a person decides; the decision brings the turn back
+            return
         except ProviderError as err:
             await self._fail(err.kind, str(err), retryable=err.retryable)
         except ConfigurationError as err:
@@ -213,7 +250,13 @@ class Turn:
         messages: list[Message] = list(self.state.turn_messages(self.turn_id))
         # tool steps per turn: the session's ``max_steps``, within the deployment's
         limit = min(self.state.params.max_steps or self.cfg.max_steps, self.cfg.max_steps)
-        for step in range(limit + 1):
+        first = 0
+        if self.resume:  # the step that waited: its calls decided now, then the next step
+            waited, calls = self.state.turns[self.turn_id].unanswered
+            self.usage = sum((u for u in self._step_usage()), Usage())
+            messages += await self._call_tools(waited, list(calls))
+            first = self.steps = waited + 1
+        for step in range(first, limit + 1):
             if step == limit and tools:
                 await self._fallback(
                     "step_limit", f"{limit} tool steps used; answering without tools"
@@ -353,7 +396,45 @@ class Turn:
         event = Fallback(fallback=kind, reason=redact(reason), from_=from_, to=to, attempt=attempt)
         await self.writer.append(event)
 
+    def _step_usage(self) -> list[Usage]:
+        """The usage of the steps the attempt finished before it waited."""
+        steps = self.state.turns[self.turn_id].steps
+        return [e.event.usage for e in steps if isinstance(e.event, AssistantMessage)]
+
     async def _call_tools(self, step: int, calls: list[ToolCallRef]) -> list[Message]:
+        """Run the step's calls; a call that needs approval and has none is asked for
+        (``approval_requested``), a denied one answered with the denial. Raises
+        :class:`Waiting` once the others are done when any call waits."""
+        results = await asyncio.gather(*(self._call_tool(step, c) for c in calls))
+        if any(r is None for r in results):
+            raise Waiting()
+        return [r for r in results if r is not None]
+
+    async def _call_tool(self, step: int, call: ToolCallRef) -> Message | None:
+        approval = self.state.turns[self.turn_id].approvals.get(call.call_id)
+        if approval is None and self.deps.approvals.needs(self.state, call):
+            timeout = self.cfg.approval_timeout_s
+            server, _ = split_prefixed(call.tool) or ("", "")
+            await self.writer.append(
+                ApprovalRequested(
+                    call_id=call.call_id, tool=call.tool, server=server,
+                    arguments=call.arguments, step=step,
+                    deadline=int((time.time() + timeout) * 1e6) if timeout > 0 else 0,
+                )
+            )  # fmt: skip
+            return None
+        if approval is not None and approval.decision is None:
+            return None
+        if approval is not None and isinstance(approval.decision, ApprovalDenied):
+            result = ToolResult(
+                call_id=call.call_id, tool=call.tool, content=denial(approval.decision),
+                is_error=True, summary="denied", step=step,
+            )  # fmt: skip
+            await self.writer.append(result)
+            return message_of(result)
+        return (await self._run_tools(step, [call]))[0]
+
+    async def _run_tools(self, step: int, calls: list[ToolCallRef]) -> list[Message]:
         context = ToolContext(
             session_id=self.state.session,
             owner=self.state.owner,

@@ -29,6 +29,7 @@ from threadline.events.schema import TurnFailed, is_fork_copy
 from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore
 from threadline.events.workqueue import Delivery, WorkQueue
+from threadline.services.agent.deadlines import keep_deadlines
 from threadline.services.agent.turn import AgentDeps, RestartAttempt, Turn, agent_actor, until
 from threadline.services.agent.writer import Fenced, TurnWriter
 
@@ -54,10 +55,13 @@ class AgentWorker:
         busy_delay_s: float = 0.25,
         grace_s: float = 10.0,
         sessions: SessionCache | None = None,
+        deadlines: WorkQueue | None = None,
     ) -> None:
         """``grace_s``: how long a stopping worker lets running turns finish before it
         cancels them (they are redelivered as new attempts); ``sessions``: the session
-        states, kept between turns (default: a cache without snapshots)."""
+        states, kept between turns (default: a cache without snapshots); ``deadlines``:
+        the queue of approval deadlines this worker helps keep (None: none)."""
+        self.deadlines = deadlines
         self.store = store
         self.sessions = SessionCache(store) if sessions is None else sessions
         self.queue = queue
@@ -72,12 +76,18 @@ class AgentWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then let running turns finish (or be cancelled)."""
         watcher = asyncio.create_task(self._watch_cancels(await self.store.last_position()))
+        keeper = asyncio.create_task(
+            keep_deadlines(self.deadlines, self.store, self.sessions)
+            if self.deadlines is not None
+            else asyncio.sleep(0)
+        )
         try:
             consumer = await until(self._consume(), stop.wait())
         finally:
             watcher.cancel()
+            keeper.cancel()
             await self._drain()
-            await asyncio.gather(watcher, return_exceptions=True)
+            await asyncio.gather(watcher, keeper, return_exceptions=True)
         if consumer is not None:
             consumer.result()  # raises when the queue failed
 
@@ -114,8 +124,10 @@ class AgentWorker:
             # A fork's copy of a user message is history, not a question: its turn is
             # copied right after it, and answering it in between would answer it twice.
             if rec.turn is not None and not is_fork_copy(rec.envelope):
+                # a decision on a call only brings back a turn that waited for it
+                resume_only = rec.kind != "user_message"
                 with log_context(session=rec.session, turn=rec.turn):
-                    outcome = await self._attended(delivery, rec.session, rec.turn)
+                    outcome = await self._attended(delivery, rec.session, rec.turn, resume_only)
             if outcome == "busy":
                 await delivery.nak(self.busy_delay_s)
             elif outcome == "done":
@@ -131,11 +143,15 @@ class AgentWorker:
             with contextlib.suppress(StoreError):
                 await delivery.term()
 
-    async def _attended(self, delivery: Delivery, session: str, turn: str) -> Outcome | None:
+    async def _attended(
+        self, delivery: Delivery, session: str, turn: str, resume_only: bool
+    ) -> Outcome | None:
         """:meth:`process` while the delivery's heartbeat holds; ``None`` if it failed
         (the attempt is stopped without another write)."""
         try:
-            work = await until(self.process(session, turn), self._heartbeat(delivery))
+            work = await until(
+                self.process(session, turn, resume_only=resume_only), self._heartbeat(delivery)
+            )
             assert work is not None  # the heartbeat only ends by failing
         except DeliveryLost as exc:
             self.deps.telemetry.heartbeat_failures.inc()
@@ -151,8 +167,10 @@ class AgentWorker:
             await asyncio.sleep(self.queue.ack_wait_s / 3)  # a heartbeat timer, not a poll
             await delivery.in_progress()
 
-    async def process(self, session: str, turn_id: str) -> Outcome:
-        """Run ``turn_id`` of ``session`` to a terminal event, or say why not now."""
+    async def process(self, session: str, turn_id: str, *, resume_only: bool = False) -> Outcome:
+        """Run ``turn_id`` of ``session`` to a terminal event (or until it waits for a
+        person's approval), or say why not now. ``resume_only``: only carry on a turn
+        whose approvals were decided (a decision's delivery never starts an attempt)."""
         if session in self._running:
             return "busy"
         for _ in range(self.deps.settings.max_attempts + 1):
@@ -162,7 +180,10 @@ class AgentWorker:
             # answered in order: busy while an earlier turn has not ended (O(open turns))
             if next(iter(state.open_turns), turn_id) != turn_id:
                 return "busy"
-            if state.turns[turn_id].attempt >= self.deps.settings.max_attempts:
+            turn = state.turns[turn_id]
+            if turn.awaiting or (resume_only and not turn.resumable):
+                return "done"  # it waits for a person, held by no one: a decision brings it back
+            if not turn.resumable and turn.attempt >= self.deps.settings.max_attempts:
                 try:
                     await self._give_up(state, turn_id)
                 except Fenced as exc:  # the interrupted attempt came back meanwhile
@@ -171,7 +192,7 @@ class AgentWorker:
                 return "done"
             running = self._running[session] = _Running(turn_id, asyncio.Event())
             try:
-                await Turn(self.deps, state, turn_id, running.cancel).run()
+                await Turn(self.deps, state, turn_id, running.cancel, resume=turn.resumable).run()
                 return "done"
             except RestartAttempt:
                 continue

@@ -7,6 +7,7 @@ over the event-store port and the provider :class:`Catalog`; idempotency is defi
 
 from threadline.services.commands.catalog import Catalog, ProviderEntry
 from threadline.services.commands.requests import (
+    AnswerApproval,
     CancelTurn,
     Fork,
     Regenerate,
@@ -18,6 +19,7 @@ from threadline.services.commands.requests import (
 from threadline.services.commands.session import SessionCommands
 
 __all__ = [
+    "AnswerApproval",
     "CancelTurn",
     "Catalog",
     "Fork",

@@ -40,6 +40,7 @@ def fork_events(records: list[Recorded], cmd: Fork, catalog: Catalog | None) -> 
         tool_servers=state.tool_servers,
         params=state.params,
         double_texting=state.double_texting,
+        approval=state.approval,
         forked_from=ForkOrigin(session=cmd.source, version=cmd.version),
     )
     first = NewEvent(event=started, actor=cmd.actor, key=fork_key(cmd.source, cmd.version))

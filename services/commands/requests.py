@@ -6,6 +6,8 @@ idempotency key, empty for none (see :mod:`threadline.services.commands.keys`).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from threadline.base.config import DoubleTexting
@@ -26,6 +28,8 @@ class StartSession(msgspec.Struct, frozen=True, kw_only=True):
     params: GenerationParams = msgspec.field(default_factory=GenerationParams)
     #: what a message sent while a turn is open does (None: the deployment's default)
     double_texting: DoubleTexting | None = None
+    #: ``always``: every tool call waits for a person's approval
+    approval: Literal["always"] | None = None
     key: str = ""
     #: the session's id; default: derived from ``owner`` and ``key``, else a new one
     session: str = ""
@@ -72,6 +76,16 @@ class CancelTurn(msgspec.Struct, frozen=True, kw_only=True):
     turn: str = ""
     reason: str = ""
     key: str = ""
+
+
+class AnswerApproval(msgspec.Struct, frozen=True, kw_only=True):
+    """A person's decision on the tool call ``call_id`` waiting for approval."""
+
+    session: str
+    actor: str
+    call_id: str
+    approved: bool
+    reason: str = ""
 
 
 class Fork(msgspec.Struct, frozen=True, kw_only=True):

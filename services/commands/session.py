@@ -17,6 +17,7 @@ from typing import Final
 
 from threadline.base.config import DoubleTexting
 from threadline.base.errors import (
+    ApprovalDecided,
     CommandRefused,
     ConcurrencyError,
     IdempotencyKeyReused,
@@ -26,6 +27,7 @@ from threadline.base.errors import (
     TurnRunning,
 )
 from threadline.events import schema as ev
+from threadline.events.approvals import Decision, decide, expired, expiry, find
 from threadline.events.fold import SessionState
 from threadline.events.ids import new_id, validate_session_id
 from threadline.events.reads import records_at
@@ -41,6 +43,7 @@ from threadline.services.commands.keys import (
     stop_key,
 )
 from threadline.services.commands.requests import (
+    AnswerApproval,
     CancelTurn,
     Fork,
     Regenerate,
@@ -50,6 +53,8 @@ from threadline.services.commands.requests import (
     StartSession,
 )
 
+#: who decides a tool call whose deadline passed
+SYSTEM: Final = "system"
 #: how often a message is decided again when its session moved on meanwhile
 _ADMIT_TRIES: Final = 20
 
@@ -95,6 +100,7 @@ class SessionCommands:
             tool_servers=cmd.tool_servers,
             params=cmd.params,
             double_texting=cmd.double_texting,
+            approval=cmd.approval,
         )
         session = cmd.session or (self.ids.session(cmd.owner, cmd.key) if cmd.key else new_id())
         key = client_key("create", cmd.key) if cmd.key else new_id()
@@ -169,8 +175,36 @@ class SessionCommands:
         if earlier := state.turns[turn].cancel_position:  # asked before: that one answers
             return await self.store.get(earlier)
         new = NewEvent(event=event, actor=cmd.actor, turn=turn, key=key)
-        (rec,) = await self.store.append(cmd.session, new)
+        if not (ends := _ended_waiting(state, turn, cmd.actor)):
+            (rec,) = await self.store.append(cmd.session, new)
+            return same_request(rec, event, named)
+        try:  # no worker holds a turn waiting for approval: the stop ends it here
+            rec, *_ = await self.store.append(
+                cmd.session, [new, *ends], expected_version=state.version
+            )
+        except ConcurrencyError:  # decided (or stopped) meanwhile: decide again
+            return await self.cancel(cmd)
         return same_request(rec, event, named)
+
+    async def answer_approval(self, cmd: AnswerApproval) -> Recorded:
+        """Decide the tool call ``cmd.call_id`` waiting for approval; answers the decision's
+        record (the same request again: the same record). ``ApprovalDecided`` when another
+        answer, or the deadline, decided first (an answer after the deadline records the
+        deadline's denial first); ``ApprovalNotFound``, ``TurnFinished``."""
+        state = await self.state(cmd.session)
+        found = find(state, cmd.call_id)
+        if found is not None and found[1].decision is None and expired(found[1]):
+            await decide(self.store, self.sessions, cmd.session, expiry(cmd.call_id), SYSTEM)
+        event: Decision = (
+            ev.ApprovalGranted(call_id=cmd.call_id, reason=cmd.reason)
+            if cmd.approved
+            else ev.ApprovalDenied(call_id=cmd.call_id, reason=cmd.reason)
+        )
+        rec = await decide(self.store, self.sessions, cmd.session, event, cmd.actor)
+        if rec.event != event or rec.envelope.actor != cmd.actor:
+            how = "approved" if isinstance(rec.event, ev.ApprovalGranted) else "denied"
+            raise ApprovalDecided(f"call {cmd.call_id!r} was {how} already ({rec.envelope.actor})")
+        return rec
 
     async def _retried(
         self, state: SessionState, key: str, event: ev.Event, turn: str | None = None
@@ -258,15 +292,30 @@ def _stops(state: SessionState, policy: DoubleTexting, actor: str) -> list[NewEv
         return []
     rollback = policy == "rollback"
     reason = "rolled back by a new message" if rollback else "interrupted by a new message"
+    stop = ev.CancelRequested(reason=reason, rollback=rollback)
     return [
-        NewEvent(
-            event=ev.CancelRequested(reason=reason, rollback=rollback),
-            actor=actor,
-            turn=turn,
-            key=stop_key(policy, turn),
-        )
+        new
         for turn in state.open_turns
         if not (state.turns[turn].rollback if rollback else state.turns[turn].cancel_requested)
+        for new in (
+            NewEvent(event=stop, actor=actor, turn=turn, key=stop_key(policy, turn)),
+            *_ended_waiting(state, turn, actor),
+        )
+    ]
+
+
+def _ended_waiting(state: SessionState, turn: str, actor: str) -> list[NewEvent]:
+    """The end of ``turn`` when a stop reaches it while it waits for approval (no worker
+    holds it to write one): cancelled, in its attempt (which fences off a worker that
+    took it up meanwhile). Appended with the stop, at the version that saw it wait."""
+    waiting = state.turns[turn]
+    if not waiting.awaiting:
+        return []
+    ended = ev.TurnCancelled(reason="stopped while waiting for approval")
+    return [
+        NewEvent(
+            event=ended, actor=actor, turn=turn, attempt=waiting.attempt, key=f"{turn}/cancelled"
+        )
     ]
 
 

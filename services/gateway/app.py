@@ -43,6 +43,7 @@ V1_ROUTES: tuple[ControllerRouterHandler, ...] = (
     messages.post_message,
     messages.cancel_turn,
     messages.retry_turn,
+    messages.answer_approval,
     events.stream_events,
     events.export_session,
     events.verify_chain,

@@ -24,6 +24,7 @@ from litestar.exceptions import (
 from litestar.openapi.datastructures import ResponseSpec
 
 from threadline.base.errors import (
+    ApprovalNotFound,
     CommandRefused,
     ConcurrencyError,
     ConfigurationError,
@@ -120,6 +121,8 @@ def _ours(exc: ThreadlineError) -> Problem:
         return unprocessable(exc.field, exc.reason)
     if isinstance(exc, TurnNotFound):
         return Problem(404, "turn_not_found", str(exc), field="turn_id")
+    if isinstance(exc, ApprovalNotFound):
+        return Problem(404, "approval_not_found", str(exc), field="call_id")
     if isinstance(exc, CommandRefused):
         return Problem(409, exc.code, str(exc), field=exc.field)
     if isinstance(exc, PayloadTooLarge):
@@ -197,8 +200,8 @@ _DESCRIPTIONS = {
     403: "An admin may read, not write, another owner's session",
     404: "No such session (or it belongs to someone else)",
     409: "Conflict: an Idempotency-Key reused for another request, nothing to cancel, a "
-    "turn already finished, a turn still running (double texting: reject), or a view not "
-    "caught up",
+    "turn already finished, a turn still running (double texting: reject), a tool call "
+    "decided already, or a view not caught up",
     413: "Request body or event too large",
     422: "The request violates the schema; `error.field` names the field",
     429: "Too many concurrent streams or commands for this owner",

@@ -20,10 +20,11 @@ import msgspec
 from threadline.base.errors import SessionNotFound
 from threadline.events import schema as ev
 from threadline.events.conversation import AssistantTurn
-from threadline.events.fold import Entry, SessionState, TurnState, fold
+from threadline.events.fold import Approval, Entry, SessionState, TurnState, fold
 from threadline.events.sessions import SessionCache
 from threadline.projections.model import UsageReport
 from threadline.services.gateway.models import (
+    ApprovalView,
     ContextView,
     FallbackView,
     MessageView,
@@ -102,7 +103,17 @@ def turn_view(t: TurnState) -> TurnView:
         duration_ms=done.duration_ms if done else None,
         # the cut the model was sent the turn with; None: the whole conversation
         context=view_of(ContextView, t.context) if t.context and t.context.turns else None,
+        approvals=[approval_view(a) for a in t.approvals.values()],
     )
+
+
+def approval_view(a: Approval) -> ApprovalView:
+    d = a.decision
+    return ApprovalView(
+        call_id=a.request.call_id, tool=a.request.tool, arguments=a.request.arguments,
+        status="waiting" if d is None else "granted" if a.granted else "denied",
+        deadline=a.request.deadline, reason=d.reason if d else "", decided_by=a.actor,
+    )  # fmt: skip
 
 
 def message_view(entry: Entry) -> MessageView:

@@ -51,6 +51,8 @@ class NewSession(msgspec.Struct, frozen=True, kw_only=True):
     tool_servers: Annotated[list[Name], Meta(max_length=32)] = msgspec.field(default_factory=list)
     #: what a message sent while a turn runs does (null: the deployment's default)
     double_texting: DoubleTexting | None = None
+    #: ``always``: every tool call waits for a person's approval (null: the deployment's rules)
+    approval: Literal["always"] | None = None
 
     def start(self, principal: Principal, **more: Any) -> StartSession:
         """The command starting it for the caller (``more``: the command's other fields)."""
@@ -87,6 +89,23 @@ class Cancel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 class RetryTurn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     turn_id: Annotated[str, Meta(pattern=SESSION_ID_PATTERN)] | None = None
+
+
+class ApprovalAnswer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A person's decision on a tool call waiting for approval."""
+
+    approved: bool
+    reason: Annotated[str, Meta(max_length=2000)] = ""
+
+
+class ApprovalDecided(msgspec.Struct, frozen=True, kw_only=True):
+    """The decision recorded (``approval_granted`` / ``approval_denied``) and where."""
+
+    call_id: str
+    approved: bool
+    turn_id: str
+    position: int
+    version: int
 
 
 class TurnAccepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -164,6 +183,20 @@ class ContextView(msgspec.Struct, frozen=True, kw_only=True):
     refused: bool = False
 
 
+class ApprovalView(msgspec.Struct, frozen=True, kw_only=True):
+    """A tool call of the turn that needed a person's approval, and its decision."""
+
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    status: Literal["waiting", "granted", "denied"]
+    #: when it is denied by itself (microseconds since the epoch; 0: never)
+    deadline: int
+    reason: str = ""
+    #: who decided (``user:<owner>``; ``system``: the deadline)
+    decided_by: str = ""
+
+
 class TurnView(msgspec.Struct, frozen=True, kw_only=True):
     turn_id: str
     status: Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -182,6 +215,8 @@ class TurnView(msgspec.Struct, frozen=True, kw_only=True):
     duration_ms: float | None = None
     #: the context cut the model was sent this turn with (null: the whole conversation)
     context: ContextView | None = None
+    #: its calls that needed a person's approval (``waiting``: the turn waits for them)
+    approvals: list[ApprovalView] = msgspec.field(default_factory=list)
 
 
 class QuarantinedView(msgspec.Struct, frozen=True, kw_only=True):
@@ -203,6 +238,8 @@ class SessionDetail(msgspec.Struct, frozen=True, kw_only=True):
     params: Params
     #: the session's double-texting policy (null: the deployment's default)
     double_texting: DoubleTexting | None = None
+    #: ``always``: every tool call waits for a person's approval
+    approval: Literal["always"] | None = None
     created_at: int
     updated_at: int
     #: the state is as of this version (the session's last, unless ``at`` asked for less)

@@ -124,6 +124,7 @@ class TurnChunks:
             case (
                 ev.SessionStarted() | ev.SessionRenamed() | ev.UserMessage()
                 | ev.CancelRequested() | ev.TurnStarted() | ev.ContextTrimmed()
+                | ev.ApprovalRequested() | ev.ApprovalGranted() | ev.ApprovalDenied()
             ):  # fmt: skip
                 return []  # a context cut is the model's input, not the answer
             case _:

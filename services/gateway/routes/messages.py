@@ -7,15 +7,25 @@ a retry appends nothing and gets the same turn id and position back
 
 from __future__ import annotations
 
-from litestar import post
-from litestar.params import JSONBody
+from typing import Annotated
 
+from litestar import post
+from litestar.params import JSONBody, Parameter
+
+from threadline.events import schema as ev
 from threadline.events.store import Recorded
-from threadline.services.commands import CancelTurn, Retry, SendMessage
+from threadline.services.commands import AnswerApproval, CancelTurn, Retry, SendMessage
 from threadline.services.gateway.auth import Principal
 from threadline.services.gateway.context import GW, Caller, Gateway
 from threadline.services.gateway.errors import error_responses
-from threadline.services.gateway.models import Cancel, PostMessage, RetryTurn, TurnAccepted
+from threadline.services.gateway.models import (
+    ApprovalAnswer,
+    ApprovalDecided,
+    Cancel,
+    PostMessage,
+    RetryTurn,
+    TurnAccepted,
+)
 from threadline.services.gateway.routes.params import IdempotencyKey, SessionId
 
 
@@ -104,3 +114,34 @@ async def retry_turn(
     return _accepted(
         await gw.commands.retry(Retry(session=session, actor=principal.actor, turn=turn))
     )
+
+
+@post(
+    "/sessions/{session_id:str}/approvals/{call_id:str}",
+    status_code=200,
+    summary="Approve or deny a tool call",
+    description="Decides a tool call waiting for a person's approval (an `approval_requested` "
+    "event): appends `approval_granted` or `approval_denied` with the caller as actor and "
+    "`reason`; the turn carries on (a denied call's result tells the model so). The first "
+    "decision wins: the same answer again returns it, another one (or one after the "
+    "deadline, which denied it) is a 409 `approval_decided`; 404 `approval_not_found`; 409 "
+    "`turn_finished` when the turn ended (stopped) before it was decided.",
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429),
+)
+async def answer_approval(
+    principal: Caller,
+    gw: GW,
+    session_id: SessionId,
+    call_id: Annotated[str, Parameter(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")],
+    data: JSONBody[ApprovalAnswer],
+) -> ApprovalDecided:
+    session = await gw.owners.writable(principal, session_id)
+    answer = AnswerApproval(
+        session=session, actor=principal.actor, call_id=call_id, approved=data.approved,
+        reason=data.reason,
+    )  # fmt: skip
+    rec = await gw.commands.answer_approval(answer)
+    return ApprovalDecided(
+        call_id=call_id, approved=isinstance(rec.event, ev.ApprovalGranted), turn_id=rec.turn or "",
+        position=rec.position, version=rec.version,
+    )  # fmt: skip
