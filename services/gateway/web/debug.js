@@ -126,7 +126,7 @@ async function loadSession(id, target) {
   setChain('unknown', 'chain: checking…');
   let loaded;
   try {
-    loaded = await Promise.all([readExport(), api.json('GET', session('')), api.json('GET', session('/verify'))]);
+    loaded = await Promise.all([readExport(), api.json('GET', session(''))]);
   } catch (error) {
     if (ticket !== view.loading) return;
     setChain('unknown', 'chain: not checked');
@@ -134,24 +134,47 @@ async function loadSession(id, target) {
     return;
   }
   if (ticket !== view.loading) return;
-  const [{ records, quarantined }, detail, chain] = loaded;
+  const [{ records, quarantined }, detail] = loaded;
   view.records = records;
   view.byPosition = new Map(records.map((r) => [r.position, r]));
   view.detail = detail;
-  view.chain = chain;
+  view.chain = null; // checked next, without holding up the rest
   view.started = records.find((r) => r.env.event.kind === 'session_started') || null;
   view.turns = groupTurns(records, detail);
   view.session = sessionTurn(records);
   message('');
-  showChain(chain);
   showOverview();
   showTurnList();
   const origin = view.started && view.started.env.event.forked_from;
   $('show-diff').hidden = !origin;
   if (origin) showDiff(origin);
   route(target);
-  const last = Math.max(0, detail.position, ...records.map((r) => r.position), ...quarantined.map((q) => q.position));
+  // (a loop: spreading a long session's positions into Math.max would overflow the stack)
+  let last = detail.position;
+  for (const item of [...records, ...quarantined]) last = Math.max(last, item.position);
   startFollow(last);
+  checkChain(ticket);
+}
+
+// The hash-chain check (the gateway reads every stored record): shown when it answers,
+// the turns and events it names marked.
+async function checkChain(ticket) {
+  let chain;
+  try {
+    chain = await api.json('GET', session('/verify'));
+  } catch (error) {
+    if (ticket === view.loading) setChain('unknown', `chain: not checked (${error.message})`);
+    return;
+  }
+  if (ticket !== view.loading) return;
+  view.chain = chain;
+  showChain(chain);
+  showTurnList();
+  if (!view.turn) return;
+  markCurrent(view.turn);
+  showSteps(view.turn);
+  onCursor(view.player.cursor, view.player.playing);
+  if (view.selected !== null) showEvent(view.selected, false);
 }
 
 // ------------------------------------------------------------------ live
@@ -215,7 +238,7 @@ async function refresh() {
   if (!turn) return;
   if (old && turn.id === old.id && player.playing) {
     view.turn = turn;
-    for (const item of document.querySelectorAll('#turn-list .turn-item')) item.classList.toggle('current', item.dataset.turn === turn.id);
+    markCurrent(turn);
     renderTurnHead($('turn-head'), turn);
     showSteps(turn);
     player.extend(turn.records);
@@ -391,11 +414,13 @@ function showTurnList() {
 
 // ------------------------------------------------------------------ one turn
 
+function markCurrent(turn) {
+  for (const item of document.querySelectorAll('#turn-list .turn-item')) item.classList.toggle('current', item.dataset.turn === turn.id);
+}
+
 function selectTurn(turn, position) {
   view.turn = turn;
-  for (const item of document.querySelectorAll('#turn-list .turn-item')) {
-    item.classList.toggle('current', item.dataset.turn === turn.id);
-  }
+  markCurrent(turn);
   renderTurnHead($('turn-head'), turn);
   renderRequests($('request'), turn, view.detail);
   showSteps(turn);
