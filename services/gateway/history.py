@@ -62,17 +62,15 @@ async def read_session(
 ) -> SessionDetail | None:
     """The session as of version ``at`` (default: now; from the cache), folded from the
     log; None if there is no such session or version."""
-    state: SessionState | None = None
     if at is None:
         with contextlib.suppress(SessionNotFound):
-            state = await sessions.get(session)
-        return None if state is None else session_detail(state)
+            return session_detail(await sessions.get(session))
+        return None
+    state: SessionState | None = None
     async with contextlib.aclosing(sessions.store.entries(session, to_version=at)) as records:
         async for rec in records:
             state = fold((rec,), state)
-    if state is None or state.version < at:
-        return None
-    return session_detail(state)
+    return None if state is None or state.version < at else session_detail(state)
 
 
 def session_detail(state: SessionState) -> SessionDetail:
