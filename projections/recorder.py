@@ -302,11 +302,9 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
         tables = [t for v in select_views(views) for t in v.tables]
         if views is None:
             tables.append(ERRORS)
-        lines: list[bytes] = []
         with self._read() as db:
-            for table in tables:
-                for row in db.all(table.select_all()):
-                    lines.append(msgspec.json.encode([table.name, list(row)]))
+            rows = [(t.name, list(row)) for t in tables for row in db.all(t.select_all())]
+        lines = [msgspec.json.encode(row) for row in rows]
         return b"\n".join(lines).decode() + ("\n" if lines else "")
 
     def errors(self, limit: int = 100) -> list[ProjectionErrorRow]:
