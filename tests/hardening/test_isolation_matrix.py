@@ -87,6 +87,7 @@ RECIPES = [
     Recipe("GET", "/v1/sessions", "/v1/sessions", 200, 200, scoped=False),
     Recipe("POST", "/v1/sessions", "/v1/sessions", 201, 201, {"title": "mine"}, scoped=False),
     Recipe("GET", S, f"/v1/sessions/{SESSION}", 200, 200),
+    Recipe("PATCH", S, f"/v1/sessions/{SESSION}", 200, 403, {"title": "renamed"}),
     Recipe("POST", f"{S}/messages", f"/v1/sessions/{SESSION}/messages", 202, 403, {"text": "x"}),
     Recipe("POST", f"{S}/cancel", f"/v1/sessions/{SESSION}/cancel", 202, 403, {}),
     Recipe("POST", f"{S}/retry", f"/v1/sessions/{SESSION}/retry", 202, 403, {}),
