@@ -83,9 +83,12 @@ class GatewayClient:
         provider: str = "",
         model: str = "",
         tool_servers: list[str] | None = None,
+        approve_tools: bool = False,
     ) -> SessionCreated:
         body: dict[str, Any] = {"title": title, "provider": provider, "model": model}
         body["tool_servers"] = tool_servers or []
+        if approve_tools:  # every tool call waits for a person
+            body["approval"] = "always"
         key = {"Idempotency-Key": uuid.uuid4().hex}
         return await self._call(SessionCreated, "POST", "/v1/sessions", json=body, headers=key)
 
@@ -96,6 +99,12 @@ class GatewayClient:
     async def send(self, session: str, text: str, client_message_id: str) -> TurnAccepted:
         body = {"text": text, "client_message_id": client_message_id}
         return await self._call(TurnAccepted, "POST", f"/v1/sessions/{session}/messages", json=body)
+
+    async def decide(self, session: str, call_id: str, approved: bool, reason: str) -> None:
+        """Approve or deny a tool call waiting for approval (``ChatError`` 409: decided)."""
+        body = {"approved": approved, "reason": reason}
+        path = f"/v1/sessions/{session}/approvals/{call_id}"
+        await self._call(dict[str, Any], "POST", path, json=body)
 
     async def retry(self, session: str, turn_id: str = "") -> TurnAccepted:
         """Ask ``turn_id``'s question again (default: the latest turn's) as a new turn."""

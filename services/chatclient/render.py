@@ -12,6 +12,9 @@ import os
 from typing import Any, TextIO
 
 from threadline.events.schema import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     AssistantMessage,
     CancelRequested,
     ContextTrimmed,
@@ -191,3 +194,9 @@ class Renderer:
             self.line(f"  ✗ turn failed ({e.error}): {e.message}", "31")
         elif isinstance(e, TurnCancelled):
             self.line("  ■ turn cancelled", "33")
+        elif isinstance(e, ApprovalRequested):
+            self.line(f"  ⏸ {e.tool} waits for approval", "33")
+        elif isinstance(e, ApprovalGranted | ApprovalDenied):
+            verdict = "approved" if isinstance(e, ApprovalGranted) else "denied"
+            why = f": {e.reason}" if e.reason else ""
+            self.line(f"  {verdict} by {env.actor}{why}", "32" if verdict == "approved" else "31")

@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import uuid
 
-from threadline.events.schema import TERMINAL_KINDS, UserMessage, kind_of
+from threadline.events.schema import (
+    TERMINAL_KINDS,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
+    UserMessage,
+    kind_of,
+)
 from threadline.services.chatclient.client import ChatError, GatewayClient
 from threadline.services.chatclient.render import Renderer
 from threadline.services.chatclient.terminal import INTERRUPTED, LineReader
@@ -45,6 +53,8 @@ class Chat:
         self._sending = False
         self._early_interrupt = False
         self._tasks: set[asyncio.Task[None]] = set()
+        #: tool calls waiting for a decision, to ask about at the next chance
+        self._asked: dict[str, ApprovalRequested] = {}
         #: input from a pipe or file is not echoed by a terminal: show it
         self._echo = not os.isatty(lines.fd)
 
@@ -54,6 +64,12 @@ class Chat:
         self.out.history(detail)
         self.ended |= {t.turn_id for t in detail.turns if t.status not in ("pending", "running")}
         unfinished = [t.turn_id for t in detail.turns if t.turn_id not in self.ended]
+        self._asked |= {  # calls that waited for a decision when we joined
+            a.call_id: ApprovalRequested(call_id=a.call_id, tool=a.tool, arguments=a.arguments)
+            for t in detail.turns
+            for a in t.approvals
+            if a.status == "waiting"
+        }
         loop = asyncio.get_running_loop()
         follower = asyncio.create_task(self._follow(detail.position))
         loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
@@ -124,11 +140,36 @@ class Chat:
             while turn not in self.ended and not self._stop_waiting:
                 if self._follow_error is not None:
                     return
+                if self._asked:
+                    await self._ask(self._asked.pop(next(iter(self._asked))))
+                    continue
                 self._changed.clear()
                 await self._changed.wait()
         finally:
             self._waiting_for = None
         self.out.end_line()
+
+    async def _ask(self, asked: ApprovalRequested) -> None:
+        """Ask at the prompt whether the call may run: ``y``, else denied (the rest of the
+        line is the reason given); another client may have decided first."""
+        args = json.dumps(asked.arguments, ensure_ascii=False)
+        self.out.end_line()
+        self.out.write(f"  ? run {asked.tool} {args}? [y/N, or n and a reason] ")
+        self._prompting = True
+        line = await self.lines.readline()
+        self._prompting = False
+        if not isinstance(line, str):  # Ctrl-C or end of input: leave it waiting
+            self.out.write("\n")
+            return
+        if self._echo:
+            self.out.write(line + "\n")
+        answer = line.strip()
+        approved = answer.lower() in ("y", "yes")
+        reason = "" if approved else answer.partition(" ")[2].strip()
+        try:
+            await self.client.decide(self.session, asked.call_id, approved, reason)
+        except ChatError as exc:
+            self.out.note(f"  ({exc})")
 
     def _on_interrupt(self) -> None:
         turn = self._waiting_for
@@ -167,6 +208,10 @@ class Chat:
                     env.event.client_message_id in self._mine
                 )
                 self.out.event(env, mine=mine)
+                if isinstance(env.event, ApprovalRequested):
+                    self._asked[env.event.call_id] = env.event
+                elif isinstance(env.event, ApprovalGranted | ApprovalDenied):
+                    self._asked.pop(env.event.call_id, None)  # decided (maybe elsewhere)
                 if kind_of(env.event) in TERMINAL_KINDS and env.turn is not None:
                     self.ended.add(env.turn)
                     if self._prompting and not self.out.at_prompt:

@@ -47,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated MCP servers for a new session (default: all the gateway "
         "offers; '' for none)",
     )
+    parser.add_argument(
+        "--approve-tools",
+        action="store_true",
+        help="a new session's tool calls wait for your approval (asked at the prompt)",
+    )
     parser.add_argument("--no-color", action="store_true", help="plain text output")
 
 
@@ -76,8 +81,9 @@ async def _open(client: GatewayClient, args: argparse.Namespace) -> SessionDetai
     else:
         tools = [name.strip() for name in args.tools.split(",") if name.strip()]
     created = await client.create_session(
-        title=args.title, provider=args.provider, model=args.model, tool_servers=tools
-    )
+        title=args.title, provider=args.provider, model=args.model, tool_servers=tools,
+        approve_tools=args.approve_tools,
+    )  # fmt: skip
     return await client.session(created.id, wait_for=created.position)
 
 
