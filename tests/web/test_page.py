@@ -88,6 +88,8 @@ async def test_two_tabs_follow_one_session_live(nats_server: EmbeddedNats, tmp_p
         result = json.loads(out.decode().splitlines()[-1])
         assert result["ok"]
         print(f"screenshots: {shots}")
+        gaps = result["followGaps"]
+        print(f"a 700-word answer streaming: {len(gaps)} samples, px out of view max {max(gaps)}")
         records = await stack.store.load(result["session"])
         forked = [r.kind for r in await stack.store.load(result["fork"])]
     # the timeline is the log, position for position, across the reconnections

@@ -475,6 +475,8 @@ function main() {
     const id = sessionFromHash();
     if (id !== page.sessionId && api.token) openSession(id);
   });
+  // chats made or renamed in another tab or client show up when this one is back in front
+  window.addEventListener('focus', () => { if (api.token && !$('layout').hidden) loadSessions(); });
   window.addEventListener('storage', (event) => {
     if (event.key !== TOKEN_KEY || (event.newValue || '') === api.token) return;
     api.token = event.newValue || '';
