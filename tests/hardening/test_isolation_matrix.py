@@ -91,6 +91,15 @@ RECIPES = [
     Recipe("POST", f"{S}/messages", f"/v1/sessions/{SESSION}/messages", 202, 403, {"text": "x"}),
     Recipe("POST", f"{S}/cancel", f"/v1/sessions/{SESSION}/cancel", 202, 403, {}),
     Recipe("POST", f"{S}/retry", f"/v1/sessions/{SESSION}/retry", 202, 403, {}),
+    # no call of the session waits: its owner learns that (404), nobody else anything
+    Recipe(
+        "POST",
+        f"{S}/approvals/{{call_id:str}}",
+        f"/v1/sessions/{SESSION}/approvals/call_x",
+        404,
+        403,
+        {"approved": True},
+    ),  # fmt: skip
     Recipe("GET", f"{S}/events", f"/v1/sessions/{SESSION}/events", 200, 200),
     Recipe("GET", f"{S}/export", f"/v1/sessions/{SESSION}/export", 200, 200),
     Recipe("GET", f"{S}/verify", f"/v1/sessions/{SESSION}/verify", 200, 200),
