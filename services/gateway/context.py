@@ -181,7 +181,11 @@ GW = NamedDependency[Gateway]
 Caller = NamedDependency[Principal]
 
 
-def principal_of(request: Request[Any, Any, Any]) -> Principal:
+def principal_of(request: Request[Any, Any, Any], gw: GW) -> Principal:
+    """The caller. It takes ``gw`` only so that Litestar resolves the two dependencies
+    one after the other: independent ones it resolves concurrently, in an anyio task
+    group per request, which cost the gateway about a tenth of its CPU."""
+    del gw
     user = request.scope.get("user")
     if not isinstance(user, Principal):
         raise unauthorized()
