@@ -8,7 +8,10 @@ import re
 import msgspec
 
 from tests.gateway.harness import Harness, agent_turn
-from threadline.events.schema import SessionStarted, UserMessage
+from threadline.events.memory import MemoryEventStore
+from threadline.events.schema import SessionStarted, TextDelta, UserMessage
+from threadline.events.store import NewEvent
+from threadline.services.gateway.routes.events import EXPORT_CHUNK_BYTES, _export_lines
 
 
 async def test_create_session_appends_session_started(gw: Harness) -> None:
@@ -289,3 +292,15 @@ async def test_rename_shows_in_the_list_and_the_session_and_forks_are_marked(
         session,
         version,
     )
+
+
+async def test_the_export_is_written_in_chunks_not_line_by_line() -> None:
+    """One write per line made a 12,601-event export take 2-4 s more than reading it."""
+    store = MemoryEventStore()
+    await store.append("s", NewEvent(event=SessionStarted(owner="o")))
+    await store.append("s", [NewEvent(event=TextDelta(text="x" * 100)) for _ in range(1999)])
+    chunks = [chunk async for chunk in _export_lines(store, "s")]
+    body = b"".join(chunks)
+    assert body.count(b"\n") == 2000 and body.endswith(b"\n")
+    assert len(chunks) <= len(body) // EXPORT_CHUNK_BYTES + 1
+    assert all(len(chunk) >= EXPORT_CHUNK_BYTES for chunk in chunks[:-1])

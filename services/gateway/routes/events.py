@@ -12,7 +12,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import Stream
 
-from threadline.events.store import EventStore, Quarantined
+from threadline.events.store import EventStore, Quarantined, Recorded
 from threadline.events.verify import Problem, verify_entries
 from threadline.services.gateway.context import GW, Caller, Slot
 from threadline.services.gateway.errors import error_responses
@@ -100,17 +100,31 @@ async def stream_events(
     return slot.respond(stream.chunks())
 
 
+#: the export is sent in chunks of about this many bytes (one chunk per line made each
+#: line a write of its own: 12,601 lines took 2-4 s more than reading them)
+EXPORT_CHUNK_BYTES = 64 * 1024
+
+
+def _export_line(rec: Recorded | Quarantined) -> bytes:
+    if isinstance(rec, Quarantined):
+        line = ExportLine(rec.position, rec.hash, quarantined=rec.reason, raw=rec.raw)
+        return msgspec.json.encode(line) + b"\n"
+    return b'{"position":%d,"hash":"%s","record":%s}\n' % (
+        rec.position,
+        rec.hash.encode(),
+        rec.raw,
+    )
+
+
 async def _export_lines(store: EventStore, session: str) -> AsyncIterator[bytes]:
+    chunk = bytearray()
     async for rec in store.entries(session):
-        if isinstance(rec, Quarantined):
-            line = ExportLine(rec.position, rec.hash, quarantined=rec.reason, raw=rec.raw)
-            yield msgspec.json.encode(line) + b"\n"
-            continue
-        yield b'{"position":%d,"hash":"%s","record":%s}\n' % (
-            rec.position,
-            rec.hash.encode(),
-            rec.raw,
-        )
+        chunk += _export_line(rec)
+        if len(chunk) >= EXPORT_CHUNK_BYTES:
+            yield bytes(chunk)
+            chunk.clear()
+    if chunk:
+        yield bytes(chunk)
 
 
 @get(
