@@ -122,7 +122,7 @@ async def test_the_api_conforms_to_its_openapi_document(
     without_inputs = {"GET /healthz", "GET /readyz", "GET /metrics", "GET /v1/providers"}
     fuzzed = {k.removeprefix("FUZZING "): n for k, n in cases.items() if k.startswith("FUZZING ")}
     # with POST .../retry, GET .../verify and PATCH /v1/sessions/{id} (rename)
-    assert len(fuzzed) == 16, sorted(fuzzed)
+    assert len(fuzzed) == 17, sorted(fuzzed)
     assert all(n >= EXAMPLES for op, n in fuzzed.items() if op not in without_inputs), fuzzed
     assert cases.get("STATEFUL_TESTING Stateful tests", 0) > 0, cases
     with_inputs = {op: n for op, n in fuzzed.items() if op not in without_inputs}
