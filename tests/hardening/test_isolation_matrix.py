@@ -49,6 +49,7 @@ from tests.gateway.harness import (
 )
 from tests.gateway.views_harness import running_views_gateway
 from threadline.events.ids import new_id
+from threadline.services.gateway.web.signin import DEV_SIGNIN
 from threadline.services.runtime.natsserver import EmbeddedNats
 
 SESSION = "{session}"
@@ -113,6 +114,11 @@ RECIPES = [
 ]
 #: routes that need no token and carry no owner data
 PUBLIC = re.compile(r"^/(healthz|readyz|metrics|debug|web/.*|schema(/.*)?)?$")
+#: public routes that exist only under ``threadline up`` (its dev token, a loopback
+#: browser: docs/web.md); on this gateway, as in any deployment, they must answer exactly
+#: as a path the app does not serve, to everyone (tests/web/test_signin.py: when they answer)
+UP_ONLY = frozenset({DEV_SIGNIN})
+UNSERVED = "/web/no-such-route-0"
 
 #: another owner, three ways
 OTHERS: dict[str, Callable[[], str]] = {
@@ -219,6 +225,7 @@ class Matrix:
     def __post_init__(self) -> None:
         self.failures: list[str] = []
         self.counts = {"other": 0, "other_404": 0, "bad": 0, "bad_401": 0, "events": 0}
+        self.counts["up_only_404"] = 0
 
     async def position(self) -> int:
         return await self.gw.store.last_position()
@@ -276,8 +283,29 @@ class Matrix:
 
     async def public(self, method: str, template: str) -> None:
         answer = await self.gw.client("not-a-token").request(method, template)
-        if answer.status_code >= 400 or self.session.encode() in answer.content:
+        if template in UP_ONLY:
+            await self.up_only(method, template)
+        elif answer.status_code >= 400 or self.session.encode() in answer.content:
             self.failures.append(f"public {method} {template}: {answer.status_code}")
+
+    async def up_only(self, method: str, template: str) -> None:
+        """For anyone (no token, a bad one, the owner, an admin), the unserved path's answer."""
+        gw = self.gw
+        callers = {"anonymous": gw.client(None), "bad token": gw.client("x")}
+        for who, client in {**callers, "owner": gw.alice, "admin": gw.root}.items():
+            await self.like_unserved(who, client, method, template)
+
+    async def like_unserved(
+        self, who: str, client: httpx.AsyncClient, method: str, template: str
+    ) -> None:
+        got, unserved = [await client.request(method, p) for p in (template, UNSERVED)]
+        if unserved.status_code != 404 or (got.status_code, got.content) != (
+            unserved.status_code,
+            unserved.content,
+        ):
+            self.failures.append(f"{who} {method} {template} (no dev sign-in): {got.status_code}")
+        else:
+            self.counts["up_only_404"] += 1
 
     async def expected(self, caller: str, client: httpx.AsyncClient, recipe: Recipe) -> None:
         """The owner's calls work; an admin reads but writes only its own."""
@@ -335,6 +363,8 @@ async def test_every_route_isolates_owners_and_refuses_bad_credentials(
     counts = matrix.counts
     assert counts["events"] == 0 and counts["other_404"] == counts["other"] > 0
     assert counts["bad_401"] == counts["bad"] > 0
+    assert {t for _, t in public} >= UP_ONLY, "an up-only route is no longer served"
+    assert counts["up_only_404"] == 4 * len(UP_ONLY)
     figure(
         f"{len(routes)} routes ({len(RECIPES)} authenticated, {len(public)} public); "
         f"other owners on session routes: {counts['other_404']}/{counts['other']} 404 "

@@ -23,9 +23,9 @@ from typing import Any, Final
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.exceptions import NotFoundException
 
 from threadline.services.gateway.context import GW
-from threadline.services.gateway.errors import Problem
 
 DEV_SIGNIN: Final = "/web/dev-signin"
 #: host names a browser on this machine uses for a gateway on a loopback interface
@@ -57,6 +57,6 @@ def local_browser(request: Request[Any, Any, Any]) -> bool:
 async def dev_signin(request: Request[Any, Any, Any], gw: GW) -> Response[DevSignin]:
     token = gw.dev_signin
     if token is None or not local_browser(request):
-        raise Problem(404, "not_found", "not found")
+        raise NotFoundException  # the very answer of a path the app does not serve
     body = DevSignin(token=token, owner=gw.auth.authenticate(f"Bearer {token}").owner)
     return Response(body, headers={"Cache-Control": "no-store"})
