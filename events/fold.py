@@ -213,6 +213,11 @@ class TurnState:
         return step, tuple(c for c in calls if c.call_id not in answered)
 
     @property
+    def last_decision(self) -> int:
+        """The position of the latest decision on the attempt's calls (0: none)."""
+        return max((a.position for a in self.approvals.values()), default=0)
+
+    @property
     def resumable(self) -> bool:
         """Whether the attempt that counts stopped to wait for approvals that are all
         decided now: it carries on (the same attempt) from the calls they held back."""

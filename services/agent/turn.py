@@ -402,17 +402,20 @@ class Turn:
         return [e.event.usage for e in steps if isinstance(e.event, AssistantMessage)]
 
     async def _call_tools(self, step: int, calls: list[ToolCallRef]) -> list[Message]:
-        """Run the step's calls; a call that needs approval and has none is asked for
-        (``approval_requested``), a denied one answered with the denial. Raises
-        :class:`Waiting` once the others are done when any call waits."""
-        results = await asyncio.gather(*(self._call_tool(step, c) for c in calls))
-        if any(r is None for r in results):
-            raise Waiting()
-        return [r for r in results if r is not None]
-
-    async def _call_tool(self, step: int, call: ToolCallRef) -> Message | None:
-        approval = self.state.turns[self.turn_id].approvals.get(call.call_id)
-        if approval is None and self.deps.approvals.needs(self.state, call):
+        """Run the step's calls, a denied one answered with the denial; then ask for
+        approval of each that needs it (``approval_requested``, last: a decision cannot
+        come while this attempt still works) and raise :class:`Waiting` if any waits."""
+        approvals = self.state.turns[self.turn_id].approvals
+        ask = [
+            c
+            for c in calls
+            if c.call_id not in approvals and self.deps.approvals.needs(self.state, c)
+        ]
+        held = {c.call_id for c in ask} | {c for c, a in approvals.items() if a.decision is None}
+        results = await asyncio.gather(
+            *(self._call_tool(step, c) for c in calls if c.call_id not in held)
+        )
+        for call in ask:
             timeout = self.cfg.approval_timeout_s
             server, _ = split_prefixed(call.tool) or ("", "")
             await self.writer.append(
@@ -422,9 +425,12 @@ class Turn:
                     deadline=int((time.time() + timeout) * 1e6) if timeout > 0 else 0,
                 )
             )  # fmt: skip
-            return None
-        if approval is not None and approval.decision is None:
-            return None
+        if any(c.call_id in held for c in calls):
+            raise Waiting()
+        return list(results)
+
+    async def _call_tool(self, step: int, call: ToolCallRef) -> Message:
+        approval = self.state.turns[self.turn_id].approvals.get(call.call_id)
         if approval is not None and isinstance(approval.decision, ApprovalDenied):
             result = ToolResult(
                 call_id=call.call_id, tool=call.tool, content=denial(approval.decision),

@@ -124,10 +124,10 @@ class AgentWorker:
             # A fork's copy of a user message is history, not a question: its turn is
             # copied right after it, and answering it in between would answer it twice.
             if rec.turn is not None and not is_fork_copy(rec.envelope):
-                # a decision on a call only brings back a turn that waited for it
-                resume_only = rec.kind != "user_message"
+                # a decision on a call: its position (the latest decision drives the turn)
+                decided = rec.position if rec.kind != "user_message" else None
                 with log_context(session=rec.session, turn=rec.turn):
-                    outcome = await self._attended(delivery, rec.session, rec.turn, resume_only)
+                    outcome = await self._attended(delivery, rec.session, rec.turn, decided)
             if outcome == "busy":
                 await delivery.nak(self.busy_delay_s)
             elif outcome == "done":
@@ -144,13 +144,13 @@ class AgentWorker:
                 await delivery.term()
 
     async def _attended(
-        self, delivery: Delivery, session: str, turn: str, resume_only: bool
+        self, delivery: Delivery, session: str, turn: str, decided: int | None
     ) -> Outcome | None:
         """:meth:`process` while the delivery's heartbeat holds; ``None`` if it failed
         (the attempt is stopped without another write)."""
         try:
             work = await until(
-                self.process(session, turn, resume_only=resume_only), self._heartbeat(delivery)
+                self.process(session, turn, decided=decided), self._heartbeat(delivery)
             )
             assert work is not None  # the heartbeat only ends by failing
         except DeliveryLost as exc:
@@ -167,10 +167,12 @@ class AgentWorker:
             await asyncio.sleep(self.queue.ack_wait_s / 3)  # a heartbeat timer, not a poll
             await delivery.in_progress()
 
-    async def process(self, session: str, turn_id: str, *, resume_only: bool = False) -> Outcome:
+    async def process(self, session: str, turn_id: str, *, decided: int | None = None) -> Outcome:
         """Run ``turn_id`` of ``session`` to a terminal event (or until it waits for a
-        person's approval), or say why not now. ``resume_only``: only carry on a turn
-        whose approvals were decided (a decision's delivery never starts an attempt)."""
+        person's approval), or say why not now. ``decided``: the delivery is the decision
+        at that position; of a turn's decisions the latest drives it (carries the
+        waiting attempt on, or, redelivered after its worker died, starts a new one as a
+        user message would) and the others are done."""
         if session in self._running:
             return "busy"
         for _ in range(self.deps.settings.max_attempts + 1):
@@ -181,7 +183,7 @@ class AgentWorker:
             if next(iter(state.open_turns), turn_id) != turn_id:
                 return "busy"
             turn = state.turns[turn_id]
-            if turn.awaiting or (resume_only and not turn.resumable):
+            if turn.awaiting or (decided is not None and decided != turn.last_decision):
                 return "done"  # it waits for a person, held by no one: a decision brings it back
             if not turn.resumable and turn.attempt >= self.deps.settings.max_attempts:
                 try:

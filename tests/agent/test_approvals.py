@@ -48,11 +48,13 @@ async def stack(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Stac
         yield stack
 
 
-async def first_of(store: JetStreamEventStore, session: str, *kinds: str) -> Recorded:
-    """The session's first record of one of ``kinds`` (waiting for it)."""
+async def first_of(
+    store: JetStreamEventStore, session: str, *kinds: str, attempt: int | None = None
+) -> Recorded:
+    """The session's first record of one of ``kinds`` (of ``attempt``, if given)."""
     async with asyncio.timeout(30):
         async for rec in store.follow(session):
-            if rec.kind in kinds:
+            if rec.kind in kinds and attempt in (None, rec.attempt):
                 return rec
     raise AssertionError("unreachable")
 
@@ -198,5 +200,40 @@ async def test_an_agent_killed_while_a_call_waits(
             result = next(r for r in records if r.kind == "tool_result")
             assert result.event.content == "hi" and not result.event.is_error
             assert [r.kind for r in records].count("turn_started") == 1
+    finally:
+        await store.close()
+
+
+async def test_an_agent_killed_while_it_carries_a_turn_on(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    """Killed (-9) after the approved call ran, while the model answers: the decision's
+    delivery goes to another agent process, which starts the turn again (attempt 2), as
+    a user message's redelivery would, and ends it; it is not left running forever."""
+    store = await JetStreamEventStore.connect(nats_server.url, fresh_stream(), heartbeat_s=0.5)
+    slow = f"[[pace:ttft=0,tps=2]] {ECHO}"
+    try:
+        async with serve(DevModelSettings.fast()) as model:
+            agent = await spawn_agent(store, model, tmp_path, stderr=asyncio.subprocess.DEVNULL)
+            started = SessionStarted(owner="alice", tool_servers=("threadline",), approval="always")
+            await store.append("s2", NewEvent(event=started), expected_version=0)
+            await store.append("s2", NewEvent(event=UserMessage(text=slow), turn="t1"))
+            asked = await first_of(store, "s2", "approval_requested")
+            assert isinstance(asked.event, ApprovalRequested)
+            commands = SessionCommands(store)
+            yes = AnswerApproval(
+                session="s2", actor="user:alice", call_id=asked.event.call_id, approved=True
+            )
+            await commands.answer_approval(yes)
+            await first_of(store, "s2", "tool_result")  # the resumed attempt ran the call
+            agent.send_signal(signal.SIGKILL)
+            assert await agent.wait() == -signal.SIGKILL
+            agent = await spawn_agent(store, model, tmp_path, stderr=asyncio.subprocess.DEVNULL)
+            try:  # the decision's delivery, redelivered: a new attempt ends the turn
+                done = await first_of(store, "s2", *TERMINAL_KINDS)
+            finally:
+                agent.send_signal(signal.SIGTERM)
+                await agent.wait()
+            assert done.kind == "turn_completed" and done.attempt == 2
     finally:
         await store.close()
