@@ -1,10 +1,12 @@
-"""The agent worker: takes user messages from a work queue, shared by any number of
-agent processes; one turn per session at a time, many sessions at once.
+"""The agent worker: takes user messages (and decisions on tool calls that wait for
+approval) from a work queue, shared by any number of agent processes; one turn per
+session at a time, many sessions at once.
 
 It sees two ports only: the event store and the work queue (``threadline.events.
 workqueue``), so a whole turn runs in memory in tests; JetStream lives in the adapters.
 
-Crash safety: a delivery is acked only after its turn ended in a terminal event; while a
+Crash safety: a delivery is acked only after its turn ended in a terminal event (or
+stopped to wait for approval: the latest decision's delivery carries it on); while a
 turn runs the worker sends in-progress acks. When one fails (connection lost, consumer
 deleted, the delivery no longer ours) the attempt stops at once, loudly (an error log
 and ``threadline_agent_heartbeat_failures_total``), and redelivery decides the turn. A
