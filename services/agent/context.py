@@ -8,11 +8,13 @@ what it would send (:func:`estimate_tokens`: UTF-8 bytes / 4 of the encoded mess
 system prompt and tools; no tokenizer) and, when the conversation does not fit, leaves
 out its oldest parts: whole ended turns (:class:`~threadline.events.fold.Span`), never
 the system prompt or the turn being answered, so a tool call is never sent without its
-result. :class:`ContextWindow` walks from the newest part backwards and stops when the
-budget is full; each part's size is kept for the session's later turns
-(:class:`SpanSizes`), so its cost follows what is sent, not the session's length. The
-turn records each change of the cut as ``context_trimmed`` (docs/agent.md, "Long
-sessions and the context window").
+result. The cut moves in steps: once the conversation does not fit, the oldest parts
+are left out down to :data:`LOW_WATERMARK_PERCENT` of the budget, and that cut holds
+while what follows it fits. :class:`ContextWindow` walks from the newest part backwards
+and stops at the cut in force or when the budget is full; each part's size is kept for
+the session's later turns (:class:`SpanSizes`), so its cost follows what is sent, not
+the session's length. The turn records each change of the cut as ``context_trimmed``
+(docs/agent.md, "Long sessions and the context window").
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ BYTES_PER_TOKEN: Final = 4
 DEFAULT_CONTEXT_TOKENS: Final = 32_768
 #: the dev model's window: small, so that tests and benchmarks reach it
 DEV_CONTEXT_TOKENS: Final = 16_384
+#: a new cut leaves a request at most this share of its input budget, so that the cut
+#: then holds (the same oldest part sent, one event) while the turns that follow fill
+#: the rest, instead of moving by one turn every turn
+LOW_WATERMARK_PERCENT: Final = 75
 
 #: model name (after a router's ``vendor/`` prefix) -> window; the longest matching
 #: prefix wins. Published limits, rounded down where providers disagree.
@@ -153,21 +159,52 @@ class ContextWindow:
         self._span_bytes = {} if sizes is None else sizes
         self._own_bytes: list[int] = []
 
-    def fit(self, fixed: int, own: Sequence[Message]) -> Cut:
-        """The cut for a request sending ``fixed`` bytes besides its messages."""
+    def fit(
+        self, fixed: int, own: Sequence[Message], in_force: ContextTrimmed | None = None
+    ) -> Cut:
+        """The cut for a request sending ``fixed`` bytes besides its messages, given the
+        cut ``in_force`` (the session's latest): kept while what follows it fits the
+        budget; else the whole conversation if it fits, else a new cut down to
+        :data:`LOW_WATERMARK_PERCENT` of the budget (so the cut moves in steps)."""
         for message in own[len(self._own_bytes) :]:
             self._own_bytes.append(self._size(message))
         used = fixed + sum(self._own_bytes)
         room = self.budget.tokens * BYTES_PER_TOKEN
-        keep, known = len(self.spans), self._span_bytes
-        while keep > 0:
+        low = room * LOW_WATERMARK_PERCENT // 100
+        keep, held, known = len(self.spans), self._held(in_force), self._span_bytes
+        lowest = (keep, used)  # the cut that leaves the request within the low watermark
+        while keep > held:
             size = known.get(self.spans[keep - 1].version)
             if size is None:
                 size = self._span_size(keep - 1)
             if used + size > room:
-                break
+                return self._cut(*lowest)
             used += size
             keep -= 1
+            if used <= low:
+                lowest = (keep, used)
+        return self._cut(keep, used)
+
+    def moved(self, cut: Cut, in_force: ContextTrimmed | None) -> bool:
+        """Whether ``cut`` differs from the cut ``in_force`` (and so is recorded): other
+        parts left out, or a cut made for another window."""
+        if in_force is None:
+            return cut.spans > 0
+        return cut.spans != in_force.turns or (
+            cut.spans > 0 and in_force.context_tokens != self.budget.window
+        )
+
+    def _held(self, in_force: ContextTrimmed | None) -> int:
+        """The parts left out by ``in_force`` if it still applies: made for this window,
+        of this conversation (0: none held)."""
+        if in_force is None or in_force.context_tokens != self.budget.window:
+            return 0
+        spans = in_force.turns
+        if not 0 < spans <= len(self.spans):
+            return 0
+        return spans if self.spans[spans - 1].version == in_force.through_version else 0
+
+    def _cut(self, keep: int, used: int) -> Cut:
         start = self.spans[keep].start if keep < len(self.spans) else len(self.history)
         return Cut(keep, start, estimate_tokens(used))
 

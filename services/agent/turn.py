@@ -356,9 +356,8 @@ class Turn:
         """The step's request: the turn's own messages after as much of the history as
         the window allows; a cut that differs from the one in force is recorded."""
         window, system = self.window, self.state.system_prompt
-        cut = window.fit(fixed_bytes(system, tools), own)
-        in_force = self.cut_in_force.turns if self.cut_in_force is not None else 0
-        if cut.spans != in_force:
+        cut = window.fit(fixed_bytes(system, tools), own, self.cut_in_force)
+        if window.moved(cut, self.cut_in_force):
             self.cut_in_force = window.record(cut, step)
             await self.coalescer.flush()
             await self.writer.append(self.cut_in_force)

@@ -11,6 +11,7 @@ import dataclasses
 import msgspec
 import pytest
 
+from tests.agent import longsession
 from tests.agent.fakes import (
     PROVIDER,
     Hold,
@@ -32,6 +33,7 @@ from threadline.projections.timeline import Timeline
 from threadline.services.agent.context import (
     DEFAULT_CONTEXT_TOKENS,
     DEV_CONTEXT_TOKENS,
+    LOW_WATERMARK_PERCENT,
     Budget,
     ContextWindow,
     SpanSizes,
@@ -116,7 +118,7 @@ def size(messages: list[Message]) -> int:
     return sum(len(msgspec.json.encode(m)) for m in messages)
 
 
-async def test_the_newest_whole_turns_that_fit_are_sent() -> None:
+async def test_a_new_cut_sends_the_newest_whole_turns_within_the_low_watermark() -> None:
     state = await folded(50)
     own = list(state.turn_messages("now"))
     win = window(state, 600)
@@ -125,9 +127,10 @@ async def test_the_newest_whole_turns_that_fit_are_sent() -> None:
     assert 0 < cut.spans < 50
     assert cut.start == 2 * cut.spans  # a user message and an answer per turn
     assert sent[0] == UserTurn(text=question(cut.spans))  # starts at a turn
-    assert cut.estimated == -(-size([*sent, *own]) // 4) <= 600
+    low = 600 * LOW_WATERMARK_PERCENT // 100
+    assert cut.estimated == -(-size([*sent, *own]) // 4) <= low
     older = state.committed[cut.start - 2 : cut.start]
-    assert -(-size([*older, *sent, *own]) // 4) > 600  # the next older turn does not fit
+    assert -(-size([*older, *sent, *own]) // 4) > low  # the next older turn does not fit
     event = win.record(cut, step=0)
     assert (event.turns, event.messages) == (cut.spans, cut.start)
     assert (event.through_turn, event.through_version) == (
@@ -154,6 +157,17 @@ async def test_a_tool_call_is_never_sent_without_its_result() -> None:
     assert len(cuts) > 20  # the budgets cut at many places, also next to tool turns
 
 
+def newest_fitting(state: SessionState, own: list[Message], tokens: int) -> int:
+    """How many of the newest messages (whole turns of two) fit ``tokens`` with ``own``."""
+    used, kept, history = size(own), 0, state.committed
+    while (
+        kept < len(history) and used + size(history[-kept - 2 : len(history) - kept]) <= 4 * tokens
+    ):
+        used += size(history[-kept - 2 : len(history) - kept])
+        kept += 2
+    return kept
+
+
 @pytest.mark.parametrize("tokens", [300, 3_000])
 async def test_the_estimates_cost_does_not_grow_with_the_history(tokens: int) -> None:
     """Messages encoded for a step: what is sent and one turn more, at 120 turns as
@@ -164,7 +178,10 @@ async def test_the_estimates_cost_does_not_grow_with_the_history(tokens: int) ->
         own = list(state.turn_messages("now"))
         win = window(state, tokens)
         cut = win.fit(0, own)
-        assert win.estimated_messages == len(own) + (len(state.committed) - cut.start) + 2
+        # the walk goes on past the new cut (a quarter of the budget) to the full budget
+        fits = newest_fitting(state, own, tokens)
+        assert len(state.committed) - cut.start < fits
+        assert win.estimated_messages == len(own) + fits + 2
         counts.append(win.estimated_messages)
         own.append(AssistantTurn(text="a step"))
         win.fit(0, own)
@@ -330,3 +347,37 @@ async def test_a_fork_shows_the_same_cut() -> None:
     source = fold(await store.load("s"))
     assert fork.spans == source.spans and fork.committed == source.committed
     assert fork.turns["t1"].context == cut == fork.context  # the source's numbers
+
+
+async def test_over_a_long_session_the_cut_moves_in_steps_and_holds_between_them() -> None:
+    """150 turns after the first cut: a new cut leaves a quarter of the budget for the
+    turns that follow, so a cut is recorded every few turns (not every turn), and every
+    request between two cuts starts with the same message (a provider's prompt cache
+    keeps its prefix)."""
+    store, model, first, turns = await long_store(200), scripted(1_500), 200, 150
+    cuts: dict[int, ContextTrimmed] = {}
+    for index in range(first, first + turns):
+        model.script(answer(longsession.answer(index)))
+        events = await run(store, model, turn_id(index), question(index))
+        assert events[-1].kind == "turn_completed"
+        for trim in trims(events):  # one at most: a turn of one step
+            assert index not in cuts
+            cuts[index] = trim
+    assert len(model.requests) == turns and first in cuts  # the first turn cuts
+    in_force = cuts[first]
+    for index, request in enumerate(model.requests, start=first):
+        in_force = cuts.get(index, in_force)
+        assert request.messages[0] == UserTurn(text=question(in_force.turns))
+        assert in_force.estimated_tokens <= in_force.budget_tokens
+    budget = in_force.budget_tokens
+    largest = max(map(turn_tokens, range(first, first + turns)))
+    lasts = (budget // 4) // largest - 1  # turns a cut holds at least
+    assert lasts >= 3 and 2 <= len(cuts) <= turns // lasts + 1
+    state = fold(await store.load("s"))
+    assert state.context == cuts[max(cuts)]
+
+
+def turn_tokens(index: int) -> int:
+    """Estimated tokens of turn ``index``'s question and answer."""
+    said = [UserTurn(text=question(index)), AssistantTurn(text=longsession.answer(index))]
+    return -(-size(said) // 4)
