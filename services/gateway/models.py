@@ -23,6 +23,14 @@ from threadline.services.gateway.auth import Principal
 MAX_TEXT_CHARS: Final = 64_000
 MAX_SYSTEM_PROMPT_CHARS: Final = 32_000
 SESSION_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+#: "something shows": a character that is whitespace neither to Python's ``re`` (which
+#: checks requests here) nor to ECMAScript's (the dialect of the OpenAPI document's
+#: patterns, as clients and schemathesis read them). A bare ``\S`` differs between the
+#: two (U+001C-U+001F and U+0085 are space to Python only, U+FEFF to ECMAScript only), so
+#: the document promised titles and messages the gateway refused
+VISIBLE: Final = (
+    r"[^\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+)
 #: positions and versions are exact in JSON numbers (and JetStream sequences) up to here
 POSITION_MAX: Final = 2**53
 
@@ -64,7 +72,7 @@ class NewSession(msgspec.Struct, frozen=True, kw_only=True):
 class RenameSession(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A session's new title (``PATCH /v1/sessions/{id}``)."""
 
-    title: Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
+    title: Annotated[str, Meta(min_length=1, max_length=200, pattern=VISIBLE)]
 
 
 class CreateSession(NewSession, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -78,7 +86,7 @@ class SessionCreated(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PostMessage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"\S")]
+    text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS, pattern=VISIBLE)]
     client_message_id: Key | None = None
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import shutil
 
 import msgspec
+import pytest
 
 from tests.gateway.harness import Harness, agent_turn
 from threadline.events.memory import MemoryEventStore
@@ -292,6 +295,56 @@ async def test_rename_shows_in_the_list_and_the_session_and_forks_are_marked(
         session,
         version,
     )
+
+
+#: the whitespace of either dialect: Python's ``re`` (the gateway's) and ECMAScript's
+#: (the OpenAPI document's), as ``\s`` of each matches (U+180E: space to neither now)
+SPACES = (
+    "\t\n\v\f\r \x1c\x1d\x1e\x1f\x85\xa0\u1680\u180e\u2028\u2029\u202f\u205f\u3000\ufeff"
+    + "".join(chr(c) for c in range(0x2000, 0x200C))
+)
+ECMA_TEST = (
+    "const {pattern, inputs} = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+    "console.log(JSON.stringify(inputs.map((s) => new RegExp(pattern, 'u').test(s))));"
+)
+
+
+async def ecmascript_matches(pattern: str, inputs: list[str]) -> list[bool]:
+    """Whether each input matches ``pattern`` as a JSON Schema (ECMAScript) validator sees it."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is missing")
+    proc = await asyncio.create_subprocess_exec(
+        node, "-e", ECMA_TEST, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate(json.dumps({"pattern": pattern, "inputs": inputs}).encode())
+    assert proc.returncode == 0
+    verdicts: list[bool] = json.loads(out)
+    return verdicts
+
+
+async def test_titles_and_messages_the_document_allows_are_accepted_and_no_others(
+    gw: Harness,
+) -> None:
+    """The document's patterns are ECMAScript, the gateway checks with Python's ``re``: a
+    bare ``\\S`` let the document promise a title of U+001F that the gateway refused
+    (schemathesis found it), and refuse U+FEFF that the gateway took."""
+    schemas = (await gw.alice.get("/schema/openapi.json")).json()["components"]["schemas"]
+    session = await gw.new_session(title="Draft")
+    for schema, field, route in (
+        ("RenameSession", "title", ("PATCH", f"/v1/sessions/{session}")),
+        ("PostMessage", "text", ("POST", f"/v1/sessions/{session}/messages")),
+    ):
+        pattern = schemas[schema]["properties"][field]["pattern"]
+        spaces = list(SPACES)
+        allowed = await ecmascript_matches(pattern, spaces)
+        for space, documented in zip(spaces, allowed, strict=True):
+            answer = await gw.alice.request(*route, json={field: space})
+            assert (answer.status_code < 300) == documented, (field, hex(ord(space)), answer.text)
+        assert all(await ecmascript_matches(pattern, [f"a{c}" for c in spaces] + ["\u200b"]))
+    for space in SPACES:  # with something to show, any space is fine
+        answer = await gw.alice.patch(f"/v1/sessions/{session}", json={"title": f"a{space}"})
+        assert answer.status_code == 200, (hex(ord(space)), answer.text)
 
 
 async def test_the_export_is_written_in_chunks_not_line_by_line() -> None:
