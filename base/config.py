@@ -74,6 +74,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     approval_timeout_s: float = 3600.0
     #: agent worker processes ``threadline up`` starts (0: one per core)
     agents: int = 0
+    #: the Ed25519 key that signs checkpoints (PEM; default <data_dir>/keys/checkpoint.key,
+    #: made by ``up`` or ``checkpoint`` when missing), docs/audit.md
+    checkpoint_key: str = ""
+    #: where checkpoints are kept outside NATS (default <data_dir>/checkpoints)
+    checkpoint_dir: str = ""
+    #: how often ``up`` signs a checkpoint of the log (0: never; ``threadline checkpoint``)
+    checkpoint_interval_s: float = 300.0
     log_level: str = "INFO"
     #: "plain" or "json" (one object per line, with session and turn ids)
     log_format: str = "plain"

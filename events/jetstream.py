@@ -33,6 +33,7 @@ from threadline.base.errors import (
 )
 from threadline.base.redact import without_credentials
 from threadline.events import codec
+from threadline.events.checkpoint import is_checkpoint_subject
 from threadline.events.direct import MAX_BATCH, ApiError, DirectReads, locate
 from threadline.events.readiness import appended
 from threadline.events.store import (
@@ -335,6 +336,8 @@ class JetStreamEventStore(EventStore):
         tail = self._tail(filters, after)
         async with contextlib.aclosing(tail):
             async for stored in tail:
+                if is_checkpoint_subject(stored.subject):  # the log's, no session's
+                    continue
                 if isinstance(entry := read_record(stored), Recorded):
                     yield entry
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Final
 
 from threadline.base.errors import StoreUnavailable, ThreadlineError
+from threadline.events.checkpoint import is_checkpoint_subject
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.store import EventStore, Stored, subject_for
 from threadline.projections.aio import in_thread, stop_task
@@ -213,7 +214,8 @@ async def raw_events(
     stopping the read; other stores (the in-memory one) hold valid events only."""
     if isinstance(store, JetStreamEventStore):
         async for item in store.follow_raw([f"{store.prefix}.>"], after=after, until_end=until_end):
-            yield item
+            if not is_checkpoint_subject(item.subject):  # the log's, no session's event
+                yield item
         return
     end = await store.last_position() if until_end else None
     if end is not None and end <= after:

@@ -20,7 +20,8 @@ Runner = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 #: ``run``; only the one being run is imported (start-up stays fast for every command).
 COMMANDS: dict[str, str] = {
     "up": "run everything on the embedded default (NATS, services, dev model)",
-    "verify": "check a session's hash chain and version sequence",
+    "verify": "check a session's hash chain, or the log against a signed checkpoint",
+    "checkpoint": "sign a checkpoint of the log now (docs/audit.md)",
     "gateway": "run the HTTP gateway alone against THREADLINE_NATS_URL",
     "agent": "run an agent worker against THREADLINE_NATS_URL",
     "projector": "run the projector alone against THREADLINE_NATS_URL",

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from threadline.base.config import Settings
+from threadline.events.checkpointer import running_checkpointer
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.projections import Projector, serve_projector
 from threadline.services.agent.providers import load_providers
 from threadline.services.agent.service import mcp_configs, serve_agent
+from threadline.services.cli.checkpoint import checkpoint_dir, make_checkpointer
 from threadline.services.devmodel import DevModelSettings
 from threadline.services.devmodel import serve as serve_devmodel
 from threadline.services.gateway import (
@@ -119,6 +121,11 @@ async def start_services(
         serve_gateway(settings, store, catalog=catalog, history=history, dev_signin=token)
     )
     running.add("gateway", f"{url}  (API schema {url}/schema, metrics {url}/metrics)")
+    if settings.checkpoint_interval_s > 0:
+        checkpointer = await make_checkpointer(settings, store)
+        every = settings.checkpoint_interval_s
+        await stack.enter_async_context(running_checkpointer(checkpointer, every))
+        running.add("checkpointer", f"every {every:g} s into {checkpoint_dir(settings)}")
     running.urls["gateway_url"] = url
     if token is not None:
         kept = settings.data_path / DEV_TOKEN_FILE

@@ -1,24 +1,58 @@
-"""``threadline verify SESSION``: check a session's hash chain and versions."""
+"""``threadline verify SESSION``: check a session's hash chain and versions;
+``threadline verify --checkpoint FILE [--session ID]``: check the log against a signed
+checkpoint (services/cli/checkpoint.py, docs/audit.md)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from threadline.base.config import Settings
 from threadline.events.ids import validate_session_id
 from threadline.events.verify import verify_session
+from threadline.services.cli.checkpoint import verify_against
 from threadline.services.runtime.connect import open_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("session", help="the session id to check")
+    parser.add_argument("session", nargs="?", help="the session id to check")
     parser.add_argument(
         "--expect-head", metavar="HASH", help="the head hash recorded earlier (detects truncation)"
     )
 
+    parser.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        type=Path,
+        help="a signed checkpoint: prove the log today extends it (docs/audit.md)",
+    )
+    parser.add_argument(
+        "--session",
+        dest="in_checkpoint",
+        metavar="ID",
+        help="with --checkpoint: prove this session's events are in it",
+    )
+    parser.add_argument(
+        "--trusted-key",
+        metavar="PEM",
+        type=Path,
+        action="append",
+        default=[],
+        help="a public key checkpoints may be signed by (repeatable; default the "
+        "checkpoint key's .pub in the data dir)",
+    )
+
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.checkpoint is not None:
+        in_checkpoint = args.in_checkpoint or args.session
+        if in_checkpoint is not None:
+            validate_session_id(in_checkpoint)
+        return await verify_against(settings, args.checkpoint, in_checkpoint, args.trusted_key)
+    if args.session is None:
+        print("threadline verify: give a SESSION, or --checkpoint FILE", file=sys.stderr)
+        return 2
     session = validate_session_id(args.session)
     async with open_store(settings) as store:
         raw = store.follow_raw([f"{store.prefix}.{session}.*"], until_end=True)

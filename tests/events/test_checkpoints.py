@@ -1,0 +1,243 @@
+"""Signed checkpoints end to end on a real nats-server (issue 14 item 2): sessions are
+written, ``threadline checkpoint`` signs the log, then ``threadline verify --checkpoint``
+fails for a deleted-and-republished stream with one answer rewritten (chain recomputed)
+and for a truncated one, naming where, and passes for a log that grew legitimately."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from nats.js.api import DiscardPolicy
+
+from tests.conftest import fresh_stream
+from threadline.base.config import Settings
+from threadline.events import codec
+from threadline.events.checkpoint import checkpoint_subject, decode_checkpoint, ensure_signing_key
+from threadline.events.checkpointer import log_records, running_checkpointer
+from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.schema import AssistantMessage, SessionStarted, UserMessage
+from threadline.events.store import NewEvent
+from threadline.events.stream import ensure_stream
+from threadline.events.verify import verify_session
+from threadline.services.cli import checkpoint as checkpoint_cmd
+from threadline.services.cli import verify as verify_cmd
+from threadline.services.cli.main import build_parser
+
+
+@pytest.fixture
+async def log(nats_url: str) -> AsyncIterator[JetStreamEventStore]:
+    store = await JetStreamEventStore.connect(
+        nats_url, fresh_stream(), heartbeat_s=0.5, allow_unsafe=True
+    )
+    yield store
+    await store.close()
+
+
+def settings_for(store: JetStreamEventStore, data: Path, url: str) -> Settings:
+    return Settings(
+        data_dir=str(data), nats_url=url, stream=store.settings.name, prefix=store.prefix
+    )
+
+
+async def chat(store: JetStreamEventStore, session: str, turns: int) -> None:
+    await store.append(session, NewEvent(event=SessionStarted(owner="alice")))
+    for n in range(turns):
+        turn = f"t{n}"
+        await store.append(
+            session,
+            [
+                NewEvent(event=UserMessage(text=f"question {n}"), actor="user:alice", turn=turn),
+                NewEvent(event=AssistantMessage(text=f"answer {n}"), turn=turn, attempt=1),
+            ],
+        )
+
+
+def args(*argv: str) -> argparse.Namespace:
+    return build_parser(argv[0]).parse_args(list(argv))
+
+
+async def checkpoint(settings: Settings, capsys: pytest.CaptureFixture[str]) -> Path:
+    assert await checkpoint_cmd.run(args("checkpoint"), settings) == 0
+    out = capsys.readouterr().out
+    return Path(out.rsplit("written to the log and to ", 1)[1].strip())
+
+
+async def verify(
+    settings: Settings, file: Path, capsys: pytest.CaptureFixture[str], *extra: str
+) -> tuple[int, str]:
+    code = await verify_cmd.run(args("verify", "--checkpoint", str(file), *extra), settings)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.fixture
+async def checkpointed(
+    log: JetStreamEventStore, nats_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[Settings, Path]:
+    for session, turns in (("s-one", 5), ("s-two", 6), ("s-three", 4)):
+        await chat(log, session, turns)
+    settings = settings_for(log, tmp_path, nats_url)
+    return settings, await checkpoint(settings, capsys)
+
+
+async def test_the_key_is_owner_only_and_the_checkpoint_is_in_the_log_and_the_directory(
+    log: JetStreamEventStore, checkpointed: tuple[Settings, Path]
+) -> None:
+    settings, file = checkpointed
+    key = settings.data_path / "keys" / "checkpoint.key"
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(key.parent).st_mode) == 0o700
+    signed = decode_checkpoint(file.read_bytes())
+    assert signed.size == 3 * 1 + 2 * (5 + 6 + 4)
+    records = [r async for r in log_records(log)]
+    assert records[-1].subject == f"{log.prefix}._log.checkpoint"
+    assert decode_checkpoint(records[-1].data) == signed
+    assert json.loads(file.read_text())["kind"] == "checkpoint"
+
+
+async def test_a_log_that_grew_passes_with_inclusion_proofs(
+    log: JetStreamEventStore,
+    checkpointed: tuple[Settings, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings, file = checkpointed
+    await chat(log, "s-four", 3)
+    await log.append("s-two", NewEvent(event=UserMessage(text="later"), turn="t9"))
+    code, out = await verify(settings, file, capsys, "--session", "s-two")
+    assert code == 0, out
+    assert "OK: the log extends the checkpoint (consistency proof from 33 to 42" in out
+    assert "session s-two: 13 events proven in the checkpoint (inclusion proofs), 1 after it" in out
+    # and a second checkpoint over the grown log verifies too (the checkpointer resumes)
+    second = await checkpoint(settings, capsys)
+    code, out = await verify(settings, second, capsys)
+    assert code == 0, out
+
+
+async def test_a_deleted_and_republished_stream_with_an_answer_rewritten_fails(
+    log: JetStreamEventStore,
+    checkpointed: tuple[Settings, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings, file = checkpointed
+    records = [r async for r in log_records(log)]
+    js = log.nc.jetstream()
+    await js.delete_stream(log.settings.name)
+    await ensure_stream(log.nc, log.settings)
+    prev: dict[str, str] = {}
+    rewritten_at = None
+    for stored in records:
+        data = stored.data
+        if not stored.subject.endswith("._log.checkpoint"):
+            env = codec.decode(data)
+            if env.session == "s-two" and env.version == 5:  # answer 1 of s-two
+                env = msgspec.structs.replace(env, event=AssistantMessage(text="I never said so"))
+                rewritten_at = stored.position
+            if env.session in prev:
+                env = msgspec.structs.replace(env, prev=prev[env.session])
+            data = codec.encode(env)
+            prev[env.session] = codec.record_hash(data)
+        await js.publish(stored.subject, data, stream=log.settings.name)
+    # the hash chain alone cannot tell: it was recomputed
+    raw = log.follow_raw([f"{log.prefix}.s-two.*"], until_end=True)
+    assert (await verify_session("s-two", raw)).ok
+
+    code, out = await verify(settings, file, capsys, "--session", "s-two")
+    assert code == 1
+    assert "TAMPERED: the log's first 33 records are not the ones the checkpoint signed" in out
+    index = rewritten_at - 1  # type: ignore[operator]
+    assert (
+        f"first differing record: leaf {index}, stream sequence {rewritten_at} "
+        f"(session s-two, version 5; stream sequence {rewritten_at} at the checkpoint)"
+    ) in out
+    # v1..v4 of s-two are proven in the checkpoint's tree (its kept leaves); v5.. are not
+    assert (
+        "session s-two: 9 record(s) are not in the checkpoint's tree, the first at stream "
+        f"sequence {rewritten_at}" in out
+    )
+    # and the checkpointer does not sign over the rewritten history
+    assert await checkpoint_cmd.run(args("checkpoint"), settings) == 1
+    assert "refusing to sign over it" in capsys.readouterr().err
+
+
+async def test_a_truncated_stream_fails(
+    log: JetStreamEventStore,
+    checkpointed: tuple[Settings, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings, file = checkpointed
+    js = log.nc.jetstream()
+    info = await js.stream_info(log.settings.name)
+    info.config.max_msgs, info.config.discard = 20, DiscardPolicy.OLD
+    await js.update_stream(info.config)
+    assert len([r async for r in log_records(log)]) == 20
+
+    code, out = await verify(settings, file, capsys)
+    assert code == 1
+    assert "the log holds 20 records, the checkpoint 33" in out
+    assert "the log now starts at stream sequence 15" in out
+    assert "the records before 15 are gone (truncated)" in out
+    assert "first differing record: leaf 0, stream sequence 15" in out
+
+
+async def test_a_checkpoint_signed_by_another_key_or_altered_is_refused(
+    checkpointed: tuple[Settings, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings, file = checkpointed
+    other = tmp_path / "other" / "key"
+    ensure_signing_key(other)
+    code, out = await verify(settings, file, capsys, "--trusted-key", f"{other}.pub")
+    assert code == 1 and "which is not a trusted key" in out
+    altered = tmp_path / "altered.json"
+    altered.write_text(file.read_text().replace('"size":33', '"size":32'))
+    code, out = await verify(settings, altered, capsys)
+    assert code == 1 and "its signature does not verify" in out
+
+
+async def test_the_checkpointer_signs_periodically_when_the_log_changed(
+    log: JetStreamEventStore, nats_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(log, tmp_path, nats_url)
+    checkpointer = await checkpoint_cmd.make_checkpointer(settings, log)
+    await chat(log, "s-one", 2)
+    signed = log.follow_raw([checkpoint_subject(log.prefix)])
+    async with running_checkpointer(checkpointer, 0.05), asyncio.timeout(20):
+        first = decode_checkpoint((await anext(signed)).data)
+        assert first.size == 5
+        await chat(log, "s-two", 1)  # the next one covers the first checkpoint and s-two
+        second = decode_checkpoint((await anext(signed)).data)
+    async with asyncio.timeout(5):
+        await signed.aclose()
+    assert second.size == 5 + 1 + 3
+    files = sorted(p.name for p in checkpoint_cmd.checkpoint_dir(settings).iterdir())
+    assert files == ["checkpoint-000000000005.json", "checkpoint-000000000009.json", "leaves"]
+    # nothing changed since but its own record: no further checkpoint (the first call
+    # may finish the one the loop was stopped in)
+    async with asyncio.timeout(5):
+        await checkpointer.checkpoint()
+    async with asyncio.timeout(5):
+        assert await checkpointer.checkpoint() is None
+
+
+async def test_without_kept_leaves_the_change_is_found_but_not_placed(
+    log: JetStreamEventStore,
+    checkpointed: tuple[Settings, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings, file = checkpointed
+    (file.parent / "leaves").unlink()
+    js = log.nc.jetstream()
+    info = await js.stream_info(log.settings.name)
+    info.config.max_msgs, info.config.discard = 30, DiscardPolicy.OLD
+    await js.update_stream(info.config)
+    code, out = await verify(settings, file, capsys)
+    assert code == 1
+    assert "the records before 5 are gone (truncated)" in out
+    assert "the first differing record cannot be named" in out
