@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import stat
@@ -24,9 +25,10 @@ from threadline.events.checkpoint import checkpoint_subject, decode_checkpoint, 
 from threadline.events.checkpointer import log_records, running_checkpointer
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import AssistantMessage, SessionStarted, UserMessage
-from threadline.events.store import NewEvent
+from threadline.events.store import QUARANTINED, NewEvent, Recorded
 from threadline.events.stream import ensure_stream
 from threadline.events.verify import verify_session
+from threadline.projections.projector import raw_events
 from threadline.services.cli import checkpoint as checkpoint_cmd
 from threadline.services.cli import verify as verify_cmd
 from threadline.services.cli.main import build_parser
@@ -241,3 +243,24 @@ async def test_without_kept_leaves_the_change_is_found_but_not_placed(
     assert code == 1
     assert "the records before 5 are gone (truncated)" in out
     assert "the first differing record cannot be named" in out
+
+
+async def test_the_projector_and_session_readers_step_over_checkpoints(
+    log: JetStreamEventStore, checkpointed: tuple[Settings, Path]
+) -> None:
+    """A checkpoint is no session's event: not an error row, not a quarantined record."""
+    subjects = [s.subject async for s in raw_events(log, until_end=True)]
+    assert len(subjects) == 33 and not any(s.endswith("._log.checkpoint") for s in subjects)
+    last = (await log.append("s-one", NewEvent(event=UserMessage(text="after"))))[0]
+    quarantined = QUARANTINED.value()
+    async with contextlib.aclosing(log.follow_all(after=30)) as tail:
+        seen = [rec.position async for rec in _until(tail, last.position)]
+    assert seen == [31, 32, 33, last.position] and last.position == 35
+    assert QUARANTINED.value() == quarantined  # type: ignore[attr-defined]
+
+
+async def _until(tail: AsyncIterator[Recorded], position: int) -> AsyncIterator[Recorded]:
+    async for rec in tail:
+        yield rec
+        if rec.position >= position:
+            return
