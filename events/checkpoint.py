@@ -27,21 +27,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from threadline.base.errors import ThreadlineError
+from threadline.events.store import CHECKPOINT_KIND, checkpoint_subject, is_checkpoint_subject
 
-#: the subject token where checkpoints sit in place of a session id, and their kind
-LOG_TOKEN: Final = "_log"
-CHECKPOINT_KIND: Final = "checkpoint"
+__all__ = ["checkpoint_subject", "is_checkpoint_subject"]
+
 _SIGNED_HEADER: Final = "threadline checkpoint v1"
-
-
-def checkpoint_subject(prefix: str) -> str:
-    return f"{prefix}.{LOG_TOKEN}.{CHECKPOINT_KIND}"
-
-
-def is_checkpoint_subject(subject: str) -> bool:
-    """Whether a stored record is a checkpoint (a leaf of the log's tree, no session's
-    event: session readers skip it)."""
-    return subject.endswith(f".{LOG_TOKEN}.{CHECKPOINT_KIND}")
 
 
 class CheckpointError(ThreadlineError):

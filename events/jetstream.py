@@ -33,7 +33,6 @@ from threadline.base.errors import (
 )
 from threadline.base.redact import without_credentials
 from threadline.events import codec
-from threadline.events.checkpoint import is_checkpoint_subject
 from threadline.events.direct import MAX_BATCH, ApiError, DirectReads, locate
 from threadline.events.readiness import appended
 from threadline.events.store import (
@@ -45,6 +44,7 @@ from threadline.events.store import (
     Stored,
     WrongLastPosition,
     decode_record,
+    is_checkpoint_subject,
     read_record,
 )
 from threadline.events.stream import ensure_stream, unavailable

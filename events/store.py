@@ -168,6 +168,22 @@ def subject_for(prefix: str, session: str, kind: str) -> str:
     return f"{prefix}.{session}.{kind}"
 
 
+#: where the log's own records (signed checkpoints, events/checkpoint.py) sit: the token
+#: in place of a session id, and their kind (no session event has it)
+LOG_TOKEN: Final = "_log"
+CHECKPOINT_KIND: Final = "checkpoint"
+
+
+def checkpoint_subject(prefix: str) -> str:
+    return subject_for(prefix, LOG_TOKEN, CHECKPOINT_KIND)
+
+
+def is_checkpoint_subject(subject: str) -> bool:
+    """Whether a stored record is a checkpoint: a leaf of the log's tree, no session's
+    event (session readers and the projector step over it)."""
+    return subject.endswith(f".{LOG_TOKEN}.{CHECKPOINT_KIND}")
+
+
 class EventStore(abc.ABC):
     """Append-only, per-session versioned, hash-chained event log."""
 

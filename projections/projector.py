@@ -16,9 +16,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Final
 
 from threadline.base.errors import StoreUnavailable, ThreadlineError
-from threadline.events.checkpoint import is_checkpoint_subject
 from threadline.events.jetstream import JetStreamEventStore
-from threadline.events.store import EventStore, Stored, subject_for
+from threadline.events.store import EventStore, Stored, is_checkpoint_subject, subject_for
 from threadline.projections.aio import in_thread, stop_task
 from threadline.projections.config import OnError
 from threadline.projections.model import VIEW_NAMES
