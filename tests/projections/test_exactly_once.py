@@ -1,6 +1,13 @@
 """Exactly once: the projector runs as a subprocess and is killed with SIGKILL at random
-points while 10,000 events flow; at the end the views equal a fresh rebuild's, and the
-tracked position is the stream's last sequence.
+points while events flow (at least 10,000); at the end the views equal a fresh rebuild's,
+and the tracked position is the stream's last sequence.
+
+Each kill comes once the projector has provably advanced, past events appended in its
+own life: the writer keeps at most ``AHEAD`` events past the tracked position and
+appends until every kill happened, and each projector is killed only after passing the
+last one's tracked position by more than that. So every kill lands while events flow,
+however slowly a loaded machine starts the projector (a fixed flow over a fixed time
+ended before most kills there).
 
 A quick variant kills it 5 times per backend; the ``slow`` one runs the issue's 50 kills
 (part of the default run too: ``-m 'not slow'`` leaves it out while iterating).
@@ -9,10 +16,12 @@ A quick variant kills it 5 times per backend; the ``slow`` one runs the issue's 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -108,30 +117,34 @@ def one_turn(rng: random.Random, owner: str, n: int) -> list[NewEvent]:
     return events  # fmt: skip
 
 
-def workload(seed: int, total: int = EVENTS) -> list[Turn]:
-    """About ``total`` events: sessions started, then turns interleaved across sessions."""
+#: how far the writer may run ahead of the projector's tracked position
+AHEAD = 100
+#: the least a projector must advance past its predecessor's kill before its own
+MIN_ADVANCE = AHEAD + 50  # more than AHEAD plus one turn: it needs events appended later
+
+
+def workload(seed: int) -> Iterator[Turn]:
+    """Sessions started, then turns interleaved across sessions, without end."""
     rng = random.Random(seed)
-    items: list[Turn] = [
-        (f"k{i}", [NewEvent(event=SessionStarted(owner=f"o{i % 7}", provider="p", model="m"))])
-        for i in range(SESSIONS)
-    ]
-    count = SESSIONS
-    n = 0
-    while count < total:
-        n += 1
-        session = f"k{rng.randrange(SESSIONS)}"
-        turn = one_turn(rng, "o", n)
-        items.append((session, turn))
-        count += len(turn)
-    return items
+    for i in range(SESSIONS):
+        yield f"k{i}", [NewEvent(event=SessionStarted(owner=f"o{i % 7}", provider="p", model="m"))]
+    for n in itertools.count(1):
+        yield f"k{rng.randrange(SESSIONS)}", one_turn(rng, "o", n)
 
 
-async def write_paced(store: JetStreamEventStore, items: list[Turn], seconds: float) -> None:
-    """Append turn by turn, spread over about ``seconds`` (a steady flow of events)."""
-    pause = seconds / len(items)
-    for session, events in items:
-        await store.append(session, events)
-        await asyncio.sleep(pause)  # pacing the load, not synchronisation
+async def keep_writing(
+    store: JetStreamEventStore, reader: ProjectionReader, turns: Iterator[Turn],
+    killed: asyncio.Event,
+) -> None:  # fmt: skip
+    """Append turn by turn, never more than ``AHEAD`` events past the projector's tracked
+    position, until the kills are over and ``EVENTS`` are written."""
+    written = 0
+    for session, events in turns:
+        if killed.is_set() and written >= EVENTS:
+            return
+        if written > AHEAD:
+            assert await reader.wait("sessions", written - AHEAD, timeout=120), written
+        written = (await store.append(session, events))[-1].position
 
 
 async def start_projector(
@@ -169,13 +182,14 @@ async def run_with_kills(
     if config.database_url:
         env |= {"THREADLINE_DATABASE_URL": config.database_url}
         env |= {"THREADLINE_PROJECTIONS_SCHEMA": config.schema}
-    items = workload(seed=kills)
     log = tmp_path / "projector.log"
     views = await open_views(config)
     started: list[asyncio.subprocess.Process] = []
-    writer = asyncio.create_task(write_paced(store, items, seconds=0.4 * kills))
+    killed = asyncio.Event()
+    reader = ProjectionReader(views)
+    writer = asyncio.create_task(keep_writing(store, reader, workload(seed=kills), killed))
     try:
-        await _kill_repeatedly(store, env, log, views, writer, items, kills, rng, started)
+        await _kill_repeatedly(store, env, log, views, writer, killed, kills, rng, started)
         await writer
         last = await store.last_position()
         assert last >= EVENTS
@@ -195,7 +209,7 @@ async def _kill_repeatedly(
     log: Path,
     views: ViewRecorder,
     writer: asyncio.Task[None],
-    items: list[Turn],
+    killed: asyncio.Event,
     kills: int,
     rng: random.Random,
     started: list[asyncio.subprocess.Process],
@@ -203,18 +217,22 @@ async def _kill_repeatedly(
     """Kill the projector at random positions while the writer appends; then run one to
     the end of the log and stop it cleanly."""
     reader = ProjectionReader(views)
-    total = sum(len(events) for _, events in items)
-    flowing = 0  # kills that landed while events were still being appended
+    most = max(2 * MIN_ADVANCE, 2 * EVENTS // kills - MIN_ADVANCE)  # EVENTS over the kills
+    tracked = flowing = 0  # flowing: kills after events appended in that projector's life
     for _ in range(kills):
+        head = await store.last_position()  # at most tracked + AHEAD + one turn
         started.append(proc := await start_projector(env, log))
-        target = min(total, await store.last_position() + rng.randint(1, 300))
+        target = tracked + rng.randint(MIN_ADVANCE, most)
         reached = await reader.wait("sessions", target, timeout=120)
         assert reached, f"projector did not reach {target}; log:\n{_tail(log)}"
         await asyncio.sleep(rng.uniform(0, 0.02))  # a random kill point, not synchronisation
-        flowing += not writer.done()
+        flowing += not writer.done() and await store.last_position() > head
         proc.send_signal(signal.SIGKILL)
         assert await proc.wait() == -signal.SIGKILL
-    assert flowing >= kills // 3, f"only {flowing} of {kills} kills while events flowed"
+        tracked = (await asyncio.to_thread(views.state)).positions["sessions"]
+        assert tracked >= target
+    assert flowing == kills, f"only {flowing} of {kills} kills while events flowed"
+    killed.set()
     started.append(proc := await start_projector(env, log, ready=True))
     await writer
     last = await store.last_position()
