@@ -11,6 +11,7 @@ const TOOL_MESSAGE = 'say it back [[tool:echo {"text": "hello"}]]';
 const problems = [];
 let reconnects = 0; // event-stream requests that resume with Last-Event-ID
 let onReconnect = () => {};
+const allowed = []; // [page name, console error pattern] a step expects
 
 // Resolves once `count` resumed event-stream requests have been seen (the gateway ends
 // streams every 2.5 s, so open pages keep resuming); fails after `timeout` ms.
@@ -43,7 +44,8 @@ async function openPage(context, name, hash = '') {
     // the hostile markdown (inside DOMPurify's inert parse; the page is never touched)
     // (and on the phone, the 404 of the unknown chat it opens)
     const expected = /status of 401|Executing inline event handler violates/.test(msg.text())
-      || (name === 'phone' && /status of 404/.test(msg.text()));
+      || (name === 'phone' && /status of 404/.test(msg.text()))
+      || allowed.some(([n, pattern]) => n === name && pattern.test(msg.text()));
     if (msg.type() === 'error' && !expected) problems.push(`${name}: console error: ${msg.text()}`);
   });
   const response = await page.goto(`${base}/${hash}`);
@@ -224,6 +226,104 @@ async function editMakesABranch(page, session, result) {
   check(link === `#session=${fork}`, `the edited message links to its branch: ${link}`);
 }
 
+// The buttons of a call that waits for approval, per tab: [approve, deny] counts.
+function approvalButtons(page) {
+  return page.$$eval('#messages .tool-call .approval button', (b) => b.filter((x) => !x.hidden).map((x) => x.textContent));
+}
+
+function decisions(page, turn) {
+  return page.$$eval(`#messages .turn:nth-child(${turn + 1}) .approval-decision`, (n) => n.map((x) => x.textContent));
+}
+
+async function waitButtons(page, present) {
+  await page.waitForFunction((want) => Boolean(document.querySelector('#messages .tool-call .approval button.approve')) === want, present, WAIT);
+}
+
+// Tool approvals in two tabs: a session whose calls all wait (made over REST); approved
+// in one tab, both lose the buttons and the call runs; denied with a reason in the other,
+// the model is told; a tab that answers too late (its stream held back) gets a quiet note;
+// Stop while a call waits removes the buttons.
+async function approvals(context, result) {
+  const response = await fetch(`${base}/v1/sessions`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ title: 'Approvals', tool_servers: ['threadline'], approval: 'always' }),
+  });
+  check(response.status === 201 || response.status === 200, `the session was created: ${response.status}`);
+  const session = (await response.json()).id;
+  result.approvalSession = session;
+  const one = await openPage(context, 'approve 1', `#session=${session}`);
+  const two = await openPage(context, 'approve 2', `#session=${session}`);
+  for (const page of [one, two]) await live(page);
+
+  // 1. approved in tab 1: both tabs lose the buttons, the tool runs, the answer completes
+  await send(one, 'run it [[tool:echo {"text": "approved-run"}]]');
+  for (const page of [one, two]) await waitButtons(page, true);
+  for (const page of [one, two]) {
+    check((await approvalButtons(page)).join() === 'Approve,Deny', `both tabs show Approve / Deny: ${await approvalButtons(page)}`);
+    check(/Waiting for approval/.test(await page.textContent('#messages .turn:nth-child(1) .status-text')), 'the turn says it waits');
+  }
+  await one.screenshot({ path: `${shots}/approval.png` });
+  await one.click('#messages .tool-call .approval button.approve');
+  for (const page of [one, two]) await waitTurn(page, 0, 'completed');
+  for (const [i, page] of [one, two].entries()) {
+    check((await approvalButtons(page)).length === 0, `tab ${i + 1} lost the buttons`);
+    const said = await decisions(page, 0);
+    check(said.length === 1 && said[0].startsWith('Approved by '), `tab ${i + 1} says who approved: ${said}`);
+    const turn = (await turns(page))[0];
+    check(turn.results.join().includes('approved-run') && turn.answer.includes('approved-run'), `tab ${i + 1}: the tool ran and the answer completed: ${JSON.stringify(turn)}`);
+  }
+
+  // 2. denied with a reason in tab 2: the card says so, the model's answer quotes it
+  await send(one, 'and this [[tool:echo {"text": "never-run"}]]');
+  for (const page of [one, two]) await waitButtons(page, true);
+  await two.click('#messages .turn:nth-child(2) .approval button.deny');
+  await two.fill('#messages .turn:nth-child(2) .deny-reason', 'not on prod');
+  await two.click('#messages .turn:nth-child(2) .deny-send');
+  for (const page of [one, two]) await waitTurn(page, 1, 'completed');
+  for (const [i, page] of [one, two].entries()) {
+    check((await approvalButtons(page)).length === 0, `tab ${i + 1} lost the deny buttons`);
+    const said = await decisions(page, 1);
+    check(said.length === 1 && said[0].startsWith('Denied by ') && said[0].endsWith(': not on prod'), `tab ${i + 1} says who denied and why: ${said}`);
+    const turn = (await turns(page))[1];
+    const state = await page.textContent('#messages .turn:nth-child(2) .tool-state');
+    check(state === 'denied' && turn.answer.includes('denied') && turn.answer.includes('not on prod'), `tab ${i + 1}: the model was told: ${state} ${JSON.stringify(turn)}`);
+  }
+
+  // 3. a lost race: tab 2's stream is held back (its reconnections refused) while tab 1
+  // approves; tab 2's late Deny gets a 409, shown as a quiet note, not an error
+  await send(one, 'last one [[tool:echo {"text": "raced"}]]');
+  for (const page of [one, two]) await waitButtons(page, true);
+  allowed.push(['approve 2', /status of 409|ERR_FAILED/]);
+  await two.route('**/events', (route) => route.abort());
+  await two.waitForFunction(() => document.getElementById('stream-status').dataset.state === 'reconnecting', null, { timeout: 20000 });
+  await one.click('#messages .turn:nth-child(3) .approval button.approve');
+  await waitTurn(one, 2, 'completed');
+  // (the same answer by the same person would be a retry, 200: tab 2 denies)
+  await two.click('#messages .turn:nth-child(3) .approval button.deny');
+  await two.fill('#messages .turn:nth-child(3) .deny-reason', 'too late');
+  await two.click('#messages .turn:nth-child(3) .deny-send');
+  await two.waitForSelector('#messages .turn:nth-child(3) .approval-note', WAIT);
+  const note = await two.textContent('#messages .turn:nth-child(3) .approval-note');
+  check(note === 'Already decided elsewhere.', `the lost race is a quiet note: ${note}`);
+  check(await two.isHidden('#page-error'), 'the lost race is not shown as an error');
+  await two.unroute('**/events');
+  await waitTurn(two, 2, 'completed');
+  check((await approvalButtons(two)).length === 0 && !(await two.$('.approval-note')), 'once its stream resumes, tab 2 shows the decision');
+  check((await decisions(two, 2)).join().startsWith('Approved by '), 'tab 2 says who approved');
+
+  // 4. Stop while a call waits: the turn ends at once and the buttons go away in both tabs
+  await send(one, 'stop me [[tool:echo {"text": "stopped"}]]');
+  for (const page of [one, two]) await waitButtons(page, true);
+  await one.click('#stop');
+  for (const page of [one, two]) await waitTurn(page, 3, 'cancelled');
+  for (const [i, page] of [one, two].entries()) {
+    check((await approvalButtons(page)).length === 0, `tab ${i + 1}: a stopped turn has no buttons`);
+  }
+  await one.close();
+  await two.close();
+}
+
 // A phone: signed in by the dev sign-in, no horizontal overflow, the box in view, one
 // scroller; an unknown chat says so and disables the box.
 async function phone(browser, session, result) {
@@ -394,6 +494,7 @@ async function main() {
     check(statuses === 'completed,completed,cancelled,completed,failed,failed,completed', `after a reload: ${statuses}`);
     check(reloaded[0].answer === result.turns[0][0].answer, 'after a reload the answer is the same');
 
+    await approvals(context, result);
     await markdownAndFollowing(one, result);
     await editMakesABranch(one, session, result);
     await phone(browser, session, result);

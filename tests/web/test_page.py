@@ -9,7 +9,10 @@ retried provider error is told once in words and a failed turn in plain words wi
 Retry, which asks its question again; the event log lists every event with its position
 and time, a step's deltas on one row; a reload rebuilds the same chat. Then markdown
 (strong, highlighted code with Copy, a table, hostile HTML removed), a long streamed
-answer kept in view and "jump to latest", edit-and-resend making a linked branch, and a
+answer kept in view and "jump to latest", edit-and-resend making a linked branch, tool
+approvals in two tabs (approved in one: both lose the buttons; denied with a reason in
+the other: the model is told; a late answer from a tab whose stream is held back: a quiet
+note on the 409), and a
 phone (no horizontal overflow, the box in view, one scroll area, an unknown chat
 disabled). The gateway ends streams every 2.5 s, so resuming with Last-Event-ID is part
 of it. Screenshots go to a temp folder (or ``THREADLINE_WEB_SHOTS``). Chromium and
@@ -92,6 +95,7 @@ async def test_two_tabs_follow_one_session_live(nats_server: EmbeddedNats, tmp_p
         print(f"a 700-word answer streaming: {len(gaps)} samples, px out of view max {max(gaps)}")
         records = await stack.store.load(result["session"])
         forked = [r.kind for r in await stack.store.load(result["fork"])]
+        approvals = await stack.store.load(result["approvalSession"])
     # the timeline is the log, position for position, across the reconnections
     assert result["timeline1"] == [r.position for r in records]
     assert result["reconnects"] >= 2
@@ -102,6 +106,20 @@ async def test_two_tabs_follow_one_session_live(nats_server: EmbeddedNats, tmp_p
     assert _size(shots / "phone.png") > 10_000
     # the edit made a branch: the history before the edited message, then the edit
     assert forked.count("user_message") == 2 and forked.count("turn_completed") == 2
+    # the page's decisions are the log's: two approvals, one denial with its reason
+    decided = [
+        (r.kind, getattr(r.event, "reason", None))
+        for r in approvals
+        if r.kind.startswith("approval_")
+    ]
+    assert decided == [
+        ("approval_requested", None), ("approval_granted", ""),
+        ("approval_requested", None), ("approval_denied", "not on prod"),
+        ("approval_requested", None), ("approval_granted", ""),
+        ("approval_requested", None),
+    ]  # fmt: skip
+    assert [r.kind for r in approvals].count("turn_completed") == 3
+    assert [r.kind for r in approvals][-1] == "turn_cancelled"
 
 
 def _size(path: Path) -> int:

@@ -267,7 +267,7 @@ function openSession(sessionId) {
   $('timeline').replaceChildren();
   $('jump').hidden = true;
   for (const item of document.querySelectorAll('#session-list li')) item.classList.toggle('current', item.dataset.session === sessionId);
-  page.chat = new ChatView($('messages'), { retry: retryTurn, edit: editTurn, jump: (show) => { $('jump').hidden = !show; } });
+  page.chat = new ChatView($('messages'), { retry: retryTurn, edit: editTurn, decide: decideCall, jump: (show) => { $('jump').hidden = !show; } });
   page.chat.setBranches(branchesOf(sessionId));
   showHeader();
   updateControls();
@@ -390,6 +390,20 @@ async function retryTurn(turnId, button) {
 
 // Edit and resend: a new chat with this one's history up to just before the message
 // (a fork), asked the edited message; the two link to each other.
+// Approves or denies a waiting tool call: '' when recorded; a quiet note when another
+// tab, client or the deadline decided first (409); null after an error shown.
+async function decideCall(callId, approved, reason) {
+  const body = reason ? { approved, reason } : { approved };
+  try {
+    await api.call('POST', sessionPath(page.sessionId, `/approvals/${encodeURIComponent(callId)}`), body);
+    return '';
+  } catch (error) {
+    if (error.status === 409) return error.type === 'turn_finished' ? 'The turn ended before this answer.' : 'Already decided elsewhere.';
+    showError(`Could not ${approved ? 'approve' : 'deny'} the tool call: ${error.message}`);
+    return null;
+  }
+}
+
 async function editTurn(turn, text) {
   const source = page.sessionId;
   try {

@@ -8,9 +8,10 @@
 export const TOKEN_KEY = 'threadline.token';
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, type = '') {
     super(message);
     this.status = status;
+    this.type = type;
   }
 }
 
@@ -53,7 +54,7 @@ export const api = {
     if (response.status === 401) this.onRejected('Your sign-in is no longer accepted. Sign in again.');
     if (!response.ok) {
       const message = (data && data.error && data.error.message) || `the server answered ${response.status}`;
-      throw new ApiError(response.status, message);
+      throw new ApiError(response.status, message, (data && data.error && data.error.type) || '');
     }
     return data;
   },

@@ -33,6 +33,9 @@ const DEFAULTS = {
   turn_failed: { retryable: false },
   cancel_requested: { reason: '' },
   turn_cancelled: { partial_text: '', reason: '' },
+  approval_requested: { server: '', arguments: {}, step: 0, deadline: 0 },
+  approval_granted: { reason: '' },
+  approval_denied: { reason: '', expired: false },
 };
 
 // The envelope of an SSE message's data, with the event's defaults filled in.
@@ -143,6 +146,14 @@ export function fallbackText(e, count) {
   }
 }
 
+// Who decided a tool call, in words: `user:alice` is alice; `system` the deadline.
+export function decisionText(e, actor) {
+  const who = String(actor || '').replace(/^user:/, '') || 'someone';
+  if (e.kind === 'approval_granted') return `Approved by ${who}${e.reason ? `: ${e.reason}` : '.'}`;
+  if (e.expired) return 'Denied: nobody approved it before its deadline.';
+  return `Denied by ${who}${e.reason ? `: ${e.reason}` : '.'}`;
+}
+
 export function seconds(ms) {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
@@ -168,6 +179,8 @@ export function summary(e) {
     case 'turn_completed': return `${Math.round(e.duration_ms)} ms`;
     case 'turn_failed': return `${e.error}: ${shorten(e.message, 300)}`;
     case 'turn_cancelled': case 'cancel_requested': return e.reason || '';
+    case 'approval_requested': return `${e.call_id} ${e.tool} ${shorten(json(e.arguments), 300)}`;
+    case 'approval_granted': case 'approval_denied': return `${e.call_id}${e.expired ? ' · deadline passed' : ''}${e.reason ? `: ${shorten(e.reason, 300)}` : ''}`;
     default: return '';
   }
 }

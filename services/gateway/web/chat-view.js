@@ -7,12 +7,14 @@
 // shows the "jump to latest" control.
 'use strict';
 
-import { el, failureText, fallbackText, renderMarkdown, seconds, shorten } from './chat-render.js';
+import { decisionText, el, failureText, fallbackText, renderMarkdown, seconds, shorten } from './chat-render.js';
 
 const ENDED = ['completed', 'failed', 'cancelled'];
 
 export class ChatView {
-  // actions: { retry(turnId, button), edit(turn, text), jump(visible) }
+  // actions: { retry(turnId, button), edit(turn, text), jump(visible),
+  //   decide(callId, approved, reason): '' when recorded, a quiet note when someone else
+  //   decided first, null after an error the page showed }
   constructor(root, actions) {
     this.root = root;
     this.actions = actions;
@@ -169,6 +171,8 @@ export class ChatView {
       case 'reasoning_delta': this.reasoning(turn, e); break;
       case 'tool_call': this.toolCall(turn, e); break;
       case 'tool_result': this.toolResult(turn, e); break;
+      case 'approval_requested': this.approvalRequested(turn, e); break;
+      case 'approval_granted': case 'approval_denied': this.approvalDecided(turn, env, e); break;
       case 'assistant_message':
         if (e.text) this.write(this.step(turn, e.step), e.text);
         break;
@@ -186,6 +190,7 @@ export class ChatView {
       case 'turn_completed': this.completed(turn, e); break;
       case 'turn_failed': this.failed(turn, e); break;
       case 'turn_cancelled':
+        this.closeApprovals(turn);
         this.setStatus(turn, 'cancelled', e.reason ? `Stopped (${e.reason}).` : 'Stopped.');
         break;
       default:
@@ -225,8 +230,89 @@ export class ChatView {
     }
     call.result.className = e.is_error ? 'tool-result error' : 'tool-result';
     call.result.textContent = shorten(e.content, 4000);
-    if (call.state) call.state.textContent = `${e.is_error ? 'failed' : 'done'}${e.duration_ms ? ` · ${seconds(e.duration_ms)}` : ''}`;
+    if (call.state) call.state.textContent = `${call.denied ? 'denied' : e.is_error ? 'failed' : 'done'}${e.duration_ms ? ` · ${seconds(e.duration_ms)}` : ''}`;
     if (call.card) call.card.classList.toggle('error', e.is_error);
+  }
+
+  // ---------------------------------------------------------------- approvals
+
+  // A call that waits for a person: Approve / Deny on its card, in every tab on the
+  // session (the events come to each over its stream); the decision event removes them.
+  approvalRequested(turn, e) {
+    if (!turn.calls.has(e.call_id)) this.toolCall(turn, e);
+    const call = turn.calls.get(e.call_id);
+    if (call.decided || call.approval) return;
+    call.card.open = true;
+    call.card.classList.add('waiting');
+    call.state.textContent = 'waits for approval';
+    call.result.textContent = 'waiting for approval…';
+    const box = el('div', 'approval');
+    const approve = el('button', 'approve', 'Approve');
+    const deny = el('button', 'deny secondary', 'Deny');
+    approve.type = 'button';
+    deny.type = 'button';
+    approve.addEventListener('click', () => this.decide(call, e.call_id, true, '', [approve, deny]));
+    deny.addEventListener('click', () => this.askReason(call, e.call_id, box));
+    box.append(approve, deny);
+    call.card.append(box);
+    call.approval = box;
+    if (turn.status === 'running') this.setStatus(turn, 'running', 'Waiting for approval…');
+  }
+
+  // Deny asks for an optional reason, told to the model with the denial.
+  askReason(call, callId, box) {
+    const form = el('form', 'deny-form');
+    const reason = el('input', 'deny-reason');
+    reason.placeholder = 'Why not? (optional, the model is told)';
+    reason.maxLength = 2000;
+    const send = el('button', 'deny-send', 'Deny');
+    send.type = 'submit';
+    const cancel = el('button', 'secondary', 'Cancel');
+    cancel.type = 'button';
+    form.append(reason, send, cancel);
+    const buttons = Array.from(box.children);
+    for (const b of buttons) b.hidden = true;
+    box.append(form);
+    cancel.addEventListener('click', () => { form.remove(); for (const b of buttons) b.hidden = false; });
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.decide(call, callId, false, reason.value.trim(), [send, cancel, reason]);
+    });
+    reason.focus();
+  }
+
+  async decide(call, callId, approved, reason, controls) {
+    for (const c of controls) c.disabled = true;
+    const note = await this.actions.decide(callId, approved, reason);
+    if (note === null) for (const c of controls) c.disabled = false;
+    if (note && !call.decided) call.card.append(el('div', 'approval-note', note));
+  }
+
+  approvalDecided(turn, env, e) {
+    const call = turn.calls.get(e.call_id);
+    if (!call || call.decided) return;
+    call.decided = true;
+    call.denied = e.kind === 'approval_denied';
+    if (call.approval) call.approval.remove();
+    call.approval = null;
+    for (const note of call.card.querySelectorAll('.approval-note')) note.remove();
+    call.card.classList.remove('waiting');
+    call.card.append(el('div', `approval-decision ${call.denied ? 'denied' : 'granted'}`, decisionText(e, env.actor)));
+    call.state.textContent = call.denied ? 'denied' : 'approved · running…';
+    call.result.textContent = call.denied ? 'not run' : 'running…';
+    if (turn.status === 'running') this.setStatus(turn, 'running', 'Answering…');
+  }
+
+  // A turn stopped while a call waited: nothing is left to decide.
+  closeApprovals(turn) {
+    for (const call of turn.calls.values()) {
+      if (!call.approval) continue;
+      call.approval.remove();
+      call.approval = null;
+      call.card.classList.remove('waiting');
+      call.state.textContent = 'not run';
+      call.result.textContent = 'not run: the turn was stopped';
+    }
   }
 
   completed(turn, e) {

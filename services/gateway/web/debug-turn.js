@@ -44,6 +44,9 @@ export function summary(env) {
     case 'turn_completed': return `${ms(e.duration_ms || 0)} · TTFT ${ms(e.ttft_ms)} · ${tokens(e.usage)} · ${e.steps || 1} step(s)`;
     case 'turn_failed': return `${e.error}: ${e.message}${e.retryable ? ' (retryable)' : ''}`;
     case 'cancel_requested': return `${e.reason || 'stop asked'}${e.rollback ? ' · rollback: the turn leaves the model\'s context' : ''}`;
+    case 'approval_requested': return `${e.call_id} ${e.tool}(${json(e.arguments || {})}) waits for approval`;
+    case 'approval_granted': return `${e.call_id} approved by ${env.actor}${e.reason ? `: ${e.reason}` : ''}`;
+    case 'approval_denied': return `${e.call_id} denied by ${env.actor}${e.expired ? ' (deadline)' : ''}${e.reason ? `: ${e.reason}` : ''}`;
     case 'turn_cancelled': return `${e.reason || 'cancelled'}${e.partial_text ? ` · ${e.partial_text.length} characters kept` : ''}`;
     default: { // a kind this page does not know yet: its fields
       const { kind, ...fields } = e;
