@@ -10,11 +10,23 @@
 //   {"mode": "stop", "api", "token", "chatId", "text", "cancel": bool}
 //       sendMessage({text}), and once answer text shows, stop() and (if ``cancel``)
 //       POST <api>/<chatId>/cancel: a durable stop as docs/aisdk.md shows it
+//   {"mode": "approve", "api", "token", "chatId", "text", "body"?, "approved", "reason"?,
+//    "elsewhere"?: {"approved", "reason"?}}
+//       sendMessage({text}) with sendAutomaticallyWhen:
+//       lastAssistantMessageIsCompleteWithApprovalResponses; when the answer waits for a
+//       tool approval, addToolApprovalResponse({id, approved, reason}) (after, with
+//       ``elsewhere``, another client answered it over REST first) and the automatic
+//       request that continues the message
 //   {"mode": "replay"} with {"name": "<SSE text>", ...} on stdin
 //       each stream through DefaultChatTransport's parser (the real zod chunk schema)
 //       and readUIMessageStream
 // Prints one JSON object on stdout.
-import { AbstractChat, DefaultChatTransport, readUIMessageStream } from 'ai';
+import {
+  AbstractChat,
+  DefaultChatTransport,
+  lastAssistantMessageIsCompleteWithApprovalResponses,
+  readUIMessageStream,
+} from 'ai';
 
 /** A plain ChatState, as @ai-sdk/react's (immutable arrays, structuredClone snapshots). */
 class State {
@@ -75,7 +87,11 @@ function chatFor(args, log) {
     onError: (error) => log.errors.push(String(error?.message ?? error)),
     onFinish: ({ finishReason, isAbort, isError, isDisconnect }) => {
       log.finish = { finishReason: finishReason ?? null, isAbort, isError, isDisconnect };
+      log.onFinish?.();
     },
+    ...(args.mode === 'approve'
+      ? { sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses }
+      : {}),
   });
 }
 
@@ -84,6 +100,8 @@ async function converse(args) {
   const chat = chatFor(args, log);
   if (args.mode === 'send') {
     await chat.sendMessage({ text: args.text });
+  } else if (args.mode === 'approve') {
+    await approve(chat, args, log);
   } else if (args.mode === 'regenerate') {
     await chat.regenerate();
   } else if (args.mode === 'stop') {
@@ -110,6 +128,34 @@ async function converse(args) {
     messages: chat.messages,
     ...log,
   };
+}
+
+async function approve(chat, args, log) {
+  await chat.sendMessage({ text: args.text });
+  log.paused = { status: chat.status, finish: log.finish, message: chat.lastMessage };
+  const part = chat.lastMessage.parts.find((p) => p.state === 'approval-requested');
+  if (!part) return;
+  if (args.elsewhere) {
+    const session = log.responses.at(-1).session;
+    const base = args.api.replace(/\/api\/chat$/, '');
+    const url = `${base}/v1/sessions/${session}/approvals/${encodeURIComponent(part.approval.id)}`;
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${args.token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(args.elsewhere),
+    });
+    log.elsewhere = { status: response.status, body: await response.json() };
+  }
+  const finished = new Promise((resolve) => {
+    log.onFinish = resolve;
+  });
+  await chat.addToolApprovalResponse({
+    id: part.approval.id,
+    approved: args.approved,
+    reason: args.reason,
+  });
+  await finished;
+  delete log.onFinish;
 }
 
 async function replay() {

@@ -8,6 +8,9 @@ import msgspec
 
 from threadline.events import codec
 from threadline.events.schema import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
     AssistantMessage,
     Envelope,
     Event,
@@ -170,7 +173,40 @@ def other_turns() -> Log:
     return log.add(TextDelta(text="after the end"))
 
 
+def approval_asked() -> Log:
+    """Two calls: c1 needs no approval and runs, c2 waits for a person."""
+    log = Log().started()
+    calls = (
+        ToolCallRef(call_id="c1", tool="threadline__add", arguments={"a": 1, "b": 2}),
+        ToolCallRef(call_id="c2", tool="threadline__echo", arguments={"text": "x"}),
+    )
+    for call in calls:
+        log.add(ToolCall(call_id=call.call_id, tool=call.tool, arguments=call.arguments))
+    log.add(AssistantMessage(text="", finish_reason="tool_calls", tool_calls=calls))
+    log.add(ToolResult(call_id="c1", tool="threadline__add", content="3"))
+    return log.add(
+        ApprovalRequested(call_id="c2", tool="threadline__echo", arguments={"text": "x"})
+    )
+
+
+def approval_denied() -> Log:
+    """c2 denied (a second decision is ignored); the model gets the denial as its result."""
+    log = approval_asked().add(ApprovalDenied(call_id="c2", reason="no"), attempt=None)
+    log.add(ApprovalGranted(call_id="c2"), attempt=None)
+    log.add(ToolResult(call_id="c2", tool="threadline__echo", content="not run", is_error=True))
+    log.add(TextDelta(text="Denied.", step=1))
+    return log.add(AssistantMessage(text="Denied.", step=1)).add(TurnCompleted(steps=2))
+
+
+def approval_granted() -> Log:
+    log = approval_asked().add(ApprovalGranted(call_id="c2"), attempt=None)
+    log.add(ToolResult(call_id="c2", tool="threadline__echo", content="x"))
+    return log.add(AssistantMessage(text="", step=1)).add(TurnCompleted(steps=2))
+
+
 SEQUENCES = {
+    "approval_denied": approval_denied,
+    "approval_granted": approval_granted,
     "text": text,
     "reasoning": reasoning,
     "parallel_tools": parallel_tools,

@@ -126,6 +126,30 @@ def test_other_turns_and_events_after_the_end_are_ignored() -> None:
     assert chunks[-1]["type"] == "finish"
 
 
+def test_a_waiting_call_pauses_once_every_call_of_the_step_is_accounted() -> None:
+    mapper = TurnChunks(seq.TURN)
+    log = seq.approval_asked()
+    paused = []
+    for env in log.envelopes:
+        mapper.feed(env)
+        paused.append(mapper.paused())
+    assert paused == [False] * (len(paused) - 1) + [True]
+    asked = seq.chunks(log)[-1]
+    assert asked == {"type": "tool-approval-request", "approvalId": "c2", "toolCallId": "c2"}
+    assert mapper.pause() == [protocol.FinishStep(), protocol.Finish(finish_reason="tool-calls")]
+    granted = seq.approval_granted().envelopes[len(log.envelopes)]
+    assert mapper.feed(granted) == [] and not mapper.paused()
+
+
+def test_a_denied_call_is_output_denied_and_its_result_not_shown() -> None:
+    chunks = seq.chunks(seq.approval_denied())
+    after = types(chunks)[types(chunks).index("tool-approval-request") :]
+    assert after == [
+        "tool-approval-request", "tool-output-denied", "finish-step",
+        "start-step", "text-start", "text-delta", "text-end", "finish-step", "finish",
+    ]  # fmt: skip
+
+
 def test_every_chunk_is_known_and_positions_stay_out_of_json() -> None:
     allowed = {
         "start": {"type", "messageId"},
@@ -141,6 +165,8 @@ def test_every_chunk_is_known_and_positions_stay_out_of_json() -> None:
         "tool-input-available": {"type", "toolCallId", "toolName", "input", "dynamic"},
         "tool-output-available": {"type", "toolCallId", "output", "dynamic"},
         "tool-output-error": {"type", "toolCallId", "errorText", "dynamic"},
+        "tool-approval-request": {"type", "approvalId", "toolCallId"},
+        "tool-output-denied": {"type", "toolCallId"},
         "data-fallback": {"type", "data"},
         "data-restart": {"type", "id", "data"},
         "data-tool-progress": {"type", "id", "data"},
@@ -211,3 +237,9 @@ async def test_the_real_ai_sdk_assembles_every_sequence(node: str) -> None:
         "type": "reasoning", "id": "reasoning-1-0-1", "text": "thinking", "state": "done",
     }  # fmt: skip
     assert parts["short_deltas"][1]["text"] == "Hello"
+    denied = [p for p in parts["approval_denied"] if p["type"] == "dynamic-tool"]
+    assert [(p["toolCallId"], p["state"]) for p in denied] == [
+        ("c1", "output-available"), ("c2", "output-denied"),
+    ]  # fmt: skip
+    granted = [p for p in parts["approval_granted"] if p["type"] == "dynamic-tool"]
+    assert granted[1]["state"] == "output-available" and granted[1]["output"] == "x"

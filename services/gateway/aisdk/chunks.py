@@ -13,6 +13,11 @@ answers the chunks to send. The message id is the turn id, so a replay of the sa
 * Tool calls become ``dynamic-tool`` parts (the client does not declare our MCP tools):
   ``tool-input-start`` + ``tool-input-available``, then ``tool-output-available`` or
   ``tool-output-error`` with the result's content (a string).
+* Approvals: ``approval_requested`` -> ``tool-approval-request`` (``approvalId`` = the
+  call id); ``approval_denied`` -> ``tool-output-denied`` (the call's ``tool_result``,
+  the denial as the model reads it, is then not shown); ``approval_granted``: nothing
+  (the output follows). :meth:`TurnChunks.paused` says when the attempt stopped to
+  wait (the stream then ends with :meth:`TurnChunks.pause`).
 * ``fallback`` becomes a ``data-fallback`` part ``{kind, reason, from, to, attempt}``.
 * Which events count is the session model's rule (:func:`~threadline.events.turns.transition`
   on the turn's phase): a new attempt (a later ``turn_started``) supersedes the earlier
@@ -73,6 +78,12 @@ class TurnChunks:
         #: text and reasoning streamed in the current step
         self.streamed: dict[PartKind, str] = dict.fromkeys(_PARTS, "")
         self.finish_reason: p.UIFinishReason = "stop"
+        #: the current step's calls (from its ``assistant_message``) and those answered
+        self.step_calls: set[str] = set()
+        self.answered: set[str] = set()
+        #: calls waiting for a decision; denied calls (their result is not shown)
+        self.waiting: set[str] = set()
+        self.denied: set[str] = set()
 
     @property
     def attempt(self) -> int:
@@ -82,6 +93,16 @@ class TurnChunks:
     @property
     def done(self) -> bool:
         return self.phase is not None and self.phase.ended
+
+    def paused(self) -> bool:
+        """Whether the attempt stopped to wait for approvals: calls wait for a decision and
+        every other call of the step has its result (the agent asks for approval last)."""
+        return bool(self.waiting) and self.step_calls <= self.answered | self.waiting
+
+    def pause(self) -> list[p.Chunk]:
+        """The end of this response while the turn waits: the client answers with
+        ``addToolApprovalResponse`` and a new request continues the same message."""
+        return [*self._close_parts(), p.FinishStep(), p.Finish(finish_reason="tool-calls")]
 
     def start(self) -> list[p.Chunk]:
         return [p.Start(message_id=self.turn)]
@@ -121,10 +142,11 @@ class TurnChunks:
                 return self._end(p.Error(error_text=text), p.Finish(finish_reason="error"))
             case ev.TurnCancelled():
                 return self._end(p.Abort(reason=e.reason or None), p.Finish(finish_reason="other"))
+            case ev.ApprovalRequested() | ev.ApprovalGranted() | ev.ApprovalDenied():
+                return self._approval(e)
             case (
                 ev.SessionStarted() | ev.SessionRenamed() | ev.UserMessage()
                 | ev.CancelRequested() | ev.TurnStarted() | ev.ContextTrimmed()
-                | ev.ApprovalRequested() | ev.ApprovalGranted() | ev.ApprovalDenied()
             ):  # fmt: skip
                 return []  # a context cut is the model's input, not the answer
             case _:
@@ -139,6 +161,7 @@ class TurnChunks:
             out.append(p.DataRestart(id=f"restart-{self.attempt}", data=data))
         self.shown = False
         self.calls = set()
+        self.step_calls, self.answered, self.waiting, self.denied = set(), set(), set(), set()
         return out
 
     # ------------------------------------------------------------------ parts
@@ -149,6 +172,7 @@ class TurnChunks:
         out = self._close_step()
         self.step = step
         self.streamed = dict.fromkeys(_PARTS, "")
+        self.step_calls, self.answered = set(), set()
         out.append(p.StartStep())
         return out
 
@@ -193,6 +217,7 @@ class TurnChunks:
 
     def _tool_call(self, event: ev.ToolCall) -> list[p.Chunk]:
         out = self._open_step(event.step)
+        self.step_calls.add(event.call_id)
         if event.call_id in self.calls:
             return out
         return out + self._call_chunks(event.call_id, event.tool, event.arguments)
@@ -202,6 +227,9 @@ class TurnChunks:
         if event.call_id not in self.calls:  # never without its call, but keep the client sane
             out += self._call_chunks(event.call_id, event.tool, {})
         call = event.call_id
+        self.answered.add(call)
+        if call in self.denied:  # shown as denied already; the model gets the denial text
+            return out
         if event.is_error:
             text = event.content or event.summary or "the tool failed"
             return [*out, p.ToolOutputError(tool_call_id=call, error_text=text, dynamic=True)]
@@ -218,11 +246,26 @@ class TurnChunks:
         for kind, full in parts:
             if missing := _rest(full, self.streamed[kind]):
                 out += self._delta(kind, missing)
+        self.step_calls |= {call.call_id for call in event.tool_calls}
         for call in event.tool_calls:
             if call.call_id not in self.calls:
                 out += self._call_chunks(call.call_id, call.tool, call.arguments)
         self.finish_reason = _FINISH.get(event.finish_reason, "other")
         return out + self._close_parts()
+
+    def _approval(
+        self, event: ev.ApprovalRequested | ev.ApprovalGranted | ev.ApprovalDenied
+    ) -> list[p.Chunk]:
+        if isinstance(event, ev.ApprovalRequested):  # approvalId: our call id
+            self.waiting.add(event.call_id)
+            return [p.ToolApprovalRequest(approval_id=event.call_id, tool_call_id=event.call_id)]
+        if event.call_id not in self.waiting:
+            return []  # a later decision (ignored by the fold too), or another attempt's
+        self.waiting.discard(event.call_id)
+        if isinstance(event, ev.ApprovalGranted):
+            return []  # the result follows
+        self.denied.add(event.call_id)
+        return [p.ToolOutputDenied(tool_call_id=event.call_id)]
 
     def _fallback(self, event: ev.Fallback) -> list[p.Chunk]:
         data = view_of(p.FallbackData, event, kind=event.fallback)

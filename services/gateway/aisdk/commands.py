@@ -42,11 +42,22 @@ from threadline.services.gateway.models import MAX_TEXT_CHARS, NewSession
 C = TypeVar("C", bound=SendMessage)
 
 
+class UIApproval(msgspec.Struct, frozen=True, kw_only=True):
+    """A tool part's ``approval``: its id (our call id) and, once answered, the answer."""
+
+    id: Annotated[str, Meta(max_length=200)]
+    approved: bool | None = None
+    reason: Annotated[str, Meta(max_length=2000)] | None = None
+
+
 class UIPart(msgspec.Struct, frozen=True, kw_only=True):
-    """A part of a UIMessage; only ``text`` parts of the user's message are read."""
+    """A part of a UIMessage; only ``text`` parts of the user's message are read, and the
+    answered approvals (``approval-responded``) of tool parts of the last message."""
 
     type: str
     text: str | None = None
+    state: str | None = None
+    approval: UIApproval | None = None
 
 
 class UIMessage(msgspec.Struct, frozen=True, kw_only=True):

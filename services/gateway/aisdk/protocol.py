@@ -102,6 +102,34 @@ class ToolOutputError(Chunk, frozen=True, tag="tool-output-error"):
     dynamic: bool
 
 
+class ToolApprovalRequest(Chunk, frozen=True, tag="tool-approval-request"):
+    """The call waits for a person (``approval_requested``); ``approval_id`` is the call id."""
+
+    approval_id: str
+    tool_call_id: str
+
+
+class ToolOutputDenied(Chunk, frozen=True, tag="tool-output-denied"):
+    """The call was denied (``approval_denied``) and not run."""
+
+    tool_call_id: str
+
+
+class ApprovalRefusedData(msgspec.Struct, frozen=True, kw_only=True):
+    """Why an approval answer of ``POST /api/chat`` was refused (as the REST route's 409)."""
+
+    call_id: str
+    error: str
+    message: str
+
+
+class DataApprovalRefused(Chunk, frozen=True, tag="data-approval-refused"):
+    """A ``data-approval-refused`` part: the answer came too late; the turn streams on."""
+
+    id: str
+    data: ApprovalRefusedData
+
+
 class FallbackData(msgspec.Struct, frozen=True, kw_only=True):
     """What a ``fallback`` event says: ``kind`` is its ``fallback`` field."""
 

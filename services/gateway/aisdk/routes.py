@@ -22,6 +22,7 @@ from litestar.types import ControllerRouterHandler
 from threadline.events.fold import TurnState
 from threadline.events.store import Recorded
 from threadline.services.commands.session import current_turn
+from threadline.services.gateway.aisdk.approvals import Answer, answers_of, record, seen_until
 from threadline.services.gateway.aisdk.commands import ChatRequest, open_chat, regenerate, submit
 from threadline.services.gateway.aisdk.stream import respond
 from threadline.services.gateway.auth import Authenticator, BearerAuthMiddleware, Principal
@@ -37,6 +38,8 @@ from threadline.services.gateway.sse import SSEResponse
 async def post_chat(principal: Caller, gw: GW, data: JSONBody[ChatRequest]) -> SSEResponse:
     """Append the new user message of a chat (creating it first) and stream the answer."""
     session = await chat_session(gw, principal, data.id)
+    if answers := answers_of(data):
+        return await _approvals(gw, principal, session, answers)
     with Slot(gw, principal, session).held() as slot:  # first: a 429 appends nothing
         await open_chat(gw, principal, session, data)
         if data.trigger == "regenerate-message":
@@ -47,6 +50,21 @@ async def post_chat(principal: Caller, gw: GW, data: JSONBody[ChatRequest]) -> S
         stored = [rec async for rec in gw.store.read(session, from_version=asked.version)]
     assert asked.turn is not None
     return respond(slot, asked.turn, stored)
+
+
+async def _approvals(
+    gw: Gateway, principal: Principal, session: str, answers: list[Answer]
+) -> SSEResponse:
+    """Record the chat's answers to tool approvals; stream their turn on from where the
+    client's copy stopped (``approvals.py``)."""
+    await gw.owners.writable(principal, session)
+    with Slot(gw, principal, session).held() as slot:
+        answered = await record(gw, principal, session, answers)
+        await slot.join()
+        state = await gw.sessions.get(session)
+        records = await _turn_records(gw, session, state.turns[answered.turn])
+    after = seen_until(records, answered.turn, answered.decided_at or records[-1].position + 1)
+    return respond(slot, answered.turn, records, after=after, notes=answered.refused)
 
 
 @get("/chat/{chat_id:str}/stream", include_in_schema=False)

@@ -4,8 +4,10 @@ The handler joins the session's hub feed first (``live_from`` = ``L``), then rea
 stored events (up to at least ``L``), so the live buffer continues exactly where the
 stored ones end: frames at or before the last stored position are dropped. Stored
 events start at the turn's counting attempt. The stream ends after the turn's terminal
-event with ``[DONE]``; if the gateway has to end it earlier (the client is too slow,
-the stream's lifetime or the token's expiry is reached, shutdown), it sends an
+event with ``[DONE]``, or, while the turn waits for tool approvals, after their
+``tool-approval-request`` chunks (``finish`` ``tool-calls``, ``[DONE]``). If the gateway
+has to end it earlier (the client is too slow, the stream's lifetime or the token's
+expiry is reached, shutdown), it sends an
 ``error`` chunk saying so and ends without ``[DONE]``: ``GET /api/chat/{id}/stream``
 replays the turn.
 """
@@ -35,6 +37,7 @@ class TurnStream:
         stored: Sequence[Recorded],
         *,
         after: int = 0,
+        notes: Sequence[p.Chunk] = (),
         heartbeat_s: float,
         lifetime_s: float,
         on_relay: Callable[[int], None],
@@ -44,6 +47,8 @@ class TurnStream:
         self.stored = stored
         #: events at or before this position are mapped but not sent (``Last-Event-ID``)
         self.after = after
+        #: chunks of the request itself, sent after ``start``
+        self.notes = notes
         self.seen = stored[-1].position if stored else 0
         self.heartbeat_s = heartbeat_s
         self.lifetime_s = lifetime_s
@@ -57,13 +62,16 @@ class TurnStream:
         return p.frame(chunks, position)
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
-        out = [p.frame(self.mapper.start())]
+        out = [p.frame([*self.mapper.start(), *self.notes])]
         start = replay_start(self.stored, self.mapper.turn)
         for rec in self.stored[start:]:
             out.append(self._relay(rec.position, rec.envelope))
             if self.mapper.done:
                 yield b"".join(out) + p.DONE
                 return
+        if self.mapper.paused():
+            yield b"".join(out) + self._pause()
+            return
         yield b"".join(out)
         deadline = asyncio.get_running_loop().time() + self.lifetime_s
         following = live(self.sub, self._live, heartbeat_s=self.heartbeat_s, deadline=deadline)
@@ -71,6 +79,9 @@ class TurnStream:
             async for chunk in chunks:
                 if self.mapper.done:
                     yield chunk + p.DONE
+                    return
+                if self.mapper.paused():
+                    yield chunk + self._pause()
                     return
                 if chunk:
                     yield chunk
@@ -81,6 +92,10 @@ class TurnStream:
             if self.sub.ended
             else "it reached its maximum duration"
         )
+
+    def _pause(self) -> bytes:
+        self.on_relay(1)
+        return p.frame(self.mapper.pause()) + p.DONE
 
     def _live(self, frames: list[Frame]) -> bytes:
         out: list[bytes] = []
@@ -99,7 +114,14 @@ def _interrupted(why: str) -> bytes:
     return p.frame([p.Error(error_text=text)])
 
 
-def respond(slot: Slot, turn: str, stored: Sequence[Recorded], *, after: int = 0) -> SSEResponse:
+def respond(
+    slot: Slot,
+    turn: str,
+    stored: Sequence[Recorded],
+    *,
+    after: int = 0,
+    notes: Sequence[p.Chunk] = (),
+) -> SSEResponse:
     """The turn's UI message stream in ``slot`` (joined), which it gives back when it ends."""
     assert slot.sub is not None, "join() first"
     options = slot.gw.options
@@ -108,6 +130,7 @@ def respond(slot: Slot, turn: str, stored: Sequence[Recorded], *, after: int = 0
         slot.sub,
         stored,
         after=after,
+        notes=notes,
         heartbeat_s=options.heartbeat_s,
         lifetime_s=slot.lifetime_s,
         on_relay=slot.gw.metrics.events_relayed.inc,
