@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.aisdk.conftest import Stack
-from tests.aisdk.test_usechat import chat_id
+from tests.aisdk.test_usechat import body, chat_id, read_stream, user
 
 ECHO = '[[tool:echo {"text": "hi"}]] echo it'
 #: a new chat whose tool calls all wait for a person (the transport's ``body`` option)
@@ -99,3 +99,31 @@ async def test_an_answer_after_a_decision_is_refused_in_the_stream(stack: Stack)
     kinds = [r.kind for r in records]
     assert kinds.count("approval_granted") == 1 and "approval_denied" not in kinds
     assert kinds[-1] == "turn_completed"
+
+
+async def test_a_waiting_turn_ends_its_response_and_resume_replays_to_the_same_point(
+    stack: Stack,
+) -> None:
+    """The response of a waiting turn ends after the approval request (it used to stay
+    open until the turn ended); ``GET /api/chat/{id}/stream`` replays it to there."""
+    chat = chat_id()
+    async with stack.client("alice-token") as alice:
+        request = body(chat, user(ECHO), **ALWAYS)
+        async with alice.stream("POST", "/api/chat", json=request) as response:
+            first, _, done = await read_stream(response)
+        assert done and first[-2:] == [
+            {"type": "finish-step"},
+            {"type": "finish", "finishReason": "tool-calls"},
+        ]
+        (asked,) = [c for c in first if c["type"] == "tool-approval-request"]
+        async with alice.stream("GET", f"/api/chat/{chat}/stream") as response:
+            replayed, _, done = await read_stream(response)
+        assert done and replayed == first
+        call = asked["toolCallId"]
+        session = stack.session(chat)
+        decided = await alice.post(
+            f"/v1/sessions/{session}/approvals/{call}", json={"approved": True}
+        )
+        assert decided.status_code == 200
+        ended = await stack.ended(session, decided.json()["turn_id"])
+        assert ended.kind == "turn_completed"
