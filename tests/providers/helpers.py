@@ -14,6 +14,8 @@ from threadline.events.conversation import UserTurn
 from threadline.services.agent.providers import ModelAdapter, ModelRequest, ProviderError
 
 ASK = ModelRequest(system="sys", messages=(UserTurn(text="hello"),))
+#: runs a test on each HTTP transport the adapters offer (settings.transport)
+TRANSPORTS = pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 
 
 async def fail(adapter: ModelAdapter, request: ModelRequest = ASK) -> ProviderError:

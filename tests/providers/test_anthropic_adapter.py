@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from tests.providers.helpers import ASK, HttpErrorCase, expect_http_error, fail, http_error_cases
+from tests.providers.helpers import (
+    ASK,
+    TRANSPORTS,
+    HttpErrorCase,
+    expect_http_error,
+    fail,
+    http_error_cases,
+)
 from threadline.events.conversation import AssistantTurn, ToolSpec, ToolTurn, UserTurn
 from threadline.events.schema import ToolCallRef, Usage
 from threadline.services.agent.providers import (
@@ -70,7 +77,8 @@ def end(reason: str, output_tokens: int = 20, thinking: int | None = None) -> li
     ]
 
 
-async def test_text_and_usage(wire: Any, make_adapter: Any, run: Any) -> None:
+@TRANSPORTS
+async def test_text_and_usage(wire: Any, make_adapter: Any, run: Any, transport: str) -> None:
     events = [
         start(input_tokens=10, cache_read=4),
         block(0, {"type": "text", "text": ""}),
@@ -80,7 +88,7 @@ async def test_text_and_usage(wire: Any, make_adapter: Any, run: Any) -> None:
         *end("end_turn", output_tokens=2),
     ]
     wire.reply(wire.sse_reply(wire.anthropic_sse(events)))
-    parts = await run(make_adapter("anthropic", temperature=0.4).stream(ASK))
+    parts = await run(make_adapter("anthropic", transport=transport, temperature=0.4).stream(ASK))
     assert parts == [
         TextDelta("Hel"),
         TextDelta("lo"),
@@ -208,8 +216,11 @@ def error_body(type_: str, message: str) -> Any:
          "HTTP 529"),
     ),
 )  # fmt: skip
-async def test_http_errors(wire: Any, make_adapter: Any, case: HttpErrorCase) -> None:
-    await expect_http_error(wire, make_adapter("anthropic"), case)
+@TRANSPORTS
+async def test_http_errors(
+    wire: Any, make_adapter: Any, case: HttpErrorCase, transport: str
+) -> None:
+    await expect_http_error(wire, make_adapter("anthropic", transport=transport), case)
 
 
 async def test_error_event_inside_the_stream(wire: Any, make_adapter: Any) -> None:
@@ -223,10 +234,13 @@ async def test_error_event_inside_the_stream(wire: Any, make_adapter: Any) -> No
     assert (err.kind, err.retryable, err.status) == ("provider_error", True, None)
 
 
-async def test_dropped_stream_is_a_network_error(wire: Any, make_adapter: Any) -> None:
+@TRANSPORTS
+async def test_dropped_stream_is_a_network_error(
+    wire: Any, make_adapter: Any, transport: str
+) -> None:
     chunks = wire.anthropic_sse([start(), block(0, {"type": "text", "text": "par"})])
     wire.reply(wire.sse_reply(chunks, drop=True))
-    err = await fail(make_adapter("anthropic"))
+    err = await fail(make_adapter("anthropic", transport=transport))
     assert (err.kind, err.retryable) == ("network", True)
 
 
@@ -239,9 +253,10 @@ async def test_missing_message_stop_is_a_network_error(wire: Any, make_adapter: 
     assert "ended before the model finished" in err.message
 
 
-async def test_read_timeout(wire: Any, make_adapter: Any) -> None:
+@TRANSPORTS
+async def test_read_timeout(wire: Any, make_adapter: Any, transport: str) -> None:
     wire.reply(wire.sse_reply(wire.anthropic_sse([start()]), stall=True))
-    err = await fail(make_adapter("anthropic", timeout_s=0.3))
+    err = await fail(make_adapter("anthropic", transport=transport, timeout_s=0.3))
     assert (err.kind, err.retryable) == ("timeout", True)
 
 
@@ -255,12 +270,13 @@ async def test_dev_anthropic_needs_no_key(wire: Any, make_adapter: Any, run: Any
     assert wire.last.headers["authorization"] == "Bearer threadline-no-key"
 
 
+@TRANSPORTS
 async def test_a_plain_json_answer_is_the_providers_bad_answer(
-    wire: Any, make_adapter: Any
+    wire: Any, make_adapter: Any, transport: str
 ) -> None:
     message = {"id": "msg_1", "type": "message", "role": "assistant", "content": []}
     wire.reply(wire.json_reply(200, message))
-    err = await fail(make_adapter("anthropic"))
+    err = await fail(make_adapter("anthropic", transport=transport))
     assert (err.kind, err.retryable, err.status) == ("provider_error", False, None)
     assert "not an event stream" in err.message
 

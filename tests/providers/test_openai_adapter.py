@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from tests.providers.helpers import ASK, HttpErrorCase, expect_http_error, fail, http_error_cases
+from tests.providers.helpers import (
+    ASK,
+    TRANSPORTS,
+    HttpErrorCase,
+    expect_http_error,
+    fail,
+    http_error_cases,
+)
 from threadline.events.conversation import ToolSpec
 from threadline.events.schema import Usage
 from threadline.services.agent.providers import (
@@ -33,7 +40,10 @@ USAGE = {
 }
 
 
-async def test_plain_text_with_usage(wire: Any, make_adapter: Any, run: Any) -> None:
+@TRANSPORTS
+async def test_plain_text_with_usage(
+    wire: Any, make_adapter: Any, run: Any, transport: str
+) -> None:
     d = wire.delta
     wire.reply(
         wire.sse_reply(
@@ -48,7 +58,9 @@ async def test_plain_text_with_usage(wire: Any, make_adapter: Any, run: Any) -> 
             )
         )
     )
-    adapter = make_adapter("openai", max_tokens_param="max_completion_tokens", temperature=0.1)
+    adapter = make_adapter(
+        "openai", transport=transport, max_tokens_param="max_completion_tokens", temperature=0.1
+    )
     parts = await run(adapter.stream(ASK))
     assert parts == [
         TextDelta("Hel"),
@@ -196,8 +208,11 @@ def error_body(message: str, code: str | None = None, type_: str = "invalid_requ
         (504, "gateway", {}, "timeout", True, None, "timed out"),
     ),
 )  # fmt: skip
-async def test_http_errors(wire: Any, make_adapter: Any, case: HttpErrorCase) -> None:
-    err = await expect_http_error(wire, make_adapter("openai"), case)
+@TRANSPORTS
+async def test_http_errors(
+    wire: Any, make_adapter: Any, case: HttpErrorCase, transport: str
+) -> None:
+    err = await expect_http_error(wire, make_adapter("openai", transport=transport), case)
     assert err.provider == "openai"
     assert not err.tools_unsupported
 
@@ -223,9 +238,12 @@ async def test_error_inside_the_stream(wire: Any, make_adapter: Any) -> None:
     assert (err.kind, err.retryable, err.status) == ("provider_error", True, None)
 
 
-async def test_dropped_stream_is_a_network_error(wire: Any, make_adapter: Any) -> None:
+@TRANSPORTS
+async def test_dropped_stream_is_a_network_error(
+    wire: Any, make_adapter: Any, transport: str
+) -> None:
     wire.reply(wire.sse_reply(wire.openai_sse([wire.delta(content="par")], done=False), drop=True))
-    err = await fail(make_adapter("openai"))
+    err = await fail(make_adapter("openai", transport=transport))
     assert (err.kind, err.retryable) == ("network", True)
     assert "the stream from OpenAI broke" in err.message
 
@@ -237,26 +255,29 @@ async def test_stream_without_a_finish_is_a_network_error(wire: Any, make_adapte
     assert "ended before the model finished" in err.message
 
 
-async def test_read_timeout(wire: Any, make_adapter: Any) -> None:
+@TRANSPORTS
+async def test_read_timeout(wire: Any, make_adapter: Any, transport: str) -> None:
     wire.reply(wire.sse_reply(wire.openai_sse([wire.delta(content="x")], done=False), stall=True))
-    err = await fail(make_adapter("openai", timeout_s=0.3))
+    err = await fail(make_adapter("openai", transport=transport, timeout_s=0.3))
     assert (err.kind, err.retryable) == ("timeout", True)
     assert "0.3 s" in err.message
 
 
-async def test_connection_refused(wire: Any, make_adapter: Any) -> None:
+@TRANSPORTS
+async def test_connection_refused(wire: Any, make_adapter: Any, transport: str) -> None:
     with socket.socket() as sock:  # a port nobody listens on any more
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    adapter = make_adapter("openai", base_url=f"http://127.0.0.1:{port}/v1")
+    adapter = make_adapter("openai", transport=transport, base_url=f"http://127.0.0.1:{port}/v1")
     err = await fail(adapter)
     assert (err.kind, err.retryable) == ("network", True)
     assert "could not connect to OpenAI" in err.message and str(port) not in err.message
 
 
-async def test_closing_early_cancels_cleanly(wire: Any, make_adapter: Any) -> None:
+@TRANSPORTS
+async def test_closing_early_cancels_cleanly(wire: Any, make_adapter: Any, transport: str) -> None:
     wire.reply(wire.sse_reply(wire.openai_sse([wire.delta(content="x")], done=False), stall=True))
-    stream = make_adapter("openai").stream(ASK)
+    stream = make_adapter("openai", transport=transport).stream(ASK)
     assert await anext(stream) == TextDelta("x")
     await stream.aclose()
 
@@ -272,18 +293,19 @@ async def test_request_json_is_what_the_sdk_sent(wire: Any, make_adapter: Any, r
     assert json.loads(seen.body)["max_tokens"] == 4096
 
 
+@TRANSPORTS
 async def test_a_plain_json_answer_is_the_providers_bad_answer(
-    wire: Any, make_adapter: Any
+    wire: Any, make_adapter: Any, transport: str
 ) -> None:
     """Issue 12 #17: not a dropped connection (which the agent retries) but a server that
     does not stream, which it will not do on a retry either."""
     completion = {"id": "c", "object": "chat.completion", "choices": [{"index": 0}]}
     wire.reply(wire.json_reply(200, completion))
-    err = await fail(make_adapter("openai"))
+    err = await fail(make_adapter("openai", transport=transport))
     assert (err.kind, err.retryable, err.status) == ("provider_error", False, None)
     assert "not an event stream" in err.message and "application/json" in err.message
     wire.reply(wire.json_reply(200, {"error": {"message": "no streaming here"}}))
-    assert "no streaming here" in (await fail(make_adapter("openai"))).message
+    assert "no streaming here" in (await fail(make_adapter("openai", transport=transport))).message
 
 
 async def test_undecodable_chunk_is_a_malformed_stream(wire: Any, make_adapter: Any) -> None:

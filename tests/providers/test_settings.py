@@ -102,6 +102,7 @@ def test_config_overrides_and_custom_providers() -> None:
             "headers": {"X-Team": "a"},
             "headers_env": {"X-Token": "LAB_TOKEN"},
             "connect_timeout_s": 2.5,
+            "transport": "httpx",
         },
     }
     redactor = Redactor()
@@ -118,7 +119,7 @@ def test_config_overrides_and_custom_providers() -> None:
     lab = registry.get("lab")
     assert lab.api == "openai" and lab.api_key == Secret("lab-secret-value")
     assert lab.headers == {"X-Team": "a", "X-Token": "tok-abcdef"}
-    assert lab.connect_timeout_s == 2.5
+    assert (lab.connect_timeout_s, lab.transport, openai.transport) == (2.5, "httpx", "aiohttp")
     assert "lab-secret-value" in redactor and "tok-abcdef" in redactor
     assert "sk-openai-AAAA1111" in redactor
     assert "a" not in redactor
@@ -131,6 +132,7 @@ def test_config_overrides_and_custom_providers() -> None:
         ({"openai": {"model": "x"}}, "unknown field `model`.*allowed keys: api"),
         ({"openai": {"timeout_s": -1}}, "> 0.0 - at `..timeout_s`"),
         ({"openai": {"api": "anthropic"}}, "cannot change"),
+        ({"openai": {"transport": "curl"}}, "transport"),
         ({"lab": {"models": ["x"]}}, "needs base_url"),
         ({"lab": {"base_url": "ftp://x"}}, "http"),
         ({"lab": {"base_url": "http://x", "headers_env": {"A": "NOPE"}}}, "NOPE"),

@@ -17,6 +17,7 @@ from threadline.services.agent.providers.settings import (
     ProviderRegistry,
     ProviderSettings,
     Secret,
+    Transport,
 )
 
 OLLAMA_URL: Final = "http://localhost:11434"
@@ -141,6 +142,7 @@ class _Entry(msgspec.Struct, forbid_unknown_fields=True):
     temperature: Annotated[float, msgspec.Meta(ge=0)] | None = None
     timeout_s: _Seconds | None = None
     connect_timeout_s: _Seconds | None = None
+    transport: Transport | None = None
     #: a number of tokens, or a table of model name -> tokens
     context_tokens: _Count | dict[_Text, _Count] | None = None
 

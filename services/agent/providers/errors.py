@@ -19,6 +19,7 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import aiohttp
 import anthropic
 import httpx2
 import msgspec
@@ -284,14 +285,21 @@ class ErrorContext:
 
 
 def _transport(exc: BaseException, ctx: ErrorContext, mid_stream: bool) -> ProviderError | None:
-    """Network and timeout failures, wrapped by the SDK or raw from httpx2."""
+    """Network and timeout failures, wrapped by the SDK or raw from httpx2 (or aiohttp)."""
     chain: list[BaseException] = [exc]
     while chain[-1].__cause__ is not None and len(chain) < 5:
         chain.append(chain[-1].__cause__)
-    connect = any(isinstance(e, httpx2.ConnectTimeout | httpx2.ConnectError) for e in chain)
-    if any(isinstance(e, httpx2.TimeoutException) for e in chain) or isinstance(
-        exc, openai.APITimeoutError | anthropic.APITimeoutError
-    ):
+    origin = next((e for e in chain if isinstance(e, aiohttp.ClientError)), None)
+    if origin is not None:  # the aiohttp transport's: judged by aiohttp's own exception,
+        # as its httpx2 mapping is coarse (a refused connection comes as ConnectTimeout)
+        connect = isinstance(origin, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+        timed_out = isinstance(origin, TimeoutError)
+    else:
+        connect = any(isinstance(e, httpx2.ConnectTimeout | httpx2.ConnectError) for e in chain)
+        timed_out = any(isinstance(e, httpx2.TimeoutException) for e in chain) or isinstance(
+            exc, openai.APITimeoutError | anthropic.APITimeoutError
+        )
+    if timed_out:
         return ctx.timeout(connect=connect)
     if isinstance(
         exc, openai.APIConnectionError | anthropic.APIConnectionError | httpx2.TransportError

@@ -56,14 +56,29 @@ def client_options(
     settings: ProviderSettings, http_client: httpx2.AsyncClient | None
 ) -> ClientOptions:
     """An SDK client's options for ``settings``: its key (or :data:`NO_KEY`), URL,
-    timeouts, retries and headers, never anything from the environment."""
+    timeouts, retries, headers and HTTP client (``http_client``, else one on
+    ``settings.transport``), never a key from the environment."""
+    timeout = httpx2.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
+    if http_client is None and settings.transport == "aiohttp":
+        http_client = aiohttp_client(timeout)
     return ClientOptions(
         api_key=settings.api_key.reveal() if settings.api_key else NO_KEY,
         base_url=settings.base_url,
-        timeout=httpx2.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
+        timeout=timeout,
         max_retries=0,  # the SDK never retries: the agent does, honouring Retry-After
         default_headers=settings.headers or None,
-        http_client=http_client,
+        http_client=http_client,  # None: the SDK's own (httpx2 transport)
+    )
+
+
+def aiohttp_client(timeout: httpx2.Timeout) -> httpx2.AsyncClient:
+    """An httpx2 client whose transport is aiohttp (the SDKs' ``DefaultAioHttpClient``,
+    both the same vendored ``httpx_aiohttp``), with the SDK's connection limits and
+    redirects; proxies and CA bundles come from the environment as with httpx2's."""
+    return openai.DefaultAioHttpClient(
+        timeout=timeout,
+        limits=openai.DEFAULT_CONNECTION_LIMITS,
+        follow_redirects=True,
     )
 
 

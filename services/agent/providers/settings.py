@@ -17,6 +17,8 @@ from threadline.base.errors import ConfigurationError
 
 ApiKind = Literal["openai", "anthropic"]
 MaxTokensParam = Literal["max_tokens", "max_completion_tokens"]
+#: the HTTP transport under the SDK client: aiohttp (C-parsed HTTP, the default) or httpx2's
+Transport = Literal["aiohttp", "httpx"]
 
 #: ``registry.default()`` picks the first configured provider of this order, else "dev".
 DEFAULT_PREFERENCE: Final = ("anthropic", "openai", "gemini", "openrouter", "ollama", "dev")
@@ -61,6 +63,8 @@ class ProviderSettings:
     #: read/write timeout in seconds: the longest silence tolerated while streaming
     timeout_s: float = 120.0
     connect_timeout_s: float = 10.0
+    #: the HTTP transport of the SDK client (docs/providers.md "Transport")
+    transport: Transport = "aiohttp"
     #: display name used in error messages ("OpenAI")
     label: str = ""
     #: the environment variable that holds the key (named in error messages)
