@@ -47,7 +47,7 @@ from threadline.events.store import (
     is_checkpoint_subject,
     read_record,
 )
-from threadline.events.stream import ensure_stream, unavailable
+from threadline.events.stream import ensure_stream, live_problems, unavailable
 from threadline.events.tail import Tail
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ class JetStreamEventStore(EventStore):
         self._reply_counter = 0
         self._deadlines: dict[int, list[str]] = {}
         self._connection_log: _ConnectionLog | None = None
+        self.allow_unsafe = False
         self._js = nc.jetstream()
         self._reads = DirectReads(nc, settings.name, timeout_s=timeout_s)
 
@@ -133,6 +134,7 @@ class JetStreamEventStore(EventStore):
             nc, settings, owns_connection=True, heartbeat_s=heartbeat_s, timeout_s=timeout_s
         )
         store._connection_log = callbacks
+        store.allow_unsafe = allow_unsafe
         try:
             if ensure:
                 await ensure_stream(nc, settings, allow_unsafe=allow_unsafe)
@@ -141,6 +143,11 @@ class JetStreamEventStore(EventStore):
             await nc.close()
             raise
         return store
+
+    async def config_problems(self) -> list[str]:
+        """The live stream checked as at start-up (:func:`live_problems`); nothing when
+        connected with ``allow_unsafe`` (development and tamper tests)."""
+        return [] if self.allow_unsafe else await live_problems(self.nc, self.settings)
 
     async def close(self) -> None:
         if self._connection_log is not None:

@@ -11,6 +11,7 @@ import time
 import weakref
 from typing import Final
 
+from threadline.base.errors import StoreUnavailable
 from threadline.events.store import EventStore
 
 #: appends are refused or unanswered (the last one failed); cleared by the next success
@@ -19,6 +20,8 @@ APPENDS: Final = "appends"
 #: its own (a gateway's NATS user may write user intents only): long enough to take it
 #: out of rotation, short enough that it gets traffic, and so a real append, again
 APPENDS_HOLD_S: Final = 15.0
+#: the stream's configuration differs from what Threadline created (checked on each probe)
+STREAM_CONFIG: Final = "stream_config"
 
 _PROBLEMS: weakref.WeakKeyDictionary[EventStore, dict[str, str]] = weakref.WeakKeyDictionary()
 _APPENDS_FAILED_AT: weakref.WeakKeyDictionary[EventStore, float] = weakref.WeakKeyDictionary()
@@ -43,3 +46,15 @@ def appends_failed_lately(store: EventStore, hold_s: float = APPENDS_HOLD_S) -> 
     """Whether an append failed within ``hold_s`` and none worked since."""
     failed_at = _APPENDS_FAILED_AT.get(store)
     return failed_at is not None and time.monotonic() - failed_at < hold_s
+
+
+async def config_checked(store: EventStore) -> dict[str, str]:
+    """:func:`problems`, with the store's configuration checked now (:data:`STREAM_CONFIG`)."""
+    checks = dict(problems(store))
+    try:
+        found = await store.config_problems()
+    except StoreUnavailable as exc:
+        found = [str(exc)]
+    if found:
+        checks[STREAM_CONFIG] = "; ".join(found)
+    return checks

@@ -234,6 +234,11 @@ class EventStore(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default has nothing to release."""
 
+    async def config_problems(self) -> list[str]:
+        """How the storage's configuration now differs from what Threadline made (each
+        naming the setting; empty: as made). The default has nothing to configure."""
+        return []
+
     # ----------------------------------------------------------------- shared logic
 
     def entries(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Final
 
 import nats.errors
 import nats.js.errors
@@ -73,7 +74,50 @@ def stream_problems(config: StreamConfig, settings: StreamSettings) -> list[str]
         )
     if not config.allow_direct:
         problems.append("allow_direct is off: heads cannot be read")
+    return problems + _changed(config, stream_config(settings))
+
+
+#: limits Threadline creates the stream without: any of them set means events are dropped
+#: (discard old) or refused (discard new) once reached, so the log is no longer complete
+_UNLIMITED: Final = (
+    ("max_msgs", -1),
+    ("max_bytes", -1),
+    ("max_age", 0),
+    ("max_msgs_per_subject", -1),
+)
+
+
+def _changed(live: StreamConfig, created: StreamConfig) -> list[str]:
+    """Where the live stream differs from what Threadline creates (beyond the safety
+    checks above): its retention, its size and age limits, a seal, a per-message size
+    limit above what it was made with. Each names the field."""
+    problems = []
+    if live.retention != created.retention:
+        problems.append(f"retention is {_name(live.retention)}, created as 'limits'")
+    for field, unlimited in _UNLIMITED:
+        value = getattr(live, field)
+        if value not in (None, unlimited):
+            problems.append(f"{field} is {value}, created unlimited ({unlimited})")
+    if live.sealed:
+        problems.append("sealed is on: nothing can be appended")
+    made, size = created.max_msg_size or -1, live.max_msg_size or -1
+    if -1 < size < made:
+        problems.append(f"max_msg_size is {size}, created {made}: larger events are refused")
     return problems
+
+
+def _name(value: object) -> str:
+    return repr(getattr(value, "value", value))
+
+
+async def live_problems(nc: Client, settings: StreamSettings) -> list[str]:
+    """:func:`stream_problems` of the stream as the server has it now (``/readyz``)."""
+    with unavailable(f"reading stream {settings.name}"):
+        try:
+            info = await nc.jetstream().stream_info(settings.name)
+        except nats.js.errors.NotFoundError:
+            return [f"stream {settings.name} does not exist"]
+    return stream_problems(info.config, settings)
 
 
 async def ensure_stream(

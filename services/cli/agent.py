@@ -7,7 +7,7 @@ import argparse
 from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError
 from threadline.base.tracing import tracing_from_env
-from threadline.events.readiness import problems
+from threadline.events.readiness import config_checked
 from threadline.services.agent.service import serve_agent
 from threadline.services.runtime.connect import connected
 from threadline.services.runtime.metrics_http import add_metrics_arguments, serve_metrics
@@ -36,7 +36,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         serve_metrics(
             args.metrics_port,
             host=args.metrics_host or settings.host,
-            ready=lambda: problems(store),
+            ready=lambda: config_checked(store),
         ) as metrics,
         serve_agent(settings, store, concurrency=args.concurrency, ack_wait_s=args.ack_wait),
     ):

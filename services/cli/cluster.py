@@ -21,7 +21,8 @@ import msgspec
 from threadline.base.config import Settings, StreamSettings
 from threadline.services.cli.stack import dev_model
 from threadline.services.runtime.cluster import LocalCluster
-from threadline.services.runtime.connect import configured_token, write_private
+from threadline.services.runtime.connect import configured_token
+from threadline.services.runtime.files import write_private
 from threadline.services.runtime.processes import stop_event
 
 

@@ -30,6 +30,7 @@ from threadline.services.gateway import GatewayOptions, ensure_dev_token, serve_
 from threadline.services.gateway.history import HistoryReader
 from threadline.services.gateway.projection_history import ProjectionHistory
 from threadline.services.runtime.connect import connected, dev_token, running_nats_url
+from threadline.services.runtime.natsauth import service_url
 from threadline.services.runtime.processes import stop_event
 
 
@@ -47,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.nats_url or running_nats_url(settings)
+    if url is not None and url != settings.nats_url:  # `up`'s, as its gateway user
+        url = service_url(url, settings.data_path, "gateway")
     if url is None:
         raise ConfigurationError(
             "no NATS server: set THREADLINE_NATS_URL (or run `threadline up` for everything)"

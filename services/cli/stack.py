@@ -87,16 +87,18 @@ async def start_services(
     *,
     agents: int = 0,
     nats_url: str = "",
+    projector_store: JetStreamEventStore | None = None,
 ) -> Running:
     """Start every service this build has; ``stack`` stops them in reverse order.
     ``agents`` > 0: that many agent worker processes on ``nats_url`` (``up``); 0: the
-    agent runs in this process (tests that look inside it)."""
+    agent runs in this process (tests that look inside it). The gateway uses ``store``,
+    the projector ``projector_store`` (default ``store``): each its own NATS user."""
     running = Running()
     url = running.devmodel_url = await dev_model(stack, settings)
     if url is not None:
         running.add("dev model", f"{url}/v1 (OpenAI wire), {url} (Anthropic wire)")
         running.urls["devmodel"] = url
-    projector = await stack.enter_async_context(serve_projector(settings, store))
+    projector = await stack.enter_async_context(serve_projector(settings, projector_store or store))
     running.projector = projector
     where = "PostgreSQL" if settings.database_url else settings.data_path / "projections.sqlite3"
     running.add("projector", f"views in {where}")

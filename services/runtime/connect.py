@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +12,13 @@ from pathlib import Path
 from threadline.base.config import Settings
 from threadline.base.errors import StoreUnavailable
 from threadline.events.jetstream import JetStreamEventStore
-from threadline.services.runtime.natsserver import EmbeddedNats
+from threadline.services.runtime.files import write_private
+from threadline.services.runtime.natsauth import (
+    ADMIN,
+    provision,
+    secured_nats,
+    service_url,
+)
 
 RUNTIME_FILE = "runtime.json"
 #: the token ``up`` and ``gateway`` accept when none is configured, kept across restarts
@@ -22,15 +27,6 @@ DEV_TOKEN_FILE = "dev-token"
 
 def runtime_path(settings: Settings) -> Path:
     return settings.data_path / RUNTIME_FILE
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``path`` readable by the owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(path, 0o600)
 
 
 def write_runtime(settings: Settings, info: dict[str, object]) -> None:
@@ -92,10 +88,17 @@ async def connected(settings: Settings, url: str) -> AsyncIterator[JetStreamEven
 
 
 @contextlib.asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[JetStreamEventStore]:
-    """Connect to the event store for a one-off command (CLI tools)."""
+async def open_store(
+    settings: Settings, user: str = "projector"
+) -> AsyncIterator[JetStreamEventStore]:
+    """Connect to the event store for a one-off command (CLI tools): the configured NATS,
+    or ``up``'s on this data dir as ``user`` (its credentials are kept there:
+    :mod:`~threadline.services.runtime.natsauth`), or an embedded server of its own with
+    the same users, started for the command."""
     async with contextlib.AsyncExitStack() as stack:
         for url in filter(None, (settings.nats_url, running_nats_url(settings))):
+            if url != settings.nats_url:
+                url = service_url(url, settings.data_path, user)
             try:
                 store = await stack.enter_async_context(connected(settings, url))
                 break
@@ -104,6 +107,11 @@ async def open_store(settings: Settings) -> AsyncIterator[JetStreamEventStore]:
                     raise
                 # a stale runtime file: that server is gone
         else:
-            server = await stack.enter_async_context(EmbeddedNats(settings.data_path / "nats"))
-            store = await stack.enter_async_context(connected(settings, server.url))
+            stream = settings.stream_settings()
+            server = secured_nats(settings.data_path / "nats", settings.data_path, stream)
+            await stack.enter_async_context(server)
+            admin = service_url(server.url, settings.data_path, ADMIN)
+            await provision(admin, stream, allow_unsafe=settings.allow_unsafe_stream)
+            url = service_url(server.url, settings.data_path, user)
+            store = await stack.enter_async_context(connected(settings, url))
         yield store

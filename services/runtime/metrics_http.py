@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -16,7 +17,7 @@ from threadline.services.runtime.asgi import serve_asgi
 
 Scope = dict[str, Any]
 #: what stops the service now, by check (empty: ready)
-Problems = Callable[[], Mapping[str, str]]
+Problems = Callable[[], Mapping[str, str] | Awaitable[Mapping[str, str]]]
 
 
 def metrics_app(registry: Registry | None = None, ready: Problems | None = None) -> Any:
@@ -28,7 +29,8 @@ def metrics_app(registry: Registry | None = None, ready: Problems | None = None)
         if scope["type"] != "http":
             return
         if scope["path"] == "/readyz" and ready is not None and scope["method"] == "GET":
-            checks = dict(ready())
+            found = ready()
+            checks = dict(await found if inspect.isawaitable(found) else found)
             health = {"status": "unavailable" if checks else "ok", "checks": checks}
             body, ctype = msgspec.json.encode(health), "application/json"
             status = 503 if checks else 200

@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 from asyncio.subprocess import PIPE
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -55,12 +56,15 @@ class EmbeddedNats(Child):
         port: int = 0,
         host: str = "127.0.0.1",
         config_text: str | None = None,
+        env: Mapping[str, str] | None = None,
         startup_timeout_s: float = 20.0,
     ) -> None:
         self.store_dir = store_dir
         self.port = port
         self.host = host
         self.config_text = config_text
+        #: added to the server's environment (variables its config refers to)
+        self.env = dict(env or {})
         self.binary = find_binary()
         self.startup_timeout_s = startup_timeout_s
         self.name = "nats-server"
@@ -86,7 +90,8 @@ class EmbeddedNats(Child):
             conf.write_text(self.config_text)
             args += ["-c", str(conf)]
         self._listen, self._lines = "", []
-        self.url = await self._launch(args, self.startup_timeout_s, stderr=PIPE)
+        env = {**os.environ, **self.env} if self.env else None
+        self.url = await self._launch(args, self.startup_timeout_s, stderr=PIPE, env=env)
         return self.url
 
     def _ready(self, line: bytes) -> str:

@@ -168,19 +168,34 @@ def accounts_block(stream: StreamSettings | None = None) -> str:
         "    users: [",
         "      { user: admin, password: $NATS_ADMIN_PASSWORD }",
     ]
-    for role in roles(stream):
-        out += [
-            f"      # {role.user}: {role.comment}",
-            "      {",
-            f"        user: {role.user}, password: ${'NATS_' + role.user.upper() + '_PASSWORD'}",
-            "        permissions: {",
-            "          publish: {",
-            f"            allow: {conf_list(role.publish, '            ')}",
-            f"            deny: {conf_list(DENIED_API, '            ')}",
-            "          }",
-            f"          subscribe: {{ allow: {conf_list(role.subscribe, '            ')} }}",
-            "        }",
-            "      }",
-        ]
+    out += user_entries(stream, "      ")
     out += ["    ]", "  }", "}"]
     return "\n".join(out)
+
+
+def password_var(user: str) -> str:
+    """The variable a user's password comes from (``NATS_AGENT_PASSWORD``): nats-server
+    resolves it from its environment."""
+    return f"NATS_{user.upper()}_PASSWORD"
+
+
+def user_entries(stream: StreamSettings | None, indent: str) -> list[str]:
+    """The config lines of every application user (:func:`roles`) with its permissions:
+    the production accounts and ``threadline up``'s embedded server both use these."""
+    out: list[str] = []
+    i = indent
+    for role in roles(stream):
+        out += [
+            f"{i}# {role.user}: {role.comment}",
+            f"{i}{{",
+            f"{i}  user: {role.user}, password: ${password_var(role.user)}",
+            f"{i}  permissions: {{",
+            f"{i}    publish: {{",
+            f"{i}      allow: {conf_list(role.publish, i + '      ')}",
+            f"{i}      deny: {conf_list(DENIED_API, i + '      ')}",
+            f"{i}    }}",
+            f"{i}    subscribe: {{ allow: {conf_list(role.subscribe, i + '      ')} }}",
+            f"{i}  }}",
+            f"{i}}}",
+        ]
+    return out

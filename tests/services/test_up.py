@@ -19,6 +19,7 @@ from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import TERMINAL_KINDS, SessionStarted, TurnStarted
 from threadline.events.store import NewEvent, Recorded
 from threadline.services.cli.stack import PROVIDER_KEY_VARS
+from threadline.services.runtime.natsauth import service_url
 
 
 async def start_up(
@@ -39,6 +40,12 @@ async def start_up(
             if "Press Ctrl-C" in line:
                 break
     return proc, "".join(banner)
+
+
+def as_gateway(data_dir: Path) -> str:
+    """``up``'s NATS URL with its gateway user's credentials (kept in the data dir)."""
+    runtime = json.loads((data_dir / "runtime.json").read_text())
+    return service_url(runtime["nats_url"], data_dir, "gateway")
 
 
 def agent_pids(data_dir: Path) -> list[int]:
@@ -72,7 +79,7 @@ async def test_up_runs_keeps_data_and_stops_cleanly(tmp_path: Path) -> None:
     assert f"{shown} chat --data-dir {tmp_path}\n" in banner
     agents = agent_pids(tmp_path)
     assert len(agents) == len(os.sched_getaffinity(0))  # one agent process per core
-    store = await JetStreamEventStore.connect(runtime["nats_url"])
+    store = await JetStreamEventStore.connect(as_gateway(tmp_path))
     await store.append("kept", NewEvent(event=SessionStarted(owner="me")))
     await store.close()
 
@@ -86,7 +93,7 @@ async def test_up_runs_keeps_data_and_stops_cleanly(tmp_path: Path) -> None:
 
     proc, banner = await start_up(tmp_path)  # same data dir: the event is still there
     runtime = json.loads((tmp_path / "runtime.json").read_text())
-    store = await JetStreamEventStore.connect(runtime["nats_url"])
+    store = await JetStreamEventStore.connect(as_gateway(tmp_path))
     assert [r.event for r in await store.load("kept")] == [SessionStarted(owner="me")]
     await store.close()
     assert f"dev token          {token}  " in banner  # the same token: pasted ones still work
@@ -128,7 +135,7 @@ async def test_up_runs_the_agent_processes_asked_for_and_they_answer(tmp_path: P
     assert all(pid_alive(pid) and parent_of(pid) == proc.pid for pid in agents)
     assert "3 worker processes" in banner and all(f"pid {pid}" in banner for pid in agents)
     headers = {"Authorization": f"Bearer {(tmp_path / 'dev-token').read_text().strip()}"}
-    store = await JetStreamEventStore.connect(runtime["nats_url"])
+    store = await JetStreamEventStore.connect(as_gateway(tmp_path))
     async with httpx.AsyncClient(base_url=runtime["gateway_url"], headers=headers) as client:
         session = (await client.post("/v1/sessions", json={})).json()["id"]
         posted = await client.post(f"/v1/sessions/{session}/messages", json={"text": "hi"})

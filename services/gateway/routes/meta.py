@@ -10,7 +10,13 @@ from litestar.openapi.datastructures import ResponseSpec
 from threadline.base.errors import StoreUnavailable, ThreadlineError
 from threadline.base.metrics import MEDIA_TYPE
 from threadline.events.kv import KVSnapshots, snapshot_store_for
-from threadline.events.readiness import APPENDS, appended, appends_failed_lately, problems
+from threadline.events.readiness import (
+    APPENDS,
+    appended,
+    appends_failed_lately,
+    config_checked,
+    problems,
+)
 from threadline.events.store import EventStore
 from threadline.services.gateway.context import GW
 from threadline.services.gateway.errors import error_responses
@@ -46,20 +52,22 @@ async def healthz() -> Health:
     summary="Readiness",
     description="NATS is reachable, the event stream exists and nothing this process "
     "relies on is known to be broken: the agents' work queue consumer exists (when an "
-    "agent runs in this process) and appends are accepted (503 otherwise, with the "
+    "agent runs in this process), appends are accepted and the stream's configuration is "
+    "what Threadline created (503 otherwise, with the "
     "failing checks).",
     responses={
         503: ResponseSpec(data_container=Health, description="Not ready", generate_examples=False)
     },
 )
 async def readyz(gw: GW) -> Response[Health]:
-    checks = dict(problems(gw.store))
     try:
         async with asyncio.timeout(_READY_TIMEOUT_S):
+            checks = await config_checked(gw.store)
             position = await gw.store.last_position()
             if APPENDS in checks and await _appends_work(gw.store):
                 del checks[APPENDS]
     except (ThreadlineError, TimeoutError) as exc:
+        checks = dict(problems(gw.store))
         checks["event_log"] = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
         return Response(Health(status="unavailable", checks=checks), status_code=503)
     ready = not checks
