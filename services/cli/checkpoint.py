@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_store(settings) as store:
+    async with open_store(settings, user="agent") as store:  # appends the checkpoint
         checkpointer = await make_checkpointer(settings, store)
         try:
             signed = await checkpointer.checkpoint(force=True)

@@ -87,18 +87,22 @@ async def start_services(
     *,
     agents: int = 0,
     nats_url: str = "",
-    projector_store: JetStreamEventStore | None = None,
+    stores: Mapping[str, JetStreamEventStore] | None = None,
 ) -> Running:
     """Start every service this build has; ``stack`` stops them in reverse order.
     ``agents`` > 0: that many agent worker processes on ``nats_url`` (``up``); 0: the
-    agent runs in this process (tests that look inside it). The gateway uses ``store``,
-    the projector ``projector_store`` (default ``store``): each its own NATS user."""
+    agent runs in this process (tests that look inside it). The gateway uses ``store``;
+    the projector and the checkpointer ``stores["projector"]`` and ``stores["agent"]``
+    where given (``up``: each service as its own NATS user), else ``store`` too."""
+    by_user = stores or {}
     running = Running()
     url = running.devmodel_url = await dev_model(stack, settings)
     if url is not None:
         running.add("dev model", f"{url}/v1 (OpenAI wire), {url} (Anthropic wire)")
         running.urls["devmodel"] = url
-    projector = await stack.enter_async_context(serve_projector(settings, projector_store or store))
+    projector = await stack.enter_async_context(
+        serve_projector(settings, by_user.get("projector", store))
+    )
     running.projector = projector
     where = "PostgreSQL" if settings.database_url else settings.data_path / "projections.sqlite3"
     running.add("projector", f"views in {where}")
@@ -124,7 +128,8 @@ async def start_services(
     )
     running.add("gateway", f"{url}  (API schema {url}/schema, metrics {url}/metrics)")
     if settings.checkpoint_interval_s > 0:
-        checkpointer = await make_checkpointer(settings, store)
+        # it appends to the log beside the agents' events: as the agents' user
+        checkpointer = await make_checkpointer(settings, by_user.get("agent", store))
         every = settings.checkpoint_interval_s
         await stack.enter_async_context(running_checkpointer(checkpointer, every))
         running.add("checkpointer", f"every {every:g} s into {checkpoint_dir(settings)}")

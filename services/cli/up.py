@@ -51,10 +51,13 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             url = await _embedded(stack, settings, extra)
             as_user = {user: service_url(url, settings.data_path, user) for user in as_user}
         store = await stack.enter_async_context(connected(settings, as_user["gateway"]))
-        views = await stack.enter_async_context(connected(settings, as_user["projector"]))
+        stores = {
+            user: await stack.enter_async_context(connected(settings, as_user[user]))
+            for user in ("projector", "agent")
+        }
         agents = agent_count(settings.agents if args.agents is None else args.agents)
         running = await start_services(
-            stack, settings, store, agents=agents, nats_url=as_user["agent"], projector_store=views
+            stack, settings, store, agents=agents, nats_url=as_user["agent"], stores=stores
         )
         write_runtime(settings, {"nats_url": url, "pid": os.getpid(), **extra, **running.urls})
         stack.callback(clear_runtime, settings)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
+from asyncio.subprocess import PIPE, STDOUT
 from pathlib import Path
 
 import httpx
@@ -86,6 +88,13 @@ async def test_up_admits_its_users_only_and_they_cannot_change_the_stream(
         admin = await nats.connect(service_url(url, tmp_path, "admin"))
         assert (await admin.jetstream().stream_info("THREADLINE")).config.max_msgs == -1
         await admin.close()
+        # a CLI command on the data dir connects with the credentials kept there
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "threadline.services.cli", "checkpoint",
+            "--data-dir", str(tmp_path), stdout=PIPE, stderr=STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(cli.communicate(), 60)
+        assert cli.returncode == 0, out.decode()
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 60)
