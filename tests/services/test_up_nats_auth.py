@@ -124,6 +124,6 @@ async def test_a_changed_stream_fails_readiness_and_the_next_start(tmp_path: Pat
     async with asyncio.timeout(60):
         out += (await proc.stdout.read()).decode() if proc.stdout else ""
         await proc.wait()
-    assert proc.returncode != 0, out
+    assert proc.returncode == 2, out
     assert "Threadline is running." not in out
     assert "max_msgs is 20" in out and "Traceback" not in out, out
