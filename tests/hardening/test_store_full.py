@@ -16,6 +16,8 @@ import pytest
 from nats.js.api import StreamConfig
 
 from tests.hardening.stack import Stack, running_stack
+from threadline.events.conversation import AssistantTurn
+from threadline.events.fold import fold
 from threadline.events.schema import TERMINAL_KINDS
 from threadline.services.runtime.natsserver import EmbeddedNats
 
@@ -80,8 +82,12 @@ async def test_a_full_store_is_reported_and_the_turn_ends_once_there_is_room(
 
         events = await stack.until_terminal(session, turn, wait_s=60)
         assert events[-1].kind == "turn_completed", [e.kind for e in events]
-        attempts = {e.attempt for e in events if e.kind == "turn_started"}
-        assert len(attempts) >= 2  # the interrupted attempt, then the one that ended it
+        # Whether a refused delta interrupted the attempt (it is then redone) or the
+        # coalescer still held the text when room came back depends on timing (its window
+        # stretches with load); either way the answer is whole: nothing lost or doubled.
+        answer = fold(await stack.store.load(session)).committed[-1]
+        assert isinstance(answer, AssistantTurn)
+        assert len(answer.text.split()) == 3000, len(answer.text.split())
         ready = await alice.get("/readyz")
         assert ready.status_code == 200, ready.text
         again = await stack.say(session, "and now?")
