@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import AsyncGenerator, Sequence
 from typing import Final
 
@@ -42,8 +43,13 @@ _PULL_EXPIRES_NS: Final = 30 * 10**9
 _HB_NS: Final = 5 * 10**9
 _RECREATE_FIRST_S: Final = 0.1
 _RECREATE_MAX_S: Final = 5.0
-#: this queue's entry in the store's readiness problems
+#: the store's readiness entry for its queues' consumers (one entry names every missing one)
 READINESS_CHECK: Final = "work_queue"
+#: per store, the consumers known missing, by name: several queues share one store (the
+#: agents' and the approval deadlines'), and one coming back must not hide another
+_MISSING: weakref.WeakKeyDictionary[JetStreamEventStore, dict[str, str]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class _ConsumerGone(Exception):
@@ -128,7 +134,7 @@ class JetStreamWorkQueue(WorkQueue):
                     while not received.empty():  # answers to pull requests made before
                         received.get_nowait()
         finally:
-            problems(self.store).pop(READINESS_CHECK, None)
+            self._report(None)
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
 
@@ -151,20 +157,32 @@ class JetStreamWorkQueue(WorkQueue):
     async def _recreate(self, why: str) -> None:
         """Make the consumer again; until that works, readiness reports it missing."""
         problem = f"consumer {self.name!r} is missing ({why})"
-        problems(self.store)[READINESS_CHECK] = problem
+        self._report(problem)
         log.error("work queue: %s; re-creating it", problem)
         delay = _RECREATE_FIRST_S
         while True:
             try:
                 await self._create_consumer()
             except nats.errors.Error as exc:  # the stream is gone too, or NATS is
-                problems(self.store)[READINESS_CHECK] = f"{problem}: {exc!r}"
+                self._report(f"{problem}: {exc!r}")
                 await asyncio.sleep(delay)  # a retry backoff, not a wait for something
                 delay = min(delay * 2, _RECREATE_MAX_S)
                 continue
-            problems(self.store).pop(READINESS_CHECK, None)
+            self._report(None)
             log.warning("work queue: consumer %r re-created; consuming again", self.name)
             return
+
+    def _report(self, problem: str | None) -> None:
+        """Set (or, with None, clear) this queue's problem in the store's readiness entry."""
+        missing = _MISSING.setdefault(self.store, {})
+        if problem is None:
+            missing.pop(self.name, None)
+        else:
+            missing[self.name] = problem
+        if missing:
+            problems(self.store)[READINESS_CHECK] = "; ".join(v for _, v in sorted(missing.items()))
+        else:
+            problems(self.store).pop(READINESS_CHECK, None)
 
     async def _pull(
         self, received: asyncio.Queue[Msg], inbox: str, room: Room

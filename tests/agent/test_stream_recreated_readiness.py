@@ -16,12 +16,16 @@ from threadline.events.stream import ensure_stream
 from threadline.services.agent.service import serve_agent
 from threadline.services.runtime.metrics_http import serve_metrics
 
+AGENT_MISSING = "'threadline-agent' is missing"
+#: the agents' work queue and the approval deadlines' queue both come back
+RECREATED = ("'threadline-agent' re-created", "'threadline-approval-deadlines' re-created")
+
 
 async def test_an_agents_readiness_follows_its_consumer(
     js_store: JetStreamEventStore, tmp_path: Path, devmodel_url: str
 ) -> None:
     settings = agent_settings_for(str(tmp_path))
-    with watching("threadline.events.jetstream_queue", "is missing", "re-created") as log:
+    with watching("threadline.events.jetstream_queue", AGENT_MISSING, *RECREATED) as log:
         async with (
             serve_agent(settings, js_store, devmodel_url=devmodel_url, env={}),
             serve_metrics(0, ready=lambda: problems(js_store)) as metrics,
@@ -32,11 +36,12 @@ async def test_an_agents_readiness_follows_its_consumer(
             assert (await http.get(readyz)).json() == {"status": "ok", "checks": {}}
 
             await js_store.nc.jetstream().delete_stream(js_store.settings.name)
-            await log.wait("is missing")
+            await log.wait(AGENT_MISSING)
             response = await http.get(readyz)
             assert response.status_code == 503
             assert "threadline-agent" in response.json()["checks"]["work_queue"]
 
             await ensure_stream(js_store.nc, js_store.settings)
-            await log.wait("re-created")
+            for phrase in RECREATED:  # every queue of the store: readiness waits for all
+                await log.wait(phrase)
             assert (await http.get(readyz)).status_code == 200

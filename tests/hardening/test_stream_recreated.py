@@ -15,10 +15,14 @@ from tests.support.logged import Logged, watching
 from threadline.events.stream import ensure_stream
 from threadline.services.runtime.natsserver import EmbeddedNats
 
+AGENT_MISSING = "'threadline-agent' is missing"
+#: the agents' work queue and the approval deadlines' queue both come back
+RECREATED = ("'threadline-agent' re-created", "'threadline-approval-deadlines' re-created")
+
 
 @pytest.fixture
 def queue_log() -> Iterator[Logged]:
-    with watching("threadline.events.jetstream_queue", "is missing", "re-created") as logged:
+    with watching("threadline.events.jetstream_queue", AGENT_MISSING, *RECREATED) as logged:
         yield logged
 
 
@@ -33,13 +37,14 @@ async def test_agent_consumes_again_after_the_stream_is_recreated(
 
         js = stack.store.nc.jetstream()
         await js.delete_stream(stack.store.settings.name)
-        await queue_log.wait("is missing")
+        await queue_log.wait(AGENT_MISSING)
         response = await ready.get("/readyz")
         assert response.status_code == 503
         assert "threadline-agent" in response.json()["checks"]["work_queue"]
 
         await ensure_stream(stack.store.nc, stack.store.settings)  # the restore
-        await queue_log.wait("re-created")
+        for phrase in RECREATED:  # every queue of the store: readiness waits for all
+            await queue_log.wait(phrase)
         response = await ready.get("/readyz")
         assert response.status_code == 200, response.text
         assert "work_queue" not in response.json()["checks"]
@@ -55,9 +60,10 @@ async def test_a_turn_can_be_stopped_after_the_stream_is_recreated(
     """The agent's other reader of the log (stop requests) carries on too."""
     async with running_stack(nats_server.url, tmp_path) as stack:
         await stack.store.nc.jetstream().delete_stream(stack.store.settings.name)
-        await queue_log.wait("is missing")
+        await queue_log.wait(AGENT_MISSING)
         await ensure_stream(stack.store.nc, stack.store.settings)
-        await queue_log.wait("re-created")
+        for phrase in RECREATED:  # every queue of the store: readiness waits for all
+            await queue_log.wait(phrase)
 
         session = await stack.new_session()
         turn = await stack.say(session, "[[words:3000]] [[pace:tps=100]]")
