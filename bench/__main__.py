@@ -20,6 +20,7 @@ from pathlib import Path
 import threadline.events
 from bench import (
     agent,
+    audit,
     client,
     e2e,
     eventlog,
@@ -48,6 +49,7 @@ OWN: dict[str, tuple[str, Callable[..., Awaitable[list[str]]]]] = {
     "peers": ("Against the peers", peers.run),
     "longsession": ("Long session", longsession.run),
     "openloop": ("Open loop with think time", openloop.run),
+    "audit": ("Audit features' cost", audit.run),
 }
 TITLES = {name: title for name, (title, _) in (SHARED | OWN).items()}
 

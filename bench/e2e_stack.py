@@ -96,7 +96,7 @@ async def _start(proc: ServiceProcess, stack: contextlib.AsyncExitStack) -> str:
         raise
 
 
-def _url(line: str) -> str:
+def url_in(line: str) -> str:
     found = re.search(r"(http://[\d.]+:\d+)", line)
     if found is None:
         raise RuntimeError(f"no URL in {line!r}")
@@ -112,7 +112,7 @@ async def _services(
         "devmodel", "threadline.services.devmodel", ["--port", "0", *pace], env, root,
         r"OpenAI base URL",
     )  # fmt: skip
-    dev_url = _url(await _start(dev, stack))
+    dev_url = url_in(await _start(dev, stack))
     env["THREADLINE_DEVMODEL_URL"] = dev_url
     agent = _service(
         "agent", "threadline.services.cli",
@@ -125,7 +125,7 @@ async def _services(
         ["gateway", "--port", "0", "--history", "log"], gw_env, root, r"gateway on http://",
     )  # fmt: skip
     await _start(agent, stack)
-    gw_url = _url(await _start(gateway, stack))
+    gw_url = url_in(await _start(gateway, stack))
     pids = {p.name: p.pid for p in (dev, agent, gateway) if p.pid is not None}
     return gw_url, dev_url, tokens, pids
 
