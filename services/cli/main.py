@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "up": "run everything on the embedded default (NATS, services, dev model)",
     "verify": "check a session's hash chain, or the log against a signed checkpoint",
     "checkpoint": "sign a checkpoint of the log now (docs/audit.md)",
+    "export": "write a session's audit bundle (--audit): records, proofs, checkpoint",
     "gateway": "run the HTTP gateway alone against THREADLINE_NATS_URL",
     "agent": "run an agent worker against THREADLINE_NATS_URL",
     "projector": "run the projector alone against THREADLINE_NATS_URL",
@@ -39,6 +40,10 @@ def command_module(name: str) -> ModuleType:
 
 #: Commands with their own argument parsing: ``threadline NAME ...`` calls ``main(rest)``.
 PASSTHROUGH: dict[str, tuple[str, str]] = {
+    "audit-verify": (
+        "threadline.services.cli.auditverify",
+        "check an audit bundle offline against trusted public keys (no NATS, no config)",
+    ),
     "devmodel": (
         "threadline.services.devmodel.cli",
         "run the local dev model (OpenAI and Anthropic wire formats)",
