@@ -33,6 +33,7 @@ from threadline.events.schema import (
     UserMessage,
 )
 from threadline.events.store import NewEvent
+from threadline.events.stream import ensure_stream
 from threadline.services.cli import auditverify
 from threadline.services.cli import checkpoint as checkpoint_cmd
 from threadline.services.cli import export as export_cmd
@@ -287,3 +288,30 @@ async def test_audit_verify_runs_with_no_nats_and_no_config(
     # and the checkpoint it carries is the one in the checkpoint directory
     newest = sorted((history.data_path / "checkpoints").glob("checkpoint-*.json"))[-1]
     assert decode_checkpoint(newest.read_bytes()).root == exported["checkpoint"]["root"]
+
+
+async def test_without_a_checkpoint_or_the_key_nothing_is_exported(
+    log: JetStreamEventStore, settings: Settings, tmp_path: Path, capsys: Any
+) -> None:
+    await log.append(SESSION, NewEvent(event=SessionStarted(owner="alice")))
+    out = tmp_path / "bundle.json"
+    code, text = await export(settings, out, capsys)
+    assert code == 2 and "no checkpoint to prove against" in text
+    assert not out.exists() and not (settings.data_path / "keys").exists()
+
+
+async def test_a_log_that_no_longer_extends_the_checkpoint_is_not_exported(
+    log: JetStreamEventStore, history: Settings, tmp_path: Path, capsys: Any
+) -> None:
+    """No proof is made from a rewritten history: the stream re-created with one record
+    dropped (every later one still there)."""
+    records = [r async for r in log_records(log)]
+    js = log.nc.jetstream()
+    await js.delete_stream(log.settings.name)
+    await ensure_stream(log.nc, log.settings)
+    for stored in records[:4] + records[5:]:
+        await js.publish(stored.subject, stored.data, stream=log.settings.name)
+    out = tmp_path / "bundle.json"
+    code, text = await export(history, out, capsys, "--no-checkpoint")
+    assert code == 1 and "the log does not extend the checkpoint of 20 records" in text
+    assert not out.exists()
