@@ -152,17 +152,11 @@ async def verify_bundle(
             data = b""
         datas.append(data)
     problems += _listed(unreadable)
-    problems += _order(bundle)
+    problems += _listed(_order(bundle))
     problems += _listed(_inclusion(bundle, datas))
     chain = await verify_session(bundle.session, _stored(bundle.records, datas))
-    problems += _listed(
-        [
-            f"stream sequence {p.position}"
-            + (f" (version {p.version})" if p.version is not None else "")
-            + f": {p.reason}"
-            for p in chain.problems
-        ]
-    )
+    by_position = {r.position: (r, d) for r, d in zip(bundle.records, datas, strict=True)}
+    problems += _listed([f"{_where(*by_position[p.position])}: {p.reason}" for p in chain.problems])
     if check_record is not None:
         signatures = []
         for record, data in zip(bundle.records, datas, strict=True):

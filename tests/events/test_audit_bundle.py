@@ -196,8 +196,9 @@ async def test_a_record_byte_altered_fails_naming_the_record(
     assert code == 1
     where = f"record at stream sequence {entry['position']}, version 9, leaf {entry['leaf_index']}"
     assert f"{where}: its inclusion proof does not lead to the checkpoint's root" in text
-    after = exported["records"][9]["position"]
-    assert f"stream sequence {after} (version 10): hash chain broken" in text
+    after = exported["records"][9]
+    where = f"record at stream sequence {after['position']}, version 10, leaf {after['leaf_index']}"
+    assert f"{where}: hash chain broken" in text
 
 
 async def test_a_proof_hash_altered_fails_naming_the_record(
@@ -234,10 +235,11 @@ async def test_a_dropped_record_fails_naming_where(
     dropped = exported["records"].pop(5)
     code, text = await tampered(exported, history, tmp_path, capsys)
     assert code == 1
-    after = exported["records"][5]["position"]
-    assert dropped["position"] < after
-    assert f"stream sequence {after} (version 7): version 7, expected 6" in text
-    assert f"stream sequence {after} (version 7): hash chain broken" in text
+    after = exported["records"][5]
+    assert dropped["position"] < after["position"]
+    where = f"record at stream sequence {after['position']}, version 7, leaf {after['leaf_index']}"
+    assert f"{where}: version 7, expected 6" in text
+    assert f"{where}: hash chain broken" in text
 
 
 async def test_a_bundle_is_checked_only_against_the_keys_given(
