@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from threadline.base.text import clip
 from threadline.events.conversation import AssistantTurn, UserTurn
 from threadline.events.fold import SessionState, fold
 from threadline.events.reads import records_at
 from threadline.events.store import EventStore
-from threadline.projections.timeline import clip
 
 
 async def session_at(store: EventStore, session: str, version: int) -> SessionState:

@@ -15,6 +15,7 @@ from typing import assert_never
 
 import msgspec
 
+from threadline.base.text import clip
 from threadline.events import schema as ev
 from threadline.events.fold import fold
 from threadline.events.store import Recorded
@@ -248,10 +249,6 @@ def _delta_label(rec: Recorded, e: ev.TextDelta | ev.ReasoningDelta) -> str:
 
 def _turn(rec: Recorded) -> str:
     return f"{rec.turn}#{rec.attempt}" if rec.attempt else str(rec.turn or "-")
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def _context(e: ev.ContextTrimmed) -> str:

@@ -69,7 +69,7 @@ _encode = msgspec.json.Encoder().encode
 
 def context_tokens(settings: ProviderSettings, model: str) -> int:
     """The context window of ``model`` (empty: the provider's default) at a provider."""
-    name = model or settings.default_model
+    name = settings.model_for(model)
     configured = settings.context_tokens
     if name in configured or "*" in configured:
         return configured.get(name, configured.get("*", 0))

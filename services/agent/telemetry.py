@@ -194,12 +194,9 @@ class TurnTelemetry:
 
     def model(self) -> str:
         """The model the turn's provider is asked for (its default when none is named)."""
-        if self._turn.model:
-            return self._turn.model
         with contextlib.suppress(ThreadlineError):  # an unknown provider: none
-            settings = self._providers.settings(self._turn.provider)
-            return settings.default_model or next(iter(settings.models), "")
-        return ""
+            return self._providers.settings(self._turn.provider).model_for(self._turn.model)
+        return self._turn.model
 
     def _provider_attrs(self) -> dict[str, str | int]:
         provider = self._turn.provider

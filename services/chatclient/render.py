@@ -11,6 +11,7 @@ import json
 import os
 from typing import Any, TextIO
 
+from threadline.base.text import one_line
 from threadline.events.schema import (
     ApprovalDenied,
     ApprovalGranted,
@@ -33,11 +34,6 @@ from threadline.events.schema import (
 from threadline.services.gateway.models import MessageView, SessionDetail, TurnView
 
 _RESULT_CHARS = 300
-
-
-def _short(text: str, limit: int = _RESULT_CHARS) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 class Renderer:
@@ -133,7 +129,7 @@ class Renderer:
             self._tool_result(m.tool or "", m.text, m.is_error, m.duration_ms)
         else:
             if m.reasoning:
-                self.line(f"(thinking) {_short(m.reasoning)}", "2")
+                self.line(f"(thinking) {one_line(m.reasoning, _RESULT_CHARS)}", "2")
             if m.text:
                 self._stream(m.text)
                 self.end_line()
@@ -155,8 +151,8 @@ class Renderer:
 
     def _tool_result(self, tool: str, content: str, is_error: bool, ms: float | None) -> None:
         took = f" ({ms:.0f} ms)" if ms else ""
-        mark = "✗" if is_error else "→"
-        self.line(f"  {mark} {tool}: {_short(content)}{took}", "31" if is_error else "35")
+        mark, shown = "✗" if is_error else "→", one_line(content, _RESULT_CHARS)
+        self.line(f"  {mark} {tool}: {shown}{took}", "31" if is_error else "35")
 
     def event(self, env: Envelope, *, mine: bool = False) -> None:  # noqa: C901 - one case per kind
         e, turn = env.event, env.turn or ""
@@ -181,7 +177,7 @@ class Renderer:
             self.end_line()
         elif isinstance(e, Fallback):
             hop = f" ({e.from_} → {e.to})" if e.from_ or e.to else ""
-            self.line(f"  ! fallback {e.fallback}{hop}: {_short(e.reason, 200)}", "33")
+            self.line(f"  ! fallback {e.fallback}{hop}: {one_line(e.reason, 200)}", "33")
         elif isinstance(e, CancelRequested):
             self.line("  … stop requested", "33")
         elif isinstance(e, ContextTrimmed) and e.turns:

@@ -8,17 +8,18 @@ Over HTTP it prints one readiness line to stdout once the socket listens::
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
-import uvicorn
 from mcp.server.mcpserver import MCPServer
 
+from threadline.base.errors import PortInUse
 from threadline.services.mcpserver.app import build_server
 from threadline.services.mcpserver.notes import NoteStore
+from threadline.services.runtime.asgi import serve_asgi
+from threadline.services.runtime.processes import stop_event
 
 READY_PREFIX = "threadline-mcp listening on "
 MCP_PATH = "/mcp"
@@ -45,17 +46,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def serve_http(server: MCPServer, host: str, port: int) -> None:
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    sock = socket.create_server((host, port), family=family, backlog=128)
-    bound_port = sock.getsockname()[1]
+    """Serve until SIGINT or SIGTERM, with the readiness line once it accepts connections."""
+    stop = stop_event()
     app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
-    uvicorn_server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
-    )
-    shown_host = f"[{host}]" if ":" in host else host
-    # Connections made from now on wait in the listen backlog until uvicorn accepts them.
-    print(f"{READY_PREFIX}http://{shown_host}:{bound_port}{MCP_PATH}", flush=True)
-    await uvicorn_server.serve(sockets=[sock])
+    async with serve_asgi(app, host=host, port=port, lifespan="on", name="MCP server") as url:
+        print(f"{READY_PREFIX}{url}{MCP_PATH}", flush=True)
+        await stop.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             anyio.run(serve_http, server, args.host, args.port)
     except KeyboardInterrupt:
         return 130
-    except OSError as exc:
+    except (OSError, PortInUse) as exc:
         print(f"threadline mcp: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from threadline.base.errors import ConfigurationError
+from threadline.base.text import one_line
 from threadline.services.agent.tools import (
     InvalidToolConfig,
     McpServerConfig,
@@ -19,11 +20,11 @@ from threadline.services.agent.tools import (
     split_prefixed,
 )
 from threadline.services.agent.tools.content import (
+    SUMMARY_CHARS,
     describe_exception,
     redact,
     render_result,
     secret_forms,
-    summarise,
     truncate,
 )
 from threadline.services.mcpserver.calc import CalcError, calculate, format_number
@@ -131,8 +132,8 @@ def test_truncate_marks_what_was_cut() -> None:
 
 
 def test_summary_is_one_short_line() -> None:
-    assert summarise("a\n\nb\tc") == "a b c"
-    long = summarise("word " * 200)
+    assert one_line("a\n\nb\tc", SUMMARY_CHARS) == "a b c"
+    long = one_line("word " * 200, SUMMARY_CHARS)
     assert len(long) == 200
     assert long.endswith("…")
 

@@ -94,7 +94,7 @@ def to_anthropic(
         mapped, tool_turns = cache.wire(request.messages, request.history)
         messages += mapped
     return AnthropicRequest(
-        model=request.model or settings.default_model or settings.models[0],
+        model=settings.model_for(request.model),
         system=system_prompt(request.system, tool_turns or bool(request.tools)),
         messages=messages,
         tools=map_tools(request.tools),

@@ -27,6 +27,7 @@ import openai
 
 from threadline.base.errors import ThreadlineError
 from threadline.base.redact import MIN_SECRET_LENGTH, REDACTED, Redactor
+from threadline.base.text import one_line
 from threadline.events.schema import ErrorKind
 from threadline.services.agent.providers.settings import ProviderSettings
 
@@ -118,11 +119,6 @@ def json_or_text(data: bytes) -> object:
         return data.decode(errors="replace")
 
 
-def clip(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 @dataclass(frozen=True, slots=True)
 class ErrorContext:
     """What an error message needs to say who failed and what to do about it."""
@@ -164,7 +160,7 @@ class ErrorContext:
         where = f"the stream from {label} broke" if mid_stream else f"could not connect to {label}"
         return self.error(
             "network",
-            f"{where} ({clip(detail, 120)}); "
+            f"{where} ({one_line(detail, 120)}); "
             "check the network and the provider's base_url, then retry",
             retryable=True,
         )
@@ -189,7 +185,7 @@ class ErrorContext:
     def malformed(self, detail: str) -> ProviderError:
         return self.error(
             "provider_error",
-            f"{self.label} sent a malformed stream ({clip(detail, 120)})",
+            f"{self.label} sent a malformed stream ({one_line(detail, 120)})",
             retryable=True,
         )
 
@@ -206,7 +202,7 @@ class ErrorContext:
         return self.error(
             "provider_error",
             f"{self.label} answered a streaming request with {content_type or 'no content type'}"
-            f", not an event stream ({clip(detail, 120)}); check the provider's base_url "
+            f", not an event stream ({one_line(detail, 120)}); check the provider's base_url "
             "and that the server streams",
         )
 
@@ -238,7 +234,7 @@ class ErrorContext:
     ) -> tuple[ErrorKind, str, bool]:
         label, model = self.label, self.model
         env = self.settings.key_env or "the provider's key"
-        said = f" ({label} said: {clip(detail)})" if detail else ""
+        said = f" ({label} said: {one_line(detail, 300)})" if detail else ""
         if _TOOLS_UNSUPPORTED.search(detail):
             return (
                 "bad_request",
@@ -330,5 +326,5 @@ def translate_error(exc: Exception, ctx: ErrorContext, *, mid_stream: bool) -> P
     if isinstance(exc, msgspec.DecodeError):  # stream data that is not what it claims
         return ctx.malformed(str(exc))
     return ctx.error(
-        "provider_error", f"{ctx.label} failed: {type(exc).__name__}: {clip(str(exc))}"
+        "provider_error", f"{ctx.label} failed: {type(exc).__name__}: {one_line(str(exc), 300)}"
     )

@@ -75,7 +75,7 @@ def to_openai(
         messages.append({"role": "system", "content": system})
     messages.extend(mapped)
     return OpenAIRequest(
-        model=request.model or settings.default_model or settings.models[0],
+        model=settings.model_for(request.model),
         messages=messages,
         tools=map_tools(request.tools),
         max_tokens=request.max_tokens or settings.max_tokens,

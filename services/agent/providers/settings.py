@@ -82,6 +82,11 @@ class ProviderSettings:
     def display_name(self) -> str:
         return self.label or self.name
 
+    def model_for(self, requested: str = "") -> str:
+        """The model a request naming ``requested`` goes to: it, else the default, else
+        the first listed (the one rule for a provider's default model)."""
+        return requested or self.default_model or next(iter(self.models), "")
+
     @property
     def missing_key(self) -> bool:
         return self.key_required and self.api_key is None

@@ -10,6 +10,7 @@ from typing import Any, Final
 import mcp.types as types
 
 from threadline.base.redact import Redactor
+from threadline.base.text import one_line
 
 DEFAULT_MAX_RESULT_BYTES = 64 * 1024
 SUMMARY_CHARS = 200
@@ -74,12 +75,6 @@ def truncate(text: str, max_bytes: int) -> str:
     )
 
 
-def summarise(text: str, limit: int = SUMMARY_CHARS) -> str:
-    """The first ``limit`` characters on a single line."""
-    line = " ".join(text[: limit * 4].split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
 #: first words of a credential that are no secret ("Bearer <token>"); any other word of
 #: six or more characters is one (a value "SECRETWORD\nrest" once kept its first word)
 _AUTH_SCHEMES: Final = frozenset({"bearer", "basic", "token", "digest", "apikey", "key"})
@@ -110,4 +105,4 @@ def describe_exception(exc: BaseException, secrets: Iterable[str]) -> str:
         exc = exc.exceptions[0]
     message = str(exc).strip()
     reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return summarise(redact(reason, secrets), REASON_CHARS)
+    return one_line(redact(reason, secrets), REASON_CHARS)

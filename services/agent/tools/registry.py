@@ -21,6 +21,7 @@ from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, Reques
 
 from threadline.base.errors import ConfigurationError
 from threadline.base.redact import register_secret
+from threadline.base.text import one_line
 from threadline.events.conversation import ToolSpec
 from threadline.services.agent.tools.config import (
     META_OWNER,
@@ -39,11 +40,11 @@ from threadline.services.agent.tools.config import (
 from threadline.services.agent.tools.connection import Connection
 from threadline.services.agent.tools.content import (
     DEFAULT_MAX_RESULT_BYTES,
+    SUMMARY_CHARS,
     describe_exception,
     redact,
     render_result,
     secret_forms,
-    summarise,
     truncate,
 )
 
@@ -243,7 +244,7 @@ class ToolRegistry:
                 content=content,
                 is_error=is_error,
                 duration_ms=(time.monotonic() - started) * 1000,
-                summary=summarise(content),
+                summary=one_line(content, SUMMARY_CHARS),
                 server=server,
                 tool=tool,
             )
@@ -320,7 +321,9 @@ class _Reports:
             return
         self.told = time.monotonic()
         try:
-            await self.tell(progress, total, summarise(redact(message or "", self.secrets)))
+            await self.tell(
+                progress, total, one_line(redact(message or "", self.secrets), SUMMARY_CHARS)
+            )
         except Exception as exc:  # the call's own outcome says what went wrong
             logger.debug("progress not passed on: %s", exc)
 

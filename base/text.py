@@ -1,0 +1,13 @@
+"""Shortening text for one-line displays: logs, error messages, summaries, timelines."""
+
+from __future__ import annotations
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, the last one ``…`` when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` on a single line (every run of whitespace one space), clipped to ``limit``."""
+    return clip(" ".join(text.split()), limit)
