@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import contextlib
 
+import msgspec
+from msgspec.structs import replace
+
 from threadline.base.errors import ConcurrencyError, InvalidField
 from threadline.events.fold import SessionState, fold
 from threadline.events.schema import ForkOrigin, SessionStarted, UserMessage
@@ -31,20 +34,19 @@ def fork_events(records: list[Recorded], cmd: Fork, catalog: Catalog | None) -> 
     """The fork's events, from the source's ``records`` up to ``cmd.version``."""
     state = fold(records)
     provider, model = _choice(state, cmd, catalog)
-    started = SessionStarted(
-        owner=state.owner if cmd.owner is None else cmd.owner,
-        title=state.named,
-        provider=provider,
-        model=model,
-        system_prompt=state.system_prompt,
-        tool_servers=state.tool_servers,
-        params=state.params,
-        double_texting=state.double_texting,
-        approval=state.approval,
+    started = replace(
+        started_from(state), owner=state.owner if cmd.owner is None else cmd.owner,
+        title=state.named, provider=provider, model=model,
         forked_from=ForkOrigin(session=cmd.source, version=cmd.version),
-    )
+    )  # fmt: skip
     first = NewEvent(event=started, actor=cmd.actor, key=fork_key(cmd.source, cmd.version))
     return [first, *_copies(records, state)]
+
+
+def started_from(settings: object) -> SessionStarted:
+    """A ``session_started`` with the settings (owner, title, provider, model...) of
+    ``settings``: a command's, or a session's state."""
+    return msgspec.convert(settings, SessionStarted, from_attributes=True)
 
 
 def _choice(state: SessionState, cmd: Fork, catalog: Catalog | None) -> tuple[str, str]:

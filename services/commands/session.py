@@ -15,6 +15,8 @@ from __future__ import annotations
 import secrets
 from typing import Final
 
+from msgspec.structs import replace
+
 from threadline.base.config import DoubleTexting
 from threadline.base.errors import (
     ApprovalDecided,
@@ -34,7 +36,7 @@ from threadline.events.reads import records_at
 from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore, NewEvent, Recorded
 from threadline.services.commands.catalog import Catalog, check_choice
-from threadline.services.commands.fork import fork_events, write_fork
+from threadline.services.commands.fork import fork_events, started_from, write_fork
 from threadline.services.commands.keys import (
     DerivedIds,
     client_key,
@@ -91,17 +93,7 @@ class SessionCommands:
             provider, model = check_choice(
                 self.catalog, provider, model, cmd.tool_servers, cmd.params
             )
-        event = ev.SessionStarted(
-            owner=cmd.owner,
-            title=cmd.title,
-            provider=provider,
-            model=model,
-            system_prompt=cmd.system_prompt,
-            tool_servers=cmd.tool_servers,
-            params=cmd.params,
-            double_texting=cmd.double_texting,
-            approval=cmd.approval,
-        )
+        event = replace(started_from(cmd), provider=provider, model=model)
         session = cmd.session or (self.ids.session(cmd.owner, cmd.key) if cmd.key else new_id())
         key = client_key("create", cmd.key) if cmd.key else new_id()
         new = NewEvent(event=event, actor=cmd.actor, key=key)

@@ -17,7 +17,8 @@ answers the chunks to send. The message id is the turn id, so a replay of the sa
   call id); ``approval_denied`` -> ``tool-output-denied`` (the call's ``tool_result``,
   the denial as the model reads it, is then not shown); ``approval_granted``: nothing
   (the output follows). :meth:`TurnChunks.paused` says when the attempt stopped to
-  wait (the stream then ends with :meth:`TurnChunks.pause`).
+  wait, by the session model's account of the turn (the stream then ends with
+  :meth:`TurnChunks.pause`).
 * ``fallback`` becomes a ``data-fallback`` part ``{kind, reason, from, to, attempt}``.
 * Which events count is the session model's rule (:func:`~threadline.events.turns.transition`
   on the turn's phase): a new attempt (a later ``turn_started``) supersedes the earlier
@@ -37,10 +38,10 @@ from collections.abc import Sequence
 from typing import Any, Final, Literal, assert_never
 
 from threadline.events import schema as ev
-from threadline.events.fold import fold
+from threadline.events.fold import SessionState, TurnState, fold
 from threadline.events.schema import Envelope, FinishReason
 from threadline.events.store import Recorded
-from threadline.events.turns import Phase, transition
+from threadline.events.turns import transition
 from threadline.services.gateway.aisdk import protocol as p
 from threadline.services.gateway.history import view_of
 
@@ -65,8 +66,8 @@ class TurnChunks:
 
     def __init__(self, turn: str) -> None:
         self.turn = turn
-        #: the turn's phase as far as the events fed tell (None: none seen yet)
-        self.phase: Phase | None = None
+        #: the session model of the events fed (None: none yet)
+        self.state: SessionState | None = None
         self.step: int | None = None
         #: the open text or reasoning part (at most one): its kind and id
         self.open: dict[PartKind, str] = {}
@@ -78,26 +79,29 @@ class TurnChunks:
         #: text and reasoning streamed in the current step
         self.streamed: dict[PartKind, str] = dict.fromkeys(_PARTS, "")
         self.finish_reason: p.UIFinishReason = "stop"
-        #: the current step's calls (from its ``assistant_message``) and those answered
-        self.step_calls: set[str] = set()
-        self.answered: set[str] = set()
-        #: calls waiting for a decision; denied calls (their result is not shown)
-        self.waiting: set[str] = set()
-        self.denied: set[str] = set()
+
+    @property
+    def _turn(self) -> TurnState | None:
+        return self.state.turns.get(self.turn) if self.state is not None else None
 
     @property
     def attempt(self) -> int:
         """The attempt being shown (0: none started yet)."""
-        return self.phase.attempt if self.phase is not None else 0
+        return self._turn.attempt if self._turn is not None else 0
 
     @property
     def done(self) -> bool:
-        return self.phase is not None and self.phase.ended
+        return self._turn is not None and self._turn.phase.ended
 
     def paused(self) -> bool:
-        """Whether the attempt stopped to wait for approvals: calls wait for a decision and
-        every other call of the step has its result (the agent asks for approval last)."""
-        return bool(self.waiting) and self.step_calls <= self.answered | self.waiting
+        """Whether the attempt stopped to wait for approvals: calls wait for a decision
+        (``awaiting``) and the step's other calls have their results (the agent asks last)."""
+        turn = self._turn
+        return (
+            turn is not None
+            and bool(turn.awaiting)
+            and set(turn.awaiting) >= {call.call_id for call in turn.unanswered[1]}
+        )
 
     def pause(self) -> list[p.Chunk]:
         """The end of this response while the turn waits: the client answers with
@@ -111,10 +115,11 @@ class TurnChunks:
         """The chunks for one more event (none for other turns, stale attempts, the end)."""
         if env.turn != self.turn:
             return []
-        before = self.attempt
-        verdict, self.phase = transition(self.phase, env.event, env.attempt)
+        before = self._turn.phase if self._turn is not None else None
+        verdict, _ = transition(before, env.event, env.attempt)
+        self.state = fold((Recorded(0, env, "", b""),), self.state)
         if verdict == "starts":
-            return self._new_attempt(before)
+            return self._new_attempt(before.attempt if before else 0)
         if verdict in ("applies", "ends"):
             return self._chunks(env.event)
         return []  # opened, a superseded attempt's straggler, after the end
@@ -161,7 +166,6 @@ class TurnChunks:
             out.append(p.DataRestart(id=f"restart-{self.attempt}", data=data))
         self.shown = False
         self.calls = set()
-        self.step_calls, self.answered, self.waiting, self.denied = set(), set(), set(), set()
         return out
 
     # ------------------------------------------------------------------ parts
@@ -172,7 +176,6 @@ class TurnChunks:
         out = self._close_step()
         self.step = step
         self.streamed = dict.fromkeys(_PARTS, "")
-        self.step_calls, self.answered = set(), set()
         out.append(p.StartStep())
         return out
 
@@ -217,7 +220,6 @@ class TurnChunks:
 
     def _tool_call(self, event: ev.ToolCall) -> list[p.Chunk]:
         out = self._open_step(event.step)
-        self.step_calls.add(event.call_id)
         if event.call_id in self.calls:
             return out
         return out + self._call_chunks(event.call_id, event.tool, event.arguments)
@@ -227,9 +229,9 @@ class TurnChunks:
         if event.call_id not in self.calls:  # never without its call, but keep the client sane
             out += self._call_chunks(event.call_id, event.tool, {})
         call = event.call_id
-        self.answered.add(call)
-        if call in self.denied:  # shown as denied already; the model gets the denial text
-            return out
+        approval = self._turn.approvals.get(call) if self._turn is not None else None
+        if approval is not None and isinstance(approval.decision, ev.ApprovalDenied):
+            return out  # shown as denied already; the model gets the denial text
         if event.is_error:
             text = event.content or event.summary or "the tool failed"
             return [*out, p.ToolOutputError(tool_call_id=call, error_text=text, dynamic=True)]
@@ -246,7 +248,6 @@ class TurnChunks:
         for kind, full in parts:
             if missing := _rest(full, self.streamed[kind]):
                 out += self._delta(kind, missing)
-        self.step_calls |= {call.call_id for call in event.tool_calls}
         for call in event.tool_calls:
             if call.call_id not in self.calls:
                 out += self._call_chunks(call.call_id, call.tool, call.arguments)
@@ -257,14 +258,10 @@ class TurnChunks:
         self, event: ev.ApprovalRequested | ev.ApprovalGranted | ev.ApprovalDenied
     ) -> list[p.Chunk]:
         if isinstance(event, ev.ApprovalRequested):  # approvalId: our call id
-            self.waiting.add(event.call_id)
             return [p.ToolApprovalRequest(approval_id=event.call_id, tool_call_id=event.call_id)]
-        if event.call_id not in self.waiting:
-            return []  # a later decision (ignored by the fold too), or another attempt's
-        self.waiting.discard(event.call_id)
-        if isinstance(event, ev.ApprovalGranted):
-            return []  # the result follows
-        self.denied.add(event.call_id)
+        approval = self._turn.approvals.get(event.call_id) if self._turn is not None else None
+        if approval is None or approval.decision is not event or approval.granted:
+            return []  # granted: the result follows; else a decision the fold ignored
         return [p.ToolOutputDenied(tool_call_id=event.call_id)]
 
     def _fallback(self, event: ev.Fallback) -> list[p.Chunk]:
