@@ -25,6 +25,7 @@ from threadline.base.errors import ThreadlineError
 from threadline.events.schema import KINDS
 from threadline.events.store import EventStore
 from threadline.services.gateway.hub import Frame, Subscriber, frame_of
+from threadline.services.gateway.options import GatewayOptions
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,6 @@ if TYPE_CHECKING:
 else:
     EventKind = Literal[KINDS]
 PING = b": ping\n\n"
-
-
-def kind_set(values: list[EventKind] | None) -> frozenset[str] | None:
-    return frozenset(values) if values else None
 
 
 class EventStream:
@@ -52,12 +49,10 @@ class EventStream:
         *,
         after: int,
         live_from: int,
-        kinds: frozenset[str] | None,
-        exclude: frozenset[str] | None,
-        heartbeat_s: float,
+        kinds: list[EventKind] | None,
+        exclude: list[EventKind] | None,
+        options: GatewayOptions,
         lifetime_s: float,
-        retry_ms: int,
-        replay_batch: int,
         on_relay: Callable[[int], None],
     ) -> None:
         self.store = store
@@ -65,12 +60,10 @@ class EventStream:
         self.sub = sub
         self.sent = after
         self.live_from = live_from
-        self.kinds = kinds
-        self.exclude = exclude or frozenset()
-        self.heartbeat_s = heartbeat_s
+        #: the kinds sent (empty: all) and those left out
+        self.kinds, self.exclude = frozenset(kinds or ()), frozenset(exclude or ())
+        self.options = options
         self.lifetime_s = lifetime_s
-        self.retry_ms = retry_ms
-        self.replay_batch = replay_batch
         self.on_relay = on_relay
 
     def _select(self, frames: list[Frame]) -> bytes:
@@ -80,16 +73,17 @@ class EventStream:
                 continue  # already replayed
             self.sent = frame.position
             kind = frame.kind
-            if (self.kinds is None or kind in self.kinds) and kind not in self.exclude:
+            if (not self.kinds or kind in self.kinds) and kind not in self.exclude:
                 out.append(frame.data)
         self.on_relay(len(out))
         return b"".join(out)
 
     def _goodbye(self, why: str) -> bytes:
-        return b"retry: %d\n: %s; reconnect with Last-Event-ID\n\n" % (self.retry_ms, why.encode())
+        retry_ms = self.options.retry_ms
+        return b"retry: %d\n: %s; reconnect with Last-Event-ID\n\n" % (retry_ms, why.encode())
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
-        yield b"retry: %d\n\n" % self.retry_ms
+        yield b"retry: %d\n\n" % self.options.retry_ms
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lifetime_s
         try:
@@ -100,7 +94,8 @@ class EventStream:
             log.warning("replay of session %s failed: %s", self.session, exc)
             yield self._goodbye("replay interrupted")
             return
-        following = live(self.sub, self._select, heartbeat_s=self.heartbeat_s, deadline=deadline)
+        heartbeat_s = self.options.heartbeat_s
+        following = live(self.sub, self._select, heartbeat_s=heartbeat_s, deadline=deadline)
         async with contextlib.aclosing(following) as chunks:
             async for chunk in chunks:
                 if chunk:
@@ -126,7 +121,7 @@ class EventStream:
                 if rec.position > self.live_from:
                     break  # the live buffer has it
                 batch.append(frame_of(rec))
-                if len(batch) >= self.replay_batch:
+                if len(batch) >= self.options.replay_batch:
                     chunk = self._select(batch)
                     batch = []
                     if chunk:

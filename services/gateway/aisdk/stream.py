@@ -16,43 +16,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from threadline.events.schema import Envelope
 from threadline.events.store import Recorded
 from threadline.services.gateway.aisdk import protocol as p
 from threadline.services.gateway.aisdk.chunks import TurnChunks, replay_start
 from threadline.services.gateway.context import Slot
-from threadline.services.gateway.hub import Frame, Subscriber
+from threadline.services.gateway.hub import Frame
 from threadline.services.gateway.sse import SSEResponse, live
 
 
 class TurnStream:
-    """The bytes of one client's UI message stream for ``turn``."""
+    """The bytes of one client's UI message stream for ``turn``, in ``slot`` (joined)."""
 
     def __init__(
         self,
         turn: str,
-        sub: Subscriber,
+        slot: Slot,
         stored: Sequence[Recorded],
         *,
-        after: int = 0,
-        notes: Sequence[p.Chunk] = (),
-        heartbeat_s: float,
-        lifetime_s: float,
-        on_relay: Callable[[int], None],
+        after: int,
+        notes: Sequence[p.Chunk],
     ) -> None:
+        assert slot.sub is not None, "join() first"
         self.mapper = TurnChunks(turn)
-        self.sub = sub
+        self.slot, self.sub = slot, slot.sub
         self.stored = stored
         #: events at or before this position are mapped but not sent (``Last-Event-ID``)
         self.after = after
         #: chunks of the request itself, sent after ``start``
         self.notes = notes
         self.seen = stored[-1].position if stored else 0
-        self.heartbeat_s = heartbeat_s
-        self.lifetime_s = lifetime_s
-        self.on_relay = on_relay
+        self.on_relay = slot.gw.metrics.events_relayed.inc
 
     def _relay(self, position: int, env: Envelope) -> bytes:
         chunks = self.mapper.feed(env)
@@ -73,8 +69,9 @@ class TurnStream:
             yield b"".join(out) + self._pause()
             return
         yield b"".join(out)
-        deadline = asyncio.get_running_loop().time() + self.lifetime_s
-        following = live(self.sub, self._live, heartbeat_s=self.heartbeat_s, deadline=deadline)
+        deadline = asyncio.get_running_loop().time() + self.slot.lifetime_s
+        heartbeat_s = self.slot.gw.options.heartbeat_s
+        following = live(self.sub, self._live, heartbeat_s=heartbeat_s, deadline=deadline)
         async with contextlib.aclosing(following) as chunks:
             async for chunk in chunks:
                 if self.mapper.done:
@@ -123,16 +120,5 @@ def respond(
     notes: Sequence[p.Chunk] = (),
 ) -> SSEResponse:
     """The turn's UI message stream in ``slot`` (joined), which it gives back when it ends."""
-    assert slot.sub is not None, "join() first"
-    options = slot.gw.options
-    stream = TurnStream(
-        turn,
-        slot.sub,
-        stored,
-        after=after,
-        notes=notes,
-        heartbeat_s=options.heartbeat_s,
-        lifetime_s=slot.lifetime_s,
-        on_relay=slot.gw.metrics.events_relayed.inc,
-    )
+    stream = TurnStream(turn, slot, stored, after=after, notes=notes)
     return slot.respond(stream.chunks(), {**p.STREAM_HEADERS, "x-threadline-session": slot.session})

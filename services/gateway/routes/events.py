@@ -17,7 +17,7 @@ from threadline.events.verify import Problem, verify_entries
 from threadline.services.gateway.context import GW, Caller, Slot
 from threadline.services.gateway.errors import error_responses
 from threadline.services.gateway.routes.params import LastEventId, SessionId, position_query
-from threadline.services.gateway.sse import EventKind, EventStream, SSEResponse, kind_set
+from threadline.services.gateway.sse import EventKind, EventStream, SSEResponse
 
 Kinds = Annotated[
     list[EventKind] | None,
@@ -82,21 +82,11 @@ async def stream_events(
     session = await gw.owners.readable(principal, session_id)
     with Slot(gw, principal, session).held() as slot:
         sub, live_from = await slot.join()
-    options = gw.options
     stream = EventStream(
-        gw.store,
-        session,
-        sub,
-        after=int(last_event_id) if last_event_id else after,
-        live_from=live_from,
-        kinds=kind_set(kinds),
-        exclude=kind_set(exclude),
-        heartbeat_s=options.heartbeat_s,
-        lifetime_s=slot.lifetime_s,
-        retry_ms=options.retry_ms,
-        replay_batch=options.replay_batch,
-        on_relay=gw.metrics.events_relayed.inc,
-    )
+        gw.store, session, sub, after=int(last_event_id) if last_event_id else after,
+        live_from=live_from, kinds=kinds, exclude=exclude, options=gw.options,
+        lifetime_s=slot.lifetime_s, on_relay=gw.metrics.events_relayed.inc,
+    )  # fmt: skip
     return slot.respond(stream.chunks())
 
 
