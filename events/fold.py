@@ -25,6 +25,7 @@ from typing import Literal, NamedTuple, TypeVar, assert_never
 import msgspec
 
 from threadline.base.config import DoubleTexting
+from threadline.events import schema as ev
 from threadline.events.conversation import (
     AssistantTurn,
     Message,
@@ -32,48 +33,18 @@ from threadline.events.conversation import (
     UserTurn,
     answered_steps,
 )
-from threadline.events.schema import (
-    ApprovalDenied,
-    ApprovalGranted,
-    ApprovalRequested,
-    AssistantMessage,
-    CancelRequested,
-    ContextTrimmed,
-    Event,
-    Fallback,
-    ForkOrigin,
-    GenerationParams,
-    ReasoningDelta,
-    SessionRenamed,
-    SessionStarted,
-    TextDelta,
-    ToolCall,
-    ToolCallRef,
-    ToolProgress,
-    ToolResult,
-    TurnCancelled,
-    TurnCompleted,
-    TurnFailed,
-    TurnStarted,
-    UserMessage,
-)
 from threadline.events.store import Quarantined, Recorded
 from threadline.events.turns import TERMINAL, Phase, TurnStatus, title_from, transition, turn_of
 
-__all__ = [
-    "TERMINAL", "Approval", "Entry", "SessionState", "Span", "TurnState", "TurnStatus", "fold",
-    "message_of",
-]  # fmt: skip
-
-Said = UserMessage | AssistantMessage | ToolResult | TurnCancelled
-Ending = TurnCompleted | TurnFailed | TurnCancelled
+Said = ev.UserMessage | ev.AssistantMessage | ev.ToolResult | ev.TurnCancelled
+Ending = ev.TurnCompleted | ev.TurnFailed | ev.TurnCancelled
 S = TypeVar("S", "TurnState", "SessionState")
 Work = (
-    TextDelta | ReasoningDelta | ToolCall | AssistantMessage | ToolResult | Fallback
-    | ApprovalRequested | ApprovalGranted | ApprovalDenied
+    ev.TextDelta | ev.ReasoningDelta | ev.ToolCall | ev.AssistantMessage | ev.ToolResult
+    | ev.Fallback | ev.ApprovalRequested | ev.ApprovalGranted | ev.ApprovalDenied
 )  # fmt: skip
 #: the events commands store with their request's idempotency key
-Request = SessionStarted | SessionRenamed | UserMessage | CancelRequested
+Request = ev.SessionStarted | ev.SessionRenamed | ev.UserMessage | ev.CancelRequested
 
 
 class Entry(NamedTuple):
@@ -88,21 +59,21 @@ class Entry(NamedTuple):
     message: Message
 
 
-Decision = ApprovalGranted | ApprovalDenied
+Decision = ev.ApprovalGranted | ev.ApprovalDenied
 
 
 class Approval(NamedTuple):
     """A tool call waiting for a person (``request``), and the decision that counts once
     there is one: the first (a person's, or the deadline's), who made it, and where."""
 
-    request: ApprovalRequested
+    request: ev.ApprovalRequested
     decision: Decision | None = None
     actor: str = ""
     position: int = 0
 
     @property
     def granted(self) -> bool:
-        return isinstance(self.decision, ApprovalGranted)
+        return isinstance(self.decision, ev.ApprovalGranted)
 
 
 class Span(NamedTuple):
@@ -116,9 +87,9 @@ class Span(NamedTuple):
     version: int
 
 
-def message_of(e: AssistantMessage | ToolResult) -> Message:
+def message_of(e: ev.AssistantMessage | ev.ToolResult) -> Message:
     """What a model sees of a step or of a tool result (the fold's and the agent's)."""
-    if isinstance(e, ToolResult):
+    if isinstance(e, ev.ToolResult):
         return ToolTurn(call_id=e.call_id, tool=e.tool, content=e.content, is_error=e.is_error)
     return AssistantTurn(
         text=e.text, reasoning=e.reasoning, tool_calls=e.tool_calls, provider_data=e.provider_data
@@ -160,16 +131,16 @@ class TurnState:
     #: the counting attempt's finished steps and tool results (and, for a cancelled
     #: turn, its partial text), in log order
     steps: list[Entry] = field(default_factory=list)
-    calls: list[ToolCallRef] = field(default_factory=list)
+    calls: list[ev.ToolCallRef] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     #: the counting attempt's fallbacks (a superseded attempt's are dropped)
-    fallbacks: list[Fallback] = field(default_factory=list)
+    fallbacks: list[ev.Fallback] = field(default_factory=list)
     #: the terminal event that ended the turn, and its version
     ending: Ending | None = None
     ended: int = 0
     #: the context cut the counting attempt was sent with (None: the whole conversation)
-    context: ContextTrimmed | None = None
+    context: ev.ContextTrimmed | None = None
     #: the counting attempt's calls that needed a person's approval, by call id
     approvals: dict[str, Approval] = field(default_factory=dict)
 
@@ -199,16 +170,16 @@ class TurnState:
         return tuple(c for c, a in self.approvals.items() if a.decision is None)
 
     @property
-    def unanswered(self) -> tuple[int, tuple[ToolCallRef, ...]]:
+    def unanswered(self) -> tuple[int, tuple[ev.ToolCallRef, ...]]:
         """The last finished step and its calls that have no result yet."""
         step, answered = 0, set[str]()
-        calls: tuple[ToolCallRef, ...] = ()
+        calls: tuple[ev.ToolCallRef, ...] = ()
         for entry in self.steps:
-            if isinstance(entry.event, AssistantMessage) and isinstance(
+            if isinstance(entry.event, ev.AssistantMessage) and isinstance(
                 entry.message, AssistantTurn
             ):
                 step, calls, answered = entry.event.step, entry.message.tool_calls, set()
-            elif isinstance(entry.event, ToolResult):
+            elif isinstance(entry.event, ev.ToolResult):
                 answered.add(entry.event.call_id)
         return step, tuple(c for c in calls if c.call_id not in answered)
 
@@ -228,13 +199,13 @@ class TurnState:
 
     @property
     def error(self) -> str:
-        return self.ending.message if isinstance(self.ending, TurnFailed) else ""
+        return self.ending.message if isinstance(self.ending, ev.TurnFailed) else ""
 
     @property
-    def completed(self) -> TurnCompleted | None:
-        return self.ending if isinstance(self.ending, TurnCompleted) else None
+    def completed(self) -> ev.TurnCompleted | None:
+        return self.ending if isinstance(self.ending, ev.TurnCompleted) else None
 
-    def _start(self, rec: Recorded, e: TurnStarted) -> None:
+    def _start(self, rec: Recorded, e: ev.TurnStarted) -> None:
         """A new attempt: the previous attempt's work is dropped."""
         self.provider, self.model, self.started = e.provider, e.model, rec.version
         self.steps, self.calls, self.text, self.reasoning = [], [], [], []
@@ -243,38 +214,38 @@ class TurnState:
     def _work(self, rec: Recorded, e: Work) -> None:
         """An event of the counting attempt's work."""
         match e:
-            case TextDelta():
+            case ev.TextDelta():
                 self.text.append(e.text)
-            case ReasoningDelta():
+            case ev.ReasoningDelta():
                 self.reasoning.append(e.text)
-            case ToolCall():
+            case ev.ToolCall():
                 self.calls.append(
-                    ToolCallRef(call_id=e.call_id, tool=e.tool, arguments=e.arguments)
+                    ev.ToolCallRef(call_id=e.call_id, tool=e.tool, arguments=e.arguments)
                 )
-            case AssistantMessage():
+            case ev.AssistantMessage():
                 self._close_step(rec, e)
-            case ToolResult():
+            case ev.ToolResult():
                 self.steps.append(_entry(rec, e, message_of(e)))
-            case Fallback():
+            case ev.Fallback():
                 self.fallbacks.append(e)
-            case ApprovalRequested() | ApprovalGranted() | ApprovalDenied():
+            case ev.ApprovalRequested() | ev.ApprovalGranted() | ev.ApprovalDenied():
                 self._approval(rec, e)
             case _:
                 assert_never(e)
 
     def _approval(
-        self, rec: Recorded, e: ApprovalRequested | ApprovalGranted | ApprovalDenied
+        self, rec: Recorded, e: ev.ApprovalRequested | ev.ApprovalGranted | ev.ApprovalDenied
     ) -> None:
         """A call of the counting attempt waits for approval, or is decided: the first
         decision counts (a later one, or one for a call not asked about, is ignored)."""
-        if isinstance(e, ApprovalRequested):
+        if isinstance(e, ev.ApprovalRequested):
             self.approvals[e.call_id] = Approval(e)
         elif (asked := self.approvals.get(e.call_id)) is not None and asked.decision is None:
             self.approvals[e.call_id] = asked._replace(
                 decision=e, actor=rec.envelope.actor, position=rec.position
             )
 
-    def _close_step(self, rec: Recorded, e: AssistantMessage) -> None:
+    def _close_step(self, rec: Recorded, e: ev.AssistantMessage) -> None:
         if (not e.text and self.text) or (not e.reasoning and self.reasoning):
             # a step too large to repeat in one event keeps its text in its deltas only
             text, reasoning = e.text or self.partial_text, e.reasoning or "".join(self.reasoning)
@@ -295,16 +266,16 @@ class TurnState:
         (a question that always fails must not make the session unusable). A cancelled
         turn that was rolled back (a stop request with ``rollback``: the double-texting
         policy) adds nothing either: it stays in the transcript, its partial text too."""
-        if isinstance(e, TurnCancelled) and not e.partial_text and self.text:
+        if isinstance(e, ev.TurnCancelled) and not e.partial_text and self.text:
             e = msgspec.structs.replace(e, partial_text=self.partial_text)  # too large, as above
         self.ending, self.ended = e, rec.version
         asked = self.asked
         match e:
-            case TurnCompleted():
+            case ev.TurnCompleted():
                 return [asked, *self.staged]
-            case TurnFailed():
+            case ev.TurnFailed():
                 return []
-            case TurnCancelled():
+            case ev.TurnCancelled():
                 kept = answered_steps(self.staged)
                 if e.partial_text:
                     partial = AssistantTurn(text=e.partial_text)
@@ -329,8 +300,8 @@ class SessionState:
     model: str = ""
     system_prompt: str = ""
     tool_servers: tuple[str, ...] = ()
-    params: GenerationParams = field(default_factory=GenerationParams)
-    forked_from: ForkOrigin | None = None
+    params: ev.GenerationParams = field(default_factory=ev.GenerationParams)
+    forked_from: ev.ForkOrigin | None = None
     #: what a message sent while a turn is open does (None: the deployment's default)
     double_texting: DoubleTexting | None = None
     #: ``always``: every tool call of the session waits for a person's approval
@@ -348,7 +319,7 @@ class SessionState:
     #: where each ended turn's part of ``committed`` starts, in order
     spans: list[Span] = field(default_factory=list)
     #: the latest context cut, in effect for the turns that follow (None: none yet)
-    context: ContextTrimmed | None = None
+    context: ev.ContextTrimmed | None = None
     #: user messages outside any turn
     loose: list[Entry] = field(default_factory=list)
     #: turns not yet ended, in order
@@ -426,29 +397,31 @@ class SessionState:
         env, event = rec.envelope, rec.envelope.event
         self._advance(rec)
         match event:
-            case SessionStarted():
+            case ev.SessionStarted():
                 self._session_started(event)
-            case SessionRenamed():
+            case ev.SessionRenamed():
                 self.title = self.named = event.title
-            case UserMessage():
+            case ev.UserMessage():
                 self._user_message(rec, event)
-            case CancelRequested():
+            case ev.CancelRequested():
                 if turn := self._turn(rec, event, env.turn or self.in_flight):
                     turn.cancel_requested, turn.cancel_position = True, rec.position
                     turn.rollback = turn.rollback or event.rollback
             case (
-                TextDelta() | ReasoningDelta() | ToolCall() | AssistantMessage() | ToolResult()
-                | Fallback() | ApprovalRequested() | ApprovalGranted() | ApprovalDenied()
+                ev.TextDelta() | ev.ReasoningDelta() | ev.ToolCall() | ev.AssistantMessage()
+                | ev.ToolResult() | ev.Fallback() | ev.ApprovalRequested() | ev.ApprovalGranted()
+                | ev.ApprovalDenied()
             ):  # fmt: skip
                 if turn := self._turn(rec, event):
                     turn._work(rec, event)
-            case ContextTrimmed():
+            case ev.ContextTrimmed():
                 if turn := self._turn(rec, event):
                     turn.context = self.context = event
             case (
-                TurnStarted() | ToolProgress() | TurnCompleted() | TurnFailed() | TurnCancelled()
-            ):  # progress: shown, no part of the model
-                self._turn(rec, event)
+                ev.TurnStarted() | ev.ToolProgress() | ev.TurnCompleted() | ev.TurnFailed()
+                | ev.TurnCancelled()
+            ):  # fmt: skip
+                self._turn(rec, event)  # progress: shown, no part of the model
             case _:
                 assert_never(event)
 
@@ -467,13 +440,13 @@ class SessionState:
         self.version, self.position = q.version or self.version, q.position
         self.quarantined[q.position] = q.reason
 
-    def _session_started(self, e: SessionStarted) -> None:
+    def _session_started(self, e: ev.SessionStarted) -> None:
         self.started, self.owner, self.title, self.named = True, e.owner, e.title, e.title
         self.provider, self.model, self.system_prompt = e.provider, e.model, e.system_prompt
         self.tool_servers, self.params, self.forked_from = e.tool_servers, e.params, e.forked_from
         self.double_texting, self.approval = e.double_texting, e.approval
 
-    def _user_message(self, rec: Recorded, e: UserMessage) -> None:
+    def _user_message(self, rec: Recorded, e: ev.UserMessage) -> None:
         """A user message opens its turn; it joins the conversation when the turn ends
         (turns run in order), so a turn does not see messages sent while it runs."""
         self.title = self.title or title_from(e.text)
@@ -485,7 +458,7 @@ class SessionState:
         elif self._turn(rec, e) is not None:
             self.turns[rec.turn].user = entry
 
-    def _turn(self, rec: Recorded, event: Event, turn_id: str | None = None) -> TurnState | None:
+    def _turn(self, rec: Recorded, event: ev.Event, turn_id: str | None = None) -> TurnState | None:
         """Judge ``event`` for its turn (:func:`transition`) and carry out what it does to
         the turn's phase; the turn when the event is the turn's to apply, else None."""
         turn_id = turn_id or turn_of(rec.envelope)
@@ -495,7 +468,7 @@ class SessionState:
         verdict, phase = transition(turn.phase if turn else None, event, rec.attempt)
         if verdict == "anomaly":
             anomaly = f"second terminal event for turn {turn_id}"
-            if isinstance(event, TurnStarted):
+            if isinstance(event, ev.TurnStarted):
                 anomaly = f"turn {turn_id} restarted"
             self.anomalies.append(anomaly)
         if verdict in ("ignored", "anomaly") or phase is None:
@@ -507,11 +480,11 @@ class SessionState:
             turn = self.turns[turn_id] = _copied(turn)
         turn.status, turn.attempt = phase
         if verdict == "starts":
-            assert isinstance(event, TurnStarted)
+            assert isinstance(event, ev.TurnStarted)
             turn._start(rec, event)
             turn.context = self.context
         elif verdict == "ends":
-            assert isinstance(event, TurnCompleted | TurnFailed | TurnCancelled)
+            assert isinstance(event, ev.TurnCompleted | ev.TurnFailed | ev.TurnCancelled)
             self.spans.append(Span(len(self.committed), turn_id, rec.version))
             self.committed += turn._end(rec, event)
             self.open_turns.pop(turn_id, None)
