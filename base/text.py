@@ -11,3 +11,8 @@ def clip(text: str, limit: int) -> str:
 def one_line(text: str, limit: int) -> str:
     """``text`` on a single line (every run of whitespace one space), clipped to ``limit``."""
     return clip(" ".join(text.split()), limit)
+
+
+def comma_list(spec: str) -> tuple[str, ...]:
+    """The items of ``"a, b,c"``, stripped, empty ones left out."""
+    return tuple(item for part in spec.split(",") if (item := part.strip()))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final
 
 from threadline.events.schema import Event, ReasoningDelta, TextDelta
@@ -31,6 +32,7 @@ Clock = Callable[[], float]
 MAX_STRETCH: Final = 4.0
 
 
+@dataclass(eq=False, kw_only=True)
 class WorkerLoad:
     """How busy this agent process is, as its coalescers see it: 0 (idle) to 1 (busy).
 
@@ -45,42 +47,30 @@ class WorkerLoad:
     before timers run late: at 50 streaming turns the agent uses about half a core.
     """
 
-    def __init__(
-        self,
-        *,
-        busy_appends: int = 8,
-        busy_lag_s: float = 0.010,
-        half_life_s: float = 1.0,
-        idle_cpu: float = 0.2,
-        busy_cpu: float = 0.7,
-        cpu_every_s: float = 0.5,
-        clock: Clock = time.monotonic,
-        cpu_clock: Clock = time.process_time,
-    ) -> None:
-        self.busy_appends = busy_appends
-        self.busy_lag_s = busy_lag_s
-        self.half_life_s = half_life_s
-        self.idle_cpu = idle_cpu
-        self.busy_cpu = busy_cpu
-        self.cpu_every_s = cpu_every_s
-        self._clock = clock
-        self._cpu_clock = cpu_clock
+    busy_appends: int = 8
+    busy_lag_s: float = 0.010
+    half_life_s: float = 1.0
+    idle_cpu: float = 0.2
+    busy_cpu: float = 0.7
+    cpu_every_s: float = 0.5
+    clock: Clock = time.monotonic
+    cpu_clock: Clock = time.process_time
+
+    def __post_init__(self) -> None:
         self.appends_in_flight = 0
-        self._lag_s = 0.0
-        self._lag_at = clock()
-        self._cpu_level = 0.0
-        self._cpu_at = self._lag_at
-        self._cpu_used = cpu_clock()
+        self._lag_s = self._cpu_level = 0.0
+        self._lag_at = self._cpu_at = self.clock()
+        self._cpu_used = self.cpu_clock()
 
     def timer_late(self, late_s: float) -> None:
         """A flush timer fired ``late_s`` after it was due."""
-        now = self._clock()
+        now = self.clock()
         lag = self._lag_now(now)
         self._lag_s = lag + (max(late_s, 0.0) - lag) * 0.25
         self._lag_at = now
 
     def level(self) -> float:
-        now = self._clock()
+        now = self.clock()
         appends = self.appends_in_flight / self.busy_appends
         lag = self._lag_now(now) / self.busy_lag_s
         return min(1.0, max(appends, lag, self._cpu_now(now)))
@@ -89,7 +79,7 @@ class WorkerLoad:
         """The CPU signal (0 to 1), measured again once ``cpu_every_s`` has passed."""
         elapsed = now - self._cpu_at
         if elapsed >= self.cpu_every_s:
-            used = self._cpu_clock()
+            used = self.cpu_clock()
             share = (used - self._cpu_used) / elapsed
             span = self.busy_cpu - self.idle_cpu
             self._cpu_level = min(1.0, max(0.0, (share - self.idle_cpu) / span))

@@ -31,7 +31,7 @@ from threadline.services.agent.providers import ModelAdapter, adapter_for, load_
 from threadline.services.agent.providers.settings import ProviderRegistry
 from threadline.services.agent.telemetry import AgentTelemetry
 from threadline.services.agent.tools import McpServerConfig, ToolRegistry
-from threadline.services.agent.turn import AgentDeps, AgentSettings, worker_id
+from threadline.services.agent.turn import AgentDeps, AgentSettings
 from threadline.services.agent.worker import AgentWorker
 
 #: the agents' work queue (on JetStream: the durable consumer every worker shares)
@@ -58,17 +58,6 @@ def mcp_configs(settings: Settings) -> list[McpServerConfig]:
         except msgspec.ValidationError as exc:
             raise ConfigurationError(f"mcp_servers.{name}: {exc}") from None
     return configs
-
-
-def default_agent_settings(settings: Settings) -> AgentSettings:
-    chain = tuple(p.strip() for p in settings.fallback_providers.split(",") if p.strip())
-    return AgentSettings(
-        worker=worker_id(),
-        fallback_providers=chain,
-        delta_window_s=settings.delta_window_ms / 1000,
-        max_steps=settings.max_steps,
-        approval_timeout_s=settings.approval_timeout_s,
-    )
 
 
 class Adapters:
@@ -132,7 +121,7 @@ async def serve_agent(
     async with ToolRegistry(mcp_configs(settings)) as tools:
         deps = AgentDeps(
             store=store, providers=providers, adapter=adapters, tools=tools,
-            settings=agent or default_agent_settings(settings),
+            settings=agent or AgentSettings.of(settings),
             telemetry=telemetry or AgentTelemetry(), approvals=ApprovalRules(settings.mcp_servers),
         )  # fmt: skip
         sessions = SessionCache(store, snapshots=snapshot_store_for(store))

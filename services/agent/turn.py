@@ -15,12 +15,14 @@ import time
 from asyncio import Task
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from msgspec import structs
 
+from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError, PayloadTooLarge
 from threadline.base.redact import redact
+from threadline.base.text import comma_list
 from threadline.events.conversation import Message, ToolSpec
 from threadline.events.fold import SessionState, message_of
 from threadline.events.schema import (
@@ -118,18 +120,32 @@ def agent_actor(worker: str) -> str:
     return f"agent:{worker}"
 
 
+_DEFAULTS: Final = Settings()
+
+
 @dataclass(frozen=True, kw_only=True)
 class AgentSettings:
+    """How a worker runs turns: the deployment's :class:`Settings` (defaults included)
+    as the agent reads them, and the retry policy."""
+
     worker: str = "agent"
-    delta_window_s: float = 0.05
-    max_steps: int = 8
+    delta_window_s: float = _DEFAULTS.delta_window_ms / 1000
+    max_steps: int = _DEFAULTS.max_steps
     max_retries: int = 3
     retry_base_s: float = 0.5
     retry_max_s: float = 30.0
     max_attempts: int = 3
     fallback_providers: tuple[str, ...] = ()
-    #: how long a call waits for a person's approval before it is denied (0: forever)
-    approval_timeout_s: float = 3600.0
+    approval_timeout_s: float = _DEFAULTS.approval_timeout_s
+
+    @classmethod
+    def of(cls, settings: Settings) -> AgentSettings:
+        """This process's worker, as ``settings`` configure it."""
+        return cls(
+            worker=worker_id(), delta_window_s=settings.delta_window_ms / 1000,
+            max_steps=settings.max_steps, approval_timeout_s=settings.approval_timeout_s,
+            fallback_providers=comma_list(settings.fallback_providers),
+        )  # fmt: skip
 
 
 @dataclass
@@ -253,7 +269,10 @@ class Turn:
         first = 0
         if self.resume:  # the step that waited: its calls decided now, then the next step
             waited, calls = self.state.turns[self.turn_id].unanswered
-            self.usage = sum((u for u in self._step_usage()), Usage())
+            steps = self.state.turns[self.turn_id].steps  # those finished before it waited
+            self.usage = sum(
+                (e.event.usage for e in steps if isinstance(e.event, AssistantMessage)), Usage()
+            )
             messages += await self._call_tools(waited, list(calls))
             first = self.steps = waited + 1
         for step in range(first, limit + 1):
@@ -395,11 +414,6 @@ class Turn:
         event = Fallback(fallback=kind, reason=redact(reason), from_=from_, to=to, attempt=attempt)
         await self.writer.append(event)
 
-    def _step_usage(self) -> list[Usage]:
-        """The usage of the steps the attempt finished before it waited."""
-        steps = self.state.turns[self.turn_id].steps
-        return [e.event.usage for e in steps if isinstance(e.event, AssistantMessage)]
-
     async def _call_tools(self, step: int, calls: list[ToolCallRef]) -> list[Message]:
         """Run the step's calls, a denied one answered with the denial; then ask for
         approval of each that needs it (``approval_requested``, last: a decision cannot
@@ -435,19 +449,12 @@ class Turn:
                 call_id=call.call_id, tool=call.tool, content=denial(approval.decision),
                 is_error=True, summary="denied", step=step,
             )  # fmt: skip
-            await self.writer.append(result)
-            return message_of(result)
-        return (await self._run_tools(step, [call]))[0]
+        else:
+            context = ToolContext(
+                session_id=self.state.session, owner=self.state.owner, turn_id=self.turn_id,
+                allowed_servers=self.state.tool_servers,
+            )  # fmt: skip
 
-    async def _run_tools(self, step: int, calls: list[ToolCallRef]) -> list[Message]:
-        context = ToolContext(
-            session_id=self.state.session,
-            owner=self.state.owner,
-            turn_id=self.turn_id,
-            allowed_servers=self.state.tool_servers,
-        )
-
-        async def one(call: ToolCallRef) -> Message:
             async def progress(done: float, total: float | None, message: str) -> None:
                 await self.writer.append(
                     ToolProgress(
@@ -466,7 +473,5 @@ class Turn:
                 is_error=outcome.is_error, duration_ms=outcome.duration_ms,
                 summary=outcome.summary, step=step,
             )  # fmt: skip
-            await self.writer.append(result)
-            return message_of(result)
-
-        return list(await asyncio.gather(*(one(c) for c in calls)))
+        await self.writer.append(result)
+        return message_of(result)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Final
 
 from threadline.base.errors import ConcurrencyError, ThreadlineError
@@ -28,36 +29,28 @@ class Fenced(ThreadlineError):
     """Another attempt owns this turn now; this one must stop without writing."""
 
 
+@dataclass(eq=False)
 class TurnWriter:
-    def __init__(
-        self,
-        store: EventStore,
-        session: str,
-        turn_id: str,
-        attempt: int,
-        version: int,
-        actor: str,
-        cancelled: asyncio.Event | None = None,
-        on_append: Callable[[Event], None] | None = None,
-    ) -> None:
-        self.store = store
-        self.session = session
-        self.turn_id = turn_id
-        self.attempt = attempt
-        self.version = version
-        self.actor = actor
-        self.cancelled = cancelled or asyncio.Event()
-        self.on_append = on_append  # told of every event once it is in the log
-        self.last_position = 0
+    store: EventStore
+    session: str
+    turn_id: str
+    attempt: int
+    version: int
+    actor: str
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    #: told of every event once it is in the log
+    on_append: Callable[[Event], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.last_position = self._count = 0
         #: the most characters of text one of this writer's events may carry: a character
         #: takes at most 6 bytes encoded (a JSON ``\uXXXX`` escape; UTF-8 takes 4)
-        self.text_chars = max(1, (store.max_event_bytes - ENVELOPE_BYTES) // 6)
-        self._count = 0
+        self.text_chars = max(1, (self.store.max_event_bytes - ENVELOPE_BYTES) // 6)
         self._lock = asyncio.Lock()
         # unique to this writer: "<turn>/<attempt>/<count>" alone is shared by two workers
         # that fold the same state (a stall past the ack deadline, then a redelivery) and
         # by a give-up, and the store would return the other writer's event as ours
-        self._key_prefix = f"{turn_id}/{attempt}/{new_id()}/"
+        self._key_prefix = f"{self.turn_id}/{self.attempt}/{new_id()}/"
 
     async def append(self, event: Event) -> Recorded:
         async with self._lock:  # appends of one attempt are strictly ordered

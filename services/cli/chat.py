@@ -21,6 +21,7 @@ import sys
 
 from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError
+from threadline.base.text import comma_list
 from threadline.events.ids import validate_session_id
 from threadline.services.chatclient import Chat, ChatError, GatewayClient, LineReader, Renderer
 from threadline.services.gateway.models import SessionDetail
@@ -76,10 +77,9 @@ def resolve(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
 async def _open(client: GatewayClient, args: argparse.Namespace) -> SessionDetail:
     if args.session:
         return await client.session(validate_session_id(args.session))
-    if args.tools is None:
-        tools = list((await client.providers()).tool_servers)
-    else:
-        tools = [name.strip() for name in args.tools.split(",") if name.strip()]
+    tools = list(
+        (await client.providers()).tool_servers if args.tools is None else comma_list(args.tools)
+    )
     created = await client.create_session(
         title=args.title, provider=args.provider, model=args.model, tool_servers=tools,
         approve_tools=args.approve_tools,
