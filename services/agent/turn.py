@@ -10,6 +10,7 @@ tool calls and records ``TurnCancelled`` with the partial text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from asyncio import Task
@@ -24,7 +25,7 @@ from threadline.base.errors import ConfigurationError, PayloadTooLarge
 from threadline.base.redact import redact
 from threadline.base.text import comma_list
 from threadline.events.conversation import Message, ToolSpec
-from threadline.events.fold import SessionState, message_of
+from threadline.events.fold import SessionState, fold, message_of
 from threadline.events.schema import (
     ApprovalDenied,
     ApprovalRequested,
@@ -41,7 +42,7 @@ from threadline.events.schema import (
     TurnStarted,
     Usage,
 )
-from threadline.events.store import EventStore
+from threadline.events.store import EventStore, Recorded
 from threadline.services.agent.approvals import ApprovalRules
 from threadline.services.agent.coalesce import Coalescer
 from threadline.services.agent.context import (
@@ -223,12 +224,13 @@ class Turn:
 
     async def _run(self) -> None:
         if not self.resume:
-            await self.writer.append(
+            started = await self.writer.append(
                 TurnStarted(
                     turn_id=self.turn_id, attempt=self.attempt, provider=self.provider,
                     model=self.obs.model(), worker=self.cfg.worker,
                 )
             )  # fmt: skip
+            await self._fold_through(started)
         if self.cancel.is_set() or self.state.turns[self.turn_id].cancel_requested:
             await self.writer.append(TurnCancelled(reason="stopped before it started"))
             return
@@ -248,6 +250,23 @@ class Turn:
             await self._fail("configuration", redact(str(err)))
         except PayloadTooLarge as err:  # an event no split made fit (a tool result...)
             await self._fail("internal", f"the turn produced an event too large to record: {err}")
+
+    async def _fold_through(self, started: Recorded) -> None:
+        """Advance the state through this attempt's ``turn_started``: the fold then drops
+        the work of the attempt it supersedes (its steps, tool results, approvals), which
+        this attempt must neither send to the model nor take as decided, and notes what
+        others appended before it (a stop request). The state was read before the
+        attempt started; the log is the one account of which attempt counts."""
+        state = self.state
+        if started.version == state.version + 1:  # nothing in between: no read
+            state.apply(started)
+            return
+        reading = self.deps.store.entries(
+            state.session, from_version=state.version + 1, to_version=started.version,
+            after=state.position,
+        )  # fmt: skip
+        async with contextlib.aclosing(reading) as records:
+            fold([rec async for rec in records], state)
 
     def _fitting(self, *texts: str) -> bool:
         """Whether ``texts`` fit one event; text that does not stays in its deltas only

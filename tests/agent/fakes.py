@@ -46,21 +46,26 @@ class Hold:
 
 
 @dataclass(eq=False)
-class Step:
-    """One model response: parts (and holds) in order."""
+class Break:
+    """A point where a scripted stream breaks as a dropped connection does (retryable)."""
 
-    parts: tuple[Part | Hold, ...]
+
+@dataclass(eq=False)
+class Step:
+    """One model response: parts (and holds, a break) in order."""
+
+    parts: tuple[Part | Hold | Break, ...]
     started: bool = False
     finished: bool = False  # streamed to the end
     closed: asyncio.Event = field(default_factory=asyncio.Event)  # ended, either way
 
 
-def answer(*chunks: str | Hold) -> Step:
-    """A text answer streamed in ``chunks``, with holds where given."""
+def answer(*chunks: str | Hold | Break) -> Step:
+    """A text answer streamed in ``chunks``, with holds and breaks where given."""
     asm = PartsAssembler()
-    parts: list[Part | Hold] = []
+    parts: list[Part | Hold | Break] = []
     for chunk in chunks:
-        parts.extend([chunk] if isinstance(chunk, Hold) else asm.text("text", chunk))
+        parts.extend(asm.text("text", chunk) if isinstance(chunk, str) else [chunk])
     asm.usage(Usage(input_tokens=7, output_tokens=len(chunks)))
     return Step((*parts, *asm.complete()))
 
@@ -99,6 +104,10 @@ class ScriptedModel:
                 if isinstance(part, Hold):
                     part.reached.set()
                     await part.released.wait()
+                elif isinstance(part, Break):
+                    raise ProviderError(
+                        "stream broke", kind="network", provider=PROVIDER, retryable=True
+                    )
                 else:
                     yield part
             step.finished = True

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from tests.agent.procs import spawn_agent
@@ -209,7 +210,10 @@ async def test_an_agent_killed_while_it_carries_a_turn_on(
 ) -> None:
     """Killed (-9) after the approved call ran, while the model answers: the decision's
     delivery goes to another agent process, which starts the turn again (attempt 2), as
-    a user message's redelivery would, and ends it; it is not left running forever."""
+    a user message's redelivery would, and ends it; it is not left running forever.
+    Attempt 2 starts from the question alone: it is not sent attempt 1's call and
+    result, and its own call waits for a decision of its own (an approval belongs to
+    the attempt that asked)."""
     store = await JetStreamEventStore.connect(nats_server.url, fresh_stream(), heartbeat_s=0.5)
     slow = f"[[pace:ttft=0,tps=2]] {ECHO}"
     try:
@@ -230,6 +234,12 @@ async def test_an_agent_killed_while_it_carries_a_turn_on(
             assert await agent.wait() == -signal.SIGKILL
             agent = await spawn_agent(store, model, tmp_path, stderr=asyncio.subprocess.DEVNULL)
             try:  # the decision's delivery, redelivered: a new attempt ends the turn
+                again = await first_of(store, "s2", "approval_requested", attempt=2)
+                assert isinstance(again.event, ApprovalRequested)
+                assert again.event.call_id != asked.event.call_id
+                await commands.answer_approval(
+                    msgspec.structs.replace(yes, call_id=again.event.call_id)
+                )
                 done = await first_of(store, "s2", *TERMINAL_KINDS)
             finally:
                 agent.send_signal(signal.SIGTERM)

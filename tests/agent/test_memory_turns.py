@@ -13,6 +13,7 @@ import pytest
 
 from tests.agent.fakes import (
     PROVIDER,
+    Break,
     Hold,
     LocalTools,
     ScriptedModel,
@@ -21,7 +22,7 @@ from tests.agent.fakes import (
     tool_call,
 )
 from threadline.base.metrics import Registry
-from threadline.events.conversation import AssistantTurn, ToolTurn, UserTurn
+from threadline.events.conversation import AssistantTurn, Message, ToolTurn, UserTurn
 from threadline.events.fold import fold
 from threadline.events.memory import MemoryEventStore
 from threadline.events.schema import (
@@ -37,6 +38,7 @@ from threadline.events.schema import (
 )
 from threadline.events.store import NewEvent, Recorded
 from threadline.events.workqueue import MemoryWorkQueue
+from threadline.services.agent.providers import ModelRequest
 from threadline.services.agent.telemetry import AgentTelemetry
 from threadline.services.agent.turn import AgentDeps, AgentSettings, Turn
 from threadline.services.agent.worker import AgentWorker
@@ -182,6 +184,57 @@ async def test_interrupted_turn_is_redelivered_as_a_new_attempt(agent: Agent) ->
     texts = [(r.attempt, r.event.text) for r in await agent.store.load("s")
              if isinstance(r.event, TextDelta)]  # fmt: skip
     assert texts == [(1, "partial"), (2, "whole answer")]
+    agent.model.verify()
+
+
+def own_messages(request: ModelRequest) -> tuple[Message, ...]:
+    """What a request sends of the turn it answers (after the session's history)."""
+    return request.messages[request.history :]
+
+
+async def test_a_new_attempt_after_a_crash_is_not_sent_the_old_attempts_steps(
+    agent: Agent,
+) -> None:
+    """Attempt 1 finishes a tool step and dies in the next; attempt 2 starts the turn
+    over: its first request carries the question only, none of attempt 1's output."""
+    agent.queue = WatchedQueue(MemoryWorkQueue(agent.store, ack_wait_s=0.5))
+    hold = Hold()
+    agent.model.script(
+        tool_call("local__echo", '{"text": "attempt one"}'),
+        answer("partial", hold, "never sent"),
+        answer("whole answer"),
+    )
+    await agent.start("s", tools=True)
+    await agent.say("s", "go", "t1")
+    async with agent.worker(grace_s=0):  # dies in attempt 1's second step
+        await hold.reached.wait()
+    async with agent.worker():
+        events = await agent.until_terminal("s", "t1")
+    assert events[-1].attempt == 2 and isinstance(events[-1].event, TurnCompleted)
+    first, second, retried = agent.model.requests
+    assert len(own_messages(second)) == 3  # attempt 1 was sent its own step and result
+    assert own_messages(retried) == (UserTurn(text="go"),)
+    # what the model was sent is what the history shows of the turn
+    assert fold(await agent.store.load("s")).turn_messages("t1")[:1] == own_messages(retried)
+    agent.model.verify()
+
+
+async def test_a_restarted_attempt_is_not_sent_the_old_attempts_steps(agent: Agent) -> None:
+    """A stream that breaks after output restarts the attempt in the same worker
+    (``RestartAttempt``): the new attempt starts from the question alone."""
+    agent.model.script(
+        tool_call("local__echo", '{"text": "attempt one"}'),
+        answer("partial", Break()),
+        answer("whole answer"),
+    )
+    await agent.start("s", tools=True)
+    await agent.say("s", "go", "t1")
+    async with agent.worker():
+        events = await agent.until_terminal("s", "t1")
+    assert [r.attempt for r in events if r.kind == "turn_started"] == [1, 2]
+    assert events[-1].attempt == 2 and isinstance(events[-1].event, TurnCompleted)
+    _, _, retried = agent.model.requests
+    assert own_messages(retried) == (UserTurn(text="go"),)
     agent.model.verify()
 
 
