@@ -120,6 +120,8 @@ class Checkpointer:
         self._pending: list[bytes] = []  # leaves not given to the sink yet
         self._changed = False  # a record other than a checkpoint since the last one
         self._last: Checkpoint | None = None
+        #: the sink's newest checkpoint until the log is seen to extend it
+        self._unchecked: Checkpoint | None = None
         self._started = False
         self._lock = asyncio.Lock()
 
@@ -129,9 +131,10 @@ class Checkpointer:
         :class:`CheckpointError` if the log no longer extends the sink's newest one."""
         async with self._lock:
             if not self._started:
-                self._last = await self.sink.latest()
+                self._last = self._unchecked = await self.sink.latest()
+                self._started = True
+                _cancelled_meanwhile()
             await self._catch_up()
-            self._started = True
             if not force and (not self._changed or self.frontier.size == 0):
                 return None
             head = Checkpoint(
@@ -146,26 +149,32 @@ class Checkpointer:
             signed = sign(head, self.key)
             await self.sink.put(signed, self._pending, self.frontier.size - len(self._pending))
             self._pending = []
+            _cancelled_meanwhile()
             await self._publish(signed)
+            _cancelled_meanwhile()
             self._last, self._changed = signed, False
             return signed
 
     async def _catch_up(self) -> None:
-        last = self._last if not self._started else None  # checked once, on the first read
-        async for stored in log_records(self.store, after=self.last_position):
-            if self.frontier.size == 0:
-                self.first_position = stored.position
-            leaf = leaf_of(stored)
-            self.frontier.append(leaf)
-            self._pending.append(leaf)
-            self.last_position = stored.position
-            if last is not None and self.frontier.size == last.size:
-                if self.frontier.root().hex() != last.root:
-                    raise CheckpointError(_diverged(last))
-                last = None
-            if self._last is None or self.frontier.size > self._last.size:
-                self._changed = self._changed or not is_checkpoint_subject(stored.subject)
-        if last is not None:
+        reading = log_records(self.store, after=self.last_position)
+        async with contextlib.aclosing(reading) as records:
+            async for stored in records:
+                _cancelled_meanwhile()
+                if self.frontier.size == 0:
+                    self.first_position = stored.position
+                leaf = leaf_of(stored)
+                self.frontier.append(leaf)
+                self._pending.append(leaf)
+                self.last_position = stored.position
+                last = self._unchecked  # checked once, wherever a read stopped before
+                if last is not None and self.frontier.size == last.size:
+                    if self.frontier.root().hex() != last.root:
+                        raise CheckpointError(_diverged(last))
+                    self._unchecked = None
+                if self._last is None or self.frontier.size > self._last.size:
+                    self._changed = self._changed or not is_checkpoint_subject(stored.subject)
+        _cancelled_meanwhile()
+        if (last := self._unchecked) is not None:
             raise CheckpointError(
                 f"{_diverged(last)}: the log holds {self.frontier.size} records, "
                 f"the checkpoint {last.size}"
@@ -199,6 +208,20 @@ class Checkpointer:
             else:
                 if signed is not None:
                     log.info("checkpoint: %d records, root %s", signed.size, signed.root)
+
+
+def _cancelled_meanwhile() -> None:
+    """Raise the cancellation of the running task if an await below dropped it.
+
+    Python 3.11's ``asyncio.wait_for``, which every nats-py request uses (stream info,
+    message gets, consumer creation, publishing), returns the reply instead of raising
+    when the task is cancelled just as the reply arrives: the cancellation is caught
+    and dropped, and the checkpoint would go on (and :meth:`Checkpointer.run` with it,
+    for ever). The task still counts the request (``Task.cancelling``), so it is raised
+    here, after each step."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _diverged(last: Checkpoint) -> str:

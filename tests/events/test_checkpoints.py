@@ -21,8 +21,18 @@ from nats.js.api import DiscardPolicy
 from tests.conftest import fresh_stream
 from threadline.base.config import Settings
 from threadline.events import codec
-from threadline.events.checkpoint import checkpoint_subject, decode_checkpoint, ensure_signing_key
-from threadline.events.checkpointer import log_records, running_checkpointer
+from threadline.events.checkpoint import (
+    Checkpoint,
+    checkpoint_subject,
+    decode_checkpoint,
+    ensure_signing_key,
+)
+from threadline.events.checkpointer import (
+    Checkpointer,
+    DirectorySink,
+    log_records,
+    running_checkpointer,
+)
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import AssistantMessage, SessionStarted, UserMessage
 from threadline.events.store import QUARANTINED, NewEvent, Recorded
@@ -264,3 +274,65 @@ async def _until(tail: AsyncIterator[Recorded], position: int) -> AsyncIterator[
         yield rec
         if rec.position >= position:
             return
+
+
+class DroppingSink(DirectorySink):
+    """A sink whose answer arrives just as its task is cancelled, awaited through
+    ``asyncio.wait_for`` as nats-py awaits every reply: on Python 3.11 that returns the
+    answer and drops the cancellation (what a request of the checkpointer's can meet)."""
+
+    async def latest(self) -> Checkpoint | None:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Checkpoint | None] = loop.create_future()
+        loop.call_soon(answer.set_result, await super().latest())
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        return await asyncio.wait_for(answer, 5)
+
+
+async def test_cancelling_the_checkpointer_ends_it_even_when_a_reply_drops_it(
+    log: JetStreamEventStore, tmp_path: Path
+) -> None:
+    await chat(log, "s-one", 2)
+    key = ensure_signing_key(tmp_path / "keys" / "checkpoint.key")
+    checkpointer = Checkpointer(log, key, DroppingSink(tmp_path / "checkpoints"))
+    task = asyncio.create_task(checkpointer.checkpoint(force=True))
+    async with asyncio.timeout(10):
+        await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()  # not a checkpoint signed after all
+    assert not (tmp_path / "checkpoints").exists()
+    # and the periodic loop ends with it, instead of carrying on for ever
+    checkpointer = Checkpointer(log, key, DroppingSink(tmp_path / "checkpoints"))
+    running = asyncio.create_task(checkpointer.run(0.01, asyncio.Event()))
+    async with asyncio.timeout(10):
+        await asyncio.gather(running, return_exceptions=True)
+    assert running.cancelled()
+
+
+async def test_a_checkpoint_cancelled_at_any_point_ends_and_the_next_one_signs(
+    log: JetStreamEventStore, checkpointed: tuple[Settings, Path]
+) -> None:
+    """Cancelled at every moment of its requests to NATS (a few each millisecond), a
+    checkpoint ends cancelled; the next call on the same checkpointer carries on from
+    where the read stopped, and signs (no false 'the log no longer extends')."""
+    settings, _ = checkpointed
+    for n in range(8):
+        await chat(log, f"more-{n}", 40)
+    cancelled = 0
+    for step in range(16):
+        checkpointer = await checkpoint_cmd.make_checkpointer(settings, log)
+        size = await log.last_position()
+        task = asyncio.create_task(checkpointer.checkpoint(force=True))
+        await asyncio.sleep(step / 4000)  # where it is cancelled, not a wait for something
+        if not task.cancel():
+            continue  # it signed before
+        cancelled += 1
+        async with asyncio.timeout(10):
+            await asyncio.gather(task, return_exceptions=True)
+        assert task.cancelled(), f"cancelled after {step / 4} ms, it went on and signed"
+        async with asyncio.timeout(10):
+            signed = await checkpointer.checkpoint(force=True)
+        # at least the log as it was (a cancelled publish of the checkpoint may land)
+        assert signed is not None and signed.size >= size
+    assert cancelled
