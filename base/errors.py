@@ -139,6 +139,10 @@ class StoreUnavailable(StoreError):
     """NATS or the stream cannot be reached (timeouts, no responders, connection lost)."""
 
 
+class StreamMissing(StoreError):
+    """The stream does not exist, and the command creates nothing (read-only tools)."""
+
+
 class StreamConfigError(StoreError, ConfigurationError):
     """The stream exists with settings that break Threadline's guarantees."""
 

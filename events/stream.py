@@ -18,7 +18,7 @@ from nats.js.api import (
 )
 
 from threadline.base.config import StreamSettings
-from threadline.base.errors import StoreUnavailable, StreamConfigError
+from threadline.base.errors import StoreUnavailable, StreamConfigError, StreamMissing
 
 MIN_DUPLICATE_WINDOW_S = 600.0
 
@@ -108,6 +108,15 @@ def _changed(live: StreamConfig, created: StreamConfig) -> list[str]:
 
 def _name(value: object) -> str:
     return repr(getattr(value, "value", value))
+
+
+async def require_stream(nc: Client, settings: StreamSettings) -> None:
+    """Raise :class:`StreamMissing` unless the stream exists; reads only (creates nothing)."""
+    with unavailable(f"reading stream {settings.name}"):
+        try:
+            await nc.jetstream().stream_info(settings.name)
+        except nats.js.errors.NotFoundError:
+            raise StreamMissing(f"stream {settings.name} does not exist") from None
 
 
 async def live_problems(nc: Client, settings: StreamSettings) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 
 from threadline.base.config import Settings
+from threadline.base.errors import StreamMissing
 from threadline.events.audit import CheckpointReport, verify_checkpoint
 from threadline.events.checkpoint import (
     CheckpointError,
@@ -84,10 +85,19 @@ async def verify_against(
         return 2
     kept = await asyncio.to_thread(read_leaves, file.parent, checkpoint.size)
     readonly = msgspec.structs.replace(settings, allow_unsafe_stream=True)  # read what is there
-    async with open_store(readonly) as store:
-        report = await verify_checkpoint(
-            store, checkpoint, trusted, kept_leaves=kept, session=session
+    try:
+        async with open_store(readonly, ensure=False) as store:  # creates nothing
+            report = await verify_checkpoint(
+                store, checkpoint, trusted, kept_leaves=kept, session=session
+            )
+    except StreamMissing as exc:
+        print(
+            f"TAMPERED: {exc}: the log the checkpoint signed ({checkpoint.size} records) is "
+            "gone (deleted), or this is not its NATS or stream (THREADLINE_NATS_URL, "
+            "THREADLINE_STREAM); nothing was created",
+            file=sys.stderr,
         )
+        return 1
     _print_report(file, report)
     return 0 if report.ok else 1
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from threadline.base.config import Settings
+from threadline.base.errors import StreamMissing
 from threadline.events.ids import validate_session_id
 from threadline.events.verify import verify_session
 from threadline.services.cli.checkpoint import verify_against
@@ -54,9 +55,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         print("threadline verify: give a SESSION, or --checkpoint FILE", file=sys.stderr)
         return 2
     session = validate_session_id(args.session)
-    async with open_store(settings) as store:
-        raw = store.follow_raw([f"{store.prefix}.{session}.*"], until_end=True)
-        report = await verify_session(session, raw, expect_head=args.expect_head)
+    try:
+        async with open_store(settings, ensure=False) as store:  # reads only: creates nothing
+            raw = store.follow_raw([f"{store.prefix}.{session}.*"], until_end=True)
+            report = await verify_session(session, raw, expect_head=args.expect_head)
+    except StreamMissing as exc:
+        print(f"threadline verify: {exc}; nothing was created", file=sys.stderr)
+        return 2
     if report.events == 0:
         print(f"session {session}: no events", file=sys.stderr)
         return 2

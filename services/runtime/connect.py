@@ -12,6 +12,7 @@ from pathlib import Path
 from threadline.base.config import Settings
 from threadline.base.errors import StoreUnavailable
 from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.stream import require_stream
 from threadline.services.runtime.files import write_private
 from threadline.services.runtime.natsauth import (
     ADMIN,
@@ -76,12 +77,18 @@ def dev_token(settings: Settings) -> str:
 
 
 @contextlib.asynccontextmanager
-async def connected(settings: Settings, url: str) -> AsyncIterator[JetStreamEventStore]:
-    """The event store on ``url`` with the configured stream; closed on the way out."""
+async def connected(
+    settings: Settings, url: str, *, ensure: bool = True
+) -> AsyncIterator[JetStreamEventStore]:
+    """The event store on ``url`` with the configured stream; closed on the way out.
+    ``ensure=False``: create nothing; a missing stream raises :class:`StreamMissing`."""
+    stream = settings.stream_settings()
     store = await JetStreamEventStore.connect(
-        url, settings.stream_settings(), allow_unsafe=settings.allow_unsafe_stream
+        url, stream, ensure=ensure, allow_unsafe=settings.allow_unsafe_stream
     )
     try:
+        if not ensure:
+            await require_stream(store.nc, stream)
         yield store
     finally:
         await store.close()
@@ -89,18 +96,20 @@ async def connected(settings: Settings, url: str) -> AsyncIterator[JetStreamEven
 
 @contextlib.asynccontextmanager
 async def open_store(
-    settings: Settings, user: str = "projector"
+    settings: Settings, user: str = "projector", *, ensure: bool = True
 ) -> AsyncIterator[JetStreamEventStore]:
     """Connect to the event store for a one-off command (CLI tools): the configured NATS,
     or ``up``'s on this data dir as ``user`` (its credentials are kept there:
     :mod:`~threadline.services.runtime.natsauth`), or an embedded server of its own with
-    the same users, started for the command."""
+    the same users, started for the command. ``ensure=False`` (commands that only read,
+    such as ``verify``): create nothing, neither the stream nor its buckets; a missing
+    stream raises :class:`StreamMissing`."""
     async with contextlib.AsyncExitStack() as stack:
         for url in filter(None, (settings.nats_url, running_nats_url(settings))):
             if url != settings.nats_url:
                 url = service_url(url, settings.data_path, user)
             try:
-                store = await stack.enter_async_context(connected(settings, url))
+                store = await stack.enter_async_context(connected(settings, url, ensure=ensure))
                 break
             except StoreUnavailable:
                 if url == settings.nats_url:
@@ -110,8 +119,9 @@ async def open_store(
             stream = settings.stream_settings()
             server = secured_nats(settings.data_path / "nats", settings.data_path, stream)
             await stack.enter_async_context(server)
-            admin = service_url(server.url, settings.data_path, ADMIN)
-            await provision(admin, stream, allow_unsafe=settings.allow_unsafe_stream)
+            if ensure:
+                admin = service_url(server.url, settings.data_path, ADMIN)
+                await provision(admin, stream, allow_unsafe=settings.allow_unsafe_stream)
             url = service_url(server.url, settings.data_path, user)
-            store = await stack.enter_async_context(connected(settings, url))
+            store = await stack.enter_async_context(connected(settings, url, ensure=ensure))
         yield store

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
+import nats.js.errors
 import pytest
 from nats.js.api import DiscardPolicy
 
@@ -336,3 +337,21 @@ async def test_a_checkpoint_cancelled_at_any_point_ends_and_the_next_one_signs(
         # at least the log as it was (a cancelled publish of the checkpoint may land)
         assert signed is not None and signed.size >= size
     assert cancelled
+
+
+async def test_verifying_against_a_deleted_stream_says_so_and_creates_nothing(
+    log: JetStreamEventStore,
+    checkpointed: tuple[Settings, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings, file = checkpointed
+    js = log.nc.jetstream()
+    await js.delete_stream(log.settings.name)
+    code, out = await verify(settings, file, capsys, "--session", "s-two")
+    assert code == 1
+    assert f"TAMPERED: stream {log.settings.name} does not exist: the log the checkpoint " in out
+    assert "nothing was created" in out
+    code = await verify_cmd.run(args("verify", "s-two"), settings)
+    assert code == 2 and "does not exist; nothing was created" in capsys.readouterr().err
+    with pytest.raises(nats.js.errors.NotFoundError):  # still gone: neither created it
+        await js.stream_info(log.settings.name)
