@@ -81,6 +81,17 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     checkpoint_dir: str = ""
     #: how often ``up`` signs a checkpoint of the log (0: never; ``threadline checkpoint``)
     checkpoint_interval_s: float = 300.0
+    #: "on": sign appended events and check their signatures under a trust policy
+    #: (docs/audit.md); "off": no signing and no checks, whatever keys are configured (a
+    #: benchmark's baseline)
+    signing: Literal["on", "off"] = "on"
+    #: this process's Ed25519 key for signing the events it appends (PEM; default
+    #: <data_dir>/keys/<service>.key, when it exists: ``up`` makes one per service)
+    signing_key: str = ""
+    #: the trust policy: the public keys events may be signed by and which actors each may
+    #: write (JSON; default <data_dir>/keys/trust.json, when it exists). Set: unsigned
+    #: records are refused; unset: an unsigned deployment, as before
+    trusted_keys: str = ""
     log_level: str = "INFO"
     #: "plain" or "json" (one object per line, with session and turn ids)
     log_format: str = "plain"

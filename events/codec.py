@@ -39,7 +39,7 @@ def encode_sealed(fields: dict[str, Any], event_body: bytes) -> bytes:
     is encoded only once): the bytes :func:`encode` gives, fields in :class:`Envelope`'s
     order, unset ones left out."""
     fields = {**fields, "event": msgspec.Raw(event_body)}
-    return _encoder.encode({f: fields[f] for f in _FIELDS if fields[f] is not None})
+    return _encoder.encode({f: v for f in _FIELDS if (v := fields.get(f)) is not None})
 
 
 def decode(data: bytes, position: int = 0) -> Envelope:

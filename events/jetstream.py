@@ -35,6 +35,7 @@ from threadline.base.redact import without_credentials
 from threadline.events import codec
 from threadline.events.direct import MAX_BATCH, ApiError, DirectReads, locate
 from threadline.events.readiness import appended
+from threadline.events.signing import Signer, TrustPolicy
 from threadline.events.store import (
     EventStore,
     Head,
@@ -82,8 +83,15 @@ class JetStreamEventStore(EventStore):
         owns_connection: bool = False,
         heartbeat_s: float = 2.0,
         timeout_s: float = 5.0,
+        signer: Signer | None = None,
+        trust: TrustPolicy | None = None,
     ) -> None:
-        super().__init__(prefix=settings.prefix, max_event_bytes=settings.max_event_bytes)
+        super().__init__(
+            prefix=settings.prefix,
+            max_event_bytes=settings.max_event_bytes,
+            signer=signer,
+            trust=trust,
+        )
         self.nc = nc
         self.settings = settings
         self._owns_connection = owns_connection
@@ -109,6 +117,8 @@ class JetStreamEventStore(EventStore):
         heartbeat_s: float = 2.0,
         timeout_s: float = 5.0,
         name: str = "threadline",
+        signer: Signer | None = None,
+        trust: TrustPolicy | None = None,
     ) -> JetStreamEventStore:
         """Connect to NATS and (by default) create or check the stream."""
         settings = settings or StreamSettings()
@@ -131,7 +141,13 @@ class JetStreamEventStore(EventStore):
         except (nats.errors.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot connect to NATS at {where}: {exc}") from None
         store = cls(
-            nc, settings, owns_connection=True, heartbeat_s=heartbeat_s, timeout_s=timeout_s
+            nc,
+            settings,
+            owns_connection=True,
+            heartbeat_s=heartbeat_s,
+            timeout_s=timeout_s,
+            signer=signer,
+            trust=trust,
         )
         store._connection_log = callbacks
         store.allow_unsafe = allow_unsafe
@@ -276,7 +292,7 @@ class JetStreamEventStore(EventStore):
             found = await self._reads.get(position, leader=True)
         if found is None:
             raise StoreError(f"no event at position {position}")
-        return decode_record(found)
+        return decode_record(found, self.trust)
 
     async def _read(
         self, session: str, from_version: int, to_version: int | None, after: int
@@ -302,7 +318,7 @@ class JetStreamEventStore(EventStore):
         end_version = last if last < head.version else None  # None: to the head's position
         async with contextlib.aclosing(found):
             async for stored in found:
-                entry = read_record(stored)
+                entry = read_record(stored, self.trust)
                 if (entry.version or seen + 1) >= from_version:
                     yield entry
                 seen = entry.version or seen
@@ -334,7 +350,7 @@ class JetStreamEventStore(EventStore):
         tail = self._tail([self._filter(session)], after)
         async with contextlib.aclosing(tail):  # closing us drops the consumer at once
             async for stored in tail:
-                yield read_record(stored)
+                yield read_record(stored, self.trust)
 
     async def follow_all(
         self, *, kinds: Collection[str] | None = None, after: int = 0
@@ -345,7 +361,7 @@ class JetStreamEventStore(EventStore):
             async for stored in tail:
                 if is_checkpoint_subject(stored.subject):  # the log's, no session's
                     continue
-                if isinstance(entry := read_record(stored), Recorded):
+                if isinstance(entry := read_record(stored, self.trust), Recorded):
                     yield entry
 
     def _filter(self, session: str) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Collection, Sequence
@@ -32,15 +33,20 @@ from typing import Final
 from threadline.base.config import StreamSettings
 from threadline.base.errors import StoreError
 from threadline.events import codec
+from threadline.events.signing import Signer, TrustPolicy
 from threadline.events.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventStore,
     Head,
     PublishResult,
+    Quarantined,
     Recorded,
     Stored,
     WrongLastPosition,
     decode_record,
+    read_record,
+    subject_for,
+    untrusted,
 )
 
 DEFAULT_DUPLICATE_WINDOW_S: Final = StreamSettings().duplicate_window_s
@@ -86,15 +92,31 @@ class MemoryEventStore(EventStore):
         duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
         clustered: bool = False,
+        signer: Signer | None = None,
+        trust: TrustPolicy | None = None,
     ) -> None:
-        super().__init__(prefix=prefix, max_event_bytes=max_event_bytes)
+        super().__init__(prefix=prefix, max_event_bytes=max_event_bytes, signer=signer, trust=trust)
         self._log = _Log(duplicate_window_s, clock, clustered)
 
-    def another_client(self) -> MemoryEventStore:
-        """A second handle on the same log, like another process on the same stream."""
-        other = MemoryEventStore(prefix=self.prefix, max_event_bytes=self.max_event_bytes)
+    def another_client(
+        self, *, signer: Signer | None = None, trust: TrustPolicy | None = None
+    ) -> MemoryEventStore:
+        """A second handle on the same log, like another process on the same stream
+        (with its own key and trust policy, if any)."""
+        other = MemoryEventStore(
+            prefix=self.prefix, max_event_bytes=self.max_event_bytes, signer=signer, trust=trust
+        )
         other._log = self._log
         return other
+
+    def _screen(self, rec: Recorded) -> Recorded | Quarantined:
+        """``rec`` as this handle reads it: quarantined when its trust policy refuses it."""
+        if self.trust is None:
+            return rec
+        return read_record(
+            Stored(rec.position, subject_for(self.prefix, rec.session, rec.kind), rec.raw),
+            self.trust,
+        )
 
     async def _load_head(self, session: str) -> Head:
         records = self._log.sessions.get(session)
@@ -123,32 +145,39 @@ class MemoryEventStore(EventStore):
     async def get(self, position: int) -> Recorded:
         if not 1 <= position <= len(self._log.records):
             raise StoreError(f"no event at position {position}")
-        return self._log.records[position - 1]
+        rec = self._log.records[position - 1]
+        if self.trust is not None:
+            untrusted(rec, self.trust)
+        return rec
 
     async def _read(
         self, session: str, from_version: int, to_version: int | None, after: int
-    ) -> AsyncGenerator[Recorded, None]:
+    ) -> AsyncGenerator[Recorded | Quarantined, None]:
         records = self._log.sessions.get(session, [])
         start = max(from_version - 1, _first_after(records, after))
         stop = len(records) if to_version is None else max(0, min(to_version, len(records)))
         for rec in records[start:stop]:  # a copy: what is stored now
-            yield rec
+            yield self._screen(rec)
 
-    def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded, None]:
+    def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded | Quarantined, None]:
         return self._tail(lambda: self._log.sessions.get(session, ()), after, None)
 
-    def follow_all(
+    async def follow_all(
         self, *, kinds: Collection[str] | None = None, after: int = 0
     ) -> AsyncGenerator[Recorded, None]:
         wanted = None if kinds is None else frozenset(kinds)
-        return self._tail(lambda: self._log.records, after, wanted)
+        tail = self._tail(lambda: self._log.records, after, wanted)
+        async with contextlib.aclosing(tail):
+            async for entry in tail:
+                if isinstance(entry, Recorded):
+                    yield entry
 
     async def _tail(
         self,
         source: Callable[[], Sequence[Recorded]],
         after: int,
         kinds: frozenset[str] | None,
-    ) -> AsyncGenerator[Recorded, None]:
+    ) -> AsyncGenerator[Recorded | Quarantined, None]:
         seen = _first_after(source(), after)  # index of the next record to yield
         while True:
             async with self._log.appended:
@@ -157,7 +186,7 @@ class MemoryEventStore(EventStore):
             seen += len(new)
             for rec in new:
                 if kinds is None or rec.kind in kinds:
-                    yield rec
+                    yield self._screen(rec)
 
     async def last_position(self) -> int:
         return len(self._log.records)

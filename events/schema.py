@@ -333,7 +333,8 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     ``prev`` is the SHA-256 of the previous record's stored bytes (the session's genesis
     hash for version 1), so the stored bytes of a session form a hash chain.
     ``key`` is the idempotency key; the JetStream ``Nats-Msg-Id`` is derived from it.
-    ``copied_from`` marks a fork's copies (:func:`is_fork_copy`).
+    ``copied_from`` marks a fork's copies (:func:`is_fork_copy`). ``sig`` signs the
+    record as stored without it (events/signing.py): keep it the last field.
     """
 
     schema: int
@@ -348,6 +349,9 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     attempt: int | None = None
     #: on a fork's copy of another session's event: that event's session and version
     copied_from: ForkOrigin | None = None
+    #: the writer's signature, ``ed25519:<key id>:<base64>``, always the last member of the
+    #: stored JSON (events/signing.py, docs/audit.md); None: an unsigned deployment's
+    sig: str | None = None
 
 
 #: how a fork's copies were marked before ``Envelope.copied_from`` (their keys' ending)

@@ -26,6 +26,7 @@ from threadline.base.metrics import default_registry
 from threadline.events import codec
 from threadline.events.ids import new_id, validate_session_id
 from threadline.events.schema import SCHEMA_VERSION, Envelope, Event, ForkOrigin, kind_of
+from threadline.events.signing import REJECTED, Signer, TrustPolicy, attach
 
 log = logging.getLogger(__name__)
 
@@ -114,21 +115,35 @@ QUARANTINED: Final = default_registry().counter(
 )
 
 
-def decode_record(stored: Stored) -> Recorded:
+def decode_record(stored: Stored, trust: TrustPolicy | None = None) -> Recorded:
     """The one decoder of stored records: the envelope, which must agree with the
-    subject it was stored under (``<prefix>.<session>.<kind>``); else
-    :class:`CorruptEvent`."""
+    subject it was stored under (``<prefix>.<session>.<kind>``) and, given a ``trust``
+    policy, be signed by a key it allows to write it; else :class:`CorruptEvent`."""
     position, subject, data = stored
     rec = Recorded(position, codec.decode(data, position), codec.record_hash(data), data)
     if subject.rsplit(".", 2)[1:] != [rec.session, rec.kind]:
         raise CorruptEvent(position, f"its envelope disagrees with its subject {subject!r}")
+    if trust is not None:
+        untrusted(rec, trust)
     return rec
 
 
-def read_record(stored: Stored) -> Recorded | Quarantined:
+#: how the reason of a record refused for its signature starts
+SIGNATURE_REASON: Final = "signature: "
+
+
+def untrusted(rec: Recorded, trust: TrustPolicy) -> None:
+    """:class:`CorruptEvent` (counted) unless ``trust`` allows the record's signer."""
+    reason = trust.check(rec.raw, rec.envelope)
+    if reason is not None:
+        REJECTED.inc(by="reader")
+        raise CorruptEvent(rec.position, SIGNATURE_REASON + reason)
+
+
+def read_record(stored: Stored, trust: TrustPolicy | None = None) -> Recorded | Quarantined:
     """:func:`decode_record`, or the record quarantined (logged and counted)."""
     try:
-        return decode_record(stored)
+        return decode_record(stored, trust)
     except CorruptEvent as exc:
         reason = exc.reason
     QUARANTINED.inc()
@@ -185,11 +200,24 @@ def is_checkpoint_subject(subject: str) -> bool:
 
 
 class EventStore(abc.ABC):
-    """Append-only, per-session versioned, hash-chained event log."""
+    """Append-only, per-session versioned, hash-chained event log.
 
-    def __init__(self, *, prefix: str = "tl", max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES):
+    ``signer``: the key this writer signs its appends with (events/signing.py); ``trust``:
+    the deployment's trust policy, under which reads quarantine every record without a
+    valid signature from a key allowed to write it. Neither: an unsigned deployment."""
+
+    def __init__(
+        self,
+        *,
+        prefix: str = "tl",
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        signer: Signer | None = None,
+        trust: TrustPolicy | None = None,
+    ):
         self.prefix = prefix
         self.max_event_bytes = max_event_bytes
+        self.signer = signer
+        self.trust = trust
         self._heads: OrderedDict[str, Head] = OrderedDict()
         # Locks live as long as someone holds or waits on them.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -352,7 +380,8 @@ class EventStore(abc.ABC):
         raise ConcurrencyError(session, -1)
 
     def _seal(self, session: str, head: Head, new: NewEvent, body: bytes) -> tuple[Envelope, bytes]:
-        """The envelope for the next version and its stored bytes (event encoded once)."""
+        """The envelope for the next version and its stored bytes (event encoded once),
+        signed last, over the final bytes, when the store has a signer."""
         fields = {
             "schema": SCHEMA_VERSION,
             "session": session,
@@ -366,6 +395,9 @@ class EventStore(abc.ABC):
             "copied_from": new.copied_from,
         }
         data = codec.encode_sealed(fields, body)
+        if self.signer is not None:
+            fields["sig"] = sig = self.signer.sign(data)
+            data = attach(data, sig)
         if len(data) > self.max_event_bytes:
             raise PayloadTooLarge(len(data), self.max_event_bytes)
         return Envelope(event=new.event, **fields), data  # type: ignore[arg-type]

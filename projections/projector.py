@@ -165,7 +165,12 @@ class Projector:
         state = TrackState(self._generation, dict(self.positions))
         halt = self.on_error == "halt"
         outcome = await in_thread(
-            self.recorder.apply_batch, batch, state, views=self._active(), halt=halt
+            self.recorder.apply_batch,
+            batch,
+            state,
+            views=self._active(),
+            halt=halt,
+            trust=self.store.trust,
         )
         self.positions = outcome.positions
         self.events += len(batch)

@@ -28,6 +28,7 @@ from eventsourcing.persistence import (
 )
 
 from threadline.events.ids import new_id
+from threadline.events.signing import TrustPolicy
 from threadline.events.store import Quarantined, Stored, read_record
 from threadline.projections.model import ProjectionErrorRow
 from threadline.projections.sql import Db, Table
@@ -182,14 +183,18 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
         *,
         views: Sequence[View] = VIEWS,
         halt: bool = True,
+        trust: TrustPolicy | None = None,
     ) -> BatchOutcome:
         """Decode and apply a batch in one transaction (see docs/projections.md).
 
         An undecodable record is quarantined: an error row, and every view moves past
         it. An event a view raises on gets an error row too; that view then halts just
         before it (``halt``: its tracking stays there, a halt record says so, the other
-        views carry on) or steps over it (``halt=False``)."""
-        return self._apply_items([decode(stored) for stored in raw], state, views, halt, ())
+        views carry on) or steps over it (``halt=False``). Given the deployment's ``trust``
+        policy, a record without a valid signature from a key allowed to write it is
+        quarantined like an undecodable one."""
+        items = [decode(stored, trust) for stored in raw]
+        return self._apply_items(items, state, views, halt, ())
 
     def _apply_items(
         self,
@@ -349,8 +354,8 @@ def _record(db: Db, errors: Sequence[Broken], stops: dict[str, Broken]) -> None:
     )
 
 
-def decode(stored: Stored) -> Rec | Broken:
-    entry = read_record(stored)
+def decode(stored: Stored, trust: TrustPolicy | None = None) -> Rec | Broken:
+    entry = read_record(stored, trust)
     if isinstance(entry, Quarantined):
         return Broken(entry.position, entry.reason, entry.session)
     return Rec(entry.position, entry.envelope)

@@ -32,7 +32,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigurationError("set THREADLINE_NATS_URL (or use `threadline up`)")
     stop = stop_event()
     async with (
-        connected(settings, settings.nats_url) as store,
+        connected(settings, settings.nats_url, "agent") as store,
         serve_metrics(
             args.metrics_port,
             host=args.metrics_host or settings.host,

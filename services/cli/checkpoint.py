@@ -14,15 +14,10 @@ import msgspec
 from threadline.base.config import Settings
 from threadline.base.errors import StreamMissing
 from threadline.events.audit import CheckpointReport, verify_checkpoint
-from threadline.events.checkpoint import (
-    CheckpointError,
-    decode_checkpoint,
-    ensure_signing_key,
-    load_trusted_keys,
-    public_path,
-)
+from threadline.events.checkpoint import CheckpointError, decode_checkpoint
 from threadline.events.checkpointer import Checkpointer, DirectorySink, read_leaves
 from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.keys import KeyFileError, ensure_signing_key, load_trusted_keys, public_path
 from threadline.services.runtime.connect import open_store
 
 
@@ -80,7 +75,7 @@ async def verify_against(
     try:
         checkpoint = decode_checkpoint(await asyncio.to_thread(file.read_bytes))
         trusted = await asyncio.to_thread(load_trusted_keys, keys)
-    except (OSError, CheckpointError) as exc:
+    except (OSError, CheckpointError, KeyFileError) as exc:
         print(f"threadline: {exc}", file=sys.stderr)
         return 2
     kept = await asyncio.to_thread(read_leaves, file.parent, checkpoint.size)

@@ -35,7 +35,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         model=args.model or "",
         session=args.new_session or "",
     )
-    async with open_store(settings, user="gateway") as store:  # appends session_started
+    async with open_store(settings, user="gateway", writer="cli") as store:  # appends
         last = await SessionCommands(store).fork(fork)  # an operator's: not catalog-checked
     print(
         f"forked {args.session} at v{args.at} into {last.session} ({last.version} events)",

@@ -57,7 +57,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     options = GatewayOptions.from_env()
     settings, token = ensure_dev_token(settings, options, make=lambda: dev_token(settings))
     stop = stop_event()
-    async with connected(settings, url) as store, contextlib.AsyncExitStack() as stack:
+    async with connected(settings, url, "gateway") as store, contextlib.AsyncExitStack() as stack:
         catalog = deployment_catalog(settings)
         choice = args.history or options.history
         history, where = await open_history(stack, choice, settings, store)

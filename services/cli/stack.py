@@ -117,7 +117,7 @@ async def start_services(
         running.urls["agent_pids"] = ",".join(str(p.pid) for p in procs)
     else:
         worker = await stack.enter_async_context(
-            serve_agent(settings, store, devmodel_url=running.devmodel_url)
+            serve_agent(settings, by_user.get("agent", store), devmodel_url=running.devmodel_url)
         )
         running.add("agent", f"worker {worker.deps.settings.worker}; MCP servers: {tools}")
     settings, token = ensure_dev_token(settings, make=lambda: dev_token(settings))

@@ -13,6 +13,7 @@ per core by default), prints what runs where, and shuts all of it down cleanly o
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 
@@ -21,6 +22,7 @@ from threadline.base.tracing import tracing_from_env
 from threadline.services.cli.stack import Running, start_services
 from threadline.services.runtime.agents import agent_count
 from threadline.services.runtime.connect import clear_runtime, connected, write_runtime
+from threadline.services.runtime.eventkeys import ensure_deployment_keys
 from threadline.services.runtime.natsauth import ADMIN, provision, secured_nats, service_url
 from threadline.services.runtime.processes import stop_event
 
@@ -50,15 +52,18 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if url is None:
             url = await _embedded(stack, settings, extra)
             as_user = {user: service_url(url, settings.data_path, user) for user in as_user}
-        store = await stack.enter_async_context(connected(settings, as_user["gateway"]))
+        policy = await asyncio.to_thread(ensure_deployment_keys, settings)
+        store = await stack.enter_async_context(connected(settings, as_user["gateway"], "gateway"))
         stores = {
-            user: await stack.enter_async_context(connected(settings, as_user[user]))
-            for user in ("projector", "agent")
+            user: await stack.enter_async_context(connected(settings, as_user[user], writer))
+            for user, writer in (("projector", None), ("agent", "agent"))
         }
         agents = agent_count(settings.agents if args.agents is None else args.agents)
         running = await start_services(
             stack, settings, store, agents=agents, nats_url=as_user["agent"], stores=stores
         )
+        if policy is not None:
+            running.add("event signing", f"a key per service, trust policy {policy}")
         write_runtime(settings, {"nats_url": url, "pid": os.getpid(), **extra, **running.urls})
         stack.callback(clear_runtime, settings)
         _print_banner(settings, url, running)

@@ -58,7 +58,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         async with open_store(settings, ensure=False) as store:  # reads only: creates nothing
             raw = store.follow_raw([f"{store.prefix}.{session}.*"], until_end=True)
-            report = await verify_session(session, raw, expect_head=args.expect_head)
+            report = await verify_session(
+                session, raw, expect_head=args.expect_head, trust=store.trust
+            )
     except StreamMissing as exc:
         print(f"threadline verify: {exc}; nothing was created", file=sys.stderr)
         return 2

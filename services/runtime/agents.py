@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from threadline.base.config import Settings, StreamSettings
+from threadline.services.runtime.eventkeys import policy_path, writer_key
 from threadline.services.runtime.processes import ServiceProcess, service_env
 
 __all__ = ["AgentProcess", "agent_count", "agent_env", "serve_agent_processes"]
@@ -50,6 +51,9 @@ def agent_env(
         env["THREADLINE_CONFIG"] = str(Path(settings.config_file).resolve())
     if devmodel_url:
         env["THREADLINE_DEVMODEL_URL"] = devmodel_url
+    if settings.signing == "on" and (policy := policy_path(settings)) is not None:
+        env["THREADLINE_TRUSTED_KEYS"] = str(policy)  # and each signs with the agents' key
+        env["THREADLINE_SIGNING_KEY"] = settings.signing_key or str(writer_key(settings, "agent"))
     return env
 
 

@@ -3,6 +3,7 @@ is running for this data dir, or (for one-off commands) a temporary embedded ser
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
@@ -13,6 +14,7 @@ from threadline.base.config import Settings
 from threadline.base.errors import StoreUnavailable
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.stream import require_stream
+from threadline.services.runtime.eventkeys import event_keys
 from threadline.services.runtime.files import write_private
 from threadline.services.runtime.natsauth import (
     ADMIN,
@@ -78,13 +80,22 @@ def dev_token(settings: Settings) -> str:
 
 @contextlib.asynccontextmanager
 async def connected(
-    settings: Settings, url: str, *, ensure: bool = True
+    settings: Settings, url: str, writer: str | None = None, *, ensure: bool = True
 ) -> AsyncIterator[JetStreamEventStore]:
     """The event store on ``url`` with the configured stream; closed on the way out.
-    ``ensure=False``: create nothing; a missing stream raises :class:`StreamMissing`."""
+    ``writer``: the service whose key signs what it appends (gateway, agent, cli; None:
+    it appends no events); reads check signatures under the trust policy, if one is
+    configured (:mod:`~threadline.services.runtime.eventkeys`). ``ensure=False``: create
+    nothing; a missing stream raises :class:`StreamMissing`."""
+    signer, trust = await asyncio.to_thread(event_keys, settings, writer)
     stream = settings.stream_settings()
     store = await JetStreamEventStore.connect(
-        url, stream, ensure=ensure, allow_unsafe=settings.allow_unsafe_stream
+        url,
+        stream,
+        ensure=ensure,
+        allow_unsafe=settings.allow_unsafe_stream,
+        signer=signer,
+        trust=trust,
     )
     try:
         if not ensure:
@@ -96,20 +107,26 @@ async def connected(
 
 @contextlib.asynccontextmanager
 async def open_store(
-    settings: Settings, user: str = "projector", *, ensure: bool = True
+    settings: Settings,
+    user: str = "projector",
+    writer: str | None = None,
+    *,
+    ensure: bool = True,
 ) -> AsyncIterator[JetStreamEventStore]:
     """Connect to the event store for a one-off command (CLI tools): the configured NATS,
     or ``up``'s on this data dir as ``user`` (its credentials are kept there:
     :mod:`~threadline.services.runtime.natsauth`), or an embedded server of its own with
-    the same users, started for the command. ``ensure=False`` (commands that only read,
-    such as ``verify``): create nothing, neither the stream nor its buckets; a missing
-    stream raises :class:`StreamMissing`."""
+    the same users, started for the command. ``writer``: as for :func:`connected`.
+    ``ensure=False`` (commands that only read, such as ``verify``): create nothing,
+    neither the stream nor its buckets; a missing stream raises :class:`StreamMissing`."""
     async with contextlib.AsyncExitStack() as stack:
         for url in filter(None, (settings.nats_url, running_nats_url(settings))):
             if url != settings.nats_url:
                 url = service_url(url, settings.data_path, user)
             try:
-                store = await stack.enter_async_context(connected(settings, url, ensure=ensure))
+                store = await stack.enter_async_context(
+                    connected(settings, url, writer, ensure=ensure)
+                )
                 break
             except StoreUnavailable:
                 if url == settings.nats_url:
@@ -123,5 +140,5 @@ async def open_store(
                 admin = service_url(server.url, settings.data_path, ADMIN)
                 await provision(admin, stream, allow_unsafe=settings.allow_unsafe_stream)
             url = service_url(server.url, settings.data_path, user)
-            store = await stack.enter_async_context(connected(settings, url, ensure=ensure))
+            store = await stack.enter_async_context(connected(settings, url, writer, ensure=ensure))
         yield store

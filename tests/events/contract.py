@@ -13,11 +13,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.support.signing import independent_check, policy
 from threadline.base.errors import (
     ConcurrencyError,
     InvalidSessionId,
@@ -26,7 +29,15 @@ from threadline.base.errors import (
 )
 from threadline.events.codec import genesis_hash
 from threadline.events.schema import SessionStarted, TextDelta, UserMessage
-from threadline.events.store import EventStore, NewEvent, Recorded, Stored, subject_for
+from threadline.events.signing import Signer, TrustPolicy
+from threadline.events.store import (
+    EventStore,
+    NewEvent,
+    Quarantined,
+    Recorded,
+    Stored,
+    subject_for,
+)
 from threadline.events.verify import verify_session
 
 #: the duplicate window the window tests use (short enough to wait out on a real server)
@@ -86,6 +97,13 @@ class EventStoreContract(abc.ABC):
     @abc.abstractmethod
     async def pass_window(self, store: EventStore) -> None:
         """Return once ``store`` has forgotten the keys appended so far."""
+
+    @abc.abstractmethod
+    async def signed_client(
+        self, store: EventStore, signer: Signer | None, trust: TrustPolicy | None
+    ) -> EventStore:
+        """Another handle on ``store``'s log that signs with ``signer`` and reads under
+        ``trust`` (events/signing.py)."""
 
     # ----------------------------------------------------------------- fixtures
 
@@ -447,3 +465,68 @@ class EventStoreContract(abc.ABC):
         [rec] = await store.append("s1", NewEvent(event=TextDelta(text=text)))
         [read] = await store.load("s1")
         assert read.event == TextDelta(text=text) and read.raw == rec.raw
+
+    # ----------------------------------------------------------------- signed events
+
+    async def test_signed_appends_check_by_the_documented_rule(self, store: EventStore) -> None:
+        gateway, agent = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+        trust = policy(gateway=(gateway, ("user:*",)), agent=(agent, ("agent:*",)))
+        as_gateway = await self.signed_client(store, Signer(gateway), trust)
+        as_agent = await self.signed_client(store, Signer(agent), trust)
+        await as_gateway.append("s1", started(), expected_version=0)
+        await as_agent.append("s1", delta("a"))
+        reader = await self.signed_client(store, None, trust)
+        records = [e async for e in reader.entries("s1")]
+        assert all(isinstance(r, Recorded) for r in records) and len(records) == 2
+        for rec, key in zip(records, (gateway, agent), strict=True):
+            assert isinstance(rec, Recorded)
+            assert independent_check(rec.raw, key.public_key()), rec.raw
+            assert rec.envelope.sig is not None and rec.raw.endswith(b'"}')
+        report = await verify_session("s1", raw_pairs(records), trust=trust)  # type: ignore[arg-type]
+        assert report.ok, report.problems
+
+    async def test_a_trusting_reader_quarantines_forged_records(self, store: EventStore) -> None:
+        gateway, agent = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+        trust = policy(gateway=(gateway, ("user:*",)), agent=(agent, ("agent:*",)))
+        honest = await self.signed_client(store, Signer(gateway), trust)
+        await honest.append("s1", started(), expected_version=0)
+        forgers = {
+            "not signed": await self.another_client(store),
+            "the trust policy does not list": await self.signed_client(
+                store, Signer(Ed25519PrivateKey.generate()), None
+            ),
+            "may not write a record of actor 'user:alice'": await self.signed_client(
+                store, Signer(agent), None
+            ),
+        }
+        for forger in forgers.values():  # the chain is the store's: recomputed, valid
+            await forger.append(
+                "s1", NewEvent(event=UserMessage(text="wire it"), actor="user:alice")
+            )
+        await honest.append("s1", NewEvent(event=UserMessage(text="hi"), actor="user:alice"))
+        reader = await self.signed_client(store, None, trust)
+        entries = [e async for e in reader.entries("s1")]
+        assert [type(e).__name__ for e in entries] == ["Recorded", *["Quarantined"] * 3, "Recorded"]
+        for entry, why in zip(entries[1:4], forgers, strict=True):
+            assert isinstance(entry, Quarantined) and why in entry.reason, entry.reason
+        assert [r.version for r in await reader.load("s1")] == [1, 5]
+        unchecked = await verify_session("s1", stored_records(store, entries))
+        assert unchecked.ok  # the chain alone cannot tell
+        report = await verify_session("s1", stored_records(store, entries), trust=trust)
+        assert [(p.position, p.version) for p in report.problems] == [
+            (e.position, v) for e, v in zip(entries[1:4], (2, 3, 4), strict=True)
+        ]
+        assert all(p.reason.startswith("signature: ") for p in report.problems)
+        with pytest.raises(StoreError):
+            await reader.get(entries[1].position)
+        followed = await take(reader.follow("s1"), 2)
+        assert [r.version for r in followed] == [1, 5]
+
+
+async def stored_records(
+    store: EventStore, entries: list[Recorded | Quarantined]
+) -> AsyncIterator[Stored]:
+    """The entries as stored (each under its own kind's subject)."""
+    for entry in entries:
+        kind = json.loads(entry.raw)["event"]["kind"]
+        yield Stored(entry.position, subject_for(store.prefix, "s1", kind), entry.raw)

@@ -26,7 +26,6 @@ from threadline.events.checkpoint import (
     Checkpoint,
     checkpoint_subject,
     decode_checkpoint,
-    ensure_signing_key,
 )
 from threadline.events.checkpointer import (
     Checkpointer,
@@ -35,6 +34,7 @@ from threadline.events.checkpointer import (
     running_checkpointer,
 )
 from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.keys import ensure_signing_key
 from threadline.events.schema import AssistantMessage, SessionStarted, UserMessage
 from threadline.events.store import QUARANTINED, NewEvent, Recorded
 from threadline.events.stream import ensure_stream

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from tests.conftest import fresh_stream
@@ -9,6 +11,7 @@ from tests.events.contract import EventStoreContract
 from tests.support.window import window_passed
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.memory import MemoryEventStore
+from threadline.events.signing import Signer, TrustPolicy
 from threadline.events.store import EventStore
 
 
@@ -40,6 +43,12 @@ class TestMemoryStore(EventStoreContract):
         assert isinstance(store, MemoryEventStore)
         self.clock.now += store._log.window_s
 
+    async def signed_client(
+        self, store: EventStore, signer: Signer | None, trust: TrustPolicy | None
+    ) -> EventStore:
+        assert isinstance(store, MemoryEventStore)
+        return store.another_client(signer=signer, trust=trust)
+
 
 class TestJetStreamStore(EventStoreContract):
     @pytest.fixture(autouse=True)
@@ -63,3 +72,20 @@ class TestJetStreamStore(EventStoreContract):
         """Watch the server forget a probe's key (tests.support.window)."""
         assert isinstance(store, JetStreamEventStore)
         await window_passed(store)
+
+    @pytest.fixture(autouse=True)
+    async def _signed_clients(self) -> AsyncIterator[None]:
+        self.opened: list[EventStore] = []
+        yield
+        for store in self.opened:
+            await store.close()
+
+    async def signed_client(
+        self, store: EventStore, signer: Signer | None, trust: TrustPolicy | None
+    ) -> EventStore:
+        assert isinstance(store, JetStreamEventStore)
+        other = await JetStreamEventStore.connect(
+            self.url, store.settings, heartbeat_s=0.5, signer=signer, trust=trust
+        )
+        self.opened.append(other)
+        return other
