@@ -26,7 +26,7 @@ from threadline.base.metrics import default_registry
 from threadline.events import codec
 from threadline.events.ids import new_id, validate_session_id
 from threadline.events.schema import SCHEMA_VERSION, Envelope, Event, ForkOrigin, kind_of
-from threadline.events.signing import REJECTED, Signer, TrustPolicy, attach
+from threadline.events.signing import REJECTED, Signer, TrustPolicy
 
 log = logging.getLogger(__name__)
 
@@ -396,8 +396,7 @@ class EventStore(abc.ABC):
         }
         data = codec.encode_sealed(fields, body)
         if self.signer is not None:
-            fields["sig"] = sig = self.signer.sign(data)
-            data = attach(data, sig)
+            fields["sig"], data = self.signer.seal(data)
         if len(data) > self.max_event_bytes:
             raise PayloadTooLarge(len(data), self.max_event_bytes)
         return Envelope(event=new.event, **fields), data  # type: ignore[arg-type]

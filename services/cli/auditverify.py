@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from threadline.events.bundle import BundleError, BundleReport, decode_bundle, verify_bundle
-from threadline.events.checkpoint import CheckpointError, load_trusted_keys
+from threadline.events.checkpoint import CheckpointError
+from threadline.events.keys import KeyFileError, load_trusted_keys
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +57,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         bundle = decode_bundle(await asyncio.to_thread(args.bundle.read_bytes))
         trusted = await asyncio.to_thread(load_trusted_keys, args.trusted_keys)
-    except (OSError, BundleError, CheckpointError) as exc:
+    except (OSError, BundleError, CheckpointError, KeyFileError) as exc:
         print(f"threadline audit-verify: {exc}", file=sys.stderr)
         return 2
     report = await verify_bundle(bundle, trusted)

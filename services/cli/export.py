@@ -19,15 +19,10 @@ from pathlib import Path
 from threadline.base.config import Settings
 from threadline.events.bundle import BundleError, encode_bundle
 from threadline.events.bundler import build_bundle, has_records_after
-from threadline.events.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    decode_checkpoint,
-    load_trusted_keys,
-    public_path,
-)
+from threadline.events.checkpoint import Checkpoint, CheckpointError, decode_checkpoint
 from threadline.events.checkpointer import DirectorySink
 from threadline.events.ids import validate_session_id
+from threadline.events.keys import KeyFileError, load_trusted_keys, public_path
 from threadline.services.cli.checkpoint import checkpoint_dir, key_path, make_checkpointer
 from threadline.services.runtime.connect import open_store
 
@@ -86,7 +81,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             bundle = await build_bundle(
                 store, session, checkpoint, trust=await asyncio.to_thread(_trust, key)
             )
-    except (BundleError, CheckpointError, OSError) as exc:
+    except (BundleError, CheckpointError, KeyFileError, OSError) as exc:
         print(f"threadline export: {exc}", file=sys.stderr)
         return 1
     await asyncio.to_thread(output.write_bytes, encode_bundle(bundle))

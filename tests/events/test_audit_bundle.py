@@ -22,9 +22,10 @@ import pytest
 from tests.conftest import fresh_stream
 from tests.events.test_merkle import mth, path
 from threadline.base.config import Settings
-from threadline.events.checkpoint import decode_checkpoint, ensure_signing_key
+from threadline.events.checkpoint import decode_checkpoint
 from threadline.events.checkpointer import log_records
 from threadline.events.jetstream import JetStreamEventStore
+from threadline.events.keys import ensure_signing_key
 from threadline.events.schema import (
     AssistantMessage,
     SessionStarted,
