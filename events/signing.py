@@ -240,6 +240,8 @@ class TrustPolicy:
         if not _verified.holds(stored, public):
             try:
                 raw_signature = base64.b64decode(signature, validate=True)
+                if base64.b64encode(raw_signature).decode("ascii") != signature:
+                    raise ValueError("not canonical base64")  # one spelling per signature
                 trusted.public.verify(raw_signature, SIGNED_PREFIX + unsigned)
             except (InvalidSignature, binascii.Error, ValueError):
                 return f"its signature does not verify with key {kid} ({trusted.name})"
