@@ -7,21 +7,24 @@ A bundle (docs/audit.md, "Audit bundles", defines it field by field) holds:
 - every record of the session in stream order, each as its exact stored bytes
   (base64), with its leaf index in the checkpoint's tree and its RFC 9162 inclusion
   proof; records appended after the checkpoint carry neither (``not covered``);
-- informational: the public keys the exporter knew. :func:`verify_bundle` never trusts
-  them: the keys come from the verifier's caller.
+- informational: the checkpoint key and trust policy the exporter knew.
+  :func:`verify_bundle` never trusts them: the keys come from the verifier's caller.
 
 :func:`verify_bundle` reuses the one definition of each rule: the checkpoint signature
 (:func:`~threadline.events.checkpoint.check_signature`), the inclusion proof
 (:func:`~threadline.events.merkle.verify_inclusion`), the leaf hash of a record
 (:func:`~threadline.events.merkle.record_leaf`), the hash chain and versions
-(:func:`~threadline.events.verify.verify_session`). It imports nothing that talks to NATS.
+and the record signatures under a trust policy
+(:func:`~threadline.events.verify.verify_session`, which applies
+:meth:`~threadline.events.signing.TrustPolicy.check`). It imports nothing that talks to
+NATS.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -31,6 +34,7 @@ from threadline.base.errors import ThreadlineError
 from threadline.events import codec
 from threadline.events.checkpoint import Checkpoint, check_signature
 from threadline.events.merkle import record_leaf, verify_inclusion
+from threadline.events.signing import TrustPolicy
 from threadline.events.store import Stored
 from threadline.events.verify import verify_session
 
@@ -72,7 +76,8 @@ class Bundle(msgspec.Struct, frozen=True, kw_only=True):
     exported_at: int
     checkpoint: Checkpoint
     records: list[BundleRecord]
-    #: informational only: what the exporter knew (``checkpoint_keys``: key id -> PEM)
+    #: informational only: what the exporter knew (``checkpoint_keys``: key id -> PEM;
+    #: ``trust_policy``: the records' trust policy, events/signing.py)
     trust: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
@@ -102,11 +107,6 @@ def record_bytes(record: BundleRecord) -> bytes | None:
         return None
 
 
-#: a record signature check: the record's stored bytes -> why it is not validly signed
-#: (None: signed by a key allowed to write it)
-RecordCheck = Callable[[bytes], str | None]
-
-
 class BundleReport(msgspec.Struct, frozen=True, kw_only=True):
     session: str
     checkpoint: Checkpoint
@@ -126,14 +126,14 @@ class BundleReport(msgspec.Struct, frozen=True, kw_only=True):
 async def verify_bundle(
     bundle: Bundle,
     trusted_checkpoint_keys: dict[str, Ed25519PublicKey],
-    *,
-    check_record: RecordCheck | None = None,
+    trust: TrustPolicy | None,
 ) -> BundleReport:
     """Every check of a bundle, offline: the checkpoint's signature by a trusted key;
     each covered record's inclusion proof against the checkpoint's root; the session's
-    hash chain and versions over all its records; each record's signature
-    (``check_record``, when given). Problems name what failed and where (stream
-    sequence, version, leaf index)."""
+    hash chain and versions over all its records and, under ``trust`` (the trust policy
+    of events/signing.py; None: an unsigned log), each record's signature by a key
+    allowed to write it. Problems name what failed and where (stream sequence, version,
+    leaf index)."""
     cp = bundle.checkpoint
     problems: list[str] = []
     bad_signature = check_signature(cp, trusted_checkpoint_keys)
@@ -154,16 +154,9 @@ async def verify_bundle(
     problems += _listed(unreadable)
     problems += _listed(_order(bundle))
     problems += _listed(_inclusion(bundle, datas))
-    chain = await verify_session(bundle.session, _stored(bundle.records, datas))
+    chain = await verify_session(bundle.session, _stored(bundle.records, datas), trust=trust)
     by_position = {r.position: (r, d) for r, d in zip(bundle.records, datas, strict=True)}
     problems += _listed([f"{_where(*by_position[p.position])}: {p.reason}" for p in chain.problems])
-    if check_record is not None:
-        signatures = []
-        for record, data in zip(bundle.records, datas, strict=True):
-            why = check_record(data)
-            if why is not None:
-                signatures.append(f"{_where(record, data)}: {why}")
-        problems += _listed(signatures)
     return BundleReport(
         session=bundle.session,
         checkpoint=cp,
@@ -172,7 +165,7 @@ async def verify_bundle(
         not_covered=tuple(r.position for r in bundle.records if not r.covered),
         last_version=chain.last_version,
         head_hash=chain.head_hash,
-        signatures_checked=check_record is not None,
+        signatures_checked=trust is not None,
         problems=tuple(problems),
     )
 

@@ -1,6 +1,8 @@
-"""``threadline audit-verify BUNDLE --trusted-key PEM ...``: check an audit bundle offline.
+"""``threadline audit-verify BUNDLE --checkpoint-key PEM --trusted-keys POLICY``: check an
+audit bundle offline.
 
-Needs nothing but the bundle and the public keys given on the command line: no NATS,
+Needs nothing but the bundle and the keys given on the command line (the checkpoint's
+public key, the records' trust policy: events/signing.py): no NATS,
 no configuration, no data dir (it reads neither; its own argument parsing, so not even
 ``THREADLINE_*`` settings are loaded). The keys a bundle names are information only.
 Exit 0 when every check holds, 1 with ``TAMPERED:`` and each failure (what and where),
@@ -19,6 +21,7 @@ from pathlib import Path
 from threadline.events.bundle import BundleError, BundleReport, decode_bundle, verify_bundle
 from threadline.events.checkpoint import CheckpointError
 from threadline.events.keys import KeyFileError, load_trusted_keys
+from threadline.events.signing import TrustPolicy
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,19 +29,33 @@ def build_parser() -> argparse.ArgumentParser:
         prog="threadline audit-verify",
         description="Check an audit bundle (threadline export --audit) offline: the "
         "checkpoint's signature, each record's inclusion proof, the session's hash chain "
-        "and versions (docs/audit.md).",
+        "and versions, each record's signature (docs/audit.md).",
     )
     parser.add_argument("bundle", type=Path, help="the bundle file")
     parser.add_argument(
-        "--trusted-key",
-        "--trusted-keys",
-        dest="trusted_keys",
+        "--checkpoint-key",
+        dest="checkpoint_keys",
         metavar="PEM",
         type=Path,
         nargs="+",
         action="extend",
         required=True,
-        help="public key(s) the checkpoint may be signed by (PEM; repeatable)",
+        help="public key(s) the checkpoint may be signed by (PEM, as `threadline verify "
+        "--checkpoint --trusted-key`; repeatable)",
+    )
+    records = parser.add_mutually_exclusive_group(required=True)
+    records.add_argument(
+        "--trusted-keys",
+        metavar="POLICY",
+        type=Path,
+        help="the trust policy records must be signed under (JSON: the keys and the actors "
+        "each may write; a deployment's THREADLINE_TRUSTED_KEYS, <data dir>/keys/trust.json)",
+    )
+    records.add_argument(
+        "--unsigned",
+        action="store_true",
+        help="the log's records are not signed (a deployment with signing off): check no "
+        "record signature",
     )
     parser.add_argument(
         "--strict",
@@ -56,11 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def run(args: argparse.Namespace) -> int:
     try:
         bundle = decode_bundle(await asyncio.to_thread(args.bundle.read_bytes))
-        trusted = await asyncio.to_thread(load_trusted_keys, args.trusted_keys)
+        trusted = await asyncio.to_thread(load_trusted_keys, args.checkpoint_keys)
+        policy = None
+        if args.trusted_keys is not None:
+            policy = await asyncio.to_thread(TrustPolicy.load, args.trusted_keys)
     except (OSError, BundleError, CheckpointError, KeyFileError) as exc:
         print(f"threadline audit-verify: {exc}", file=sys.stderr)
         return 2
-    report = await verify_bundle(bundle, trusted)
+    report = await verify_bundle(bundle, trusted, trust=policy)
     _print(args.bundle, report)
     if not report.ok:
         return 1
@@ -79,11 +99,13 @@ def _print(file: Path, report: BundleReport) -> None:
         for problem in report.problems:
             print(f"  {problem}", file=sys.stderr)
         return
+    signatures = (f"{report.records} record signatures under the trust policy, "
+                  if report.signatures_checked else "")  # fmt: skip
     print(f"OK: the checkpoint's signature (key {cp.key_id}), {report.covered} inclusion "
-          f"proofs against its root, the hash chain and versions 1..{report.last_version} "
-          f"(head {report.head_hash})")  # fmt: skip
+          f"proofs against its root, {signatures}the hash chain and versions "
+          f"1..{report.last_version} (head {report.head_hash})")  # fmt: skip
     if not report.signatures_checked:
-        print("record signatures: not checked (this build signs no records)")
+        print("record signatures: not checked (--unsigned)")
     if report.not_covered:
         positions = ", ".join(map(str, report.not_covered[:10]))
         more = "..." if len(report.not_covered) > 10 else ""

@@ -23,8 +23,10 @@ from threadline.events.checkpoint import Checkpoint, CheckpointError, decode_che
 from threadline.events.checkpointer import DirectorySink
 from threadline.events.ids import validate_session_id
 from threadline.events.keys import KeyFileError, load_trusted_keys, public_path
+from threadline.events.signing import TrustPolicy
 from threadline.services.cli.checkpoint import checkpoint_dir, key_path, make_checkpointer
 from threadline.services.runtime.connect import open_store
+from threadline.services.runtime.eventkeys import policy_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +67,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     may_sign = args.checkpoint is None and not args.no_checkpoint and key.exists()
     try:
         checkpoint = await _chosen(settings, args.checkpoint)
-        async with open_store(settings, user="agent" if may_sign else "projector") as store:
+        user = "agent" if may_sign else "projector"  # the agents' user appends checkpoints
+        async with open_store(settings, user, ensure=False) as store:
             if may_sign and (
                 checkpoint is None
                 or await has_records_after(store, session, checkpoint.last_position)
@@ -79,7 +82,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 )
                 return 2
             bundle = await build_bundle(
-                store, session, checkpoint, trust=await asyncio.to_thread(_trust, key)
+                store, session, checkpoint, trust=await asyncio.to_thread(_trust, settings, key)
             )
     except (BundleError, CheckpointError, KeyFileError, OSError) as exc:
         print(f"threadline export: {exc}", file=sys.stderr)
@@ -102,10 +105,15 @@ async def _chosen(settings: Settings, file: Path | None) -> Checkpoint | None:
     return await DirectorySink(checkpoint_dir(settings)).latest()
 
 
-def _trust(key: Path) -> dict[str, object]:
-    """What the exporter knows of the keys (informational in the bundle)."""
+def _trust(settings: Settings, key: Path) -> dict[str, object]:
+    """What the exporter knows of the keys: the checkpoint key and the records' trust
+    policy (information in the bundle; a verifier takes its own)."""
+    trust: dict[str, object] = {}
     public = public_path(key)
-    if not public.exists():
-        return {}
-    (kid,) = load_trusted_keys([public])
-    return {"checkpoint_keys": {kid: public.read_text()}}
+    if public.exists():
+        (kid,) = load_trusted_keys([public])
+        trust["checkpoint_keys"] = {kid: public.read_text()}
+    policy = policy_path(settings)
+    if settings.signing != "off" and policy is not None:
+        trust["trust_policy"] = TrustPolicy.load(policy).to_json()
+    return trust

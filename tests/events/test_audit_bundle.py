@@ -1,9 +1,11 @@
 """Audit bundles end to end on a real nats-server (issue 14 item 3): a session with tool
-calls after a checkpoint is exported with ``threadline export --audit`` and checked with
-``threadline audit-verify`` (offline: in a process that has no NATS to reach); a record
-byte, a proof hash or the checkpoint root altered, or a record dropped, each fails,
-naming what and where. The bundle's proofs are compared with RFC 6962's definitions
-computed by the second implementation in tests/events/test_merkle.py."""
+calls after a checkpoint, its records signed by the gateway's and the agent's keys of a
+deployment key set (events/signing.py), is exported with ``threadline export --audit``
+and checked with ``threadline audit-verify`` (offline: in a process that has no NATS to
+reach); a record byte, a proof hash or the checkpoint root altered, a record dropped, or
+a record signed by a key not allowed to write it, each fails, naming what and where. The
+bundle's proofs are compared with RFC 6962's definitions computed by the second
+implementation in tests/events/test_merkle.py."""
 
 from __future__ import annotations
 
@@ -33,12 +35,14 @@ from threadline.events.schema import (
     ToolResult,
     UserMessage,
 )
+from threadline.events.signing import Signer, TrustPolicy
 from threadline.events.store import NewEvent
 from threadline.events.stream import ensure_stream
 from threadline.services.cli import auditverify
 from threadline.services.cli import checkpoint as checkpoint_cmd
 from threadline.services.cli import export as export_cmd
 from threadline.services.cli.main import build_parser
+from threadline.services.runtime.eventkeys import ensure_deployment_keys, writer_key
 
 SESSION = "s-audit"
 
@@ -52,42 +56,83 @@ async def log(nats_url: str) -> AsyncIterator[JetStreamEventStore]:
 
 @pytest.fixture
 def settings(log: JetStreamEventStore, nats_url: str, tmp_path: Path) -> Settings:
-    return Settings(
+    """A data dir with ``up``'s key set: a key per writer and the trust policy."""
+    settings = Settings(
         data_dir=str(tmp_path / "data"),
         nats_url=nats_url,
         stream=log.settings.name,
         prefix=log.prefix,
     )
+    ensure_deployment_keys(settings)
+    return settings
 
 
-async def turn(store: JetStreamEventStore, session: str, n: int, *, tools: bool) -> None:
+def policy_file(settings: Settings) -> Path:
+    return settings.data_path / "keys" / "trust.json"
+
+
+async def writer(url: str, log: JetStreamEventStore, settings: Settings, name: str) -> Any:
+    """A store that signs what it appends with the writer ``name``'s key."""
+    return await JetStreamEventStore.connect(
+        url,
+        log.settings,
+        heartbeat_s=0.5,
+        signer=Signer.from_file(writer_key(settings, name)),
+        trust=TrustPolicy.load(policy_file(settings)),
+    )
+
+
+@pytest.fixture
+async def writers(
+    log: JetStreamEventStore, settings: Settings, nats_url: str
+) -> AsyncIterator[dict[str, JetStreamEventStore]]:
+    stores = {name: await writer(nats_url, log, settings, name) for name in ("gateway", "agent")}
+    yield stores
+    for store in stores.values():
+        await store.close()
+
+
+async def turn(
+    writers: dict[str, JetStreamEventStore], session: str, n: int, *, tools: bool
+) -> None:
     t = f"t{n}"
-    events = [NewEvent(event=UserMessage(text=f"question {n}"), actor="user:alice", turn=t)]
+    question = NewEvent(event=UserMessage(text=f"question {n}"), actor="user:alice", turn=t)
+    await writers["gateway"].append(session, question)
+    events = []
     if tools:
         events += [
             NewEvent(
                 event=ToolCall(call_id=f"c{n}", tool="add", arguments={"a": n, "b": 2}),
+                actor="agent:dev",
                 turn=t,
                 attempt=1,
             ),
-            NewEvent(event=ToolResult(call_id=f"c{n}", tool="add", content=str(n + 2)), turn=t),
+            NewEvent(
+                event=ToolResult(call_id=f"c{n}", tool="add", content=str(n + 2)),
+                actor="agent:dev",
+                turn=t,
+            ),
         ]
-    events.append(NewEvent(event=AssistantMessage(text=f"answer {n}"), turn=t, attempt=1))
-    await store.append(session, events)
+    answer = AssistantMessage(text=f"answer {n}")
+    events.append(NewEvent(event=answer, actor="agent:dev", turn=t, attempt=1))
+    await writers["agent"].append(session, events)
 
 
 @pytest.fixture
-async def history(log: JetStreamEventStore, settings: Settings, capsys: Any) -> Settings:
+async def history(
+    writers: dict[str, JetStreamEventStore], settings: Settings, capsys: Any
+) -> Settings:
     """Two sessions interleaved, a checkpoint, then tool calls in the audited session."""
     for session in (SESSION, "s-other"):
-        await log.append(session, NewEvent(event=SessionStarted(owner="alice")))
+        started = NewEvent(event=SessionStarted(owner="alice"), actor="user:alice")
+        await writers["gateway"].append(session, started)
     for n in range(3):
-        await turn(log, SESSION, n, tools=False)
-        await turn(log, "s-other", n, tools=True)
+        await turn(writers, SESSION, n, tools=False)
+        await turn(writers, "s-other", n, tools=True)
     assert await checkpoint_cmd.run(parse("checkpoint"), settings) == 0
     for n in range(3, 5):
-        await turn(log, SESSION, n, tools=True)
-        await turn(log, "s-other", n, tools=False)
+        await turn(writers, SESSION, n, tools=True)
+        await turn(writers, "s-other", n, tools=False)
     capsys.readouterr()
     return settings
 
@@ -104,9 +149,12 @@ async def export(settings: Settings, out: Path, capsys: Any, *extra: str) -> tup
     return code, captured.out + captured.err
 
 
-async def audit_verify(bundle: Path, key: Path, capsys: Any, *extra: str) -> tuple[int, str]:
-    args = auditverify.build_parser().parse_args([str(bundle), "--trusted-key", str(key), *extra])
-    code = await auditverify.run(args)
+async def audit_verify(
+    bundle: Path, settings: Settings, capsys: Any, *extra: str, key: Path | None = None
+) -> tuple[int, str]:
+    key = key or public_key(settings)
+    argv = [str(bundle), "--checkpoint-key", str(key), "--trusted-keys", str(policy_file(settings))]
+    code = await auditverify.run(auditverify.build_parser().parse_args([*argv, *extra]))
     captured = capsys.readouterr()
     return code, captured.out + captured.err
 
@@ -143,12 +191,16 @@ async def test_a_session_with_tool_calls_after_a_checkpoint_exports_and_verifies
         assert records[index].position == entry["position"]
         assert entry["proof"] == [h.hex() for h in path(index, entries)]
 
-    code, text = await audit_verify(out, public_key(history), capsys)
+    code, text = await audit_verify(out, history, capsys)
     assert code == 0, text
     assert (
         f"OK: the checkpoint's signature (key {bundle['checkpoint']['key_id']}), 15 inclusion "
-        "proofs against its root, the hash chain and versions 1..15" in text
+        "proofs against its root, 15 record signatures under the trust policy, the hash "
+        "chain and versions 1..15" in text
     )
+    # the keys the exporter knew, as information
+    assert bundle["trust"]["trust_policy"] == json.loads(policy_file(history).read_text())
+    assert list(bundle["trust"]["checkpoint_keys"]) == [bundle["checkpoint"]["key_id"]]
 
 
 async def test_records_after_the_checkpoint_are_listed_as_not_covered(
@@ -161,11 +213,11 @@ async def test_records_after_the_checkpoint_are_listed_as_not_covered(
     bundle = json.loads(out.read_text())
     uncovered = [r for r in bundle["records"] if r["leaf_index"] is None]
     assert len(uncovered) == 8 and all(r["proof"] is None for r in uncovered)
-    code, text = await audit_verify(out, public_key(history), capsys)
+    code, text = await audit_verify(out, history, capsys)
     assert code == 0, text
     assert "7 inclusion proofs" in text
     assert "NOT COVERED: 8 record(s) after the checkpoint (stream sequences " in text
-    code, text = await audit_verify(out, public_key(history), capsys, "--strict")
+    code, text = await audit_verify(out, history, capsys, "--strict")
     assert code == 1
 
 
@@ -183,7 +235,7 @@ async def tampered(
 ) -> tuple[int, str]:
     out = tmp_path / "tampered.json"
     out.write_text(json.dumps(bundle))
-    return await audit_verify(out, public_key(settings), capsys)
+    return await audit_verify(out, settings, capsys)
 
 
 async def test_a_record_byte_altered_fails_naming_the_record(
@@ -197,6 +249,7 @@ async def test_a_record_byte_altered_fails_naming_the_record(
     assert code == 1
     where = f"record at stream sequence {entry['position']}, version 9, leaf {entry['leaf_index']}"
     assert f"{where}: its inclusion proof does not lead to the checkpoint's root" in text
+    assert f"{where}: signature: its signature does not verify with key " in text
     after = exported["records"][9]
     where = f"record at stream sequence {after['position']}, version 10, leaf {after['leaf_index']}"
     assert f"{where}: hash chain broken" in text
@@ -252,7 +305,7 @@ async def test_a_bundle_is_checked_only_against_the_keys_given(
     ensure_signing_key(other)
     out = tmp_path / "bundle.json"
     out.write_text(json.dumps(exported))
-    code, text = await audit_verify(out, Path(f"{other}.pub"), capsys)
+    code, text = await audit_verify(out, history, capsys, key=Path(f"{other}.pub"))
     assert code == 1 and "which is not a trusted key" in text
 
 
@@ -276,8 +329,10 @@ async def test_audit_verify_runs_with_no_nats_and_no_config(
         "threadline.services.cli",
         "audit-verify",
         str(bundle),
-        "--trusted-keys",
+        "--checkpoint-key",
         str(public_key(history)),
+        "--trusted-keys",
+        str(policy_file(history)),
         cwd=work,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -300,7 +355,7 @@ async def test_without_a_checkpoint_or_the_key_nothing_is_exported(
     out = tmp_path / "bundle.json"
     code, text = await export(settings, out, capsys)
     assert code == 2 and "no checkpoint to prove against" in text
-    assert not out.exists() and not (settings.data_path / "keys").exists()
+    assert not out.exists() and not (settings.data_path / "keys" / "checkpoint.key").exists()
 
 
 async def test_a_log_that_no_longer_extends_the_checkpoint_is_not_exported(
@@ -318,3 +373,34 @@ async def test_a_log_that_no_longer_extends_the_checkpoint_is_not_exported(
     code, text = await export(history, out, capsys, "--no-checkpoint")
     assert code == 1 and "the log does not extend the checkpoint of 20 records" in text
     assert not out.exists()
+
+
+async def test_records_not_signed_by_a_key_allowed_to_write_them_fail(
+    log: JetStreamEventStore,
+    writers: dict[str, JetStreamEventStore],
+    history: Settings,
+    tmp_path: Path,
+    capsys: Any,
+) -> None:
+    """Each is in the checkpoint and its chain is sound: only its signature tells."""
+    forged = NewEvent(event=UserMessage(text="transfer it all"), actor="user:alice", turn="t9")
+    by_agent = (await writers["agent"].append(SESSION, forged))[0]
+    unsigned = (await log.append(SESSION, NewEvent(event=UserMessage(text="and more"))))[0]
+    out = tmp_path / "bundle.json"
+    code, text = await export(history, out, capsys)
+    assert code == 0, text
+    code, text = await audit_verify(out, history, capsys)
+    assert code == 1
+    agent = Signer.from_file(writer_key(history, "agent")).key_id
+    bundle = json.loads(out.read_text())
+    leaves = {r["position"]: r["leaf_index"] for r in bundle["records"]}
+    assert (
+        f"record at stream sequence {by_agent.position}, version 16, leaf "
+        f"{leaves[by_agent.position]}: signature: key {agent} (agent) may not write a record "
+        "of actor 'user:alice'"
+    ) in text
+    assert (
+        f"record at stream sequence {unsigned.position}, version 17, leaf "
+        f"{leaves[unsigned.position]}: signature: it is not signed"
+    ) in text
+    assert "hash chain broken" not in text and "inclusion proof" not in text
