@@ -404,3 +404,26 @@ async def test_records_not_signed_by_a_key_allowed_to_write_them_fail(
         f"{leaves[unsigned.position]}: signature: it is not signed"
     ) in text
     assert "hash chain broken" not in text and "inclusion proof" not in text
+
+
+async def test_an_unsigned_log_verifies_only_with_unsigned_said(
+    log: JetStreamEventStore, settings: Settings, tmp_path: Path, capsys: Any
+) -> None:
+    """A deployment with signing off: its bundle passes with --unsigned (and the report
+    says no record signature was checked), and fails under the trust policy, naming each."""
+    await log.append(SESSION, NewEvent(event=SessionStarted(owner="alice")))
+    await log.append(SESSION, NewEvent(event=UserMessage(text="hi"), actor="user:alice"))
+    assert await checkpoint_cmd.run(parse("checkpoint"), settings) == 0
+    out = tmp_path / "bundle.json"
+    code, text = await export(settings, out, capsys)
+    assert code == 0, text
+    args = [str(out), "--checkpoint-key", str(public_key(settings)), "--unsigned"]
+    code = await auditverify.run(auditverify.build_parser().parse_args(args))
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "2 inclusion proofs against its root, the hash chain and versions 1..2" in text
+    assert "record signatures: not checked (--unsigned)" in text
+    code, text = await audit_verify(out, settings, capsys)
+    assert code == 1 and text.count("signature: it is not signed") == 2
+    with pytest.raises(SystemExit):  # neither a trust policy nor --unsigned: refused
+        auditverify.build_parser().parse_args(args[:-1])
