@@ -8,14 +8,7 @@ from typing import Any
 
 from msgspec import structs
 
-from threadline.events.schema import (
-    FinishReason,
-    ReasoningDelta,
-    TextDelta,
-    ToolCall,
-    ToolCallRef,
-    Usage,
-)
+from threadline.events import schema as ev
 from threadline.services.agent.coalesce import Coalescer
 from threadline.services.agent.providers import ModelAdapter, ModelRequest
 from threadline.services.agent.providers.parts import (
@@ -35,9 +28,9 @@ from threadline.services.agent.writer import TurnWriter
 class StepOutcome:
     text: str = ""
     reasoning: str = ""
-    calls: list[ToolCallRef] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    finish: FinishReason = "stop"
+    calls: list[ev.ToolCallRef] = field(default_factory=list)
+    usage: ev.Usage = field(default_factory=ev.Usage)
+    finish: ev.FinishReason = "stop"
     provider_data: dict[str, Any] = field(default_factory=dict)
     first_output_at: float | None = None  # monotonic time of the first content part
     #: something of this step is already in the log
@@ -62,18 +55,20 @@ async def run_step(
                 outcome.first_output_at = outcome.first_output_at or time.monotonic()
             if isinstance(part, TextPart):
                 outcome.produced_output = True
-                await coalescer.add(TextDelta, part.text)
+                await coalescer.add(ev.TextDelta, part.text)
                 outcome.text = coalescer.text
             elif isinstance(part, ReasoningPart):
                 outcome.produced_output = True
                 outcome.reasoning += part.text
-                await coalescer.add(ReasoningDelta, part.text)
+                await coalescer.add(ev.ReasoningDelta, part.text)
             elif isinstance(part, ToolCallEnd):
                 outcome.produced_output = True
                 await coalescer.flush()
-                call = ToolCallRef(call_id=part.call_id, tool=part.name, arguments=part.arguments)
+                call = ev.ToolCallRef(
+                    call_id=part.call_id, tool=part.name, arguments=part.arguments
+                )
                 server = (split_prefixed(call.tool) or ("", ""))[0]
-                await writer.append(ToolCall(**structs.asdict(call), server=server, step=step))
+                await writer.append(ev.ToolCall(**structs.asdict(call), server=server, step=step))
                 outcome.calls.append(call)
             elif isinstance(part, ReasoningEnd) and part.provider_data:
                 outcome.provider_data = dict(part.provider_data)

@@ -25,16 +25,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from threadline.base.errors import ThreadlineError
 from threadline.base.metrics import Registry, default_registry
 from threadline.base.redact import redact
+from threadline.events import schema as ev
 from threadline.events.fold import SessionState
-from threadline.events.schema import (
-    Event,
-    Fallback,
-    FallbackKind,
-    ToolCallRef,
-    TurnCancelled,
-    TurnCompleted,
-    TurnFailed,
-)
 from threadline.events.turns import TERMINAL, ended_status
 from threadline.events.workqueue import WorkQueue
 from threadline.services.agent.providers import ModelRequest, ProviderError, ProviderRegistry
@@ -133,20 +125,20 @@ class AgentTelemetry:
             "User messages delivered to workers and not acked yet (sampled when scraped).",
             ("consumer",),
         )
-        for kind in get_args(FallbackKind):  # series exist from the start: rate() sees the first
+        for kind in get_args(ev.FallbackKind):  # series exist from the start: rate() sees the first
             self.fallbacks.inc(0, kind=kind)
         for outcome in TERMINAL:
             self.turns.inc(0, outcome=outcome)
 
     def ended(
-        self, event: TurnCompleted | TurnFailed | TurnCancelled, provider: str, model: str
+        self, event: ev.TurnCompleted | ev.TurnFailed | ev.TurnCancelled, provider: str, model: str
     ) -> None:
         self.turns.inc(outcome=ended_status(event))
-        if isinstance(event, TurnCompleted):
+        if isinstance(event, ev.TurnCompleted):
             self.turn_duration.observe(event.duration_ms / 1000, provider=provider, model=model)
             if event.ttft_ms is not None:
                 self.ttft.observe(event.ttft_ms / 1000, provider=provider, model=model)
-        elif isinstance(event, TurnFailed):
+        elif isinstance(event, ev.TurnFailed):
             self.failures.inc(kind=event.error)
 
     def tool_call(self, server: str, tool: str, seconds: float, is_error: bool) -> None:
@@ -240,24 +232,24 @@ class TurnTelemetry:
             finally:
                 self._tel.running.dec()
 
-    def appended(self, event: Event) -> None:
+    def appended(self, event: ev.Event) -> None:
         """Called with every event the attempt appended (after it is in the log)."""
-        if isinstance(event, Fallback):
+        if isinstance(event, ev.Fallback):
             self._tel.fallbacks.inc(kind=event.fallback)
             attrs = {"kind": event.fallback, "from": event.from_, "to": event.to}
             named: dict[str, str | int] = {f"threadline.fallback.{k}": v for k, v in attrs.items()}
             named["threadline.fallback.attempt"] = event.attempt
             self._span.add_event("threadline.fallback", named)
-        elif isinstance(event, TurnCompleted | TurnFailed | TurnCancelled):
+        elif isinstance(event, ev.TurnCompleted | ev.TurnFailed | ev.TurnCancelled):
             self._tel.ended(event, self._turn.provider, self.model())
             self._span.set_attribute("threadline.turn.outcome", ended_status(event))
-            if isinstance(event, TurnCompleted):
+            if isinstance(event, ev.TurnCompleted):
                 self._span.set_attributes({
                     "gen_ai.usage.input_tokens": event.usage.input_tokens,
                     "gen_ai.usage.output_tokens": event.usage.output_tokens,
                     "threadline.turn.steps": event.steps,
                 })  # fmt: skip
-            elif isinstance(event, TurnFailed):
+            elif isinstance(event, ev.TurnFailed):
                 _error(self._span, event.error, event.message)
 
     @contextlib.contextmanager
@@ -292,7 +284,7 @@ class TurnTelemetry:
             span.set_attribute("gen_ai.response.finish_reasons", (outcome.finish,))
 
     @contextlib.contextmanager
-    def tool(self, call: ToolCallRef) -> Iterator[Callable[[ToolOutcome], None]]:
+    def tool(self, call: ev.ToolCallRef) -> Iterator[Callable[[ToolOutcome], None]]:
         """One tool call (span ``execute_tool {tool}``); call the yielded function with
         the outcome."""
         offered = call.tool in self._offered

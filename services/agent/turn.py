@@ -24,24 +24,9 @@ from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError, PayloadTooLarge
 from threadline.base.redact import redact
 from threadline.base.text import comma_list
+from threadline.events import schema as ev
 from threadline.events.conversation import Message, ToolSpec
 from threadline.events.fold import SessionState, fold, message_of
-from threadline.events.schema import (
-    ApprovalDenied,
-    ApprovalRequested,
-    AssistantMessage,
-    ErrorKind,
-    Fallback,
-    FallbackKind,
-    ToolCallRef,
-    ToolProgress,
-    ToolResult,
-    TurnCancelled,
-    TurnCompleted,
-    TurnFailed,
-    TurnStarted,
-    Usage,
-)
 from threadline.events.store import EventStore, Recorded
 from threadline.services.agent.approvals import ApprovalRules
 from threadline.services.agent.coalesce import Coalescer
@@ -103,7 +88,7 @@ async def until(work: Coroutine[Any, Any, T], watch: Coroutine[Any, Any, object]
     return None
 
 
-def denial(decision: ApprovalDenied) -> str:
+def denial(decision: ev.ApprovalDenied) -> str:
     """What the model is told, as the tool's result, of a call that was denied."""
     if decision.expired:
         return "This tool call was not run: nobody approved it before its deadline."
@@ -203,7 +188,7 @@ class Turn:
         self.coalescer = Coalescer(
             self.writer.append, self.cfg.delta_window_s, max_chars=self.writer.text_chars
         )
-        self.usage = Usage()
+        self.usage = ev.Usage()
         self.started = time.monotonic()
         self.first_output: float | None = None
         self.steps = 0
@@ -225,20 +210,22 @@ class Turn:
     async def _run(self) -> None:
         if not self.resume:
             started = await self.writer.append(
-                TurnStarted(
+                ev.TurnStarted(
                     turn_id=self.turn_id, attempt=self.attempt, provider=self.provider,
                     model=self.obs.model(), worker=self.cfg.worker,
                 )
             )  # fmt: skip
             await self._fold_through(started)
         if self.cancel.is_set() or self.state.turns[self.turn_id].cancel_requested:
-            await self.writer.append(TurnCancelled(reason="stopped before it started"))
+            await self.writer.append(ev.TurnCancelled(reason="stopped before it started"))
             return
         work = await until(self._steps(), self.cancel.wait())
         if work is None:  # stop requested
             self.coalescer.discard()
             partial = self.coalescer.text if self._fitting(self.coalescer.text) else ""
-            await self.writer.append(TurnCancelled(partial_text=partial, reason="stop requested"))
+            await self.writer.append(
+                ev.TurnCancelled(partial_text=partial, reason="stop requested")
+            )
             return
         try:
             work.result()
@@ -273,10 +260,10 @@ class Turn:
         (the fold reads a step's text from them when its event carries none)."""
         return sum(map(len, texts)) <= self.writer.text_chars
 
-    async def _fail(self, kind: ErrorKind, message: str, *, retryable: bool = False) -> None:
+    async def _fail(self, kind: ev.ErrorKind, message: str, *, retryable: bool = False) -> None:
         await self.coalescer.flush()
         await self.writer.append(
-            TurnFailed(error=kind, message=redact(message), retryable=retryable)
+            ev.TurnFailed(error=kind, message=redact(message), retryable=retryable)
         )
 
     async def _steps(self) -> None:
@@ -290,7 +277,8 @@ class Turn:
             waited, calls = self.state.turns[self.turn_id].unanswered
             steps = self.state.turns[self.turn_id].steps  # those finished before it waited
             self.usage = sum(
-                (e.event.usage for e in steps if isinstance(e.event, AssistantMessage)), Usage()
+                (e.event.usage for e in steps if isinstance(e.event, ev.AssistantMessage)),
+                ev.Usage(),
             )
             messages += await self._call_tools(waited, list(calls))
             first = self.steps = waited + 1
@@ -307,7 +295,7 @@ class Turn:
                 break
             messages += await self._call_tools(step, outcome.calls)
         await self.writer.append(
-            TurnCompleted(
+            ev.TurnCompleted(
                 usage=self.usage,
                 ttft_ms=(self.first_output - self.started) * 1000 if self.first_output else None,
                 duration_ms=(time.monotonic() - self.started) * 1000,
@@ -327,7 +315,7 @@ class Turn:
     async def _close_step(self, step: int, outcome: StepOutcome) -> Message:
         self.usage = self.usage + outcome.usage
         provider_data = {self.provider: outcome.provider_data} if outcome.provider_data else {}
-        said = AssistantMessage(
+        said = ev.AssistantMessage(
             text=outcome.text, finish_reason=outcome.finish, usage=outcome.usage,
             reasoning=outcome.reasoning, tool_calls=tuple(outcome.calls), step=step,
             provider_data=provider_data,
@@ -427,13 +415,15 @@ class Turn:
         return float(min(self.cfg.retry_base_s * 2 ** (retries - 1), self.cfg.retry_max_s))
 
     async def _fallback(
-        self, kind: FallbackKind, reason: str, *, from_: str = "", to: str = "", attempt: int = 0
+        self, kind: ev.FallbackKind, reason: str, *, from_: str = "", to: str = "", attempt: int = 0
     ) -> None:
         await self.coalescer.flush()
-        event = Fallback(fallback=kind, reason=redact(reason), from_=from_, to=to, attempt=attempt)
+        event = ev.Fallback(
+            fallback=kind, reason=redact(reason), from_=from_, to=to, attempt=attempt
+        )
         await self.writer.append(event)
 
-    async def _call_tools(self, step: int, calls: list[ToolCallRef]) -> list[Message]:
+    async def _call_tools(self, step: int, calls: list[ev.ToolCallRef]) -> list[Message]:
         """Run the step's calls, a denied one answered with the denial; then ask for
         approval of each that needs it (``approval_requested``, last: a decision cannot
         come while this attempt still works) and raise :class:`Waiting` if any waits."""
@@ -451,7 +441,7 @@ class Turn:
             timeout = self.cfg.approval_timeout_s
             server, _ = split_prefixed(call.tool) or ("", "")
             await self.writer.append(
-                ApprovalRequested(
+                ev.ApprovalRequested(
                     call_id=call.call_id, tool=call.tool, server=server,
                     arguments=call.arguments, step=step,
                     deadline=int((time.time() + timeout) * 1e6) if timeout > 0 else 0,
@@ -461,10 +451,10 @@ class Turn:
             raise Waiting()
         return list(results)
 
-    async def _call_tool(self, step: int, call: ToolCallRef) -> Message:
+    async def _call_tool(self, step: int, call: ev.ToolCallRef) -> Message:
         approval = self.state.turns[self.turn_id].approvals.get(call.call_id)
-        if approval is not None and isinstance(approval.decision, ApprovalDenied):
-            result = ToolResult(
+        if approval is not None and isinstance(approval.decision, ev.ApprovalDenied):
+            result = ev.ToolResult(
                 call_id=call.call_id, tool=call.tool, content=denial(approval.decision),
                 is_error=True, summary="denied", step=step,
             )  # fmt: skip
@@ -476,7 +466,7 @@ class Turn:
 
             async def progress(done: float, total: float | None, message: str) -> None:
                 await self.writer.append(
-                    ToolProgress(
+                    ev.ToolProgress(
                         call_id=call.call_id, progress=done, total=total, message=message,
                         step=step,
                     )
@@ -487,7 +477,7 @@ class Turn:
                     call.tool, call.arguments, context=context, progress=progress
                 )
                 record(outcome)
-            result = ToolResult(
+            result = ev.ToolResult(
                 call_id=call.call_id, tool=call.tool, content=outcome.content,
                 is_error=outcome.is_error, duration_ms=outcome.duration_ms,
                 summary=outcome.summary, step=step,

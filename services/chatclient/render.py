@@ -12,25 +12,7 @@ import os
 from typing import Any, TextIO
 
 from threadline.base.text import one_line
-from threadline.events.schema import (
-    ApprovalDenied,
-    ApprovalGranted,
-    ApprovalRequested,
-    AssistantMessage,
-    CancelRequested,
-    ContextTrimmed,
-    Envelope,
-    Fallback,
-    ReasoningDelta,
-    TextDelta,
-    ToolCall,
-    ToolResult,
-    TurnCancelled,
-    TurnCompleted,
-    TurnFailed,
-    TurnStarted,
-    UserMessage,
-)
+from threadline.events import schema as ev
 from threadline.services.gateway.models import MessageView, SessionDetail, TurnView
 
 _RESULT_CHARS = 300
@@ -154,45 +136,45 @@ class Renderer:
         mark, shown = "✗" if is_error else "→", one_line(content, _RESULT_CHARS)
         self.line(f"  {mark} {tool}: {shown}{took}", "31" if is_error else "35")
 
-    def event(self, env: Envelope, *, mine: bool = False) -> None:  # noqa: C901 - one case per kind
+    def event(self, env: ev.Envelope, *, mine: bool = False) -> None:  # noqa: C901 - one case per kind
         e, turn = env.event, env.turn or ""
-        if isinstance(e, UserMessage):
+        if isinstance(e, ev.UserMessage):
             if not mine:  # typed in another client
                 self.line(self._style("you (elsewhere)> ", "1;34") + e.text)
-        elif isinstance(e, TurnStarted):
+        elif isinstance(e, ev.TurnStarted):
             if e.attempt > 1:
                 self.line(f"  ↻ attempt {e.attempt} (the earlier answer is dropped)", "33")
-        elif isinstance(e, TextDelta):
+        elif isinstance(e, ev.TextDelta):
             self._streamed.add((turn, e.step))
             self._stream(e.text)
-        elif isinstance(e, ReasoningDelta):
+        elif isinstance(e, ev.ReasoningDelta):
             self._stream(e.text, "2")
-        elif isinstance(e, ToolCall):
+        elif isinstance(e, ev.ToolCall):
             self._tool_call(e.tool, e.arguments)
-        elif isinstance(e, ToolResult):
+        elif isinstance(e, ev.ToolResult):
             self._tool_result(e.tool, e.content, e.is_error, e.duration_ms)
-        elif isinstance(e, AssistantMessage):
+        elif isinstance(e, ev.AssistantMessage):
             if e.text and (turn, e.step) not in self._streamed:
                 self._stream(e.text)
             self.end_line()
-        elif isinstance(e, Fallback):
+        elif isinstance(e, ev.Fallback):
             hop = f" ({e.from_} → {e.to})" if e.from_ or e.to else ""
             self.line(f"  ! fallback {e.fallback}{hop}: {one_line(e.reason, 200)}", "33")
-        elif isinstance(e, CancelRequested):
+        elif isinstance(e, ev.CancelRequested):
             self.line("  … stop requested", "33")
-        elif isinstance(e, ContextTrimmed) and e.turns:
+        elif isinstance(e, ev.ContextTrimmed) and e.turns:
             self.line(f"  … {e.turns} older turns left out of the model's context", "2")
-        elif isinstance(e, TurnCompleted):
+        elif isinstance(e, ev.TurnCompleted):
             self.end_line()
             tokens = e.usage.output_tokens
             self.note(f"  ({e.duration_ms / 1000:.2f} s, {tokens} tokens)")
-        elif isinstance(e, TurnFailed):
+        elif isinstance(e, ev.TurnFailed):
             self.line(f"  ✗ turn failed ({e.error}): {e.message}", "31")
-        elif isinstance(e, TurnCancelled):
+        elif isinstance(e, ev.TurnCancelled):
             self.line("  ■ turn cancelled", "33")
-        elif isinstance(e, ApprovalRequested):
+        elif isinstance(e, ev.ApprovalRequested):
             self.line(f"  ⏸ {e.tool} waits for approval", "33")
-        elif isinstance(e, ApprovalGranted | ApprovalDenied):
-            verdict = "approved" if isinstance(e, ApprovalGranted) else "denied"
+        elif isinstance(e, ev.ApprovalGranted | ev.ApprovalDenied):
+            verdict = "approved" if isinstance(e, ev.ApprovalGranted) else "denied"
             why = f": {e.reason}" if e.reason else ""
             self.line(f"  {verdict} by {env.actor}{why}", "32" if verdict == "approved" else "31")

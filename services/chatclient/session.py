@@ -17,17 +17,10 @@ import os
 import signal
 import uuid
 
-from threadline.events.schema import (
-    TERMINAL_KINDS,
-    ApprovalDenied,
-    ApprovalGranted,
-    ApprovalRequested,
-    UserMessage,
-    kind_of,
-)
+from threadline.events import schema as ev
 from threadline.services.chatclient.client import ChatError, GatewayClient
 from threadline.services.chatclient.render import Renderer
-from threadline.services.chatclient.terminal import INTERRUPTED, LineReader
+from threadline.services.chatclient.terminal import LineReader
 from threadline.services.gateway.models import SessionDetail
 
 QUIT_COMMANDS = frozenset({"/quit", "/exit"})
@@ -54,7 +47,7 @@ class Chat:
         self._early_interrupt = False
         self._tasks: set[asyncio.Task[None]] = set()
         #: tool calls waiting for a decision, to ask about at the next chance
-        self._asked: dict[str, ApprovalRequested] = {}
+        self._asked: dict[str, ev.ApprovalRequested] = {}
         #: input from a pipe or file is not echoed by a terminal: show it
         self._echo = not os.isatty(lines.fd)
 
@@ -65,7 +58,7 @@ class Chat:
         self.ended |= {t.turn_id for t in detail.turns if t.status not in ("pending", "running")}
         unfinished = [t.turn_id for t in detail.turns if t.turn_id not in self.ended]
         self._asked |= {  # calls that waited for a decision when we joined
-            a.call_id: ApprovalRequested(call_id=a.call_id, tool=a.tool, arguments=a.arguments)
+            a.call_id: ev.ApprovalRequested(call_id=a.call_id, tool=a.tool, arguments=a.arguments)
             for t in detail.turns
             for a in t.approvals
             if a.status == "waiting"
@@ -83,17 +76,12 @@ class Chat:
             )
             while self._follow_error is None:
                 self.out.prompt()
-                self._prompting = True
-                line = await self.lines.readline()
-                self._prompting = False
-                if line is None or line is INTERRUPTED:
+                line = await self._read()
+                if line is None:
                     self.out.end_line()
                     if self.out.at_prompt:
                         self.out.write("\n")
                     break
-                assert isinstance(line, str)
-                if self._echo:
-                    self.out.write(line + "\n")
                 self.out.input_done()
                 text = line.strip()
                 if text in QUIT_COMMANDS:
@@ -149,20 +137,28 @@ class Chat:
             self._waiting_for = None
         self.out.end_line()
 
-    async def _ask(self, asked: ApprovalRequested) -> None:
+    async def _read(self) -> str | None:
+        """A line typed at the prompt (echoed when it came from a pipe or file); None at
+        the end of input or on Ctrl-C."""
+        self._prompting = True
+        line = await self.lines.readline()
+        self._prompting = False
+        if not isinstance(line, str):
+            return None
+        if self._echo:
+            self.out.write(line + "\n")
+        return line
+
+    async def _ask(self, asked: ev.ApprovalRequested) -> None:
         """Ask at the prompt whether the call may run: ``y``, else denied (the rest of the
         line is the reason given); another client may have decided first."""
         args = json.dumps(asked.arguments, ensure_ascii=False)
         self.out.end_line()
         self.out.write(f"  ? run {asked.tool} {args}? [y/N, or n and a reason] ")
-        self._prompting = True
-        line = await self.lines.readline()
-        self._prompting = False
-        if not isinstance(line, str):  # Ctrl-C or end of input: leave it waiting
+        line = await self._read()
+        if line is None:  # Ctrl-C or end of input: leave it waiting
             self.out.write("\n")
             return
-        if self._echo:
-            self.out.write(line + "\n")
         answer = line.strip()
         approved = answer.lower() in ("y", "yes")
         reason = "" if approved else answer.partition(" ")[2].strip()
@@ -204,15 +200,15 @@ class Chat:
     async def _follow(self, after: int) -> None:
         try:
             async for _, env in self.client.follow(self.session, after):
-                mine = isinstance(env.event, UserMessage) and (
+                mine = isinstance(env.event, ev.UserMessage) and (
                     env.event.client_message_id in self._mine
                 )
                 self.out.event(env, mine=mine)
-                if isinstance(env.event, ApprovalRequested):
+                if isinstance(env.event, ev.ApprovalRequested):
                     self._asked[env.event.call_id] = env.event
-                elif isinstance(env.event, ApprovalGranted | ApprovalDenied):
+                elif isinstance(env.event, ev.ApprovalGranted | ev.ApprovalDenied):
                     self._asked.pop(env.event.call_id, None)  # decided (maybe elsewhere)
-                if kind_of(env.event) in TERMINAL_KINDS and env.turn is not None:
+                if ev.kind_of(env.event) in ev.TERMINAL_KINDS and env.turn is not None:
                     self.ended.add(env.turn)
                     if self._prompting and not self.out.at_prompt:
                         self.out.prompt()  # another client's turn ended while we waited

@@ -25,11 +25,7 @@ from threadline.base.text import comma_list
 from threadline.events.ids import validate_session_id
 from threadline.services.chatclient import Chat, ChatError, GatewayClient, LineReader, Renderer
 from threadline.services.gateway.models import SessionDetail
-from threadline.services.runtime.connect import (
-    configured_token,
-    read_dev_token,
-    read_runtime,
-)
+from threadline.services.runtime.connect import configured_token, read_dev_token, read_runtime
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 

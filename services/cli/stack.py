@@ -23,12 +23,7 @@ from threadline.services.agent.service import mcp_configs, serve_agent
 from threadline.services.cli.checkpoint import checkpoint_dir, make_checkpointer
 from threadline.services.devmodel import DevModelSettings
 from threadline.services.devmodel import serve as serve_devmodel
-from threadline.services.gateway import (
-    Catalog,
-    ProviderEntry,
-    ensure_dev_token,
-    serve_gateway,
-)
+from threadline.services.gateway import Catalog, ProviderEntry, ensure_dev_token, serve_gateway
 from threadline.services.gateway.projection_history import ProjectionHistory
 from threadline.services.runtime.agents import agent_env, serve_agent_processes
 from threadline.services.runtime.connect import DEV_TOKEN_FILE, dev_token

@@ -16,12 +16,7 @@ from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.stream import require_stream
 from threadline.services.runtime.eventkeys import event_keys
 from threadline.services.runtime.files import write_private
-from threadline.services.runtime.natsauth import (
-    ADMIN,
-    provision,
-    secured_nats,
-    service_url,
-)
+from threadline.services.runtime.natsauth import ADMIN, provision, secured_nats, service_url
 
 RUNTIME_FILE = "runtime.json"
 #: the token ``up`` and ``gateway`` accept when none is configured, kept across restarts

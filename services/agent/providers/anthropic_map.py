@@ -24,12 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
-from anthropic.types import (
-    ContentBlockParam,
-    MessageParam,
-    ThinkingConfigEnabledParam,
-    ToolParam,
-)
+from anthropic.types import ContentBlockParam, MessageParam, ThinkingConfigEnabledParam, ToolParam
 
 from threadline.events.conversation import AssistantTurn, Message, ToolSpec, ToolTurn, UserTurn
 from threadline.services.agent.providers.history import repair, system_prompt, wrap_tool_output

@@ -97,6 +97,11 @@ class ToolContext(msgspec.Struct, frozen=True, kw_only=True):
     turn_id: str
     allowed_servers: tuple[str, ...]
 
+    def meta(self, request: str) -> dict[str, str]:
+        """The ``_meta`` of a ``tools/call`` request tagged ``request``."""
+        ids = (self.owner, self.session_id, self.turn_id, request)
+        return dict(zip((META_OWNER, META_SESSION, META_TURN, META_REQUEST), ids, strict=True))
+
 
 class ToolOutcome(msgspec.Struct, frozen=True, kw_only=True):
     """The result of one tool call, ready to be recorded as a ``ToolResult``."""

@@ -24,10 +24,6 @@ from threadline.base.redact import register_secret
 from threadline.base.text import one_line
 from threadline.events.conversation import ToolSpec
 from threadline.services.agent.tools.config import (
-    META_OWNER,
-    META_REQUEST,
-    META_SESSION,
-    META_TURN,
     McpServerConfig,
     ToolContext,
     ToolListing,
@@ -284,15 +280,7 @@ class ToolRegistry:
     ) -> CallToolResult:
         tag = uuid.uuid4().hex
         # An open map on the wire; mypy does not know TypedDict ``extra_items`` yet.
-        meta = cast(
-            RequestParamsMeta,
-            {
-                META_OWNER: context.owner,
-                META_SESSION: context.session_id,
-                META_TURN: context.turn_id,
-                META_REQUEST: tag,
-            },
-        )
+        meta = cast(RequestParamsMeta, context.meta(tag))
         timeout = conn.config.call_timeout_s
         try:
             async with asyncio.timeout(timeout):
