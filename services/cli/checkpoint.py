@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_store(settings, user="agent") as store:  # appends the checkpoint
+    async with open_store(settings, user="checkpointer") as store:  # appends the checkpoint
         checkpointer = await make_checkpointer(settings, store)
         try:
             signed = await checkpointer.checkpoint(force=True)

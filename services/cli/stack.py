@@ -87,7 +87,7 @@ async def start_services(
     """Start every service this build has; ``stack`` stops them in reverse order.
     ``agents`` > 0: that many agent worker processes on ``nats_url`` (``up``); 0: the
     agent runs in this process (tests that look inside it). The gateway uses ``store``;
-    the projector and the checkpointer ``stores["projector"]`` and ``stores["agent"]``
+    the projector and the checkpointer ``stores["projector"]`` and ``stores["checkpointer"]``
     where given (``up``: each service as its own NATS user), else ``store`` too."""
     by_user = stores or {}
     running = Running()
@@ -123,8 +123,8 @@ async def start_services(
     )
     running.add("gateway", f"{url}  (API schema {url}/schema, metrics {url}/metrics)")
     if settings.checkpoint_interval_s > 0:
-        # it appends to the log beside the agents' events: as the agents' user
-        checkpointer = await make_checkpointer(settings, by_user.get("agent", store))
+        # as its own user: it reads the log and appends checkpoints, nothing else
+        checkpointer = await make_checkpointer(settings, by_user.get("checkpointer", store))
         every = settings.checkpoint_interval_s
         await stack.enter_async_context(running_checkpointer(checkpointer, every))
         running.add("checkpointer", f"every {every:g} s into {checkpoint_dir(settings)}")

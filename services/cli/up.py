@@ -48,7 +48,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     async with contextlib.AsyncExitStack() as stack:
         url = settings.nats_url
         extra: dict[str, object] = {}
-        as_user = dict.fromkeys(("gateway", "projector", "agent"), url or "")
+        as_user = dict.fromkeys(("gateway", "projector", "agent", "checkpointer"), url or "")
         if url is None:
             url = await _embedded(stack, settings, extra)
             as_user = {user: service_url(url, settings.data_path, user) for user in as_user}
@@ -56,7 +56,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         store = await stack.enter_async_context(connected(settings, as_user["gateway"], "gateway"))
         stores = {
             user: await stack.enter_async_context(connected(settings, as_user[user], writer))
-            for user, writer in (("projector", None), ("agent", "agent"))
+            for user, writer in (("projector", None), ("agent", "agent"), ("checkpointer", None))
         }
         agents = agent_count(settings.agents if args.agents is None else args.agents)
         running = await start_services(

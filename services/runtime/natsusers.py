@@ -16,6 +16,7 @@ from nats.js.api import DiscardPolicy, KeyValueConfig, StreamConfig
 
 from threadline.base.config import StreamSettings
 from threadline.events.kv import buckets
+from threadline.events.store import checkpoint_subject
 
 ACCOUNT: Final = "THREADLINE"
 
@@ -115,6 +116,11 @@ def roles(stream: StreamSettings | None = None) -> tuple[Role, ...]:
             "tails; reads and writes snapshots and the sessions directory",
         ),
         Role("projector", reads, comment="reads and tails only; appends nothing"),
+        Role(
+            "checkpointer",
+            (checkpoint_subject(s.prefix), *reads),
+            comment="reads and tails the log; appends signed checkpoints only",
+        ),
     )
 
 

@@ -33,6 +33,7 @@ from threadline.events.store import Recorded
 from threadline.services.runtime.cluster import gateway_module
 from threadline.services.runtime.natsconf import PROD_STORE_DIR, PROD_TLS_DIR, production_hosts
 from threadline.services.runtime.natsserver import find_binary
+from threadline.services.runtime.natsusers import roles
 from threadline.services.runtime.processes import (
     ServiceProcess,
     _die_with_parent,
@@ -43,7 +44,7 @@ from threadline.services.runtime.processes import (
 T = TypeVar("T")
 STREAM = StreamSettings()
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "nats-server.conf"
-USERS = ("sys", "admin", "agent", "gateway", "projector")
+USERS = ("sys", "admin", *(role.user for role in roles()))
 USAGES = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]  # routes: both
 
 

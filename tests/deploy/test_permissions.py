@@ -28,7 +28,7 @@ from threadline.events.store import NewEvent
 from threadline.events.stream import stream_problems
 from threadline.services.runtime.processes import wait_healthy
 
-APP_USERS = ("agent", "gateway", "projector")
+APP_USERS = ("agent", "gateway", "projector", "checkpointer")
 
 
 def destructive_calls(stream: str) -> list[tuple[str, bytes]]:
@@ -110,14 +110,16 @@ async def refused_append(prod: ProdCluster, user: str, event: Event) -> bool:
 
 
 async def test_services_append_only_what_they_own(prod: ProdCluster) -> None:
-    """The gateway appends user intents only, the projector nothing."""
+    """The gateway appends user intents only, the projector nothing, the checkpointer
+    checkpoints only."""
     admin = await connect(prod, "admin")
     before = (await admin.jetstream().stream_info(STREAM.name)).state.last_seq
     refused = await asyncio.gather(
         refused_append(prod, "projector", UserMessage(text="not mine")),
         refused_append(prod, "gateway", TurnCompleted()),
+        refused_append(prod, "checkpointer", UserMessage(text="not mine")),
     )
-    assert refused == [True, True]
+    assert refused == [True, True, True]
     assert (await admin.jetstream().stream_info(STREAM.name)).state.last_seq == before
     await admin.close()
 
@@ -138,13 +140,13 @@ async def refused_put(prod: ProdCluster, user: str, bucket: str) -> bool:
 
 async def test_services_write_only_the_buckets_they_keep(prod: ProdCluster) -> None:
     """Snapshots: the agent and the gateway; the sessions directory: the gateway only;
-    the projector neither (reading is everyone's: test_buckets.py)."""
+    the projector and the checkpointer neither (reading: test_buckets.py)."""
     snapshots, sessions = (b.bucket for b in buckets(STREAM))
     refused = await asyncio.gather(
         *(refused_put(prod, user, snapshots) for user in APP_USERS),
         *(refused_put(prod, user, sessions) for user in APP_USERS),
     )
-    assert refused == [False, False, True, True, False, True]
+    assert refused == [False, False, True, True, True, False, True, True]
 
 
 async def test_failover_with_one_node_down(prod: ProdCluster) -> None:

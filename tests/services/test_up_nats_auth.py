@@ -21,7 +21,7 @@ from nats.js.api import DiscardPolicy
 from tests.services.test_up import start_up
 from threadline.services.runtime.natsauth import CREDENTIALS_FILE, service_url
 
-SERVICES = ("agent", "gateway", "projector")
+SERVICES = ("agent", "gateway", "projector", "checkpointer")
 
 
 async def _errors_of(url: str) -> tuple[nats.NATS, list[str]]:
@@ -85,10 +85,18 @@ async def test_up_admits_its_users_only_and_they_cannot_change_the_stream(
             for op in ("UPDATE", "PURGE", "DELETE"):
                 wanted = f'permissions violation for publish to "$js.api.stream.{op.lower()}'
                 assert any(wanted in e.lower() for e in errors), (user, errors)
+        # the checkpointer appends checkpoints and nothing else: no session's event
+        nc, errors = await _errors_of(service_url(url, tmp_path, "checkpointer"))
+        with pytest.raises(nats.errors.TimeoutError):  # no answer: refused
+            await nc.jetstream().publish("tl.s1.user_message", b"{}", timeout=2)
+        await nc.close()
+        wanted = 'permissions violation for publish to "tl.s1.user_message"'
+        assert any(wanted in e.lower() for e in errors), errors
         admin = await nats.connect(service_url(url, tmp_path, "admin"))
         assert (await admin.jetstream().stream_info("THREADLINE")).config.max_msgs == -1
         await admin.close()
-        # a CLI command on the data dir connects with the credentials kept there
+        # a CLI command on the data dir connects with the credentials kept there (the
+        # checkpoint command as the checkpointer, which may append the checkpoint)
         cli = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "threadline.services.cli", "checkpoint",
             "--data-dir", str(tmp_path), stdout=PIPE, stderr=STDOUT,
