@@ -5,21 +5,9 @@ answers is scripted by ``[[...]]`` directives in the last user message; see
 docs/devmodel.md.
 """
 
-from .app import DevModelApp, create_app
-from .cli import main
-from .script import BAD_KEY, MISSING_MODEL, answer_for, tool_answer
+from .app import create_app
+from .script import answer_for, tool_answer
 from .server import serve
-from .settings import DEFAULT_MODEL, DevModelSettings
+from .settings import DevModelSettings
 
-__all__ = [
-    "BAD_KEY",
-    "DEFAULT_MODEL",
-    "MISSING_MODEL",
-    "DevModelApp",
-    "DevModelSettings",
-    "answer_for",
-    "create_app",
-    "main",
-    "serve",
-    "tool_answer",
-]
+__all__ = ["DevModelSettings", "answer_for", "create_app", "serve", "tool_answer"]

@@ -5,6 +5,5 @@ Run it with ``python -m threadline.services.mcpserver --transport stdio|http``.
 """
 
 from threadline.services.mcpserver.app import build_server
-from threadline.services.mcpserver.main import main
 
-__all__ = ["build_server", "main"]
+__all__ = ["build_server"]
