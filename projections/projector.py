@@ -127,7 +127,10 @@ class Projector:
 
         async def pump() -> None:
             try:
-                async for item in raw_events(self.store, after=start, until_end=self._until_end):
+                reading = raw_events(
+                    self.store, after=start, until_end=self._until_end, checkpoints=True
+                )
+                async for item in reading:
                     await queue.put(item)
             except Exception as exc:  # handed to the consumer, which raises it
                 failures.append(exc)
@@ -173,7 +176,7 @@ class Projector:
             trust=self.store.trust,
         )
         self.positions = outcome.positions
-        self.events += len(batch)
+        self.events += sum(not is_checkpoint_subject(item.subject) for item in batch)
         self.errors += len(outcome.errors)
         self.halted.update(outcome.halted)
         _log_errors(outcome)
@@ -210,15 +213,17 @@ class Projector:
 
 
 async def raw_events(
-    store: EventStore, *, after: int = 0, until_end: bool = False
+    store: EventStore, *, after: int = 0, until_end: bool = False, checkpoints: bool = False
 ) -> AsyncIterator[Stored]:
     """Every stored event after position ``after``, undecoded, live (or, with ``until_end``,
     up to the end). JetStream gives the stored bytes directly (``follow_raw``), so a
     corrupt or unknown event reaches the projector and becomes an error row instead of
-    stopping the read; other stores (the in-memory one) hold valid events only."""
+    stopping the read; other stores (the in-memory one) hold valid events only.
+    ``checkpoints``: the log's checkpoints too (no session's events: the projector only
+    moves its positions past them, so a checkpoint at the end leaves no lag)."""
     if isinstance(store, JetStreamEventStore):
         async for item in store.follow_raw([f"{store.prefix}.>"], after=after, until_end=until_end):
-            if not is_checkpoint_subject(item.subject):  # the log's, no session's event
+            if checkpoints or not is_checkpoint_subject(item.subject):
                 yield item
         return
     end = await store.last_position() if until_end else None

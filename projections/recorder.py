@@ -29,7 +29,7 @@ from eventsourcing.persistence import (
 
 from threadline.events.ids import new_id
 from threadline.events.signing import TrustPolicy
-from threadline.events.store import Quarantined, Stored, read_record
+from threadline.events.store import Quarantined, Stored, is_checkpoint_subject, read_record
 from threadline.projections.model import ProjectionErrorRow
 from threadline.projections.sql import Db, Table
 from threadline.projections.views import VIEWS, Rec, View, select_views
@@ -63,6 +63,18 @@ class Broken(NamedTuple):
     reason: str
     session: str = ""
     view: str = ""
+
+
+class Passed(NamedTuple):
+    """A record of the log that is no session's event (a signed checkpoint): every view
+    moves past it, and nothing else happens (it counts as processed)."""
+
+    position: int
+    session: str = ""
+
+
+#: what a batch holds: events, records no view can use, records for no view
+Item = Rec | Broken | Passed
 
 
 class TrackState(NamedTuple):
@@ -198,7 +210,7 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
 
     def _apply_items(
         self,
-        items: list[Rec | Broken],
+        items: list[Item],
         state: TrackState,
         views: Sequence[View],
         halt: bool,
@@ -221,7 +233,7 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
             if any((f.position, f.view) == (position, view) for f in failures):
                 raise failed  # not the view's doing (nothing left to put aside)
             item = next(it for it in items if it.position == position)
-            session = item.session if isinstance(item, Broken) else item.env.session
+            session = item.env.session if isinstance(item, Rec) else item.session
             reason = str(failed)
             if not reason.startswith(f"{view} view: "):  # found by narrowing down
                 reason = f"{view} view: {reason}"
@@ -229,7 +241,7 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
 
     def _split(
         self,
-        items: list[Rec | Broken],
+        items: list[Item],
         state: TrackState,
         views: Sequence[View],
         halt: bool,
@@ -257,7 +269,7 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
 
     def _transaction(
         self,
-        items: list[Rec | Broken],
+        items: list[Item],
         state: TrackState,
         views: Sequence[View],
         halt: bool,
@@ -354,7 +366,9 @@ def _record(db: Db, errors: Sequence[Broken], stops: dict[str, Broken]) -> None:
     )
 
 
-def decode(stored: Stored, trust: TrustPolicy | None = None) -> Rec | Broken:
+def decode(stored: Stored, trust: TrustPolicy | None = None) -> Item:
+    if is_checkpoint_subject(stored.subject):  # the log's, no session's event
+        return Passed(stored.position)
     entry = read_record(stored, trust)
     if isinstance(entry, Quarantined):
         return Broken(entry.position, entry.reason, entry.session)

@@ -20,6 +20,7 @@ import pytest
 from nats.js.api import DiscardPolicy
 
 from tests.conftest import fresh_stream
+from tests.projections.helpers import close, project_to_end
 from threadline.base.config import Settings
 from threadline.events import codec
 from threadline.events.checkpoint import (
@@ -39,6 +40,8 @@ from threadline.events.schema import AssistantMessage, SessionStarted, UserMessa
 from threadline.events.store import QUARANTINED, NewEvent, Recorded
 from threadline.events.stream import ensure_stream
 from threadline.events.verify import verify_session
+from threadline.projections import status
+from threadline.projections.config import ProjectorConfig
 from threadline.projections.projector import raw_events
 from threadline.services.cli import checkpoint as checkpoint_cmd
 from threadline.services.cli import verify as verify_cmd
@@ -355,3 +358,21 @@ async def test_verifying_against_a_deleted_stream_says_so_and_creates_nothing(
     assert code == 2 and "does not exist; nothing was created" in capsys.readouterr().err
     with pytest.raises(nats.js.errors.NotFoundError):  # still gone: neither created it
         await js.stream_info(log.settings.name)
+
+
+async def test_the_projector_counts_a_checkpoint_as_processed(
+    log: JetStreamEventStore, checkpointed: tuple[Settings, Path], tmp_path: Path
+) -> None:
+    """The newest record is a checkpoint: the views are not behind (lag 0), and the
+    projector's position is the log's end, not the last session event's."""
+    recorder, projector = await project_to_end(
+        log, ProjectorConfig(sqlite_path=str(tmp_path / "views.sqlite3"))
+    )
+    try:
+        last = await log.last_position()
+        assert last == 34  # 33 records, then the checkpoint
+        assert [(s.position, s.lag) for s in await status(log, recorder)] == [(last, 0)] * 2
+        assert projector.positions == {"sessions": last, "usage": last}
+        assert projector.events == 33  # the checkpoint is stepped over, not applied
+    finally:
+        await close(recorder)
