@@ -60,6 +60,17 @@ def mcp_configs(settings: Settings) -> list[McpServerConfig]:
     return configs
 
 
+def deployment_providers(
+    settings: Settings, devmodel_url: str | None = None, env: Mapping[str, str] | None = None
+) -> ProviderRegistry:
+    """The providers of this deployment (the agent's, and what the gateway offers): from
+    ``env`` (default the process's), the config file, and the dev model at ``devmodel_url``."""
+    environ = dict(os.environ if env is None else env)
+    if devmodel_url:
+        environ.setdefault("THREADLINE_DEVMODEL_URL", devmodel_url)
+    return load_providers(environ, settings.providers)
+
+
 class Adapters:
     """One adapter (and HTTP connection pool) per provider, made on first use."""
 
@@ -113,10 +124,7 @@ async def serve_agent(
     """``telemetry``: where metrics and spans go (default: the process's registry and
     tracer); ``queue``: where the work comes from (default: :func:`work_queue_for`)."""
     queue = queue or work_queue_for(store, ack_wait_s=ack_wait_s, max_ack_pending=concurrency * 2)
-    environ = dict(os.environ if env is None else env)
-    if devmodel_url:
-        environ.setdefault("THREADLINE_DEVMODEL_URL", devmodel_url)
-    providers = load_providers(environ, settings.providers)
+    providers = deployment_providers(settings, devmodel_url, env)
     adapters = Adapters(providers)
     async with ToolRegistry(mcp_configs(settings)) as tools:
         deps = AgentDeps(

@@ -18,8 +18,8 @@ from threadline.base.config import Settings
 from threadline.events.checkpointer import running_checkpointer
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.projections import Projector, serve_projector
-from threadline.services.agent.providers import load_providers
-from threadline.services.agent.service import mcp_configs, serve_agent
+from threadline.services.agent.providers._config import PROVIDER_VARS
+from threadline.services.agent.service import deployment_providers, mcp_configs, serve_agent
 from threadline.services.cli.checkpoint import checkpoint_dir, make_checkpointer
 from threadline.services.devmodel import DevModelSettings
 from threadline.services.devmodel import serve as serve_devmodel
@@ -29,13 +29,7 @@ from threadline.services.runtime.agents import agent_env, serve_agent_processes
 from threadline.services.runtime.connect import DEV_TOKEN_FILE, dev_token
 
 #: With none of these set, ``up`` serves answers from the local dev model.
-PROVIDER_KEY_VARS = (
-    "OPENAI_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "GEMINI_API_KEY",
-    "OPENROUTER_API_KEY",
-    "OLLAMA_BASE_URL",
-)
+PROVIDER_KEY_VARS = PROVIDER_VARS
 
 
 def _cli() -> str:
@@ -151,16 +145,9 @@ def deployment_catalog(
     """What a deployment offers sessions: its configured providers and MCP servers, from
     the same sources the agent uses, so the gateway accepts exactly what the agent can
     serve."""
-    environ = dict(os.environ if env is None else env)
-    if devmodel_url:
-        environ.setdefault("THREADLINE_DEVMODEL_URL", devmodel_url)
-    registry = load_providers(environ, settings.providers)
+    registry = deployment_providers(settings, devmodel_url, env)
     default = registry.default_name()
-    offered = [
-        info
-        for info in registry.describe()
-        if info.configured or (info.name.startswith("dev") and "THREADLINE_DEVMODEL_URL" in environ)
-    ]
+    offered = [info for info in registry.describe() if info.configured]
     offered.sort(key=lambda info: info.name != default)  # the default first
     entries = [
         ProviderEntry(name=i.name, models=tuple(i.models), default_model=i.default_model, api=i.api)

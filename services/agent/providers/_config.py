@@ -52,6 +52,11 @@ _BUILTIN: Final[dict[str, tuple[str, ApiKind, str, tuple[str, ...]]]] = {
     ),
     "ollama": ("Ollama", "openai", OLLAMA_URL + "/v1", ("llama3.2", "qwen3", "mistral")),
 }
+#: the variables that make a built-in provider usable: its key (Ollama: its URL)
+PROVIDER_VARS: Final = (
+    *(f"{name.upper()}_API_KEY" for name in _BUILTIN if name != "ollama"),
+    "OLLAMA_BASE_URL",
+)
 #: optional headers of built-in providers: header -> environment variable
 _HEADERS: Final = {
     "openai": {"OpenAI-Organization": "OPENAI_ORG_ID", "OpenAI-Project": "OPENAI_PROJECT_ID"},
