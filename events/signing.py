@@ -172,13 +172,17 @@ class TrustPolicy:
     """The keys a deployment trusts, by key id, and what each may write. Its file is JSON
     (docs/audit.md)::
 
-        {"version": 1, "keys": [{"name": "gateway", "key_id": "<16 hex>",
-          "public_key": "<base64 of the raw 32-byte Ed25519 public key>",
+        {"version": 1, "unsigned_before": 1, "keys": [{"name": "gateway",
+          "key_id": "<16 hex>", "public_key": "<base64 of the raw 32-byte public key>",
           "actors": ["user:*", "system"], "copies": true}, ...]}
+
+    ``unsigned_before``: records at stream positions below it may be unsigned (the log a
+    deployment had before it signed); a signature they carry is still checked.
     """
 
-    def __init__(self, keys: Mapping[str, TrustedKey]) -> None:
+    def __init__(self, keys: Mapping[str, TrustedKey], unsigned_before: int = 0) -> None:
         self.keys = dict(keys)
+        self.unsigned_before = unsigned_before
         self._raw = {kid: key.raw for kid, key in self.keys.items()}
 
     @classmethod
@@ -204,11 +208,15 @@ class TrustPolicy:
                 raise ValueError(f"key {entry.get('name')!r}: actors must be a list of strings")
             grant = Grant(tuple(actors), bool(entry.get("copies", False)))
             keys[kid] = TrustedKey(str(entry.get("name", kid)), public, grant)
-        return cls(keys)
+        before = data.get("unsigned_before", 0)
+        if not isinstance(before, int) or isinstance(before, bool) or before < 0:
+            raise ValueError("unsigned_before must be a stream position (0: none)")
+        return cls(keys, before)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "version": POLICY_VERSION,
+            "unsigned_before": self.unsigned_before,
             "keys": [
                 {
                     "name": k.name,
@@ -221,12 +229,15 @@ class TrustPolicy:
             ],
         }
 
-    def check(self, stored: bytes, envelope: Envelope) -> str | None:
-        """Why the record (its stored bytes, decoded as ``envelope``) may not be trusted:
-        unsigned, signed by a key the policy does not list, a signature that does not
-        verify, or a key not allowed to write its actor. None: it may."""
+    def check(self, stored: bytes, envelope: Envelope, position: int | None = None) -> str | None:
+        """Why the record (its stored bytes, decoded as ``envelope``; at stream
+        ``position``, when known) may not be trusted: unsigned (unless from before
+        ``unsigned_before``), signed by a key the policy does not list, a signature that
+        does not verify, or a key not allowed to write its actor. None: it may."""
         parts = detach(stored)
         if parts is None:
+            if position is not None and position < self.unsigned_before:
+                return None  # written before the deployment signed
             return "it is not signed"
         unsigned, sig = parts
         scheme, _, rest = sig.partition(":")
@@ -259,19 +270,23 @@ def _public_key(text: object) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
-def ensure_key_set(directory: Path, grants: Mapping[str, Grant], policy_file: str) -> Path:
+def ensure_key_set(
+    directory: Path, grants: Mapping[str, Grant], policy_file: str, unsigned_before: int = 0
+) -> Path:
     """A key per writer (``<directory>/<name>.key``, made when missing) and the trust
-    policy naming them (``<directory>/<policy_file>``): made when missing; a key made
-    since (a lost one replaced) is added to it, every key it lists is kept (old
-    signatures still verify). Returns the policy's path."""
+    policy naming them (``<directory>/<policy_file>``): made when missing (accepting
+    unsigned records below ``unsigned_before``); a key made since (a lost one replaced)
+    is added to it, every key it lists is kept (old signatures still verify). Returns
+    the policy's path."""
     path = directory / policy_file
-    policy = TrustPolicy.load(path) if path.exists() else TrustPolicy({})
+    policy = TrustPolicy.load(path) if path.exists() else TrustPolicy({}, unsigned_before)
     keys = dict(policy.keys)
     for name, grant in grants.items():
         public = ensure_signing_key(directory / f"{name}.key").public_key()
         keys.setdefault(key_id(public), TrustedKey(name, public, grant))
     if keys.keys() != policy.keys.keys() or not path.exists():
         fresh = path.with_name(f".{path.name}.{os.getpid()}")
-        fresh.write_text(json.dumps(TrustPolicy(keys).to_json(), indent=2) + "\n")
+        kept = TrustPolicy(keys, policy.unsigned_before)
+        fresh.write_text(json.dumps(kept.to_json(), indent=2) + "\n")
         os.replace(fresh, path)
     return path

@@ -134,7 +134,7 @@ SIGNATURE_REASON: Final = "signature: "
 
 def untrusted(rec: Recorded, trust: TrustPolicy) -> None:
     """:class:`CorruptEvent` (counted) unless ``trust`` allows the record's signer."""
-    reason = trust.check(rec.raw, rec.envelope)
+    reason = trust.check(rec.raw, rec.envelope, rec.position)
     if reason is not None:
         REJECTED.inc(by="reader")
         raise CorruptEvent(rec.position, SIGNATURE_REASON + reason)

@@ -72,7 +72,7 @@ class _Chain:
             reason = ("hash chain broken: prev does not match the previous event (an event "
                       "before it was altered, removed or reordered)")  # fmt: skip
             self.problems.append(Problem(position, env.version, reason))
-        if self.trust is not None and (why := self.trust.check(data, env)) is not None:
+        if self.trust is not None and (why := self.trust.check(data, env, position)) is not None:
             self.problems.append(Problem(position, env.version, SIGNATURE_REASON + why))
         self.prev_hash = codec.record_hash(data)
         self.expected_version = env.version + 1

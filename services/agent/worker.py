@@ -158,7 +158,7 @@ class AgentWorker:
         """Why the deployment's trust policy refuses the record's signature (None: it
         does not, or there is no policy): a forged question is never answered."""
         trust = self.store.trust
-        return None if trust is None else trust.check(rec.raw, rec.envelope)
+        return None if trust is None else trust.check(rec.raw, rec.envelope, rec.position)
 
     async def _attended(
         self, delivery: Delivery, session: str, turn: str, decided: int | None

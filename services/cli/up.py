@@ -22,7 +22,7 @@ from threadline.base.tracing import tracing_from_env
 from threadline.services.cli.stack import Running, start_services
 from threadline.services.runtime.agents import agent_count
 from threadline.services.runtime.connect import clear_runtime, connected, write_runtime
-from threadline.services.runtime.eventkeys import ensure_deployment_keys
+from threadline.services.runtime.eventkeys import ensure_deployment_keys, needs_policy
 from threadline.services.runtime.natsauth import ADMIN, provision, secured_nats, service_url
 from threadline.services.runtime.processes import stop_event
 
@@ -52,7 +52,11 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if url is None:
             url = await _embedded(stack, settings, extra)
             as_user = {user: service_url(url, settings.data_path, user) for user in as_user}
-        policy = await asyncio.to_thread(ensure_deployment_keys, settings)
+        log_end = 0  # the first signed start: the log so far may stay unsigned
+        if needs_policy(settings):
+            async with connected(settings, as_user["projector"]) as probe:
+                log_end = await probe.last_position()
+        policy = await asyncio.to_thread(ensure_deployment_keys, settings, log_end)
         store = await stack.enter_async_context(connected(settings, as_user["gateway"], "gateway"))
         stores = {
             user: await stack.enter_async_context(connected(settings, as_user[user], writer))

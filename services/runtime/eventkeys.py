@@ -66,12 +66,22 @@ def event_keys(settings: Settings, writer: str | None) -> tuple[Signer | None, T
     return signer, trust
 
 
-def ensure_deployment_keys(settings: Settings) -> Path | None:
+def ensure_deployment_keys(settings: Settings, log_end: int = 0) -> Path | None:
     """``up``'s key set in the data dir (made or completed; a configured trust policy
-    is the operator's: left alone). The policy's path; None with signing off."""
+    is the operator's: left alone). ``log_end``: the log's last position when the
+    policy is made, the records up to it (from before the deployment signed) may stay
+    unsigned. The policy's path; None with signing off."""
     if settings.signing == "off" or settings.trusted_keys:
         return None
-    return ensure_key_set(keys_dir(settings), WRITERS, POLICY_FILE)
+    return ensure_key_set(keys_dir(settings), WRITERS, POLICY_FILE, log_end + 1)
+
+
+def needs_policy(settings: Settings) -> bool:
+    """Whether ``up`` is about to make the data dir's trust policy (its first signed
+    start): it then needs the log's end, for :func:`ensure_deployment_keys`."""
+    if settings.signing == "off" or settings.trusted_keys:
+        return False
+    return not (keys_dir(settings) / POLICY_FILE).exists()
 
 
 def writer_key(settings: Settings, writer: str) -> Path:

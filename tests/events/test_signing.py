@@ -70,3 +70,17 @@ def test_a_policy_file_must_say_what_it_is() -> None:
     with pytest.raises(ValueError):
         TrustPolicy.from_json({"version": 1, "keys": [{"public_key": raw}]})
     assert TrustPolicy.from_json(TRUST.to_json()).keys.keys() == TRUST.keys.keys()
+
+
+def test_unsigned_records_from_before_the_policy_pass_and_later_ones_do_not() -> None:
+    grandfathered = TrustPolicy(TRUST.keys, unsigned_before=5)
+    record = unsigned()
+    envelope = codec.decode(record)
+    assert grandfathered.check(record, envelope, 4) is None  # written before signing began
+    assert grandfathered.check(record, envelope, 5) == "it is not signed"
+    assert grandfathered.check(record, envelope) == "it is not signed"  # position unknown
+    _, stored = Signer(Ed25519PrivateKey.generate()).seal(record)  # signed: always checked
+    assert "does not list" in (grandfathered.check(stored, codec.decode(stored), 4) or "")
+    assert TrustPolicy.from_json(grandfathered.to_json()).unsigned_before == 5
+    with pytest.raises(ValueError, match="unsigned_before"):
+        TrustPolicy.from_json({**grandfathered.to_json(), "unsigned_before": -1})

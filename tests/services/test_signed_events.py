@@ -16,15 +16,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import fresh_stream
 from tests.services.test_up import as_gateway, start_up
 from tests.support.signing import independent_check
 from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.keys import load_public_key
-from threadline.events.schema import TERMINAL_KINDS, UserMessage
+from threadline.events.schema import TERMINAL_KINDS, SessionStarted, UserMessage
 from threadline.events.signing import TrustPolicy
 from threadline.events.store import NewEvent
+from threadline.events.verify import verify_session
 from threadline.services.runtime.eventkeys import WRITERS, ensure_deployment_keys, event_keys
 
 
@@ -34,7 +36,7 @@ def test_the_key_set_is_made_once_kept_and_completed(tmp_path: Path) -> None:
     policy = ensure_deployment_keys(settings)
     assert policy == tmp_path / "keys" / "trust.json"
     listed = json.loads(policy.read_text())
-    assert listed["version"] == 1
+    assert listed["version"] == 1 and listed["unsigned_before"] == 1  # an empty log
     assert {k["name"]: (k["actors"], k["copies"]) for k in listed["keys"]} == {
         "gateway": (["user:*", "system"], True),
         "agent": (["agent:*", "system"], False),
@@ -69,6 +71,41 @@ def test_a_trust_policy_that_lies_about_a_key_id_is_refused(tmp_path: Path) -> N
         TrustPolicy.load(policy)
 
 
+async def test_a_log_from_before_signing_stays_readable_and_verifies(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """``up``'s first signed start on an old data dir: the records already in the log may
+    stay unsigned (``unsigned_before``); an unsigned one appended after is refused."""
+    stream = fresh_stream()
+    old = await JetStreamEventStore.connect(nats_url, stream)
+    await old.append("s1", [started_by("alice"), said("from before")])
+    settings = Settings(data_dir=str(tmp_path))
+    ensure_deployment_keys(settings, await old.last_position())
+    signer, trust = event_keys(settings, "gateway")
+    new = await JetStreamEventStore.connect(nats_url, stream, signer=signer, trust=trust)
+    try:
+        await new.append("s1", said("signed"))
+        [late] = await old.append("s1", said("unsigned, after"))
+        entries = [e async for e in new.entries("s1")]
+        assert [type(e).__name__ for e in entries] == ["Recorded"] * 3 + ["Quarantined"]
+        raw = old.follow_raw([f"{stream.prefix}.s1.*"], until_end=True)
+        report = await verify_session("s1", raw, trust=trust)
+        assert [(p.position, p.reason) for p in report.problems] == [
+            (late.position, "signature: it is not signed")
+        ]
+    finally:
+        await old.close()
+        await new.close()
+
+
+def started_by(owner: str) -> NewEvent:
+    return NewEvent(event=SessionStarted(owner=owner), actor=f"user:{owner}")
+
+
+def said(text: str) -> NewEvent:
+    return NewEvent(event=UserMessage(text=text), actor="user:alice", turn=text)
+
+
 async def cli(data_dir: Path, *args: str) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
     proc = await asyncio.create_subprocess_exec(
@@ -83,6 +120,7 @@ async def cli(data_dir: Path, *args: str) -> tuple[int, str]:
 async def test_up_signs_every_write_and_refuses_a_forged_one(tmp_path: Path) -> None:
     proc, banner = await start_up(tmp_path, "--agents", "1")
     assert "event signing" in banner
+    assert json.loads((tmp_path / "keys" / "trust.json").read_text())["unsigned_before"] == 1
     keys = {
         name: load_public_key(tmp_path / "keys" / f"{name}.key.pub")
         for name in ("gateway", "agent", "cli")
