@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
 import threading
@@ -69,8 +70,9 @@ REJECTED = default_registry().counter(
 
 class _Verified:
     """Stored bytes known to carry a good signature by a public key (raw bytes): the
-    newest :data:`_VERIFIED_CACHE` of them, shared by every store of the process (the
-    projector checks in a thread, hence the lock)."""
+    newest :data:`_VERIFIED_CACHE` of them, by their SHA-256 (records may be large),
+    shared by every store of the process (the projector checks in a thread, hence the
+    lock)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -78,12 +80,14 @@ class _Verified:
         self._lock = threading.Lock()
 
     def holds(self, stored: bytes, public: bytes) -> bool:
+        digest = hashlib.sha256(stored).digest()
         with self._lock:
-            return self._seen.get(stored) == public
+            return self._seen.get(digest) == public
 
     def add(self, stored: bytes, public: bytes) -> None:
+        digest = hashlib.sha256(stored).digest()
         with self._lock:
-            self._seen[stored] = public
+            self._seen[digest] = public
             if len(self._seen) > self.size:
                 self._seen.popitem(last=False)
 
