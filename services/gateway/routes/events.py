@@ -16,6 +16,7 @@ from threadline.events.store import EventStore, Quarantined, Recorded
 from threadline.events.verify import Problem, verify_entries
 from threadline.services.gateway.context import GW, Caller, Slot
 from threadline.services.gateway.errors import error_responses
+from threadline.services.gateway.history import view_of
 from threadline.services.gateway.routes.params import LastEventId, SessionId, position_query
 from threadline.services.gateway.sse import EventKind, EventStream, SSEResponse
 
@@ -188,12 +189,7 @@ async def verify_chain(
         session, gw.store.entries(session), expect_head=expect_head or None
     )
     problems = list(report.problems)
-    return ChainCheck(
-        session=session,
-        ok=report.ok,
-        events=report.events,
-        head=report.head_hash,
-        last_version=report.last_version,
-        first_broken=problems[0].position if problems else None,
-        problems=problems,
+    first_broken = problems[0].position if problems else None
+    return view_of(
+        ChainCheck, report, head=report.head_hash, first_broken=first_broken, problems=problems
     )

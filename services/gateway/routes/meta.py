@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
@@ -20,7 +21,7 @@ from threadline.events.readiness import (
 from threadline.events.store import EventStore
 from threadline.services.gateway.context import GW
 from threadline.services.gateway.errors import error_responses
-from threadline.services.gateway.models import Health, ProviderList, ProviderView
+from threadline.services.gateway.models import Health, ProviderList
 
 _READY_TIMEOUT_S = 2.0
 #: the key written to see whether writes land again (never a session id: it has a dot)
@@ -35,11 +36,7 @@ _PROBE_KEY = "readiness.probe"
     responses=error_responses(401),
 )
 async def list_providers(gw: GW) -> ProviderList:
-    providers = [
-        ProviderView(name=p.name, models=list(p.models), default_model=p.default_model)
-        for p in gw.catalog.providers
-    ]
-    return ProviderList(providers=providers, tool_servers=list(gw.catalog.tool_servers))
+    return msgspec.convert(gw.catalog, ProviderList, from_attributes=True)
 
 
 @get("/healthz", summary="Liveness", description="The process is serving requests.")

@@ -73,19 +73,13 @@ def _assets() -> dict[str, Asset]:
     return found
 
 
-PAGE: Final = Asset("index.html", "text/html")
-DEBUG_PAGE: Final = Asset("debug.html", "text/html")
-ASSETS: Final = {**_assets(), REDOC_JS: Asset("redoc.standalone.js", "text/javascript")}
-
-
-@get("/", include_in_schema=False)
-async def index(request: Request[Any, Any, Any]) -> Response[bytes]:
-    return PAGE.response(request)
-
-
-@get("/debug", include_in_schema=False)
-async def debug(request: Request[Any, Any, Any]) -> Response[bytes]:
-    return DEBUG_PAGE.response(request)
+#: the pages, their scripts and style sheets, and ReDoc's bundle, by path
+ASSETS: Final = {
+    "/": Asset("index.html", "text/html"),
+    "/debug": Asset("debug.html", "text/html"),
+    **_assets(),
+    REDOC_JS: Asset("redoc.standalone.js", "text/javascript"),
+}
 
 
 @get(list(ASSETS), include_in_schema=False)
@@ -93,4 +87,4 @@ async def asset(request: Request[Any, Any, Any]) -> Response[bytes]:
     return ASSETS[request.url.path].response(request)
 
 
-ROUTES: Final[tuple[ControllerRouterHandler, ...]] = (index, debug, asset, dev_signin)
+ROUTES: Final[tuple[ControllerRouterHandler, ...]] = (asset, dev_signin)
