@@ -133,12 +133,14 @@ export async function readEventStream(body, handlers) {
   }
 }
 
-// Follows a session's events: replay from the start, then live; reconnects with
-// Last-Event-ID after the server's retry hint. onStatus(state, text): 'connecting',
-// 'live', 'reconnecting', 'unauthorized', 'not-found'.
+// Follows a session's events: replay from the start (or after position `after`), then
+// live; reconnects with Last-Event-ID after the server's retry hint. onStatus(state,
+// text): 'connecting', 'live', 'reconnecting', 'unauthorized', 'not-found'. `headers`
+// makes the request's headers (default: the signed-in token's).
 export class SessionStream {
-  constructor(sessionId, onEvent, onStatus) {
-    this.sessionId = sessionId;
+  constructor(sessionId, onEvent, onStatus, { after = 0, headers = (extra) => api.headers(extra) } = {}) {
+    this.url = `/v1/sessions/${encodeURIComponent(sessionId)}/events` + (after ? `?after=${after}` : '');
+    this.headers = headers;
     this.onEvent = onEvent;
     this.onStatus = onStatus;
     this.lastId = null;
@@ -152,14 +154,13 @@ export class SessionStream {
 
   async run() {
     const signal = this.controller.signal;
-    const url = `/v1/sessions/${encodeURIComponent(this.sessionId)}/events`;
     while (!signal.aborted) {
       let wait = this.retryMs;
       try {
-        const headers = api.headers({ Accept: 'text/event-stream' });
+        const headers = this.headers({ Accept: 'text/event-stream' });
         if (this.lastId !== null) headers['Last-Event-ID'] = this.lastId;
         this.onStatus('connecting', 'connecting…');
-        const response = await fetch(url, { headers, signal, cache: 'no-store' });
+        const response = await fetch(this.url, { headers, signal, cache: 'no-store' });
         if (response.status === 401) { api.onRejected('Your sign-in is no longer accepted. Sign in again.'); this.onStatus('unauthorized', 'signed out'); return; }
         if (response.status === 404 || response.status === 403) { this.onStatus('not-found', 'not found'); return; }
         if (response.status === 429) wait = 1000 * Number(response.headers.get('Retry-After') || 5);

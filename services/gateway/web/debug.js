@@ -11,25 +11,11 @@ import { Player, el, ms } from './debug-player.js';
 import { pairs, renderRequests, renderSteps, renderTurnHead, shorten, tokens } from './debug-turn.js';
 import { renderDiff } from './debug-diff.js';
 import { LiveFollow } from './debug-live.js';
-
-const TOKEN_KEY = 'threadline.token';
+import { ApiError, TOKEN_KEY, randomKey } from './chat-api.js';
 
 const $ = (id) => document.getElementById(id);
 
-function randomKey() {
-  const bytes = new Uint8Array(16);
-  crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-}
-
 // ------------------------------------------------------------------ the API
-
-class ApiError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
 
 const api = {
   token: localStorage.getItem(TOKEN_KEY) || '',
