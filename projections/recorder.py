@@ -84,6 +84,17 @@ class TrackState(NamedTuple):
     halted: Mapping[str, int] = MappingProxyType({})
 
 
+class _Batch(NamedTuple):
+    """Events to apply to views in one transaction, and the failures already found in
+    them (while narrowing down which event and view fail)."""
+
+    items: list[Item]
+    state: TrackState
+    views: Sequence[View]
+    halt: bool
+    failures: tuple[Broken, ...] = ()
+
+
 class BatchOutcome(NamedTuple):
     positions: dict[str, int]
     #: events put aside or halted at, one per (event, view); undecodable ones once
@@ -206,19 +217,13 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
         policy, a record without a valid signature from a key allowed to write it is
         quarantined like an undecodable one."""
         items = [decode(stored, trust) for stored in raw]
-        return self._apply_items(items, state, views, halt, ())
+        return self._apply_items(_Batch(items, state, views, halt))
 
-    def _apply_items(
-        self,
-        items: list[Item],
-        state: TrackState,
-        views: Sequence[View],
-        halt: bool,
-        failures: tuple[Broken, ...],
-    ) -> BatchOutcome:
+    def _apply_items(self, batch: _Batch) -> BatchOutcome:
         while True:
+            items, views, failures = batch.items, batch.views, batch.failures
             try:
-                return self._transaction(items, state, views, halt, failures)
+                return self._transaction(batch)
             except (Resync, *TRANSIENT):
                 raise
             except EventFailed as exc:
@@ -229,7 +234,7 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
             position = failed.position or (one.position if one else None)
             view = failed.view or (views[0].name if len(views) == 1 else None)
             if position is None or view is None:  # narrow down: by event, then by view
-                return self._split(items, state, views, halt, failures, by_event=not one)
+                return self._split(batch, by_event=not one)
             if any((f.position, f.view) == (position, view) for f in failures):
                 raise failed  # not the view's doing (nothing left to put aside)
             item = next(it for it in items if it.position == position)
@@ -237,19 +242,11 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
             reason = str(failed)
             if not reason.startswith(f"{view} view: "):  # found by narrowing down
                 reason = f"{view} view: {reason}"
-            failures = (*failures, Broken(position, reason, session, view))
+            batch = batch._replace(failures=(*failures, Broken(position, reason, session, view)))
 
-    def _split(
-        self,
-        items: list[Item],
-        state: TrackState,
-        views: Sequence[View],
-        halt: bool,
-        failures: tuple[Broken, ...],
-        *,
-        by_event: bool,
-    ) -> BatchOutcome:
+    def _split(self, batch: _Batch, *, by_event: bool) -> BatchOutcome:
         """Apply one event (or one view) per transaction, to find which one fails."""
+        items, state, views, halt, failures = batch
         parts = [([it], views) for it in items] if by_event else [(items, [v]) for v in views]
         total = BatchOutcome(dict(state.positions), (), {}, 0)
         for part, part_views in parts:
@@ -259,7 +256,7 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
             names, at = {v.name for v in active}, {it.position for it in part}
             mine = tuple(f for f in failures if f.view in names and f.position in at)
             out = self._apply_items(
-                part, state._replace(positions=total.positions), active, halt, mine
+                _Batch(part, state._replace(positions=total.positions), active, halt, mine)
             )
             total = BatchOutcome(
                 out.positions, total.errors + out.errors, total.halted | out.halted,
@@ -267,14 +264,8 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
             )  # fmt: skip
         return total
 
-    def _transaction(
-        self,
-        items: list[Item],
-        state: TrackState,
-        views: Sequence[View],
-        halt: bool,
-        failures: tuple[Broken, ...],
-    ) -> BatchOutcome:
+    def _transaction(self, batch: _Batch) -> BatchOutcome:
+        items, state, views, halt, failures = batch
         seen = state.positions
         stops = {f.view: f for f in sorted(failures, reverse=True)} if halt else {}
         skipped = set() if halt else {(f.view, f.position) for f in failures}
