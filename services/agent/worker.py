@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from threadline.base.errors import DeliveryLost, StoreError, StoreUnavailable
 from threadline.base.logs import log_context
@@ -39,6 +39,18 @@ from threadline.services.agent.writer import Fenced, TurnWriter
 log = logging.getLogger(__name__)
 
 Outcome = Literal["done", "busy", "fenced"]
+
+#: in-progress acks per ack wait. The first is sent as soon as the turn is taken (the
+#: delivery's clock has run since the server sent it), then one every ack wait / this:
+#: a delivery rides out an event-loop stall of up to (1 - 1/this) of the ack wait, less
+#: the ack's round trip (:func:`ack_wait_for`)
+HEARTBEATS_PER_ACK_WAIT: Final = 3
+
+
+def ack_wait_for(stall_s: float) -> float:
+    """The shortest ack wait whose in-progress acks ride out an event-loop stall of
+    ``stall_s`` seconds (a busy process: many turns starting at once on a loaded host)."""
+    return stall_s * HEARTBEATS_PER_ACK_WAIT / (HEARTBEATS_PER_ACK_WAIT - 1)
 
 
 @dataclass
@@ -180,9 +192,10 @@ class AgentWorker:
         return work.result()
 
     async def _heartbeat(self, delivery: Delivery) -> None:
+        every = self.queue.ack_wait_s / HEARTBEATS_PER_ACK_WAIT
         while True:
-            await asyncio.sleep(self.queue.ack_wait_s / 3)  # a heartbeat timer, not a poll
-            await delivery.in_progress()
+            await delivery.in_progress()  # at once first: see HEARTBEATS_PER_ACK_WAIT
+            await asyncio.sleep(every)  # a heartbeat timer, not a poll
 
     async def process(self, session: str, turn_id: str, *, decided: int | None = None) -> Outcome:
         """Run ``turn_id`` of ``session`` to a terminal event (or until it waits for a

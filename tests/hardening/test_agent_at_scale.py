@@ -48,6 +48,7 @@ from threadline.events.store import NewEvent, Recorded, Stored, subject_for
 from threadline.events.verify import verify_session
 from threadline.services.agent.service import serve_agent
 from threadline.services.agent.turn import AgentSettings
+from threadline.services.agent.worker import ack_wait_for
 from threadline.services.devmodel import DevModelSettings, answer_for, serve
 
 QUICK = 20
@@ -115,6 +116,15 @@ async def paced_devmodel() -> AsyncIterator[str]:
 
 
 WORDS = 80  # 1.6 s of streaming per attempt at 50 tokens/s
+#: the event-loop stall an agent's in-progress acks must ride out here. Every turn uses
+#: all three attempts (two kills), so one spurious takeover fails it with
+#: max_deliveries. Measured on the shared 2-core machine at load average ~10: the
+#: replacement agent, starting 100 turns at once, ran its timers ~1 s late, past the
+#: 1.0 s that the former fixed ack wait of 1.5 s tolerated (every heartbeat failed:
+#: "the ack deadline passed before the in-progress ack was sent"). Twice that; the
+#: ack wait follows from the agent's heartbeat cadence (a redelivery after a kill
+#: waits for it: about 1.5 s more per kill than before).
+STALL_S = 2.0
 
 
 @pytest.mark.parametrize("turns", slow_full(QUICK, FULL))
@@ -129,7 +139,8 @@ async def test_kill_minus_nine_mid_stream_at_scale(
         await store.append(session, NewEvent(event=SessionStarted(owner="o", provider="dev")))
         await store.append(session, NewEvent(event=UserMessage(text=text), turn=f"t{i}"))
     # stderr unread, so not piped: a full pipe would stall the agent
-    spawn = partial(spawn_agent, store, paced_devmodel, tmp_path, ack_wait=1.5, stderr=DEVNULL)
+    ack_wait = ack_wait_for(STALL_S)
+    spawn = partial(spawn_agent, store, paced_devmodel, tmp_path, ack_wait=ack_wait, stderr=DEVNULL)
     agents = [await spawn()]  # all at once
     streamed: dict[str, set[str]] = {}  # agent (actor) -> turns it streamed text for
     began: dict[str, set[str]] = {}  # agent (actor) -> turns it started
