@@ -30,6 +30,7 @@ from threadline.events.conversation import Message, ToolSpec
 from threadline.events.fold import Span
 from threadline.events.schema import ContextTrimmed, GenerationParams
 from threadline.services.agent.providers.settings import ProviderSettings
+from threadline.services.devmodel.settings import DEFAULT_MODEL as DEV_MODEL
 
 #: the estimate's ratio: English text runs at about 4 bytes per token
 BYTES_PER_TOKEN: Final = 4
@@ -57,7 +58,7 @@ CATALOGUE: Final[Mapping[str, int]] = {
     "claude-": 200_000,
     "gemini-1.5-pro": 2_097_152,
     "gemini-": 1_048_576,
-    "threadline-dev": DEV_CONTEXT_TOKENS,
+    DEV_MODEL: DEV_CONTEXT_TOKENS,
 }
 
 #: providers whose servers decide the window whatever the model: Ollama serves a

@@ -19,9 +19,10 @@ from threadline.services.agent.providers.settings import (
     Secret,
     Transport,
 )
+from threadline.services.devmodel.settings import DEFAULT_MODEL as DEV_MODEL
 
 OLLAMA_URL: Final = "http://localhost:11434"
-DEV_MODELS: Final = ("threadline-dev",)
+DEV_MODELS: Final = (DEV_MODEL,)
 
 #: the built-in providers with a key: name -> (label, wire API, base URL, models); the
 #: key is in ``<NAME>_API_KEY`` (Ollama's is optional)
