@@ -15,6 +15,7 @@ from threadline.base.config import Settings
 from threadline.events.kv import directory_for, snapshot_store_for
 from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore
+from threadline.projections.aio import stop_task
 from threadline.services.commands import Catalog, SessionCommands
 from threadline.services.commands.keys import DerivedIds
 from threadline.services.gateway.access import Owners
@@ -90,9 +91,7 @@ class Gateway:
     async def close(self) -> None:
         await self.hub.close()
         if self._turns is not None:
-            self._turns.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._turns
+            await stop_task(self._turns)
         if self._own_history is not None:
             await self._own_history.close()
         await self.sessions.close()

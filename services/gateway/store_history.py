@@ -29,6 +29,7 @@ from threadline.base.errors import StoreError, StoreUnavailable, ThreadlineError
 from threadline.events.directory import MemoryDirectory, Row, SessionDirectory
 from threadline.events.schema import SessionRenamed, SessionStarted
 from threadline.events.store import EventStore, Recorded
+from threadline.projections.aio import stop_task
 from threadline.projections.model import UsageReport
 from threadline.projections.reader import cursor_of, parse_cursor
 from threadline.services.gateway.errors import Problem
@@ -80,9 +81,7 @@ class StoreHistory:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     async def _follow(self) -> None:
