@@ -6,8 +6,9 @@ keeps in the data dir, with the production permissions
 (:mod:`~threadline.services.runtime.natsauth`); as its admin, makes sure the stream and
 its buckets exist and are as Threadline made them; starts every
 Threadline service that exists in this build, each as its own NATS user (the gateway,
-the projector and the dev model in this process; agent workers as child processes, one
-per core by default), prints what runs where, and shuts all of it down cleanly on Ctrl-C or SIGTERM.
+the projector, the checkpointer and the dev model in this process; agent workers as child
+processes, one per core by default), prints what runs where, and shuts all of it down
+cleanly on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations

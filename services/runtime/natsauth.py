@@ -4,9 +4,10 @@
 data dir, readable by the owner only, kept across restarts) and runs nats-server with the
 production users and permissions (:func:`~threadline.services.runtime.natsusers.user_entries`):
 an ``admin`` that ``up`` alone uses to create and check the stream and its buckets, and
-``agent``, ``gateway`` and ``projector``, which may append and read what their work needs
-but never update, delete or purge the stream. A connection without a user is refused.
-The passwords reach nats-server through its environment, so its config file holds none.
+``agent``, ``gateway``, ``projector`` and ``checkpointer``, which may append and read what
+their work needs but never update, delete or purge the stream. A connection without a
+user is refused. The passwords reach nats-server through its environment, so its config
+file holds none.
 
 CLI commands on the same data dir (``verify``, ``replay``, ``export``, ``fork`` ...) read
 the file and connect as the service user whose rights they need (:func:`user_url`).
