@@ -107,11 +107,10 @@ def turn_view(t: TurnState) -> TurnView:
 
 def approval_view(a: Approval) -> ApprovalView:
     d = a.decision
-    return ApprovalView(
-        call_id=a.request.call_id, tool=a.request.tool, arguments=a.request.arguments,
-        status="waiting" if d is None else "granted" if a.granted else "denied",
-        deadline=a.request.deadline, reason=d.reason if d else "", decided_by=a.actor,
-    )  # fmt: skip
+    status = "waiting" if d is None else "granted" if a.granted else "denied"
+    return view_of(
+        ApprovalView, a.request, status=status, reason=d.reason if d else "", decided_by=a.actor
+    )
 
 
 def message_view(entry: Entry) -> MessageView:

@@ -89,7 +89,8 @@ class EventStream:
         try:
             async with contextlib.aclosing(self._replay()) as replay:
                 async for chunk in replay:
-                    yield chunk
+                    if chunk:
+                        yield chunk
         except ThreadlineError as exc:
             log.warning("replay of session %s failed: %s", self.session, exc)
             yield self._goodbye("replay interrupted")
@@ -122,13 +123,9 @@ class EventStream:
                     break  # the live buffer has it
                 batch.append(frame_of(rec))
                 if len(batch) >= self.options.replay_batch:
-                    chunk = self._select(batch)
+                    yield self._select(batch)
                     batch = []
-                    if chunk:
-                        yield chunk
-        chunk = self._select(batch)
-        if chunk:
-            yield chunk
+        yield self._select(batch)
 
 
 async def live(
