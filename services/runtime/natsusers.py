@@ -48,6 +48,8 @@ class Role:
     publish: tuple[str, ...]
     subscribe: tuple[str, ...] = ("_INBOX.>",)
     comment: str = ""
+    #: subjects it may not publish to although ``publish`` matches them
+    deny: tuple[str, ...] = ()
 
 
 API: Final = "$JS.API"
@@ -93,9 +95,11 @@ def roles(stream: StreamSettings | None = None) -> tuple[Role, ...]:
         f"{API}.CONSUMER.MSG.NEXT.{s.name}.>",
         f"$JS.ACK.{s.name}.>",
     )
-    user_intents = tuple(
-        f"{s.prefix}.*.{kind}" for kind in ("session_started", "user_message", "cancel_requested")
-    )
+    # The command layer writes a session's every kind: user intents, renames, approval
+    # decisions, a cancelled wait and a fork's copies of the source's history (any kind).
+    # Which actor a key may write is the trust policy's (events/signing.py), checked on
+    # every read; the server keeps the checkpoints to the checkpointer.
+    sessions_any = f"{s.prefix}.*.*"
     snapshots, sessions = buckets(s)
     return (
         Role(
@@ -107,13 +111,15 @@ def roles(stream: StreamSettings | None = None) -> tuple[Role, ...]:
         Role(
             "gateway",
             (
-                *user_intents,
+                sessions_any,
                 *reads,
                 *bucket_use(snapshots, write=True),
                 *bucket_use(sessions, write=True),
             ),
-            comment="appends user intents only (sessions, messages, stop); reads and "
-            "tails; reads and writes snapshots and the sessions directory",
+            comment="appends what the command layer writes (intents, renames, decisions, "
+            "fork copies, erasures), never a checkpoint; reads and tails; reads and writes "
+            "snapshots and the sessions directory",
+            deny=(checkpoint_subject(s.prefix),),
         ),
         Role("projector", reads, comment="reads and tails only; appends nothing"),
         Role(
@@ -198,7 +204,7 @@ def user_entries(stream: StreamSettings | None, indent: str) -> list[str]:
             f"{i}  permissions: {{",
             f"{i}    publish: {{",
             f"{i}      allow: {conf_list(role.publish, i + '      ')}",
-            f"{i}      deny: {conf_list(DENIED_API, i + '      ')}",
+            f"{i}      deny: {conf_list((*role.deny, *DENIED_API), i + '      ')}",
             f"{i}    }}",
             f"{i}    subscribe: {{ allow: {conf_list(role.subscribe, i + '      ')} }}",
             f"{i}  }}",

@@ -23,8 +23,8 @@ from tests.deploy.prodcluster import (
 from threadline.base.errors import StoreUnavailable
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.kv import buckets
-from threadline.events.schema import Event, SessionStarted, TurnCompleted, UserMessage
-from threadline.events.store import NewEvent
+from threadline.events.schema import Event, SessionStarted, UserMessage
+from threadline.events.store import NewEvent, checkpoint_subject
 from threadline.events.stream import stream_problems
 from threadline.services.runtime.processes import wait_healthy
 
@@ -109,14 +109,28 @@ async def refused_append(prod: ProdCluster, user: str, event: Event) -> bool:
     return False
 
 
+async def refused_publish(prod: ProdCluster, user: str, subject: str) -> bool:
+    """A record published to ``subject`` as ``user``: refused (else stored)?"""
+    errors: list[str] = []
+    nc = await connect(prod, user, errors)
+    try:
+        await nc.jetstream().publish(subject, b"{}", timeout=1.5)
+    except nats.errors.TimeoutError:
+        return violation(errors, subject + '"')
+    finally:
+        await nc.close()
+    return False
+
+
 async def test_services_append_only_what_they_own(prod: ProdCluster) -> None:
-    """The gateway appends user intents only, the projector nothing, the checkpointer
-    checkpoints only."""
+    """The gateway appends sessions' records (the command layer's: a fork copies every
+    kind; which actor it may write is the trust policy's) but no checkpoint, the
+    projector nothing, the checkpointer checkpoints only."""
     admin = await connect(prod, "admin")
     before = (await admin.jetstream().stream_info(STREAM.name)).state.last_seq
     refused = await asyncio.gather(
         refused_append(prod, "projector", UserMessage(text="not mine")),
-        refused_append(prod, "gateway", TurnCompleted()),
+        refused_publish(prod, "gateway", checkpoint_subject(STREAM.prefix)),
         refused_append(prod, "checkpointer", UserMessage(text="not mine")),
     )
     assert refused == [True, True, True]

@@ -92,6 +92,16 @@ async def test_up_admits_its_users_only_and_they_cannot_change_the_stream(
         await nc.close()
         wanted = 'permissions violation for publish to "tl.s1.user_message"'
         assert any(wanted in e.lower() for e in errors), errors
+        # the gateway publishes what the command layer writes (a fork copies every kind)
+        # but never a checkpoint
+        nc, errors = await _errors_of(service_url(url, tmp_path, "gateway"))
+        with pytest.raises(nats.errors.TimeoutError):  # no answer: refused
+            await nc.jetstream().publish("tl._log.checkpoint", b"{}", timeout=2)
+        ack = await nc.jetstream().publish("tl.s1.turn_started", b"{}", timeout=5)
+        assert ack.seq > 0
+        await nc.close()
+        wanted = 'permissions violation for publish to "tl._log.checkpoint"'
+        assert any(wanted in e.lower() for e in errors), errors
         admin = await nats.connect(service_url(url, tmp_path, "admin"))
         assert (await admin.jetstream().stream_info("THREADLINE")).config.max_msgs == -1
         await admin.close()
