@@ -58,10 +58,7 @@ class Owners:
 
     async def writable(self, principal: Principal, session_id: str) -> str:
         """The validated session id if the caller owns it (404, or 403 for an admin)."""
-        owner = await self._owner(session_id)
-        if owner is None or not principal.can_read(owner):
-            raise session_not_found()
-        if owner != principal.owner:
+        if not await self.owns(principal, await self.readable(principal, session_id)):
             raise Problem(403, "forbidden", "admins may read, not write, other owners' sessions")
         return session_id
 

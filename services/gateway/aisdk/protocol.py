@@ -34,12 +34,10 @@ class Start(Chunk, frozen=True, tag="start"):
     message_id: str
 
 
-class StartStep(Chunk, frozen=True, tag="start-step"):
-    pass
+class StartStep(Chunk, frozen=True, tag="start-step"): ...
 
 
-class FinishStep(Chunk, frozen=True, tag="finish-step"):
-    pass
+class FinishStep(Chunk, frozen=True, tag="finish-step"): ...
 
 
 class Part(Chunk, frozen=True):
@@ -52,28 +50,22 @@ class Delta(Part, frozen=True):
     delta: str
 
 
-class TextStart(Part, frozen=True, tag="text-start"):
-    pass
+class TextStart(Part, frozen=True, tag="text-start"): ...
 
 
-class TextDelta(Delta, frozen=True, tag="text-delta"):
-    pass
+class TextDelta(Delta, frozen=True, tag="text-delta"): ...
 
 
-class TextEnd(Part, frozen=True, tag="text-end"):
-    pass
+class TextEnd(Part, frozen=True, tag="text-end"): ...
 
 
-class ReasoningStart(Part, frozen=True, tag="reasoning-start"):
-    pass
+class ReasoningStart(Part, frozen=True, tag="reasoning-start"): ...
 
 
-class ReasoningDelta(Delta, frozen=True, tag="reasoning-delta"):
-    pass
+class ReasoningDelta(Delta, frozen=True, tag="reasoning-delta"): ...
 
 
-class ReasoningEnd(Part, frozen=True, tag="reasoning-end"):
-    pass
+class ReasoningEnd(Part, frozen=True, tag="reasoning-end"): ...
 
 
 class ToolInputStart(Chunk, frozen=True, tag="tool-input-start"):
