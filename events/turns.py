@@ -14,29 +14,7 @@ from __future__ import annotations
 
 from typing import Final, Literal, NamedTuple, assert_never
 
-from threadline.events.schema import (
-    ApprovalDenied,
-    ApprovalGranted,
-    ApprovalRequested,
-    AssistantMessage,
-    CancelRequested,
-    ContextTrimmed,
-    Envelope,
-    Event,
-    Fallback,
-    ReasoningDelta,
-    SessionRenamed,
-    SessionStarted,
-    TextDelta,
-    ToolCall,
-    ToolProgress,
-    ToolResult,
-    TurnCancelled,
-    TurnCompleted,
-    TurnFailed,
-    TurnStarted,
-    UserMessage,
-)
+from threadline.events import schema as ev
 
 TurnStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 TERMINAL: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled"})
@@ -73,31 +51,32 @@ class Phase(NamedTuple):
         return attempt is not None and 0 < attempt < self.attempt
 
 
-def judge(phase: Phase | None, event: Event, attempt: int | None) -> Verdict:
+def judge(phase: Phase | None, event: ev.Event, attempt: int | None) -> Verdict:
     """What ``event`` (of ``attempt``, from its envelope) does to a turn in ``phase``
     (None: a turn no event has opened yet)."""
     match event:
-        case SessionStarted() | SessionRenamed():
+        case ev.SessionStarted() | ev.SessionRenamed():
             return "ignored"
-        case UserMessage():
+        case ev.UserMessage():
             return "opens" if phase is None else "ignored"
-        case CancelRequested():
+        case ev.CancelRequested():
             return "ignored" if phase is None else "applies"
-        case ApprovalGranted() | ApprovalDenied():  # a person's (or the deadline's) decision
+        case ev.ApprovalGranted() | ev.ApprovalDenied():  # a person's (or the deadline's) decision
             return "applies" if phase is not None and not phase.ended else "ignored"
-        case TurnStarted():
+        case ev.TurnStarted():
             if phase is None:
                 return "starts"
             if phase.ended:
                 return "anomaly"
             return "starts" if event.attempt > phase.attempt else "ignored"
         case (
-            TextDelta() | ReasoningDelta() | ToolCall() | ToolResult() | ToolProgress()
-            | Fallback() | AssistantMessage() | ContextTrimmed() | ApprovalRequested()
+            ev.TextDelta() | ev.ReasoningDelta() | ev.ToolCall() | ev.ToolResult()
+            | ev.ToolProgress() | ev.Fallback() | ev.AssistantMessage() | ev.ContextTrimmed()
+            | ev.ApprovalRequested()
         ):  # fmt: skip
             ours = phase is not None and not phase.ended and phase.counts(attempt)
             return "applies" if ours else "ignored"
-        case TurnCompleted() | TurnFailed() | TurnCancelled():
+        case ev.TurnCompleted() | ev.TurnFailed() | ev.TurnCancelled():
             if phase is None:
                 return "ignored"
             if phase.ended:
@@ -108,7 +87,7 @@ def judge(phase: Phase | None, event: Event, attempt: int | None) -> Verdict:
 
 
 def transition(
-    phase: Phase | None, event: Event, attempt: int | None
+    phase: Phase | None, event: ev.Event, attempt: int | None
 ) -> tuple[Verdict, Phase | None]:
     """:func:`judge`, and the turn's phase after the event (None: the turn is still
     unknown)."""
@@ -116,7 +95,7 @@ def transition(
     if verdict == "opens":
         return verdict, Phase()
     if verdict == "starts":
-        assert isinstance(event, TurnStarted)
+        assert isinstance(event, ev.TurnStarted)
         return verdict, Phase("running", event.attempt)
     if verdict == "ends":
         assert phase is not None
@@ -124,22 +103,22 @@ def transition(
     return verdict, phase
 
 
-_ENDED: Final[dict[type[Event], TurnStatus]] = {
-    TurnCompleted: "completed", TurnFailed: "failed", TurnCancelled: "cancelled",
+_ENDED: Final[dict[type[ev.Event], TurnStatus]] = {
+    ev.TurnCompleted: "completed", ev.TurnFailed: "failed", ev.TurnCancelled: "cancelled",
 }  # fmt: skip
 
 
-def ended_status(event: Event) -> TurnStatus:
+def ended_status(event: ev.Event) -> TurnStatus:
     """The status a terminal event gives its turn (``KeyError``: not a terminal event)."""
     return _ENDED[type(event)]
 
 
-def turn_of(env: Envelope) -> str | None:
+def turn_of(env: ev.Envelope) -> str | None:
     """The turn an event is about (a ``turn_started`` names it in its payload too; a
     ``cancel_requested`` without one is about the running turn, which only a reader
     holding the whole session knows)."""
     event = env.event
-    return env.turn or (event.turn_id if isinstance(event, TurnStarted) else None)
+    return env.turn or (event.turn_id if isinstance(event, ev.TurnStarted) else None)
 
 
 def title_from(text: str) -> str:
