@@ -3,16 +3,12 @@
 // reasoning, tool calls with arguments, progress and results, fallbacks, the ending),
 // at the recorded pace (the envelopes' `at`), faster, or at once, with a scrubber.
 // Everything is inserted as text, never as HTML.
+import { el } from './chat-render.js';
+
+export { el };
 
 // gaps between events longer than this are shortened to it (an idle queue, a slow tool)
 export const MAX_GAP_MS = 3000;
-
-export function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  return node;
-}
 
 export function json(value) {
   return JSON.stringify(value);

@@ -1,12 +1,10 @@
 // The replay debugger's view of one turn: its cost, the model requests of its attempts
 // (provider, model, parameters, the context sent), and its events with their times and
 // readable summaries. Everything is inserted as text.
+import { shorten } from './chat-render.js';
 import { el, json, ms } from './debug-player.js';
 
-export function shorten(text, n) {
-  const s = String(text).replace(/\s+/g, ' ').trim();
-  return s.length > n ? s.slice(0, n - 1) + '…' : s;
-}
+export { shorten };
 
 export function tokens(usage) {
   if (!usage) return '–';
