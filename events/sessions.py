@@ -119,6 +119,20 @@ class SessionCache:
         self._maybe_snapshot(session, entry)
         return entry.state.copy()
 
+    def appended(self, rec: Recorded) -> None:
+        """Fold a record this process has just appended, when it follows on from what
+        the cache holds, or starts the session (a new session's first :meth:`get` then
+        reads only what came after it, not the snapshot store and the log). Anything
+        else is left to :meth:`get`, which reads the log."""
+        entry = self._entries.get(rec.session)
+        if entry is None:
+            if rec.version == 1:
+                entry = _Entry(SessionState(session=rec.session), "", 0)
+                self._apply(entry, rec)
+                self._keep(rec.session, entry)
+        elif rec.version == entry.state.version + 1 and rec.envelope.prev == entry.hash:
+            self._apply(entry, rec)
+
     async def open(self) -> None:
         """Open the snapshot store now, so the first cold sessions can use it."""
         if self.snapshots is not None:

@@ -98,6 +98,7 @@ class SessionCommands:
         key = client_key("create", cmd.key) if cmd.key else new_id()
         new = NewEvent(event=event, actor=cmd.actor, key=key)
         (rec,) = await self.store.append(session, new, expected_version=0)
+        self.sessions.appended(rec)  # its first message needs no read of it
         return same_request(rec, event)
 
     async def post_message(self, cmd: SendMessage) -> Recorded:

@@ -76,6 +76,27 @@ async def test_a_hit_reads_only_the_new_events() -> None:
     assert (cache.stats.hits, cache.stats.misses) == (2, 1)
 
 
+async def test_records_appended_here_are_folded_without_a_read() -> None:
+    store = CountingStore()
+    cache = SessionCache(store)
+    (first,) = await store.append(
+        "s1", NewEvent(event=SessionStarted(owner="alice")), expected_version=0
+    )
+    cache.appended(first)  # a new session: kept from its first record
+    (second,) = await store.append("s1", NewEvent(event=UserMessage(text="hi"), turn="t1"))
+    cache.appended(second)  # follows on: folded
+    (third,) = await store.append("s1", NewEvent(event=UserMessage(text="yo"), turn="t2"))
+    cache.appended(first)  # not the next one: ignored
+    store.reads()
+    state = await cache.get("s1")
+    assert store.reads() == 1  # only the record it was not told of
+    assert state == await whole(store, "s1") and third.version == state.version == 3
+    assert (cache.stats.hits, cache.stats.misses) == (1, 0)
+    cache.appended(second)  # already folded: ignored
+    store.reads()
+    assert await cache.get("s1") == state and store.reads() == 0
+
+
 async def test_a_new_turn_on_a_1000_turn_session_reads_only_its_events() -> None:
     store = CountingStore()
     await build_session(store, "long", 1000, tool_every=10)
