@@ -9,6 +9,7 @@ from threadline.base.errors import ConfigurationError
 from threadline.base.tracing import tracing_from_env
 from threadline.events.readiness import config_checked
 from threadline.services.agent.service import serve_agent
+from threadline.services.runtime import heap
 from threadline.services.runtime.connect import connected
 from threadline.services.runtime.metrics_http import add_metrics_arguments, serve_metrics
 from threadline.services.runtime.processes import stop_event
@@ -40,6 +41,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         ) as metrics,
         serve_agent(settings, store, concurrency=args.concurrency, ack_wait_s=args.ack_wait),
     ):
+        heap.settle()
         print(f"agent worker consuming {settings.prefix}.*.user_message", flush=True)
         if metrics is not None:
             print(f"metrics on {metrics}", flush=True)

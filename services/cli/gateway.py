@@ -29,6 +29,7 @@ from threadline.services.cli.stack import deployment_catalog
 from threadline.services.gateway import GatewayOptions, ensure_dev_token, serve_gateway
 from threadline.services.gateway.history import HistoryReader
 from threadline.services.gateway.projection_history import ProjectionHistory
+from threadline.services.runtime import heap
 from threadline.services.runtime.connect import connected, dev_token, running_nats_url
 from threadline.services.runtime.natsauth import service_url
 from threadline.services.runtime.processes import stop_event
@@ -72,6 +73,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 history=history,
             )
         )
+        heap.settle()
         print(f"Threadline gateway on {base} (API schema: {base}/schema/openapi.json)")
         print(f"  history: {where}")
         if token is not None:
