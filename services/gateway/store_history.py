@@ -43,6 +43,10 @@ _RETRY_S: Final = 1.0
 _decoder: Final = msgspec.msgpack.Decoder(SessionSummary)
 #: what the list shows comes from these
 _KINDS: Final = frozenset({"session_started", "session_renamed"})
+#: the directory's checkpoint is saved at most this often while following (and when the
+#: follower stops): a gateway that starts reads the log from it, and the rows it puts
+#: again are the same rows, so a write per session would buy nothing
+CHECKPOINT_EVERY_S: Final = 1.0
 
 
 def page_of(rows: list[Row], *, limit: int, cursor: str | None) -> tuple[list[Row], bool]:
@@ -72,6 +76,8 @@ class StoreHistory:
         #: the log position the directory reflects, as far as this gateway knows
         self.position = 0
         self.followed = 0
+        self._unsaved = 0  # the position reached, when the checkpoint is behind it
+        self._save_at = 0.0
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
@@ -83,6 +89,10 @@ class StoreHistory:
         if self._task is not None:
             await stop_task(self._task)
             self._task = None
+        if self._unsaved:
+            with contextlib.suppress(ThreadlineError):  # a later start only reads more
+                await self.directory.save_checkpoint(self._unsaved)
+            self._unsaved = 0
 
     async def _follow(self) -> None:
         while True:
@@ -113,8 +123,17 @@ class StoreHistory:
             self._on_started(rec.session, event.owner)
         elif isinstance(event, SessionRenamed):
             await self._renamed(rec.session, event.title)
-        await self.directory.save_checkpoint(rec.position)
+        await self._checkpoint(rec.position)
         await self._reached(rec.position)
+
+    async def _checkpoint(self, position: int) -> None:
+        now = asyncio.get_running_loop().time()
+        if now < self._save_at:
+            self._unsaved = position
+            return
+        self._save_at = now + CHECKPOINT_EVERY_S
+        await self.directory.save_checkpoint(position)
+        self._unsaved = 0
 
     async def _renamed(self, session: str, title: str) -> None:
         """The session's row with its new title (its owner and row from its first event)."""

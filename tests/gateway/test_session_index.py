@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import fresh_stream
 from threadline.base.errors import InvalidInput
+from threadline.events.directory import MemoryDirectory
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.kv import KVDirectory, directory_for
 from threadline.events.memory import MemoryEventStore
@@ -93,3 +94,25 @@ async def test_a_cursor_that_is_not_one_is_refused() -> None:
         assert [s.title for s in page.sessions] == ["alice 1"] and page.next_cursor
     finally:
         await history.close()
+
+
+class CountingDirectory(MemoryDirectory):
+    """A directory in memory that counts its checkpoint writes."""
+
+    saves = 0
+
+    async def save_checkpoint(self, position: int) -> None:
+        self.saves += 1
+        await super().save_checkpoint(position)
+
+
+async def test_the_checkpoint_is_saved_at_most_once_a_second_and_when_stopping() -> None:
+    store = MemoryEventStore()
+    await make(store, "alice", 20)
+    directory = CountingDirectory()
+    history = StoreHistory(store, directory=directory)
+    await history.start()
+    assert await history.wait(LAST_STARTED[store], timeout_s=10)
+    assert history.followed == 20 and directory.saves <= 2  # not one write per session
+    await history.close()
+    assert await directory.checkpoint() == LAST_STARTED[store]  # the last one, on stopping
