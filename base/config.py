@@ -92,6 +92,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: write (JSON; default <data_dir>/keys/trust.json, when it exists). Set: unsigned
     #: records are refused; unset: an unsigned deployment, as before
     trusted_keys: str = ""
+    #: seal personal content per owner and month so it can be erased (docs/audit.md#erasure);
+    #: off: new events are written in the clear (what is sealed still reads)
+    seal_content: bool = True
+    #: where content keys are kept (default <data_dir>/keys/content); erasing a key deletes
+    #: its file there: back it up as docs/audit.md says
+    content_key_dir: str = ""
     log_level: str = "INFO"
     #: "plain" or "json" (one object per line, with session and turn ids)
     log_format: str = "plain"

@@ -45,7 +45,7 @@ from threadline.events.store import (
     Stored,
     WrongLastPosition,
     decode_record,
-    is_checkpoint_subject,
+    is_log_subject,
     read_record,
 )
 from threadline.events.stream import ensure_stream, live_problems, unavailable
@@ -270,7 +270,7 @@ class JetStreamEventStore(EventStore):
         found = await self._reads.get(subject=self._filter(session), leader=True)
         if found is None:
             return Head(0, 0, codec.genesis_hash(session))
-        last = read_record(found)
+        last = read_record(found, opened=False)  # its version and hash
         version = last.version
         if version is None:  # quarantined without a version (rare): the one before it
             version = await self._version_before(session, found.position)
@@ -292,7 +292,7 @@ class JetStreamEventStore(EventStore):
             found = await self._reads.get(position, leader=True)
         if found is None:
             raise StoreError(f"no event at position {position}")
-        return decode_record(found, self.trust)
+        return decode_record(found, self.trust, keyring=self.keyring)
 
     async def _read(
         self, session: str, from_version: int, to_version: int | None, after: int
@@ -318,7 +318,7 @@ class JetStreamEventStore(EventStore):
         end_version = last if last < head.version else None  # None: to the head's position
         async with contextlib.aclosing(found):
             async for stored in found:
-                entry = read_record(stored, self.trust)
+                entry = read_record(stored, self.trust, keyring=self.keyring)
                 if (entry.version or seen + 1) >= from_version:
                     yield entry
                 seen = entry.version or seen
@@ -350,7 +350,7 @@ class JetStreamEventStore(EventStore):
         tail = self._tail([self._filter(session)], after)
         async with contextlib.aclosing(tail):  # closing us drops the consumer at once
             async for stored in tail:
-                yield read_record(stored, self.trust)
+                yield read_record(stored, self.trust, keyring=self.keyring)
 
     async def follow_all(
         self, *, kinds: Collection[str] | None = None, after: int = 0
@@ -359,9 +359,11 @@ class JetStreamEventStore(EventStore):
         tail = self._tail(filters, after)
         async with contextlib.aclosing(tail):
             async for stored in tail:
-                if is_checkpoint_subject(stored.subject):  # the log's, no session's
+                if is_log_subject(stored.subject):  # the log's, no session's
                     continue
-                if isinstance(entry := read_record(stored, self.trust), Recorded):
+                if isinstance(
+                    entry := read_record(stored, self.trust, keyring=self.keyring), Recorded
+                ):
                     yield entry
 
     def _filter(self, session: str) -> str:

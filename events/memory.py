@@ -44,6 +44,7 @@ from threadline.events.store import (
     Stored,
     WrongLastPosition,
     decode_record,
+    open_recorded,
     read_record,
     subject_for,
     untrusted,
@@ -73,7 +74,7 @@ class _Log:
         return self.msg_ids.get(msg_id)
 
     def store(self, session: str, subject: str, data: bytes, msg_id: str) -> Recorded:
-        rec = decode_record(Stored(len(self.records) + 1, subject, data))
+        rec = decode_record(Stored(len(self.records) + 1, subject, data), opened=False)
         self.records.append(rec)
         self.sessions.setdefault(session, []).append(rec)
         self.msg_ids[msg_id] = rec.position
@@ -107,15 +108,18 @@ class MemoryEventStore(EventStore):
             prefix=self.prefix, max_event_bytes=self.max_event_bytes, signer=signer, trust=trust
         )
         other._log = self._log
+        other.keyring = self.keyring
         return other
 
     def _screen(self, rec: Recorded) -> Recorded | Quarantined:
-        """``rec`` as this handle reads it: quarantined when its trust policy refuses it."""
+        """``rec`` as this handle reads it: quarantined when its trust policy refuses it,
+        its sealed content opened when this handle's keyring has the key."""
         if self.trust is None:
-            return rec
+            return open_recorded(rec, self.keyring)
         return read_record(
             Stored(rec.position, subject_for(self.prefix, rec.session, rec.kind), rec.raw),
             self.trust,
+            keyring=self.keyring,
         )
 
     async def _load_head(self, session: str) -> Head:
@@ -148,7 +152,7 @@ class MemoryEventStore(EventStore):
         rec = self._log.records[position - 1]
         if self.trust is not None:
             untrusted(rec, self.trust)
-        return rec
+        return open_recorded(rec, self.keyring)
 
     async def _read(
         self, session: str, from_version: int, to_version: int | None, after: int

@@ -327,14 +327,24 @@ def kind_of(event: _Event | type[_Event]) -> str:
     return _TAG_OF[event if isinstance(event, type) else type(event)]
 
 
+class Sealed(msgspec.Struct, frozen=True):
+    """A record's personal content, sealed (events/sealing.py): the content key's id,
+    the nonce and the AES-GCM ciphertext (base64 in JSON) of the whole event."""
+
+    key: str
+    nonce: bytes
+    ct: bytes
+
+
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What is stored for each event: the event and where it sits in its session.
 
     ``prev`` is the SHA-256 of the previous record's stored bytes (the session's genesis
     hash for version 1), so the stored bytes of a session form a hash chain.
     ``key`` is the idempotency key; the JetStream ``Nats-Msg-Id`` is derived from it.
-    ``copied_from`` marks a fork's copies (:func:`is_fork_copy`). ``sig`` signs the
-    record as stored without it (events/signing.py): keep it the last field.
+    ``copied_from`` marks a fork's copies (:func:`is_fork_copy`). ``sealed``: see
+    docs/audit.md#erasure. ``sig`` signs the record as stored without it
+    (events/signing.py): keep it the last field.
     """
 
     schema: int
@@ -349,6 +359,9 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     attempt: int | None = None
     #: on a fork's copy of another session's event: that event's session and version
     copied_from: ForkOrigin | None = None
+    #: the event's personal content, sealed; ``event`` then holds its stub (erased
+    #: fields) until a reader with the key opens it (events/sealing.py)
+    sealed: Sealed | None = None
     #: the writer's signature, ``ed25519:<key id>:<base64>``, always the last member of the
     #: stored JSON (events/signing.py, docs/audit.md); None: an unsigned deployment's
     sig: str | None = None

@@ -28,13 +28,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 from threadline.base.errors import SessionNotFound
 from threadline.events.fold import SessionState, fold
 from threadline.events.ids import validate_session_id
+from threadline.events.sealing import Keyring, on_erasure
 from threadline.events.snapshots import (
     Snapshot,
     SnapshotStore,
@@ -93,6 +96,8 @@ class SessionCache:
         self.stats = CacheStats()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._saving: dict[str, asyncio.Task[None]] = {}
+        # states fold content: when keys are erased, every cached state is dropped (rare)
+        on_erasure(partial(_forget, weakref.ref(self)))
 
     def __contains__(self, session: str) -> bool:
         return session in self._entries
@@ -212,6 +217,9 @@ class SessionCache:
 
     # ------------------------------------------------------------------ snapshots
 
+    def _keyring(self) -> Keyring | None:
+        return self.store.keyring
+
     async def _load_snapshot(self, session: str) -> Snapshot | None:
         if self.snapshots is None:
             return None
@@ -220,6 +228,8 @@ class SessionCache:
         except Exception as exc:  # derived data: without it we only fold more
             log.warning("session %s: snapshot not loaded: %s", session, exc)
             return None
+        if data is not None and (keyring := self._keyring()) is not None:
+            data = keyring.open_blob(data, _snapshot_aad(session), sealed_only=keyring.enabled)
         return None if data is None else decode_snapshot(session, data)
 
     def _maybe_snapshot(self, session: str, entry: _Entry) -> None:
@@ -242,8 +252,23 @@ class SessionCache:
         state, hash_ = entry.state.copy(), entry.hash  # version and hash agree here
         try:
             data = await asyncio.to_thread(encode_snapshot, state, hash_)
+            keyring = self._keyring()
+            if keyring is not None and keyring.enabled and state.owner:  # it folds content
+                aad = _snapshot_aad(session)
+                data = await keyring.seal_blob(state.owner, state.created_at, data, aad)
             await self.snapshots.save(session, data)
         except Exception as exc:  # derived data: losing it only costs time
             log.warning("session %s: snapshot not saved: %s", session, exc)
             return
         self.stats.snapshots_saved += 1
+
+
+def _snapshot_aad(session: str) -> bytes:
+    return b"threadline snapshot\0" + session.encode()
+
+
+def _forget(cache: weakref.ref[SessionCache], key_ids: list[str]) -> None:
+    """Keys were erased: drop every cached state (they may hold what the keys sealed)."""
+    found = cache()
+    if found is not None:
+        found._entries.clear()

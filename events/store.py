@@ -20,12 +20,21 @@ from collections.abc import AsyncGenerator, AsyncIterator, Collection, Sequence
 from typing import Final, NamedTuple
 
 import msgspec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from threadline.base.errors import ConcurrencyError, CorruptEvent, PayloadTooLarge
 from threadline.base.metrics import default_registry
 from threadline.events import codec
 from threadline.events.ids import new_id, validate_session_id
-from threadline.events.schema import SCHEMA_VERSION, Envelope, Event, ForkOrigin, kind_of
+from threadline.events.schema import (
+    SCHEMA_VERSION,
+    Envelope,
+    Event,
+    ForkOrigin,
+    SessionStarted,
+    kind_of,
+)
+from threadline.events.sealing import Keyring, open_envelope, record_aad
 from threadline.events.signing import REJECTED, Signer, TrustPolicy
 
 log = logging.getLogger(__name__)
@@ -33,6 +42,10 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_EVENT_BYTES: Final = 512 * 1024
 _HEAD_CACHE_SIZE: Final = 10_000
 _ANY_VERSION_RETRIES: Final = 20
+
+
+#: a content key's id and its cipher (events/sealing.py)
+SealingKey = tuple[str, AESGCM]
 
 
 class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,17 +128,26 @@ QUARANTINED: Final = default_registry().counter(
 )
 
 
-def decode_record(stored: Stored, trust: TrustPolicy | None = None) -> Recorded:
+def decode_record(
+    stored: Stored,
+    trust: TrustPolicy | None = None,
+    *,
+    keyring: Keyring | None = None,
+    opened: bool = True,
+) -> Recorded:
     """The one decoder of stored records: the envelope, which must agree with the
     subject it was stored under (``<prefix>.<session>.<kind>``) and, given a ``trust``
-    policy, be signed by a key it allows to write it; else :class:`CorruptEvent`."""
+    policy, be signed by a key it allows to write it; else :class:`CorruptEvent`. A
+    sealed event is then opened with ``keyring`` (default: the process's,
+    :func:`~threadline.events.sealing.installed`) when its key is there, else it stays
+    erased; ``opened`` False leaves it as stored."""
     position, subject, data = stored
     rec = Recorded(position, codec.decode(data, position), codec.record_hash(data), data)
     if subject.rsplit(".", 2)[1:] != [rec.session, rec.kind]:
         raise CorruptEvent(position, f"its envelope disagrees with its subject {subject!r}")
     if trust is not None:
         untrusted(rec, trust)
-    return rec
+    return open_recorded(rec, keyring) if opened else rec
 
 
 #: how the reason of a record refused for its signature starts
@@ -140,10 +162,24 @@ def untrusted(rec: Recorded, trust: TrustPolicy) -> None:
         raise CorruptEvent(rec.position, SIGNATURE_REASON + reason)
 
 
-def read_record(stored: Stored, trust: TrustPolicy | None = None) -> Recorded | Quarantined:
+def open_recorded(rec: Recorded, keyring: Keyring | None = None) -> Recorded:
+    """``rec`` with its sealed content opened, when it has some and the key is here."""
+    if rec.envelope.sealed is None:
+        return rec
+    envelope = open_envelope(rec.envelope, keyring)
+    return rec if envelope is rec.envelope else Recorded(rec.position, envelope, rec.hash, rec.raw)
+
+
+def read_record(
+    stored: Stored,
+    trust: TrustPolicy | None = None,
+    *,
+    keyring: Keyring | None = None,
+    opened: bool = True,
+) -> Recorded | Quarantined:
     """:func:`decode_record`, or the record quarantined (logged and counted)."""
     try:
-        return decode_record(stored, trust)
+        return decode_record(stored, trust, keyring=keyring, opened=opened)
     except CorruptEvent as exc:
         reason = exc.reason
     QUARANTINED.inc()
@@ -183,20 +219,36 @@ def subject_for(prefix: str, session: str, kind: str) -> str:
     return f"{prefix}.{session}.{kind}"
 
 
-#: where the log's own records (signed checkpoints, events/checkpoint.py) sit: the token
-#: in place of a session id, and their kind (no session event has it)
+#: where the log's own records (signed checkpoints, events/checkpoint.py; erasures,
+#: events/erasure.py) sit: the token in place of a session id, and their kinds (no
+#: session event has them)
 LOG_TOKEN: Final = "_log"
 CHECKPOINT_KIND: Final = "checkpoint"
+ERASURE_KIND: Final = "erasure"
 
 
 def checkpoint_subject(prefix: str) -> str:
     return subject_for(prefix, LOG_TOKEN, CHECKPOINT_KIND)
 
 
+def erasure_subject(prefix: str) -> str:
+    return subject_for(prefix, LOG_TOKEN, ERASURE_KIND)
+
+
 def is_checkpoint_subject(subject: str) -> bool:
     """Whether a stored record is a checkpoint: a leaf of the log's tree, no session's
     event (session readers and the projector step over it)."""
     return subject.endswith(f".{LOG_TOKEN}.{CHECKPOINT_KIND}")
+
+
+def is_erasure_subject(subject: str) -> bool:
+    return subject.endswith(f".{LOG_TOKEN}.{ERASURE_KIND}")
+
+
+def is_log_subject(subject: str) -> bool:
+    """Whether a stored record is the log's own (a checkpoint, an erasure), no
+    session's event: session readers and the projector step over it."""
+    return subject.rsplit(".", 2)[-2] == LOG_TOKEN
 
 
 class EventStore(abc.ABC):
@@ -219,6 +271,10 @@ class EventStore(abc.ABC):
         self.signer = signer
         self.trust = trust
         self._heads: OrderedDict[str, Head] = OrderedDict()
+        #: seals new events' personal content, opens what is read (None: neither, but
+        #: readers still use the process's keyring: events/sealing.py)
+        self.keyring: Keyring | None = None
+        self._owners: OrderedDict[str, str] = OrderedDict()
         # Locks live as long as someone holds or waits on them.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -334,11 +390,12 @@ class EventStore(abc.ABC):
         validate_session_id(session)
         batch = [events] if isinstance(events, NewEvent) else list(events)
         sealed = [self._encode_event(e) for e in batch]  # size errors before anything lands
+        key = await self._sealing_key(session, batch)
         # one append at a time per session in this process
         async with self._locks.setdefault(session, asyncio.Lock()):
             out: list[Recorded] = []
             for new, body in zip(batch, sealed, strict=True):
-                rec = await self._append_one(session, new, body, expected_version)
+                rec = await self._append_one(session, new, body, expected_version, key)
                 out.append(rec)
                 if expected_version is not None:
                     expected_version = rec.version
@@ -350,8 +407,42 @@ class EventStore(abc.ABC):
             raise PayloadTooLarge(len(body), self.max_event_bytes)
         return body
 
+    async def _sealing_key(self, session: str, batch: list[NewEvent]) -> SealingKey | None:
+        """The key the batch's personal content is sealed with: its owner's for this
+        month (None: sealing is off, or the session has no owner, i.e. no start)."""
+        if self.keyring is None or not self.keyring.enabled:
+            return None
+        owner = await self._owner(session, batch)
+        if not owner:
+            return None
+        return await self.keyring.writer_key(owner, time.time_ns() // 1000)
+
+    async def _owner(self, session: str, batch: list[NewEvent]) -> str | None:
+        """The session's owner: from the batch's start, else its first record (read
+        once per session, then cached)."""
+        owner = next((n.event.owner for n in batch if isinstance(n.event, SessionStarted)), None)
+        if owner is None:
+            owner = self._owners.get(session)
+        if owner is None:
+            reading = self.read(session, to_version=1)
+            async with contextlib.aclosing(reading) as first:
+                async for rec in first:
+                    if isinstance(rec.event, SessionStarted):
+                        owner = rec.event.owner
+        if owner:
+            self._owners[session] = owner
+            self._owners.move_to_end(session)
+            if len(self._owners) > _HEAD_CACHE_SIZE:
+                self._owners.popitem(last=False)
+        return owner
+
     async def _append_one(
-        self, session: str, new: NewEvent, body: bytes, expected: int | None
+        self,
+        session: str,
+        new: NewEvent,
+        body: bytes,
+        expected: int | None,
+        key: SealingKey | None = None,
     ) -> Recorded:
         msg_id = f"{session}:{new.key}"
         for _ in range(_ANY_VERSION_RETRIES):
@@ -360,7 +451,7 @@ class EventStore(abc.ABC):
                 seen, head = head, await self._refresh_head(session)
                 if head.version != expected:
                     return await self._existing_or_conflict(session, new.key, expected, seen, head)
-            envelope, data = self._seal(session, head, new, body)
+            envelope, data = self._seal(session, head, new, body, key)
             subject = subject_for(self.prefix, session, kind_of(new.event))
             try:
                 result = await self._publish(subject, data, msg_id, head.position, session)
@@ -379,10 +470,14 @@ class EventStore(abc.ABC):
             return rec
         raise ConcurrencyError(session, -1)
 
-    def _seal(self, session: str, head: Head, new: NewEvent, body: bytes) -> tuple[Envelope, bytes]:
-        """The envelope for the next version and its stored bytes (event encoded once),
-        signed last, over the final bytes, when the store has a signer."""
-        fields = {
+    def _seal(
+        self, session: str, head: Head, new: NewEvent, body: bytes, key: SealingKey | None = None
+    ) -> tuple[Envelope, bytes]:
+        """The envelope for the next version and its stored bytes (event encoded once).
+        With a ``key``, the event's personal content is sealed first (the stored event
+        is its stub; the envelope returned holds the event itself); signed last, over
+        the final bytes, when the store has a signer."""
+        fields: dict[str, object] = {
             "schema": SCHEMA_VERSION,
             "session": session,
             "version": head.version + 1,
@@ -393,7 +488,13 @@ class EventStore(abc.ABC):
             "turn": new.turn,
             "attempt": new.attempt,
             "copied_from": new.copied_from,
+            "sealed": None,
         }
+        if key is not None and self.keyring is not None:
+            aad = record_aad(session, head.version + 1, kind_of(new.event))
+            sealed = self.keyring.seal(new.event, body, key, aad)
+            if sealed is not None:
+                body, fields["sealed"] = sealed
         data = codec.encode_sealed(fields, body)
         if self.signer is not None:
             fields["sig"], data = self.signer.seal(data)

@@ -110,7 +110,7 @@ async def verify_session(
     chain = _Chain(session, trust)
     async for stored in records:
         try:
-            env = decode_record(stored).envelope
+            env = decode_record(stored, opened=False).envelope
         except CorruptEvent as exc:
             chain.unreadable(stored.position, stored.data, exc.reason)
             continue

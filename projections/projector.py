@@ -15,9 +15,19 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Final
 
+import msgspec
+
 from threadline.base.errors import StoreUnavailable, ThreadlineError
+from threadline.events.erasure import decode_erasure
 from threadline.events.jetstream import JetStreamEventStore
-from threadline.events.store import EventStore, Stored, is_checkpoint_subject, subject_for
+from threadline.events.sealing import installed
+from threadline.events.store import (
+    EventStore,
+    Stored,
+    is_checkpoint_subject,
+    is_erasure_subject,
+    subject_for,
+)
 from threadline.projections.aio import in_thread, stop_task
 from threadline.projections.config import OnError
 from threadline.projections.model import VIEW_NAMES
@@ -165,6 +175,33 @@ class Projector:
         return batch, False
 
     async def _apply(self, batch: list[Stored]) -> None:
+        """Apply the events in order; an erasure record between them is applied in its
+        place (what comes after it is read without its keys)."""
+        start = 0
+        for i, item in enumerate(batch):
+            if is_erasure_subject(item.subject):
+                if i > start:
+                    await self._apply_events(batch[start:i])
+                await self._erase(item)
+                start = i + 1
+        if start < len(batch):
+            await self._apply_events(batch[start:])
+
+    async def _erase(self, stored: Stored) -> None:
+        try:
+            keys = list(decode_erasure(stored.data).keys)
+        except msgspec.DecodeError:
+            log.warning("projector: unreadable erasure record at position %d", stored.position)
+            return
+        keyring = self.store.keyring or installed()
+        if keyring is not None:
+            keyring.forget(keys)
+        behind = [v.name for v in self._active() if self.positions[v.name] < stored.position]
+        await in_thread(self.recorder.erase_keys, keys, stored.position, behind)
+        self.positions.update(dict.fromkeys(behind, stored.position))
+        self._notify()
+
+    async def _apply_events(self, batch: list[Stored]) -> None:
         state = TrackState(self._generation, dict(self.positions))
         halt = self.on_error == "halt"
         outcome = await in_thread(

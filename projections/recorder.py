@@ -194,6 +194,23 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
         tables = [t for v in select_views(views) for t in v.tables] + ([ERRORS] if errors else [])
         self._swap(fresh, tables, {view: positions[view] for view in views})
 
+    def erase_keys(self, key_ids: Sequence[str], position: int, views: Sequence[str]) -> None:
+        """Content keys were erased by the record at ``position``: every view drops
+        what they sealed, ``views`` are tracked past the record (so a wait for its
+        position ends), and the database's files keep no copy of it (:meth:`_scrub`)."""
+        with self._write() as db:
+            if key_ids:
+                for view in VIEWS:
+                    view.erase(db, key_ids)
+            for name in views:
+                if self._tracked(db, name) < position:  # (a rebuild may be ahead of it)
+                    self._track(db, name, position)
+        if key_ids:
+            self._scrub()
+
+    def _scrub(self) -> None:
+        """Leave no old copy of erased data in the database's files."""
+
     def query(self, fn: Callable[..., T], *args: object) -> T:
         """Run a read function (``fn(db, *args)``) in a read transaction."""
         with self._read() as db:

@@ -54,6 +54,8 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
                     # WAL + NORMAL: a commit is atomic and survives a crash of the process;
                     # an OS crash may lose the newest batches, views and tracking together.
                     cursor.execute("PRAGMA synchronous = NORMAL")
+                    # what is deleted or overwritten is zeroed (erased titles: _scrub)
+                    cursor.execute("PRAGMA secure_delete = ON")
                     cursor.execute("BEGIN IMMEDIATE")
                 try:
                     yield Db(cursor.sqlite_cursor, self.dialect, sqlite3)
@@ -83,6 +85,7 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
     ) -> None:
         connection = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
         with contextlib.closing(connection) as conn, translated(sqlite3):
+            conn.execute("PRAGMA secure_delete = ON")
             conn.execute("ATTACH DATABASE ? AS fresh", (str(fresh.path),))
             conn.execute("BEGIN IMMEDIATE")
             with conn:  # commits, or rolls back on an error
@@ -100,6 +103,14 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
                     (new_id(),),
                 )
             conn.execute("DETACH DATABASE fresh")
+
+    def _scrub(self) -> None:
+        """Write the WAL back and truncate it: erased data zeroed in the file
+        (``secure_delete``) and no old page left in the log."""
+        connection = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
+        with contextlib.closing(connection) as conn, translated(sqlite3):
+            conn.execute("PRAGMA secure_delete = ON")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         self.datastore.close()

@@ -41,6 +41,9 @@ class View(abc.ABC):
     def after(self, db: Db, recs: Sequence[Rec]) -> None:  # noqa: B027 - optional hook
         """Called once per batch after its events."""
 
+    def erase(self, db: Db, key_ids: Sequence[str]) -> None:  # noqa: B027 - optional hook
+        """Content keys were erased: drop what the view holds of what they sealed."""
+
 
 def phase_of(db: Db, table: str, session: str, turn: str) -> Phase | None:
     """A turn's phase as a view keeps it (``status`` and ``attempt`` columns of ``table``);

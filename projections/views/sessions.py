@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import assert_never
 
 from threadline.events import schema as ev
+from threadline.events.sealing import ERASED
 from threadline.events.turns import Verdict, title_from, transition, turn_of
 from threadline.projections.sql import Db, Table
 from threadline.projections.views.base import Rec, View, phase_of
@@ -56,9 +57,25 @@ SESSION_TURNS = Table(
 )
 
 
+#: The content key a session's title was sealed with (docs/audit.md#erasure): when that
+#: key is erased, so is the title here.
+SESSION_TITLE_KEYS = Table(
+    "session_title_keys", (("session", "text"), ("key", "text")), key=("session",)
+)
+
+
 class SessionsView(View):
     name = "sessions"
-    tables = (SESSIONS, SESSION_TURNS)
+    tables = (SESSIONS, SESSION_TURNS, SESSION_TITLE_KEYS)
+
+    def erase(self, db: Db, key_ids: Sequence[str]) -> None:
+        marks = ", ".join("?" * len(key_ids))
+        db.run(
+            "UPDATE {p}sessions SET title = ? WHERE session IN (SELECT session FROM "
+            f"{{p}}session_title_keys WHERE key IN ({marks}))",
+            ERASED,
+            *key_ids,
+        )
 
     def before(self, db: Db, recs: Sequence[Rec]) -> None:
         first = {rec.env.session: rec.env.at for rec in reversed(recs)}  # the earliest wins
@@ -79,11 +96,11 @@ class SessionsView(View):
         event = rec.env.event
         match event:
             case ev.SessionStarted():
-                self._session_started(db, rec.env.session, event)
+                self._session_started(db, rec, event)
             case ev.SessionRenamed():
-                self._named(db, rec.env.session, event.title)
+                self._named(db, rec, event.title)
             case ev.UserMessage():
-                self._title(db, rec.env.session, event.text)
+                self._title(db, rec, event.text)
                 if rec.env.turn is None:  # a message outside any turn
                     db.run(
                         "UPDATE {p}sessions SET message_count = message_count + 1 "
@@ -106,8 +123,8 @@ class SessionsView(View):
             case _:
                 assert_never(event)
 
-    def _session_started(self, db: Db, session: str, event: ev.SessionStarted) -> None:
-        origin = event.forked_from
+    def _session_started(self, db: Db, rec: Rec, event: ev.SessionStarted) -> None:
+        session, origin = rec.env.session, event.forked_from
         db.run(
             "UPDATE {p}sessions SET owner = ?, provider = ?, model = ?, forked_from = ?, "
             "forked_version = ? WHERE session = ?",
@@ -119,13 +136,24 @@ class SessionsView(View):
             session,
         )
         if event.title:
-            self._named(db, session, event.title)
+            self._named(db, rec, event.title)
 
-    def _named(self, db: Db, session: str, title: str) -> None:
+    def _named(self, db: Db, rec: Rec, title: str) -> None:
         """A title given (at the start, or a rename): a first message no longer names it."""
+        session = rec.env.session
         db.run("UPDATE {p}sessions SET title = ?, title_set = 1 WHERE session = ?", title, session)
+        _title_key(db, rec)
 
-    def _title(self, db: Db, session: str, text: str) -> None:
+    def _title(self, db: Db, rec: Rec, text: str) -> None:
+        session = rec.env.session
+        if rec.env.sealed is not None:  # the key of the title this message gives, if it does
+            db.run(
+                "INSERT INTO {p}session_title_keys (session, key) SELECT session, ? FROM "
+                "{p}sessions WHERE session = ? AND title_set = 0 AND title = '' "
+                "ON CONFLICT (session) DO UPDATE SET key = excluded.key",
+                rec.env.sealed.key,
+                session,
+            )
         db.run(
             "UPDATE {p}sessions SET title = CASE WHEN title_set = 0 AND title = '' THEN ? "
             "ELSE title END WHERE session = ?",
@@ -170,6 +198,19 @@ class SessionsView(View):
             "WHEN last_turn = ? THEN ? ELSE last_status END WHERE session = ?",
             shown, turn, after.status, session,
         )  # fmt: skip
+
+
+def _title_key(db: Db, rec: Rec) -> None:
+    """Remember the key the session's title is sealed with (none: it is in the clear)."""
+    if rec.env.sealed is None:
+        db.run("DELETE FROM {p}session_title_keys WHERE session = ?", rec.env.session)
+        return
+    db.run(
+        "INSERT INTO {p}session_title_keys (session, key) VALUES (?, ?) "
+        "ON CONFLICT (session) DO UPDATE SET key = excluded.key",
+        rec.env.session,
+        rec.env.sealed.key,
+    )
 
 
 def _shown(event: ev.Event, verdict: Verdict) -> int:

@@ -44,8 +44,12 @@ class TurnWriter:
     def __post_init__(self) -> None:
         self.last_position = self._count = 0
         #: the most characters of text one of this writer's events may carry: a character
-        #: takes at most 6 bytes encoded (a JSON ``\uXXXX`` escape; UTF-8 takes 4)
-        self.text_chars = max(1, (self.store.max_event_bytes - ENVELOPE_BYTES) // 6)
+        #: takes at most 6 bytes encoded (a JSON ``\uXXXX`` escape; UTF-8 takes 4), 8 once
+        #: sealed (the encoded event, in base64: docs/audit.md#erasure)
+        sealing = self.store.keyring is not None and self.store.keyring.enabled
+        self.text_chars = max(
+            1, (self.store.max_event_bytes - ENVELOPE_BYTES) // (8 if sealing else 6)
+        )
         self._lock = asyncio.Lock()
         # unique to this writer: "<turn>/<attempt>/<count>" alone is shared by two workers
         # that fold the same state (a stall past the ack deadline, then a redelivery) and

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "verify": "check a session's hash chain, or the log against a signed checkpoint",
     "checkpoint": "sign a checkpoint of the log now (docs/audit.md)",
     "export": "write a session's audit bundle (--audit): records, proofs, checkpoint",
+    "erase": "erase an owner's content, or every owner's before a month (docs/audit.md)",
     "gateway": "run the HTTP gateway alone against THREADLINE_NATS_URL",
     "agent": "run an agent worker against THREADLINE_NATS_URL",
     "projector": "run the projector alone against THREADLINE_NATS_URL",

@@ -30,7 +30,7 @@ from threadline.services.gateway.history import HistoryReader
 from threadline.services.gateway.openapi import BEARER, openapi_config, tighten
 from threadline.services.gateway.options import GatewayOptions
 from threadline.services.gateway.ratelimit import CommandRateLimit
-from threadline.services.gateway.routes import events, messages, meta, sessions, usage
+from threadline.services.gateway.routes import admin, events, messages, meta, sessions, usage
 from threadline.services.gateway.web import ROUTES as WEB_ROUTES
 
 V1_ROUTES: tuple[ControllerRouterHandler, ...] = (
@@ -50,6 +50,7 @@ V1_ROUTES: tuple[ControllerRouterHandler, ...] = (
     meta.list_providers,
     sessions.fork,
     usage.get_usage,
+    admin.erase_content,
 )
 PUBLIC_ROUTES: tuple[ControllerRouterHandler, ...] = (
     meta.healthz,

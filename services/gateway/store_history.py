@@ -17,6 +17,7 @@ projections' reader replaces this when the gateway is configured to use them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import bisect
 import contextlib
 import logging
@@ -28,6 +29,7 @@ import msgspec
 from threadline.base.errors import StoreError, StoreUnavailable, ThreadlineError
 from threadline.events.directory import MemoryDirectory, Row, SessionDirectory
 from threadline.events.schema import SessionRenamed, SessionStarted
+from threadline.events.sealing import ERASED, Keyring, installed
 from threadline.events.store import EventStore, Recorded
 from threadline.projections.aio import stop_task
 from threadline.projections.model import UsageReport
@@ -41,6 +43,9 @@ log = logging.getLogger(__name__)
 #: how long the follower waits before following again after the store failed
 _RETRY_S: Final = 1.0
 _decoder: Final = msgspec.msgpack.Decoder(SessionSummary)
+#: a sealed title in the directory: this, then the sealed blob in base64
+_SEALED_TITLE: Final = "\x00sealed:"
+_TITLE_AAD: Final = b"threadline directory title\0"
 #: what the list shows comes from these
 _KINDS: Final = frozenset({"session_started", "session_renamed"})
 #: the directory's checkpoint is saved at most this often while following (and when the
@@ -119,6 +124,7 @@ class StoreHistory:
                 forked_from=origin.session if origin else None,
                 forked_version=origin.version if origin else 0,
             )  # fmt: skip
+            summary = await self._sealed(summary, event.owner)
             await self.directory.put(event.owner, Row(at, session), msgspec.msgpack.encode(summary))
             self._on_started(rec.session, event.owner)
         elif isinstance(event, SessionRenamed):
@@ -145,7 +151,33 @@ class StoreHistory:
         data = await self.directory.get(owner, row)
         if data is not None:
             renamed = msgspec.structs.replace(_decoder.decode(data), title=title)
+            renamed = await self._sealed(renamed, owner)
             await self.directory.put(owner, row, msgspec.msgpack.encode(renamed))
+
+    def _keyring(self) -> Keyring | None:
+        keyring = self.store.keyring
+        return keyring if keyring is not None and keyring.enabled else None
+
+    async def _sealed(self, summary: SessionSummary, owner: str) -> SessionSummary:
+        """The summary with its title sealed as the log's is (the directory is kept in
+        NATS: docs/audit.md#erasure), under the owner's key of the session's month."""
+        keyring = self._keyring()
+        if keyring is None or not summary.title:
+            return summary
+        aad = _TITLE_AAD + summary.id.encode()
+        blob = await keyring.seal_blob(owner, summary.created_at, summary.title.encode(), aad)
+        title = _SEALED_TITLE + base64.b64encode(blob).decode()
+        return msgspec.structs.replace(summary, title=title)
+
+    def _opened(self, summary: SessionSummary) -> SessionSummary:
+        if not summary.title.startswith(_SEALED_TITLE):
+            return summary
+        keyring = self.store.keyring or installed()
+        blob = base64.b64decode(summary.title.removeprefix(_SEALED_TITLE))
+        title = (
+            None if keyring is None else keyring.open_blob(blob, _TITLE_AAD + summary.id.encode())
+        )
+        return msgspec.structs.replace(summary, title=ERASED if title is None else title.decode())
 
     async def _reached(self, position: int) -> None:
         async with self._changed:
@@ -156,7 +188,7 @@ class StoreHistory:
         rows = sorted(await self.directory.rows(owner))
         chosen, more = page_of(rows, limit=limit, cursor=cursor)
         found = await asyncio.gather(*(self.directory.get(owner, row) for row in chosen))
-        sessions = [_decoder.decode(data) for data in found if data is not None]
+        sessions = [self._opened(_decoder.decode(data)) for data in found if data is not None]
         last = chosen[-1] if chosen else None
         next_cursor = cursor_of(last.created_at, last.session) if more and last else None
         return SessionPage(sessions=sessions, next_cursor=next_cursor)

@@ -16,6 +16,7 @@ from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.stream import require_stream
 from threadline.services.runtime.eventkeys import event_keys
 from threadline.services.runtime.files import write_private
+from threadline.services.runtime.keys import keys_for
 from threadline.services.runtime.natsauth import ADMIN, provision, secured_nats, service_url
 
 RUNTIME_FILE = "runtime.json"
@@ -77,7 +78,8 @@ def dev_token(settings: Settings) -> str:
 async def connected(
     settings: Settings, url: str, writer: str | None = None, *, ensure: bool = True
 ) -> AsyncIterator[JetStreamEventStore]:
-    """The event store on ``url`` with the configured stream; closed on the way out.
+    """The event store on ``url`` with the configured stream and the deployment's content
+    keys (erasure records followed while it is open); closed on the way out.
     ``writer``: the service whose key signs what it appends (gateway, agent, cli; None:
     it appends no events); reads check signatures under the trust policy, if one is
     configured (:mod:`~threadline.services.runtime.eventkeys`). ``ensure=False``: create
@@ -95,7 +97,8 @@ async def connected(
     try:
         if not ensure:
             await require_stream(store.nc, stream)
-        yield store
+        async with keys_for(settings, store):
+            yield store
     finally:
         await store.close()
 

@@ -13,6 +13,7 @@ import pytest
 from tests.gateway.harness import Harness, agent_turn
 from threadline.events.memory import MemoryEventStore
 from threadline.events.schema import SessionStarted, TextDelta, UserMessage
+from threadline.events.sealing import ERASED, Keyring, MemoryKeyStore
 from threadline.events.store import NewEvent
 from threadline.services.gateway.routes.events import EXPORT_CHUNK_BYTES, _export_lines
 
@@ -357,3 +358,30 @@ async def test_the_export_is_written_in_chunks_not_line_by_line() -> None:
     assert body.count(b"\n") == 2000 and body.endswith(b"\n")
     assert len(chunks) <= len(body) // EXPORT_CHUNK_BYTES + 1
     assert all(len(chunk) >= EXPORT_CHUNK_BYTES for chunk in chunks[:-1])
+
+
+async def test_admins_erase_an_owner_through_the_api(gw: Harness) -> None:
+    """``POST /v1/admin/erasures``: admins only; afterwards the owner's sessions read as
+    erased (and still verify), other owners' do not."""
+    gw.store.keyring = Keyring(MemoryKeyStore())
+    session = await gw.new_session(title="secret plans")
+    posted = await gw.alice.post(f"/v1/sessions/{session}/messages", json={"text": "my secret"})
+    assert posted.status_code == 202, posted.text
+    others = await gw.new_session(gw.bob, title="bob's")
+    assert (await gw.alice.get(f"/v1/sessions/{session}")).json()["title"] == "secret plans"
+
+    refused = await gw.alice.post("/v1/admin/erasures", json={"owner": "alice"})
+    assert refused.status_code == 403 and refused.json()["error"]["type"] == "forbidden"
+    assert (await gw.root.post("/v1/admin/erasures", json={})).status_code == 422
+    bad = await gw.root.post("/v1/admin/erasures", json={"before": "2026-13-01"})
+    assert bad.status_code == 422, bad.text
+    done = await gw.root.post("/v1/admin/erasures", json={"owner": "alice"})
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert len(body["keys"]) == 1 and body["position"] > posted.json()["position"]
+
+    shown = (await gw.alice.get(f"/v1/sessions/{session}")).json()
+    assert shown["title"] == ERASED and shown["messages"][0]["text"] == ERASED
+    assert (await gw.bob.get(f"/v1/sessions/{others}")).json()["title"] == "bob's"
+    verified = await gw.alice.get(f"/v1/sessions/{session}/verify")
+    assert verified.status_code == 200 and verified.json()["ok"] is True, verified.text
