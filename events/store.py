@@ -446,7 +446,7 @@ class EventStore(abc.ABC):
     ) -> Recorded:
         msg_id = f"{session}:{new.key}"
         for _ in range(_ANY_VERSION_RETRIES):
-            head = await self._cached_head(session)
+            head = await self._cached_head(session, new=expected == 0)
             if expected is not None and head.version != expected:
                 seen, head = head, await self._refresh_head(session)
                 if head.version != expected:
@@ -519,9 +519,14 @@ class EventStore(abc.ABC):
                     return rec
         raise ConcurrencyError(session, expected, head.version)
 
-    async def _cached_head(self, session: str) -> Head:
+    async def _cached_head(self, session: str, *, new: bool = False) -> Head:
+        """The session's head as last seen here, else read; for a session the caller
+        says is ``new``, the empty one: if it is not new the append is refused, and only
+        then is its head read."""
         head = self._heads.get(session)
         if head is None:
+            if new:
+                return Head(0, 0, codec.genesis_hash(session))
             return await self._refresh_head(session)
         self._heads.move_to_end(session)
         return head

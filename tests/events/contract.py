@@ -210,6 +210,21 @@ class EventStoreContract(abc.ABC):
             TextDelta(text="after"),
         ]
 
+    async def test_a_client_that_never_saw_a_session_cannot_start_it_again(
+        self, store: EventStore
+    ) -> None:
+        # a start assumes an empty session without reading its head: the store refuses
+        [other] = await self.clients(store, 1)
+        first = started()
+        rec, _ = await store.append("s1", [first, delta("x")], expected_version=0)
+        with pytest.raises(ConcurrencyError) as info:
+            await other.append("s1", started(), expected_version=0)
+        assert (info.value.expected, info.value.actual) == (0, 2)
+        [again] = await other.append("s1", first, expected_version=0)  # a retry: recognised
+        assert again.position == rec.position
+        assert [r.version for r in await other.load("s1")] == [1, 2]
+        await other.close()
+
     async def test_fifty_concurrent_writers_one_winner_per_version(self, store: EventStore) -> None:
         clients = [store, *await self.clients(store, 4)]
         await store.append("hot", started(), expected_version=0)
