@@ -38,7 +38,7 @@ from bench.e2e_stack import (
     url_in,
     wait_quiet,
 )
-from bench.meter import tree_cpu
+from bench.meter import process_cpu, tree_cpu
 from threadline.services.runtime.processes import ServiceProcess
 
 CONVERSATIONS = 20
@@ -52,12 +52,12 @@ TARGET = 1.10
 CONFIGS: dict[str, dict[str, str]] = {
     "off": {
         "THREADLINE_SIGNING": "off",
-        "THREADLINE_ENCRYPTION": "off",
+        "THREADLINE_SEAL_CONTENT": "false",
         "THREADLINE_CHECKPOINT_INTERVAL_S": "0",
     },
     "on": {
         "THREADLINE_SIGNING": "on",
-        "THREADLINE_ENCRYPTION": "on",
+        "THREADLINE_SEAL_CONTENT": "true",
         "THREADLINE_CHECKPOINT_INTERVAL_S": str(CHECKPOINT_EVERY_S),
     },
 }
@@ -70,6 +70,9 @@ class Sample:
     errors: int
     cpu_s: float  # up and everything it started
     ttft_p50_ms: float
+    #: CPU seconds of each part: up's own process (gateway, projector, checkpointer),
+    #: the agent workers, nats-server
+    parts: dict[str, float]
 
     @property
     def ms_per_turn(self) -> float:
@@ -116,8 +119,18 @@ async def _up(
         line = await up.start()
         assert up.pid is not None
         yield url_in(line), up.pid
+
     finally:
         await up.stop()
+
+
+def _parts(data: Path, up_pid: int) -> dict[str, int]:
+    """The processes of a running ``up``, from the runtime file it wrote."""
+    runtime = json.loads((data / "runtime.json").read_text())
+    agents = [int(p) for p in str(runtime.get("agent_pids", "")).split(",") if p]
+    return {"up": up_pid, "nats-server": int(runtime["nats_pid"])} | {
+        f"agent{i}": pid for i, pid in enumerate(agents)
+    }
 
 
 async def _sample(root: Path, config: str, dev_url: str, duration_s: float, quick: bool) -> Sample:
@@ -127,11 +140,19 @@ async def _sample(root: Path, config: str, dev_url: str, duration_s: float, quic
         await wait_quiet(max_wait_s=20 if quick else 300)
         tally = Tally()
         client = GatewayClient(gateway_url, lambda i: tokens[i // PER_OWNER], tally)
-        before = tree_cpu({"up": pid})["up"]
+        pids = _parts(root / config, pid)
+        before, alone = tree_cpu({"up": pid})["up"], process_cpu(pids)
         async with ticking(f"audit {config}", tally.line):
             await drive(CONVERSATIONS, duration_s, client.turn, tally)
         cpu = tree_cpu({"up": pid})["up"] - before
-    return Sample(config, tally.done, tally.errors.total(), cpu, percentile(tally.ttft_ms, 50))
+        after = process_cpu(pids)
+    parts: dict[str, float] = {}
+    for name in pids:
+        part = "agents" if name.startswith("agent") else name
+        parts[part] = parts.get(part, 0.0) + after[name] - alone[name]
+    return Sample(
+        config, tally.done, tally.errors.total(), cpu, percentile(tally.ttft_ms, 50), parts
+    )
 
 
 async def measure(*, quick: bool = False) -> list[Sample]:
@@ -158,24 +179,38 @@ def report(samples: list[Sample]) -> list[str]:
         "and everything it started (gateway, projector, checkpointer, agent workers, "
         "nats-server), the dev model outside it.",
         "",
-        "| configuration | turns | errors | CPU per turn (ms, median) | TTFT p50 (ms) |",
-        "| --- | --- | --- | --- | --- |",
+        "| configuration | turns | errors | CPU per turn (ms, median) | of which up's process / "
+        "agents / nats-server | TTFT p50 (ms) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for config, ss in by.items():
         lines.append(
             f"| {config} | {sum(s.turns for s in ss)} | {sum(s.errors for s in ss)} | "
             f"{per_turn[config]:.1f} ({', '.join(f'{s.ms_per_turn:.1f}' for s in ss)}) | "
+            f"{_split(ss)} | "
             f"{median([s.ttft_p50_ms for s in ss]):.0f} |"
         )
+    rounds = [
+        f"{on.ms_per_turn / off.ms_per_turn:.2f}"
+        for off, on in zip(by["off"], by["on"], strict=True)
+    ]
     verdict = "met" if ratio <= TARGET else "not met"
     lines += [
         "",
         f"Signatures, encryption and checkpoints (every {CHECKPOINT_EVERY_S} s) on: "
-        f"**{ratio:.2f}x** the CPU per turn of off (target at most {TARGET:.2f}x: {verdict}).",
+        f"**{ratio:.2f}x** the CPU per turn of off (target at most {TARGET:.2f}x: {verdict}); "
+        f"round by round {', '.join(rounds)}x.",
         "",
         "Settings of each: " + json.dumps(CONFIGS),
     ]
     return lines
+
+
+def _split(samples: list[Sample]) -> str:
+    def part(name: str) -> float:
+        return median([s.parts.get(name, 0.0) / max(1, s.turns) * 1000 for s in samples])
+
+    return " / ".join(f"{part(n):.1f}" for n in ("up", "agents", "nats-server"))
 
 
 async def run(*, quick: bool = False) -> list[str]:

@@ -28,6 +28,7 @@ from threadline.events.schema import (
     SessionStarted,
     UserMessage,
 )
+from threadline.events.sealing import DirectoryKeyStore, Keyring
 from threadline.events.store import NewEvent, Recorded
 from threadline.services.agent.turn import AgentSettings
 from threadline.services.commands import AnswerApproval, SessionCommands
@@ -173,6 +174,8 @@ async def test_an_agent_killed_while_a_call_waits(
     """The waiting turn holds nothing: the agent that asked is killed (-9); the decision
     is made with no agent running; another agent process finishes the turn."""
     store = await JetStreamEventStore.connect(nats_server.url, fresh_stream(), heartbeat_s=0.5)
+    # the agents seal the answer with the content keys of their data dir: read with them
+    store.keyring = Keyring(DirectoryKeyStore(tmp_path / "keys" / "content"))
     try:
         async with serve(DevModelSettings.fast()) as model:
             first_agent = await spawn_agent(
