@@ -24,6 +24,7 @@ from threadline.services.cli.stack import Running, start_services
 from threadline.services.runtime.agents import agent_count
 from threadline.services.runtime.connect import clear_runtime, connected, write_runtime
 from threadline.services.runtime.eventkeys import ensure_deployment_keys, needs_policy
+from threadline.services.runtime.keys import ensure_content_key_dir
 from threadline.services.runtime.natsauth import ADMIN, provision, secured_nats, service_url
 from threadline.services.runtime.processes import stop_event
 
@@ -45,6 +46,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     settings.data_path.mkdir(parents=True, exist_ok=True)
+    ensure_content_key_dir(settings)  # every process of up shares it: content is sealed
     stop = stop_event()
     async with contextlib.AsyncExitStack() as stack:
         url = settings.nats_url

@@ -28,14 +28,31 @@ def content_key_dir(settings: Settings) -> Path:
     return settings.data_path / "keys" / "content"
 
 
+def sealing_configured(settings: Settings) -> bool:
+    """Whether this deployment has a content key directory to seal under: one named
+    (``content_key_dir``) or the data dir's, once made (``threadline up`` makes it). Every
+    process that reads what another sealed needs the same directory, so processes with
+    data dirs of their own (``threadline cluster``, separate hosts) write in the clear
+    unless they share one."""
+    return bool(settings.content_key_dir) or content_key_dir(settings).is_dir()
+
+
+def ensure_content_key_dir(settings: Settings) -> Path:
+    """Make the data dir's content key directory (``up``: sealing on for its processes)."""
+    path = content_key_dir(settings)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
 def keyring_for(settings: Settings) -> Keyring:
     """The process's keyring for the deployment's key directory (made on first use;
-    the first one made is the process's default)."""
+    the first one made is the process's default). It seals new content only where
+    :func:`sealing_configured`; what is sealed reads wherever its key is."""
     path = content_key_dir(settings)
     keyring = _keyrings.get(path)
     if keyring is None:
         keyring = _keyrings[path] = Keyring(DirectoryKeyStore(path))
-    keyring.enabled = settings.seal_content
+    keyring.enabled = settings.seal_content and sealing_configured(settings)
     if installed() is not keyring:  # a service process has one; a test, the newest
         install(keyring)
     return keyring
