@@ -20,6 +20,7 @@ from typing import Final, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from threadline.base.aio import cancelled_meanwhile
 from threadline.events import codec
 from threadline.events.checkpoint import (
     Checkpoint,
@@ -133,7 +134,7 @@ class Checkpointer:
             if not self._started:
                 self._last = self._unchecked = await self.sink.latest()
                 self._started = True
-                _cancelled_meanwhile()
+                cancelled_meanwhile()
             await self._catch_up()
             if not force and (not self._changed or self.frontier.size == 0):
                 return None
@@ -149,9 +150,9 @@ class Checkpointer:
             signed = sign(head, self.key)
             await self.sink.put(signed, self._pending, self.frontier.size - len(self._pending))
             self._pending = []
-            _cancelled_meanwhile()
+            cancelled_meanwhile()
             await self._publish(signed)
-            _cancelled_meanwhile()
+            cancelled_meanwhile()
             self._last, self._changed = signed, False
             return signed
 
@@ -159,7 +160,7 @@ class Checkpointer:
         reading = log_records(self.store, after=self.last_position)
         async with contextlib.aclosing(reading) as records:
             async for stored in records:
-                _cancelled_meanwhile()
+                cancelled_meanwhile()
                 if self.frontier.size == 0:
                     self.first_position = stored.position
                 leaf = leaf_of(stored)
@@ -173,7 +174,7 @@ class Checkpointer:
                     self._unchecked = None
                 if self._last is None or self.frontier.size > self._last.size:
                     self._changed = self._changed or not is_checkpoint_subject(stored.subject)
-        _cancelled_meanwhile()
+        cancelled_meanwhile()
         if (last := self._unchecked) is not None:
             raise CheckpointError(
                 f"{_diverged(last)}: the log holds {self.frontier.size} records, "
@@ -208,20 +209,6 @@ class Checkpointer:
             else:
                 if signed is not None:
                     log.info("checkpoint: %d records, root %s", signed.size, signed.root)
-
-
-def _cancelled_meanwhile() -> None:
-    """Raise the cancellation of the running task if an await below dropped it.
-
-    Python 3.11's ``asyncio.wait_for``, which every nats-py request uses (stream info,
-    message gets, consumer creation, publishing), returns the reply instead of raising
-    when the task is cancelled just as the reply arrives: the cancellation is caught
-    and dropped, and the checkpoint would go on (and :meth:`Checkpointer.run` with it,
-    for ever). The task still counts the request (``Task.cancelling``), so it is raised
-    here, after each step."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _diverged(last: Checkpoint) -> str:

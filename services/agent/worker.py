@@ -24,6 +24,7 @@ import logging
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from threadline.base.aio import cancelled_meanwhile
 from threadline.base.errors import DeliveryLost, StoreError, StoreUnavailable
 from threadline.base.logs import log_context
 from threadline.events.fold import SessionState
@@ -195,6 +196,10 @@ class AgentWorker:
         every = self.queue.ack_wait_s / HEARTBEATS_PER_ACK_WAIT
         while True:
             await delivery.in_progress()  # at once first: see HEARTBEATS_PER_ACK_WAIT
+            # a turn found busy ends the heartbeat while that ack is in flight, and the
+            # request may drop the cancellation: the heartbeat would hold the delivery
+            # (and the worker's slot) for ever
+            cancelled_meanwhile()
             await asyncio.sleep(every)  # a heartbeat timer, not a poll
 
     async def process(self, session: str, turn_id: str, *, decided: int | None = None) -> Outcome:
