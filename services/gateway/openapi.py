@@ -32,7 +32,7 @@ REDOC_JS: Final = "/schema/redoc.standalone.js"
 #: request bodies: msgspec Structs with ``forbid_unknown_fields``
 _CLOSED_BODIES: Final = (
     "CreateSession", "Params", "PostMessage", "Cancel", "RetryTurn", "ForkSession",
-    "RenameSession",
+    "RenameSession", "ErasureRequest",
 )  # fmt: skip
 #: (component, property) whose ``ge=0`` Litestar drops
 _ZERO_MINIMUMS: Final = (("Params", "temperature"), ("Params", "top_p"))

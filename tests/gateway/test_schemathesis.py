@@ -41,6 +41,12 @@ def _config() -> SchemathesisConfig:
             "checks": {"enabled": True},
             "phases": {"stateful": {"generation": {"max-examples": 25}}},
             "operations": [
+                # the first entry that names an operation decides (put narrow ones first)
+                {
+                    # admins only: the fuzzing caller (alice) is refused whatever she sends
+                    "include-name": "POST /v1/admin/erasures",
+                    "checks": {"positive_data_acceptance": {"expected-statuses": ["401", "403"]}},
+                },
                 {
                     # provider, model and tool servers are checked against the catalog,
                     # which the document cannot express: a schema-valid but unknown name

@@ -49,6 +49,7 @@ from tests.gateway.harness import (
 )
 from tests.gateway.views_harness import running_views_gateway
 from threadline.events.ids import new_id
+from threadline.events.sealing import Keyring, MemoryKeyStore
 from threadline.services.gateway.web.signin import DEV_SIGNIN
 from threadline.services.runtime.natsserver import EmbeddedNats
 
@@ -111,6 +112,16 @@ RECIPES = [
     Recipe("GET", f"{C}/stream", f"/api/chat/{SESSION}/stream", 200, 204, per_owner=True),
     Recipe("POST", f"{C}/cancel", f"/api/chat/{SESSION}/cancel", 202, 404, {}, per_owner=True),
     Recipe("POST", "/api/chat", "/api/chat", 200, 200, CHAT, per_owner=True),
+    # admins only; the admin erases an owner who has nothing (alice's content stays)
+    Recipe(
+        "POST",
+        "/v1/admin/erasures",
+        "/v1/admin/erasures",
+        403,
+        200,
+        {"owner": "nobody-iso"},
+        scoped=False,
+    ),  # fmt: skip
 ]
 #: routes that need no token and carry no owner data
 PUBLIC = re.compile(r"^/(healthz|readyz|metrics|debug|web/.*|schema(/.*)?)?$")
@@ -194,6 +205,7 @@ async def views(
     options = gateway_options(max_stream_s=5.0, max_sse_per_owner=64)
     data_dir: Path = tmp_path_factory.mktemp("isolation")
     async with running_views_gateway(nats_server.url, data_dir, options, with_log=False) as pair:
+        pair.views.store.keyring = Keyring(MemoryKeyStore())  # the erasure route's keys
         yield pair.views
 
 
