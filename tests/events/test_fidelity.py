@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from nats.js.api import ClusterInfo
 
 from tests.conftest import fresh_stream
 from threadline.base.config import StreamSettings
@@ -35,6 +36,7 @@ from threadline.services.runtime.cluster import LocalCluster
 WINDOW_S = 1.0
 _SERVER_TIMER_SLACK_S = 0.3  # nats-server's purge timer fires up to ~50 ms late
 
+_NO_LEADER = ClusterInfo()
 Answer = tuple[str, int]  # ("stored" | "duplicate", position) or ("conflict", 0)
 PASS_WINDOW = None
 #: (key, expected last position, answer of a single server, answer of a cluster)
@@ -102,6 +104,11 @@ async def test_the_memory_store_plays_the_script(clustered: bool) -> None:
 
 async def on_server(url: str, settings: StreamSettings, clustered: bool) -> None:
     store = await JetStreamEventStore.connect(url, settings, allow_unsafe=True)  # 1 s window
+    if clustered:  # a new R3 stream answers appends once its group has elected a leader
+        js = store.nc.jetstream()
+        async with asyncio.timeout(30):
+            while not ((await js.stream_info(settings.name)).cluster or _NO_LEADER).leader:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # nats reports no election event to wait on
 
     async def pass_window() -> None:
         """The server forgets keys on its own timer, which nothing observable reports."""
