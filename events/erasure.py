@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Final, Literal, NamedTuple
 
 import msgspec
@@ -113,21 +112,6 @@ async def follow_erasures(store: JetStreamEventStore, keyring: Keyring) -> None:
                 raise asyncio.CancelledError from None
             log.warning("following erasure records: %s; again in %.0f s", exc, _RETRY_S)
             await asyncio.sleep(_RETRY_S)  # a retry timer, not a synchronisation
-
-
-@contextlib.asynccontextmanager
-async def erasures_followed(store: EventStore, keyring: Keyring) -> AsyncIterator[None]:
-    """Follow erasure records into ``keyring`` while the block runs (JetStream only)."""
-    if not isinstance(store, JetStreamEventStore):
-        yield
-        return
-    task = asyncio.create_task(follow_erasures(store, keyring), name="erasures")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def decode_erasure(data: bytes) -> Erasure:

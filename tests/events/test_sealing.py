@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import fresh_stream
 from threadline.events import schema as ev
-from threadline.events.erasure import erase, erasure_subject, erasures_followed
+from threadline.events.erasure import erase, erasure_subject, follow_erasures
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.memory import MemoryEventStore
 from threadline.events.sealing import (
@@ -191,7 +191,8 @@ async def test_a_second_process_stops_reading_after_the_erasure_record(
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(one.close)
         stack.push_async_callback(two.close)
-        await stack.enter_async_context(erasures_followed(two, two.keyring))
+        follower = asyncio.create_task(follow_erasures(two, two.keyring), name="erasures")
+        stack.push_async_callback(_stopped, follower)
         await one.append("s-two", conversation()[:2])
         assert (await two.load("s-two"))[1].event == ev.UserMessage(text=f"hello {MARKER}")
         # the key file is gone, but the second process still has the key cached
@@ -230,3 +231,9 @@ async def test_snapshots_are_sealed_and_unreadable_once_erased() -> None:
     erased = await again.get("s-snap")
     assert again.stats.snapshots_loaded == 0 and erased.title == ERASED
     assert MARKER not in repr(erased)
+
+
+async def _stopped(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

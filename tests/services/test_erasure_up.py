@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from pathlib import Path
 
 import httpx
 
+from tests.services.test_up import run_cli as threadline
 from tests.services.test_up import start_up
 from threadline.events.sealing import ERASED
 
@@ -31,17 +30,6 @@ def files_holding(root: Path, needle: bytes) -> list[str]:
             except OSError:  # gone meanwhile (a temporary file)
                 continue
     return found
-
-
-async def threadline(data_dir: Path, *args: str) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "threadline.services.cli", *args, "--data-dir", str(data_dir),
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
 
 
 async def one_turn(client: httpx.AsyncClient, session: str, text: str) -> None:

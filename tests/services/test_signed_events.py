@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import stat
-import sys
 from pathlib import Path
 
 import httpx
@@ -18,6 +16,7 @@ import pytest
 
 from tests.conftest import fresh_stream
 from tests.services.test_up import as_gateway, start_up
+from tests.services.test_up import run_cli as cli
 from tests.support.signing import independent_check
 from threadline.base.config import Settings
 from threadline.base.errors import ConfigurationError
@@ -104,17 +103,6 @@ def started_by(owner: str) -> NewEvent:
 
 def said(text: str) -> NewEvent:
     return NewEvent(event=UserMessage(text=text), actor="user:alice", turn=text)
-
-
-async def cli(data_dir: Path, *args: str) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "threadline.services.cli", *args, "--data-dir", str(data_dir),
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
 
 
 async def test_up_signs_every_write_and_refuses_a_forged_one(tmp_path: Path) -> None:

@@ -42,6 +42,18 @@ async def start_up(
     return proc, "".join(banner)
 
 
+async def run_cli(data_dir: Path, *args: str) -> tuple[int, str]:
+    """A ``threadline`` command on ``up``'s data dir: its exit code and output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "threadline.services.cli", *args, "--data-dir", str(data_dir),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
 def as_gateway(data_dir: Path) -> str:
     """``up``'s NATS URL with its gateway user's credentials (kept in the data dir)."""
     runtime = json.loads((data_dir / "runtime.json").read_text())
