@@ -70,10 +70,6 @@ class Frontier:
         self.hashes.append(merged)
         self.size += 1
 
-    def extend(self, leaves: Iterable[bytes]) -> None:
-        for leaf in leaves:
-            self.append(leaf)
-
     def root(self) -> bytes:
         """``MTH`` of the leaves so far: the subtree roots folded right to left (which is
         how ``MTH`` splits at the largest power of two)."""
@@ -83,9 +79,6 @@ class Frontier:
         for left in reversed(self.hashes[:-1]):
             root = node_hash(left, root)
         return root
-
-    def copy(self) -> Frontier:
-        return Frontier(self.size, self.hashes)
 
 
 class MerkleTree:
@@ -171,10 +164,6 @@ class MerkleTree:
             raise ValueError(message)
 
 
-def _lsb(x: int) -> int:
-    return x & 1
-
-
 def verify_inclusion(
     index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes
 ) -> bool:
@@ -186,9 +175,9 @@ def verify_inclusion(
     for p in proof:
         if sn == 0:
             return False
-        if _lsb(fn) or fn == sn:
+        if fn & 1 or fn == sn:
             r = node_hash(p, r)
-            while not _lsb(fn) and fn != 0:
+            while not fn & 1 and fn != 0:
                 fn, sn = fn >> 1, sn >> 1
         else:
             r = node_hash(r, p)
@@ -213,15 +202,15 @@ def verify_consistency(
     if old_size & (old_size - 1) == 0:
         path.insert(0, old_root)
     fn, sn = old_size - 1, size - 1
-    while _lsb(fn):
+    while fn & 1:
         fn, sn = fn >> 1, sn >> 1
     fr = sr = path[0]
     for c in path[1:]:
         if sn == 0:
             return False
-        if _lsb(fn) or fn == sn:
+        if fn & 1 or fn == sn:
             fr, sr = node_hash(c, fr), node_hash(c, sr)
-            while not _lsb(fn) and fn != 0:
+            while not fn & 1 and fn != 0:
                 fn, sn = fn >> 1, sn >> 1
         else:
             sr = node_hash(sr, c)

@@ -21,7 +21,6 @@ a later one, makes it unreadable too. docs/audit.md#erasure says why and how.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import os
@@ -436,16 +435,6 @@ def open_envelope(envelope: ev.Envelope, keyring: Keyring | None = None) -> ev.E
         return envelope
     keys = keyring or _installed
     return envelope if keys is None else keys.open(envelope)
-
-
-@contextlib.contextmanager
-def installed_keyring(keyring: Keyring) -> Iterator[Keyring]:
-    """``keyring`` installed for the block (tests and one-off commands)."""
-    previous = install(keyring)
-    try:
-        yield keyring
-    finally:
-        install(previous)
 
 
 def describe(store: KeyStore) -> str:

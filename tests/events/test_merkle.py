@@ -180,7 +180,8 @@ def test_frontier_grows_without_rehashing_to_the_same_roots(steps: list[int]) ->
     frontier, total = Frontier(), 0
     for step in steps:
         total += step
-        frontier.extend(leaf_hash(x) for x in data(total)[frontier.size :])
+        for x in data(total)[frontier.size :]:
+            frontier.append(leaf_hash(x))
         assert frontier.size == total and len(frontier.hashes) == total.bit_count()
         assert frontier.root() == mth(data(total))
         resumed = Frontier(frontier.size, frontier.hashes)  # what a checkpointer restarts from
