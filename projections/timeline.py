@@ -133,7 +133,7 @@ class Timeline:
             f"{rec.envelope.actor:<14} {what}{mark}{end}"
         )
 
-    def describe(self, rec: Recorded) -> str:
+    def describe(self, rec: Recorded) -> str:  # noqa: C901 - one case per kind
         e = rec.event
         match e:
             case ev.SessionStarted():
@@ -149,47 +149,6 @@ class Timeline:
                 )
             case ev.TextDelta() | ev.ReasoningDelta():
                 return f"{_delta_label(rec, e)}: {self.quote(e.text)}"
-            case ev.ToolCall() | ev.ToolResult() | ev.ToolProgress():
-                return self._tool(e)
-            case ev.Fallback():
-                route = f"  {e.from_ or '?'} -> {e.to or '?'}" if e.from_ or e.to else ""
-                return f"FALLBACK {e.fallback}{route}: {self.quote(e.reason)}"
-            case ev.AssistantMessage():
-                return self._assistant(rec, e)
-            case ev.TurnCompleted() | ev.TurnFailed() | ev.TurnCancelled():
-                return self._ended(rec, e)
-            case ev.ContextTrimmed():
-                return _context(e)
-            case (
-                ev.CancelRequested() | ev.ApprovalRequested() | ev.ApprovalGranted()
-                | ev.ApprovalDenied()
-            ):  # fmt: skip
-                return self._held(rec, e)
-            case _:
-                assert_never(e)
-
-    def _held(
-        self,
-        rec: Recorded,
-        e: ev.CancelRequested | ev.ApprovalRequested | ev.ApprovalGranted | ev.ApprovalDenied,
-    ) -> str:
-        """A stop request, a call waiting for a person, a person's (or the deadline's)
-        decision."""
-        match e:
-            case ev.CancelRequested():
-                stop = "ROLLBACK" if e.rollback else "CANCEL"
-                return f"{stop} REQUESTED ({rec.turn or 'running turn'}): {self.quote(e.reason)}"
-            case ev.ApprovalRequested():
-                args = json.dumps(e.arguments, ensure_ascii=False, sort_keys=True)
-                return f"APPROVAL REQUESTED {e.call_id} {e.tool} {self.quote(args)}"
-            case ev.ApprovalGranted():
-                return f"APPROVED {e.call_id}: {self.quote(e.reason)}"
-            case ev.ApprovalDenied():
-                expired = " (deadline passed)" if e.expired else ""
-                return f"DENIED {e.call_id}{expired}: {self.quote(e.reason)}"
-
-    def _tool(self, e: ev.ToolCall | ev.ToolResult | ev.ToolProgress) -> str:
-        match e:
             case ev.ToolCall():
                 tool = f"{e.server}.{e.tool}" if e.server else e.tool
                 args = json.dumps(e.arguments, ensure_ascii=False, sort_keys=True)
@@ -203,6 +162,37 @@ class Timeline:
             case ev.ToolProgress():
                 of = "" if e.total is None else f"/{e.total:g}"
                 return f"TOOL PROGRESS {e.call_id} {e.progress:g}{of}: {self.quote(e.message)}"
+            case ev.Fallback():
+                route = f"  {e.from_ or '?'} -> {e.to or '?'}" if e.from_ or e.to else ""
+                return f"FALLBACK {e.fallback}{route}: {self.quote(e.reason)}"
+            case ev.AssistantMessage():
+                return self._assistant(rec, e)
+            case ev.TurnCompleted():
+                ttft = "-" if e.ttft_ms is None else f"{e.ttft_ms:.0f}ms"
+                return (
+                    f"turn {rec.turn} COMPLETED  steps={e.steps} ttft={ttft} "
+                    f"duration={e.duration_ms:.0f}ms in={e.usage.input_tokens} "
+                    f"out={e.usage.output_tokens}"
+                )
+            case ev.TurnFailed():
+                retry = " (retryable)" if e.retryable else ""
+                return f"turn {rec.turn} FAILED {e.error}: {self.quote(e.message)}{retry}"
+            case ev.TurnCancelled():
+                partial = f"  partial={self.quote(e.partial_text)}" if e.partial_text else ""
+                return f"turn {rec.turn} CANCELLED: {self.quote(e.reason)}{partial}"
+            case ev.ContextTrimmed():
+                return _context(e)
+            case ev.CancelRequested():  # a stop request
+                stop = "ROLLBACK" if e.rollback else "CANCEL"
+                return f"{stop} REQUESTED ({rec.turn or 'running turn'}): {self.quote(e.reason)}"
+            case ev.ApprovalRequested():  # a call waiting for a person
+                args = json.dumps(e.arguments, ensure_ascii=False, sort_keys=True)
+                return f"APPROVAL REQUESTED {e.call_id} {e.tool} {self.quote(args)}"
+            case ev.ApprovalGranted():  # a person's decision (or the deadline's)
+                return f"APPROVED {e.call_id}: {self.quote(e.reason)}"
+            case ev.ApprovalDenied():
+                expired = " (deadline passed)" if e.expired else ""
+                return f"DENIED {e.call_id}{expired}: {self.quote(e.reason)}"
             case _:
                 assert_never(e)
 
@@ -223,24 +213,6 @@ class Timeline:
             f"in={e.usage.input_tokens} out={e.usage.output_tokens}){calls}: "
             f"{self.quote(e.text, 400)}"
         )
-
-    def _ended(self, rec: Recorded, e: ev.TurnCompleted | ev.TurnFailed | ev.TurnCancelled) -> str:
-        match e:
-            case ev.TurnCompleted():
-                ttft = "-" if e.ttft_ms is None else f"{e.ttft_ms:.0f}ms"
-                return (
-                    f"turn {rec.turn} COMPLETED  steps={e.steps} ttft={ttft} "
-                    f"duration={e.duration_ms:.0f}ms in={e.usage.input_tokens} "
-                    f"out={e.usage.output_tokens}"
-                )
-            case ev.TurnFailed():
-                retry = " (retryable)" if e.retryable else ""
-                return f"turn {rec.turn} FAILED {e.error}: {self.quote(e.message)}{retry}"
-            case ev.TurnCancelled():
-                partial = f"  partial={self.quote(e.partial_text)}" if e.partial_text else ""
-                return f"turn {rec.turn} CANCELLED: {self.quote(e.reason)}{partial}"
-            case _:
-                assert_never(e)
 
 
 def _delta_label(rec: Recorded, e: ev.TextDelta | ev.ReasoningDelta) -> str:
