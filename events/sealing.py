@@ -9,13 +9,13 @@ to its session, version and kind. The hash chain and checkpoints cover the ciphe
 so they still verify once the key is gone; then every reader gets the stub.
 
 Keys live in a :class:`KeyStore` (the port): :class:`DirectoryKeyStore` keeps one file
-per key under the data dir and erases by unlinking it (and fsyncing the directory);
-:class:`MemoryKeyStore` does the same in dicts for tests. A :class:`Keyring` caches keys
-per process; :meth:`Keyring.forget` drops erased ones (every process follows the log's
-erasure records, :mod:`threadline.events.erasure`). Derived data that holds folded
-content (snapshots, the sessions directory) is sealed with :meth:`Keyring.seal_blob`
-under the key of the session's first month, so erasing the owner, or every month up to
-a later one, makes it unreadable too. docs/audit.md#erasure says why and how.
+per key under the data dir and erases by unlinking it (and fsyncing the directory).
+A :class:`Keyring` caches keys per process; :meth:`Keyring.forget` drops erased ones
+(every process follows the log's erasure records, :mod:`threadline.events.erasure`).
+Derived data that holds folded content (snapshots, the sessions directory) is sealed
+with :meth:`Keyring.seal_blob` under the key of the session's first month, so erasing
+the owner, or every month up to a later one, makes it unreadable too.
+docs/audit.md#erasure says why and how.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -146,39 +145,6 @@ def _matches(key: StoredKey, owner: str | None, before: str | None) -> bool:
     if owner is None and before is None:
         raise ValueError("an erasure names an owner, a period, or both")
     return (owner is None or key.owner == owner) and (before is None or key.period < before)
-
-
-class MemoryKeyStore:
-    """Keys in dicts, behaving as :class:`DirectoryKeyStore` does (tests)."""
-
-    def __init__(self) -> None:
-        self._keys: dict[str, StoredKey] = {}
-        self._erased: set[str] = set()
-        self._secret = secrets.token_bytes(32)
-        self._lock = threading.Lock()
-
-    def get_or_create(self, owner: str, period: str) -> ContentKey:
-        with self._lock:
-            for key_id in _key_ids(self._secret, owner, period):
-                if key_id in self._erased:
-                    continue
-                found = self._keys.get(key_id)
-                if found is None:
-                    found = self._keys[key_id] = StoredKey(owner, period, os.urandom(32).hex())
-                return ContentKey(key_id, bytes.fromhex(found.key))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def load(self, key_id: str) -> bytes | None:
-        found = self._keys.get(key_id)
-        return None if found is None else bytes.fromhex(found.key)
-
-    def erase(self, *, owner: str | None = None, before: str | None = None) -> list[str]:
-        with self._lock:
-            gone = [k for k, v in self._keys.items() if _matches(v, owner, before)]
-            for key_id in gone:
-                del self._keys[key_id]
-                self._erased.add(key_id)
-            return sorted(gone)
 
 
 def _key_ids(secret: bytes, owner: str, period: str) -> Iterator[str]:

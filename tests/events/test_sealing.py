@@ -24,7 +24,6 @@ from threadline.events.sealing import (
     PERSONAL,
     DirectoryKeyStore,
     Keyring,
-    MemoryKeyStore,
     period_of,
 )
 from threadline.events.sessions import SessionCache
@@ -71,13 +70,15 @@ def conversation() -> list[NewEvent]:
 
 
 @pytest.fixture(params=["memory", "jetstream"])
-async def sealed_store(request: pytest.FixtureRequest, nats_url: str) -> AsyncIterator[EventStore]:
+async def sealed_store(
+    request: pytest.FixtureRequest, nats_url: str, tmp_path: Path
+) -> AsyncIterator[EventStore]:
     store: EventStore
     if request.param == "memory":
         store = MemoryEventStore()
     else:
         store = await JetStreamEventStore.connect(nats_url, fresh_stream(), heartbeat_s=0.5)
-    store.keyring = Keyring(MemoryKeyStore())
+    store.keyring = Keyring(DirectoryKeyStore(tmp_path / "keys"))
     yield store
     await store.close()
 
@@ -133,9 +134,9 @@ async def _stored(store: EventStore, session: str) -> AsyncIterator:  # type: ig
         yield Stored(rec.position, subject_for(store.prefix, session, rec.kind), rec.raw)
 
 
-async def test_sealing_off_writes_in_the_clear_and_still_reads_sealed() -> None:
+async def test_sealing_off_writes_in_the_clear_and_still_reads_sealed(tmp_path: Path) -> None:
     store = MemoryEventStore()
-    store.keyring = Keyring(MemoryKeyStore())
+    store.keyring = Keyring(DirectoryKeyStore(tmp_path / "keys"))
     await store.append("s-1", conversation()[:2])
     store.keyring.enabled = False
     await store.append("s-1", NewEvent(event=ev.UserMessage(text=MARKER)))
@@ -145,8 +146,8 @@ async def test_sealing_off_writes_in_the_clear_and_still_reads_sealed() -> None:
     assert recs[1].event == ev.UserMessage(text=f"hello {MARKER}")
 
 
-async def test_retention_by_month() -> None:
-    keys = MemoryKeyStore()
+async def test_retention_by_month(tmp_path: Path) -> None:
+    keys = DirectoryKeyStore(tmp_path / "keys")
     old, new = keys.get_or_create("alice", "2026-01"), keys.get_or_create("alice", "2026-03")
     bob = keys.get_or_create("bob", "2026-02")
     keyring = Keyring(keys)
@@ -208,12 +209,12 @@ async def test_a_second_process_stops_reading_after_the_erasure_record(
         assert msgspec.json.decode(data[0])["keys"] == list(record.keys)
 
 
-async def test_snapshots_are_sealed_and_unreadable_once_erased() -> None:
+async def test_snapshots_are_sealed_and_unreadable_once_erased(tmp_path: Path) -> None:
     """Snapshots fold content: sealed under the owner's key of the session's first month;
     after the erasure a cold cache cannot use it and folds the log (erased) instead, and
     every cached state is dropped."""
     store = MemoryEventStore()
-    store.keyring = keyring = Keyring(MemoryKeyStore())
+    store.keyring = keyring = Keyring(DirectoryKeyStore(tmp_path / "keys"))
     snapshots = MemorySnapshots()
     await store.append("s-snap", conversation())
     warm = SessionCache(store, snapshots=snapshots, snapshot_every=1)

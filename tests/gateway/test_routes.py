@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import shutil
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from tests.gateway.harness import Harness, agent_turn
 from threadline.events.memory import MemoryEventStore
 from threadline.events.schema import SessionStarted, TextDelta, UserMessage
-from threadline.events.sealing import ERASED, Keyring, MemoryKeyStore
+from threadline.events.sealing import ERASED, DirectoryKeyStore, Keyring
 from threadline.events.store import NewEvent
 from threadline.services.gateway.routes.events import EXPORT_CHUNK_BYTES, _export_lines
 
@@ -360,10 +361,10 @@ async def test_the_export_is_written_in_chunks_not_line_by_line() -> None:
     assert all(len(chunk) >= EXPORT_CHUNK_BYTES for chunk in chunks[:-1])
 
 
-async def test_admins_erase_an_owner_through_the_api(gw: Harness) -> None:
+async def test_admins_erase_an_owner_through_the_api(gw: Harness, tmp_path: Path) -> None:
     """``POST /v1/admin/erasures``: admins only; afterwards the owner's sessions read as
     erased (and still verify), other owners' do not."""
-    gw.store.keyring = Keyring(MemoryKeyStore())
+    gw.store.keyring = Keyring(DirectoryKeyStore(tmp_path / "keys"))
     session = await gw.new_session(title="secret plans")
     posted = await gw.alice.post(f"/v1/sessions/{session}/messages", json={"text": "my secret"})
     assert posted.status_code == 202, posted.text

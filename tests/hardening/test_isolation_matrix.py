@@ -49,7 +49,7 @@ from tests.gateway.harness import (
 )
 from tests.gateway.views_harness import running_views_gateway
 from threadline.events.ids import new_id
-from threadline.events.sealing import Keyring, MemoryKeyStore
+from threadline.events.sealing import DirectoryKeyStore, Keyring
 from threadline.services.gateway.web.signin import DEV_SIGNIN
 from threadline.services.runtime.natsserver import EmbeddedNats
 
@@ -205,7 +205,7 @@ async def views(
     options = gateway_options(max_stream_s=5.0, max_sse_per_owner=64)
     data_dir: Path = tmp_path_factory.mktemp("isolation")
     async with running_views_gateway(nats_server.url, data_dir, options, with_log=False) as pair:
-        pair.views.store.keyring = Keyring(MemoryKeyStore())  # the erasure route's keys
+        pair.views.store.keyring = Keyring(DirectoryKeyStore(data_dir / "erasure-keys"))
         yield pair.views
 
 
