@@ -21,7 +21,6 @@ from psycopg.rows import tuple_row
 
 from threadline.base.errors import ConfigurationError
 from threadline.base.redact import without_credentials
-from threadline.events.ids import new_id
 from threadline.projections.recorder import ViewRecorder
 from threadline.projections.sql import Db, Dialect, Row, Table, translated
 
@@ -131,13 +130,7 @@ class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
             for table in tables:
                 db.run(f"DROP TABLE IF EXISTS {live}.{table.name}")
                 db.run(f"ALTER TABLE {new}.{table.name} SET SCHEMA {live}")
-            db.many(
-                f"INSERT INTO {live}.{TRACKING_TABLE} (application_name, notification_id) "
-                "VALUES (?, ?) ON CONFLICT (application_name) "
-                "DO UPDATE SET notification_id = excluded.notification_id",
-                tracked.items(),
-            )
-            db.run("UPDATE {p}projection_meta SET value = ? WHERE key = 'generation'", new_id())
+            self._swapped(db, f"{live}.{TRACKING_TABLE}", tracked)
 
     def close(self) -> None:
         self.datastore.close()

@@ -194,6 +194,18 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
         tables = [t for v in select_views(views) for t in v.tables] + ([ERRORS] if errors else [])
         self._swap(fresh, tables, {view: positions[view] for view in views})
 
+    @staticmethod
+    def _swapped(db: Db, tracking: str, tracked: dict[str, int]) -> None:
+        """The end of a swap, in its transaction: the ``tracked`` positions in the live
+        ``tracking`` table, and a new generation (a running projector starts again)."""
+        db.many(
+            f"INSERT INTO {tracking} (application_name, notification_id) VALUES (?, ?) "
+            "ON CONFLICT (application_name) DO UPDATE SET notification_id = "
+            "excluded.notification_id",
+            tracked.items(),
+        )
+        db.run("UPDATE {p}projection_meta SET value = ? WHERE key = 'generation'", new_id())
+
     def erase_keys(self, key_ids: Sequence[str], position: int, views: Sequence[str]) -> None:
         """Content keys were erased by the record at ``position``: every view drops
         what they sealed, ``views`` are tracked past the record (so a wait for its

@@ -16,7 +16,6 @@ from pathlib import Path
 from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
 
-from threadline.events.ids import new_id
 from threadline.projections.recorder import ViewRecorder
 from threadline.projections.sql import Db, Dialect, Table, translated
 
@@ -92,16 +91,7 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
                 for table in tables:
                     conn.execute(f"DELETE FROM main.{table.name}")
                     conn.execute(f"INSERT INTO main.{table.name} SELECT * FROM fresh.{table.name}")
-                conn.executemany(
-                    "INSERT INTO main.tracking (application_name, notification_id) VALUES (?, ?) "
-                    "ON CONFLICT (application_name) DO UPDATE SET notification_id = "
-                    "excluded.notification_id",
-                    tracked.items(),
-                )
-                conn.execute(
-                    "UPDATE main.projection_meta SET value = ? WHERE key = 'generation'",
-                    (new_id(),),
-                )
+                self._swapped(Db(conn, self.dialect, sqlite3), "main.tracking", tracked)
             conn.execute("DETACH DATABASE fresh")
 
     def _scrub(self) -> None:
