@@ -37,7 +37,7 @@ from typing import Final
 from threadline.base.errors import SessionNotFound
 from threadline.events.fold import SessionState, fold
 from threadline.events.ids import validate_session_id
-from threadline.events.sealing import Keyring, on_erasure
+from threadline.events.sealing import on_erasure
 from threadline.events.snapshots import (
     Snapshot,
     SnapshotStore,
@@ -217,9 +217,6 @@ class SessionCache:
 
     # ------------------------------------------------------------------ snapshots
 
-    def _keyring(self) -> Keyring | None:
-        return self.store.keyring
-
     async def _load_snapshot(self, session: str) -> Snapshot | None:
         if self.snapshots is None:
             return None
@@ -228,7 +225,7 @@ class SessionCache:
         except Exception as exc:  # derived data: without it we only fold more
             log.warning("session %s: snapshot not loaded: %s", session, exc)
             return None
-        if data is not None and (keyring := self._keyring()) is not None:
+        if data is not None and (keyring := self.store.keyring) is not None:
             data = keyring.open_blob(data, _snapshot_aad(session), sealed_only=keyring.enabled)
         return None if data is None else decode_snapshot(session, data)
 
@@ -252,7 +249,7 @@ class SessionCache:
         state, hash_ = entry.state.copy(), entry.hash  # version and hash agree here
         try:
             data = await asyncio.to_thread(encode_snapshot, state, hash_)
-            keyring = self._keyring()
+            keyring = self.store.keyring
             if keyring is not None and keyring.enabled and state.owner:  # it folds content
                 aad = _snapshot_aad(session)
                 data = await keyring.seal_blob(state.owner, state.created_at, data, aad)

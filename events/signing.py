@@ -167,10 +167,6 @@ class TrustedKey:
     public: Ed25519PublicKey
     grant: Grant
 
-    @property
-    def raw(self) -> bytes:
-        return raw_public(self.public)
-
 
 class TrustPolicy:
     """The keys a deployment trusts, by key id, and what each may write. Its file is JSON
@@ -187,7 +183,7 @@ class TrustPolicy:
     def __init__(self, keys: Mapping[str, TrustedKey], unsigned_before: int = 0) -> None:
         self.keys = dict(keys)
         self.unsigned_before = unsigned_before
-        self._raw = {kid: key.raw for kid, key in self.keys.items()}
+        self._raw = {kid: raw_public(key.public) for kid, key in self.keys.items()}
 
     @classmethod
     def load(cls, path: Path) -> TrustPolicy:

@@ -142,7 +142,15 @@ class SessionsView(View):
         """A title given (at the start, or a rename): a first message no longer names it."""
         session = rec.env.session
         db.run("UPDATE {p}sessions SET title = ?, title_set = 1 WHERE session = ?", title, session)
-        _title_key(db, rec)
+        if rec.env.sealed is None:  # the key the title is sealed with (none: in the clear)
+            db.run("DELETE FROM {p}session_title_keys WHERE session = ?", session)
+            return
+        db.run(
+            "INSERT INTO {p}session_title_keys (session, key) VALUES (?, ?) "
+            "ON CONFLICT (session) DO UPDATE SET key = excluded.key",
+            session,
+            rec.env.sealed.key,
+        )
 
     def _title(self, db: Db, rec: Rec, text: str) -> None:
         session = rec.env.session
@@ -198,19 +206,6 @@ class SessionsView(View):
             "WHEN last_turn = ? THEN ? ELSE last_status END WHERE session = ?",
             shown, turn, after.status, session,
         )  # fmt: skip
-
-
-def _title_key(db: Db, rec: Rec) -> None:
-    """Remember the key the session's title is sealed with (none: it is in the clear)."""
-    if rec.env.sealed is None:
-        db.run("DELETE FROM {p}session_title_keys WHERE session = ?", rec.env.session)
-        return
-    db.run(
-        "INSERT INTO {p}session_title_keys (session, key) VALUES (?, ?) "
-        "ON CONFLICT (session) DO UPDATE SET key = excluded.key",
-        rec.env.session,
-        rec.env.sealed.key,
-    )
 
 
 def _shown(event: ev.Event, verdict: Verdict) -> int:
