@@ -76,16 +76,14 @@ def bucket_config(bucket: str, description: str, replicas: int = 1) -> KeyValueC
     )
 
 
-_SNAPSHOTS: Final = "Threadline session-state snapshots"
-_SESSIONS: Final = "Threadline sessions per owner"
-
-
 def buckets(stream: StreamSettings) -> tuple[KeyValueConfig, KeyValueConfig]:
     """The snapshots and the sessions bucket beside ``stream`` (where the services'
     users may not make them, an admin does: deploy/README.md)."""
     return (
-        bucket_config(f"{stream.name}_SNAPSHOTS", _SNAPSHOTS, stream.replicas),
-        bucket_config(f"{stream.name}_SESSIONS", _SESSIONS, stream.replicas),
+        bucket_config(
+            f"{stream.name}_SNAPSHOTS", "Threadline session-state snapshots", stream.replicas
+        ),
+        bucket_config(f"{stream.name}_SESSIONS", "Threadline sessions per owner", stream.replicas),
     )
 
 
@@ -176,8 +174,8 @@ class KVSnapshots:
     """:class:`~threadline.events.snapshots.SnapshotStore` over a KV bucket, one key per
     session (its id)."""
 
-    def __init__(self, nc: Client, bucket: str, *, replicas: int = 1) -> None:
-        self.bucket = _Bucket(nc, bucket_config(bucket, _SNAPSHOTS, replicas))
+    def __init__(self, nc: Client, config: KeyValueConfig) -> None:
+        self.bucket = _Bucket(nc, config)
 
     async def open(self) -> None:
         await self.bucket.try_open()  # snapshots wait if it fails
@@ -197,8 +195,8 @@ class KVDirectory:
     the key ``r.<owner digest>.<created_at>.<session>``, so an owner's rows are read by
     subject filter, without anyone else's; the checkpoint is the key ``checkpoint``."""
 
-    def __init__(self, nc: Client, bucket: str, *, replicas: int = 1) -> None:
-        self.bucket = _Bucket(nc, bucket_config(bucket, _SESSIONS, replicas))
+    def __init__(self, nc: Client, config: KeyValueConfig) -> None:
+        self.bucket = _Bucket(nc, config)
         self._saved = 0
 
     @staticmethod
@@ -236,8 +234,7 @@ def snapshot_store_for(store: EventStore) -> SnapshotStore | None:
     """Where ``store``'s session snapshots are kept: a KV bucket beside a JetStream
     stream; none for other stores (an in-memory log is as quick to fold as to load)."""
     if isinstance(store, JetStreamEventStore):
-        config = buckets(store.settings)[0]
-        return KVSnapshots(store.nc, config.bucket, replicas=config.replicas)
+        return KVSnapshots(store.nc, buckets(store.settings)[0])
     return None
 
 
@@ -245,6 +242,5 @@ def directory_for(store: EventStore) -> SessionDirectory | None:
     """Where the owners' session lists derived from ``store`` are kept: a KV bucket
     beside a JetStream stream; none for other stores (the caller keeps one in memory)."""
     if isinstance(store, JetStreamEventStore):
-        config = buckets(store.settings)[1]
-        return KVDirectory(store.nc, config.bucket, replicas=config.replicas)
+        return KVDirectory(store.nc, buckets(store.settings)[1])
     return None

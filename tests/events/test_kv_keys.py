@@ -11,13 +11,13 @@ import nats
 
 from tests.conftest import fresh_stream
 from threadline.events.directory import Row
-from threadline.events.kv import KVDirectory
+from threadline.events.kv import KVDirectory, buckets
 
 
 async def test_concurrent_listings_are_whole(nats_url: str) -> None:
     nc = await nats.connect(nats_url)
     try:
-        directory = KVDirectory(nc, f"{fresh_stream().name}_SESSIONS")
+        directory = KVDirectory(nc, buckets(fresh_stream())[1])
         rows = [Row(1_700_000_000_000 + i, f"s{i:03d}") for i in range(300)]
         for row in rows:
             await directory.put("alice", row, b"x")
