@@ -5,15 +5,29 @@ Gemini) and ``reasoning`` (OpenRouter, Ollama) deltas become reasoning parts. A 
 that ends without a finish reason is a broken stream (``network``), not an answer; a
 chunk carrying ``error`` is the provider's error. Each chunk is decoded by msgspec into
 :class:`Chunk`, which holds only the fields read here.
+
+The SDK's request building (``post``: options copied and validated, URL joined, a dozen
+headers merged, about 0.7 ms a request, a tenth of the agent's CPU per turn at the
+benchmark's 50-word turns) is done once: the adapter keeps the request the SDK built
+(URL, headers with the key, timeouts) as a template, makes each request from it with
+its body, and sends it as the SDK's ``request`` does: its hooks (``_prepare_request``,
+``_send_request`` with its auth), its exception classes for timeouts, connection and
+status errors. The SDK never retries (``max_retries`` 0), so its retry loop has
+nothing to do. (The Anthropic SDK's request path also runs its middleware and tracing:
+that adapter still calls ``post``.)
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 import httpx2
 import msgspec
+import openai
 from openai import AsyncOpenAI, omit
+from openai._base_client import get_platform
+from openai._models import FinalRequestOptions
 
 from threadline.events.schema import FinishReason, Usage
 from threadline.services.agent.providers.openai_map import OpenAIRequest, map_messages, to_openai
@@ -147,24 +161,58 @@ class OpenAIChatAdapter(SdkAdapter[AsyncOpenAI, OpenAIRequest]):
 
     reader = ChunkReader
     _cache: WireCache
+    #: the SDK's request to the endpoint, the template of each request (made at the first)
+    _template: httpx2.Request | None
 
     def _connect(self, options: ClientOptions) -> AsyncOpenAI:
         self._cache = WireCache(map_messages)
+        self._template = None
         return AsyncOpenAI(**options)
 
     def _wire(self, request: ModelRequest) -> OpenAIRequest:
         return to_openai(request, self._settings, self._cache)
 
     async def _send(self, wire: OpenAIRequest) -> httpx2.Response:
+        template = self._template or await self._build_template()
+        request = httpx2.Request(
+            "POST",
+            template.url,
+            headers=template.headers,
+            content=wire.body(),
+            extensions=dict(template.extensions),
+        )
+        client = self._client
+        if client._idempotency_header:  # none by default; a new key per request
+            request.headers[client._idempotency_header] = client._idempotency_key()
+        await client._prepare_request(request)
+        try:
+            response = await client._send_request(request, stream=True)
+        except httpx2.TimeoutException as err:
+            raise openai.APITimeoutError(request=request) from err
+        except openai.OpenAIError:
+            raise
+        except Exception as err:  # as the SDK's request(): any other failure to send
+            raise openai.APIConnectionError(request=request) from err
+        if not response.is_success:
+            await response.aread()
+            raise client._make_status_error_from_response(response)
+        return response
+
+    async def _build_template(self) -> httpx2.Request:
+        """The request the SDK's ``post`` would build (without its body), as it would."""
+        client = self._client
+        if client._platform is None:  # as request() does: reading it may block
+            client._platform = await asyncio.to_thread(get_platform)
         present = {h.lower() for h in self._settings.headers}  # the SDK's are unset
         ambient = {h: omit for h in _AMBIENT_HEADERS if h.lower() not in present}
-        return await self._client.post(
-            "/chat/completions",
-            cast_to=httpx2.Response,
-            content=wire.body(),
-            options={
-                "headers": ambient,
-                "security": {"bearer_auth": True},
-            },
-            stream=True,
+        options = FinalRequestOptions.construct(
+            method="post",
+            url="/chat/completions",
+            content=b"",
+            headers=ambient,
+            security={"bearer_auth": True},
         )
+        template = client._build_request(await client._prepare_options(options), retries_taken=0)
+        template.headers.pop("content-length", None)
+        self._template = template
+        return template
