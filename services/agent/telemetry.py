@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Final, Protocol, get_args
 from urllib.parse import urlsplit
@@ -172,7 +173,10 @@ class TurnTelemetry:
         worker: str,
     ) -> None:  # fmt: skip
         self._tel = telemetry
-        self._turn = turn
+        # weakly: the attempt holds its telemetry, and a cycle would keep every ended
+        # attempt (and the session state it folded) alive until a collection of the
+        # older generations, a pause every turn in flight then waits out
+        self._turn: ObservedTurn = weakref.proxy(turn)
         self._providers = providers
         self._worker = worker
         self._span: Span = trace.INVALID_SPAN

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -305,4 +307,25 @@ async def test_a_stopped_attempt_leaves_nothing_to_flush() -> None:
     await turn.coalescer.flush()  # what the pending timer would do
     texts = [r.event.text for r in await agent.store.load("s") if isinstance(r.event, TextDelta)]
     assert texts == ["sent at once"]
+    agent.model.verify()
+
+
+async def test_an_ended_attempt_is_freed_without_the_cycle_collector() -> None:
+    """Nothing of an attempt refers back to it (its telemetry holds it weakly): once it
+    ends, reference counting frees it (and the session state it folded) at once. A cycle
+    would keep every turn's state alive until a collection of the older generations, a
+    pause that grows with the turns since and that every turn in flight waits out."""
+    agent = Agent()
+    agent.model.script(answer("Hello", ", ", "alice"))
+    await agent.start("s")
+    await agent.say("s", "go", "t1")
+    turn = Turn(agent.deps(), fold(await agent.store.load("s")), "t1", asyncio.Event())
+    await turn.run()
+    freed = [weakref.ref(turn), weakref.ref(turn.writer), weakref.ref(turn.coalescer)]
+    gc.disable()
+    try:
+        del turn
+        assert [ref() for ref in freed] == [None, None, None]
+    finally:
+        gc.enable()
     agent.model.verify()
