@@ -12,7 +12,7 @@ else from version 1.
 
 Every ``snapshot_every`` events folded past a session's last snapshot, or a quarter of
 the snapshot's version when that is more, the state is written as a new one by a
-background task (at most ``max_pending_snapshots`` at a time; when that many are
+background task (at most :data:`MAX_PENDING_SNAPSHOTS` at a time; when that many are
 pending the write is left for later; encoded in a thread): a snapshot's bytes (which
 grow with the session) are paid once per that many events, so what they cost per event
 stays the same however long the session grows, and never on the caller's path; a cold
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SESSIONS: Final = 2_000
 DEFAULT_SNAPSHOT_EVERY: Final = 200
+#: snapshot writes under way at most (more are left for later)
+MAX_PENDING_SNAPSHOTS: Final = 4
 #: the events between snapshots are at least the last snapshot's version over this
 SNAPSHOT_SPACING: Final = 4
 
@@ -86,13 +88,11 @@ class SessionCache:
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         snapshots: SnapshotStore | None = None,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
-        max_pending_snapshots: int = 4,
     ) -> None:
         self.store = store
         self.max_sessions = max(1, max_sessions)
         self.snapshots = snapshots
         self.snapshot_every = max(1, snapshot_every)
-        self.max_pending_snapshots = max_pending_snapshots
         self.stats = CacheStats()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._saving: dict[str, asyncio.Task[None]] = {}
@@ -235,7 +235,7 @@ class SessionCache:
             or entry.state.version - entry.snapshot
             < max(self.snapshot_every, entry.snapshot // SNAPSHOT_SPACING)
             or session in self._saving
-            or len(self._saving) >= self.max_pending_snapshots
+            or len(self._saving) >= MAX_PENDING_SNAPSHOTS
         ):
             return
         entry.snapshot = entry.state.version

@@ -63,13 +63,13 @@ def connection_params(url: str) -> dict[str, Any]:
 class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
     """Views in one PostgreSQL schema."""
 
-    def __init__(self, url: str, *, schema: str = "threadline", pool_size: int = 2) -> None:
+    def __init__(self, url: str, *, schema: str = "threadline") -> None:
         self.url = url
         self.schema = schema
         datastore = PostgresDatastore(
             **connection_params(url),
             schema=schema,
-            pool_size=pool_size,
+            pool_size=2,
             max_overflow=8,
             originator_id_type="text",
         )

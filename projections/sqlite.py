@@ -25,12 +25,11 @@ LOCK_TIMEOUT_S = 30
 class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
     """Views in one SQLite file (``<data dir>/projections.sqlite3`` by default)."""
 
-    def __init__(self, path: str | Path, *, lock_timeout: int = LOCK_TIMEOUT_S) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.lock_timeout = lock_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         datastore = SQLiteDatastore(
-            str(self.path), lock_timeout=lock_timeout, originator_id_type="text"
+            str(self.path), lock_timeout=LOCK_TIMEOUT_S, originator_id_type="text"
         )
         super().__init__(datastore)
         self.dialect = Dialect("sqlite")
@@ -82,7 +81,7 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
     def _swap(
         self, fresh: SQLiteViewRecorder, tables: list[Table], tracked: dict[str, int]
     ) -> None:
-        connection = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
+        connection = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None)
         with contextlib.closing(connection) as conn, translated(sqlite3):
             conn.execute("PRAGMA secure_delete = ON")
             conn.execute("ATTACH DATABASE ? AS fresh", (str(fresh.path),))
@@ -97,7 +96,7 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
     def _scrub(self) -> None:
         """Write the WAL back and truncate it: erased data zeroed in the file
         (``secure_delete``) and no old page left in the log."""
-        connection = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
+        connection = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None)
         with contextlib.closing(connection) as conn, translated(sqlite3):
             conn.execute("PRAGMA secure_delete = ON")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
