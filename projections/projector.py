@@ -11,6 +11,7 @@ another projector moving the tracking on, makes it re-read the positions and res
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Final
@@ -177,15 +178,12 @@ class Projector:
     async def _apply(self, batch: list[Stored]) -> None:
         """Apply the events in order; an erasure record between them is applied in its
         place (what comes after it is read without its keys)."""
-        start = 0
-        for i, item in enumerate(batch):
-            if is_erasure_subject(item.subject):
-                if i > start:
-                    await self._apply_events(batch[start:i])
-                await self._erase(item)
-                start = i + 1
-        if start < len(batch):
-            await self._apply_events(batch[start:])
+        for erasures, run in itertools.groupby(batch, lambda s: is_erasure_subject(s.subject)):
+            if erasures:
+                for item in run:
+                    await self._erase(item)
+            else:
+                await self._apply_events(list(run))
 
     async def _erase(self, stored: Stored) -> None:
         try:
