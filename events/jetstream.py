@@ -301,6 +301,7 @@ class JetStreamEventStore(EventStore):
         few direct gets) to the head the leader has now, never from the session's start.
         A quarantined record without a version comes with the versions around it."""
         head = await self._load_head(session)
+        self._saw_head(session, head)
         last = head.version if to_version is None else min(to_version, head.version)
         beyond = from_version > last  # only quarantined records after `after`, if any
         if after >= head.position or (beyond and not (after and last == head.version)):

@@ -536,6 +536,16 @@ class EventStore(abc.ABC):
         self._remember(session, head)
         return head
 
+    def _saw_head(self, session: str, head: Head) -> None:
+        """A head just read from the leader (at the start of a read): kept unless this
+        store already knows a later one (its own append may have landed meanwhile), so
+        an append that follows the read (a command after reading the state, a turn after
+        folding the session) publishes at once instead of being refused as stale or
+        reading the same head again."""
+        known = self._heads.get(session)
+        if known is None or known.position < head.position:
+            self._remember(session, head)
+
     def _remember(self, session: str, head: Head) -> None:
         self._heads[session] = head
         self._heads.move_to_end(session)

@@ -88,6 +88,42 @@ async def test_a_conflict_reads_only_what_was_written_since(
     await other.close()
 
 
+async def sent(store: JetStreamEventStore, call: Callable[[], Awaitable[object]]) -> int:
+    """How many messages the store's connection published during ``call``."""
+    before = store.nc.stats["out_msgs"]
+    await call()
+    return store.nc.stats["out_msgs"] - before
+
+
+async def test_an_append_after_a_read_publishes_at_once(
+    js_store: JetStreamEventStore, nats_url: str
+) -> None:
+    """A read asks the leader for the session's head and the store keeps it: an append
+    right after it (a command after reading the state, a turn after folding its
+    session) is one publish, though another process moved the session on since this
+    store last appended to it. Neither a head read again nor a publish refused as
+    stale, at an expected version or at any version."""
+    other = await JetStreamEventStore.connect(nats_url, js_store.settings)
+    [mine] = await js_store.append("s", NewEvent(event=TextDelta(text="mine")))
+    await other.append("s", [NewEvent(event=TextDelta(text=str(i))) for i in range(3)])
+    [*_, last] = [r async for r in js_store.read("s", after=mine.position)]
+
+    async def at_version() -> None:
+        await js_store.append("s", NewEvent(event=TextDelta(text="a")), expected_version=4)
+
+    assert last.version == 4
+    assert await sent(js_store, at_version) == 1
+    [theirs] = await other.append("s", NewEvent(event=TextDelta(text="theirs")))
+    assert [r.version async for r in js_store.read("s", from_version=6)] == [6]
+
+    async def any_version() -> None:
+        [rec] = await js_store.append("s", NewEvent(event=TextDelta(text="b")))
+        assert (rec.version, rec.envelope.prev) == (7, theirs.hash)
+
+    assert await sent(js_store, any_version) == 1
+    await other.close()
+
+
 async def test_a_read_waits_for_what_the_answering_replica_lacks(
     js_store: JetStreamEventStore,
 ) -> None:
