@@ -101,9 +101,8 @@ def check_choice(
         if not offering:
             raise InvalidField("model", f"no provider offers model {model!r}")
         provider = offering[0]
-    known = set(catalog.tool_servers)
     for server in tool_servers:
-        if server not in known:
+        if server not in catalog.tool_servers:
             raise InvalidField("tool_servers", f"unknown tool server {server!r}")
     if params is not None:
         _check_params(catalog, provider, params)
@@ -121,6 +120,6 @@ def _check_params(catalog: Catalog, provider: str, params: GenerationParams) -> 
         raise InvalidField(
             "params.max_tokens", f"this deployment allows at most {tokens} output tokens"
         )
-    entries = [e for e in catalog.providers if e.name == provider or not provider]
-    entry = entries[0] if entries else None  # no provider: the default, listed first
+    # no provider: the default, listed first
+    entry = next((e for e in catalog.providers if e.name == provider or not provider), None)
     check_params(entry.api if entry else None, entry.name if entry else provider, params)

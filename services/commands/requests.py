@@ -35,11 +35,16 @@ class StartSession(msgspec.Struct, frozen=True, kw_only=True):
     session: str = ""
 
 
-class SendMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """A user message: it starts a new turn."""
+class _ToSession(msgspec.Struct, frozen=True, kw_only=True):
+    """A command to the existing session ``session``."""
 
     session: str
     actor: str
+
+
+class SendMessage(_ToSession, frozen=True, kw_only=True):
+    """A user message: it starts a new turn."""
+
     text: str
     key: str = ""
     client_message_id: str = ""
@@ -50,39 +55,31 @@ class Regenerate(SendMessage, frozen=True, kw_only=True):
     message first if it never was)."""
 
 
-class Retry(msgspec.Struct, frozen=True, kw_only=True):
+class Retry(_ToSession, frozen=True, kw_only=True):
     """Ask ``turn``'s question again, as a new turn (default: the session's latest turn);
     a failed turn's question is in the model's context only through such a retry."""
 
-    session: str
-    actor: str
     turn: str = ""
 
 
-class Rename(msgspec.Struct, frozen=True, kw_only=True):
+class Rename(_ToSession, frozen=True, kw_only=True):
     """Set the session's title (shown in place of the one it started with)."""
 
-    session: str
-    actor: str
     title: str
     key: str = ""
 
 
-class CancelTurn(msgspec.Struct, frozen=True, kw_only=True):
+class CancelTurn(_ToSession, frozen=True, kw_only=True):
     """Stop ``turn``; default: the running turn, else the oldest waiting one."""
 
-    session: str
-    actor: str
     turn: str = ""
     reason: str = ""
     key: str = ""
 
 
-class AnswerApproval(msgspec.Struct, frozen=True, kw_only=True):
+class AnswerApproval(_ToSession, frozen=True, kw_only=True):
     """A person's decision on the tool call ``call_id`` waiting for approval."""
 
-    session: str
-    actor: str
     call_id: str
     approved: bool
     reason: str = ""

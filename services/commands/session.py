@@ -35,6 +35,7 @@ from threadline.events.ids import new_id, validate_session_id
 from threadline.events.reads import records_at
 from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore, NewEvent, Recorded
+from threadline.services.commands import requests as rq
 from threadline.services.commands.catalog import Catalog, check_choice
 from threadline.services.commands.fork import fork_events, started_from, write_fork
 from threadline.services.commands.keys import (
@@ -43,16 +44,6 @@ from threadline.services.commands.keys import (
     regenerate_key,
     same_request,
     stop_key,
-)
-from threadline.services.commands.requests import (
-    AnswerApproval,
-    CancelTurn,
-    Fork,
-    Regenerate,
-    Rename,
-    Retry,
-    SendMessage,
-    StartSession,
 )
 
 #: who decides a tool call whose deadline passed
@@ -86,7 +77,7 @@ class SessionCommands:
         way commands read it. Raises ``SessionNotFound``."""
         return await self.sessions.get(session)
 
-    async def create_session(self, cmd: StartSession) -> Recorded:
+    async def create_session(self, cmd: rq.StartSession) -> Recorded:
         """Start a session; answers its ``session_started`` record."""
         provider, model = cmd.provider, cmd.model
         if self.catalog is not None:
@@ -101,7 +92,7 @@ class SessionCommands:
         self.sessions.appended(rec)  # its first message needs no read of it
         return same_request(rec, event)
 
-    async def post_message(self, cmd: SendMessage) -> Recorded:
+    async def post_message(self, cmd: rq.SendMessage) -> Recorded:
         """Append a user message with a new turn id; answers its record (``rec.turn``)."""
         event = ev.UserMessage(text=cmd.text, client_message_id=cmd.client_message_id)
         key = client_key("message", cmd.key) if cmd.key else new_id()
@@ -143,7 +134,7 @@ class SessionCommands:
                     return retried
         raise ConcurrencyError(state.session, state.version)
 
-    async def rename(self, cmd: Rename) -> Recorded:
+    async def rename(self, cmd: rq.Rename) -> Recorded:
         """Set the session's title; answers the ``session_renamed`` record."""
         state = await self.state(cmd.session)  # the session must exist
         event = ev.SessionRenamed(title=cmd.title)
@@ -155,7 +146,7 @@ class SessionCommands:
         )
         return same_request(rec, event)
 
-    async def cancel(self, cmd: CancelTurn) -> Recorded:
+    async def cancel(self, cmd: rq.CancelTurn) -> Recorded:
         """Ask the agent to stop a turn; answers the ``cancel_requested`` record (the one
         already there if the turn was asked to stop before)."""
         state = await self.state(cmd.session)
@@ -179,7 +170,7 @@ class SessionCommands:
             return await self.cancel(cmd)
         return same_request(rec, event, named)
 
-    async def answer_approval(self, cmd: AnswerApproval) -> Recorded:
+    async def answer_approval(self, cmd: rq.AnswerApproval) -> Recorded:
         """Decide the tool call ``cmd.call_id`` waiting for approval; answers the decision's
         record (the same request again: the same record). ``ApprovalDecided`` when another
         answer, or the deadline, decided first (an answer after the deadline records the
@@ -210,7 +201,7 @@ class SessionCommands:
             return None
         return same_request(await self.store.get(position), event, turn)
 
-    async def regenerate(self, cmd: Regenerate) -> Recorded:
+    async def regenerate(self, cmd: rq.Regenerate) -> Recorded:
         """Ask the message with client key ``cmd.key`` again, as a new turn; while the
         latest answer to it runs, answer that turn's message instead."""
         state = await self.state(cmd.session)
@@ -224,7 +215,7 @@ class SessionCommands:
                     return await self._ask_again(state, turn.turn_id, cmd.actor)
         return await self.post_message(cmd)  # never sent: this is its first answer
 
-    async def retry(self, cmd: Retry) -> Recorded:
+    async def retry(self, cmd: rq.Retry) -> Recorded:
         """Ask ``cmd.turn``'s question again (default: the latest turn's), as a new turn;
         while that turn runs, answer its message instead."""
         state = await self.state(cmd.session)
@@ -248,7 +239,7 @@ class SessionCommands:
             return retried
         return await self._open_turn(state, event, key, actor)
 
-    async def fork(self, cmd: Fork) -> Recorded:
+    async def fork(self, cmd: rq.Fork) -> Recorded:
         """Make the fork (idempotent with ``cmd.key`` or ``cmd.session``); answers its last
         record (``rec.session`` is the fork)."""
         events = fork_events(
