@@ -113,16 +113,6 @@ def _event(name: bytes, payload: bytes) -> bytes:
     return b"event: " + name + b"\ndata: " + payload + b"\n\n"
 
 
-def _block_start(index: int, block: dict[str, Any]) -> bytes:
-    payload = {"type": "content_block_start", "index": index, "content_block": block}
-    return _event(b"content_block_start", _encode(payload))
-
-
-def _block_stop(index: int) -> Frame:
-    payload = b'{"type":"content_block_stop","index":' + str(index).encode() + b"}"
-    return Frame(_event(b"content_block_stop", payload))
-
-
 def _deltas(
     index: int, kind: str, field: str, pieces: tuple[str, ...], token: bool = True
 ) -> Iterator[Frame]:
@@ -178,10 +168,12 @@ def stream(script: Script, conv: Conversation) -> Iterator[Frame]:
     yield Frame(_event(b"message_start", _encode(start)))
     yield Frame(_event(b"ping", b'{"type":"ping"}'))
     for index, (block, _, deltas) in enumerate(_content(script)):
-        yield Frame(_block_start(index, block), block["type"] == "tool_use")
+        opened = {"type": "content_block_start", "index": index, "content_block": block}
+        yield Frame(_event(b"content_block_start", _encode(opened)), block["type"] == "tool_use")
         for kind, field, pieces, token in deltas:
             yield from _deltas(index, kind, field, pieces, token)
-        yield _block_stop(index)
+        stop = {"type": "content_block_stop", "index": index}
+        yield Frame(_event(b"content_block_stop", _encode(stop)))
     delta = {
         "type": "message_delta",
         "delta": {"stop_reason": _STOP_REASONS[script.finish], "stop_sequence": None},

@@ -68,16 +68,21 @@ def _usage(script: Script) -> dict[str, Any]:
     }
 
 
-def stream(script: Script, conv: Conversation) -> Iterator[Frame]:
-    """The SSE body: ``data: {chunk}`` frames, then ``data: [DONE]``."""
-    chunk = {
+def _body(script: Script, kind: str, **fields: Any) -> dict[str, Any]:
+    """What every completion and chunk of one starts with."""
+    return {
         "id": "chatcmpl-" + uuid.uuid4().hex,
-        "object": "chat.completion.chunk",
+        "object": kind,
         "created": int(time.time()),
         "model": script.model,
         "system_fingerprint": _FINGERPRINT,
-        "choices": [{"index": 0, "delta": 0}],
+        **fields,
     }
+
+
+def stream(script: Script, conv: Conversation) -> Iterator[Frame]:
+    """The SSE body: ``data: {chunk}`` frames, then ``data: [DONE]``."""
+    chunk = _body(script, "chat.completion.chunk", choices=[{"index": 0, "delta": 0}])
     head = b"data: " + _encode(chunk).removesuffix(b"0}]}")  # ... "delta":
     usage_null = b',"usage":null' if conv.include_usage else b""
     tail = b',"logprobs":null,"finish_reason":null}]' + usage_null + b"}\n\n"
@@ -124,19 +129,8 @@ def complete(script: Script, conv: Conversation) -> bytes:
             }
             for call in script.tool_calls
         ]
-    return _encode(
-        {
-            "id": "chatcmpl-" + uuid.uuid4().hex,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": script.model,
-            "system_fingerprint": _FINGERPRINT,
-            "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": script.finish}
-            ],
-            "usage": _usage(script),
-        }
-    )
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": script.finish}
+    return _encode(_body(script, "chat.completion", choices=[choice], usage=_usage(script)))
 
 
 #: per status: message, type and code of the error body
