@@ -146,9 +146,11 @@ class GatewayClient:
                                 retry_s = message.retry / 1000
                             if message.data and message.id:  # one of the session's events
                                 last = int(message.id)
-                                yield last, _decode(message.data, last)
+                                yield last, decode(message.data.encode(), last)
             except httpx2.TransportError:
                 pass  # the gateway went away or restarted: try again
+            except CorruptEvent as exc:
+                raise ChatError(f"an event this client cannot read: {exc}") from None
             await asyncio.sleep(retry_s)
 
 
@@ -157,10 +159,3 @@ def _seconds(value: str | None) -> float:
         return min(max(float(value or 1), 0.1), 60.0)
     except ValueError:
         return 1.0
-
-
-def _decode(data: str, position: int) -> Envelope:
-    try:
-        return decode(data.encode(), position)
-    except CorruptEvent as exc:
-        raise ChatError(f"an event this client cannot read: {exc}") from None

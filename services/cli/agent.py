@@ -25,25 +25,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     with tracing_from_env(service_name="threadline-agent"):
-        return await _run(args, settings)
-
-
-async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    if not settings.nats_url:
-        raise ConfigurationError("set THREADLINE_NATS_URL (or use `threadline up`)")
-    stop = stop_event()
-    async with (
-        connected(settings, settings.nats_url, "agent") as store,
-        serve_metrics(
-            args.metrics_port,
-            host=args.metrics_host or settings.host,
-            ready=lambda: config_checked(store),
-        ) as metrics,
-        serve_agent(settings, store, concurrency=args.concurrency, ack_wait_s=args.ack_wait),
-    ):
-        heap.settle()
-        print(f"agent worker consuming {settings.prefix}.*.user_message", flush=True)
-        if metrics is not None:
-            print(f"metrics on {metrics}", flush=True)
-        await stop.wait()
-    return 0
+        if not settings.nats_url:
+            raise ConfigurationError("set THREADLINE_NATS_URL (or use `threadline up`)")
+        stop = stop_event()
+        async with (
+            connected(settings, settings.nats_url, "agent") as store,
+            serve_metrics(
+                args.metrics_port,
+                host=args.metrics_host or settings.host,
+                ready=lambda: config_checked(store),
+            ) as metrics,
+            serve_agent(settings, store, concurrency=args.concurrency, ack_wait_s=args.ack_wait),
+        ):
+            heap.settle()
+            print(f"agent worker consuming {settings.prefix}.*.user_message", flush=True)
+            if metrics is not None:
+                print(f"metrics on {metrics}", flush=True)
+            await stop.wait()
+        return 0

@@ -16,9 +16,9 @@ import logging
 import os
 from pathlib import Path
 
-import msgspec
+from msgspec.structs import replace
 
-from threadline.base.config import Settings, StreamSettings
+from threadline.base.config import Settings
 from threadline.services.cli.stack import dev_model
 from threadline.services.runtime.cluster import LocalCluster
 from threadline.services.runtime.connect import configured_token
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cluster_dir(args: argparse.Namespace, settings: Settings) -> Path:
     """``--data-dir`` as given, else ``cluster/`` under the configured data dir."""
-    if getattr(args, "data_dir", None):
+    if args.data_dir:
         return Path(args.data_dir).expanduser().resolve()
     return settings.data_path / "cluster"
 
@@ -58,32 +58,20 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             agents=args.agents,
             gateways=args.gateways,
             projector=not args.no_projector,
-            stream=cluster_stream(settings),
+            stream=replace(settings.stream_settings(), replicas=3),  # the configured one, R3
             env=env,
             gateway_token=configured_token(settings),  # what the user already has
         )
         print(f"starting a 3-node JetStream cluster and services under {root} ...", flush=True)
         await stack.enter_async_context(cluster)
-        token_file = _write_token(root, cluster)
+        token_file = root / "gateway-token" if cluster.gateways else None
+        if token_file is not None:  # readable by this user only, never on the terminal
+            write_private(token_file, cluster.gateway_token + "\n")
         _print_summary(cluster, devmodel, token_file)
         await stop.wait()
         print("\nstopping ...", flush=True)
     print("stopped.", flush=True)
     return 0
-
-
-def cluster_stream(settings: Settings) -> StreamSettings:
-    """The configured stream (name, prefix, event size) at R3."""
-    return msgspec.structs.replace(settings.stream_settings(), replicas=3)
-
-
-def _write_token(root: Path, cluster: LocalCluster) -> Path | None:
-    """The gateways' dev token goes to a file readable by this user only, never to the
-    terminal or a log."""
-    if not cluster.gateways:
-        return None
-    write_private(root / "gateway-token", cluster.gateway_token + "\n")
-    return root / "gateway-token"
 
 
 def summary(cluster: LocalCluster) -> list[tuple[str, str]]:

@@ -63,7 +63,12 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         out = _Writer(args, superseded_positions(records))
         if records and not args.json:
-            out.write(_header(records))
+            first, last = records[0], records[-1]
+            span = (last.envelope.at - first.envelope.at) / 1e6
+            out.write(
+                f"session {session}: {len(records)} events, v{first.version}..v{last.version}, "
+                f"from {iso(first.envelope.at)} over {span:.3f}s\n"
+            )
         for rec in records:
             await out.show(rec)
         if args.follow:
@@ -72,15 +77,6 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                 await out.show(rec, live=True)
         out.finish()
     return 0
-
-
-def _header(records: list[Recorded]) -> str:
-    first, last = records[0], records[-1]
-    span = (last.envelope.at - first.envelope.at) / 1e6
-    return (
-        f"session {first.session}: {len(records)} events, v{first.version}..v{last.version}, "
-        f"from {iso(first.envelope.at)} over {span:.3f}s\n"
-    )
 
 
 class _Writer:

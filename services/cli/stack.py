@@ -139,13 +139,11 @@ async def start_services(
     return running
 
 
-def deployment_catalog(
-    settings: Settings, *, devmodel_url: str | None = None, env: Mapping[str, str] | None = None
-) -> Catalog:
+def deployment_catalog(settings: Settings, *, devmodel_url: str | None = None) -> Catalog:
     """What a deployment offers sessions: its configured providers and MCP servers, from
     the same sources the agent uses, so the gateway accepts exactly what the agent can
     serve."""
-    registry = deployment_providers(settings, devmodel_url, env)
+    registry = deployment_providers(settings, devmodel_url)
     default = registry.default_name()
     offered = [info for info in registry.describe() if info.configured]
     offered.sort(key=lambda info: info.name != default)  # the default first

@@ -40,15 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    with tracing_from_env():
-        return await _run(args, settings)
-
-
-async def _run(args: argparse.Namespace, settings: Settings) -> int:
     settings.data_path.mkdir(parents=True, exist_ok=True)
     ensure_content_key_dir(settings)  # every process of up shares it: content is sealed
     stop = stop_event()
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(tracing_from_env())
         url = settings.nats_url
         extra: dict[str, object] = {}
         as_user = dict.fromkeys(("gateway", "projector", "agent", "checkpointer"), url or "")

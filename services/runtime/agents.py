@@ -37,15 +37,11 @@ def agent_count(configured: int) -> int:
 
 
 def agent_env(
-    settings: Settings,
-    stream: StreamSettings,
-    nats_url: str,
-    devmodel_url: str | None,
-    base: Mapping[str, str] | None = None,
+    settings: Settings, stream: StreamSettings, nats_url: str, devmodel_url: str | None
 ) -> dict[str, str]:
-    """The environment of an agent child: ``base`` (default: this process's) and what
-    this process was given otherwise (data dir, config file, log level, the stream)."""
-    env = service_env(os.environ if base is None else base, nats_url, stream, settings.data_path)
+    """The environment of an agent child: this process's, and what this process was
+    given otherwise (data dir, config file, log level, the stream)."""
+    env = service_env(os.environ, nats_url, stream, settings.data_path)
     env["THREADLINE_LOG_LEVEL"] = settings.log_level
     if settings.config_file:
         env["THREADLINE_CONFIG"] = str(Path(settings.config_file).resolve())

@@ -29,12 +29,10 @@ from typing import Final
 import httpx
 import nats
 import nats.errors
-from nats.js.errors import BucketNotFoundError
 
 from threadline.base.config import StreamSettings
 from threadline.base.errors import StoreUnavailable, StreamConfigError
-from threadline.events.kv import buckets
-from threadline.events.stream import ensure_stream
+from threadline.services.runtime.natsauth import provision
 from threadline.services.runtime.natsconf import NodeConfig, render_node
 from threadline.services.runtime.natsserver import EmbeddedNats
 from threadline.services.runtime.processes import (
@@ -172,16 +170,8 @@ class LocalCluster:
         await wait_healthy([self.monitor_urls[i] for i in indexes], self.startup_timeout_s)
 
     async def _create_stream(self) -> None:
-        nc = await nats.connect(self.nats_urls, connect_timeout=5, max_reconnect_attempts=-1)
-        try:
-            info = await ensure_stream(nc, self.stream)
-            for bucket in buckets(self.stream):  # at the stream's R (services would make R1)
-                try:
-                    await nc.jetstream().key_value(bucket.bucket)
-                except BucketNotFoundError:
-                    await nc.jetstream().create_key_value(bucket)
-        finally:
-            await nc.close()
+        """The stream and its buckets, at the stream's R (services would make them R1)."""
+        info = await provision(self.nats_url, self.stream)
         if info.config.num_replicas != self.stream.replicas:
             raise StreamConfigError(
                 f"stream {self.stream.name} has {info.config.num_replicas} replicas, "

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import nats.errors
+from nats.js.api import StreamInfo
 from nats.js.errors import BucketNotFoundError
 
 from threadline.base.config import StreamSettings
@@ -110,15 +111,16 @@ def service_url(url: str, data_path: Path, user: str) -> str:
     return url if password is None else user_url(url, user, password)
 
 
-async def provision(url: str, stream: StreamSettings, *, allow_unsafe: bool = False) -> None:
-    """As admin on ``url``: create the stream and its buckets, or check them (a stream
-    that is no longer what Threadline made is refused: :func:`ensure_stream`)."""
+async def provision(url: str, stream: StreamSettings, *, allow_unsafe: bool = False) -> StreamInfo:
+    """As admin on ``url`` (one or more, comma-separated): create the stream and its
+    buckets, or check them (a stream that is no longer what Threadline made is refused:
+    :func:`ensure_stream`); answers the stream's info."""
     try:
-        nc = await nats.connect(url, connect_timeout=5, allow_reconnect=False)
+        nc = await nats.connect(url.split(","), connect_timeout=5, allow_reconnect=False)
     except (nats.errors.Error, OSError) as exc:
         raise StoreUnavailable(f"cannot connect to NATS as {ADMIN}: {exc!r}") from None
     try:
-        await ensure_stream(nc, stream, allow_unsafe=allow_unsafe)
+        info = await ensure_stream(nc, stream, allow_unsafe=allow_unsafe)
         js = nc.jetstream()
         for bucket in buckets(stream):
             with unavailable(f"making bucket {bucket.bucket}"):
@@ -128,3 +130,4 @@ async def provision(url: str, stream: StreamSettings, *, allow_unsafe: bool = Fa
                     await js.create_key_value(bucket)
     finally:
         await nc.close()
+    return info
