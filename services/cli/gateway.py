@@ -59,9 +59,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     settings, token = ensure_dev_token(settings, options, make=lambda: dev_token(settings))
     stop = stop_event()
     async with connected(settings, url, "gateway") as store, contextlib.AsyncExitStack() as stack:
-        catalog = deployment_catalog(settings)
-        choice = args.history or options.history
-        history, where = await open_history(stack, choice, settings, store)
+        history, where = await open_history(stack, args.history or options.history, settings, store)
         base = await stack.enter_async_context(
             serve_gateway(
                 settings,
@@ -69,7 +67,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 host=args.host,
                 port=args.port,
                 options=options,
-                catalog=catalog,
+                catalog=deployment_catalog(settings),
                 history=history,
             )
         )

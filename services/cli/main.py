@@ -95,11 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level, settings.log_format)
         runner: Runner = command_module(args.command).run
         return asyncio.run(runner(args, settings))
-    except PortInUse as exc:
-        exc = PortInUse(exc.host, exc.port, _option(exc.port, args, settings))
-        print(f"threadline: {exc}", file=sys.stderr)
-        return 2
     except ThreadlineError as exc:
+        if isinstance(exc, PortInUse):  # name the option that chose the port
+            exc = PortInUse(exc.host, exc.port, _option(exc.port, args, settings))
         print(f"threadline: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
