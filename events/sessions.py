@@ -45,7 +45,7 @@ from threadline.events.snapshots import (
     encode_snapshot,
     snapshot_state,
 )
-from threadline.events.store import EventStore, Head, Quarantined, Recorded
+from threadline.events.store import EventStore, Quarantined, Recorded
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,6 @@ class _Entry:
     hash: str
     #: the version of the newest snapshot written or loaded (0: none)
     snapshot: int
-    #: the last record folded was readable: ``state`` and ``hash`` are the session's
-    #: head as the log had it (told to the store, whose next append then needs no read)
-    readable: bool = False
 
 
 class SessionCache:
@@ -125,9 +122,6 @@ class SessionCache:
                 entry = await self._fold(session)
                 self._keep(session, entry)
         self._maybe_snapshot(session, entry)
-        if entry.readable:
-            state = entry.state
-            self.store.saw_head(session, Head(state.version, state.position, entry.hash))
         return entry.state.copy()
 
     def appended(self, rec: Recorded) -> None:
@@ -183,7 +177,6 @@ class SessionCache:
     def _apply(self, entry: _Entry, rec: Recorded | Quarantined) -> None:
         fold((rec,), entry.state)
         entry.hash = rec.hash  # together with the version: no await in between
-        entry.readable = isinstance(rec, Recorded)
         self.stats.applied += 1
 
     async def _cold(self, session: str) -> _Entry:

@@ -531,17 +531,6 @@ class EventStore(abc.ABC):
         self._heads.move_to_end(session)
         return head
 
-    def saw_head(self, session: str, head: Head) -> None:
-        """``head`` as a reader of the log saw it (a session cache's fold), kept as the
-        session's head unless this store knows a later one: the next append to a session
-        this process has only read then needs no read of its head (the agent's first
-        append of a turn). A head that is stale by then costs what a stale cached head
-        always costs (the server refuses the append, the head is read again), never a
-        wrong record."""
-        known = self._heads.get(session)
-        if known is None or known.version < head.version:
-            self._remember(session, head)
-
     async def _refresh_head(self, session: str) -> Head:
         head = await self._load_head(session)
         self._remember(session, head)

@@ -16,7 +16,7 @@ import pytest
 
 from tests.agent.longsession import build_session, recorded_turn
 from tests.conftest import fresh_stream
-from threadline.base.errors import ConcurrencyError, SessionNotFound, StoreUnavailable
+from threadline.base.errors import SessionNotFound, StoreUnavailable
 from threadline.events.fold import SessionState, fold
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.kv import KVSnapshots, bucket_config, snapshot_store_for
@@ -28,7 +28,7 @@ from threadline.events.snapshots import (
     Snapshot,
     encode_snapshot,
 )
-from threadline.events.store import EventStore, Head, NewEvent, Recorded
+from threadline.events.store import EventStore, NewEvent, Recorded
 
 
 class CountingStore(MemoryEventStore):
@@ -95,45 +95,6 @@ async def test_records_appended_here_are_folded_without_a_read() -> None:
     cache.appended(second)  # already folded: ignored
     store.reads()
     assert await cache.get("s1") == state and store.reads() == 0
-
-
-class HeadCountingStore(MemoryEventStore):
-    """A MemoryEventStore handle that counts its reads of a session's head."""
-
-    head_reads = 0
-
-    async def _load_head(self, session: str) -> Head:
-        self.head_reads += 1
-        return await super()._load_head(session)
-
-
-async def test_a_session_read_here_is_appended_to_without_reading_its_head() -> None:
-    """The agent folds a session the gateway wrote, then appends its turn_started: the
-    fold told the store the head, so the append reads none (it read one per turn); a
-    head gone stale meanwhile costs a refused append and a read, and the record still
-    follows on from the true head."""
-    gateway = MemoryEventStore()
-    agent = HeadCountingStore()
-    agent._log = gateway._log  # another process on the same log
-    await start(gateway, "s1")
-    await gateway.append("s1", NewEvent(event=UserMessage(text="hi"), turn="t1"))
-    cache = SessionCache(agent)
-    state = await cache.get("s1")
-    (mine,) = await agent.append(
-        "s1", NewEvent(event=CancelRequested(), turn="t1"), expected_version=state.version
-    )
-    assert agent.head_reads == 0 and mine.version == 3
-    await gateway.append("s1", NewEvent(event=UserMessage(text="yo"), turn="t2"))
-    await gateway.append("s1", NewEvent(event=UserMessage(text="and"), turn="t3"))
-    stale = await cache.get("s1")
-    await gateway.append("s1", NewEvent(event=UserMessage(text="more"), turn="t4"))
-    with pytest.raises(ConcurrencyError):
-        await agent.append("s1", NewEvent(event=CancelRequested()), expected_version=stale.version)
-    assert agent.head_reads == 1
-    (last,) = await agent.append("s1", NewEvent(event=CancelRequested()))
-    records = await gateway.load("s1")
-    assert last.version == 7 and last.envelope.prev == records[-2].hash
-    assert fold(records) == await cache.get("s1")
 
 
 async def test_a_new_turn_on_a_1000_turn_session_reads_only_its_events() -> None:
