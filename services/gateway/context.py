@@ -14,7 +14,7 @@ from litestar.di import NamedDependency
 from threadline.base.config import Settings
 from threadline.events.kv import directory_for, snapshot_store_for
 from threadline.events.sessions import SessionCache
-from threadline.events.store import EventStore
+from threadline.events.store import EventStore, Recorded
 from threadline.projections.aio import stop_task
 from threadline.services.commands import Catalog, SessionCommands
 from threadline.services.commands.keys import DerivedIds
@@ -63,6 +63,7 @@ class Gateway:
             buffer=options.sse_buffer,
             tick_s=tick_s,
             on_cut=self.metrics.slow_clients_cut.inc,
+            on_record=self._observed,
         )
         self.owners = Owners(store)
         self.limiter = ConnectionLimiter(options.max_sse_per_owner)
@@ -76,6 +77,12 @@ class Gateway:
             )
         self.history = history
         self._turns: asyncio.Task[None] | None = None
+
+    def _observed(self, rec: Recorded) -> None:
+        """A record the hub followed: the session's cached state (if any) folds it, so
+        the session's next command reads only its head, not the events streamed since."""
+        if rec.session in self.sessions:
+            self.sessions.appended(rec)
 
     async def start(self) -> None:
         self.hub.start()

@@ -125,6 +125,7 @@ class Hub:
         tick_s: float = 1.0,
         idle_s: float = 60.0,
         on_cut: Callable[[], None] | None = None,
+        on_record: Callable[[Recorded], None] | None = None,
     ) -> None:
         self.store = store
         self._buffer = buffer
@@ -132,6 +133,8 @@ class Hub:
         self._idle_s = idle_s
         self._clock: asyncio.Task[None] | None = None
         self._on_cut = on_cut or (lambda: None)
+        #: sees every record the upstream follows (the gateway keeps its caches current)
+        self._on_record = on_record or (lambda rec: None)
         #: session -> its clients here
         self._feeds: dict[str, set[Subscriber]] = {}
         self._upstream: _Upstream | None = None
@@ -197,8 +200,10 @@ class Hub:
         try:
             up.last = await self.store.last_position()
             up.ready.set()
+            on_record = self._on_record
             async for rec in self.store.follow_all(after=up.last):
                 up.last = rec.position
+                on_record(rec)
                 subs = self._feeds.get(rec.session)
                 if subs:
                     self._dispatch(rec.session, subs, frame_of(rec))

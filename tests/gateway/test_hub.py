@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 
-from tests.gateway.harness import Harness, open_stream
+from tests.gateway.harness import Harness, agent_turn, open_stream
 from threadline.events.ids import new_id
+from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.memory import MemoryEventStore
 from threadline.events.schema import UserMessage
 from threadline.events.store import NewEvent
 from threadline.services.gateway.hub import Hub
+from threadline.services.runtime.natsserver import EmbeddedNats
 
 
 async def _consumers(gw: Harness) -> int:
@@ -59,3 +61,24 @@ async def test_the_upstream_stops_once_idle_and_the_next_client_starts_it_again(
         assert live_from == await store.last_position()
     finally:
         await hub.close()
+
+
+async def test_what_the_hub_follows_keeps_the_session_states_current(
+    gw: Harness, nats_server: EmbeddedNats
+) -> None:
+    """The agent's events, seen on their way to the stream, are folded into the
+    gateway's session state: the next command reads none of them again."""
+    agent = await JetStreamEventStore.connect(nats_server.url, gw.store.settings, heartbeat_s=0.5)
+    try:
+        session = await gw.new_session()
+        async with open_stream(gw.alice, session) as stream:
+            posted = await gw.alice.post(f"/v1/sessions/{session}/messages", json={"text": "hi"})
+            turn = await agent_turn(agent, session, posted.json()["turn_id"])
+            await stream.events(until=turn[-1].position)  # the hub has followed them
+            cache = gw.gateway.sessions
+            applied = cache.stats.applied
+            state = await cache.get(session)
+            assert cache.stats.applied == applied  # nothing left to read and fold
+            assert (state.version, state.position) == (turn[-1].version, turn[-1].position)
+    finally:
+        await agent.close()
