@@ -101,7 +101,6 @@ class BatchOutcome(NamedTuple):
     errors: tuple[Broken, ...]
     #: the views that halted in this batch, at which event
     halted: dict[str, Broken]
-    applied: int
 
 
 class EventFailed(Exception):
@@ -277,7 +276,7 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
         """Apply one event (or one view) per transaction, to find which one fails."""
         items, state, views, halt, failures = batch
         parts = [([it], views) for it in items] if by_event else [(items, [v]) for v in views]
-        total = BatchOutcome(dict(state.positions), (), {}, 0)
+        total = BatchOutcome(dict(state.positions), (), {})
         for part, part_views in parts:
             active = [v for v in part_views if v.name not in total.halted]
             if not active:
@@ -287,10 +286,8 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
             out = self._apply_items(
                 _Batch(part, state._replace(positions=total.positions), active, halt, mine)
             )
-            total = BatchOutcome(
-                out.positions, total.errors + out.errors, total.halted | out.halted,
-                total.applied + out.applied,
-            )  # fmt: skip
+            errors, halted = total.errors + out.errors, total.halted | out.halted
+            total = BatchOutcome(out.positions, errors, halted)
         return total
 
     def _transaction(self, batch: _Batch) -> BatchOutcome:
@@ -308,7 +305,6 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
         }
         errors = (*sorted(quarantined.values()), *failures)
         positions = dict(seen)
-        applied = 0
         with self._write() as db:
             row = db.one("SELECT value FROM {p}projection_meta WHERE key = 'generation'")
             if (str(row[0]) if row else "") != state.generation:
@@ -328,8 +324,7 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
                 ]  # fmt: skip
                 if recs:
                     apply_view(db, view, recs)
-                    applied = max(applied, len(recs))
-        return BatchOutcome(positions, errors, stops, applied)
+        return BatchOutcome(positions, errors, stops)
 
     # ------------------------------------------------------------ inspection
 

@@ -220,7 +220,8 @@ async def test_a_replayed_batch_changes_nothing(
     state = await asyncio.to_thread(recorder.state)
     # Delivered again to a projector that knows where it is: every event is skipped.
     outcome = await asyncio.to_thread(recorder.apply_batch, raw, state)
-    assert outcome.applied == 0
+    assert outcome.positions == state.positions and not outcome.errors
+    assert await asyncio.to_thread(recorder.dump) == before
     # Delivered again to one that lost its place: the tracking insert refuses, all rolls back.
     stale = state._replace(positions=dict.fromkeys(state.positions, 0))
     with pytest.raises(Resync):
