@@ -246,10 +246,6 @@ class DirectoryKeyStore:
         self._sync_dir()
         return gone
 
-    def count(self) -> int:
-        """How many live keys the store holds."""
-        return len(list(self.path.glob("*.key"))) if self.path.is_dir() else 0
-
 
 # ----------------------------------------------------------------------------- keyring
 
