@@ -93,7 +93,8 @@ def _changed(live: StreamConfig, created: StreamConfig) -> list[str]:
     limit above what it was made with. Each names the field."""
     problems = []
     if live.retention != created.retention:
-        problems.append(f"retention is {_name(live.retention)}, created as 'limits'")
+        retention = getattr(live.retention, "value", live.retention)
+        problems.append(f"retention is {retention!r}, created as 'limits'")
     for field, unlimited in _UNLIMITED:
         value = getattr(live, field)
         if value not in (None, unlimited):
@@ -104,10 +105,6 @@ def _changed(live: StreamConfig, created: StreamConfig) -> list[str]:
     if -1 < size < made:
         problems.append(f"max_msg_size is {size}, created {made}: larger events are refused")
     return problems
-
-
-def _name(value: object) -> str:
-    return repr(getattr(value, "value", value))
 
 
 async def require_stream(nc: Client, settings: StreamSettings) -> None:

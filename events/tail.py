@@ -153,9 +153,7 @@ class Tail:
 
     async def _control(self, msg: Msg) -> None:
         """Answer flow control and stall notices; heartbeats just keep us alive."""
-        headers = msg.headers or {}
         if msg.reply:  # flow control request
             await self._nc.publish(msg.reply, b"")
-        stalled = headers.get("Nats-Consumer-Stalled")
-        if stalled:
+        if stalled := (msg.headers or {}).get("Nats-Consumer-Stalled"):
             await self._nc.publish(stalled, b"")
