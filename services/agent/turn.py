@@ -168,9 +168,11 @@ class Turn:
         cancel: asyncio.Event,
         *,
         resume: bool = False,
+        recorded: Callable[[Recorded], None] | None = None,
     ) -> None:
         """``resume``: carry on the attempt that counts, which stopped to wait for
-        approvals decided since (:attr:`TurnState.resumable`), instead of a new one."""
+        approvals decided since (:attr:`TurnState.resumable`), instead of a new one;
+        ``recorded``: told of every record the attempt appends."""
         self.deps = deps
         self.cfg = deps.settings
         self.state = state
@@ -184,6 +186,7 @@ class Turn:
         self.writer = TurnWriter(
             deps.store, state.session, turn_id, self.attempt, state.version,
             actor=agent_actor(self.cfg.worker), cancelled=cancel, on_append=self.obs.appended,
+            on_record=recorded,
         )  # fmt: skip
         self.coalescer = Coalescer(
             self.writer.append, self.cfg.delta_window_s, max_chars=self.writer.text_chars

@@ -229,7 +229,13 @@ class AgentWorker:
                 return "done"
             running = self._running[session] = _Running(turn_id, asyncio.Event())
             try:
-                await Turn(self.deps, state, turn_id, running.cancel, resume=turn.resumable).run()
+                # the session cache folds what the attempt appends: the session's next
+                # turn reads only what others appended since (its user message), not
+                # this one's every delta again, before it can start
+                await Turn(
+                    self.deps, state, turn_id, running.cancel, resume=turn.resumable,
+                    recorded=self.sessions.appended,
+                ).run()  # fmt: skip
                 return "done"
             except RestartAttempt:
                 continue
@@ -244,7 +250,7 @@ class AgentWorker:
         turn = state.turns[turn_id]
         writer = TurnWriter(
             self.store, state.session, turn_id, turn.attempt, state.version,
-            actor=agent_actor(self.deps.settings.worker),
+            actor=agent_actor(self.deps.settings.worker), on_record=self.sessions.appended,
         )  # fmt: skip
         failed = TurnFailed(
             error="max_deliveries",

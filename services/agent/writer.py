@@ -40,6 +40,8 @@ class TurnWriter:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     #: told of every event once it is in the log
     on_append: Callable[[Event], None] | None = None
+    #: told of every record this writer appended (the worker's session cache folds them)
+    on_record: Callable[[Recorded], None] | None = None
 
     def __post_init__(self) -> None:
         self.last_position = self._count = 0
@@ -78,6 +80,8 @@ class TurnWriter:
                 self.last_position = rec.position
                 if self.on_append is not None:
                     self.on_append(event)
+                if self.on_record is not None:
+                    self.on_record(rec)
                 return rec
 
     async def _absorb_foreign(self) -> None:

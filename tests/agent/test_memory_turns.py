@@ -8,7 +8,7 @@ import contextlib
 import gc
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -105,6 +105,19 @@ class Agent:
                     if rec.kind in TERMINAL_KINDS:
                         return out
         raise AssertionError("unreachable")
+
+
+class CountingStore(MemoryEventStore):
+    """A MemoryEventStore that counts the records its bounded reads yield."""
+
+    read_count = 0
+
+    async def _read(
+        self, session: str, from_version: int, to_version: int | None, after: int
+    ) -> AsyncGenerator[Recorded, None]:
+        async for rec in super()._read(session, from_version, to_version, after):
+            self.read_count += 1
+            yield rec
 
 
 @pytest.fixture
@@ -328,4 +341,24 @@ async def test_an_ended_attempt_is_freed_without_the_cycle_collector() -> None:
         assert [ref() for ref in freed] == [None, None, None]
     finally:
         gc.enable()
+    agent.model.verify()
+
+
+async def test_a_sessions_next_turn_reads_only_what_others_appended() -> None:
+    """The worker's session cache folds what an attempt appends, so the session's next
+    turn reads the user message only before it starts, not the last turn's every event."""
+    store = CountingStore()
+    agent = Agent(store=store)
+    agent.model.script(answer("Hello", ", ", "alice"), answer("again"))
+    await agent.start("s")
+    await agent.say("s", "one", "t1")
+    async with agent.worker():
+        first = await agent.until_terminal("s", "t1")
+        await agent.queue.until(lambda settled: len(settled) == 1)
+        store.read_count = 0
+        await agent.say("s", "two", "t2")
+        await agent.until_terminal("s", "t2")
+        await agent.queue.until(lambda settled: len(settled) == 2)
+    assert len(first) == 6  # turn_started, three deltas, assistant_message, turn_completed
+    assert store.read_count == 1  # the second user message
     agent.model.verify()
