@@ -159,14 +159,9 @@ async def _where(
         notes.append("(no leaf hashes kept with the checkpoint match it: the first differing "
                      "record cannot be named)")  # fmt: skip
         return "; ".join(notes)
-    index = next(
-        (
-            i
-            for i, leaf in enumerate(kept.leaves)
-            if i >= today.tree.size or today.tree.leaves[i] != leaf
-        ),
-        None,
-    )
+    # the first kept leaf that today's log holds otherwise, or not at all
+    differs = (i for i, leaf in enumerate(kept.leaves) if today.tree.leaves[i : i + 1] != [leaf])
+    index = next(differs, None)
     if index is None:
         return "; ".join(notes)
     contiguous = checkpoint.last_position - checkpoint.first_position + 1 == checkpoint.size
