@@ -21,6 +21,7 @@ docs/audit.md#erasure says why and how.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
@@ -186,8 +187,8 @@ class DirectoryKeyStore:
             self._secret = bytes.fromhex(path.read_text().strip())
         return self._secret
 
-    def _link_new(self, path: Path, data: bytes) -> bool:
-        """Write ``path`` whole unless it exists; whether this call made it."""
+    def _link_new(self, path: Path, data: bytes) -> None:
+        """Write ``path`` whole unless it exists (another process may make it first)."""
         fresh = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -195,14 +196,10 @@ class DirectoryKeyStore:
             os.fsync(fd)
         finally:
             os.close(fd)
-        try:
+        with contextlib.suppress(FileExistsError):
             os.link(fresh, path)
-            made = True
-        except FileExistsError:
-            made = False
         fresh.unlink()
         self._sync_dir()
-        return made
 
     def _sync_dir(self) -> None:
         fd = os.open(self.path, os.O_RDONLY)
