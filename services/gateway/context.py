@@ -147,9 +147,10 @@ class Slot:
             self.release()
             raise
 
-    async def join(self) -> tuple[Subscriber, int]:
-        """Subscribe to the session's live events: the buffer and ``live_from``."""
-        self.sub, live_from = await self.gw.hub.join(self.session)
+    async def join(self, after: int | None = None) -> tuple[Subscriber, int]:
+        """Subscribe to the session's live events: the buffer and ``live_from``
+        (:meth:`Hub.join`: ``after`` when nothing of the session came since)."""
+        self.sub, live_from = await self.gw.hub.join(self.session, after)
         return self.sub, live_from
 
     def release(self) -> None:

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from threadline.base.errors import StoreUnavailable
 from threadline.events import codec
@@ -104,11 +104,22 @@ class Subscriber:
         return frames
 
 
+#: sessions whose last event position the upstream remembers (least recently active
+#: forgotten first): enough for every session active within minutes
+_SEEN_SESSIONS: Final = 50_000
+
+
 class _Upstream:
-    """The one follow of the log: where it is, and whether it is up."""
+    """The one follow of the log: where it is, whether it is up, and the last position
+    it saw of each recently active session."""
 
     def __init__(self) -> None:
         self.last = 0
+        #: session -> the position of its last event followed (most recent last)
+        self.seen: OrderedDict[str, int] = OrderedDict()
+        #: every event after this was followed, and those of the sessions not in
+        #: ``seen`` are at or before it (the follow's start, then the last forgotten)
+        self.floor = 0
         self.ready = asyncio.Event()
         self.error: str | None = None
         self.stopped = False
@@ -163,8 +174,12 @@ class Hub:
         """Whether the upstream follow of the log is running."""
         return self._upstream is not None and not self._upstream.stopped
 
-    async def join(self, session: str) -> tuple[Subscriber, int]:
-        """Subscribe to ``session``'s live events; returns the buffer and ``live_from``."""
+    async def join(self, session: str, after: int | None = None) -> tuple[Subscriber, int]:
+        """Subscribe to ``session``'s live events; returns the buffer and ``live_from``.
+
+        A client that has the session's events up to position ``after`` gets
+        ``live_from = after`` when the upstream has followed every event since and none
+        was the session's: there is nothing to read from the store in between."""
         while True:
             if self._closed:
                 raise StoreUnavailable("the gateway is shutting down")
@@ -186,6 +201,8 @@ class Hub:
             subs.add(sub)
             up.idle_since = None
             self._notify_soon()  # no await between registering and returning: no leak
+            if after is not None and after >= up.floor and up.seen.get(session, 0) <= after:
+                return sub, min(after, up.last)
             return sub, up.last
 
     def leave(self, session: str, sub: Subscriber) -> None:
@@ -198,11 +215,16 @@ class Hub:
 
     async def _follow(self, up: _Upstream) -> None:
         try:
-            up.last = await self.store.last_position()
+            up.last = up.floor = await self.store.last_position()
             up.ready.set()
-            on_record = self._on_record
+            on_record, seen = self._on_record, up.seen
             async for rec in self.store.follow_all(after=up.last):
-                up.last = rec.position
+                up.last = position = rec.position
+                session = rec.session
+                seen[session] = position
+                seen.move_to_end(session)
+                if len(seen) > _SEEN_SESSIONS:
+                    up.floor = seen.popitem(last=False)[1]
                 on_record(rec)
                 subs = self._feeds.get(rec.session)
                 if subs:

@@ -82,3 +82,37 @@ async def test_what_the_hub_follows_keeps_the_session_states_current(
             assert (state.version, state.position) == (turn[-1].version, turn[-1].position)
     finally:
         await agent.close()
+
+
+async def test_a_client_with_everything_since_the_follow_started_needs_no_replay() -> None:
+    store = MemoryEventStore()
+    hub = Hub(store, buffer=8, tick_s=0.01)
+    hub.start()
+    try:
+        one, other = new_id(), new_id()
+        await _append(store, one, 0)
+        before = await store.last_position()  # one's event, before the follow started
+        first, start = await hub.join(other)
+        assert start == before
+        # from before the follow started: what came before it is not known here
+        sub, live_from = await hub.join(one, after=before - 1)
+        assert live_from == start
+        hub.leave(one, sub)
+        await _append(store, other, 0)
+        await first.take()  # the upstream has followed it
+        # nothing of `one` since `before`: nothing to read from the store
+        sub, live_from = await hub.join(one, after=before)
+        assert live_from == before < await store.last_position()
+        hub.leave(one, sub)
+        await _append(store, one, 1)
+        await _append(store, other, 1)
+        await first.take()
+        mine = (await store.head(one)).position
+        # `one` has an event after `before`: it is read from the store up to live_from
+        sub, live_from = await hub.join(one, after=before)
+        assert live_from == await store.last_position() > mine
+        hub.leave(one, sub)
+        sub, live_from = await hub.join(one, after=mine)
+        assert live_from == mine
+    finally:
+        await hub.close()

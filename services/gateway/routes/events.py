@@ -81,10 +81,11 @@ async def stream_events(
     last_event_id: LastEventId = "",
 ) -> SSEResponse:
     session = await gw.owners.readable(principal, session_id)
+    after = int(last_event_id) if last_event_id else after
     with Slot(gw, principal, session).held() as slot:
-        sub, live_from = await slot.join()
+        sub, live_from = await slot.join(after)  # (after, live_from] is read from the store
     stream = EventStream(
-        gw.store, session, sub, after=int(last_event_id) if last_event_id else after,
+        gw.store, session, sub, after=after,
         live_from=live_from, kinds=kinds, exclude=exclude, options=gw.options,
         lifetime_s=slot.lifetime_s, on_relay=gw.metrics.events_relayed.inc,
     )  # fmt: skip
