@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -51,15 +50,12 @@ class ProjectorConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError("projection batch size must be at least 1")
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, env: Mapping[str, str] | None = None, **overrides: Any
-    ) -> ProjectorConfig:
-        env = os.environ if env is None else env
+    def from_settings(cls, settings: Settings, **overrides: Any) -> ProjectorConfig:
         merged: dict[str, Any] = {
             "sqlite_path": str(settings.data_path / SQLITE_FILE),
             "database_url": settings.database_url or None,
         }
-        merged.update(env_values(cls, "THREADLINE_PROJECTIONS_", env, _FROM_ENV))
+        merged.update(env_values(cls, "THREADLINE_PROJECTIONS_", os.environ, _FROM_ENV))
         merged.update({k: v for k, v in overrides.items() if v is not None})
         return convert(merged, cls, "projection setting")
 
