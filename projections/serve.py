@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from threadline.base.config import Settings
-from threadline.base.metrics import Registry
 from threadline.events.store import EventStore
 from threadline.projections.aio import in_thread, stop_task
 from threadline.projections.config import ProjectorConfig
@@ -22,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @contextlib.asynccontextmanager
 async def serve_projector(
-    settings: Settings, store: EventStore, *, registry: Registry | None = None, **overrides: Any
+    settings: Settings, store: EventStore, **overrides: Any
 ) -> AsyncIterator[Projector]:
     """Run the projector in the background for as long as the context is open.
 
@@ -30,7 +29,7 @@ async def serve_projector(
     :class:`ProjectorConfig`); ``projector.reader`` is the gateway's read API (its
     ``wait`` is woken in-process), ``projector.running`` the task running it. On exit
     the task is cancelled, the batch in flight commits, and the database connections
-    close. Its metrics go to ``registry`` (default: the process's).
+    close. Its metrics go to the process's registry.
     """
     config = ProjectorConfig.from_settings(settings, **overrides)
     recorder = await in_thread(config.open)
@@ -38,7 +37,7 @@ async def serve_projector(
     try:
         await projector.load()
         task = projector.running = asyncio.create_task(projector.run(), name="projector")
-        unwatch = watch_projector(projector, registry)
+        unwatch = watch_projector(projector)
         try:
             yield projector
         finally:
