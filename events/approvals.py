@@ -41,10 +41,10 @@ def find(state: SessionState, call_id: str) -> tuple[TurnState, Approval] | None
     return None
 
 
-def expired(approval: Approval, now_us: int | None = None) -> bool:
+def expired(approval: Approval) -> bool:
     """Whether the approval's deadline has passed (a deadline of 0 never does)."""
     deadline = approval.request.deadline
-    return deadline > 0 and (time.time_ns() // 1000 if now_us is None else now_us) >= deadline
+    return deadline > 0 and time.time_ns() // 1000 >= deadline
 
 
 def expiry(call_id: str) -> ApprovalDenied:

@@ -42,10 +42,10 @@ def appended(store: EventStore, failure: str | None) -> None:
         _APPENDS_FAILED_AT[store] = time.monotonic()
 
 
-def appends_failed_lately(store: EventStore, hold_s: float = APPENDS_HOLD_S) -> bool:
-    """Whether an append failed within ``hold_s`` and none worked since."""
+def appends_failed_lately(store: EventStore) -> bool:
+    """Whether an append failed within :data:`APPENDS_HOLD_S` and none worked since."""
     failed_at = _APPENDS_FAILED_AT.get(store)
-    return failed_at is not None and time.monotonic() - failed_at < hold_s
+    return failed_at is not None and time.monotonic() - failed_at < APPENDS_HOLD_S
 
 
 async def config_checked(store: EventStore) -> dict[str, str]:

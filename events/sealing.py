@@ -253,9 +253,9 @@ class Keyring:
     opens). ``on_forget`` callbacks run with the ids of keys erased (derived data that
     holds content drops it)."""
 
-    def __init__(self, store: KeyStore, *, enabled: bool = True) -> None:
+    def __init__(self, store: KeyStore) -> None:
         self.store = store
-        self.enabled = enabled
+        self.enabled = True
         self._aead: dict[str, AESGCM | None] = {}  # None: erased
         self._writing: dict[tuple[str, str], tuple[str, AESGCM]] = {}
         self.on_forget: list[Callable[[list[str]], None]] = []
