@@ -8,7 +8,10 @@ reads only the events after that position (a bounded read, ``EventStore.read``) 
 applies them, so what a call costs depends on what happened since the last one, not on
 the session's length. A miss (a cold or evicted session) starts from the session's
 snapshot (:mod:`threadline.events.snapshots`) when there is one that matches the log,
-else from version 1.
+else from version 1. A caller holding a record of the session at a version below
+``snapshot_every`` (the agent, its delivery's user message) says so (``seen``): no
+snapshot can be that old, so a cold get does not ask the snapshot store (a session
+that grew past it since only costs a longer fold).
 
 Every ``snapshot_every`` events folded past a session's last snapshot, or a quarter of
 the snapshot's version when that is more, the state is written as a new one by a
@@ -105,14 +108,15 @@ class SessionCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def get(self, session: str) -> SessionState:
+    async def get(self, session: str, *, seen: int = 0) -> SessionState:
         """The session's state at the store's head now, the caller's own copy.
-        Raises :class:`SessionNotFound` for a session without events."""
+        Raises :class:`SessionNotFound` for a session without events. ``seen``: a
+        version of the session the caller holds a record of (0: none)."""
         entry = self._entries.get(session)
         if entry is None:
             validate_session_id(session)
             self.stats.misses += 1
-            entry = await self._cold(session)
+            entry = await self._cold(session, young=0 < seen < self.snapshot_every)
             self._keep(session, entry)
         else:
             self.stats.hits += 1
@@ -179,8 +183,10 @@ class SessionCache:
         entry.hash = rec.hash  # together with the version: no await in between
         self.stats.applied += 1
 
-    async def _cold(self, session: str) -> _Entry:
-        snap = await self._load_snapshot(session)
+    async def _cold(self, session: str, *, young: bool = False) -> _Entry:
+        """From the session's snapshot, unless it is ``young`` (seen at a version below
+        any snapshot's), else from its first record."""
+        snap = None if young else await self._load_snapshot(session)
         if snap is not None:
             state = snapshot_state(snap)
             if state is not None:

@@ -180,7 +180,8 @@ class AgentWorker:
         (the attempt is stopped without another write)."""
         try:
             work = await until(
-                self.process(session, turn, decided=decided), self._heartbeat(delivery)
+                self.process(session, turn, decided=decided, seen=delivery.record.version),
+                self._heartbeat(delivery),
             )
             assert work is not None  # the heartbeat only ends by failing
         except DeliveryLost as exc:
@@ -202,16 +203,19 @@ class AgentWorker:
             cancelled_meanwhile()
             await asyncio.sleep(every)  # a heartbeat timer, not a poll
 
-    async def process(self, session: str, turn_id: str, *, decided: int | None = None) -> Outcome:
+    async def process(
+        self, session: str, turn_id: str, *, decided: int | None = None, seen: int = 0
+    ) -> Outcome:
         """Run ``turn_id`` of ``session`` to a terminal event (or until it waits for a
         person's approval), or say why not now. ``decided``: the delivery is the decision
         at that position; of a turn's decisions the latest drives it (carries the
         waiting attempt on, or, redelivered after its worker died, starts a new one as a
-        user message would) and the others are done."""
+        user message would) and the others are done. ``seen``: the delivery's version
+        (a session seen young is folded without asking the snapshot store)."""
         if session in self._running:
             return "busy"
         for _ in range(self.deps.settings.max_attempts + 1):
-            state = await self.sessions.get(session)  # folds only what is new
+            state = await self.sessions.get(session, seen=seen)  # folds only what is new
             if turn_id not in state.turns or state.is_terminal(turn_id):
                 return "done"
             # answered in order: busy while an earlier turn has not ended (O(open turns))

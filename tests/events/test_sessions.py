@@ -206,6 +206,41 @@ async def test_snapshots_are_written_every_k_events_and_start_a_cold_cache() -> 
     assert state == await whole(store, "s1")
 
 
+class CountingSnapshots(MemorySnapshots):
+    loads = 0
+
+    async def load(self, session: str) -> bytes | None:
+        self.loads += 1
+        return await super().load(session)
+
+
+async def test_a_session_seen_young_is_folded_without_asking_for_a_snapshot() -> None:
+    """The agent's delivery is a user message at version 2 of a new session: no snapshot
+    can be that old (one is written at snapshot_every events), so a cold get folds the
+    log without asking the snapshot store (a KV get per turn). Seen at or past
+    snapshot_every, or not seen, the snapshot is asked for."""
+    store = MemoryEventStore()
+    await start(store, "young")
+    await store.append("young", NewEvent(event=UserMessage(text="hi"), turn="t1"))
+    await build_session(store, "old", 60)  # 241 events
+    snapshots = CountingSnapshots()
+    writer = SessionCache(store, snapshots=snapshots, snapshot_every=100)
+    await writer.get("old")
+    await writer.flush()
+    assert snapshots.saved == 1
+    snapshots.loads = 0
+    cache = SessionCache(store, snapshots=snapshots, snapshot_every=100)
+    assert await cache.get("young", seen=2) == await whole(store, "young")
+    assert snapshots.loads == 0
+    assert await cache.get("old", seen=99) == await whole(store, "old")
+    assert snapshots.loads == 0 and cache.stats.snapshots_loaded == 0  # folded: it grew
+    for seen in (100, 0):
+        cold = SessionCache(store, snapshots=snapshots, snapshot_every=100)
+        assert await cold.get("old", seen=seen) == await whole(store, "old")
+        assert cold.stats.snapshots_loaded == 1
+    assert snapshots.loads == 2
+
+
 async def test_snapshots_grow_apart_as_the_session_grows() -> None:
     """A snapshot costs what the session's length costs: they are written at least a
     quarter of the last one's version apart, so their cost per event stays bounded."""
