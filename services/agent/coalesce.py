@@ -70,10 +70,15 @@ class WorkerLoad:
         self._lag_at = now
 
     def level(self) -> float:
+        """Read at every delta a coalescer buffers: no lag to decay, no CPU reading due
+        costs a clock read and a few comparisons."""
         now = self.clock()
-        appends = self.appends_in_flight / self.busy_appends
-        lag = self._lag_now(now) / self.busy_lag_s
-        return min(1.0, max(appends, lag, self._cpu_now(now)))
+        level = self.appends_in_flight / self.busy_appends
+        if self._lag_s:
+            level = max(level, self._lag_now(now) / self.busy_lag_s)
+        if now - self._cpu_at >= self.cpu_every_s:
+            self._cpu_now(now)
+        return min(1.0, max(level, self._cpu_level))
 
     def _cpu_now(self, now: float) -> float:
         """The CPU signal (0 to 1), measured again once ``cpu_every_s`` has passed."""
@@ -87,7 +92,10 @@ class WorkerLoad:
         return self._cpu_level
 
     def _lag_now(self, now: float) -> float:
-        return self._lag_s * float(0.5 ** ((now - self._lag_at) / self.half_life_s))
+        lag = self._lag_s * float(0.5 ** ((now - self._lag_at) / self.half_life_s))
+        if lag < self.busy_lag_s * 1e-6:  # decayed to nothing: no more decaying
+            self._lag_s = lag = 0.0
+        return lag
 
 
 #: the load every coalescer of this process reports to and reads, by default
@@ -119,7 +127,15 @@ class Coalescer:
         self._sent_in_step = False
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
-        self.text = ""  # all answer text of the current step (for partial results)
+        self._text: list[str] = []  # the answer text of the current step, in pieces
+
+    @property
+    def text(self) -> str:
+        """All answer text of the current step (for partial results): joined when read,
+        not per delta (a string grown per delta is copied whole every time)."""
+        if len(self._text) > 1:
+            self._text[:] = ["".join(self._text)]
+        return self._text[0] if self._text else ""
 
     @property
     def window_s(self) -> float:
@@ -129,13 +145,13 @@ class Coalescer:
     def new_step(self, step: int) -> None:
         self._step = step
         self._sent_in_step = False
-        self.text = ""
+        self._text = []
 
     async def add(self, kind: type[TextDelta] | type[ReasoningDelta], text: str) -> None:
         if not text:
             return
         if kind is TextDelta:
-            self.text += text
+            self._text.append(text)
         if self._kind is not None and kind is not self._kind:
             await self.flush()
         self._kind = kind

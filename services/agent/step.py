@@ -45,19 +45,22 @@ async def run_step(
     step: int,
     outcome: StepOutcome,
 ) -> None:
-    """Stream one step. ``outcome`` is filled as parts arrive, so a caller that is
-    interrupted (cancel, provider error) still knows what was produced."""
+    """Stream one step. ``outcome`` is filled as parts arrive (its text when the step
+    ends, however it ends), so a caller that is interrupted (cancel, provider error)
+    still knows what was produced."""
     coalescer.new_step(step)
     stream = adapter.stream(request)
     try:
         async for part in stream:
-            if isinstance(part, TextPart | ReasoningPart | ToolCallStart):
-                outcome.first_output_at = outcome.first_output_at or time.monotonic()
-            if isinstance(part, TextPart):
+            if isinstance(part, TextPart):  # nearly every part: first, and checked once
+                if outcome.first_output_at is None:
+                    outcome.first_output_at = time.monotonic()
                 outcome.produced_output = True
                 await coalescer.add(ev.TextDelta, part.text)
-                outcome.text = coalescer.text
-            elif isinstance(part, ReasoningPart):
+                continue
+            if isinstance(part, ReasoningPart | ToolCallStart):
+                outcome.first_output_at = outcome.first_output_at or time.monotonic()
+            if isinstance(part, ReasoningPart):
                 outcome.produced_output = True
                 outcome.reasoning += part.text
                 await coalescer.add(ev.ReasoningDelta, part.text)
@@ -77,6 +80,7 @@ async def run_step(
             elif isinstance(part, FinishPart):
                 outcome.finish = part.reason
     finally:
+        outcome.text = coalescer.text  # however the step ends
         await stream.aclose()  # type: ignore[attr-defined]
     await coalescer.flush()
     if outcome.calls:

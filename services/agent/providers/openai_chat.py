@@ -145,10 +145,13 @@ class ChunkReader(StreamReader):
         for choice in chunk.choices or ():
             if choice.index != 0:
                 continue
-            if (delta := choice.delta) is not None:
-                out += asm.reasoning("reasoning", _reasoning(delta))
-                out += asm.text("text", (delta.content or "") + (delta.refusal or ""))
-                out += _tool_calls(delta.tool_calls or [], asm)
+            if (delta := choice.delta) is not None:  # most carry content alone
+                if delta.reasoning_content is not None or delta.reasoning is not None:
+                    out += asm.reasoning("reasoning", _reasoning(delta))
+                if text := (delta.content or "") + (delta.refusal or ""):
+                    out += asm.text("text", text)
+                if delta.tool_calls:
+                    out += _tool_calls(delta.tool_calls, asm)
             if choice.finish_reason is not None:
                 out += asm.end_all()
                 asm.finish_reason = _FINISH.get(choice.finish_reason, "stop")
