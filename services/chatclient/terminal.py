@@ -95,8 +95,7 @@ class LineReader:
             return
         self.eof = True
         if self._watching:
-            asyncio.get_running_loop().remove_reader(self.fd)
-            self._watching = False
+            self.close()
         rest = self._partial + self._decoder.decode(b"", final=True)
         if rest:
             self._lines.put_nowait(rest)

@@ -117,12 +117,11 @@ class _Guarded(asyncio.Protocol):
             return
         if cycle is None:  # the first request's head is incomplete: say why
             transport.write(_REQUEST_TIMEOUT)
-        if cycle is not None and not cycle.response_complete:
-            transport.abort()  # the application waits for the body: it sees a disconnect
-        elif transport.get_write_buffer_size() == 0:
-            transport.close()
+        waiting = cycle is not None and not cycle.response_complete  # the app, for the body
+        if waiting or transport.get_write_buffer_size():
+            transport.abort()  # the application sees a disconnect
         else:
-            transport.abort()
+            transport.close()
         self._reclaimed("read_timeout")
 
     # ------------------------------------------------------------ sending
