@@ -138,10 +138,7 @@ class Projector:
 
         async def pump() -> None:
             try:
-                reading = raw_events(
-                    self.store, after=start, until_end=self._until_end, checkpoints=True
-                )
-                async for item in reading:
+                async for item in raw_events(self.store, after=start, until_end=self._until_end):
                     await queue.put(item)
             except Exception as exc:  # handed to the consumer, which raises it
                 failures.append(exc)
@@ -248,18 +245,17 @@ class Projector:
 
 
 async def raw_events(
-    store: EventStore, *, after: int = 0, until_end: bool = False, checkpoints: bool = False
+    store: EventStore, *, after: int = 0, until_end: bool = False
 ) -> AsyncIterator[Stored]:
     """Every stored event after position ``after``, undecoded, live (or, with ``until_end``,
     up to the end). JetStream gives the stored bytes directly (``follow_raw``), so a
     corrupt or unknown event reaches the projector and becomes an error row instead of
-    stopping the read; other stores (the in-memory one) hold valid events only.
-    ``checkpoints``: the log's checkpoints too (no session's events: the projector only
-    moves its positions past them, so a checkpoint at the end leaves no lag)."""
+    stopping the read; other stores (the in-memory one) hold valid events only. The log's
+    checkpoints come too (no session's events: the projector only moves its positions
+    past them, so a checkpoint at the end leaves no lag)."""
     if isinstance(store, JetStreamEventStore):
         async for item in store.follow_raw([f"{store.prefix}.>"], after=after, until_end=until_end):
-            if checkpoints or not is_checkpoint_subject(item.subject):
-                yield item
+            yield item
         return
     end = await store.last_position() if until_end else None
     if end is not None and end <= after:
