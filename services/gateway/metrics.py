@@ -89,13 +89,17 @@ class Metrics:
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """ASGI middleware counting responses by method, route template and status."""
+        routes: dict[str, str] = {}  # path template -> its label
 
         async def count(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != ScopeType.HTTP:
                 await app(scope, receive, send)
                 return
             method = str(scope.get("method", ""))
-            route = _PARAM_RE.sub(r"{\1}", str(scope.get("path_template") or "unmatched"))
+            template = str(scope.get("path_template") or "unmatched")
+            route = routes.get(template)
+            if route is None:  # once per route template
+                route = routes[template] = _PARAM_RE.sub(r"{\1}", template)
 
             async def counting_send(message: Message) -> None:
                 if message["type"] == "http.response.start":
