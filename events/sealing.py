@@ -398,9 +398,7 @@ def open_envelope(envelope: ev.Envelope, keyring: Keyring | None = None) -> ev.E
 
 def describe(store: KeyStore) -> str:
     """Where keys are kept, for messages."""
-    if isinstance(store, DirectoryKeyStore):
-        return str(store.path)
-    return type(store).__name__
+    return str(store.path) if isinstance(store, DirectoryKeyStore) else type(store).__name__
 
 
 __all__ = ["ERASED", "PERSONAL", "Keyring", "KeyStore", "Sealed"]

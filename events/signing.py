@@ -74,8 +74,7 @@ class _Verified:
     shared by every store of the process (the projector checks in a thread, hence the
     lock)."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self) -> None:
         self._seen: OrderedDict[bytes, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -88,11 +87,11 @@ class _Verified:
         digest = hashlib.sha256(stored).digest()
         with self._lock:
             self._seen[digest] = public
-            if len(self._seen) > self.size:
+            if len(self._seen) > _VERIFIED_CACHE:
                 self._seen.popitem(last=False)
 
 
-_verified: Final = _Verified(_VERIFIED_CACHE)
+_verified: Final = _Verified()
 
 
 class Signer:
