@@ -137,8 +137,7 @@ def _list_sessions(db: Db, owner: str, limit: int, cursor: str | None) -> Sessio
         limit + 1,
     )
     page = [_struct(SessionSummary, r) for r in rows[:limit]]
-    more = len(rows) > limit
-    next_cursor = cursor_of(page[-1].created_at, page[-1].session) if more and page else None
+    next_cursor = cursor_of(page[-1].created_at, page[-1].session) if len(rows) > limit else None
     return SessionPage(sessions=page, next_cursor=next_cursor)
 
 

@@ -46,6 +46,9 @@ USAGE = Table(
     indexes=(("owner", "day"),),
 )
 
+#: What a turn_completed that reports tokens sets (else the steps' sums stay).
+_REPORTED = ", input_tokens = ?, output_tokens = ?, reasoning_tokens = ?, cached_input_tokens = ?"
+
 #: The owner of each session, kept by this view so that it rebuilds on its own.
 USAGE_OWNERS = Table("usage_owners", (("session", "text"), ("owner", "text")), key=("session",))
 
@@ -97,18 +100,13 @@ class UsageView(View):
                 *astuple(event.usage), *key,
             )  # fmt: skip
         elif verdict == "ends" and isinstance(event, ev.TurnCompleted):
-            reported = any(astuple(event.usage))
-            tokens = (
-                ", input_tokens = ?, output_tokens = ?, reasoning_tokens = ?, "
-                "cached_input_tokens = ?"
-                if reported
-                else ""
-            )
+            reported = astuple(event.usage) if any(astuple(event.usage)) else ()
+            tokens = _REPORTED if reported else ""
             db.run(
                 "UPDATE {p}usage SET status = 'completed', ttft_ms = ?, duration_ms = ?, "
                 f"steps = ?, ended_at = ?{tokens} WHERE session = ? AND turn = ?",
                 event.ttft_ms, event.duration_ms, event.steps, env.at,
-                *(astuple(event.usage) if reported else ()), *key,
+                *reported, *key,
             )  # fmt: skip
         elif verdict == "ends":
             db.run(
