@@ -48,6 +48,9 @@ class Stack:
     tokens: list[str]
     pids: dict[str, int]  # process name -> pid: nats-server, devmodel, agent, gateway
     sync_always: bool
+    #: nats-server's client URL and monitoring endpoint (/varz, /connz, /jsz)
+    nats_url: str = ""
+    monitor_url: str = ""
 
     def token_for(self, index: int) -> str:
         return self.tokens[(index // PER_OWNER) % len(self.tokens)]
@@ -147,7 +150,8 @@ async def running_stack(conversations: int, *, sync_always: bool) -> AsyncIterat
             gw_url, dev_url, tokens, pids = await _services(stack, root, nats.url, owners)
             pids = {"nats-server": nats.process.pid, **pids}
             progress(f"stack up: nats-server {nats.url}, dev model {dev_url}, gateway {gw_url}")
-            yield Stack(gw_url, dev_url, tokens, pids, sync_always)
+            monitor_url = f"http://127.0.0.1:{monitor}"
+            yield Stack(gw_url, dev_url, tokens, pids, sync_always, nats.url, monitor_url)
 
 
 # --------------------------------------------------------------------------- /proc
