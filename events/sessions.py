@@ -129,10 +129,11 @@ class SessionCache:
         return entry.state.copy()
 
     def appended(self, rec: Recorded) -> None:
-        """Fold a record this process has just appended, when it follows on from what
-        the cache holds, or starts the session (a new session's first :meth:`get` then
-        reads only what came after it, not the snapshot store and the log). Anything
-        else is left to :meth:`get`, which reads the log."""
+        """Fold a record of the log this process holds (it has just appended it, or was
+        delivered it), when it follows on from what the cache holds, or starts the
+        session (a new session's first :meth:`get` then reads only what came after it,
+        not the snapshot store and the log). Anything else is left to :meth:`get`,
+        which reads the log."""
         entry = self._entries.get(rec.session)
         if entry is None:
             if rec.version == 1:

@@ -178,6 +178,10 @@ class AgentWorker:
     ) -> Outcome | None:
         """:meth:`process` while the delivery's heartbeat holds; ``None`` if it failed
         (the attempt is stopped without another write)."""
+        # the delivered record is the log's: folded here when it follows on from the
+        # cached state, the state's read finds nothing new (the head only, no probes
+        # and batch for the one record)
+        self.sessions.appended(delivery.record)
         try:
             work = await until(
                 self.process(session, turn, decided=decided, seen=delivery.record.version),

@@ -345,8 +345,9 @@ async def test_an_ended_attempt_is_freed_without_the_cycle_collector() -> None:
 
 
 async def test_a_sessions_next_turn_reads_only_what_others_appended() -> None:
-    """The worker's session cache folds what an attempt appends, so the session's next
-    turn reads the user message only before it starts, not the last turn's every event."""
+    """The worker's session cache folds what an attempt appends and the delivered user
+    message, so the session's next turn reads nothing before it starts (was: the last
+    turn's every event, then the user message as well)."""
     store = CountingStore()
     agent = Agent(store=store)
     agent.model.script(answer("Hello", ", ", "alice"), answer("again"))
@@ -360,5 +361,5 @@ async def test_a_sessions_next_turn_reads_only_what_others_appended() -> None:
         await agent.until_terminal("s", "t2")
         await agent.queue.until(lambda settled: len(settled) == 2)
     assert len(first) == 6  # turn_started, three deltas, assistant_message, turn_completed
-    assert store.read_count == 1  # the second user message
+    assert store.read_count == 0
     agent.model.verify()
