@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Iterator
-from typing import Any
+from typing import Any, Final
 
 from litestar import Request
 from litestar.di import NamedDependency
 
 from threadline.base.config import Settings
+from threadline.events.fold import SessionState
 from threadline.events.kv import directory_for, snapshot_store_for
 from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore, Recorded
@@ -28,6 +29,44 @@ from threadline.services.gateway.options import GatewayOptions
 from threadline.services.gateway.ratelimit import RateLimiter
 from threadline.services.gateway.sse import ConnectionLimiter, SSEResponse
 from threadline.services.gateway.store_history import StoreHistory
+
+#: records followed for one session and not yet folded; beyond that its next get reads
+#: the log instead
+_FOLLOWED_MAX: Final = 1024
+
+
+class FollowedSessions(SessionCache):
+    """The session cache, told by the hub of the records it follows for the sessions
+    held here: they are kept aside and folded at the session's next :meth:`get`, which
+    then reads only the session's head, not the events streamed since; they are dropped
+    when the session's last stream here ends. (Folding every streamed event at once
+    cost more than the reads it saves where a session is not asked for again.)"""
+
+    def __init__(self, store: EventStore, **options: Any) -> None:
+        super().__init__(store, **options)
+        self._followed: dict[str, list[Recorded]] = {}
+
+    def followed(self, rec: Recorded) -> None:
+        session = rec.session
+        if session not in self:
+            return
+        records = self._followed.get(session)
+        if records is None:
+            self._followed[session] = [rec]
+        elif len(records) < _FOLLOWED_MAX:
+            records.append(rec)
+        else:  # a long way behind: the next get reads the log
+            del self._followed[session]
+
+    def forget_followed(self, session: str) -> None:
+        self._followed.pop(session, None)
+
+    async def get(self, session: str, *, seen: int = 0) -> SessionState:
+        records = self._followed.pop(session, None)
+        if records and session in self:
+            for rec in records:
+                self.appended(rec)  # folds those next in line, ignores the rest
+        return await super().get(session, seen=seen)
 
 
 class Gateway:
@@ -48,7 +87,7 @@ class Gateway:
         self.options = options
         self.catalog = catalog
         #: session states (commands, ``GET /v1/sessions/{id}``), folded only where new
-        self.sessions = SessionCache(store, snapshots=snapshot_store_for(store))
+        self.sessions = FollowedSessions(store, snapshots=snapshot_store_for(store))
         #: every write to a session goes through these
         self.commands = SessionCommands(
             store, catalog, sessions=self.sessions, ids=DerivedIds(settings.id_key())
@@ -63,7 +102,7 @@ class Gateway:
             buffer=options.sse_buffer,
             tick_s=tick_s,
             on_cut=self.metrics.slow_clients_cut.inc,
-            on_record=self._observed,
+            on_record=self.sessions.followed,
         )
         self.owners = Owners(store)
         self.limiter = ConnectionLimiter(options.max_sse_per_owner)
@@ -77,12 +116,6 @@ class Gateway:
             )
         self.history = history
         self._turns: asyncio.Task[None] | None = None
-
-    def _observed(self, rec: Recorded) -> None:
-        """A record the hub followed: the session's cached state (if any) folds it, so
-        the session's next command reads only its head, not the events streamed since."""
-        if rec.session in self.sessions:
-            self.sessions.appended(rec)
 
     async def start(self) -> None:
         self.hub.start()
@@ -157,6 +190,8 @@ class Slot:
         if self.sub is not None:
             self.gw.hub.leave(self.session, self.sub)
             self.sub = None
+            if not self.gw.hub.has_upstream(self.session):
+                self.gw.sessions.forget_followed(self.session)
         if self.acquired:
             self.gw.limiter.release(self.principal.owner)
             self.acquired = False
