@@ -8,7 +8,7 @@ import contextlib
 import gc
 import logging
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -23,6 +23,7 @@ from tests.agent.fakes import (
     answer,
     tool_call,
 )
+from tests.events.test_sessions import CountingStore
 from threadline.base.metrics import Registry
 from threadline.events.conversation import AssistantTurn, Message, ToolTurn, UserTurn
 from threadline.events.fold import fold
@@ -105,19 +106,6 @@ class Agent:
                     if rec.kind in TERMINAL_KINDS:
                         return out
         raise AssertionError("unreachable")
-
-
-class CountingStore(MemoryEventStore):
-    """A MemoryEventStore that counts the records its bounded reads yield."""
-
-    read_count = 0
-
-    async def _read(
-        self, session: str, from_version: int, to_version: int | None, after: int
-    ) -> AsyncGenerator[Recorded, None]:
-        async for rec in super()._read(session, from_version, to_version, after):
-            self.read_count += 1
-            yield rec
 
 
 @pytest.fixture
@@ -356,10 +344,10 @@ async def test_a_sessions_next_turn_reads_only_what_others_appended() -> None:
     async with agent.worker():
         first = await agent.until_terminal("s", "t1")
         await agent.queue.until(lambda settled: len(settled) == 1)
-        store.read_count = 0
+        store.reads()
         await agent.say("s", "two", "t2")
         await agent.until_terminal("s", "t2")
         await agent.queue.until(lambda settled: len(settled) == 2)
     assert len(first) == 6  # turn_started, three deltas, assistant_message, turn_completed
-    assert store.read_count == 0
+    assert store.reads() == 0
     agent.model.verify()

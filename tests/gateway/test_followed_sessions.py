@@ -17,25 +17,26 @@ async def _agent_turn(store: CountingStore, session: str, n: int) -> list[Record
     return await agent.append(session, new)
 
 
-async def test_followed_records_are_folded_at_the_next_get_without_reading_them() -> None:
+async def _followed_turn() -> tuple[CountingStore, FollowedSessions]:
+    """Session s1, cached here, and an agent's turn of three records the hub followed."""
     store = CountingStore()
     cache = FollowedSessions(store)
     await start(store, "s1")
     await cache.get("s1")
     for rec in await _agent_turn(store, "s1", 3):
         cache.followed(rec)
+    return store, cache
+
+
+async def test_followed_records_are_folded_at_the_next_get_without_reading_them() -> None:
+    store, cache = await _followed_turn()
     store.reads()
     state = await cache.get("s1")
     assert store.reads() == 0 and state == await whole(store, "s1") and state.version == 4
 
 
 async def test_forgotten_or_uncached_sessions_are_read_from_the_store() -> None:
-    store = CountingStore()
-    cache = FollowedSessions(store)
-    await start(store, "s1")
-    await cache.get("s1")
-    for rec in await _agent_turn(store, "s1", 3):
-        cache.followed(rec)
+    store, cache = await _followed_turn()
     cache.forget_followed("s1")  # its last stream ended
     store.reads()
     state = await cache.get("s1")
