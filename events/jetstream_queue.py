@@ -7,8 +7,9 @@ server answers it, so a deleted consumer (no responders), a lost connection or a
 heartbeat later than the ack deadline (the message may be another worker's by then)
 raises :class:`DeliveryLost`. nats-py errors are translated here.
 
-The consumer is made at start-up and made again whenever it disappears (the stream
-was deleted and created again, as a restore does, or someone deleted the consumer):
+The consumer is made at start-up (waiting, the same way, while the stream is missing)
+and made again whenever it disappears (the stream was deleted and created again, as a
+restore does, or someone deleted the consumer):
 the open pull request then ends with ``409 Consumer Deleted`` and the next one finds
 no responders (``503``). Until it exists again, the store's readiness problems say so
 (:mod:`threadline.events.readiness`: ``/readyz`` answers 503) and it is tried again,
@@ -117,7 +118,10 @@ class JetStreamWorkQueue(WorkQueue):
         self.consumers = 0
 
     async def deliveries(self, room: Room) -> AsyncGenerator[Delivery, None]:
-        await self._create_consumer()
+        try:
+            await self._create_consumer()
+        except nats.errors.Error as exc:  # the stream went between start-up and now
+            await self._recreate(repr(exc))
         nc = self.store.nc
         inbox = nc.new_inbox()
         received: asyncio.Queue[Msg] = asyncio.Queue()  # unbounded: put never waits
