@@ -142,12 +142,14 @@ def decode_record(
     :func:`~threadline.events.sealing.installed`) when its key is there, else it stays
     erased; ``opened`` False leaves it as stored."""
     position, subject, data = stored
-    rec = Recorded(position, codec.decode(data, position), codec.record_hash(data), data)
-    if subject.rsplit(".", 2)[1:] != [rec.session, rec.kind]:
+    envelope = codec.decode(data, position)
+    _, session, kind = subject.rsplit(".", 2)
+    if session != envelope.session or kind != kind_of(envelope.event):
         raise CorruptEvent(position, f"its envelope disagrees with its subject {subject!r}")
+    rec = Recorded(position, envelope, codec.record_hash(data), data)
     if trust is not None:
         untrusted(rec, trust)
-    return open_recorded(rec, keyring) if opened else rec
+    return open_recorded(rec, keyring) if opened and envelope.sealed is not None else rec
 
 
 #: how the reason of a record refused for its signature starts
