@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench import longsession
+from bench.against import figures, table
 from bench.e2e_client import TurnError
 from bench.stream_client import StreamClient, Wire, openai_wire
 from threadline.services.devmodel import DevModelSettings, serve
@@ -44,3 +45,39 @@ async def test_long_session_section_measures_its_points() -> None:
         assert point.get_ms > 0 and point.get_kib > 0
     assert result.points[1].get_kib > result.points[0].get_kib  # the history grew
     assert any(line.startswith("| 5 | 2-5 |") for line in longsession.report(result))
+
+
+def test_against_reads_every_figure_of_a_report() -> None:
+    report = "\n".join([
+        "Run 2026-12-07 on x86_64, code at commit abc1234.",
+        "",
+        "### Event log",
+        "",
+        "| measure | raw nats-py | Threadline store | ratio / delta |",
+        "| --- | --- | --- | --- |",
+        "| appends/s, one session | 2,939 | 2,925 | 1.00 |",
+        "| latency p99 (ms) | 0.745 | 0.713 | -0.031 ms |",
+        "",
+        "### Gateway",
+        "",
+        "| measure | value | notes |",
+        "| --- | --- | --- |",
+        "| replay over SSE (events/s) | 40,298 | 10,000 events, from the start |",
+        "| every client got every event | yes | |",
+    ])  # fmt: skip
+    found = figures(report)
+    assert found == {
+        ("Event log", "appends/s, one session", "raw nats-py"): 2939.0,
+        ("Event log", "appends/s, one session", "Threadline store"): 2925.0,
+        ("Event log", "appends/s, one session", "ratio / delta"): 1.0,
+        ("Event log", "latency p99 (ms)", "raw nats-py"): 0.745,
+        ("Event log", "latency p99 (ms)", "Threadline store"): 0.713,
+        ("Event log", "latency p99 (ms)", "ratio / delta"): -0.031,
+        ("Gateway", "replay over SSE (events/s)", "value"): 40298.0,
+        ("Gateway", "replay over SSE (events/s)", "notes"): 10000.0,
+    }
+    key = ("Gateway", "replay over SSE (events/s)", "value")
+    rows = table("abc1234", {key: [1.0, 3.0, 2.0]}, {key: [4.0, 6.0, 5.0]})
+    assert rows[-1] == (
+        "| Gateway | replay over SSE (events/s) | value | 2 (1, 3, 2) | 5 (4, 6, 5) |"
+    )

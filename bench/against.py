@@ -1,0 +1,135 @@
+"""``python -m bench.against REV [--only SECTIONS] [--rounds N] [--quick] [--write FILE]``:
+the same benchmark sections run on an earlier commit's code and on this checkout's, in
+turns, on one machine in one run, so "nothing got slower" is a comparison made at the
+same moment rather than against figures from another day.
+
+REV's tree is exported (``git archive``) into a temporary directory and set up with its
+own ``make .venv/.installed``; then each round runs ``python -m bench --only SECTIONS``
+once for REV and once for this checkout (the order alternates between rounds, so a
+machine that speeds up or slows down during the run favours neither). Every numeric cell
+of the sections' tables is reported with each round's value and the median of both.
+``--write FILE`` puts that table into FILE between ``<!-- bench:against -->`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from bench import report
+from bench.common import machine, median, progress
+
+ROOT = Path(__file__).resolve().parent.parent
+#: a Markdown table cell holding a figure: "1,234", "0.52", "+0.074 ms", "-3.1"
+_NUMBER = re.compile(r"^[+-]?[\d,]*\.?\d+")
+
+#: (section title, row's first cell, column header) -> one value per round
+Figures = dict[tuple[str, str, str], list[float]]
+
+
+def export(rev: str, into: Path) -> str:
+    """REV's tree in ``into`` with its own virtual environment; its short commit."""
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", rev],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", commit], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    (into / "COMMIT").write_text(commit + "\n")
+    progress(f"setting up {commit}'s environment in {into} (make .venv/.installed)")
+    subprocess.run(["make", ".venv/.installed"], cwd=into, check=True, stdout=sys.stderr)
+    return commit
+
+
+def run_sections(root: Path, python: str, only: str, quick: bool) -> str:
+    command = [python, "-m", "bench", "--only", only, *(["--quick"] if quick else [])]
+    return subprocess.run(command, cwd=root, stdout=subprocess.PIPE, text=True, check=True).stdout
+
+
+def figures(text: str) -> dict[tuple[str, str, str], float]:
+    """Every numeric cell of the report's tables, by (section, row, column)."""
+    found: dict[tuple[str, str, str], float] = {}
+    section = ""
+    header: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("### "):
+            section, header = line[4:].strip(), []
+            continue
+        if not line.startswith("|"):
+            header = []
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not header:
+            header = cells
+            continue
+        if set("".join(cells)) <= set("-: "):
+            continue  # the header's rule
+        for column, cell in zip(header[1:], cells[1:], strict=False):
+            if number := _NUMBER.match(cell.replace(" ", "")):
+                found[(section, cells[0], column)] = float(number[0].replace(",", ""))
+    return found
+
+
+def table(rev: str, old: Figures, new: Figures) -> list[str]:
+    lines = [
+        f"| section | measure | column | {rev}: median (rounds) | now: median (rounds) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for key in sorted(old.keys() & new.keys(), key=list(new).index):
+        section, row, column = key
+
+        def cell(values: list[float]) -> str:
+            each = ", ".join(f"{v:,.3g}" for v in values)
+            return f"{median(values):,.3g} ({each})"
+
+        lines.append(f"| {section} | {row} | {column} | {cell(old[key])} | {cell(new[key])} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.against")
+    parser.add_argument("rev", help="the earlier commit to compare with")
+    parser.add_argument("--only", default="eventlog,gateway", metavar="SECTIONS")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--write", help="also write the comparison into this Markdown file")
+    args = parser.parse_args()
+    old: Figures = defaultdict(list)
+    new: Figures = defaultdict(list)
+    with tempfile.TemporaryDirectory(prefix="threadline-against-") as tmp:
+        commit = export(args.rev, Path(tmp))
+        sides = [
+            (commit, Path(tmp), str(Path(tmp) / ".venv/bin/python"), old),
+            ("now", ROOT, sys.executable, new),
+        ]
+        for round_ in range(args.rounds):
+            for name, root, python, into in sides if round_ % 2 == 0 else sides[::-1]:
+                progress(f"round {round_ + 1}/{args.rounds}: {name}, sections {args.only}")
+                for key, value in figures(
+                    run_sections(root, python, args.only, args.quick)
+                ).items():
+                    into[key].append(value)
+    command = " ".join(["python -m bench.against", *sys.argv[1:]])
+    lines = [
+        f"On {machine()}, command `{command}`: {args.rounds} rounds, {commit} and this "
+        "checkout in turns.",
+        "",
+        *table(commit, old, new),
+    ]
+    print("\n".join(lines))
+    if args.write:
+        report.write(
+            args.write, {"against": lines}, {"against": f"Against {commit}"}, "\n".join(lines)
+        )
+        progress(f"wrote {args.write}")
+
+
+if __name__ == "__main__":
+    main()
