@@ -29,6 +29,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from threadline.base.aio import cancelled_meanwhile
 from threadline.base.errors import StoreError, StoreUnavailable
 from threadline.events import codec
 from threadline.events.store import Stored
@@ -99,6 +100,7 @@ class DirectReads:
             raise StoreError(f"get failed: {exc.description} ({exc.err_code})") from None
         except (nats.errors.Error, OSError) as exc:
             raise StoreUnavailable(f"reading the stream failed: {exc!r}") from None
+        cancelled_meanwhile()  # a nats-py request: see base/aio
         assert msg.seq is not None and msg.subject is not None
         return Stored(msg.seq, msg.subject, msg.data or b"")
 

@@ -30,6 +30,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from threadline.base.aio import cancelled_meanwhile
 from threadline.base.errors import DeliveryLost, StoreError
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.readiness import problems
@@ -156,6 +157,7 @@ class JetStreamWorkQueue(WorkQueue):
                 deliver_policy=DeliverPolicy.ALL,
             ),
         )
+        cancelled_meanwhile()  # a nats-py request: see base/aio
         self.consumers += 1
 
     async def _recreate(self, why: str) -> None:

@@ -17,6 +17,7 @@ from nats.js.api import (
     StreamInfo,
 )
 
+from threadline.base.aio import cancelled_meanwhile
 from threadline.base.config import StreamSettings
 from threadline.base.errors import StoreUnavailable, StreamConfigError, StreamMissing
 
@@ -25,11 +26,14 @@ MIN_DUPLICATE_WINDOW_S = 600.0
 
 @contextlib.contextmanager
 def unavailable(what: str) -> Iterator[None]:
-    """nats-py's errors (and lost sockets) as :class:`StoreUnavailable`: ``<what> failed``."""
+    """nats-py's errors (and lost sockets) as :class:`StoreUnavailable`: ``<what> failed``;
+    and a cancellation the request dropped (:func:`~threadline.base.aio.cancelled_meanwhile`)
+    raised."""
     try:
         yield
     except (nats.errors.Error, OSError) as exc:
         raise StoreUnavailable(f"{what} failed: {exc!r}") from None
+    cancelled_meanwhile()
 
 
 def stream_config(settings: StreamSettings) -> StreamConfig:

@@ -23,6 +23,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
+from threadline.base.aio import cancelled_meanwhile
 from threadline.base.errors import StoreUnavailable
 from threadline.events.store import Stored
 
@@ -160,6 +161,7 @@ class Tail:
             filter_subjects=self._filters if len(self._filters) > 1 else None,
         )
         info = await self._js.add_consumer(self._stream, config=config)
+        cancelled_meanwhile()  # a nats-py request: see base/aio
         assert info.name is not None
         return info.name
 
