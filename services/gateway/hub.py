@@ -45,12 +45,18 @@ class Frame(NamedTuple):
     envelope: Envelope
 
 
-def frame_of(rec: Recorded) -> Frame:
+def sse_event(rec: Recorded, kind: str) -> bytes:
+    """The record as one Server-Sent Event: ``id:`` its position, ``event:`` its kind,
+    ``data:`` its envelope as stored."""
     raw = rec.raw
     if b"\n" in raw or b"\r" in raw:  # never from our encoder; keep the framing safe anyway
         raw = codec.encode(rec.envelope)
-    data = b"id: %d\nevent: %s\ndata: %s\n\n" % (rec.position, rec.kind.encode(), raw)
-    return Frame(rec.position, rec.kind, data, rec.envelope)
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (rec.position, kind.encode(), raw)
+
+
+def frame_of(rec: Recorded) -> Frame:
+    kind = rec.kind
+    return Frame(rec.position, kind, sse_event(rec, kind), rec.envelope)
 
 
 class Subscriber:

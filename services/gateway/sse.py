@@ -24,7 +24,7 @@ from threadline.base.aio import cancelled_meanwhile
 from threadline.base.errors import ThreadlineError
 from threadline.events.schema import KINDS
 from threadline.events.store import EventStore
-from threadline.services.gateway.hub import Frame, Subscriber, frame_of
+from threadline.services.gateway.hub import Frame, Subscriber, sse_event
 from threadline.services.gateway.options import GatewayOptions
 
 log = logging.getLogger(__name__)
@@ -66,14 +66,16 @@ class EventStream:
         self.lifetime_s = lifetime_s
         self.on_relay = on_relay
 
+    def _wanted(self, kind: str) -> bool:
+        return (not self.kinds or kind in self.kinds) and kind not in self.exclude
+
     def _select(self, frames: list[Frame]) -> bytes:
         out = []
         for frame in frames:
             if frame.position <= self.sent:
                 continue  # already replayed
             self.sent = frame.position
-            kind = frame.kind
-            if (not self.kinds or kind in self.kinds) and kind not in self.exclude:
+            if self._wanted(frame.kind):
                 out.append(frame.data)
         self.on_relay(len(out))
         return b"".join(out)
@@ -115,17 +117,21 @@ class EventStream:
         necessarily one of this session's events; every event up to it is stored)."""
         if self.live_from <= self.sent:
             return
-        batch: list[Frame] = []
+        out: list[bytes] = []
         read = self.store.read(self.session, after=self.sent)
         async with contextlib.aclosing(read) as stored:
-            async for rec in stored:
+            async for rec in stored:  # formatted as read: no frame to build, no second pass
                 if rec.position > self.live_from:
                     break  # the live buffer has it
-                batch.append(frame_of(rec))
-                if len(batch) >= self.options.replay_batch:
-                    yield self._select(batch)
-                    batch = []
-        yield self._select(batch)
+                self.sent = rec.position
+                if self._wanted(kind := rec.kind):
+                    out.append(sse_event(rec, kind))
+                    if len(out) >= self.options.replay_batch:
+                        self.on_relay(len(out))
+                        yield b"".join(out)
+                        out = []
+        self.on_relay(len(out))
+        yield b"".join(out)
 
 
 async def live(
