@@ -100,6 +100,7 @@ class JetStreamEventStore(EventStore):
         self._acks: dict[str, asyncio.Future[_PubAck]] = {}
         self._reply_prefix = ""
         self._reply_counter = 0
+        self._append_failed = False  # the last append failed for want of the store
         self._deadlines: dict[int, list[str]] = {}
         self._connection_log: _ConnectionLog | None = None
         self.allow_unsafe = False
@@ -204,8 +205,11 @@ class JetStreamEventStore(EventStore):
             result = await self._publish_once(subject, data, msg_id, expected_position, session)
         except StoreUnavailable as exc:
             appended(self, str(exc))
+            self._append_failed = True
             raise
-        appended(self, None)
+        if self._append_failed:  # told once, not at every append
+            appended(self, None)
+            self._append_failed = False
         return result
 
     async def _publish_once(

@@ -394,7 +394,10 @@ class EventStore(abc.ABC):
         sealed = [self._encode_event(e) for e in batch]  # size errors before anything lands
         key = await self._sealing_key(session, batch)
         # one append at a time per session in this process
-        async with self._locks.setdefault(session, asyncio.Lock()):
+        lock = self._locks.get(session)
+        if lock is None:  # not a Lock made and dropped at every append
+            lock = self._locks[session] = asyncio.Lock()
+        async with lock:
             out: list[Recorded] = []
             for new, body in zip(batch, sealed, strict=True):
                 rec = await self._append_one(session, new, body, expected_version, key)
