@@ -72,9 +72,15 @@ def figures(text: str) -> dict[tuple[str, str, str], float]:
         if set("".join(cells)) <= set("-: "):
             continue  # the header's rule
         for column, cell in zip(header[1:], cells[1:], strict=False):
+            if column == "notes":
+                continue
             if number := _NUMBER.match(cell.replace(" ", "")):
                 found[(section, cells[0], column)] = float(number[0].replace(",", ""))
     return found
+
+
+def _figure(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def table(rev: str, old: Figures, new: Figures) -> list[str]:
@@ -86,8 +92,8 @@ def table(rev: str, old: Figures, new: Figures) -> list[str]:
         section, row, column = key
 
         def cell(values: list[float]) -> str:
-            each = ", ".join(f"{v:,.3g}" for v in values)
-            return f"{median(values):,.3g} ({each})"
+            each = ", ".join(map(_figure, values))
+            return f"{_figure(median(values))} ({each})"
 
         lines.append(f"| {section} | {row} | {column} | {cell(old[key])} | {cell(new[key])} |")
     return lines

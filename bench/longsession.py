@@ -14,9 +14,12 @@ fastest pace. Measured at turns 1, 10, 100, 500 and 1,000 (those up to N, and N)
   mean over the window;
 * ``GET /v1/sessions/{id}`` after that turn: median of 5, and the size of its answer.
 
-Then turn N against turn 10, for the agent's CPU per turn and the added time to first
-token (the issue's target: at most 1.2 at 1,000 turns). ``python -m bench.longsession
-[--turns N]`` runs it alone (``--turns 30`` is a smoke run).
+The session is run 3 times on the stack, one after the other, and each figure is the
+median of the three sessions' (a window of nine short turns at turn 10 is a few ms of
+CPU, and one collection or a busy moment of the machine moved it by a third). Then turn
+N against turn 10, for the agent's CPU per turn and the added time to first token (the
+issue's target: at most 1.2 at 1,000 turns). ``python -m bench.longsession [--turns N]
+[--sessions K]`` runs it alone (``--turns 30 --sessions 1`` is a smoke run).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ TEXT = f"A short one. [[words:{WORDS}]] [[pace:ttft=0,tps=0]]"
 ANSWER = "lorem ipsum dolor sit amet"
 MEASURED = ("agent", "gateway", "nats-server")
 TARGET_RATIO = 1.2
+SESSIONS = 3
 
 
 @dataclass
@@ -73,10 +77,34 @@ class Point:
 @dataclass
 class Result:
     turns: int
-    done: int = 0
+    sessions: int = 1
+    done: int = 0  # turns done, all sessions together
     wall_s: float = 0.0
-    points: list[Point] = field(default_factory=list)
+    #: per session, its points
+    runs: list[list[Point]] = field(default_factory=list)
     error: str = ""
+
+    @property
+    def points(self) -> list[Point]:
+        """Per point, the median of the sessions that reached it."""
+        if not self.runs:
+            return []
+        return [_median_point([run[i] for run in self.runs if len(run) > i])
+                for i in range(max(map(len, self.runs)))]  # fmt: skip
+
+
+def _median_point(same: list[Point]) -> Point:
+    """The median of each figure of one point over sessions."""
+    first = same[0]
+    return Point(
+        first.turn,
+        first.window,
+        median([p.ttft_ms for p in same]),
+        median([p.direct_ms for p in same]),
+        {name: median([p.cpu_ms[name] for p in same]) for name in first.cpu_ms},
+        median([p.get_ms for p in same]),
+        median([p.get_kib for p in same]),
+    )
 
 
 def points_for(turns: int) -> list[int]:
@@ -131,6 +159,7 @@ async def _session(stack: Stack, turns: int, result: Result) -> None:
     pids = {name: stack.pids[name] for name in MEASURED}
     marks = set(points_for(turns))
     log = Turns()
+    points = result.runs[-1]
     direct = StreamClient(stack.devmodel_url, openai_wire())
     await _warm_up(stack, direct)
     conv = Conversation(stack.gateway_url, stack.tokens[0])
@@ -139,19 +168,20 @@ async def _session(stack: Stack, turns: int, result: Result) -> None:
         await conv.open()
         try:
             start = time.perf_counter()
-            async with ticking("long session", lambda: f"{len(log.ttft_ms)} of {turns} turns"):
+            name = f"long session {len(result.runs)} of {result.sessions}"
+            async with ticking(name, lambda: f"{len(log.ttft_ms)} of {turns} turns"):
                 for k in range(1, turns + 1):
                     before = process_cpu(pids)
                     ttft, _ = await conv.turn(TEXT)
                     log.ttft_ms.append(ttft)
                     log.cpu.append(_spent(before, process_cpu(pids)))
-                    result.done = k
+                    result.done += 1
                     if k in marks:
                         get = await _get_ms(http, conv.session)
                         point = _point(k, log, await _direct_ms(direct, k), get)
-                        result.points.append(point)
-                        progress(f"long session, turn {k}: {_summary(point)}")
-            result.wall_s = time.perf_counter() - start
+                        points.append(point)
+                        progress(f"{name}, turn {k}: {_summary(point)}")
+            result.wall_s += time.perf_counter() - start
         finally:
             conv.close()
 
@@ -177,16 +207,19 @@ def _summary(p: Point) -> str:
     )
 
 
-async def measure(turns: int, *, quiet_wait_s: float = 300) -> Result:
+async def measure(turns: int, *, sessions: int = 1, quiet_wait_s: float = 300) -> Result:
     busy = await wait_quiet(max_wait_s=quiet_wait_s)
-    progress(f"long session, {turns} turns: starting the stack ({busy:.2f} CPUs busy)")
-    result = Result(turns)
+    progress(f"long session, {sessions} x {turns} turns: starting the stack ({busy:.2f} CPUs busy)")
+    result = Result(turns, sessions)
     async with running_stack(1, sync_always=False) as stack:
-        try:
-            await _session(stack, turns, result)
-        except (TurnError, OSError, httpx.HTTPError, TimeoutError) as exc:
-            result.error = f"{type(exc).__name__}: {exc}"[:200]
-            progress(f"long session stopped at turn {result.done + 1}: {result.error}")
+        for _ in range(sessions):
+            result.runs.append([])
+            try:
+                await _session(stack, turns, result)
+            except (TurnError, OSError, httpx.HTTPError, TimeoutError) as exc:
+                result.error = f"{type(exc).__name__}: {exc}"[:200]
+                progress(f"long session stopped after {result.done} turns: {result.error}")
+                break
     return result
 
 
@@ -237,27 +270,32 @@ def report(result: Result) -> list[str]:
     rate = result.done / result.wall_s if result.wall_s else float("nan")
     lines = [
         f"One session, {result.turns:,} turns back to back through the gateway, each a "
-        f"{WORDS}-word answer at the dev model's fastest pace (`[[pace:ttft=0,tps=0]]`); "
-        f"{result.done:,} turns in {result.wall_s:.0f} s ({rate:.1f} turns/s). Figures at a "
-        f"turn are over a window of up to {WINDOW} turns ending there (medians for times, "
-        f"means for CPU); direct: the same history sent straight to the dev model.",
+        f"{WORDS}-word answer at the dev model's fastest pace (`[[pace:ttft=0,tps=0]]`), "
+        f"{result.sessions} such sessions one after the other; {result.done:,} turns in "
+        f"{result.wall_s:.0f} s ({rate:.1f} turns/s). Figures at a turn are over a window "
+        f"of up to {WINDOW} turns ending there (medians for times, means for CPU), then the "
+        f"median of the sessions; direct: the same history sent straight to the dev model.",
         "",
         *_table(result),
         "",
         *_target(result),
     ]
     if result.error:
-        lines.append(f"Stopped at turn {result.done + 1:,}: `{result.error}`.")
+        lines.append(f"Stopped after {result.done:,} turns: `{result.error}`.")
     return lines
 
 
-async def run(*, quick: bool = False, turns: int | None = None) -> list[str]:
+async def run(
+    *, quick: bool = False, turns: int | None = None, sessions: int | None = None
+) -> list[str]:
     turns = turns or (QUICK_TURNS if quick else TURNS)
-    return report(await measure(turns, quiet_wait_s=20 if quick else 300))
+    sessions = sessions or (1 if quick else SESSIONS)
+    return report(await measure(turns, sessions=sessions, quiet_wait_s=20 if quick else 300))
 
 
 if __name__ == "__main__":  # python -m bench.longsession [--turns N]: this section alone
     parser = argparse.ArgumentParser(prog="python -m bench.longsession")
-    parser.add_argument("--turns", type=int, default=TURNS, help="turns in the session")
+    parser.add_argument("--turns", type=int, default=TURNS, help="turns in each session")
+    parser.add_argument("--sessions", type=int, default=SESSIONS, help="sessions, one by one")
     args = parser.parse_args()
-    print("\n".join(asyncio.run(run(turns=args.turns))))
+    print("\n".join(asyncio.run(run(turns=args.turns, sessions=args.sessions))))

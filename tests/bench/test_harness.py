@@ -37,9 +37,12 @@ async def test_stream_client_reports_a_refused_request() -> None:
 
 
 async def test_long_session_section_measures_its_points() -> None:
-    result = await longsession.measure(5, quiet_wait_s=0)
-    assert (result.error, result.done) == ("", 5)
+    result = await longsession.measure(5, sessions=2, quiet_wait_s=0)
+    assert (result.error, result.done) == ("", 10)
+    assert [[p.turn for p in run] for run in result.runs] == [[1, 5], [1, 5]]
     assert [p.turn for p in result.points] == [1, 5]
+    first, second = (run[1].get_kib for run in result.runs)
+    assert result.points[1].get_kib == (first + second) / 2  # the median of two
     for point in result.points:
         assert point.ttft_ms > 0 and point.direct_ms > 0
         assert point.get_ms > 0 and point.get_kib > 0
@@ -74,10 +77,10 @@ def test_against_reads_every_figure_of_a_report() -> None:
         ("Event log", "latency p99 (ms)", "Threadline store"): 0.713,
         ("Event log", "latency p99 (ms)", "ratio / delta"): -0.031,
         ("Gateway", "replay over SSE (events/s)", "value"): 40298.0,
-        ("Gateway", "replay over SSE (events/s)", "notes"): 10000.0,
     }
     key = ("Gateway", "replay over SSE (events/s)", "value")
-    rows = table("abc1234", {key: [1.0, 3.0, 2.0]}, {key: [4.0, 6.0, 5.0]})
+    rows = table("abc1234", {key: [1.0, 3.0, 2.5]}, {key: [4000.0, 6000.0, 5000.0]})
     assert rows[-1] == (
-        "| Gateway | replay over SSE (events/s) | value | 2 (1, 3, 2) | 5 (4, 6, 5) |"
+        "| Gateway | replay over SSE (events/s) | value | 2.5 (1, 3, 2.5) "
+        "| 5,000 (4,000, 6,000, 5,000) |"
     )
