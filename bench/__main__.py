@@ -33,6 +33,7 @@ from bench import (
 )
 from bench.common import machine, nats_server, progress
 from bench.peers import section as peers
+from threadline.services.runtime import heap
 
 #: sections sharing one throwaway nats-server: name -> (title, run(nats_url, quick=...))
 SHARED: dict[str, tuple[str, Callable[..., Awaitable[list[str]]]]] = {
@@ -95,6 +96,11 @@ async def main(args: argparse.Namespace) -> tuple[str, dict[str, list[str]]]:
     started = datetime.datetime.now(datetime.UTC)
     blocks: dict[str, list[str]] = {}
     shared = [name for name in SHARED if name in args.only]
+    # the sections that run Threadline in this process run it as its services do once up
+    # (services/runtime/heap.py): start-up's objects frozen, so a full collection does not
+    # walk every imported module (twice as many objects as at 19af2a4: the events layer's
+    # metrics import prometheus-client) and young collections less often
+    heap.settle()
     if shared:
         async with nats_server() as server:
             progress(f"nats-server at {server.url}")

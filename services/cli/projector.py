@@ -14,6 +14,7 @@ import sys
 
 from threadline.base.config import Settings
 from threadline.projections import serve_projector
+from threadline.services.runtime import heap
 from threadline.services.runtime.connect import open_store
 from threadline.services.runtime.metrics_http import add_metrics_arguments, serve_metrics
 from threadline.services.runtime.processes import stop_event
@@ -37,6 +38,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         serve_projector(settings, store, **overrides) as projector,
         serve_metrics(args.metrics_port, host=args.metrics_host or settings.host) as metrics,
     ):
+        heap.settle()
         print(
             f"projector: views in {projector.recorder.location}, on_error={projector.on_error}, "
             f"resuming at {projector.positions}",

@@ -21,6 +21,7 @@ import os
 from threadline.base.config import Settings
 from threadline.base.tracing import tracing_from_env
 from threadline.services.cli.stack import Running, start_services
+from threadline.services.runtime import heap
 from threadline.services.runtime.agents import agent_count
 from threadline.services.runtime.connect import clear_runtime, connected, write_runtime
 from threadline.services.runtime.eventkeys import ensure_deployment_keys, needs_policy
@@ -69,6 +70,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             running.add("event signing", f"a key per service, trust policy {policy}")
         write_runtime(settings, {"nats_url": url, "pid": os.getpid(), **extra, **running.urls})
         stack.callback(clear_runtime, settings)
+        heap.settle()  # the gateway, projector and checkpointer of this process are up
         _print_banner(settings, url, running)
         await stop.wait()
         print("\nstopping ...", flush=True)
