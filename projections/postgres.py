@@ -22,7 +22,7 @@ from psycopg.rows import tuple_row
 from threadline.base.errors import ConfigurationError
 from threadline.base.redact import without_credentials
 from threadline.projections.recorder import ViewRecorder
-from threadline.projections.sql import Db, Dialect, Row, Table, translated
+from threadline.projections.sql import Db, Dialect, Row, Table, translated, translation
 
 _LOCK = "SELECT {fn}(hashtext('threadline-projections'), hashtext(?))"
 TRACKING_TABLE = "tracking"
@@ -30,19 +30,26 @@ TRACKING_TABLE = "tracking"
 
 class PgDb(Db):
     """A cursor, optionally in pipeline mode (``pipelined``): ``run`` then sends without
-    waiting for the server; queries wait (and so surface any error queued before them)."""
+    waiting for the server; queries wait (and so surface any error queued before them).
+
+    A query runs on a cursor of its own: psycopg puts each result on the cursor of its
+    statement as it comes back, so on the shared cursor the results of statements sent
+    before a query could arrive while it was sent and be read as its rows
+    (tests/projections/test_write_queries.py)."""
 
     def __init__(self, cursor: psycopg.Cursor[Any], dialect: Dialect, pipelined: bool) -> None:
         super().__init__(cursor, dialect, psycopg)
         self.deferred_errors = pipelined
 
     def all(self, sql: str, *params: object) -> list[Row]:
-        factory = self.raw.row_factory
-        self.raw.row_factory = tuple_row  # the library's own statements use dict rows
-        try:
-            return super().all(sql, *params)
-        finally:
-            self.raw.row_factory = factory
+        # tuple rows: the library's own statements use dict rows
+        with self.raw.connection.cursor(row_factory=tuple_row) as cursor:
+            try:
+                cursor.execute(self.dialect.sql(sql), params)
+                rows: list[Row] = cursor.fetchall()
+                return rows
+            except psycopg.Error as exc:
+                raise translation(psycopg, exc) from exc
 
 
 def connection_params(url: str) -> dict[str, Any]:
@@ -117,8 +124,9 @@ class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
             self._insert_tracking(db.raw, Tracking(view, position))
 
     def _tracked(self, db: Db, view: str) -> int:
-        with translated(psycopg):
-            return self._max_tracking_id(view, db.raw) or 0
+        # a query: on a cursor of its own (PgDb)
+        with db.raw.connection.cursor() as cursor, translated(psycopg):
+            return self._max_tracking_id(view, cursor) or 0
 
     def _swap(
         self, fresh: PostgresViewRecorder, tables: list[Table], tracked: dict[str, int]

@@ -14,9 +14,9 @@ from typing import assert_never
 
 from threadline.events import schema as ev
 from threadline.events.sealing import ERASED
-from threadline.events.turns import Verdict, title_from, transition, turn_of
+from threadline.events.turns import Phase, Verdict, title_from, transition, turn_of
 from threadline.projections.sql import Db, Table
-from threadline.projections.views.base import Rec, View, phase_of
+from threadline.projections.views.base import Rec, TurnRows, View, keep_turns
 
 SESSIONS = Table(
     "sessions",
@@ -44,6 +44,9 @@ SESSIONS = Table(
 
 #: The turns this view has seen, their phase (status, the attempt that counts), and how
 #: many assistant messages that attempt produced (a superseding attempt takes them back).
+#: what the view reads of a turn's row before a batch (views.base.TurnRows)
+_TURN_COLUMNS = ("status", "attempt", "assistant_count")
+
 SESSION_TURNS = Table(
     "session_turns",
     (
@@ -78,6 +81,7 @@ class SessionsView(View):
         )
 
     def before(self, db: Db, recs: Sequence[Rec]) -> None:
+        keep_turns(db, SESSION_TURNS.name, _TURN_COLUMNS, recs)
         first = {rec.env.session: rec.env.at for rec in reversed(recs)}  # the earliest wins
         db.many(
             "INSERT INTO {p}sessions (session, created_at, updated_at) VALUES (?, ?, ?) "
@@ -174,33 +178,33 @@ class SessionsView(View):
         session, turn = env.session, turn_of(env)
         if turn is None:
             return
-        phase = phase_of(db, "session_turns", session, turn)
+        turns = TurnRows.of(db, SESSION_TURNS.name)
+        row = turns.get(session, turn)  # status, attempt, assistant_count
+        phase = None if row is None else Phase(row[0], row[1])
         verdict, after = transition(phase, event, env.attempt)
         if after is None or verdict in ("ignored", "anomaly"):
             return
         shown = _shown(event, verdict)  # messages the event adds to (or takes from) the history
-        if phase is None:
-            db.run(
-                "UPDATE {p}sessions SET turn_count = turn_count + 1, last_turn = ? "
-                "WHERE session = ?",
-                turn,
-                session,
-            )
-        elif verdict == "starts":
-            taken = db.one(
-                "SELECT assistant_count FROM {p}session_turns WHERE session = ? AND turn = ?",
-                session,
-                turn,
-            )
-            shown -= taken[0] if taken else 0
+        assistant = int(isinstance(event, ev.AssistantMessage))
+        if verdict == "starts" and row is not None:
+            shown -= row[2]  # the messages of the attempt this one supersedes
+        count = (0 if row is None or verdict == "starts" else row[2]) + assistant
+        turns.put(session, turn, (after.status, after.attempt, count))  # as set just below
         db.run(
             "INSERT INTO {p}session_turns (session, turn, attempt, status, assistant_count) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session, turn) DO UPDATE SET "
             "status = excluded.status, attempt = excluded.attempt, assistant_count = CASE "
             "WHEN ? THEN 0 ELSE session_turns.assistant_count END + excluded.assistant_count",
             session, turn, after.attempt, after.status,
-            int(isinstance(event, ev.AssistantMessage)), verdict == "starts",
+            assistant, verdict == "starts",
         )  # fmt: skip
+        if row is None:  # a new turn: the session's last
+            db.run(
+                "UPDATE {p}sessions SET turn_count = turn_count + 1, last_turn = ?, "
+                "message_count = message_count + ?, last_status = ? WHERE session = ?",
+                turn, shown, after.status, session,
+            )  # fmt: skip
+            return
         db.run(
             "UPDATE {p}sessions SET message_count = message_count + ?, last_status = CASE "
             "WHEN last_turn = ? THEN ? ELSE last_status END WHERE session = ?",

@@ -12,6 +12,7 @@ copy) keeps a row, with no owner: it was spent, and is counted, in its source.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import assert_never
 
 from msgspec.structs import astuple  # Usage: input, output, reasoning, cached input
@@ -19,7 +20,7 @@ from msgspec.structs import astuple  # Usage: input, output, reasoning, cached i
 from threadline.events import schema as ev
 from threadline.events.turns import transition, turn_of
 from threadline.projections.sql import Db, Table
-from threadline.projections.views.base import Rec, View, day_of, phase_of
+from threadline.projections.views.base import Rec, TurnRows, View, day_of, keep_turns
 
 USAGE = Table(
     "usage",
@@ -57,6 +58,9 @@ class UsageView(View):
     name = "usage"
     tables = (USAGE, USAGE_OWNERS)
 
+    def before(self, db: Db, recs: Sequence[Rec]) -> None:
+        keep_turns(db, USAGE.name, ("status", "attempt"), recs)
+
     def apply(self, db: Db, rec: Rec) -> None:
         env, event = rec.env, rec.env.event
         match event:
@@ -87,8 +91,13 @@ class UsageView(View):
         turn = turn_of(env)
         if turn is None:
             return
-        verdict, _ = transition(phase_of(db, "usage", env.session, turn), event, env.attempt)
+        turns = TurnRows.of(db, USAGE.name)
+        verdict, after = transition(turns.phase(env.session, turn), event, env.attempt)
         key = (env.session, turn)
+        if verdict in ("starts", "ends") and after is not None:
+            # what the statements below set: a started attempt's row runs (a new row, or
+            # a superseded attempt's, which was running), an ended one has its status
+            turns.put(env.session, turn, (after.status, after.attempt))
         if verdict == "starts" and isinstance(event, ev.TurnStarted):
             self._started(db, rec, turn, event)
         elif verdict == "applies" and isinstance(event, ev.AssistantMessage):
