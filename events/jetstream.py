@@ -200,21 +200,8 @@ class JetStreamEventStore(EventStore):
     async def _publish(
         self, subject: str, data: bytes, msg_id: str, expected_position: int, session: str
     ) -> PublishResult:
-        """Publish and keep the outcome for readiness: appends fail until one succeeds."""
-        try:
-            result = await self._publish_once(subject, data, msg_id, expected_position, session)
-        except StoreUnavailable as exc:
-            appended(self, str(exc))
-            self._append_failed = True
-            raise
-        if self._append_failed:  # told once, not at every append
-            appended(self, None)
-            self._append_failed = False
-        return result
-
-    async def _publish_once(
-        self, subject: str, data: bytes, msg_id: str, expected_position: int, session: str
-    ) -> PublishResult:
+        """Publish and wait for the acknowledgement; the outcome is kept for readiness
+        (appends fail until one succeeds)."""
         if not self._reply_prefix:
             await self._start_replies()
         self._reply_counter += 1
@@ -231,17 +218,31 @@ class JetStreamEventStore(EventStore):
             await self.nc.publish(subject, data, reply=self._reply_prefix + token, headers=headers)
             ack = await fut
         except TimeoutError:
-            raise StoreUnavailable(
+            raise self._unavailable(
                 f"no acknowledgement within {self._timeout_s} s; the event may or may not "
                 "be stored: retry with the same event (its key makes the retry safe)"
             ) from None
         except nats.errors.Error as exc:
-            raise StoreUnavailable(f"publish failed: {exc!r}") from None
+            raise self._unavailable(f"publish failed: {exc!r}") from None
+        except StoreUnavailable as exc:  # no stream listens (_on_ack)
+            raise self._unavailable(str(exc)) from None
         finally:
             self._acks.pop(token, None)
         if ack.error is not None:
-            raise self._translate(ack.error, len(data))
+            error = self._translate(ack.error, len(data))
+            if isinstance(error, StoreUnavailable):
+                raise self._unavailable(str(error))
+            raise error
+        if self._append_failed:  # told once, not at every append
+            appended(self, None)
+            self._append_failed = False
         return PublishResult(ack.seq, duplicate=ack.duplicate)
+
+    def _unavailable(self, why: str) -> StoreUnavailable:
+        """The failure, kept for readiness."""
+        appended(self, why)
+        self._append_failed = True
+        return StoreUnavailable(why)
 
     def _arm_deadline(self, token: str) -> None:
         """Time out unanswered publishes with one timer per 1/4 s slot, not one per publish."""

@@ -392,7 +392,8 @@ class EventStore(abc.ABC):
         validate_session_id(session)
         batch = [events] if isinstance(events, NewEvent) else list(events)
         sealed = [self._encode_event(e) for e in batch]  # size errors before anything lands
-        key = await self._sealing_key(session, batch)
+        sealing = self.keyring is not None and self.keyring.enabled
+        key = await self._sealing_key(session, batch) if sealing else None
         # one append at a time per session in this process
         lock = self._locks.get(session)
         if lock is None:  # not a Lock made and dropped at every append
@@ -414,9 +415,8 @@ class EventStore(abc.ABC):
 
     async def _sealing_key(self, session: str, batch: list[NewEvent]) -> SealingKey | None:
         """The key the batch's personal content is sealed with: its owner's for this
-        month (None: sealing is off, or the session has no owner, i.e. no start)."""
-        if self.keyring is None or not self.keyring.enabled:
-            return None
+        month (None: the session has no owner, i.e. no start); only with sealing on."""
+        assert self.keyring is not None
         owner = await self._owner(session, batch)
         if not owner:
             return None
