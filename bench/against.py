@@ -14,6 +14,7 @@ of the sections' tables is reported with each round's value and the median of bo
 from __future__ import annotations
 
 import argparse
+import datetime
 import re
 import subprocess
 import sys
@@ -107,6 +108,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--write", help="also write the comparison into this Markdown file")
     args = parser.parse_args()
+    started = datetime.datetime.now(datetime.UTC)
     old: Figures = defaultdict(list)
     new: Figures = defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="threadline-against-") as tmp:
@@ -123,9 +125,12 @@ def main() -> None:
                 ).items():
                     into[key].append(value)
     command = " ".join(["python -m bench.against", *sys.argv[1:]])
+    here = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     lines = [
-        f"On {machine()}, command `{command}`: {args.rounds} rounds, {commit} and this "
-        "checkout in turns.",
+        f"Run {started:%Y-%m-%d %H:%M} UTC on {machine()}, command `{command}`: {args.rounds} "
+        f"rounds, {commit} and this checkout (at commit {here or 'unknown'}) in turns.",
         "",
         *table(commit, old, new),
     ]
