@@ -97,6 +97,7 @@ class JetStreamDelivery(Delivery):
             raise DeliveryLost("no in-progress ack confirmed before the ack deadline") from None
         except nats.errors.Error as exc:
             raise DeliveryLost(f"the in-progress ack failed: {exc!r}") from None
+        cancelled_meanwhile()  # a nats-py request: see base/aio
         self._deadline = sent + self._queue.ack_wait_s
 
 

@@ -24,7 +24,6 @@ import logging
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from threadline.base.aio import cancelled_meanwhile
 from threadline.base.errors import DeliveryLost, StoreError, StoreUnavailable
 from threadline.base.logs import log_context
 from threadline.events.fold import SessionState
@@ -200,11 +199,10 @@ class AgentWorker:
     async def _heartbeat(self, delivery: Delivery) -> None:
         every = self.queue.ack_wait_s / HEARTBEATS_PER_ACK_WAIT
         while True:
-            await delivery.in_progress()  # at once first: see HEARTBEATS_PER_ACK_WAIT
-            # a turn found busy ends the heartbeat while that ack is in flight, and the
-            # request may drop the cancellation: the heartbeat would hold the delivery
-            # (and the worker's slot) for ever
-            cancelled_meanwhile()
+            # at once first: see HEARTBEATS_PER_ACK_WAIT. A turn found busy ends the
+            # heartbeat while that ack is in flight: in_progress raises the cancellation
+            # even if its request dropped it (the heartbeat would hold the slot for ever)
+            await delivery.in_progress()
             await asyncio.sleep(every)  # a heartbeat timer, not a poll
 
     async def process(
