@@ -42,7 +42,7 @@ class _Inbox:
     waiting. Hand-written because it is on every replayed record's path: an
     ``asyncio.Queue`` (a put and a get per message) and nats-py's ``Msg.metadata`` (a
     dataclass per message) made a 10,000-event replay read 51k records/s instead of
-    94k (``python -m bench --only gateway``; docs/benchmarks.md, gateway section)."""
+    94k at 19af2a4 (docs/benchmarks.md, "Against an earlier commit, in one run")."""
 
     __slots__ = ("_waiter", "msgs")
 
