@@ -350,13 +350,14 @@ class JetStreamEventStore(EventStore):
                 async for item in tail:
                     yield item
 
-    async def _follow(
-        self, session: str, after: int
-    ) -> AsyncGenerator[Recorded | Quarantined, None]:
+    async def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded, None]:
         tail = self._tail([self._filter(session)], after)
         async with contextlib.aclosing(tail):  # closing us drops the consumer at once
             async for stored in tail:
-                yield read_record(stored, self.trust, keyring=self.keyring)
+                if isinstance(
+                    entry := read_record(stored, self.trust, keyring=self.keyring), Recorded
+                ):
+                    yield entry
 
     async def follow_all(
         self, *, kinds: Collection[str] | None = None, after: int = 0

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Collection, Sequence
@@ -163,25 +162,23 @@ class MemoryEventStore(EventStore):
         for rec in records[start:stop]:  # a copy: what is stored now
             yield self._screen(rec)
 
-    def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded | Quarantined, None]:
+    def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded, None]:
         return self._tail(lambda: self._log.sessions.get(session, ()), after, None)
 
-    async def follow_all(
+    def follow_all(
         self, *, kinds: Collection[str] | None = None, after: int = 0
     ) -> AsyncGenerator[Recorded, None]:
         wanted = None if kinds is None else frozenset(kinds)
-        tail = self._tail(lambda: self._log.records, after, wanted)
-        async with contextlib.aclosing(tail):
-            async for entry in tail:
-                if isinstance(entry, Recorded):
-                    yield entry
+        return self._tail(lambda: self._log.records, after, wanted)
 
     async def _tail(
         self,
         source: Callable[[], Sequence[Recorded]],
         after: int,
         kinds: frozenset[str] | None,
-    ) -> AsyncGenerator[Recorded | Quarantined, None]:
+    ) -> AsyncGenerator[Recorded, None]:
+        """What ``source`` holds after ``after`` (only ``kinds``), then live; quarantined
+        records stepped over."""
         seen = _first_after(source(), after)  # index of the next record to yield
         while True:
             async with self._log.appended:
@@ -189,8 +186,10 @@ class MemoryEventStore(EventStore):
             new = source()[seen:]  # a copy: what is stored now
             seen += len(new)
             for rec in new:
-                if kinds is None or rec.kind in kinds:
-                    yield self._screen(rec)
+                if (kinds is None or rec.kind in kinds) and isinstance(
+                    entry := self._screen(rec), Recorded
+                ):
+                    yield entry
 
     async def last_position(self) -> int:
         return len(self._log.records)

@@ -304,8 +304,8 @@ class EventStore(abc.ABC):
         what it costs must not grow with the events outside the range."""
 
     @abc.abstractmethod
-    def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded | Quarantined, None]:
-        """:meth:`follow` with a valid session, quarantined records included."""
+    def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded, None]:
+        """:meth:`follow` with a valid session."""
 
     @abc.abstractmethod
     def follow_all(
@@ -361,7 +361,7 @@ class EventStore(abc.ABC):
         """The session's events after position ``after``, then live, forever (stepping
         over quarantined records)."""
         validate_session_id(session)
-        return _readable(self._follow(session, after))
+        return self._follow(session, after)
 
     async def head(self, session: str) -> Head:
         validate_session_id(session)

@@ -128,6 +128,10 @@ class Tail:
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     async def _run_consumer(self) -> AsyncGenerator[Stored, None]:
+        """One consumer's deliveries: drain what has arrived without waiting; wait
+        (bounded by the heartbeat) when nothing has. Missing heartbeats mean the
+        consumer is gone. (One generator, not a draining one inside this: each layer
+        costs every record a resumption on the follow path, docs/benchmarks.md.)"""
         # a fresh deliver subject: nats-server binds a push consumer only to a
         # subscription on exactly that subject, not to a wildcard
         inbox = _Inbox()
@@ -135,10 +139,29 @@ class Tail:
             self._nc.new_inbox(), cb=inbox.put, pending_msgs_limit=_PENDING_MSGS
         )
         name: str | None = None
+        expected_cseq = 1
+        timeout = self._heartbeat_s * 3
         try:
             name = await self._add_consumer(sub.subject)
-            async for item in self._drain(inbox):
-                yield item
+            while True:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await inbox.wait()
+                except TimeoutError:
+                    raise _Reset from None
+                for msg in inbox.take():  # all that has arrived, under one timeout
+                    if not msg.reply.startswith("$JS.ACK."):  # a heartbeat or flow control
+                        await self._control(msg)
+                        continue
+                    stream_seq, consumer_seq = _sequences(msg.reply)
+                    if consumer_seq != expected_cseq:
+                        raise _Reset
+                    expected_cseq += 1
+                    if stream_seq > self._last:
+                        self._last = stream_seq
+                        yield Stored(stream_seq, msg.subject, msg.data)
+                    if self._done():
+                        return
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -164,31 +187,6 @@ class Tail:
         cancelled_meanwhile()  # a nats-py request: see base/aio
         assert info.name is not None
         return info.name
-
-    async def _drain(self, inbox: _Inbox) -> AsyncGenerator[Stored, None]:
-        """Drain what has arrived without waiting; wait (bounded by the heartbeat) when
-        nothing has. Missing heartbeats mean the consumer is gone."""
-        expected_cseq = 1
-        timeout = self._heartbeat_s * 3
-        while True:
-            try:
-                async with asyncio.timeout(timeout):
-                    await inbox.wait()
-            except TimeoutError:
-                raise _Reset from None
-            for msg in inbox.take():  # all that has arrived, under one timeout
-                if not msg.reply.startswith("$JS.ACK."):  # a heartbeat or flow control
-                    await self._control(msg)
-                    continue
-                stream_seq, consumer_seq = _sequences(msg.reply)
-                if consumer_seq != expected_cseq:
-                    raise _Reset
-                expected_cseq += 1
-                if stream_seq > self._last:
-                    self._last = stream_seq
-                    yield Stored(stream_seq, msg.subject, msg.data)
-                if self._done():
-                    return
 
     def _done(self) -> bool:
         return self._until is not None and self._last >= self._until
