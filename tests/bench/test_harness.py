@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import longsession
+from bench import followcpu, longsession
 from bench.against import figures, table
 from bench.e2e_client import TurnError
 from bench.stream_client import StreamClient, Wire, openai_wire
@@ -84,3 +84,8 @@ def test_against_reads_every_figure_of_a_report() -> None:
         "| Gateway | replay over SSE (events/s) | value | 2.5 (1, 3, 2.5) "
         "| 5,000 (4,000, 6,000, 5,000) |"
     )
+
+
+async def test_followcpu_times_every_reader(nats_url: str) -> None:
+    results = await followcpu.measure(nats_url, 250, 2)
+    assert len(results) == 2 and all(r > 0 for r in results)
