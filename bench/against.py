@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: a Markdown table cell holding a figure: "1,234", "0.52", "+0.074 ms", "-3.1"
 _NUMBER = re.compile(r"^[+-]?[\d,]*\.?\d+")
 
-#: (section title, row's first cell, column header) -> one value per round
+#: (section title, row, column header) -> one value per round (:func:`figures` names them)
 Figures = dict[tuple[str, str, str], list[float]]
 
 
@@ -55,7 +55,10 @@ def run_sections(root: Path, python: str, only: str, quick: bool) -> str:
 
 
 def figures(text: str) -> dict[tuple[str, str, str], float]:
-    """Every numeric cell of the report's tables, by (section, row, column)."""
+    """Every numeric cell of the report's tables, by (section, row, column). A row is
+    named by its first cell and the cells after it up to its first figure (the peers'
+    "50 · Threadline"); a cell of several figures ("32.8 / 49.9") gives each, its
+    column's name followed by [1], [2] and so on."""
     found: dict[tuple[str, str, str], float] = {}
     section = ""
     header: list[str] = []
@@ -72,12 +75,25 @@ def figures(text: str) -> dict[tuple[str, str, str], float]:
             continue
         if set("".join(cells)) <= set("-: "):
             continue  # the header's rule
-        for column, cell in zip(header[1:], cells[1:], strict=False):
-            if column == "notes":
-                continue
-            if number := _NUMBER.match(cell.replace(" ", "")):
-                found[(section, cells[0], column)] = float(number[0].replace(",", ""))
+        named = 1
+        while named < len(cells) and not _values(cells[named]):
+            named += 1
+        row = " · ".join(cells[:named])
+        for column, cell in zip(header[named:], cells[named:], strict=False):
+            values = [] if column == "notes" else _values(cell)
+            for k, value in enumerate(values, 1):
+                found[(section, row, column if len(values) == 1 else f"{column} [{k}]")] = value
     return found
+
+
+def _values(cell: str) -> list[float]:
+    """The figures of a cell: one, several separated by " / ", or none."""
+    values = []
+    for part in cell.split(" / "):
+        if not (number := _NUMBER.match(part.replace(" ", ""))):
+            return []
+        values.append(float(number[0].replace(",", "")))
+    return values
 
 
 def _figure(value: float) -> str:

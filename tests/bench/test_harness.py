@@ -89,3 +89,24 @@ def test_against_reads_every_figure_of_a_report() -> None:
 async def test_followcpu_times_every_reader(nats_url: str) -> None:
     results = await followcpu.measure(nats_url, 250, 2)
     assert len(results) == 2 and all(r > 0 for r in results)
+
+
+def test_against_names_rows_by_their_leading_cells_and_splits_paired_figures() -> None:
+    report = "\n".join([
+        "### Against the peers",
+        "",
+        "| conversations | system | turns | added p50 / p99 (ms) | serving path CPU (ms/turn) |",
+        "| --- | --- | --- | --- | --- |",
+        "| 50 | direct SDK | 740 | - | - |",
+        "| 50 | Threadline | 735 | +2.0 / -7.9 | 23 (nats-server 5, agent 10) |",
+        "| 50 | AI SDK + Redis | 635 | +105.5 / +287.2 | 28 (node 28) |",
+    ])  # fmt: skip
+    found = figures(report)
+    peers = "Against the peers"
+    assert found[(peers, "50 · Threadline", "turns")] == 735.0
+    assert found[(peers, "50 · Threadline", "added p50 / p99 (ms) [1]")] == 2.0
+    assert found[(peers, "50 · Threadline", "added p50 / p99 (ms) [2]")] == -7.9
+    assert found[(peers, "50 · Threadline", "serving path CPU (ms/turn)")] == 23.0
+    assert found[(peers, "50 · AI SDK + Redis", "added p50 / p99 (ms) [2]")] == 287.2
+    assert found[(peers, "50 · direct SDK", "turns")] == 740.0
+    assert len(found) == 9
