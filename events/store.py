@@ -305,7 +305,9 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def _follow(self, session: str, after: int) -> AsyncGenerator[Recorded, None]:
-        """:meth:`follow` with a valid session."""
+        """:meth:`follow` with a valid session: the adapter steps over quarantined
+        records itself (in its own loop: a filtering generator around it would cost
+        every followed record one more resumption)."""
 
     @abc.abstractmethod
     def follow_all(

@@ -46,6 +46,13 @@ async def test_a_record_under_another_sessions_subject_is_quarantined(
         first = await asyncio.wait_for(anext(messages), 10)
     assert isinstance(first, Recorded) and first.position == real.position
 
+    [later] = await js_store.append("s4", NewEvent(event=UserMessage(text="later"), turn="t3"))
+    follower = js_store.follow("s4")  # steps over the quarantined record between them
+    async with contextlib.aclosing(follower):
+        followed = [await asyncio.wait_for(anext(follower), 10) for _ in range(2)]
+    assert [r.position for r in followed] == [followed[0].position, later.position]
+    assert followed[0].kind == "session_started"
+
     report = await verify_session(
         "s4", js_store.follow_raw([f"{js_store.prefix}.s4.*"], until_end=True)
     )
