@@ -28,11 +28,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from threadline.events import codec
 from threadline.events.bundle import Bundle, BundleError, BundleRecord
-from threadline.events.checkpoint import Checkpoint, check_signature, is_checkpoint_subject
+from threadline.events.checkpoint import Checkpoint, check_signature
 from threadline.events.checkpointer import leaf_of, log_records
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.merkle import MerkleTree, verify_consistency, verify_inclusion
-from threadline.events.store import Stored
+from threadline.events.store import Stored, is_checkpoint_subject
 
 
 class Inclusion(msgspec.Struct, frozen=True):
