@@ -1,28 +1,38 @@
-"""``verify --checkpoint``: does today's log extend a signed checkpoint, and are a
-session's events in it?
+"""The NATS side of auditing: ``verify --checkpoint`` and making audit bundles.
 
-Three checks, each RFC 9162's: the checkpoint's signature against the trusted keys;
-a consistency proof from the checkpoint's size to today's log (the first ``size``
-records are exactly the ones signed, so nothing before the checkpoint was deleted,
-truncated, rewritten or reordered); inclusion proofs of a session's records in the
-checkpoint's tree. When the log does not extend the checkpoint the report says where:
-the first leaf that differs from the leaf hashes kept beside the checkpoint
-(:class:`~threadline.events.checkpointer.DirectorySink`), with today's stream sequence,
-session and version there.
+``verify --checkpoint``: does today's log extend a signed checkpoint, and are a
+session's events in it? Three checks, each RFC 9162's: the checkpoint's signature
+against the trusted keys; a consistency proof from the checkpoint's size to today's log
+(the first ``size`` records are exactly the ones signed, so nothing before the
+checkpoint was deleted, truncated, rewritten or reordered); inclusion proofs of a
+session's records in the checkpoint's tree. When the log does not extend the checkpoint
+the report says where: the first leaf that differs from the leaf hashes kept beside the
+checkpoint (:class:`~threadline.events.checkpointer.DirectorySink`), with today's stream
+sequence, session and version there.
+
+Making an audit bundle (events/bundle.py) of one session: the log is read once: every
+record's leaf hash (the checkpoint's tree is rebuilt from the first ``size`` of them and
+must hash to the signed root, else the log no longer extends the checkpoint and no proof
+could be honest), and the session's records with their leaf indexes. Each record inside
+the checkpoint gets its inclusion proof; those after it are carried as not covered.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import time
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from threadline.events import codec
-from threadline.events.checkpoint import Checkpoint, check_signature, is_checkpoint_subject
+from threadline.events.bundle import Bundle, BundleError, BundleRecord
+from threadline.events.checkpoint import Checkpoint, check_signature
 from threadline.events.checkpointer import leaf_of, log_records
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.merkle import MerkleTree, verify_consistency, verify_inclusion
+from threadline.events.store import Stored, is_checkpoint_subject
 
 
 class Inclusion(msgspec.Struct, frozen=True):
@@ -85,9 +95,8 @@ async def verify_checkpoint(
     if bad_signature is not None:
         return msgspec.structs.replace(report, problems=(f"the checkpoint: {bad_signature}",))
     problems: list[str] = []
-    if checkpoint.log != store.settings.name:
-        name = store.settings.name
-        problems.append(f"the checkpoint is of the log {checkpoint.log!r}, not {name!r}")
+    if (other_log := _other_log(checkpoint, store)) is not None:
+        problems.append(other_log)
     if tree.size < size:
         problems.append(
             f"the log holds {tree.size} records, the checkpoint {size}: records were deleted "
@@ -113,6 +122,13 @@ async def verify_checkpoint(
     return msgspec.structs.replace(
         report, problems=tuple(problems), where=where, inclusion=inclusion
     )
+
+
+def _other_log(checkpoint: Checkpoint, store: JetStreamEventStore) -> str | None:
+    """The problem when ``checkpoint`` is of another log than ``store``'s, else None."""
+    if checkpoint.log == store.settings.name:
+        return None
+    return f"the checkpoint is of the log {checkpoint.log!r}, not {store.settings.name!r}"
 
 
 def _kept_tree(checkpoint: Checkpoint, leaves: list[bytes] | None) -> MerkleTree | None:
@@ -187,3 +203,64 @@ async def _claimed_version(store: JetStreamEventStore, position: int, session: s
         async for stored in records:
             return codec.claimed_version(stored.data, session)
     return None
+
+
+async def has_records_after(store: JetStreamEventStore, session: str, position: int) -> bool:
+    """Whether ``session`` has a record after stream sequence ``position`` (one the
+    checkpoint ending there does not cover)."""
+    if await store.last_position() <= position:
+        return False
+    subjects = [f"{store.prefix}.{session}.*"]
+    tail = store.follow_raw(subjects, after=position, until_end=True)
+    async with contextlib.aclosing(tail):
+        async for _ in tail:
+            return True
+    return False
+
+
+async def build_bundle(
+    store: JetStreamEventStore,
+    session: str,
+    checkpoint: Checkpoint,
+    *,
+    trust: dict[str, object] | None = None,
+) -> Bundle:
+    """The bundle of ``session``'s records as the log holds them now, proven against
+    ``checkpoint``. Raises :class:`BundleError` when the session has no records or the
+    log does not extend the checkpoint."""
+    if (other_log := _other_log(checkpoint, store)) is not None:
+        raise BundleError(other_log)
+    size = checkpoint.size
+    tree = MerkleTree()
+    mine: list[tuple[int, Stored]] = []
+    prefix = f"{store.prefix}.{session}."
+    async for stored in log_records(store):
+        if stored.subject.startswith(prefix):
+            mine.append((tree.size, stored))
+        tree.append(leaf_of(stored))
+    if not mine:
+        raise BundleError(f"session {session}: no events")
+    if tree.size < size or tree.root(size).hex() != checkpoint.root:
+        raise BundleError(
+            f"the log does not extend the checkpoint of {size} records (root "
+            f"{checkpoint.root[:16]}...): no honest proof can be made; run `threadline "
+            "verify --checkpoint` on it to see where the log differs"
+        )
+    records = [
+        BundleRecord(
+            position=stored.position,
+            subject=stored.subject,
+            record=base64.b64encode(stored.data).decode(),
+            leaf_index=index if index < size else None,
+            proof=[h.hex() for h in tree.inclusion_proof(index, size)] if index < size else None,
+        )
+        for index, stored in mine
+    ]
+    return Bundle(
+        session=session,
+        log=store.settings.name,
+        exported_at=time.time_ns() // 1000,
+        checkpoint=checkpoint,
+        records=records,
+        trust=dict(trust or {}),
+    )

@@ -172,21 +172,13 @@ async def verify_bundle(
 
 def _where(record: BundleRecord, data: bytes | None = None) -> str:
     """A record's place, for a message: stream sequence, version, leaf index."""
-    version = _claims(data).get("version") if data is not None else None
+    version = codec.claimed_version(data, None) if data is not None else None
     parts = [f"stream sequence {record.position}"]
-    if isinstance(version, int):
+    if version is not None:
         parts.append(f"version {version}")
     if record.leaf_index is not None:
         parts.append(f"leaf {record.leaf_index}")
     return "record at " + ", ".join(parts)
-
-
-def _claims(data: bytes) -> dict[str, Any]:
-    try:
-        value = msgspec.json.decode(data)
-    except msgspec.DecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _order(bundle: Bundle) -> list[str]:

@@ -9,7 +9,8 @@ Ed25519 library (docs/audit.md).
 
 Checkpoints are written to the log under ``<prefix>._log.checkpoint`` (the kind
 ``checkpoint``, which no session event has: readers of sessions step over the subject,
-:func:`is_checkpoint_subject`), and to a place outside NATS (events/checkpointer.py).
+:func:`~threadline.events.store.is_checkpoint_subject`), and to a place outside NATS
+(events/checkpointer.py).
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from threadline.base.errors import ThreadlineError
 from threadline.events.keys import key_id
-from threadline.events.store import CHECKPOINT_KIND, checkpoint_subject, is_checkpoint_subject
-
-__all__ = ["checkpoint_subject", "is_checkpoint_subject"]
+from threadline.events.store import CHECKPOINT_KIND
 
 _SIGNED_HEADER: Final = "threadline checkpoint v1"
 

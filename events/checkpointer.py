@@ -25,15 +25,13 @@ from threadline.events import codec
 from threadline.events.checkpoint import (
     Checkpoint,
     CheckpointError,
-    checkpoint_subject,
     decode_checkpoint,
     encode_checkpoint,
-    is_checkpoint_subject,
     sign,
 )
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.merkle import Frontier, record_leaf
-from threadline.events.store import Stored
+from threadline.events.store import Stored, checkpoint_subject, is_checkpoint_subject
 from threadline.events.stream import unavailable
 
 log = logging.getLogger(__name__)

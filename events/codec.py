@@ -105,14 +105,15 @@ class _Claims(msgspec.Struct):
 _claims: Final = msgspec.json.Decoder(_Claims)
 
 
-def claimed_version(data: bytes, session: str) -> int | None:
-    """The version stored bytes claim to have in ``session``, read even when they do not
-    decode as a record (None: they claim none, or are another session's)."""
+def claimed_version(data: bytes, session: str | None) -> int | None:
+    """The version stored bytes claim to have in ``session`` (None: in whichever session
+    they name), read even when they do not decode as a record (None: they claim none, or
+    are another session's)."""
     try:
         claims = _claims.decode(data)
     except (msgspec.DecodeError, TypeError):
         return None
-    return claims.version if claims.session == session else None
+    return claims.version if session is None or claims.session == session else None
 
 
 def genesis_hash(session: str) -> str:

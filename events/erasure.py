@@ -19,6 +19,7 @@ from typing import Final, Literal, NamedTuple
 
 import msgspec
 
+from threadline.base.aio import cancelled_meanwhile
 from threadline.base.errors import InvalidInput, StoreUnavailable
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.sealing import Keyring
@@ -107,9 +108,7 @@ async def follow_erasures(store: JetStreamEventStore, keyring: Keyring) -> None:
                         continue
                     keyring.forget(list(record.keys))
         except StoreUnavailable as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():  # closing the read made this
-                raise asyncio.CancelledError from None
+            cancelled_meanwhile()  # closing the read made this
             log.warning("following erasure records: %s; again in %.0f s", exc, _RETRY_S)
             await asyncio.sleep(_RETRY_S)  # a retry timer, not a synchronisation
 

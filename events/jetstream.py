@@ -25,12 +25,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from threadline.base.config import StreamSettings
-from threadline.base.errors import (
-    CorruptEvent,
-    PayloadTooLarge,
-    StoreError,
-    StoreUnavailable,
-)
+from threadline.base.errors import PayloadTooLarge, StoreError, StoreUnavailable
 from threadline.base.redact import without_credentials
 from threadline.events import codec
 from threadline.events.direct import MAX_BATCH, ApiError, DirectReads, locate
@@ -427,6 +422,3 @@ class _ConnectionLog:
 
     async def reconnected(self) -> None:
         log.info("NATS connection restored")
-
-
-__all__ = ["CorruptEvent", "JetStreamEventStore", "StreamSettings"]

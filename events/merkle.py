@@ -89,10 +89,8 @@ class MerkleTree:
     """
 
     def __init__(self, leaves: Iterable[bytes] = ()) -> None:
-        self.leaves: list[bytes] = []
+        self.leaves = list(leaves)
         self._perfect: dict[tuple[int, int], bytes] = {}
-        for leaf in leaves:
-            self.append(leaf)
 
     def append(self, leaf: bytes) -> None:
         self.leaves.append(leaf)

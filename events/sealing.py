@@ -399,6 +399,3 @@ def open_envelope(envelope: ev.Envelope, keyring: Keyring | None = None) -> ev.E
 def describe(store: KeyStore) -> str:
     """Where keys are kept, for messages."""
     return str(store.path) if isinstance(store, DirectoryKeyStore) else type(store).__name__
-
-
-__all__ = ["ERASED", "PERSONAL", "Keyring", "KeyStore", "Sealed"]

@@ -22,7 +22,13 @@ from typing import Final, NamedTuple
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from threadline.base.errors import ConcurrencyError, CorruptEvent, PayloadTooLarge
+from threadline.base.errors import (
+    ConcurrencyError,
+    CorruptEvent,
+    InvalidField,
+    PayloadTooLarge,
+    SessionNotFound,
+)
 from threadline.base.metrics import default_registry
 from threadline.events import codec
 from threadline.events.ids import new_id, validate_session_id
@@ -198,6 +204,24 @@ async def _readable(
         async for entry in entries:
             if isinstance(entry, Recorded):
                 yield entry
+
+
+async def records_at(store: EventStore, session: str, version: int) -> list[Recorded]:
+    """The session's events up to and including ``version``, which must exist
+    (:class:`SessionNotFound`, or :class:`InvalidField` naming ``version``)."""
+    validate_session_id(session)
+    if version < 1:
+        raise InvalidField("version", f"must be 1 or more, not {version}")
+    async with contextlib.aclosing(store.read(session, to_version=version)) as read:
+        records = [rec async for rec in read]
+    if not records:
+        raise SessionNotFound(f"session {session!r} has no events")
+    if records[-1].version < version:
+        raise InvalidField(
+            "version",
+            f"session {session!r} has {records[-1].version} events; there is no version {version}",
+        )
+    return records
 
 
 class Head(msgspec.Struct, frozen=True):

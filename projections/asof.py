@@ -8,8 +8,7 @@ from typing import Any
 from threadline.base.text import clip
 from threadline.events.conversation import AssistantTurn, UserTurn
 from threadline.events.fold import SessionState, fold
-from threadline.events.reads import records_at
-from threadline.events.store import EventStore
+from threadline.events.store import EventStore, records_at
 
 
 async def session_at(store: EventStore, session: str, version: int) -> SessionState:

@@ -18,6 +18,7 @@ from typing import Final
 
 import msgspec
 
+from threadline.base.aio import in_thread, stop_task
 from threadline.base.errors import StoreUnavailable, ThreadlineError
 from threadline.events.erasure import decode_erasure
 from threadline.events.jetstream import JetStreamEventStore
@@ -29,7 +30,6 @@ from threadline.events.store import (
     is_erasure_subject,
     subject_for,
 )
-from threadline.projections.aio import in_thread, stop_task
 from threadline.projections.config import OnError
 from threadline.projections.model import VIEW_NAMES
 from threadline.projections.reader import ProjectionReader

@@ -12,9 +12,9 @@ from typing import TypeVar
 
 from eventsourcing.persistence import WaitInterruptedError
 
+from threadline.base.aio import in_thread
 from threadline.base.config import Settings
 from threadline.base.errors import InvalidInput
-from threadline.projections.aio import in_thread
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.model import (
     VIEW_NAMES,

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from threadline.base.aio import in_thread
 from threadline.events.store import EventStore
-from threadline.projections.aio import in_thread
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.model import VIEW_NAMES, ViewStatus
 from threadline.projections.projector import ProjectionHalted, Projector

@@ -9,9 +9,9 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from threadline.base.aio import in_thread, stop_task
 from threadline.base.config import Settings
 from threadline.events.store import EventStore
-from threadline.projections.aio import in_thread, stop_task
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.metrics import watch_projector
 from threadline.projections.projector import Projector

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from threadline.base.config import Settings
+from threadline.events.audit import build_bundle, has_records_after
 from threadline.events.bundle import BundleError, encode_bundle
-from threadline.events.bundler import build_bundle, has_records_after
 from threadline.events.checkpoint import Checkpoint, CheckpointError, decode_checkpoint
 from threadline.events.checkpointer import DirectorySink
 from threadline.events.ids import validate_session_id

@@ -8,8 +8,8 @@ import time
 
 import msgspec
 
+from threadline.base.aio import in_thread
 from threadline.base.config import Settings
-from threadline.projections.aio import in_thread
 from threadline.projections.config import ProjectorConfig
 from threadline.projections.model import VIEW_NAMES
 from threadline.projections.rebuild import rebuild, status

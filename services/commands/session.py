@@ -32,9 +32,8 @@ from threadline.events import schema as ev
 from threadline.events.approvals import Decision, decide, expired, expiry, find
 from threadline.events.fold import SessionState
 from threadline.events.ids import new_id, validate_session_id
-from threadline.events.reads import records_at
 from threadline.events.sessions import SessionCache
-from threadline.events.store import EventStore, NewEvent, Recorded
+from threadline.events.store import EventStore, NewEvent, Recorded, records_at
 from threadline.services.commands import requests as rq
 from threadline.services.commands.catalog import Catalog, check_choice
 from threadline.services.commands.fork import fork_events, started_from, write_fork

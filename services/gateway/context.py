@@ -11,12 +11,12 @@ from typing import Any, Final
 from litestar import Request
 from litestar.di import NamedDependency
 
+from threadline.base.aio import stop_task
 from threadline.base.config import Settings
 from threadline.events.fold import SessionState
 from threadline.events.kv import directory_for, snapshot_store_for
 from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore, Recorded
-from threadline.projections.aio import stop_task
 from threadline.services.commands import Catalog, SessionCommands
 from threadline.services.commands.keys import DerivedIds
 from threadline.services.gateway.access import Owners

@@ -26,12 +26,12 @@ from typing import Final
 
 import msgspec
 
+from threadline.base.aio import stop_task
 from threadline.base.errors import StoreError, StoreUnavailable, ThreadlineError
 from threadline.events.directory import MemoryDirectory, Row, SessionDirectory
 from threadline.events.schema import SessionRenamed, SessionStarted
 from threadline.events.sealing import ERASED, Keyring, installed
 from threadline.events.store import EventStore, Recorded
-from threadline.projections.aio import stop_task
 from threadline.projections.model import UsageReport
 from threadline.projections.reader import cursor_of, parse_cursor
 from threadline.services.gateway.errors import Problem

@@ -23,11 +23,7 @@ from tests.conftest import fresh_stream
 from tests.projections.helpers import close, project_to_end
 from threadline.base.config import Settings
 from threadline.events import codec
-from threadline.events.checkpoint import (
-    Checkpoint,
-    checkpoint_subject,
-    decode_checkpoint,
-)
+from threadline.events.checkpoint import Checkpoint, decode_checkpoint
 from threadline.events.checkpointer import (
     Checkpointer,
     DirectorySink,
@@ -37,7 +33,7 @@ from threadline.events.checkpointer import (
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.keys import ensure_signing_key
 from threadline.events.schema import AssistantMessage, SessionStarted, UserMessage
-from threadline.events.store import QUARANTINED, NewEvent, Recorded
+from threadline.events.store import QUARANTINED, NewEvent, Recorded, checkpoint_subject
 from threadline.events.stream import ensure_stream
 from threadline.events.verify import verify_session
 from threadline.projections import status

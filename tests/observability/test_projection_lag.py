@@ -8,13 +8,13 @@ from pathlib import Path
 
 from tests.observability.conftest import start_session
 from tests.observability.promtext import has, parse, value
+from threadline.base.aio import in_thread
 from threadline.base.config import Settings
 from threadline.base.metrics import Registry
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.schema import UserMessage
 from threadline.events.store import NewEvent
 from threadline.projections import VIEW_NAMES, Projector, ProjectorConfig
-from threadline.projections.aio import in_thread
 from threadline.projections.metrics import watch_projector
 
 

@@ -16,9 +16,9 @@ from tests.projections.helpers import (
     rich_session,
     simple_session,
 )
+from threadline.base.aio import stop_task
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.projections import Projector, rebuild, status
-from threadline.projections.aio import stop_task
 from threadline.projections.config import ProjectorConfig
 from threadline.services.cli import projections as projections_command
 
