@@ -140,6 +140,9 @@ class PostgresViewRecorder(PostgresTrackingRecorder, ViewRecorder):
                 db.run(f"ALTER TABLE {new}.{table.name} SET SCHEMA {live}")
             self._swapped(db, f"{live}.{TRACKING_TABLE}", tracked)
 
+    def close(self) -> None:
+        self.datastore.close()
+
     def drop(self) -> None:
         with self.datastore.transaction(commit=True) as cursor, translated(psycopg):
             cursor.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')

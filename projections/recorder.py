@@ -16,7 +16,7 @@ import abc
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple, Self, TypeVar
+from typing import Final, NamedTuple, Self, TypeVar
 
 import msgspec
 from eventsourcing.persistence import (
@@ -116,10 +116,6 @@ class EventFailed(Exception):
 class ViewRecorder(TrackingRecorder, abc.ABC):
     """Views plus their tracking records in one database."""
 
-    #: the adapter's eventsourcing datastore: SQLite's or PostgreSQL's, which share no base
-    #: class (and a declared protocol would clash with the adapters' own annotation)
-    datastore: Any
-
     # ------------------------------------------------------------ adapter primitives
 
     @abc.abstractmethod
@@ -147,9 +143,9 @@ class ViewRecorder(TrackingRecorder, abc.ABC):
         """Put ``fresh``'s ``tables`` in place of these, set the ``tracked`` positions and
         a new generation, in one transaction."""
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Release connections."""
-        self.datastore.close()
 
     @abc.abstractmethod
     def drop(self) -> None:

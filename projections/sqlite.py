@@ -101,6 +101,9 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder, ViewRecorder):
             conn.execute("PRAGMA secure_delete = ON")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    def close(self) -> None:
+        self.datastore.close()
+
     def drop(self) -> None:
         self.close()
         for suffix in ("", "-wal", "-shm", "-journal"):
