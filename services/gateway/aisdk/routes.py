@@ -11,10 +11,8 @@ protocol, and its request body is open-ended.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 
-from litestar import Router, get, post
-from litestar.middleware import DefineMiddleware
+from litestar import get, post
 from litestar.params import FromPath, JSONBody
 from litestar.response.base import ASGIResponse
 from litestar.types import ControllerRouterHandler
@@ -25,10 +23,9 @@ from threadline.services.commands.session import current_turn
 from threadline.services.gateway.aisdk.approvals import Answer, answers_of, record, seen_until
 from threadline.services.gateway.aisdk.commands import ChatRequest, open_chat, regenerate, submit
 from threadline.services.gateway.aisdk.stream import respond
-from threadline.services.gateway.auth import Authenticator, BearerAuthMiddleware, Principal
+from threadline.services.gateway.auth import Principal
 from threadline.services.gateway.context import GW, Caller, Gateway, Slot
 from threadline.services.gateway.models import Cancel, TurnAccepted
-from threadline.services.gateway.openapi import BEARER
 from threadline.services.gateway.routes.messages import cancel
 from threadline.services.gateway.routes.params import IdempotencyKey, LastEventId
 from threadline.services.gateway.sse import SSEResponse
@@ -127,16 +124,3 @@ async def _turn_records(gw: Gateway, session: str, turn: TurnState) -> list[Reco
 
 #: the handlers, relative to the router they are mounted in
 AISDK_ROUTES: tuple[ControllerRouterHandler, ...] = (post_chat, resume_chat, cancel_chat)
-
-
-def aisdk_router(
-    auth: Authenticator, path: str = "/api", *, middleware: Sequence[DefineMiddleware] = ()
-) -> Router:
-    """The AI SDK routes under ``path`` (``/api/chat``...), with bearer-token auth and then
-    ``middleware`` (which sees the caller in ``scope["user"]``)."""
-    return Router(
-        path=path,
-        route_handlers=list(AISDK_ROUTES),
-        middleware=[DefineMiddleware(BearerAuthMiddleware, authenticator=auth), *middleware],
-        security=[{BEARER: []}],
-    )
