@@ -19,8 +19,9 @@ from litestar.types import ControllerRouterHandler
 
 from threadline.events.fold import TurnState
 from threadline.events.store import Recorded
+from threadline.services.commands import AnswerApproval
 from threadline.services.commands.session import current_turn
-from threadline.services.gateway.aisdk.approvals import Answer, answers_of, record, seen_until
+from threadline.services.gateway.aisdk.approvals import answers_of, record, seen_until
 from threadline.services.gateway.aisdk.commands import ChatRequest, open_chat, regenerate, submit
 from threadline.services.gateway.aisdk.stream import respond
 from threadline.services.gateway.auth import Principal
@@ -35,7 +36,7 @@ from threadline.services.gateway.sse import SSEResponse
 async def post_chat(principal: Caller, gw: GW, data: JSONBody[ChatRequest]) -> SSEResponse:
     """Append the new user message of a chat (creating it first) and stream the answer."""
     session = await chat_session(gw, principal, data.id)
-    if answers := answers_of(data):
+    if answers := answers_of(data, session, principal.actor):
         return await _approvals(gw, principal, session, answers)
     with Slot(gw, principal, session).held() as slot:  # first: a 429 appends nothing
         await open_chat(gw, principal, session, data)
@@ -50,13 +51,13 @@ async def post_chat(principal: Caller, gw: GW, data: JSONBody[ChatRequest]) -> S
 
 
 async def _approvals(
-    gw: Gateway, principal: Principal, session: str, answers: list[Answer]
+    gw: Gateway, principal: Principal, session: str, answers: list[AnswerApproval]
 ) -> SSEResponse:
     """Record the chat's answers to tool approvals; stream their turn on from where the
     client's copy stopped (``approvals.py``)."""
     await gw.owners.writable(principal, session)
     with Slot(gw, principal, session).held() as slot:
-        answered = await record(gw, principal, session, answers)
+        answered = await record(gw, session, answers)
         await slot.join()
         state = await gw.sessions.get(session)
         records = await _turn_records(gw, session, state.turns[answered.turn])
