@@ -111,13 +111,9 @@ class RedactingFilter(logging.Filter):
     Attach it to handlers (a filter on a logger does not see records of its children).
     """
 
-    def __init__(self, redactor: Redactor | None = None) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         super().__init__()
-        self._redactor = redactor
-
-    @property
-    def redactor(self) -> Redactor:
-        return self._redactor if self._redactor is not None else default_redactor()
+        self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
         redactor = self.redactor

@@ -27,12 +27,6 @@ if TYPE_CHECKING:
 
 EXPORTER_ENV: Final = "THREADLINE_OTEL_EXPORTER"
 EXPORTERS: Final = ("otlp", "console")
-INSTRUMENTATION: Final = "threadline"
-
-
-def tracer(name: str = INSTRUMENTATION) -> trace.Tracer:
-    """The process's tracer (a no-op until :func:`tracing_from_env` installs a provider)."""
-    return trace.get_tracer(name)
 
 
 def exporter_choice(env: Mapping[str, str] | None = None) -> str | None:

@@ -24,6 +24,8 @@ Decision = ApprovalGranted | ApprovalDenied
 _TRIES: Final = 20
 #: why a call whose deadline passed was not run (its denial's reason)
 EXPIRED: Final = "no decision before the deadline"
+#: who decides when the deadline does (the actor of :func:`expiry`'s record)
+SYSTEM: Final = "system"
 
 
 def approval_key(call_id: str) -> str:

@@ -80,16 +80,13 @@ class WorkerLoad:
             self._cpu_now(now)
         return min(1.0, max(level, self._cpu_level))
 
-    def _cpu_now(self, now: float) -> float:
-        """The CPU signal (0 to 1), measured again once ``cpu_every_s`` has passed."""
-        elapsed = now - self._cpu_at
-        if elapsed >= self.cpu_every_s:
-            used = self.cpu_clock()
-            share = (used - self._cpu_used) / elapsed
-            span = self.busy_cpu - self.idle_cpu
-            self._cpu_level = min(1.0, max(0.0, (share - self.idle_cpu) / span))
-            self._cpu_at, self._cpu_used = now, used
-        return self._cpu_level
+    def _cpu_now(self, now: float) -> None:
+        """Measure the CPU signal (0 to 1) again (``cpu_every_s`` has passed)."""
+        used = self.cpu_clock()
+        share = (used - self._cpu_used) / (now - self._cpu_at)
+        span = self.busy_cpu - self.idle_cpu
+        self._cpu_level = min(1.0, max(0.0, (share - self.idle_cpu) / span))
+        self._cpu_at, self._cpu_used = now, used
 
     def _lag_now(self, now: float) -> float:
         lag = self._lag_s * float(0.5 ** ((now - self._lag_at) / self.half_life_s))

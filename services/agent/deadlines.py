@@ -13,7 +13,7 @@ import time
 from typing import Final
 
 from threadline.base.errors import StoreError, ThreadlineError
-from threadline.events.approvals import decide, expiry
+from threadline.events.approvals import SYSTEM, decide, expiry
 from threadline.events.schema import ApprovalRequested
 from threadline.events.sessions import SessionCache
 from threadline.events.store import EventStore
@@ -24,8 +24,6 @@ log = logging.getLogger(__name__)
 #: the queue's name (on JetStream: its durable consumer) and the kind it takes
 QUEUE_NAME: Final = "threadline-approval-deadlines"
 KINDS: Final = ("approval_requested",)
-#: who decides when the deadline does
-SYSTEM: Final = "system"
 
 
 async def keep_deadlines(queue: WorkQueue, store: EventStore, sessions: SessionCache) -> None:

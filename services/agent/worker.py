@@ -30,7 +30,7 @@ from threadline.events.fold import SessionState
 from threadline.events.schema import TurnFailed, is_fork_copy
 from threadline.events.sessions import SessionCache
 from threadline.events.signing import REJECTED
-from threadline.events.store import EventStore, Recorded
+from threadline.events.store import EventStore
 from threadline.events.workqueue import Delivery, WorkQueue
 from threadline.services.agent.deadlines import keep_deadlines
 from threadline.services.agent.turn import AgentDeps, RestartAttempt, Turn, agent_actor, until
@@ -135,7 +135,11 @@ class AgentWorker:
     async def _handle(self, delivery: Delivery) -> None:
         rec = delivery.record
         try:
-            if (why := self._untrusted(rec)) is not None:
+            # a record whose signature the trust policy (if any) refuses: a forged
+            # question is never answered
+            trust = self.store.trust
+            why = None if trust is None else trust.check(rec.raw, rec.envelope, rec.position)
+            if why is not None:
                 REJECTED.inc(by="agent")
                 log.warning(
                     "not acting on the %s at position %d (session %s, version %d): %s",
@@ -165,12 +169,6 @@ class AgentWorker:
             log.error("dropping user message at position %d: %s", rec.position, exc)
             with contextlib.suppress(StoreError):
                 await delivery.term()
-
-    def _untrusted(self, rec: Recorded) -> str | None:
-        """Why the deployment's trust policy refuses the record's signature (None: it
-        does not, or there is no policy): a forged question is never answered."""
-        trust = self.store.trust
-        return None if trust is None else trust.check(rec.raw, rec.envelope, rec.position)
 
     async def _attended(
         self, delivery: Delivery, session: str, turn: str, decided: int | None

@@ -78,8 +78,7 @@ def summary(cluster: LocalCluster) -> list[tuple[str, str]]:
     """What runs where: (name, description) lines."""
     lines = []
     for i, (node, url) in enumerate(zip(cluster.nodes, cluster.nats_urls, strict=True)):
-        pid = node.process.pid if node.process else None
-        where = f"monitor {cluster.monitor_urls[i]}, store {node.store_dir}, pid {pid}"
+        where = f"monitor {cluster.monitor_urls[i]}, store {node.store_dir}, pid {node.pid}"
         lines.append((f"nats-{i}", f"{url}  ({where})"))
     stream = cluster.stream
     lines.append(

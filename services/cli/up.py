@@ -23,10 +23,15 @@ from threadline.base.tracing import tracing_from_env
 from threadline.services.cli.stack import Running, start_services
 from threadline.services.runtime import heap
 from threadline.services.runtime.agents import agent_count
-from threadline.services.runtime.connect import clear_runtime, connected, write_runtime
+from threadline.services.runtime.connect import (
+    clear_runtime,
+    connected,
+    embedded_nats,
+    write_runtime,
+)
 from threadline.services.runtime.eventkeys import ensure_deployment_keys, needs_policy
 from threadline.services.runtime.keys import ensure_content_key_dir
-from threadline.services.runtime.natsauth import ADMIN, provision, secured_nats, service_url
+from threadline.services.runtime.natsauth import service_url
 from threadline.services.runtime.processes import stop_event
 
 
@@ -50,7 +55,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         extra: dict[str, object] = {}
         as_user = dict.fromkeys(("gateway", "projector", "agent", "checkpointer"), url or "")
         if url is None:
-            url = await _embedded(stack, settings, extra)
+            print(f"starting nats-server (data in {settings.data_path / 'nats'}) ...", flush=True)
+            server = await embedded_nats(stack, settings, port=settings.nats_port)
+            url, extra["nats_pid"] = server.url, server.pid
             as_user = {user: service_url(url, settings.data_path, user) for user in as_user}
         log_end = 0  # the first signed start: the log so far may stay unsigned
         if needs_policy(settings):
@@ -76,23 +83,6 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         print("\nstopping ...", flush=True)
     print("stopped.", flush=True)
     return 0
-
-
-async def _embedded(
-    stack: contextlib.AsyncExitStack, settings: Settings, extra: dict[str, object]
-) -> str:
-    """Start the embedded nats-server (its users' credentials kept in the data dir) and,
-    as its admin, create or check the stream and its buckets; its URL (no credentials)."""
-    print(f"starting nats-server (data in {settings.data_path / 'nats'}) ...", flush=True)
-    stream = settings.stream_settings()
-    server = secured_nats(
-        settings.data_path / "nats", settings.data_path, stream, port=settings.nats_port
-    )
-    await stack.enter_async_context(server)
-    extra["nats_pid"] = server.process.pid if server.process else None
-    admin = service_url(server.url, settings.data_path, ADMIN)
-    await provision(admin, stream, allow_unsafe=settings.allow_unsafe_stream)
-    return server.url
 
 
 def _print_banner(settings: Settings, nats_url: str, running: Running) -> None:

@@ -29,7 +29,7 @@ from threadline.base.errors import (
     TurnRunning,
 )
 from threadline.events import schema as ev
-from threadline.events.approvals import Decision, decide, expired, expiry, find
+from threadline.events.approvals import SYSTEM, Decision, decide, expired, expiry, find
 from threadline.events.fold import SessionState
 from threadline.events.ids import new_id, validate_session_id
 from threadline.events.sessions import SessionCache
@@ -45,8 +45,6 @@ from threadline.services.commands.keys import (
     stop_key,
 )
 
-#: who decides a tool call whose deadline passed
-SYSTEM: Final = "system"
 #: how often a message is decided again when its session moved on meanwhile
 _ADMIT_TRIES: Final = 20
 

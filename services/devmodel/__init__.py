@@ -5,9 +5,8 @@ answers is scripted by ``[[...]]`` directives in the last user message; see
 docs/devmodel.md.
 """
 
-from .app import create_app
+from .app import create_app, serve
 from .script import answer_for, tool_answer
-from .server import serve
 from .settings import DevModelSettings
 
 __all__ = ["DevModelSettings", "answer_for", "create_app", "serve", "tool_answer"]

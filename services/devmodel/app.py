@@ -4,16 +4,20 @@ Routes: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` (Anthropic
 ``GET /v1/models`` (OpenAI's shape, or Anthropic's when ``anthropic-version`` is
 sent), ``GET /v1/models/{id}``, ``GET /health`` and ``GET /debug/requests`` (how many
 completion requests arrived, and the bodies of the newest, for tests to inspect).
+:func:`serve` runs it in-process on uvicorn: ``async with serve(settings) as base_url``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
 import msgspec
+
+from threadline.services.runtime.asgi import serve_asgi
 
 from . import anthropic_wire, openai_wire, player
 from .conversation import Conversation, RequestError, bearer_key
@@ -166,3 +170,20 @@ async def _reply(send: Send, reply: Reply) -> None:
 def create_app(settings: DevModelSettings | None = None) -> DevModelApp:
     """The dev model as an ASGI application (serve it with any ASGI server)."""
     return DevModelApp(settings)
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    settings: DevModelSettings | None = None, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[str]:
+    """Serve the dev model on ``host:port`` (0 = a free port) and yield its base URL.
+
+    The URL has no path: OpenAI clients want ``base_url + "/v1"``, Anthropic clients
+    ``base_url`` itself. Leaving the block ends streams in progress and stops the
+    server.
+    """
+    app = DevModelApp(settings)
+    async with serve_asgi(
+        app, host=host, port=port, before_stop=app.close, name="dev model server"
+    ) as url:
+        yield url

@@ -10,7 +10,7 @@ import sys
 from threadline.base.errors import PortInUse
 from threadline.services.runtime.processes import stop_event
 
-from .server import serve
+from .app import serve
 from .settings import DevModelSettings
 
 DEFAULT_PORT = 8100

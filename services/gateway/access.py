@@ -23,15 +23,14 @@ _CACHE_SIZE: Final = 100_000
 
 
 class Owners:
-    def __init__(self, store: EventStore, *, size: int = _CACHE_SIZE) -> None:
+    def __init__(self, store: EventStore) -> None:
         self.store = store
-        self._size = size
         self._cache: OrderedDict[str, str] = OrderedDict()
 
     def remember(self, session: str, owner: str) -> None:
         self._cache[session] = owner
         self._cache.move_to_end(session)
-        if len(self._cache) > self._size:
+        if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
 
     async def owner_of(self, session: str) -> str | None:

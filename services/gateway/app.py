@@ -21,7 +21,7 @@ from litestar.types import ControllerRouterHandler
 from threadline.base.config import Settings
 from threadline.events.store import EventStore
 from threadline.services.commands.catalog import Catalog
-from threadline.services.gateway.aisdk import aisdk_router
+from threadline.services.gateway.aisdk import AISDK_ROUTES
 from threadline.services.gateway.auth import BearerAuthMiddleware
 from threadline.services.gateway.context import Gateway, principal_of
 from threadline.services.gateway.cors import CORSMiddleware, cors_config
@@ -83,21 +83,22 @@ def create_app(
         history=history,
         dev_signin=dev_signin,
     )
-    # commands (every POST) are rate limited per owner, right after authentication
-    rate_limit = DefineMiddleware(CommandRateLimit, limiter=gateway.rate)
-    v1 = Router(
-        path="/v1",
-        route_handlers=[*V1_ROUTES, *extra_routes],
-        middleware=[DefineMiddleware(BearerAuthMiddleware, authenticator=gateway.auth), rate_limit],
-        security=[{BEARER: []}],
-    )
+    # /v1 and /api take the bearer token; commands (every POST) are then rate limited per owner
+    middleware = [
+        DefineMiddleware(BearerAuthMiddleware, authenticator=gateway.auth),
+        DefineMiddleware(CommandRateLimit, limiter=gateway.rate),
+    ]
+    authenticated = [
+        Router(path=path, route_handlers=routes, middleware=middleware, security=[{BEARER: []}])
+        for path, routes in (("/v1", [*V1_ROUTES, *extra_routes]), ("/api", [*AISDK_ROUTES]))
+    ]
 
     def provide_gateway() -> Gateway:
         return gateway
 
     handlers: dict[Any, Any] = {Exception: exception_handler}
     app = Litestar(
-        route_handlers=[v1, aisdk_router(gateway.auth, middleware=[rate_limit]), *PUBLIC_ROUTES],
+        route_handlers=[*authenticated, *PUBLIC_ROUTES],
         dependencies={
             "gw": Provide(provide_gateway, sync_to_thread=False),
             "principal": Provide(principal_of, sync_to_thread=False),

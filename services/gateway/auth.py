@@ -144,19 +144,16 @@ def ensure_dev_token(
     settings: Settings,
     options: GatewayOptions | None = None,
     *,
-    owner: str = "dev",
-    admin: bool = False,
     make: Callable[[], str] | None = None,
 ) -> tuple[Settings, str | None]:
     """When no static token and no JWT key is configured, make a dev token (``make()``,
     else a random one).
 
-    Returns the settings to use (with ``tokens`` set to ``<token>:<owner>``) and the
+    Returns the settings to use (with ``tokens`` set to ``<token>:dev``) and the
     token for the caller to show; ``(settings, None)`` when auth is configured.
     """
     jwt_options = (options or GatewayOptions.from_env()).jwt
     if settings.tokens or jwt_options.enabled:
         return settings, None
     token = make() if make else secrets.token_urlsafe(32)
-    spec = f"{token}:{owner}:{ADMIN_ROLE}" if admin else f"{token}:{owner}"
-    return msgspec.structs.replace(settings, tokens=spec), token
+    return msgspec.structs.replace(settings, tokens=f"{token}:dev"), token

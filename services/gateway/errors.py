@@ -209,11 +209,14 @@ _DESCRIPTIONS = {
 }
 
 
-def error_responses(*codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI documentation of the error statuses an operation may answer (and 400)."""
+def error_responses(
+    *codes: int, described: Mapping[int, str] | None = None
+) -> dict[int, ResponseSpec]:
+    """OpenAPI documentation of the error statuses an operation may answer (and 400);
+    ``described`` adds statuses of its own, or overrides the description of one."""
+    descriptions = {code: _DESCRIPTIONS[code] for code in sorted({400, *codes})}
+    descriptions.update(described or {})
     return {
-        code: ResponseSpec(
-            data_container=ErrorBody, description=_DESCRIPTIONS[code], generate_examples=False
-        )
-        for code in sorted({400, *codes})
+        code: ResponseSpec(data_container=ErrorBody, description=text, generate_examples=False)
+        for code, text in descriptions.items()
     }

@@ -30,8 +30,8 @@ _PARAM_RE: Final = re.compile(r"\{(\w+):\w+\}")
 
 
 class Metrics:
-    def __init__(self, shared: Registry | None = None) -> None:
-        self.shared = shared or default_registry()
+    def __init__(self) -> None:
+        self.shared = default_registry()
         self.registry = r = Registry()
         self.requests = r.counter(
             f"{_P}_requests_total",

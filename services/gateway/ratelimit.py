@@ -41,16 +41,12 @@ class RateLimiter:
         burst: int,
         *,
         clock: Callable[[], float] = time.monotonic,
-        max_owners: int = _MAX_OWNERS,
     ) -> None:
         self.per_s = per_s
         self.burst = burst
         self._clock = clock
-        self._max_owners = max_owners
         #: owner -> (tokens, when they were counted)
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        #: commands refused so far
-        self.refused = 0
 
     @property
     def enabled(self) -> bool:
@@ -68,9 +64,8 @@ class RateLimiter:
             tokens -= 1.0
         else:
             wait = (1.0 - tokens) / self.per_s
-            self.refused += 1
         self._buckets[owner] = (tokens, now)  # most recently seen last
-        if len(self._buckets) > self._max_owners:
+        if len(self._buckets) > _MAX_OWNERS:
             self._buckets.popitem(last=False)
         return wait
 

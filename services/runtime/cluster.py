@@ -119,11 +119,6 @@ class LocalCluster:
     # ------------------------------------------------------------------ addresses
 
     @property
-    def nats_url(self) -> str:
-        """All client URLs, comma-separated."""
-        return ",".join(self.nats_urls)
-
-    @property
     def monitor_urls(self) -> list[str]:
         return [f"http://{self.host}:{p}" for p in self._http_ports]
 
@@ -171,7 +166,7 @@ class LocalCluster:
 
     async def _create_stream(self) -> None:
         """The stream and its buckets, at the stream's R (services would make them R1)."""
-        info = await provision(self.nats_url, self.stream)
+        info = await provision(self.service_url(), self.stream)
         if info.config.num_replicas != self.stream.replicas:
             raise StreamConfigError(
                 f"stream {self.stream.name} has {info.config.num_replicas} replicas, "

@@ -18,6 +18,7 @@ from threadline.services.runtime.eventkeys import event_keys
 from threadline.services.runtime.files import write_private
 from threadline.services.runtime.keys import keys_for
 from threadline.services.runtime.natsauth import ADMIN, provision, secured_nats, service_url
+from threadline.services.runtime.natsserver import EmbeddedNats
 
 RUNTIME_FILE = "runtime.json"
 #: the token ``up`` and ``gateway`` accept when none is configured, kept across restarts
@@ -131,12 +132,22 @@ async def open_store(
                     raise
                 # a stale runtime file: that server is gone
         else:
-            stream = settings.stream_settings()
-            server = secured_nats(settings.data_path / "nats", settings.data_path, stream)
-            await stack.enter_async_context(server)
-            if ensure:
-                admin = service_url(server.url, settings.data_path, ADMIN)
-                await provision(admin, stream, allow_unsafe=settings.allow_unsafe_stream)
+            server = await embedded_nats(stack, settings, ensure=ensure)
             url = service_url(server.url, settings.data_path, user)
             store = await stack.enter_async_context(connected(settings, url, writer, ensure=ensure))
         yield store
+
+
+async def embedded_nats(
+    stack: contextlib.AsyncExitStack, settings: Settings, *, port: int = 0, ensure: bool = True
+) -> EmbeddedNats:
+    """Start the embedded nats-server under the data dir (its users' credentials kept
+    there), stopped with ``stack``; with ``ensure``, create or check the stream and its
+    buckets as its admin."""
+    stream = settings.stream_settings()
+    server = secured_nats(settings.data_path / "nats", settings.data_path, stream, port=port)
+    await stack.enter_async_context(server)
+    if ensure:
+        admin = service_url(server.url, settings.data_path, ADMIN)
+        await provision(admin, stream, allow_unsafe=settings.allow_unsafe_stream)
+    return server

@@ -132,4 +132,4 @@ async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
 
 async def test_a_nats_cluster_plays_the_script(cluster: LocalCluster) -> None:
     settings = fresh_stream(duplicate_window_s=WINDOW_S, replicas=3)
-    await on_server(cluster.nats_url, settings, clustered=True)
+    await on_server(cluster.service_url(), settings, clustered=True)

@@ -128,13 +128,12 @@ def map_messages(messages: Sequence[Message], provider_data_key: str) -> list[Me
             merged[-1][1].extend(blocks)
         else:
             merged.append((role, blocks))
-    out: list[MessageParam] = []
-    for role, blocks in merged:
-        if role == "user":
-            out.append({"role": "user", "content": blocks})
-        else:
-            out.append({"role": "assistant", "content": blocks})
-    return out
+    return [
+        {"role": "user", "content": blocks}
+        if role == "user"
+        else {"role": "assistant", "content": blocks}
+        for role, blocks in merged
+    ]
 
 
 def _blocks(message: Message, provider_data_key: str) -> list[ContentBlockParam]:

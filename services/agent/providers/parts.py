@@ -21,7 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import msgspec
 
@@ -103,7 +103,6 @@ class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
     history: int = 0
 
 
-@runtime_checkable
 class ModelAdapter(Protocol):
     """A wire API: streams one model step as normalised parts.
 

@@ -60,7 +60,12 @@ def client_options(
     ``settings.transport``), never a key from the environment."""
     timeout = httpx2.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
     if http_client is None and settings.transport == "aiohttp":
-        http_client = aiohttp_client(timeout)
+        # httpx2 on aiohttp: the SDKs' ``DefaultAioHttpClient`` (both the same vendored
+        # ``httpx_aiohttp``), with the SDK's connection limits and redirects; proxies and
+        # CA bundles come from the environment as with httpx2's
+        http_client = openai.DefaultAioHttpClient(
+            timeout=timeout, limits=openai.DEFAULT_CONNECTION_LIMITS, follow_redirects=True
+        )
     return ClientOptions(
         api_key=settings.api_key.reveal() if settings.api_key else NO_KEY,
         base_url=settings.base_url,
@@ -68,17 +73,6 @@ def client_options(
         max_retries=0,  # the SDK never retries: the agent does, honouring Retry-After
         default_headers=settings.headers or None,
         http_client=http_client,  # None: the SDK's own (httpx2 transport)
-    )
-
-
-def aiohttp_client(timeout: httpx2.Timeout) -> httpx2.AsyncClient:
-    """An httpx2 client whose transport is aiohttp (the SDKs' ``DefaultAioHttpClient``,
-    both the same vendored ``httpx_aiohttp``), with the SDK's connection limits and
-    redirects; proxies and CA bundles come from the environment as with httpx2's."""
-    return openai.DefaultAioHttpClient(
-        timeout=timeout,
-        limits=openai.DEFAULT_CONNECTION_LIMITS,
-        follow_redirects=True,
     )
 
 

@@ -35,7 +35,8 @@ from threadline.events.conversation import Message, ToolTurn, UserTurn
 #: conversation -> wire messages (each a dict with a ``role``)
 Mapper = Callable[[Sequence[Message]], list[Any]]
 
-DEFAULT_MAX_CHAINS: Final = 1_024
+#: conversations kept at once; beyond this the least recently used is forgotten
+MAX_CHAINS: Final = 1_024
 
 _encode = msgspec.json.Encoder().encode
 
@@ -68,9 +69,8 @@ class _Chain:
 class WireCache:
     """The wire messages of the conversations an adapter sends, kept between requests."""
 
-    def __init__(self, mapper: Mapper, max_chains: int = DEFAULT_MAX_CHAINS) -> None:
+    def __init__(self, mapper: Mapper) -> None:
         self._map = mapper
-        self._max = max_chains
         self._chains: OrderedDict[int, _Chain] = OrderedDict()  # id(chain) -> chain, LRU
         #: id(a part's first message) -> its chain and index there
         self._starts: dict[int, tuple[_Chain, int]] = {}
@@ -126,7 +126,7 @@ class WireCache:
                 return chain, begin
         chain = _Chain()
         self._chains[id(chain)] = chain
-        if len(self._chains) > self._max:
+        if len(self._chains) > MAX_CHAINS:
             self._drop(next(iter(self._chains.values())))
         self._extend(chain, history)
         return chain, 0

@@ -7,6 +7,6 @@ Message Stream protocol v1; ``GET /api/chat/{id}/stream`` resumes an answer in f
 :mod:`.stream` (stored then live events of a turn), :mod:`.routes`. See docs/aisdk.md.
 """
 
-from threadline.services.gateway.aisdk.routes import AISDK_ROUTES, aisdk_router
+from threadline.services.gateway.aisdk.routes import AISDK_ROUTES
 
-__all__ = ["AISDK_ROUTES", "aisdk_router"]
+__all__ = ["AISDK_ROUTES"]

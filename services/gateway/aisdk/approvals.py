@@ -25,14 +25,7 @@ from threadline.events.store import Recorded
 from threadline.services.commands import AnswerApproval
 from threadline.services.gateway.aisdk import protocol as p
 from threadline.services.gateway.aisdk.commands import ChatRequest
-from threadline.services.gateway.auth import Principal
 from threadline.services.gateway.context import Gateway
-
-
-class Answer(NamedTuple):
-    call_id: str
-    approved: bool
-    reason: str
 
 
 class Answered(NamedTuple):
@@ -44,13 +37,19 @@ class Answered(NamedTuple):
     refused: list[p.Chunk]
 
 
-def answers_of(body: ChatRequest) -> list[Answer]:
+def answers_of(body: ChatRequest, session: str, actor: str) -> list[AnswerApproval]:
     """The approval answers of the request's last message, when it is the assistant's."""
     last = body.messages[-1]
     if last.role != "assistant" or body.trigger != "submit-message":
         return []
     return [
-        Answer(part.approval.id, part.approval.approved, part.approval.reason or "")
+        AnswerApproval(
+            session=session,
+            actor=actor,
+            call_id=part.approval.id,
+            approved=part.approval.approved,
+            reason=part.approval.reason or "",
+        )
         for part in last.parts
         if part.state == "approval-responded"
         and part.approval is not None
@@ -58,18 +57,12 @@ def answers_of(body: ChatRequest) -> list[Answer]:
     ]
 
 
-async def record(
-    gw: Gateway, principal: Principal, session: str, answers: list[Answer]
-) -> Answered:
+async def record(gw: Gateway, session: str, answers: list[AnswerApproval]) -> Answered:
     """Record each answer (``ApprovalNotFound``: 404 before any stream)."""
     refused: list[p.Chunk] = []
     for answer in answers:
-        command = AnswerApproval(
-            session=session, actor=principal.actor, call_id=answer.call_id,
-            approved=answer.approved, reason=answer.reason,
-        )  # fmt: skip
         try:
-            await gw.commands.answer_approval(command)
+            await gw.commands.answer_approval(answer)
         except (ApprovalDecided, TurnFinished) as exc:
             data = p.ApprovalRefusedData(call_id=answer.call_id, error=exc.code, message=str(exc))
             refused.append(p.DataApprovalRefused(id=f"refused-{answer.call_id}", data=data))

@@ -11,24 +11,22 @@ protocol, and its request body is open-ended.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 
-from litestar import Router, get, post
-from litestar.middleware import DefineMiddleware
+from litestar import get, post
 from litestar.params import FromPath, JSONBody
 from litestar.response.base import ASGIResponse
 from litestar.types import ControllerRouterHandler
 
 from threadline.events.fold import TurnState
 from threadline.events.store import Recorded
+from threadline.services.commands import AnswerApproval
 from threadline.services.commands.session import current_turn
-from threadline.services.gateway.aisdk.approvals import Answer, answers_of, record, seen_until
+from threadline.services.gateway.aisdk.approvals import answers_of, record, seen_until
 from threadline.services.gateway.aisdk.commands import ChatRequest, open_chat, regenerate, submit
 from threadline.services.gateway.aisdk.stream import respond
-from threadline.services.gateway.auth import Authenticator, BearerAuthMiddleware, Principal
+from threadline.services.gateway.auth import Principal
 from threadline.services.gateway.context import GW, Caller, Gateway, Slot
 from threadline.services.gateway.models import Cancel, TurnAccepted
-from threadline.services.gateway.openapi import BEARER
 from threadline.services.gateway.routes.messages import cancel
 from threadline.services.gateway.routes.params import IdempotencyKey, LastEventId
 from threadline.services.gateway.sse import SSEResponse
@@ -38,7 +36,7 @@ from threadline.services.gateway.sse import SSEResponse
 async def post_chat(principal: Caller, gw: GW, data: JSONBody[ChatRequest]) -> SSEResponse:
     """Append the new user message of a chat (creating it first) and stream the answer."""
     session = await chat_session(gw, principal, data.id)
-    if answers := answers_of(data):
+    if answers := answers_of(data, session, principal.actor):
         return await _approvals(gw, principal, session, answers)
     with Slot(gw, principal, session).held() as slot:  # first: a 429 appends nothing
         await open_chat(gw, principal, session, data)
@@ -53,13 +51,13 @@ async def post_chat(principal: Caller, gw: GW, data: JSONBody[ChatRequest]) -> S
 
 
 async def _approvals(
-    gw: Gateway, principal: Principal, session: str, answers: list[Answer]
+    gw: Gateway, principal: Principal, session: str, answers: list[AnswerApproval]
 ) -> SSEResponse:
     """Record the chat's answers to tool approvals; stream their turn on from where the
     client's copy stopped (``approvals.py``)."""
     await gw.owners.writable(principal, session)
     with Slot(gw, principal, session).held() as slot:
-        answered = await record(gw, principal, session, answers)
+        answered = await record(gw, session, answers)
         await slot.join()
         state = await gw.sessions.get(session)
         records = await _turn_records(gw, session, state.turns[answered.turn])
@@ -127,16 +125,3 @@ async def _turn_records(gw: Gateway, session: str, turn: TurnState) -> list[Reco
 
 #: the handlers, relative to the router they are mounted in
 AISDK_ROUTES: tuple[ControllerRouterHandler, ...] = (post_chat, resume_chat, cancel_chat)
-
-
-def aisdk_router(
-    auth: Authenticator, path: str = "/api", *, middleware: Sequence[DefineMiddleware] = ()
-) -> Router:
-    """The AI SDK routes under ``path`` (``/api/chat``...), with bearer-token auth and then
-    ``middleware`` (which sees the caller in ``scope["user"]``)."""
-    return Router(
-        path=path,
-        route_handlers=list(AISDK_ROUTES),
-        middleware=[DefineMiddleware(BearerAuthMiddleware, authenticator=auth), *middleware],
-        security=[{BEARER: []}],
-    )

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import msgspec
 from litestar import post
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from msgspec import Meta
 
@@ -15,7 +14,7 @@ from threadline.base.errors import InvalidInput
 from threadline.events.erasure import erase
 from threadline.events.sealing import installed
 from threadline.services.gateway.context import GW, Caller
-from threadline.services.gateway.errors import ErrorBody, Problem, error_responses, unprocessable
+from threadline.services.gateway.errors import Problem, error_responses, unprocessable
 
 
 class ErasureRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -42,12 +41,7 @@ class ErasureDone(msgspec.Struct, frozen=True, kw_only=True):
     "every owner for the months before `before` (retention), and appends an erasure record "
     "naming the keys, not the owner. Their content then reads as `[erased]` everywhere; "
     "every session still verifies. Admins only (403 otherwise).",
-    responses={
-        **error_responses(401, 422, 503),
-        403: ResponseSpec(
-            data_container=ErrorBody, description="Only an admin may erase", generate_examples=False
-        ),
-    },
+    responses=error_responses(401, 422, 503, described={403: "Only an admin may erase"}),
 )
 async def erase_content(principal: Caller, gw: GW, data: JSONBody[ErasureRequest]) -> ErasureDone:
     if not principal.admin:

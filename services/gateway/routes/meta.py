@@ -69,9 +69,8 @@ async def readyz(gw: GW) -> Response[Health]:
         return Response(Health(status="unavailable", checks=checks), status_code=503)
     ready = not checks
     checks.update(event_log="ok", last_position=str(position))
-    if not ready:
-        return Response(Health(status="unavailable", checks=checks), status_code=503)
-    return Response(Health(status="ok", checks=checks), status_code=200)
+    health = Health(status="ok" if ready else "unavailable", checks=checks)
+    return Response(health, status_code=200 if ready else 503)
 
 
 @get(

@@ -6,13 +6,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import get
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from threadline.base.errors import InvalidInput
 from threadline.projections.model import UsageReport
 from threadline.services.gateway.context import GW, Caller
-from threadline.services.gateway.errors import ErrorBody, error_responses, unprocessable
+from threadline.services.gateway.errors import error_responses, unprocessable
 from threadline.services.gateway.routes.params import WaitFor
 
 DAY_PATTERN = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"
@@ -24,14 +23,12 @@ DAY_PATTERN = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"
     description="Turns, tokens and time per UTC day (the day a turn started), provider and "
     "model, for one `day` or every day. Served from the projections' usage view; a gateway "
     "reading history from the log answers 501. `wait_for` as for sessions.",
-    responses={
-        **error_responses(401, 409, 422),
-        501: ResponseSpec(
-            data_container=ErrorBody,
-            description="This gateway reads history from the log; usage needs the projections",
-            generate_examples=False,
-        ),
-    },
+    responses=error_responses(
+        401,
+        409,
+        422,
+        described={501: "This gateway reads history from the log; usage needs the projections"},
+    ),
 )
 async def get_usage(
     principal: Caller,
