@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Final
 
 import msgspec
@@ -99,10 +99,11 @@ def work_queue_for(
 ) -> WorkQueue:
     """The agents' queue on ``store`` (or another of ``name`` for ``kinds``): the
     JetStream consumer, or one in memory."""
-    queue: Callable[..., WorkQueue] = (
-        JetStreamWorkQueue if isinstance(store, JetStreamEventStore) else MemoryWorkQueue
-    )
-    return queue(
+    if isinstance(store, JetStreamEventStore):
+        return JetStreamWorkQueue(
+            store, name=name, ack_wait_s=ack_wait_s, max_ack_pending=max_ack_pending, kinds=kinds
+        )
+    return MemoryWorkQueue(
         store, name=name, ack_wait_s=ack_wait_s, max_ack_pending=max_ack_pending, kinds=kinds
     )
 
