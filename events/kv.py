@@ -65,24 +65,26 @@ _info_decoder: Final = msgspec.json.Decoder(_StreamInfo)
 _encode: Final = msgspec.json.encode
 
 
-def buckets(stream: StreamSettings) -> tuple[KeyValueConfig, KeyValueConfig]:
-    """The snapshots and the sessions bucket beside ``stream`` as they are made: one value
-    per key, on file storage (where the services' users may not make them, an admin does:
-    deploy/README.md)."""
-    snapshots, sessions = (
-        KeyValueConfig(
-            bucket=f"{stream.name}_{suffix}",
-            description=description,
-            history=1,
-            storage=StorageType.FILE,
-            replicas=stream.replicas,
-        )
-        for suffix, description in (
-            ("SNAPSHOTS", "Threadline session-state snapshots"),
-            ("SESSIONS", "Threadline sessions per owner"),
-        )
+def bucket_config(bucket: str, description: str, replicas: int = 1) -> KeyValueConfig:
+    """A bucket as it is made: one value per key, on file storage."""
+    return KeyValueConfig(
+        bucket=bucket,
+        description=description,
+        history=1,
+        storage=StorageType.FILE,
+        replicas=replicas,
     )
-    return snapshots, sessions
+
+
+def buckets(stream: StreamSettings) -> tuple[KeyValueConfig, KeyValueConfig]:
+    """The snapshots and the sessions bucket beside ``stream`` (where the services'
+    users may not make them, an admin does: deploy/README.md)."""
+    return (
+        bucket_config(
+            f"{stream.name}_SNAPSHOTS", "Threadline session-state snapshots", stream.replicas
+        ),
+        bucket_config(f"{stream.name}_SESSIONS", "Threadline sessions per owner", stream.replicas),
+    )
 
 
 class _Bucket:

@@ -13,14 +13,13 @@ from typing import Any
 import msgspec
 import nats
 import pytest
-from nats.js.api import KeyValueConfig
 
 from tests.agent.longsession import build_session, recorded_turn
 from tests.conftest import fresh_stream
 from threadline.base.errors import SessionNotFound, StoreUnavailable
 from threadline.events.fold import SessionState, fold
 from threadline.events.jetstream import JetStreamEventStore
-from threadline.events.kv import KVSnapshots, snapshot_store_for
+from threadline.events.kv import KVSnapshots, bucket_config, snapshot_store_for
 from threadline.events.memory import MemoryEventStore
 from threadline.events.schema import CancelRequested, SessionStarted, UserMessage
 from threadline.events.sessions import SessionCache
@@ -372,7 +371,7 @@ async def test_a_bucket_that_cannot_be_opened_is_left_alone(nats_url: str) -> No
         await build_session(store, "s1", 3)
         nc = await nats.connect(nats_url)
         await nc.close()
-        snapshots = KVSnapshots(nc, KeyValueConfig(bucket="NOWHERE", description="no such bucket"))
+        snapshots = KVSnapshots(nc, bucket_config("NOWHERE", "no such bucket"))
         await snapshots.open()  # fails, logged
         assert await snapshots.load("s1") is None
         with pytest.raises(StoreUnavailable, match="is unavailable"):  # not tried again
