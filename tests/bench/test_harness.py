@@ -3,9 +3,11 @@ model, and the long-session section end to end on a real stack (a few turns)."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
-from bench import followcpu, longsession
+from bench import followcpu, instructions, longsession
 from bench.against import figures, table
 from bench.e2e_client import TurnError
 from bench.stream_client import StreamClient, Wire, openai_wire
@@ -110,3 +112,11 @@ def test_against_names_rows_by_their_leading_cells_and_splits_paired_figures() -
     assert found[(peers, "50 · AI SDK + Redis", "added p50 / p99 (ms) [2]")] == 287.2
     assert found[(peers, "50 · direct SDK", "turns")] == 740.0
     assert len(found) == 9
+
+
+@pytest.mark.parametrize("loop", ["store", "raw"])
+def test_instruction_count_loops_run_against_a_real_server(nats_url: str, loop: str) -> None:
+    """The loops ``bench.instructions`` counts under callgrind run to the end (here
+    without valgrind: a few events, the checkout's own tree)."""
+    done = instructions.run_loop(instructions.ROOT, sys.executable, loop, nats_url, 3)
+    assert done.stdout == "3 events followed\n"
