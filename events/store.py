@@ -417,7 +417,7 @@ class EventStore(abc.ABC):
         """
         validate_session_id(session)
         batch = [events] if isinstance(events, NewEvent) else list(events)
-        sealed = [self._encode_event(e) for e in batch]  # size errors before anything lands
+        bodies = [self._fits(codec.encode(e.event)) for e in batch]  # too large: none lands
         sealing = self.keyring is not None and self.keyring.enabled
         key = await self._sealing_key(session, batch) if sealing else None
         # one append at a time per session in this process
@@ -426,18 +426,18 @@ class EventStore(abc.ABC):
             lock = self._locks[session] = asyncio.Lock()
         async with lock:
             out: list[Recorded] = []
-            for new, body in zip(batch, sealed, strict=True):
+            for new, body in zip(batch, bodies, strict=True):
                 rec = await self._append_one(session, new, body, expected_version, key)
                 out.append(rec)
                 if expected_version is not None:
                     expected_version = rec.version
             return out
 
-    def _encode_event(self, new: NewEvent) -> bytes:
-        body = codec.encode(new.event)
-        if len(body) > self.max_event_bytes:
-            raise PayloadTooLarge(len(body), self.max_event_bytes)
-        return body
+    def _fits(self, data: bytes) -> bytes:
+        """``data``, unless it is larger than an event may be (:class:`PayloadTooLarge`)."""
+        if len(data) > self.max_event_bytes:
+            raise PayloadTooLarge(len(data), self.max_event_bytes)
+        return data
 
     async def _sealing_key(self, session: str, batch: list[NewEvent]) -> SealingKey | None:
         """The key the batch's personal content is sealed with: its owner's for this
@@ -529,9 +529,7 @@ class EventStore(abc.ABC):
         data = codec.encode_sealed(fields, body)
         if self.signer is not None:
             fields["sig"], data = self.signer.seal(data)
-        if len(data) > self.max_event_bytes:
-            raise PayloadTooLarge(len(data), self.max_event_bytes)
-        return Envelope(event=new.event, **fields), data  # type: ignore[arg-type]
+        return Envelope(event=new.event, **fields), self._fits(data)  # type: ignore[arg-type]
 
     async def _existing_or_conflict(
         self, session: str, key: str, expected: int, seen: Head, head: Head
