@@ -418,8 +418,11 @@ class EventStore(abc.ABC):
         validate_session_id(session)
         batch = [events] if isinstance(events, NewEvent) else list(events)
         bodies = [self._fits(codec.encode(e.event)) for e in batch]  # too large: none lands
-        sealing = self.keyring is not None and self.keyring.enabled
-        key = await self._sealing_key(session, batch) if sealing else None
+        # personal content is sealed with its owner's key for this month (none: sealing is
+        # off, or the session has no owner, i.e. no start)
+        key, keyring = None, self.keyring
+        if keyring is not None and keyring.enabled and (owner := await self._owner(session, batch)):
+            key = await keyring.writer_key(owner, time.time_ns() // 1000)
         # one append at a time per session in this process
         lock = self._locks.get(session)
         if lock is None:  # not a Lock made and dropped at every append
@@ -438,15 +441,6 @@ class EventStore(abc.ABC):
         if len(data) > self.max_event_bytes:
             raise PayloadTooLarge(len(data), self.max_event_bytes)
         return data
-
-    async def _sealing_key(self, session: str, batch: list[NewEvent]) -> SealingKey | None:
-        """The key the batch's personal content is sealed with: its owner's for this
-        month (None: the session has no owner, i.e. no start); only with sealing on."""
-        assert self.keyring is not None
-        owner = await self._owner(session, batch)
-        if not owner:
-            return None
-        return await self.keyring.writer_key(owner, time.time_ns() // 1000)
 
     async def _owner(self, session: str, batch: list[NewEvent]) -> str | None:
         """The session's owner: from the batch's start, else its first record (read
