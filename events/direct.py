@@ -46,7 +46,6 @@ _SLACK: Final = 16
 class ApiError(msgspec.Struct, frozen=True):
     """The ``error`` of a JetStream API answer."""
 
-    code: int = 0
     err_code: int = 0
     description: str = ""
 

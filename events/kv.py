@@ -29,6 +29,7 @@ from nats.js.kv import KeyValue
 
 from threadline.base.config import StreamSettings
 from threadline.base.errors import StoreUnavailable
+from threadline.events.direct import ApiError
 from threadline.events.directory import Row, SessionDirectory
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.snapshots import SnapshotStore
@@ -45,10 +46,6 @@ _MISSING: Final = (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedErr
 _TIMEOUT_S: Final = 5.0
 
 
-class _ApiError(msgspec.Struct):
-    description: str = ""
-
-
 class _State(msgspec.Struct):
     subjects: dict[str, int] = {}
 
@@ -58,7 +55,7 @@ class _StreamInfo(msgspec.Struct):
 
     state: _State = msgspec.field(default_factory=_State)
     total: int = 0
-    error: _ApiError | None = None
+    error: ApiError | None = None
 
 
 _info_decoder: Final = msgspec.json.Decoder(_StreamInfo)
