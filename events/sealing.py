@@ -285,11 +285,8 @@ class Keyring:
         erased = set(key_ids)
         if not erased:
             return
-        for key_id in erased:
-            self._aead[key_id] = None
-        for slot, (key_id, _) in list(self._writing.items()):
-            if key_id in erased:
-                del self._writing[slot]
+        self._aead.update(dict.fromkeys(erased))
+        self._writing = {slot: key for slot, key in self._writing.items() if key[0] not in erased}
         for callback in (*self.on_forget, *_erasure_listeners):
             callback(sorted(erased))
 
