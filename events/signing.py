@@ -148,13 +148,8 @@ class Grant:
     def allows(self, envelope: Envelope) -> bool:
         if self.copies and envelope.copied_from is not None:
             return True
-        return any(_matches(p, envelope.actor) for p in self.actors)
-
-
-def _matches(pattern: str, actor: str) -> bool:
-    if pattern.endswith("*"):
-        return actor.startswith(pattern[:-1])
-    return actor == pattern
+        actor = envelope.actor
+        return any(actor.startswith(p[:-1]) if p.endswith("*") else actor == p for p in self.actors)
 
 
 @dataclass(frozen=True)
