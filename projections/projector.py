@@ -197,14 +197,12 @@ class Projector:
         self._notify()
 
     async def _apply_events(self, batch: list[Stored]) -> None:
-        state = TrackState(self._generation, dict(self.positions))
-        halt = self.on_error == "halt"
         outcome = await in_thread(
             self.recorder.apply_batch,
             batch,
-            state,
+            TrackState(self._generation, dict(self.positions)),
             views=self._active(),
-            halt=halt,
+            halt=self.on_error == "halt",
             trust=self.store.trust,
         )
         self.positions = outcome.positions
