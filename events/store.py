@@ -17,7 +17,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Collection, Sequence
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, TypeVar
 
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -48,6 +48,15 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_EVENT_BYTES: Final = 512 * 1024
 _HEAD_CACHE_SIZE: Final = 10_000
 _ANY_VERSION_RETRIES: Final = 20
+T = TypeVar("T")
+
+
+def keep_newest(lru: OrderedDict[str, T], key: str, value: T, most: int = _HEAD_CACHE_SIZE) -> None:
+    """``lru[key] = value``, as its newest entry; the oldest one goes beyond ``most`` entries."""
+    lru[key] = value
+    lru.move_to_end(key)
+    if len(lru) > most:
+        lru.popitem(last=False)
 
 
 #: a content key's id and its cipher (events/sealing.py)
@@ -455,10 +464,7 @@ class EventStore(abc.ABC):
                     if isinstance(rec.event, SessionStarted):
                         owner = rec.event.owner
         if owner:
-            self._owners[session] = owner
-            self._owners.move_to_end(session)
-            if len(self._owners) > _HEAD_CACHE_SIZE:
-                self._owners.popitem(last=False)
+            keep_newest(self._owners, session, owner)
         return owner
 
     async def _append_one(
@@ -491,7 +497,7 @@ class EventStore(abc.ABC):
             if result.duplicate:
                 return await self.get(result.position)
             rec = Recorded(result.position, envelope, codec.record_hash(data), data)
-            self._remember(session, Head(rec.version, rec.position, rec.hash))
+            keep_newest(self._heads, session, Head(rec.version, rec.position, rec.hash))
             return rec
         raise ConcurrencyError(session, -1)
 
@@ -556,7 +562,7 @@ class EventStore(abc.ABC):
 
     async def _refresh_head(self, session: str) -> Head:
         head = await self._load_head(session)
-        self._remember(session, head)
+        keep_newest(self._heads, session, head)
         return head
 
     def _saw_head(self, session: str, head: Head) -> None:
@@ -567,10 +573,4 @@ class EventStore(abc.ABC):
         reading the same head again."""
         known = self._heads.get(session)
         if known is None or known.position < head.position:
-            self._remember(session, head)
-
-    def _remember(self, session: str, head: Head) -> None:
-        self._heads[session] = head
-        self._heads.move_to_end(session)
-        if len(self._heads) > _HEAD_CACHE_SIZE:
-            self._heads.popitem(last=False)
+            keep_newest(self._heads, session, head)
