@@ -207,11 +207,8 @@ class KVDirectory:
         await self.bucket.put(self._key(owner, row), data)
 
     async def rows(self, owner: str) -> list[Row]:
-        rows = []
-        for key in await self.bucket.keys(self._prefix(owner)):
-            _, _, at, session = key.split(".", 3)
-            rows.append(Row(int(at), session))
-        return rows
+        keys = await self.bucket.keys(self._prefix(owner))  # r.<owner>.<created_at>.<session>
+        return [Row(int(at), session) for _, _, at, session in (k.split(".", 3) for k in keys)]
 
     async def get(self, owner: str, row: Row) -> bytes | None:
         return await self.bucket.get(self._key(owner, row))
