@@ -143,15 +143,10 @@ async def verify_bundle(
         problems.append(f"the checkpoint is of the log {cp.log!r}, the records of {bundle.log!r}")
     if not bundle.records:
         problems.append(f"the bundle holds no record of session {bundle.session}")
-    datas: list[bytes] = []
-    unreadable: list[str] = []
-    for record in bundle.records:
-        data = record_bytes(record)
-        if data is None:
-            unreadable.append(f"{_where(record)}: its record is not base64")
-            data = b""
-        datas.append(data)
-    problems += _listed(unreadable)
+    found = [record_bytes(record) for record in bundle.records]
+    unreadable = [r for r, data in zip(bundle.records, found, strict=True) if data is None]
+    problems += _listed([f"{_where(r)}: its record is not base64" for r in unreadable])
+    datas = [data or b"" for data in found]
     problems += _listed(_order(bundle))
     problems += _listed(_inclusion(bundle, datas))
     chain = await verify_session(bundle.session, _stored(bundle.records, datas), trust=trust)

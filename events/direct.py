@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 import nats.errors
@@ -46,7 +46,6 @@ _SLACK: Final = 16
 class ApiError(msgspec.Struct, frozen=True):
     """The ``error`` of a JetStream API answer."""
 
-    code: int = 0
     err_code: int = 0
     description: str = ""
 
@@ -56,12 +55,11 @@ class ApiError(msgspec.Struct, frozen=True):
 Probe = Callable[[int], Awaitable[tuple[int, int] | None]]
 
 
-class _Batch:
-    __slots__ = ("items", "done")
+class _Batch(NamedTuple):
+    """The records of a batched get as they arrive, and its end."""
 
-    def __init__(self) -> None:
-        self.items: list[Stored] = []
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    items: list[Stored]
+    done: asyncio.Future[None]
 
 
 class DirectReads:
@@ -122,7 +120,7 @@ class DirectReads:
             await self._nc.subscribe(self._prefix + "*", cb=self._on_reply)
         self._counter += 1
         token = str(self._counter)
-        batch = self._batches[token] = _Batch()
+        batch = self._batches[token] = _Batch([], asyncio.get_running_loop().create_future())
         request = {
             "seq": after + 1,
             "next_by_subj": subject_filter,

@@ -58,7 +58,6 @@ _NO_ROOM: Final = frozenset({10002, 10023, 10028, 10047})
 
 
 class _PubAck(msgspec.Struct, frozen=True):
-    stream: str = ""
     seq: int = 0
     duplicate: bool = False
     error: ApiError | None = None

@@ -29,6 +29,7 @@ from nats.js.kv import KeyValue
 
 from threadline.base.config import StreamSettings
 from threadline.base.errors import StoreUnavailable
+from threadline.events.direct import ApiError
 from threadline.events.directory import Row, SessionDirectory
 from threadline.events.jetstream import JetStreamEventStore
 from threadline.events.snapshots import SnapshotStore
@@ -45,10 +46,6 @@ _MISSING: Final = (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedErr
 _TIMEOUT_S: Final = 5.0
 
 
-class _ApiError(msgspec.Struct):
-    description: str = ""
-
-
 class _State(msgspec.Struct):
     subjects: dict[str, int] = {}
 
@@ -58,7 +55,7 @@ class _StreamInfo(msgspec.Struct):
 
     state: _State = msgspec.field(default_factory=_State)
     total: int = 0
-    error: _ApiError | None = None
+    error: ApiError | None = None
 
 
 _info_decoder: Final = msgspec.json.Decoder(_StreamInfo)
@@ -210,11 +207,8 @@ class KVDirectory:
         await self.bucket.put(self._key(owner, row), data)
 
     async def rows(self, owner: str) -> list[Row]:
-        rows = []
-        for key in await self.bucket.keys(self._prefix(owner)):
-            _, _, at, session = key.split(".", 3)
-            rows.append(Row(int(at), session))
-        return rows
+        keys = await self.bucket.keys(self._prefix(owner))  # r.<owner>.<created_at>.<session>
+        return [Row(int(at), session) for _, _, at, session in (k.split(".", 3) for k in keys)]
 
     async def get(self, owner: str, row: Row) -> bytes | None:
         return await self.bucket.get(self._key(owner, row))

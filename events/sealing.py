@@ -173,15 +173,12 @@ class DirectoryKeyStore:
         self.path = path
         self._secret: bytes | None = None
 
-    def _dir(self) -> Path:
-        if not self.path.is_dir():
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.path.chmod(0o700)
-        return self.path
-
     def _id_secret(self) -> bytes:
         if self._secret is None:
-            path = self._dir() / _SECRET_FILE
+            if not self.path.is_dir():  # the first key: the directory is made owner-only
+                self.path.mkdir(parents=True, exist_ok=True)
+                self.path.chmod(0o700)
+            path = self.path / _SECRET_FILE
             if not path.exists():
                 self._link_new(path, secrets.token_hex(32).encode())
             self._secret = bytes.fromhex(path.read_text().strip())
@@ -285,11 +282,8 @@ class Keyring:
         erased = set(key_ids)
         if not erased:
             return
-        for key_id in erased:
-            self._aead[key_id] = None
-        for slot, (key_id, _) in list(self._writing.items()):
-            if key_id in erased:
-                del self._writing[slot]
+        self._aead.update(dict.fromkeys(erased))
+        self._writing = {slot: key for slot, key in self._writing.items() if key[0] not in erased}
         for callback in (*self.on_forget, *_erasure_listeners):
             callback(sorted(erased))
 

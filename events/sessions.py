@@ -48,7 +48,7 @@ from threadline.events.snapshots import (
     encode_snapshot,
     snapshot_state,
 )
-from threadline.events.store import EventStore, Quarantined, Recorded
+from threadline.events.store import EventStore, Quarantined, Recorded, keep_newest
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +117,14 @@ class SessionCache:
             validate_session_id(session)
             self.stats.misses += 1
             entry = await self._cold(session, young=0 < seen < self.snapshot_every)
-            self._keep(session, entry)
+            keep_newest(self._entries, session, entry, self.max_sessions)
         else:
             self.stats.hits += 1
             self._entries.move_to_end(session)
             if not await self._advance(session, entry):
                 self._entries.pop(session, None)  # the log is not what we folded
                 entry = await self._fold(session)
-                self._keep(session, entry)
+                keep_newest(self._entries, session, entry, self.max_sessions)
         self._maybe_snapshot(session, entry)
         return entry.state.copy()
 
@@ -139,7 +139,7 @@ class SessionCache:
             if rec.version == 1:
                 entry = _Entry(SessionState(session=rec.session), "", 0)
                 self._apply(entry, rec)
-                self._keep(rec.session, entry)
+                keep_newest(self._entries, rec.session, entry, self.max_sessions)
         elif rec.version == entry.state.version + 1 and rec.envelope.prev == entry.hash:
             self._apply(entry, rec)
 
@@ -215,12 +215,6 @@ class SessionCache:
         if not entry.hash:  # no record folded
             raise SessionNotFound(f"session {session!r} has no events")
         return entry
-
-    def _keep(self, session: str, entry: _Entry) -> None:
-        self._entries[session] = entry
-        self._entries.move_to_end(session)
-        while len(self._entries) > self.max_sessions:
-            self._entries.popitem(last=False)
 
     # ------------------------------------------------------------------ snapshots
 

@@ -107,15 +107,12 @@ class Signer:
     def from_file(cls, path: Path) -> Signer:
         return cls(load_signing_key(path))
 
-    def sign(self, unsigned: bytes) -> str:
-        """The ``sig`` value for the record ``unsigned`` (``U``)."""
-        signature = self.key.sign(SIGNED_PREFIX + unsigned)
-        return self._head + base64.b64encode(signature).decode("ascii")
-
     def seal(self, unsigned: bytes) -> tuple[str, bytes]:
-        """The ``sig`` value and the stored bytes of ``unsigned``, signed (and known good
-        to this process's checks: it need not verify its own signature)."""
-        sig = self.sign(unsigned)
+        """The ``sig`` value for the record ``unsigned`` (``U``) and its stored bytes,
+        signed (and known good to this process's checks: it need not verify its own
+        signature)."""
+        signature = self.key.sign(SIGNED_PREFIX + unsigned)
+        sig = self._head + base64.b64encode(signature).decode("ascii")
         stored = attach(unsigned, sig)
         _verified.add(stored, self._public)
         return sig, stored
@@ -151,13 +148,8 @@ class Grant:
     def allows(self, envelope: Envelope) -> bool:
         if self.copies and envelope.copied_from is not None:
             return True
-        return any(_matches(p, envelope.actor) for p in self.actors)
-
-
-def _matches(pattern: str, actor: str) -> bool:
-    if pattern.endswith("*"):
-        return actor.startswith(pattern[:-1])
-    return actor == pattern
+        actor = envelope.actor
+        return any(actor.startswith(p[:-1]) if p.endswith("*") else actor == p for p in self.actors)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Collection, Sequence
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, TypeVar
 
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -48,6 +48,15 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_EVENT_BYTES: Final = 512 * 1024
 _HEAD_CACHE_SIZE: Final = 10_000
 _ANY_VERSION_RETRIES: Final = 20
+T = TypeVar("T")
+
+
+def keep_newest(lru: OrderedDict[str, T], key: str, value: T, most: int = _HEAD_CACHE_SIZE) -> None:
+    """``lru[key] = value``, as its newest entry; the oldest one goes beyond ``most`` entries."""
+    lru[key] = value
+    lru.move_to_end(key)
+    if len(lru) > most:
+        lru.popitem(last=False)
 
 
 #: a content key's id and its cipher (events/sealing.py)
@@ -417,36 +426,30 @@ class EventStore(abc.ABC):
         """
         validate_session_id(session)
         batch = [events] if isinstance(events, NewEvent) else list(events)
-        sealed = [self._encode_event(e) for e in batch]  # size errors before anything lands
-        sealing = self.keyring is not None and self.keyring.enabled
-        key = await self._sealing_key(session, batch) if sealing else None
+        bodies = [self._fits(codec.encode(e.event)) for e in batch]  # too large: none lands
+        # personal content is sealed with its owner's key for this month (none: sealing is
+        # off, or the session has no owner, i.e. no start)
+        key, keyring = None, self.keyring
+        if keyring is not None and keyring.enabled and (owner := await self._owner(session, batch)):
+            key = await keyring.writer_key(owner, time.time_ns() // 1000)
         # one append at a time per session in this process
         lock = self._locks.get(session)
         if lock is None:  # not a Lock made and dropped at every append
             lock = self._locks[session] = asyncio.Lock()
         async with lock:
             out: list[Recorded] = []
-            for new, body in zip(batch, sealed, strict=True):
+            for new, body in zip(batch, bodies, strict=True):
                 rec = await self._append_one(session, new, body, expected_version, key)
                 out.append(rec)
                 if expected_version is not None:
                     expected_version = rec.version
             return out
 
-    def _encode_event(self, new: NewEvent) -> bytes:
-        body = codec.encode(new.event)
-        if len(body) > self.max_event_bytes:
-            raise PayloadTooLarge(len(body), self.max_event_bytes)
-        return body
-
-    async def _sealing_key(self, session: str, batch: list[NewEvent]) -> SealingKey | None:
-        """The key the batch's personal content is sealed with: its owner's for this
-        month (None: the session has no owner, i.e. no start); only with sealing on."""
-        assert self.keyring is not None
-        owner = await self._owner(session, batch)
-        if not owner:
-            return None
-        return await self.keyring.writer_key(owner, time.time_ns() // 1000)
+    def _fits(self, data: bytes) -> bytes:
+        """``data``, unless it is larger than an event may be (:class:`PayloadTooLarge`)."""
+        if len(data) > self.max_event_bytes:
+            raise PayloadTooLarge(len(data), self.max_event_bytes)
+        return data
 
     async def _owner(self, session: str, batch: list[NewEvent]) -> str | None:
         """The session's owner: from the batch's start, else its first record (read
@@ -461,10 +464,7 @@ class EventStore(abc.ABC):
                     if isinstance(rec.event, SessionStarted):
                         owner = rec.event.owner
         if owner:
-            self._owners[session] = owner
-            self._owners.move_to_end(session)
-            if len(self._owners) > _HEAD_CACHE_SIZE:
-                self._owners.popitem(last=False)
+            keep_newest(self._owners, session, owner)
         return owner
 
     async def _append_one(
@@ -497,7 +497,7 @@ class EventStore(abc.ABC):
             if result.duplicate:
                 return await self.get(result.position)
             rec = Recorded(result.position, envelope, codec.record_hash(data), data)
-            self._remember(session, Head(rec.version, rec.position, rec.hash))
+            keep_newest(self._heads, session, Head(rec.version, rec.position, rec.hash))
             return rec
         raise ConcurrencyError(session, -1)
 
@@ -529,9 +529,7 @@ class EventStore(abc.ABC):
         data = codec.encode_sealed(fields, body)
         if self.signer is not None:
             fields["sig"], data = self.signer.seal(data)
-        if len(data) > self.max_event_bytes:
-            raise PayloadTooLarge(len(data), self.max_event_bytes)
-        return Envelope(event=new.event, **fields), data  # type: ignore[arg-type]
+        return Envelope(event=new.event, **fields), self._fits(data)  # type: ignore[arg-type]
 
     async def _existing_or_conflict(
         self, session: str, key: str, expected: int, seen: Head, head: Head
@@ -564,7 +562,7 @@ class EventStore(abc.ABC):
 
     async def _refresh_head(self, session: str) -> Head:
         head = await self._load_head(session)
-        self._remember(session, head)
+        keep_newest(self._heads, session, head)
         return head
 
     def _saw_head(self, session: str, head: Head) -> None:
@@ -575,10 +573,4 @@ class EventStore(abc.ABC):
         reading the same head again."""
         known = self._heads.get(session)
         if known is None or known.position < head.position:
-            self._remember(session, head)
-
-    def _remember(self, session: str, head: Head) -> None:
-        self._heads[session] = head
-        self._heads.move_to_end(session)
-        if len(self._heads) > _HEAD_CACHE_SIZE:
-            self._heads.popitem(last=False)
+            keep_newest(self._heads, session, head)

@@ -103,7 +103,7 @@ class MemoryDelivery(Delivery):
         self._queue._settle(self._message)
 
     async def nak(self, delay_s: float = 0.0) -> None:
-        self._queue._again(self._message, delay_s)
+        self._queue._settle(self._message, again_s=delay_s)
 
     async def in_progress(self) -> None:
         self._queue._keep(self, self._message)
@@ -207,21 +207,18 @@ class MemoryWorkQueue(WorkQueue):
         self._due.append(message)
         self._wake.set()
 
-    def _settle(self, message: _Message) -> None:
-        if message.settled:
-            return
-        self._unschedule(message)
-        message.settled, message.current = True, None
-        del self._out[message.record.position]
-        self._wake.set()  # room under max_ack_pending
-
-    def _again(self, message: _Message, delay_s: float) -> None:
+    def _settle(self, message: _Message, *, again_s: float | None = None) -> None:
+        """Done with the message (ack, term); or, ``again_s`` later, out again (nak)."""
         if message.settled:
             return
         self._unschedule(message)
         message.current = None
-        if delay_s > 0:
-            self._schedule(message, delay_s)
+        if again_s is None:
+            message.settled = True
+            del self._out[message.record.position]
+            self._wake.set()  # room under max_ack_pending
+        elif again_s > 0:
+            self._schedule(message, again_s)
         else:
             self._make_due(message)
 

@@ -147,30 +147,23 @@ class Projector:
         pump_task = asyncio.create_task(pump(), name="projector-read")
         try:
             while True:
-                batch, end = self._take(await queue.get(), queue)
+                batch: list[Stored] = []  # what has arrived, up to a batch (None: the end)
+                item = await queue.get()
+                while item is not None:
+                    batch.append(item)
+                    if len(batch) >= self._batch_size or queue.empty():
+                        break
+                    item = queue.get_nowait()
                 if batch:
                     await self._apply(batch)
                     if not self._active():
                         return
-                if end:
+                if item is None:
                     if failures:
                         raise failures[0]
                     return
         finally:
             await stop_task(pump_task)
-
-    def _take(
-        self, first: Stored | None, queue: asyncio.Queue[Stored | None]
-    ) -> tuple[list[Stored], bool]:
-        if first is None:
-            return [], True
-        batch = [first]
-        while len(batch) < self._batch_size and not queue.empty():
-            item = queue.get_nowait()
-            if item is None:
-                return batch, True
-            batch.append(item)
-        return batch, False
 
     async def _apply(self, batch: list[Stored]) -> None:
         """Apply the events in order; an erasure record between them is applied in its
@@ -197,14 +190,12 @@ class Projector:
         self._notify()
 
     async def _apply_events(self, batch: list[Stored]) -> None:
-        state = TrackState(self._generation, dict(self.positions))
-        halt = self.on_error == "halt"
         outcome = await in_thread(
             self.recorder.apply_batch,
             batch,
-            state,
+            TrackState(self._generation, dict(self.positions)),
             views=self._active(),
-            halt=halt,
+            halt=self.on_error == "halt",
             trust=self.store.trust,
         )
         self.positions = outcome.positions

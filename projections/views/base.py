@@ -101,10 +101,9 @@ class TurnRows:
         self._rows[session, turn] = row
 
 
-def keep_turns(db: Db, table: str, columns: tuple[str, ...], recs: Sequence[Rec]) -> TurnRows:
+def keep_turns(db: Db, table: str, columns: tuple[str, ...], recs: Sequence[Rec]) -> None:
     """Read ``table``'s rows for the turns of ``recs`` into the batch's transaction."""
-    rows = db.batch[table] = TurnRows(db, table, columns, recs)
-    return rows
+    db.batch[table] = TurnRows(db, table, columns, recs)
 
 
 def day_of(at: int) -> str:

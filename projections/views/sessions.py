@@ -14,7 +14,7 @@ from typing import assert_never
 
 from threadline.events import schema as ev
 from threadline.events.sealing import ERASED
-from threadline.events.turns import Phase, Verdict, title_from, transition, turn_of
+from threadline.events.turns import Verdict, title_from, transition, turn_of
 from threadline.projections.sql import Db, Table
 from threadline.projections.views.base import Rec, TurnRows, View, keep_turns
 
@@ -180,8 +180,7 @@ class SessionsView(View):
             return
         turns = TurnRows.of(db, SESSION_TURNS.name)
         row = turns.get(session, turn)  # status, attempt, assistant_count
-        phase = None if row is None else Phase(row[0], row[1])
-        verdict, after = transition(phase, event, env.attempt)
+        verdict, after = transition(turns.phase(session, turn), event, env.attempt)
         if after is None or verdict in ("ignored", "anomaly"):
             return
         shown = _shown(event, verdict)  # messages the event adds to (or takes from) the history

@@ -99,7 +99,19 @@ class UsageView(View):
             # a superseded attempt's, which was running), an ended one has its status
             turns.put(env.session, turn, (after.status, after.attempt))
         if verdict == "starts" and isinstance(event, ev.TurnStarted):
-            self._started(db, rec, turn, event)
+            # a new attempt: a fresh row (a turn a fork copied was spent in its source, so
+            # its row has no owner to charge)
+            db.run(
+                "INSERT INTO {p}usage (session, turn, owner, provider, model, day, attempt, "
+                "status, started_at) VALUES (?, ?, CASE WHEN ? THEN '' ELSE COALESCE((SELECT "
+                "owner FROM {p}usage_owners WHERE session = ?), '') END, ?, ?, ?, ?, "
+                "'running', ?) ON CONFLICT (session, turn) DO UPDATE SET "
+                "provider = excluded.provider, model = excluded.model, "
+                "attempt = excluded.attempt, input_tokens = 0, output_tokens = 0, "
+                "reasoning_tokens = 0, cached_input_tokens = 0, steps = 0",
+                env.session, turn, ev.is_fork_copy(env), env.session, event.provider,
+                event.model, day_of(env.at), event.attempt, env.at,
+            )  # fmt: skip
         elif verdict == "applies" and isinstance(event, ev.AssistantMessage):
             db.run(
                 "UPDATE {p}usage SET input_tokens = input_tokens + ?, "
@@ -123,18 +135,3 @@ class UsageView(View):
                 "duration_ms = (? - started_at) / 1000.0 WHERE session = ? AND turn = ?",
                 "failed" if isinstance(event, ev.TurnFailed) else "cancelled", env.at, env.at, *key,
             )  # fmt: skip
-
-    def _started(self, db: Db, rec: Rec, turn: str, event: ev.TurnStarted) -> None:
-        """A new attempt: a fresh row (a turn a fork copied was spent in its source, so
-        its row has no owner to charge)."""
-        env = rec.env
-        db.run(
-            "INSERT INTO {p}usage (session, turn, owner, provider, model, day, attempt, "
-            "status, started_at) VALUES (?, ?, CASE WHEN ? THEN '' ELSE COALESCE((SELECT "
-            "owner FROM {p}usage_owners WHERE session = ?), '') END, ?, ?, ?, ?, 'running', ?) "
-            "ON CONFLICT (session, turn) DO UPDATE SET provider = excluded.provider, "
-            "model = excluded.model, attempt = excluded.attempt, input_tokens = 0, "
-            "output_tokens = 0, reasoning_tokens = 0, cached_input_tokens = 0, steps = 0",
-            env.session, turn, ev.is_fork_copy(env), env.session, event.provider, event.model,
-            day_of(env.at), event.attempt, env.at,
-        )  # fmt: skip
