@@ -127,7 +127,11 @@ def _message(command: type[C], principal: Principal, session: str, body: ChatReq
 
 
 async def submit(gw: Gateway, principal: Principal, session: str, body: ChatRequest) -> Recorded:
-    """Append the new user message (once per message id); its record names the turn."""
+    """Append the new user message (once per message id), or with ``regenerate-message``
+    ask it again as a new turn (its latest turn while that one runs); the record names
+    the turn."""
+    if body.trigger == "regenerate-message":
+        return await gw.commands.regenerate(_message(Regenerate, principal, session, body))
     message = _message(SendMessage, principal, session, body)
     try:
         return await gw.commands.post_message(message)
@@ -137,10 +141,3 @@ async def submit(gw: Gateway, principal: Principal, session: str, body: ChatRequ
             "editing a sent message is not supported",
             field="messages",
         ) from None
-
-
-async def regenerate(
-    gw: Gateway, principal: Principal, session: str, body: ChatRequest
-) -> Recorded:
-    """A new turn for the last user message, or its latest turn while that one runs."""
-    return await gw.commands.regenerate(_message(Regenerate, principal, session, body))
