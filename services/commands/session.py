@@ -176,11 +176,8 @@ class SessionCommands:
         found = find(state, cmd.call_id)
         if found is not None and found[1].decision is None and expired(found[1]):
             await decide(self.store, self.sessions, cmd.session, expiry(cmd.call_id), SYSTEM)
-        event: Decision = (
-            ev.ApprovalGranted(call_id=cmd.call_id, reason=cmd.reason)
-            if cmd.approved
-            else ev.ApprovalDenied(call_id=cmd.call_id, reason=cmd.reason)
-        )
+        decision: type[Decision] = ev.ApprovalGranted if cmd.approved else ev.ApprovalDenied
+        event = decision(call_id=cmd.call_id, reason=cmd.reason)
         rec = await decide(self.store, self.sessions, cmd.session, event, cmd.actor)
         if rec.event != event or rec.envelope.actor != cmd.actor:
             how = "approved" if isinstance(rec.event, ev.ApprovalGranted) else "denied"
