@@ -89,14 +89,10 @@ def last_user_message(body: ChatRequest) -> UIMessage:
 
 def text_of(message: UIMessage) -> str:
     """The text of a user message: its text parts joined (422 for files or no text)."""
-    texts: list[str] = []
-    for part in message.parts:
-        if part.type == "text":
-            texts.append(part.text or "")
-        elif part.type == "file":
-            raise unprocessable("messages", "file parts are not supported; send text")
-        # other parts (data-*, step-start, ...) carry no text for the model
-    text = "\n".join(t for t in texts if t)
+    if any(part.type == "file" for part in message.parts):
+        raise unprocessable("messages", "file parts are not supported; send text")
+    # other parts (data-*, step-start, ...) carry no text for the model
+    text = "\n".join(part.text for part in message.parts if part.type == "text" and part.text)
     if not text.strip():
         raise unprocessable("messages", "the user message has no text")
     if len(text) > MAX_TEXT_CHARS:
