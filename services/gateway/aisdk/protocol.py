@@ -41,7 +41,7 @@ class FinishStep(Chunk, frozen=True, tag="finish-step"): ...
 
 
 class Part(Chunk, frozen=True):
-    """A chunk of a text or reasoning part: ``id`` names the part."""
+    """A chunk of a text, reasoning or data part: ``id`` names the part."""
 
     id: str
 
@@ -114,10 +114,9 @@ class ApprovalRefusedData(msgspec.Struct, frozen=True, kw_only=True):
     message: str
 
 
-class DataApprovalRefused(Chunk, frozen=True, tag="data-approval-refused"):
+class DataApprovalRefused(Part, frozen=True, tag="data-approval-refused"):
     """A ``data-approval-refused`` part: the answer came too late; the turn streams on."""
 
-    id: str
     data: ApprovalRefusedData
 
 
@@ -145,11 +144,10 @@ class ToolProgressData(msgspec.Struct, frozen=True, kw_only=True):
     message: str = ""
 
 
-class DataToolProgress(Chunk, frozen=True, tag="data-tool-progress"):
+class DataToolProgress(Part, frozen=True, tag="data-tool-progress"):
     """A ``data-tool-progress`` part: how far a running tool call is. Its ``id`` is the
     call's, so the AI SDK keeps one such part per call, updated in place."""
 
-    id: str
     data: ToolProgressData
 
 
@@ -158,10 +156,9 @@ class RestartData(msgspec.Struct, frozen=True, kw_only=True):
     superseded: int
 
 
-class DataRestart(Chunk, frozen=True, tag="data-restart"):
+class DataRestart(Part, frozen=True, tag="data-restart"):
     """A ``data-restart`` part: a new attempt started over; parts before it are superseded."""
 
-    id: str
     data: RestartData
 
 
