@@ -185,8 +185,7 @@ class StoreHistory:
         chosen, more = page_of(rows, limit=limit, cursor=cursor)
         found = await asyncio.gather(*(self.directory.get(owner, row) for row in chosen))
         sessions = [self._opened(_decoder.decode(data)) for data in found if data is not None]
-        last = chosen[-1] if chosen else None
-        next_cursor = cursor_of(last.created_at, last.session) if more and last else None
+        next_cursor = cursor_of(*chosen[-1]) if more else None  # more: chosen is not empty
         return SessionPage(sessions=sessions, next_cursor=next_cursor)
 
     async def usage(self, owner: str, *, day: str | None) -> UsageReport:
