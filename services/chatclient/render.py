@@ -21,9 +21,7 @@ _RESULT_CHARS = 300
 class Renderer:
     def __init__(self, out: TextIO, *, color: bool | None = None) -> None:
         self.out = out
-        if color is None:
-            color = out.isatty() and not os.environ.get("NO_COLOR")
-        self.color = color
+        self.color = out.isatty() and not os.environ.get("NO_COLOR") if color is None else color
         #: the cursor is after streamed text (a block line must start a new line first)
         self.mid_line = False
         #: the prompt is on screen, waiting for input

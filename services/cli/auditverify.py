@@ -82,9 +82,7 @@ async def run(args: argparse.Namespace) -> int:
         return 2
     report = await verify_bundle(bundle, trusted, trust=policy)
     _print(args.bundle, report)
-    if not report.ok:
-        return 1
-    return 1 if args.strict and report.not_covered else 0
+    return 1 if not report.ok or (args.strict and report.not_covered) else 0
 
 
 def _print(file: Path, report: BundleReport) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from threadline.base.config import Settings
 from threadline.events.checkpointer import running_checkpointer
 from threadline.events.jetstream import JetStreamEventStore
-from threadline.projections import Projector, serve_projector
+from threadline.projections import serve_projector
 from threadline.services.agent.providers._config import PROVIDER_VARS
 from threadline.services.agent.service import deployment_providers, mcp_configs, serve_agent
 from threadline.services.cli.checkpoint import checkpoint_dir, make_checkpointer
@@ -50,8 +50,6 @@ class Running:
 
     lines: list[tuple[str, str]] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
-    devmodel_url: str | None = None
-    projector: Projector | None = None
     hint: str = ""
 
     def add(self, name: str, where: str) -> None:
@@ -85,19 +83,18 @@ async def start_services(
     where given (``up``: each service as its own NATS user), else ``store`` too."""
     by_user = stores or {}
     running = Running()
-    url = running.devmodel_url = await dev_model(stack, settings)
-    if url is not None:
-        running.add("dev model", f"{url}/v1 (OpenAI wire), {url} (Anthropic wire)")
-        running.urls["devmodel"] = url
+    devmodel = await dev_model(stack, settings)
+    if devmodel is not None:
+        running.add("dev model", f"{devmodel}/v1 (OpenAI wire), {devmodel} (Anthropic wire)")
+        running.urls["devmodel"] = devmodel
     projector = await stack.enter_async_context(
         serve_projector(settings, by_user.get("projector", store))
     )
-    running.projector = projector
     where = "PostgreSQL" if settings.database_url else settings.data_path / "projections.sqlite3"
     running.add("projector", f"views in {where}")
     tools = ", ".join(c.name for c in mcp_configs(settings))
     if agents:
-        env = agent_env(settings, store.settings, nats_url, running.devmodel_url)
+        env = agent_env(settings, store.settings, nats_url, devmodel)
         procs = await stack.enter_async_context(
             serve_agent_processes(agents, env, settings.data_path / "logs")
         )
@@ -106,11 +103,11 @@ async def start_services(
         running.urls["agent_pids"] = ",".join(str(p.pid) for p in procs)
     else:
         worker = await stack.enter_async_context(
-            serve_agent(settings, by_user.get("agent", store), devmodel_url=running.devmodel_url)
+            serve_agent(settings, by_user.get("agent", store), devmodel_url=devmodel)
         )
         running.add("agent", f"worker {worker.deps.settings.worker}; MCP servers: {tools}")
     settings, token = ensure_dev_token(settings, make=lambda: dev_token(settings))
-    catalog = deployment_catalog(settings, devmodel_url=running.devmodel_url)
+    catalog = deployment_catalog(settings, devmodel_url=devmodel)
     history = ProjectionHistory(projector.reader)  # views, woken by the projector
     url = await stack.enter_async_context(
         serve_gateway(settings, store, catalog=catalog, history=history, dev_signin=token)

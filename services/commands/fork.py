@@ -94,12 +94,9 @@ async def write_fork(
     if (await store.head(target)).version > 0:
         async with contextlib.aclosing(store.read(target)) as records:
             stored = [rec async for rec in records]
-    for rec, new in zip(stored, events, strict=False):
-        env = rec.envelope
-        if (env.key, env.event, env.copied_from) != (new.key, new.event, new.copied_from):
-            raise ConcurrencyError(target, 0, stored[-1].version)
-    if len(stored) > len(events):
-        raise ConcurrencyError(target, 0, stored[-1].version)
+    copied = [(rec.envelope.key, rec.envelope.event, rec.envelope.copied_from) for rec in stored]
+    if copied != [(new.key, new.event, new.copied_from) for new in events[: len(stored)]]:
+        raise ConcurrencyError(target, 0, stored[-1].version)  # other events, or more
     if len(stored) == len(events):
         return stored[-1]
     appended = await store.append(target, events[len(stored) :], expected_version=len(stored))

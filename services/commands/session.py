@@ -156,13 +156,12 @@ class SessionCommands:
         if earlier := state.turns[turn].cancel_position:  # asked before: that one answers
             return await self.store.get(earlier)
         new = NewEvent(event=event, actor=cmd.actor, turn=turn, key=key)
-        if not (ends := _ended_waiting(state, turn, cmd.actor)):
-            (rec,) = await self.store.append(cmd.session, new)
-            return same_request(rec, event, named)
-        try:  # no worker holds a turn waiting for approval: the stop ends it here
-            rec, *_ = await self.store.append(
-                cmd.session, [new, *ends], expected_version=state.version
-            )
+        # no worker holds a turn waiting for approval: the stop ends it here, at the
+        # version that saw it wait
+        ends = _ended_waiting(state, turn, cmd.actor)
+        expected = state.version if ends else None
+        try:
+            rec, *_ = await self.store.append(cmd.session, [new, *ends], expected_version=expected)
         except ConcurrencyError:  # decided (or stopped) meanwhile: decide again
             return await self.cancel(cmd)
         return same_request(rec, event, named)
@@ -176,11 +175,8 @@ class SessionCommands:
         found = find(state, cmd.call_id)
         if found is not None and found[1].decision is None and expired(found[1]):
             await decide(self.store, self.sessions, cmd.session, expiry(cmd.call_id), SYSTEM)
-        event: Decision = (
-            ev.ApprovalGranted(call_id=cmd.call_id, reason=cmd.reason)
-            if cmd.approved
-            else ev.ApprovalDenied(call_id=cmd.call_id, reason=cmd.reason)
-        )
+        decision: type[Decision] = ev.ApprovalGranted if cmd.approved else ev.ApprovalDenied
+        event = decision(call_id=cmd.call_id, reason=cmd.reason)
         rec = await decide(self.store, self.sessions, cmd.session, event, cmd.actor)
         if rec.event != event or rec.envelope.actor != cmd.actor:
             how = "approved" if isinstance(rec.event, ev.ApprovalGranted) else "denied"

@@ -93,14 +93,11 @@ def create_app(
         for path, routes in (("/v1", [*V1_ROUTES, *extra_routes]), ("/api", [*AISDK_ROUTES]))
     ]
 
-    def provide_gateway() -> Gateway:
-        return gateway
-
     handlers: dict[Any, Any] = {Exception: exception_handler}
     app = Litestar(
         route_handlers=[*authenticated, *PUBLIC_ROUTES],
         dependencies={
-            "gw": Provide(provide_gateway, sync_to_thread=False),
+            "gw": Provide(lambda: gateway, sync_to_thread=False),
             "principal": Provide(principal_of, sync_to_thread=False),
         },
         exception_handlers=handlers,

@@ -106,13 +106,11 @@ class Authenticator:
                 leeway=options.leeway_s,
                 options={"require": required, "verify_aud": options.audience is not None},
             )
+            # pyjwt checks times but takes "1999999999" for one; RFC 7519 wants a number
+            checked = msgspec.convert(claims, _Claims)
         except jwt.ExpiredSignatureError:
             raise unauthorized("the token has expired") from None
-        except jwt.PyJWTError:
-            raise unauthorized("the bearer token is not valid") from None
-        try:  # pyjwt checks times but takes "1999999999" for one; RFC 7519 wants a number
-            checked = msgspec.convert(claims, _Claims)
-        except msgspec.ValidationError:
+        except (jwt.PyJWTError, msgspec.ValidationError):
             raise unauthorized("the bearer token is not valid") from None
         roles = claims.get(options.roles_claim)
         admin = roles == ADMIN_ROLE or (isinstance(roles, list) and ADMIN_ROLE in roles)

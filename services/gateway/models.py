@@ -127,12 +127,17 @@ class TurnAccepted(msgspec.Struct, frozen=True, kw_only=True):
 # ----------------------------------------------------------------------------- reads
 
 
-class SessionSummary(msgspec.Struct, frozen=True, kw_only=True):
+class _Session(msgspec.Struct, frozen=True, kw_only=True):
+    """What the list and a session's detail both show first."""
+
     id: str
     owner: str
     title: str
     provider: str
     model: str
+
+
+class SessionSummary(_Session, frozen=True, kw_only=True):
     #: microseconds since the Unix epoch (UTC), like the envelope's ``at``
     created_at: int
     #: position of the session's first event
@@ -235,12 +240,7 @@ class QuarantinedView(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
 
 
-class SessionDetail(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    owner: str
-    title: str
-    provider: str
-    model: str
+class SessionDetail(_Session, frozen=True, kw_only=True):
     system_prompt: str
     tool_servers: list[str]
     params: Params

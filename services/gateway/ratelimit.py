@@ -59,11 +59,9 @@ class RateLimiter:
         now = self._clock()
         tokens, then = self._buckets.pop(owner, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - then) * self.per_s)
-        wait = 0.0
-        if tokens >= 1.0:
+        wait = max(0.0, 1.0 - tokens) / self.per_s
+        if not wait:
             tokens -= 1.0
-        else:
-            wait = (1.0 - tokens) / self.per_s
         self._buckets[owner] = (tokens, now)  # most recently seen last
         if len(self._buckets) > _MAX_OWNERS:
             self._buckets.popitem(last=False)

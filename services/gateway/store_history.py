@@ -30,7 +30,7 @@ from threadline.base.aio import stop_task
 from threadline.base.errors import StoreError, StoreUnavailable, ThreadlineError
 from threadline.events.directory import MemoryDirectory, Row, SessionDirectory
 from threadline.events.schema import SessionRenamed, SessionStarted
-from threadline.events.sealing import ERASED, Keyring, installed
+from threadline.events.sealing import ERASED, installed
 from threadline.events.store import EventStore, Recorded
 from threadline.projections.model import UsageReport
 from threadline.projections.reader import cursor_of, parse_cursor
@@ -154,15 +154,11 @@ class StoreHistory:
             renamed = await self._sealed(renamed, owner)
             await self.directory.put(owner, row, msgspec.msgpack.encode(renamed))
 
-    def _keyring(self) -> Keyring | None:
-        keyring = self.store.keyring
-        return keyring if keyring is not None and keyring.enabled else None
-
     async def _sealed(self, summary: SessionSummary, owner: str) -> SessionSummary:
         """The summary with its title sealed as the log's is (the directory is kept in
         NATS: docs/audit.md#erasure), under the owner's key of the session's month."""
-        keyring = self._keyring()
-        if keyring is None or not summary.title:
+        keyring = self.store.keyring
+        if keyring is None or not keyring.enabled or not summary.title:
             return summary
         aad = _TITLE_AAD + summary.id.encode()
         blob = await keyring.seal_blob(owner, summary.created_at, summary.title.encode(), aad)
@@ -189,8 +185,7 @@ class StoreHistory:
         chosen, more = page_of(rows, limit=limit, cursor=cursor)
         found = await asyncio.gather(*(self.directory.get(owner, row) for row in chosen))
         sessions = [self._opened(_decoder.decode(data)) for data in found if data is not None]
-        last = chosen[-1] if chosen else None
-        next_cursor = cursor_of(last.created_at, last.session) if more and last else None
+        next_cursor = cursor_of(*chosen[-1]) if more else None  # more: chosen is not empty
         return SessionPage(sessions=sessions, next_cursor=next_cursor)
 
     async def usage(self, owner: str, *, day: str | None) -> UsageReport:

@@ -130,7 +130,7 @@ class TurnChunks:
                 kind: PartKind = "text" if isinstance(e, ev.TextDelta) else "reasoning"
                 return self._open_step(e.step) + (self._delta(kind, e.text) if e.text else [])
             case ev.ToolCall():
-                return self._tool_call(e)
+                return self._open_step(e.step) + self._call_chunks(e.call_id, e.tool, e.arguments)
             case ev.ToolResult():
                 return self._tool_result(e)
             case ev.ToolProgress():
@@ -139,7 +139,8 @@ class TurnChunks:
             case ev.AssistantMessage():
                 return self._assistant_message(e)
             case ev.Fallback():
-                return self._fallback(e)
+                fallback = view_of(p.FallbackData, e, kind=e.fallback)
+                return [*self._close_parts(), p.DataFallback(data=fallback)]
             case ev.TurnCompleted():
                 return self._end(p.Finish(finish_reason=self.finish_reason))
             case ev.TurnFailed():
@@ -208,6 +209,9 @@ class TurnChunks:
     # ------------------------------------------------------------------ tools
 
     def _call_chunks(self, call_id: str, tool: str, arguments: Any) -> list[p.Chunk]:
+        """A tool call's part, unless it was shown already."""
+        if call_id in self.calls:
+            return []
         self.calls.add(call_id)
         self.shown = True
         return [
@@ -218,16 +222,9 @@ class TurnChunks:
             ),
         ]
 
-    def _tool_call(self, event: ev.ToolCall) -> list[p.Chunk]:
-        out = self._open_step(event.step)
-        if event.call_id in self.calls:
-            return out
-        return out + self._call_chunks(event.call_id, event.tool, event.arguments)
-
     def _tool_result(self, event: ev.ToolResult) -> list[p.Chunk]:
-        out = self._open_step(event.step)
-        if event.call_id not in self.calls:  # never without its call, but keep the client sane
-            out += self._call_chunks(event.call_id, event.tool, {})
+        # never without its call, but keep the client sane
+        out = self._open_step(event.step) + self._call_chunks(event.call_id, event.tool, {})
         call = event.call_id
         approval = self._turn.approvals.get(call) if self._turn is not None else None
         if approval is not None and isinstance(approval.decision, ev.ApprovalDenied):
@@ -249,8 +246,7 @@ class TurnChunks:
             if missing := _rest(full, self.streamed[kind]):
                 out += self._delta(kind, missing)
         for call in event.tool_calls:
-            if call.call_id not in self.calls:
-                out += self._call_chunks(call.call_id, call.tool, call.arguments)
+            out += self._call_chunks(call.call_id, call.tool, call.arguments)
         self.finish_reason = _FINISH.get(event.finish_reason, "other")
         return out + self._close_parts()
 
@@ -263,10 +259,6 @@ class TurnChunks:
         if approval is None or approval.decision is not event or approval.granted:
             return []  # granted: the result follows; else a decision the fold ignored
         return [p.ToolOutputDenied(tool_call_id=event.call_id)]
-
-    def _fallback(self, event: ev.Fallback) -> list[p.Chunk]:
-        data = view_of(p.FallbackData, event, kind=event.fallback)
-        return [*self._close_parts(), p.DataFallback(data=data)]
 
     def _end(self, *chunks: p.Chunk) -> list[p.Chunk]:
         return [*self._close_step(), *chunks]

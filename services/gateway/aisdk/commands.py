@@ -89,14 +89,10 @@ def last_user_message(body: ChatRequest) -> UIMessage:
 
 def text_of(message: UIMessage) -> str:
     """The text of a user message: its text parts joined (422 for files or no text)."""
-    texts: list[str] = []
-    for part in message.parts:
-        if part.type == "text":
-            texts.append(part.text or "")
-        elif part.type == "file":
-            raise unprocessable("messages", "file parts are not supported; send text")
-        # other parts (data-*, step-start, ...) carry no text for the model
-    text = "\n".join(t for t in texts if t)
+    if any(part.type == "file" for part in message.parts):
+        raise unprocessable("messages", "file parts are not supported; send text")
+    # other parts (data-*, step-start, ...) carry no text for the model
+    text = "\n".join(part.text for part in message.parts if part.type == "text" and part.text)
     if not text.strip():
         raise unprocessable("messages", "the user message has no text")
     if len(text) > MAX_TEXT_CHARS:
@@ -127,7 +123,11 @@ def _message(command: type[C], principal: Principal, session: str, body: ChatReq
 
 
 async def submit(gw: Gateway, principal: Principal, session: str, body: ChatRequest) -> Recorded:
-    """Append the new user message (once per message id); its record names the turn."""
+    """Append the new user message (once per message id), or with ``regenerate-message``
+    ask it again as a new turn (its latest turn while that one runs); the record names
+    the turn."""
+    if body.trigger == "regenerate-message":
+        return await gw.commands.regenerate(_message(Regenerate, principal, session, body))
     message = _message(SendMessage, principal, session, body)
     try:
         return await gw.commands.post_message(message)
@@ -137,10 +137,3 @@ async def submit(gw: Gateway, principal: Principal, session: str, body: ChatRequ
             "editing a sent message is not supported",
             field="messages",
         ) from None
-
-
-async def regenerate(
-    gw: Gateway, principal: Principal, session: str, body: ChatRequest
-) -> Recorded:
-    """A new turn for the last user message, or its latest turn while that one runs."""
-    return await gw.commands.regenerate(_message(Regenerate, principal, session, body))

@@ -41,7 +41,7 @@ class FinishStep(Chunk, frozen=True, tag="finish-step"): ...
 
 
 class Part(Chunk, frozen=True):
-    """A chunk of a text or reasoning part: ``id`` names the part."""
+    """A chunk of a text, reasoning or data part: ``id`` names the part."""
 
     id: str
 
@@ -68,43 +68,42 @@ class ReasoningDelta(Delta, frozen=True, tag="reasoning-delta"): ...
 class ReasoningEnd(Part, frozen=True, tag="reasoning-end"): ...
 
 
-class ToolInputStart(Chunk, frozen=True, tag="tool-input-start"):
+class ToolChunk(Chunk, frozen=True):
+    """A chunk of a tool call's part: ``tool_call_id`` names the call."""
+
     tool_call_id: str
+
+
+class ToolInputStart(ToolChunk, frozen=True, tag="tool-input-start"):
     tool_name: str
     #: the client does not know our (MCP) tools: they become ``dynamic-tool`` parts
     dynamic: bool
 
 
-class ToolInputAvailable(Chunk, frozen=True, tag="tool-input-available"):
-    tool_call_id: str
+class ToolInputAvailable(ToolChunk, frozen=True, tag="tool-input-available"):
     tool_name: str
     input: Any
     dynamic: bool
 
 
-class ToolOutputAvailable(Chunk, frozen=True, tag="tool-output-available"):
-    tool_call_id: str
+class ToolOutputAvailable(ToolChunk, frozen=True, tag="tool-output-available"):
     output: Any
     dynamic: bool
 
 
-class ToolOutputError(Chunk, frozen=True, tag="tool-output-error"):
-    tool_call_id: str
+class ToolOutputError(ToolChunk, frozen=True, tag="tool-output-error"):
     error_text: str
     dynamic: bool
 
 
-class ToolApprovalRequest(Chunk, frozen=True, tag="tool-approval-request"):
+class ToolApprovalRequest(ToolChunk, frozen=True, tag="tool-approval-request"):
     """The call waits for a person (``approval_requested``); ``approval_id`` is the call id."""
 
     approval_id: str
-    tool_call_id: str
 
 
-class ToolOutputDenied(Chunk, frozen=True, tag="tool-output-denied"):
+class ToolOutputDenied(ToolChunk, frozen=True, tag="tool-output-denied"):
     """The call was denied (``approval_denied``) and not run."""
-
-    tool_call_id: str
 
 
 class ApprovalRefusedData(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,10 +114,9 @@ class ApprovalRefusedData(msgspec.Struct, frozen=True, kw_only=True):
     message: str
 
 
-class DataApprovalRefused(Chunk, frozen=True, tag="data-approval-refused"):
+class DataApprovalRefused(Part, frozen=True, tag="data-approval-refused"):
     """A ``data-approval-refused`` part: the answer came too late; the turn streams on."""
 
-    id: str
     data: ApprovalRefusedData
 
 
@@ -146,11 +144,10 @@ class ToolProgressData(msgspec.Struct, frozen=True, kw_only=True):
     message: str = ""
 
 
-class DataToolProgress(Chunk, frozen=True, tag="data-tool-progress"):
+class DataToolProgress(Part, frozen=True, tag="data-tool-progress"):
     """A ``data-tool-progress`` part: how far a running tool call is. Its ``id`` is the
     call's, so the AI SDK keeps one such part per call, updated in place."""
 
-    id: str
     data: ToolProgressData
 
 
@@ -159,10 +156,9 @@ class RestartData(msgspec.Struct, frozen=True, kw_only=True):
     superseded: int
 
 
-class DataRestart(Chunk, frozen=True, tag="data-restart"):
+class DataRestart(Part, frozen=True, tag="data-restart"):
     """A ``data-restart`` part: a new attempt started over; parts before it are superseded."""
 
-    id: str
     data: RestartData
 
 

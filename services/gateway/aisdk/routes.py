@@ -22,7 +22,7 @@ from threadline.events.store import Recorded
 from threadline.services.commands import AnswerApproval
 from threadline.services.commands.session import current_turn
 from threadline.services.gateway.aisdk.approvals import answers_of, record, seen_until
-from threadline.services.gateway.aisdk.commands import ChatRequest, open_chat, regenerate, submit
+from threadline.services.gateway.aisdk.commands import ChatRequest, open_chat, submit
 from threadline.services.gateway.aisdk.stream import respond
 from threadline.services.gateway.auth import Principal
 from threadline.services.gateway.context import GW, Caller, Gateway, Slot
@@ -40,10 +40,7 @@ async def post_chat(principal: Caller, gw: GW, data: JSONBody[ChatRequest]) -> S
         return await _approvals(gw, principal, session, answers)
     with Slot(gw, principal, session).held() as slot:  # first: a 429 appends nothing
         await open_chat(gw, principal, session, data)
-        if data.trigger == "regenerate-message":
-            asked = await regenerate(gw, principal, session, data)
-        else:
-            asked = await submit(gw, principal, session, data)
+        asked = await submit(gw, principal, session, data)
         await slot.join()
         stored = [rec async for rec in gw.store.read(session, from_version=asked.version)]
     assert asked.turn is not None
