@@ -122,9 +122,6 @@ class Histogram(Metric):
     def observe(self, value: float, **labels: str) -> None:
         self._child(labels).observe(value)
 
-    def count(self, **labels: str) -> int:
-        return int(self.value(**labels))
-
 
 class Registry:
     """The instruments of one process, and the hooks that sample values when scraped."""
@@ -161,9 +158,6 @@ class Registry:
         buckets: Iterable[float] = LATENCY_BUCKETS_S,
     ) -> Histogram:
         return self._get(Histogram, name, help_text, labels, buckets=tuple(buckets))
-
-    def get(self, name: str) -> Metric | None:
-        return self._metrics.get(name)
 
     def on_scrape(self, hook: ScrapeHook) -> Callable[[], None]:
         """Run ``hook`` before every rendering; returns a function that removes it."""

@@ -21,8 +21,7 @@ from threadline.services.runtime.asgi import serve_asgi
 
 from . import anthropic_wire, openai_wire, player
 from .conversation import Conversation, RequestError, bearer_key
-from .frames import Frame, Reply
-from .player import Receive, Send
+from .player import Frame, Receive, Reply, Send
 from .script import Failure, FailureLedger, Script, plan
 from .settings import DevModelSettings
 

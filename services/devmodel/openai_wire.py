@@ -20,7 +20,7 @@ from .conversation import (
     require_list,
     text_of,
 )
-from .frames import Frame, Reply
+from .player import Frame, Reply
 from .script import Failure, Script
 
 _encode = msgspec.json.Encoder().encode

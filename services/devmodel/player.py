@@ -1,4 +1,5 @@
-"""Send a script's frames over ASGI at its pace, with its stall and drop faults.
+"""What the wire encoders hand to the server (streamed frames, whole replies), and
+sending a script's frames over ASGI at its pace, with its stall and drop faults.
 
 Frames due at the same moment (or overdue, when the event loop is busy) go out in one
 ``http.response.body`` message, so a fast pace costs one write per wake-up rather than
@@ -11,10 +12,52 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
-from .frames import JSON_HEADERS, SSE_HEADERS, Frame, Headers
 from .script import Script
+
+Headers = list[tuple[bytes, bytes]]
+
+JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
+SSE_HEADERS: Headers = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class Frame(NamedTuple):
+    """One piece of a streamed body. ``token`` frames are paced, counted and droppable."""
+
+    data: bytes
+    token: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A complete (non-streamed) HTTP response."""
+
+    status: int
+    body: bytes
+    headers: Headers = field(default_factory=list)
+
+    @classmethod
+    def json(
+        cls,
+        status: int,
+        body: bytes,
+        headers: Headers | None = None,
+        retry_after: float | None = None,
+    ) -> Reply:
+        all_headers = [*JSON_HEADERS, *(headers or [])]
+        if retry_after is not None:
+            # ``retry-after`` is whole seconds (HTTP); ``retry-after-ms`` keeps the exact
+            # value and is what the OpenAI and Anthropic SDKs read first.
+            all_headers.append((b"retry-after", str(math.ceil(retry_after)).encode()))
+            all_headers.append((b"retry-after-ms", str(round(retry_after * 1000)).encode()))
+        return cls(status, body, all_headers)
+
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]

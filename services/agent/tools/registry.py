@@ -133,17 +133,14 @@ class ToolRegistry:
                 tools = await self._on_session(name, Connection.list_all_tools, idempotent=True)
             except ToolServerUnavailable:
                 raise
-            except TimeoutError:
+            except Exception as exc:  # the session is dropped: the next use reconnects
                 self._drop(name)
-                raise ToolServerUnavailable(
-                    name, f"tools/list got no answer within {config.call_timeout_s:g}s"
-                ) from None
-            except Exception as exc:
-                self._drop(name)
-                cause = exc.__cause__ if isinstance(exc, _Disconnected) else None
-                raise ToolServerUnavailable(
-                    name, describe_exception(cause or exc, config.secrets())
-                ) from None
+                if isinstance(exc, TimeoutError):
+                    reason = f"tools/list got no answer within {config.call_timeout_s:g}s"
+                else:
+                    cause = exc.__cause__ if isinstance(exc, _Disconnected) else None
+                    reason = describe_exception(cause or exc, config.secrets())
+                raise ToolServerUnavailable(name, reason) from None
             listing = self._make_listing(config, tools)
             self._listings[name] = listing
             return listing
