@@ -156,12 +156,13 @@ class SessionCommands:
         if earlier := state.turns[turn].cancel_position:  # asked before: that one answers
             return await self.store.get(earlier)
         new = NewEvent(event=event, actor=cmd.actor, turn=turn, key=key)
-        # no worker holds a turn waiting for approval: the stop ends it here, at the
-        # version that saw it wait
-        ends = _ended_waiting(state, turn, cmd.actor)
-        expected = state.version if ends else None
-        try:
-            rec, *_ = await self.store.append(cmd.session, [new, *ends], expected_version=expected)
+        if not (ends := _ended_waiting(state, turn, cmd.actor)):
+            (rec,) = await self.store.append(cmd.session, new)
+            return same_request(rec, event, named)
+        try:  # no worker holds a turn waiting for approval: the stop ends it here
+            rec, *_ = await self.store.append(
+                cmd.session, [new, *ends], expected_version=state.version
+            )
         except ConcurrencyError:  # decided (or stopped) meanwhile: decide again
             return await self.cancel(cmd)
         return same_request(rec, event, named)
