@@ -13,7 +13,6 @@ the projections (:class:`~threadline.services.gateway.projection_history.Project
 from __future__ import annotations
 
 import contextlib
-from functools import partial
 from typing import Any, Protocol, TypeVar, assert_never
 
 import msgspec
@@ -115,25 +114,30 @@ def approval_view(a: Approval) -> ApprovalView:
 
 
 def message_view(entry: Entry) -> MessageView:
-    view = partial(
-        MessageView, turn_id=entry.turn, version=entry.version, position=entry.position, at=entry.at
-    )
+    turn, v, p, at = entry.turn, entry.version, entry.position, entry.at
+    e = entry.message
     match entry.event:
         case ev.UserMessage(text=text):
-            return view(role="user", text=text)
+            return MessageView(role="user", text=text, turn_id=turn, version=v, position=p, at=at)
         case ev.AssistantMessage() as step:
-            calls = entry.message.tool_calls if isinstance(entry.message, AssistantTurn) else ()
-            return view(
-                role="assistant", text=step.text, step=step.step, reasoning=step.reasoning,
+            calls = e.tool_calls if isinstance(e, AssistantTurn) else ()
+            return MessageView(
+                role="assistant", text=step.text, turn_id=turn, step=step.step,
+                reasoning=step.reasoning,
                 tool_calls=list(calls), finish_reason=step.finish_reason, usage=step.usage,
+                version=v, position=p, at=at,
             )  # fmt: skip
         case ev.ToolResult() as result:
-            return view(
-                role="tool", text=result.content, step=result.step, call_id=result.call_id,
-                tool=result.tool, is_error=result.is_error, duration_ms=result.duration_ms,
+            return MessageView(
+                role="tool", text=result.content, turn_id=turn, step=result.step,
+                call_id=result.call_id, tool=result.tool, is_error=result.is_error,
+                duration_ms=result.duration_ms, version=v, position=p, at=at,
             )  # fmt: skip
         case ev.TurnCancelled(partial_text=text):
-            return view(role="assistant", text=text, finish_reason="cancelled")
+            return MessageView(
+                role="assistant", text=text, turn_id=turn, finish_reason="cancelled",
+                version=v, position=p, at=at,
+            )  # fmt: skip
         case _:
             assert_never(entry.event)
 
